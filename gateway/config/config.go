@@ -1,0 +1,222 @@
+// Package config holds sluice's TOML configuration: the schema, its defaults,
+// strict loading (an unknown key is an error naming file, line and key path),
+// and validation. A loaded *Config is an immutable snapshot: nothing modifies
+// it after Load returns, so generations share it freely.
+package config
+
+import (
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/sluice-proxy/sluice/gateway/registry"
+)
+
+// Config is one configuration file, loaded and validated.
+type Config struct {
+	Server       Server        `toml:"server"`
+	Admin        Admin         `toml:"admin"`
+	Log          Log           `toml:"log"`
+	Listeners    []Listener    `toml:"listener"`
+	RouteConfigs []RouteConfig `toml:"route_config"`
+	Clusters     []Cluster     `toml:"cluster"`
+
+	// Path is the file the config was loaded from; Source its bytes.
+	Path   string `toml:"-"`
+	Source []byte `toml:"-"`
+	// lines maps key paths to line numbers (see Line).
+	lines map[string]int
+}
+
+// Server holds process-wide settings.
+type Server struct {
+	// Workers is the number of worker processes; 0 means one per CPU.
+	Workers int `toml:"workers"`
+	// GoMaxProcs is GOMAXPROCS for each worker. Default 1.
+	GoMaxProcs int `toml:"gomaxprocs"`
+	// DrainTimeout bounds how long draining connections may run. Default 600s.
+	DrainTimeout Duration `toml:"drain_timeout"`
+	// DrainStrategy is "gradual" (default) or "immediate".
+	DrainStrategy string `toml:"drain_strategy"`
+	// ControlSocket is the path of the control socket used by sluice
+	// reload/upgrade. Default "$RUNTIME_DIRECTORY/control.sock", else
+	// "/run/sluice/control.sock".
+	ControlSocket string `toml:"control_socket"`
+}
+
+// Admin configures the admin API listener, served by the supervisor.
+type Admin struct {
+	// Address is host:port; empty disables the admin API. It must be a
+	// loopback address unless AllowNonLoopback is set.
+	Address          string `toml:"address"`
+	AllowNonLoopback bool   `toml:"allow_non_loopback"`
+}
+
+// Log configures sluice's own logs (not access logs).
+type Log struct {
+	// Level is debug, info (default), warn or error.
+	Level string `toml:"level"`
+	// Format is json (default) or console.
+	Format string `toml:"format"`
+}
+
+// Listener is one listening address and how its connections are served.
+type Listener struct {
+	Name    string `toml:"name"`
+	Address string `toml:"address"` // host:port; port 0 picks a free port
+	// ReusePort: one SO_REUSEPORT socket per worker (default true) or one
+	// socket shared by all workers.
+	ReusePort *bool `toml:"reuse_port"`
+	// Backlog is the listen(2) backlog; 0 means net.core.somaxconn.
+	Backlog int `toml:"backlog"`
+	// PerConnectionBufferLimitBytes bounds what is buffered per connection
+	// and direction. Default 1 MiB.
+	PerConnectionBufferLimitBytes int `toml:"per_connection_buffer_limit_bytes"`
+	// ListenerFiltersTimeout bounds the listener filter chain. Default 15s.
+	ListenerFiltersTimeout Duration `toml:"listener_filters_timeout"`
+
+	ListenerFilters []Filter      `toml:"listener_filter"`
+	FilterChains    []FilterChain `toml:"filter_chain"`
+}
+
+// ReusePortEnabled reports the effective reuse_port setting.
+func (l *Listener) ReusePortEnabled() bool { return l.ReusePort == nil || *l.ReusePort }
+
+// FilterChain is a list of network filters, the last one terminal.
+type FilterChain struct {
+	Name    string   `toml:"name"`
+	Filters []Filter `toml:"filter"`
+}
+
+// Filter is one filter of a chain: a registered dotted name and its config
+// table, decoded strictly into the type the filter registered.
+type Filter struct {
+	Name   string         `toml:"name"`
+	Config toml.Primitive `toml:"config"`
+
+	// Decoded is the filter's config, set by Load.
+	Decoded registry.Config `toml:"-"`
+	// Path is the key path of this filter's table, e.g.
+	// "listener[0].filter_chain[0].filter[1]", set by Load.
+	Path string `toml:"-"`
+}
+
+// NestedFilters is implemented by filter configs that hold a chain of other
+// filters (the HTTP connection manager's http_filter list), so that Load can
+// decode them too.
+type NestedFilters interface {
+	// Nested returns the kind of the nested filters, the key under which they
+	// sit in the filter's table, and the slice itself (Load sets Decoded and
+	// Path on its elements).
+	Nested() (kind registry.Kind, key string, filters []Filter)
+}
+
+// RouteConfig is a named route table: virtual hosts and their routes.
+type RouteConfig struct {
+	Name         string        `toml:"name"`
+	VirtualHosts []VirtualHost `toml:"virtual_host"`
+}
+
+// VirtualHost groups routes under a set of domains.
+type VirtualHost struct {
+	Name string `toml:"name"`
+	// Domains match the request authority (port ignored unless given):
+	// exact "a.example.com", suffix "*.example.com", prefix "a.example.*",
+	// or "*". The most specific wins, as in Envoy.
+	Domains []string `toml:"domains"`
+	Routes  []Route  `toml:"route"`
+}
+
+// Route matches requests and says what to do with them.
+type Route struct {
+	Name  string     `toml:"name"`
+	Match RouteMatch `toml:"match"`
+
+	// Exactly one action: Cluster, DirectResponse or Redirect.
+	Cluster        string          `toml:"cluster"`
+	DirectResponse *DirectResponse `toml:"direct_response"`
+	Redirect       *Redirect       `toml:"redirect"`
+
+	// PrefixRewrite replaces the matched prefix (prefix routes only).
+	PrefixRewrite string `toml:"prefix_rewrite"`
+	// HostRewrite replaces the authority sent upstream.
+	HostRewrite string `toml:"host_rewrite"`
+	// Timeout is the route timeout; default 15s; 0s disables it.
+	Timeout *Duration `toml:"timeout"`
+	// DisabledFilters lists HTTP filters (dotted names) that do not run
+	// for this route.
+	DisabledFilters []string `toml:"disabled_filters"`
+}
+
+// RouteMatch selects requests. Exactly one of Path, Prefix and Regex is set.
+type RouteMatch struct {
+	Path    string          `toml:"path"`   // exact path (query excluded)
+	Prefix  string          `toml:"prefix"` // path prefix
+	Regex   string          `toml:"regex"`  // RE2 matched against the whole path
+	Headers []HeaderMatcher `toml:"headers"`
+}
+
+// HeaderMatcher matches one request header. With none of Exact, Prefix,
+// Regex and Present set it matches when the header is present.
+type HeaderMatcher struct {
+	Name    string `toml:"name"`
+	Exact   string `toml:"exact"`
+	Prefix  string `toml:"prefix"`
+	Regex   string `toml:"regex"`
+	Present *bool  `toml:"present"`
+	Invert  bool   `toml:"invert"`
+}
+
+// DirectResponse answers locally.
+type DirectResponse struct {
+	Status int    `toml:"status"`
+	Body   string `toml:"body"`
+}
+
+// Redirect answers with a redirect.
+type Redirect struct {
+	// Status is 301 (default), 302, 303, 307 or 308.
+	Status int `toml:"status"`
+	// Each non-empty part replaces that part of the request URL.
+	Scheme string `toml:"scheme"`
+	Host   string `toml:"host"`
+	Path   string `toml:"path"`
+	// HTTPSRedirect is shorthand for Scheme = "https".
+	HTTPSRedirect bool `toml:"https_redirect"`
+}
+
+// Cluster is a named group of upstream hosts.
+type Cluster struct {
+	Name string `toml:"name"`
+	// Type is "static" (default).
+	Type string `toml:"type"`
+	// Endpoints are host:port addresses.
+	Endpoints []string `toml:"endpoints"`
+	// ConnectTimeout bounds connecting to a host. Default 5s.
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	// LBPolicy is "round_robin" (default).
+	LBPolicy string `toml:"lb_policy"`
+	// MaxIdleConnections per host and worker. Default 64.
+	MaxIdleConnections int `toml:"max_idle_connections"`
+	// IdleTimeout closes pooled connections idle this long. Default 60s.
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// PerConnectionBufferLimitBytes as for listeners. Default 1 MiB.
+	PerConnectionBufferLimitBytes int `toml:"per_connection_buffer_limit_bytes"`
+}
+
+// Duration is a time.Duration written in TOML as a Go duration string
+// ("15s", "250ms").
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText formats the duration.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }

@@ -1,0 +1,166 @@
+package httpfilter
+
+import "github.com/sluice-proxy/sluice/gateway/buffer"
+
+// HeadersStatus tells the manager what to do after a filter handled headers.
+type HeadersStatus uint8
+
+const (
+	// HeadersContinue passes the headers to the next filter.
+	HeadersContinue HeadersStatus = iota
+	// HeadersStopIteration parks the chain at this filter. Body data that
+	// arrives meanwhile is still passed to this filter's data method. The
+	// filter must later call ContinueDecoding/ContinueEncoding or send a
+	// local reply.
+	HeadersStopIteration
+	// HeadersStopAllAndBuffer parks the chain and makes the manager buffer
+	// body data (up to the connection's buffer limit) until the filter
+	// continues. Past the limit the manager answers 413 for requests and 500
+	// for responses.
+	HeadersStopAllAndBuffer
+)
+
+var headersStatusNames = [...]string{"Continue", "StopIteration", "StopAllAndBuffer"}
+
+func (s HeadersStatus) String() string {
+	if int(s) < len(headersStatusNames) {
+		return headersStatusNames[s]
+	}
+	return "HeadersStatus(?)"
+}
+
+// DataStatus tells the manager what to do after a filter handled body data.
+type DataStatus uint8
+
+const (
+	// DataContinue passes the data to the next filter.
+	DataContinue DataStatus = iota
+	// DataStopAndBuffer keeps the data in the manager's buffer; it is passed
+	// on, together with later data, when the filter continues.
+	DataStopAndBuffer
+	// DataStopNoBuffer drops the chunk from iteration: the filter took what
+	// it needed (or moved it elsewhere).
+	DataStopNoBuffer
+)
+
+var dataStatusNames = [...]string{"Continue", "StopAndBuffer", "StopNoBuffer"}
+
+func (s DataStatus) String() string {
+	if int(s) < len(dataStatusNames) {
+		return dataStatusNames[s]
+	}
+	return "DataStatus(?)"
+}
+
+// TrailersStatus tells the manager what to do after a filter handled trailers.
+type TrailersStatus uint8
+
+const (
+	// TrailersContinue passes the trailers to the next filter.
+	TrailersContinue TrailersStatus = iota
+	// TrailersStopIteration parks the chain until the filter continues.
+	TrailersStopIteration
+)
+
+// DecoderFilter handles the request half of a stream. Methods are called on
+// the stream's goroutine, one at a time. Arguments are owned by the stream:
+// headers live until the stream ends; a *buffer.Buffer is valid only during
+// the call.
+type DecoderFilter interface {
+	// DecodeHeaders is called once with the request head. endStream is true
+	// when the request has no body.
+	DecodeHeaders(h *RequestHeaders, endStream bool) HeadersStatus
+	// DecodeData is called for each body chunk; endStream marks the last.
+	DecodeData(b *buffer.Buffer, endStream bool) DataStatus
+	// DecodeTrailers is called once if the request ends with trailers.
+	DecodeTrailers(t *Headers) TrailersStatus
+	// OnDestroy is called once when the stream ends, however it ends. The
+	// filter must release what it holds and not call its callbacks again.
+	OnDestroy()
+}
+
+// EncoderFilter handles the response half of a stream, with the same
+// threading and ownership rules as DecoderFilter. Encoder filters run in
+// reverse config order.
+type EncoderFilter interface {
+	// EncodeHeaders is called once with the final (non-1xx) response head.
+	EncodeHeaders(h *ResponseHeaders, endStream bool) HeadersStatus
+	// EncodeData is called for each body chunk; endStream marks the last.
+	EncodeData(b *buffer.Buffer, endStream bool) DataStatus
+	// EncodeTrailers is called once if the response ends with trailers.
+	EncodeTrailers(t *Headers) TrailersStatus
+}
+
+// Factory builds a stream's instance of one HTTP filter. A Factory is built
+// once per config generation from the filter's config, is immutable and safe
+// for concurrent use. NewFilter must be cheap and must not block; the value
+// it returns implements DecoderFilter, EncoderFilter, or both.
+type Factory interface {
+	NewFilter(cb DecoderCallbacks) any
+}
+
+// FactoryFunc adapts a function to Factory.
+type FactoryFunc func(cb DecoderCallbacks) any
+
+// NewFilter calls f.
+func (f FactoryFunc) NewFilter(cb DecoderCallbacks) any { return f(cb) }
+
+// DecoderCallbacks is what the manager gives each filter of a stream. Its
+// methods must be called on the stream's goroutine (from inside a filter
+// method, or from a function passed to Post), never concurrently.
+type DecoderCallbacks interface {
+	// StreamID identifies the stream in logs; ConnectionID its connection.
+	StreamID() uint64
+	ConnectionID() uint64
+	// Info is the stream's record for stats and the access log.
+	Info() *StreamInfo
+	// Route returns the route chosen for the request head, or nil when no
+	// route matched. It is chosen once and cached.
+	Route() Route
+	// ClearRouteCache makes the next Route call match again, after a filter
+	// changed what routing depends on.
+	ClearRouteCache()
+	// ContinueDecoding resumes a chain parked at the calling filter.
+	ContinueDecoding()
+	// SendLocalReply ends the stream with a locally generated response,
+	// which runs through the encoder filters. Any headers already sent
+	// downstream make the manager reset the stream instead.
+	SendLocalReply(r LocalReply)
+	// EncodeHeaders, EncodeData and EncodeTrailers start and continue the
+	// response; they are for the terminal filter (the router). Each returns
+	// an error when the downstream is gone: the caller must stop and return.
+	EncodeHeaders(h *ResponseHeaders, endStream bool) error
+	EncodeData(b *buffer.Buffer, endStream bool) error
+	EncodeTrailers(t *Headers) error
+	// Encode1xxHeaders forwards an informational response (e.g. 103).
+	Encode1xxHeaders(h *ResponseHeaders) error
+	// Post runs fn on the stream's goroutine, serialised with filter
+	// methods. It is the only method safe to call from other goroutines.
+	Post(fn func())
+}
+
+// LocalReply is a response a filter generates instead of the upstream's.
+type LocalReply struct {
+	Status  int
+	Body    string
+	Headers []Field // extra response headers
+	// Flags are the response flags it sets (e.g. NR, UH); Details is the
+	// %RESPONSE_CODE_DETAILS% value (e.g. "route_not_found").
+	Flags   ResponseFlags
+	Details string
+}
+
+// Route is the route chosen for a stream. Terminal filters type-assert it to
+// their own concrete type; other filters use these methods.
+type Route interface {
+	// Name is the route's configured name ("" if unnamed).
+	Name() string
+	// FilterDisabled reports whether the route disables the named filter.
+	FilterDisabled(filterName string) bool
+}
+
+// RouteTable selects a route for a request head. It is immutable and safe for
+// concurrent use.
+type RouteTable interface {
+	Match(h *RequestHeaders) Route
+}

@@ -1,0 +1,78 @@
+package httpfilter
+
+import (
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// ResponseFlags are Envoy's response flags: why a stream ended the way it did.
+type ResponseFlags uint32
+
+// The response flags sluice sets. Their String form is Envoy's short code.
+const (
+	// FlagNoRoute: no route matched (NR).
+	FlagNoRoute ResponseFlags = 1 << iota
+	// FlagNoHealthyUpstream: no host to send to (UH).
+	FlagNoHealthyUpstream
+	// FlagUpstreamConnectionFailure: connecting upstream failed (UF).
+	FlagUpstreamConnectionFailure
+	// FlagUpstreamConnectionTermination: upstream closed or reset (UC).
+	FlagUpstreamConnectionTermination
+	// FlagUpstreamRequestTimeout: the route timeout expired (UT).
+	FlagUpstreamRequestTimeout
+	// FlagUpstreamProtocolError: the upstream sent invalid HTTP (UPE).
+	FlagUpstreamProtocolError
+	// FlagDownstreamProtocolError: the downstream sent invalid HTTP (DPE).
+	FlagDownstreamProtocolError
+	// FlagDownstreamConnectionTermination: the downstream went away (DC).
+	FlagDownstreamConnectionTermination
+	// FlagUpstreamOverflow: a circuit breaker refused the request (UO).
+	FlagUpstreamOverflow
+	// FlagUnauthorizedExternalService: an ext_authz filter denied (UAEX).
+	FlagUnauthorizedExternalService
+	// FlagStreamIdleTimeout: the stream idle timeout expired (SI).
+	FlagStreamIdleTimeout
+	// FlagLocalReset: the stream was reset locally (LR).
+	FlagLocalReset
+)
+
+var flagNames = [...]string{"NR", "UH", "UF", "UC", "UT", "UPE", "DPE", "DC", "UO", "UAEX", "SI", "LR"}
+
+// String returns the flags as Envoy prints them: codes joined by ',' or "-".
+func (f ResponseFlags) String() string {
+	if f == 0 {
+		return "-"
+	}
+	var b strings.Builder
+	for i, n := range flagNames {
+		if f&(1<<i) != 0 {
+			if b.Len() > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(n)
+		}
+	}
+	return b.String()
+}
+
+// StreamInfo records what happened to a stream, for stats and the access
+// log. It is owned by the stream and written only on the stream's goroutine.
+type StreamInfo struct {
+	Start            time.Time
+	Protocol         string // "HTTP/1.1", "HTTP/1.0", "HTTP/2", "HTTP/3"
+	DownstreamRemote netip.AddrPort
+	DownstreamLocal  netip.AddrPort
+	ServerName       string // SNI, if any
+	RouteName        string
+	UpstreamCluster  string
+	UpstreamHost     string
+	ResponseCode     int
+	ResponseFlags    ResponseFlags
+	ResponseDetails  string
+	BytesReceived    int64 // request body bytes from downstream
+	BytesSent        int64 // response body bytes to downstream
+}
+
+// Reset clears the record for reuse.
+func (s *StreamInfo) Reset() { *s = StreamInfo{} }

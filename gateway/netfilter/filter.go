@@ -1,0 +1,146 @@
+package netfilter
+
+import (
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/sluice-proxy/sluice/gateway/buffer"
+)
+
+// Status tells the filter manager whether to pass the event to the next
+// filter.
+type Status uint8
+
+const (
+	// Continue passes the event to the next filter.
+	Continue Status = iota
+	// StopIteration parks the chain at this filter. The filter must later
+	// call Callbacks.ContinueReading, or close the connection; a timeout
+	// guards every stop so that no connection hangs.
+	StopIteration
+)
+
+func (s Status) String() string {
+	switch s {
+	case Continue:
+		return "Continue"
+	case StopIteration:
+		return "StopIteration"
+	}
+	return "Status(?)"
+}
+
+// Event is a connection event delivered to every network filter.
+type Event uint8
+
+const (
+	// RemoteClose: the peer closed the connection.
+	RemoteClose Event = iota + 1
+	// LocalClose: sluice closed the connection.
+	LocalClose
+)
+
+// Info is what is known about a downstream connection once its filter chain
+// is chosen. It is immutable after the listener filters ran.
+type Info struct {
+	ID                uint64
+	RemoteAddr        netip.AddrPort // after PROXY protocol, if any
+	LocalAddr         netip.AddrPort // after original_dst / PROXY protocol
+	ServerName        string         // SNI
+	ALPN              []string       // offered by the client
+	TransportProtocol string         // "raw_buffer" or "tls"
+	TLS               bool           // the chain terminates TLS
+	NegotiatedALPN    string         // after the TLS handshake
+	Listener          string         // listener name
+	FilterChain       string         // filter chain name
+}
+
+// Conn is a downstream connection as network filters see it. Read and Write
+// pass through the read and write filters. Methods other than Close and
+// SetDeadline must be called on the connection's goroutine.
+type Conn interface {
+	io.ReadWriter
+	// Info returns the connection's facts; the pointer is valid for the life
+	// of the connection and must not be modified.
+	Info() *Info
+	// Close closes the connection. It may be called from any goroutine.
+	Close() error
+	// CloseWrite half-closes the connection (TCP FIN) when it can.
+	CloseWrite() error
+	// SetReadDeadline and SetWriteDeadline are net.Conn's.
+	SetReadDeadline(t time.Time) error
+	SetWriteDeadline(t time.Time) error
+}
+
+// Callbacks is what the manager gives each network filter.
+type Callbacks interface {
+	// Conn returns the connection.
+	Conn() Conn
+	// ContinueReading resumes a chain parked at the calling filter. It may
+	// be called from any goroutine.
+	ContinueReading()
+}
+
+// Filter is one network filter instance: it implements ReadFilter,
+// WriteFilter or Terminal (and possibly more than one), and always OnEvent.
+type Filter interface {
+	// OnEvent reports a connection event.
+	OnEvent(ev Event)
+}
+
+// ReadFilter sees the bytes read from downstream, in config order.
+type ReadFilter interface {
+	Filter
+	// OnNewConnection is called once, before any data.
+	OnNewConnection() Status
+	// OnData is called with bytes read; the filter may modify b. b belongs to
+	// the manager and must not be retained after the call.
+	OnData(b *buffer.Buffer, endStream bool) Status
+}
+
+// WriteFilter sees the bytes written downstream, in reverse config order.
+type WriteFilter interface {
+	Filter
+	// OnWrite is called with bytes about to be written; b as for OnData.
+	OnWrite(b *buffer.Buffer, endStream bool) Status
+}
+
+// Terminal is the last network filter: it serves the connection's byte
+// stream on the connection's goroutine and returns when it is done with it.
+// The manager closes the connection after Serve returns.
+type Terminal interface {
+	Filter
+	Serve(c Conn)
+}
+
+// Factory builds a connection's instance of one network filter. It is built
+// once per config generation, immutable and safe for concurrent use.
+// NewFilter must be cheap and must not block.
+type Factory interface {
+	NewFilter(cb Callbacks) Filter
+}
+
+// ListenerFilter runs on an accepted connection before a filter chain is
+// chosen.
+type ListenerFilter interface {
+	// OnAccept inspects the connection. It may block on cb.Peek; the
+	// listener's listener_filters_timeout bounds the whole chain.
+	OnAccept(cb ListenerCallbacks) Status
+}
+
+// ListenerCallbacks is what the listener gives a listener filter.
+type ListenerCallbacks interface {
+	// Peek returns at least n bytes from the start of the stream without
+	// consuming them (fewer only with an error: io.EOF or a timeout).
+	Peek(n int) ([]byte, error)
+	// Consume discards n peeked bytes (e.g. a PROXY protocol header).
+	Consume(n int)
+	// Info is the connection's record, which the filter may update.
+	Info() *Info
+}
+
+// ListenerFilterFactory builds a connection's instance of a listener filter.
+type ListenerFilterFactory interface {
+	NewFilter() ListenerFilter
+}

@@ -1,0 +1,130 @@
+// Package registry maps dotted filter names to their config types. Filters
+// register from init() (see gateway/filters/all); the config loader looks a
+// name up, decodes the filter's TOML table into the value New returns, and the
+// generation builder calls Build on it.
+//
+// The tables are written only during package initialisation and read-only
+// afterwards, so lookups need no lock.
+package registry
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+
+	"go.uber.org/zap"
+
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/netfilter"
+)
+
+// Kind is the kind of filter a name belongs to.
+type Kind string
+
+// The three filter kinds.
+const (
+	Listener Kind = "listener"
+	Network  Kind = "network"
+	HTTP     Kind = "http"
+)
+
+// BuildContext carries what a filter's Build may use. It is valid only during
+// Build.
+type BuildContext struct {
+	// Logger is the component logger.
+	Logger *zap.Logger
+	// Path is the config key path of the filter's table, for errors.
+	Path string
+	// RouteTable returns the route table of the named route_config.
+	RouteTable func(name string) (httpfilter.RouteTable, error)
+	// DryRun is true when the build only validates (sluice validate, the
+	// supervisor before a reload): Build must not start anything.
+	DryRun bool
+}
+
+// Config is a filter's decoded configuration. Build validates it and returns
+// the factory: a *Config that fails here never reaches a worker. Build must
+// be free of side effects when ctx.DryRun is set. Errors should name the
+// offending key (see FieldError).
+type Config interface {
+	Build(ctx *BuildContext) (any, error)
+}
+
+// Info describes one registered filter.
+type Info struct {
+	// Name is the dotted name, "sluice.filters.<kind>.<name>".
+	Name string
+	// Kind is the filter kind.
+	Kind Kind
+	// New returns a pointer to a zero config with defaults applied; it must
+	// have no side effects.
+	New func() Config
+	// Terminal marks filters that must be last in their chain (the router,
+	// the HTTP connection manager, tcp_proxy).
+	Terminal bool
+}
+
+// FieldError is a config error about one key of a filter's table. Key is
+// relative to the table, dotted ("timeout", "retry.max").
+type FieldError struct {
+	Key string
+	Err error
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Errorf returns a FieldError for key.
+func Errorf(key, format string, args ...any) error {
+	return &FieldError{Key: key, Err: fmt.Errorf(format, args...)}
+}
+
+var (
+	nameRE = regexp.MustCompile(`^sluice\.filters\.(listener|network|http)\.[a-z0-9_]+$`)
+	byName = map[string]*Info{}
+)
+
+// Register adds a filter. It panics on an invalid or duplicate name or a nil
+// New, which are programming errors; call it only from init().
+func Register(info Info) {
+	m := nameRE.FindStringSubmatch(info.Name)
+	if m == nil {
+		panic(fmt.Sprintf("registry: invalid filter name %q", info.Name))
+	}
+	if Kind(m[1]) != info.Kind {
+		panic(fmt.Sprintf("registry: filter %q registered as kind %q", info.Name, info.Kind))
+	}
+	if info.New == nil {
+		panic(fmt.Sprintf("registry: filter %q has no New", info.Name))
+	}
+	if _, dup := byName[info.Name]; dup {
+		panic(fmt.Sprintf("registry: filter %q registered twice", info.Name))
+	}
+	c := info
+	byName[info.Name] = &c
+}
+
+// Lookup returns the filter registered under name.
+func Lookup(name string) (*Info, bool) {
+	i, ok := byName[name]
+	return i, ok
+}
+
+// Names returns the registered names of kind k, sorted.
+func Names(k Kind) []string {
+	var out []string
+	for n, i := range byName {
+		if i.Kind == k {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Interface guards of the factory kinds Build may return.
+var (
+	_ = (httpfilter.Factory)(nil)
+	_ = (netfilter.Factory)(nil)
+	_ = (netfilter.ListenerFilterFactory)(nil)
+)

@@ -54,6 +54,7 @@ type Info struct {
 	NegotiatedALPN    string         // after the TLS handshake
 	Listener          string         // listener name
 	FilterChain       string         // filter chain name
+	BufferLimit       int            // per_connection_buffer_limit_bytes
 }
 
 // Conn is a downstream connection as network filters see it. Read and Write
@@ -71,6 +72,14 @@ type Conn interface {
 	// SetReadDeadline and SetWriteDeadline are net.Conn's.
 	SetReadDeadline(t time.Time) error
 	SetWriteDeadline(t time.Time) error
+	// SetIdle tells the connection whether its terminal filter waits for the
+	// next request with nothing buffered. When the worker drains, it wakes
+	// an idle connection's blocked read with a past deadline, so the filter
+	// sees a timeout and, finding Draining true, ends the connection.
+	SetIdle(idle bool)
+	// Draining reports whether the worker is draining: finish what is in
+	// flight, then end the connection.
+	Draining() bool
 }
 
 // Callbacks is what the manager gives each network filter.

@@ -1,14 +1,30 @@
 // Package server builds a config generation inside a worker (clusters, route
 // tables, filter-chain factories) and serves listeners with it.
+//
+// A Generation is built once and is then immutable; Serve runs on one
+// goroutine per listening socket, Drain and Close may be called from any
+// goroutine.
 package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
+	"sync"
 
 	"go.uber.org/zap"
 
+	"github.com/sluice-proxy/sluice/gateway/cluster"
 	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/conn"
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/listener"
+	"github.com/sluice-proxy/sluice/gateway/netfilter"
+	"github.com/sluice-proxy/sluice/gateway/registry"
+	"github.com/sluice-proxy/sluice/gateway/router"
+
+	_ "github.com/sluice-proxy/sluice/gateway/filters/all" // every built-in filter
 )
 
 // Options tune Build.
@@ -16,7 +32,7 @@ type Options struct {
 	Logger *zap.Logger
 	// DryRun builds everything without side effects, to validate a config.
 	DryRun bool
-	// Generation and Slot identify the worker, for logs and headers.
+	// Generation and Slot identify the worker, for logs and connection ids.
 	Generation int
 	Slot       int
 }
@@ -24,26 +40,159 @@ type Options struct {
 // Generation is a built config generation: immutable, shared by every
 // listener of a worker.
 type Generation struct {
-	cfg  *config.Config
-	opts Options
+	cfg       *config.Config
+	opts      Options
+	clusters  *cluster.Manager
+	listeners map[string]*listener.Listener
+	tracker   *conn.Tracker
+
+	mu  sync.Mutex
+	lns []net.Listener
 }
 
-// Build builds a generation from cfg. Errors name the config key path.
+// Build builds a generation from cfg. Errors are *config.Error values naming
+// the file, line and key path.
 func Build(cfg *config.Config, opts Options) (*Generation, error) {
-	return &Generation{cfg: cfg, opts: opts}, nil
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	clusters, err := cluster.NewManager(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g := &Generation{
+		cfg:       cfg,
+		opts:      opts,
+		clusters:  clusters,
+		listeners: map[string]*listener.Listener{},
+		tracker:   conn.NewTracker(),
+	}
+	tables := map[string]*router.Table{}
+	routeTable := func(name string) (httpfilter.RouteTable, error) {
+		if t := tables[name]; t != nil {
+			return t, nil
+		}
+		rc := cfg.RouteConfig(name)
+		if rc == nil {
+			return nil, fmt.Errorf("route_config %q does not exist", name)
+		}
+		t, err := router.NewTable(rc, clusters)
+		if err != nil {
+			return nil, err
+		}
+		tables[name] = t
+		return t, nil
+	}
+	for i := range cfg.Listeners {
+		lc := &cfg.Listeners[i]
+		l := &listener.Listener{
+			Name:    lc.Name,
+			Cfg:     lc,
+			Tracker: g.tracker,
+			Log:     opts.Logger,
+			IDBase:  uint64(opts.Slot&0xffff) << 48,
+		}
+		for j := range lc.ListenerFilters {
+			f, err := buildFilter[netfilter.ListenerFilterFactory](cfg, &lc.ListenerFilters[j], opts, routeTable)
+			if err != nil {
+				return nil, err
+			}
+			l.ListenerFilters = append(l.ListenerFilters, f)
+		}
+		for j := range lc.FilterChains {
+			fc := &lc.FilterChains[j]
+			chain := &listener.Chain{Name: fc.Name}
+			for k := range fc.Filters {
+				f, err := buildFilter[netfilter.Factory](cfg, &fc.Filters[k], opts, routeTable)
+				if err != nil {
+					return nil, err
+				}
+				chain.Factories = append(chain.Factories, f)
+			}
+			l.Chains = append(l.Chains, chain)
+		}
+		g.listeners[lc.Name] = l
+	}
+	return g, nil
+}
+
+// buildFilter builds one filter and checks it is of the expected kind.
+func buildFilter[T any](cfg *config.Config, f *config.Filter, opts Options, rt func(string) (httpfilter.RouteTable, error)) (T, error) {
+	var zero T
+	ctx := &registry.BuildContext{
+		Logger:     opts.Logger.With(zap.String("filter", f.Name)),
+		Path:       f.Path,
+		RouteTable: rt,
+		DryRun:     opts.DryRun,
+	}
+	if f.Decoded == nil {
+		return zero, cfg.FieldError(f.Path+".name", fmt.Errorf("filter %q was not decoded", f.Name))
+	}
+	built, err := f.Decoded.Build(ctx)
+	if err != nil {
+		return zero, cfg.FieldError(f.Path, err)
+	}
+	v, ok := built.(T)
+	if !ok {
+		return zero, cfg.FieldError(f.Path+".name", fmt.Errorf("filter %q cannot be used here", f.Name))
+	}
+	return v, nil
 }
 
 // Serve accepts connections on ln for the named listener until ln is closed
 // or Drain is called. It returns nil after a drain or close.
 func (g *Generation) Serve(listenerName string, ln net.Listener) error {
-	<-context.Background().Done()
-	return nil
+	l := g.listeners[listenerName]
+	if l == nil {
+		return fmt.Errorf("server: no listener %q in this generation", listenerName)
+	}
+	g.mu.Lock()
+	if g.tracker.Draining() {
+		g.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	g.lns = append(g.lns, ln)
+	g.mu.Unlock()
+	err := l.Serve(ln)
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
 }
 
-// Drain stops accepting on every listener, lets in-flight requests finish,
-// closes idle keep-alive connections, and returns when every connection is
-// gone or ctx ends (then it closes what is left).
-func (g *Generation) Drain(ctx context.Context) {}
+// Drain stops accepting on every listener, lets in-flight requests finish
+// (their connections close after the response), closes idle keep-alive
+// connections, and returns when every connection is gone or ctx ends (then
+// it closes what is left).
+func (g *Generation) Drain(ctx context.Context) {
+	g.closeListeners()
+	select {
+	case <-g.tracker.Drain():
+	case <-ctx.Done():
+		g.tracker.CloseAll()
+	}
+	g.clusters.Close()
+}
 
 // Close closes every listener and connection at once.
-func (g *Generation) Close() {}
+func (g *Generation) Close() {
+	g.closeListeners()
+	g.tracker.Drain()
+	g.tracker.CloseAll()
+	g.clusters.Close()
+}
+
+// Connections returns the number of live downstream connections.
+func (g *Generation) Connections() int { return g.tracker.Len() }
+
+func (g *Generation) closeListeners() {
+	g.mu.Lock()
+	lns := g.lns
+	g.lns = nil
+	g.tracker.MarkDraining()
+	g.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+}

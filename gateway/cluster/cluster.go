@@ -1,0 +1,108 @@
+// Package cluster holds a worker's upstream clusters: their hosts, the
+// load-balancing policy that picks among them, and each host's connection
+// pool.
+//
+// A Manager is built once per config generation and is then read-only: its
+// methods are safe for concurrent use. Host runtime state (active requests)
+// is updated atomically.
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/lb"
+	"github.com/sluice-proxy/sluice/gateway/pool"
+)
+
+// ErrNoHealthyUpstream is returned when no host can take a request (flag UH).
+var ErrNoHealthyUpstream = errors.New("cluster: no healthy upstream")
+
+// Host is one upstream endpoint. Fields other than Address are accessed
+// atomically; Host values must not be copied.
+type Host struct {
+	Address string
+	Pool    *pool.Pool
+
+	active atomic.Int64
+	total  atomic.Uint64
+}
+
+// Begin records the start of a request to h; End its end.
+func (h *Host) Begin() { h.active.Add(1); h.total.Add(1) }
+
+// End records the end of a request started with Begin.
+func (h *Host) End() { h.active.Add(-1) }
+
+// Active returns the number of requests in flight to h.
+func (h *Host) Active() int64 { return h.active.Load() }
+
+// Cluster is a named group of hosts.
+type Cluster struct {
+	Name  string
+	Hosts []*Host
+	Cfg   *config.Cluster
+
+	policy lb.Policy
+}
+
+// Len implements lb.Hosts.
+func (c *Cluster) Len() int { return len(c.Hosts) }
+
+// Healthy implements lb.Hosts. Every static host is healthy until active
+// health checking exists.
+func (c *Cluster) Healthy(int) bool { return true }
+
+// Pick chooses a host by the cluster's load-balancing policy.
+func (c *Cluster) Pick() (*Host, error) {
+	i := c.policy.Pick(c)
+	if i < 0 {
+		return nil, fmt.Errorf("cluster %q: %w", c.Name, ErrNoHealthyUpstream)
+	}
+	return c.Hosts[i], nil
+}
+
+// Manager holds every cluster of a generation.
+type Manager struct {
+	byName map[string]*Cluster
+}
+
+// NewManager builds the clusters of cfg. It opens no connection.
+func NewManager(cfg *config.Config) (*Manager, error) {
+	m := &Manager{byName: make(map[string]*Cluster, len(cfg.Clusters))}
+	for i := range cfg.Clusters {
+		cc := &cfg.Clusters[i]
+		policy := lb.New(cc.LBPolicy)
+		if policy == nil {
+			return nil, fmt.Errorf("cluster %q: unknown lb_policy %q", cc.Name, cc.LBPolicy)
+		}
+		c := &Cluster{Name: cc.Name, Cfg: cc, policy: policy}
+		for _, ep := range cc.Endpoints {
+			c.Hosts = append(c.Hosts, &Host{
+				Address: ep,
+				Pool: pool.New(pool.Options{
+					Address:        ep,
+					ConnectTimeout: cc.ConnectTimeout.Duration,
+					MaxIdle:        cc.MaxIdleConnections,
+					IdleTimeout:    cc.IdleTimeout.Duration,
+				}),
+			})
+		}
+		m.byName[cc.Name] = c
+	}
+	return m, nil
+}
+
+// Get returns the named cluster, or nil.
+func (m *Manager) Get(name string) *Cluster { return m.byName[name] }
+
+// Close closes every pool's idle connections.
+func (m *Manager) Close() {
+	for _, c := range m.byName {
+		for _, h := range c.Hosts {
+			h.Pool.Close()
+		}
+	}
+}

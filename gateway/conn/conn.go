@@ -1,0 +1,286 @@
+// Package conn holds a downstream connection as network filters see it and
+// the network filter manager that runs them: read filters in config order on
+// every read, write filters in reverse order on every write, and the
+// terminal filter serving the resulting byte stream.
+//
+// A Conn is driven by one goroutine (the one running Run). Close, SetIdle's
+// counterpart Wake, and the tracker's drain may be called from others.
+package conn
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sluice-proxy/sluice/gateway/buffer"
+	"github.com/sluice-proxy/sluice/gateway/netfilter"
+)
+
+// pastDeadline wakes a blocked read at once.
+var pastDeadline = time.Unix(1, 0)
+
+// Conn is one downstream connection. It implements netfilter.Conn.
+type Conn struct {
+	// Immutable after New:
+	nc      net.Conn
+	rd      func([]byte) (int, error) // reads the transport (may hold peeked bytes)
+	info    netfilter.Info
+	tracker *Tracker
+	log     *zap.Logger
+
+	// Owned by the connection's goroutine:
+	readFilters  []netfilter.ReadFilter
+	writeFilters []netfilter.WriteFilter
+	filters      []netfilter.Filter
+	terminal     netfilter.Terminal
+	rbuf, wbuf   buffer.Buffer
+	resume       chan struct{}
+
+	// Accessed atomically:
+	idle   atomic.Bool
+	closed atomic.Bool
+}
+
+// New wraps nc. read, when non-nil, replaces nc.Read (a listener that peeked
+// passes a reader that serves the peeked bytes first).
+func New(nc net.Conn, read func([]byte) (int, error), info netfilter.Info, t *Tracker, log *zap.Logger) *Conn {
+	c := &Conn{nc: nc, rd: read, info: info, tracker: t, log: log}
+	if c.rd == nil {
+		c.rd = nc.Read
+	}
+	return c
+}
+
+// Run builds the connection's network filters from factories, runs them,
+// and closes the connection when the terminal filter returns.
+func (c *Conn) Run(factories []netfilter.Factory) {
+	if !c.tracker.add(c) {
+		c.nc.Close()
+		return
+	}
+	defer c.tracker.remove(c)
+	defer c.Close()
+	for _, f := range factories {
+		inst := f.NewFilter(c)
+		c.filters = append(c.filters, inst)
+		if r, ok := inst.(netfilter.ReadFilter); ok {
+			c.readFilters = append(c.readFilters, r)
+		}
+		if w, ok := inst.(netfilter.WriteFilter); ok {
+			c.writeFilters = append(c.writeFilters, w)
+		}
+		if t, ok := inst.(netfilter.Terminal); ok {
+			c.terminal = t
+		}
+	}
+	for _, r := range c.readFilters {
+		if r.OnNewConnection() == netfilter.StopIteration && !c.wait() {
+			return
+		}
+	}
+	if c.terminal != nil {
+		c.terminal.Serve(c)
+	}
+}
+
+// wait parks until ContinueReading or the connection closes.
+func (c *Conn) wait() bool {
+	if c.resume == nil {
+		return false
+	}
+	_, ok := <-c.resume
+	return ok && !c.closed.Load()
+}
+
+// netfilter.Callbacks
+
+// Conn implements netfilter.Callbacks.
+func (c *Conn) Conn() netfilter.Conn { return c }
+
+// ContinueReading implements netfilter.Callbacks.
+func (c *Conn) ContinueReading() {
+	if c.resume == nil {
+		return
+	}
+	select {
+	case c.resume <- struct{}{}:
+	default:
+	}
+}
+
+// netfilter.Conn
+
+// Info implements netfilter.Conn.
+func (c *Conn) Info() *netfilter.Info { return &c.info }
+
+// Read implements netfilter.Conn: it reads the transport and passes the
+// bytes through the read filters.
+func (c *Conn) Read(p []byte) (int, error) {
+	if len(c.readFilters) == 0 {
+		return c.rd(p)
+	}
+	for c.rbuf.Len() == 0 {
+		n, err := c.rd(p)
+		c.rbuf.Append(p[:n])
+		end := err != nil
+		for _, r := range c.readFilters {
+			if r.OnData(&c.rbuf, end) == netfilter.StopIteration {
+				c.rbuf.Reset()
+				break
+			}
+		}
+		if err != nil && c.rbuf.Len() == 0 {
+			return 0, err
+		}
+	}
+	n := copy(p, c.rbuf.Bytes())
+	c.rbuf.Drain(n)
+	return n, nil
+}
+
+// Write implements netfilter.Conn: the bytes pass through the write filters
+// in reverse order.
+func (c *Conn) Write(p []byte) (int, error) {
+	if len(c.writeFilters) == 0 {
+		return c.nc.Write(p)
+	}
+	c.wbuf.Reset()
+	c.wbuf.Append(p)
+	for i := len(c.writeFilters) - 1; i >= 0; i-- {
+		if c.writeFilters[i].OnWrite(&c.wbuf, false) == netfilter.StopIteration {
+			return len(p), nil
+		}
+	}
+	if _, err := c.nc.Write(c.wbuf.Bytes()); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Close implements netfilter.Conn. It is safe from any goroutine.
+func (c *Conn) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	err := c.nc.Close()
+	for _, f := range c.filters {
+		f.OnEvent(netfilter.LocalClose)
+	}
+	if c.resume != nil {
+		close(c.resume)
+	}
+	return err
+}
+
+// CloseWrite implements netfilter.Conn.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// SetReadDeadline implements netfilter.Conn.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
+
+// SetWriteDeadline implements netfilter.Conn.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.nc.SetWriteDeadline(t) }
+
+// SetIdle implements netfilter.Conn.
+func (c *Conn) SetIdle(idle bool) { c.idle.Store(idle) }
+
+// Draining implements netfilter.Conn.
+func (c *Conn) Draining() bool { return c.tracker.draining.Load() }
+
+// Tracker keeps a generation's live connections so that a drain can reach
+// them. It is safe for concurrent use.
+type Tracker struct {
+	draining atomic.Bool
+	mu       sync.Mutex
+	conns    map[*Conn]struct{}
+	done     chan struct{} // closed when draining and the last connection ends
+}
+
+// NewTracker returns an empty tracker.
+func NewTracker() *Tracker {
+	return &Tracker{conns: map[*Conn]struct{}{}, done: make(chan struct{})}
+}
+
+func (t *Tracker) add(c *Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	select {
+	case <-t.done:
+		return false // drained already: the worker is exiting
+	default:
+	}
+	t.conns[c] = struct{}{}
+	return true
+}
+
+func (t *Tracker) remove(c *Conn) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	last := len(t.conns) == 0 && t.draining.Load()
+	t.mu.Unlock()
+	if last {
+		t.closeDone()
+	}
+}
+
+func (t *Tracker) closeDone() {
+	select {
+	case <-t.done:
+	default:
+		close(t.done)
+	}
+}
+
+// MarkDraining sets the draining flag without waking anyone (see Drain).
+func (t *Tracker) MarkDraining() { t.draining.Store(true) }
+
+// Draining reports whether a drain has started.
+func (t *Tracker) Draining() bool { return t.draining.Load() }
+
+// Len returns the number of live connections.
+func (t *Tracker) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns)
+}
+
+// Drain marks every connection draining and wakes the idle ones, whose
+// terminal filters then end them. It returns a channel closed when the last
+// connection is gone.
+func (t *Tracker) Drain() <-chan struct{} {
+	t.draining.Store(true)
+	t.mu.Lock()
+	for c := range t.conns {
+		if c.idle.Load() {
+			_ = c.nc.SetReadDeadline(pastDeadline)
+		}
+	}
+	empty := len(t.conns) == 0
+	t.mu.Unlock()
+	if empty {
+		t.closeDone()
+	}
+	return t.done
+}
+
+// CloseAll closes every connection.
+func (t *Tracker) CloseAll() {
+	t.mu.Lock()
+	conns := make([]*Conn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}

@@ -1,0 +1,113 @@
+package hcm
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/registry"
+)
+
+// Name is the HTTP connection manager's registered filter name.
+const Name = "sluice.filters.network.http_connection_manager"
+
+func init() {
+	registry.Register(registry.Info{
+		Name:     Name,
+		Kind:     registry.Network,
+		Terminal: true,
+		New:      func() registry.Config { return &Config{} },
+	})
+}
+
+// Config is the HTTP connection manager's TOML table.
+type Config struct {
+	// StatPrefix names the manager's stats (http.<stat_prefix>.*). Required.
+	StatPrefix string `toml:"stat_prefix"`
+	// RouteConfig names the [[route_config]] this manager routes with. Required.
+	RouteConfig string `toml:"route_config"`
+	// CodecType is "auto" (default) or "http1".
+	CodecType string `toml:"codec_type"`
+	// UseRemoteAddress appends the peer address to x-forwarded-for and trusts
+	// nothing a client sent in it (default true: sluice sits at the edge).
+	UseRemoteAddress *bool `toml:"use_remote_address"`
+	// GenerateRequestID adds an x-request-id when the request has none
+	// (default true).
+	GenerateRequestID *bool `toml:"generate_request_id"`
+	// MaxRequestHeadersKB bounds a request head (default 60, at most 8192).
+	MaxRequestHeadersKB int `toml:"max_request_headers_kb"`
+	// MaxHeadersCount bounds the number of request header fields (default 100).
+	MaxHeadersCount int `toml:"max_headers_count"`
+	// IdleTimeout closes a downstream connection with no active stream after
+	// this long (default 1h; 0s disables).
+	IdleTimeout *config.Duration `toml:"idle_timeout"`
+	// RequestHeadersTimeout bounds receiving a request head once its first
+	// byte arrived (default 0: disabled, as in Envoy).
+	RequestHeadersTimeout config.Duration `toml:"request_headers_timeout"`
+	// HTTPFilters is the HTTP filter chain; the last must be terminal (the
+	// router).
+	HTTPFilters []config.Filter `toml:"http_filter"`
+}
+
+// Nested implements config.NestedFilters.
+func (c *Config) Nested() (registry.Kind, string, []config.Filter) {
+	return registry.HTTP, "http_filter", c.HTTPFilters
+}
+
+func (c *Config) withDefaults() {
+	if c.CodecType == "" {
+		c.CodecType = "auto"
+	}
+	if c.UseRemoteAddress == nil {
+		t := true
+		c.UseRemoteAddress = &t
+	}
+	if c.GenerateRequestID == nil {
+		t := true
+		c.GenerateRequestID = &t
+	}
+	if c.MaxRequestHeadersKB == 0 {
+		c.MaxRequestHeadersKB = 60
+	}
+	if c.MaxHeadersCount == 0 {
+		c.MaxHeadersCount = 100
+	}
+	if c.IdleTimeout == nil {
+		c.IdleTimeout = &config.Duration{Duration: time.Hour}
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.StatPrefix == "":
+		return registry.Errorf("stat_prefix", "required")
+	case c.RouteConfig == "":
+		return registry.Errorf("route_config", "required")
+	case c.CodecType != "auto" && c.CodecType != "http1":
+		return registry.Errorf("codec_type", "must be auto or http1, not %q", c.CodecType)
+	case c.MaxRequestHeadersKB < 1 || c.MaxRequestHeadersKB > 8192:
+		return registry.Errorf("max_request_headers_kb", "must be in 1..8192")
+	case c.MaxHeadersCount < 1 || c.MaxHeadersCount > 10000:
+		return registry.Errorf("max_headers_count", "must be in 1..10000")
+	case c.IdleTimeout.Duration < 0:
+		return registry.Errorf("idle_timeout", "must not be negative")
+	case c.RequestHeadersTimeout.Duration < 0:
+		return registry.Errorf("request_headers_timeout", "must not be negative")
+	case len(c.HTTPFilters) == 0:
+		return registry.Errorf("http_filter", "at least one HTTP filter (the router) is required")
+	}
+	for i, f := range c.HTTPFilters {
+		info, _ := registry.Lookup(f.Name)
+		last := i == len(c.HTTPFilters)-1
+		if info == nil {
+			return registry.Errorf(fmt.Sprintf("http_filter[%d].name", i), "unknown filter %q", f.Name)
+		}
+		if info.Terminal != last {
+			if last {
+				return registry.Errorf(fmt.Sprintf("http_filter[%d].name", i), "the last HTTP filter must be terminal (e.g. sluice.filters.http.router), not %q", f.Name)
+			}
+			return registry.Errorf(fmt.Sprintf("http_filter[%d].name", i), "terminal filter %q must be last", f.Name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,241 @@
+package hcm
+
+import (
+	"errors"
+	"io"
+	"time"
+
+	"github.com/sluice-proxy/sluice/gateway/buffer"
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+)
+
+// Decode iteration.
+//
+// Headers go down the chain until a non-terminal filter returns a Stop
+// status: the chain is parked at that filter (parkAt). While parked, body
+// data still reaches the filters that saw the headers (all but the parked
+// one after HeadersStopAllAndBuffer); what gets past them is held by the
+// manager. A filter returning DataStopAndBuffer makes the manager hold the
+// data at that filter until the filter returns DataContinue for a later
+// chunk or calls ContinueDecoding; DataContinue from the filter that parked
+// the headers resumes the headers too. Held data never exceeds the
+// connection's buffer limit: past it the request gets 413.
+
+const bodyChunk = 32 << 10
+
+// advance delivers what is pending (headers, held data, trailers) as far
+// down the chain as it goes.
+func (s *stream) advance() {
+	n := len(s.decoders)
+	for !s.ended() && s.parkAt < 0 {
+		switch {
+		case s.hdrsTo < n:
+			i := s.hdrsTo
+			s.hdrsTo++
+			st := s.decoders[i].DecodeHeaders(s.h, s.noBody)
+			if st != httpfilter.HeadersContinue && i < n-1 && !s.ended() {
+				s.parkAt = i
+				s.stopAll = st == httpfilter.HeadersStopAllAndBuffer
+			}
+		case s.heldAt >= 0 && !s.holdBlocked:
+			from := s.heldAt
+			s.heldAt = -1
+			s.push(&s.held, from, s.heldEnd)
+		case s.trailers != nil && s.trailersTo < n && s.heldAt < 0:
+			i := s.trailersTo
+			s.trailersTo++
+			if s.decoders[i].DecodeTrailers(s.trailers) != httpfilter.TrailersContinue && i < n-1 && !s.ended() {
+				s.parkAt = i
+			}
+		default:
+			return
+		}
+	}
+}
+
+// dataLimit is how many filters may see body data now.
+func (s *stream) dataLimit() int {
+	if s.parkAt < 0 {
+		return s.hdrsTo
+	}
+	if s.stopAll {
+		return s.parkAt
+	}
+	return s.parkAt + 1
+}
+
+// onData passes one body chunk down the chain.
+func (s *stream) onData(b *buffer.Buffer, end bool) {
+	s.push(b, 0, end)
+	s.advance()
+}
+
+// push delivers b, with end, to decoders[from:] up to the data limit, and
+// holds what the chain does not take yet.
+func (s *stream) push(b *buffer.Buffer, from int, end bool) {
+	to := s.dataLimit()
+	if b != &s.held && s.heldAt >= 0 && s.heldAt < to {
+		to = s.heldAt
+	}
+	for i := from; i < to; i++ {
+		st := s.decoders[i].DecodeData(b, end)
+		if s.ended() {
+			return
+		}
+		switch st {
+		case httpfilter.DataStopAndBuffer:
+			s.hold(b, i+1, end)
+			s.holdBlocked = true
+			return
+		case httpfilter.DataStopNoBuffer:
+			if b == &s.held {
+				s.held.Reset()
+			}
+			return
+		case httpfilter.DataContinue:
+			if i == s.parkAt {
+				s.parkAt = -1
+			}
+			if s.holdBlocked && i == s.heldAt-1 {
+				s.holdBlocked = false
+			}
+		}
+	}
+	if to >= len(s.decoders) {
+		if b == &s.held {
+			s.held.Reset()
+		}
+		return
+	}
+	s.hold(b, to, end)
+}
+
+// hold keeps b's bytes for decoders[at:].
+func (s *stream) hold(b *buffer.Buffer, at int, end bool) {
+	if b != &s.held {
+		s.held.Append(b.Bytes())
+	}
+	if s.heldAt < 0 || at < s.heldAt {
+		s.heldAt = at
+	}
+	s.heldEnd = end
+	if s.held.Len() > s.conn.bufferLimit() {
+		s.SendLocalReply(httpfilter.LocalReply{Status: 413, Details: "request_payload_too_large"})
+	}
+}
+
+// readBody reads the request body from the codec and feeds the chain.
+func (s *stream) readBody() {
+	c := s.conn
+	req := &c.req
+	if req.ExpectContinue && !s.respStarted {
+		c.w = append(c.w, "HTTP/1.1 100 Continue\r\n\r\n"...)
+		if c.flush() != nil {
+			s.downstreamGone()
+			return
+		}
+	}
+	if s.bodyBuf == nil {
+		s.bodyBuf = make([]byte, bodyChunk)
+	}
+	body := c.r.BodyReader(req.Framing, req.ContentLength)
+	remaining := req.ContentLength
+	for !s.ended() {
+		n, err := body.Read(s.bodyBuf)
+		end := false
+		if req.Framing == http1.ContentLength {
+			remaining -= int64(n)
+			end = remaining == 0
+		}
+		if n > 0 || end {
+			s.info.BytesReceived += int64(n)
+			s.cur.Set(s.bodyBuf[:n])
+			if end {
+				s.bodyDone = true
+			}
+			s.onData(&s.cur, end)
+			if end {
+				return
+			}
+		}
+		if err == io.EOF {
+			s.bodyDone = true
+			if t := body.Trailers(); t != nil && t.Len() > 0 {
+				s.trailers = t
+				s.advance()
+				return
+			}
+			s.cur.Set(nil)
+			s.onData(&s.cur, true)
+			return
+		}
+		if err != nil {
+			var pe *http1.Error
+			if errors.As(err, &pe) {
+				s.info.ResponseFlags |= httpfilter.FlagDownstreamProtocolError
+				s.SendLocalReply(httpfilter.LocalReply{Status: pe.Status, Details: "http1.codec_error"})
+				s.closeAfter = true
+				return
+			}
+			s.downstreamGone()
+			return
+		}
+	}
+}
+
+// awaitEnd waits, while the chain is parked, for filters to continue it
+// through Post.
+func (s *stream) awaitEnd() {
+	for !s.ended() && (s.parkAt >= 0 || s.holdBlocked) {
+		if s.posted == nil {
+			s.reset = true // nothing can ever continue the chain
+			return
+		}
+		timer := time.NewTimer(streamIdleTimeout)
+		select {
+		case fn := <-s.posted:
+			timer.Stop()
+			fn()
+			s.advance()
+		case <-timer.C:
+			s.info.ResponseFlags |= httpfilter.FlagStreamIdleTimeout
+			s.SendLocalReply(httpfilter.LocalReply{Status: 408, Details: "stream_idle_timeout"})
+		}
+	}
+	if !s.ended() {
+		s.reset = true // the terminal filter returned without a response
+	}
+}
+
+func (s *stream) downstreamGone() {
+	s.info.ResponseFlags |= httpfilter.FlagDownstreamConnectionTermination
+	s.reset = true
+}
+
+// httpfilter.DecoderCallbacks
+
+func (s *stream) StreamID() uint64                { return s.id }
+func (s *stream) ConnectionID() uint64            { return s.conn.info.ID }
+func (s *stream) Info() *httpfilter.StreamInfo    { return &s.info }
+func (s *stream) ClearRouteCache()                { s.routeValid = false }
+func (s *stream) Encode1xxHeaders(h *httpfilter.ResponseHeaders) error { return s.encode1xx(h) }
+
+func (s *stream) Route() httpfilter.Route {
+	if !s.routeValid {
+		s.route, s.routeValid = s.conn.f.routes.Match(s.h), true
+	}
+	return s.route
+}
+
+func (s *stream) ContinueDecoding() {
+	s.parkAt = -1
+	s.holdBlocked = false
+}
+
+// Post queues fn for the stream's goroutine. The queue is the connection's:
+// a function posted after its stream ended runs in the next stream's wait,
+// so filters must not Post after OnDestroy.
+func (s *stream) Post(fn func()) {
+	s.posted <- fn
+}

@@ -1,0 +1,221 @@
+package hcm
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/sluice-proxy/sluice/gateway/buffer"
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+)
+
+// Encode path: encoder filters in reverse order, then the codec. Response
+// bytes collect in the connection's write buffer and go out in one write at
+// the end of the response, when the buffer passes flushAt, or when the
+// terminal filter passes an empty non-final chunk (it is about to block
+// waiting for more, so what is pending must reach the client now).
+
+const flushAt = 16 << 10
+
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func getWriteBuf() []byte { return (*writeBufs.Get().(*[]byte))[:0] }
+
+func putWriteBuf(b []byte) {
+	if cap(b) > 64<<10 {
+		return
+	}
+	writeBufs.Put(&b)
+}
+
+// errStreamEnded tells a terminal filter that the downstream is gone or the
+// stream was reset: stop and return.
+type streamError string
+
+func (e streamError) Error() string { return string(e) }
+
+const errStreamEnded = streamError("hcm: stream ended")
+
+// EncodeHeaders implements httpfilter.DecoderCallbacks.
+func (s *stream) EncodeHeaders(h *httpfilter.ResponseHeaders, end bool) error {
+	if s.ended() || s.respStarted {
+		return errStreamEnded
+	}
+	for i := len(s.encoders) - 1; i >= 0; i-- {
+		if s.encoders[i].EncodeHeaders(h, end) != httpfilter.HeadersContinue {
+			// Encoder-side stops are not supported yet: treat as continue.
+			continue
+		}
+	}
+	return s.writeHead(h, end)
+}
+
+func (s *stream) writeHead(h *httpfilter.ResponseHeaders, end bool) error {
+	c := s.conn
+	req := &c.req
+	s.respStarted = true
+	s.info.ResponseCode = h.Status
+	cl := int64(-1)
+	if v := h.Get("content-length"); v != nil {
+		if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && n >= 0 {
+			cl = n
+		}
+	}
+	f := http1.ContentLength
+	switch {
+	case string(req.Headers.Method) == "HEAD", h.Status == 204, h.Status == 304:
+		f = http1.NoBody
+		if h.Status == 204 {
+			cl = -1
+		}
+	case cl >= 0:
+	case end:
+		cl = 0
+	case req.Minor == 0:
+		f = http1.NoBody // HTTP/1.0: the body runs until close
+		s.closeAfter = true
+	default:
+		f = http1.Chunked
+	}
+	if !req.KeepAlive || !s.bodyDone && !end {
+		// an unread request body cannot be skipped safely: close after
+		s.closeAfter = s.closeAfter || !s.bodyDone
+	}
+	if c.c.Draining() {
+		s.closeAfter = true
+	}
+	s.respFraming = f
+	if f == http1.NoBody && req.Minor == 0 && cl < 0 && string(req.Headers.Method) != "HEAD" && h.Status != 204 && h.Status != 304 {
+		s.respFraming = http1.UntilClose
+	}
+	c.w = http1.AppendResponseHead(c.w, req.Major, req.Minor, h, f, cl, req.KeepAlive && !s.closeAfter)
+	if end || s.respFraming == http1.NoBody {
+		return s.finish()
+	}
+	return nil
+}
+
+// EncodeData implements httpfilter.DecoderCallbacks.
+func (s *stream) EncodeData(b *buffer.Buffer, end bool) error {
+	if s.ended() || !s.respStarted {
+		return errStreamEnded
+	}
+	for i := len(s.encoders) - 1; i >= 0; i-- {
+		s.encoders[i].EncodeData(b, end)
+	}
+	c := s.conn
+	data := b.Bytes()
+	s.info.BytesSent += int64(len(data))
+	switch s.respFraming {
+	case http1.Chunked:
+		c.w = http1.AppendChunk(c.w, data)
+		if end {
+			c.w = http1.AppendLastChunk(c.w, nil)
+		}
+	case http1.NoBody:
+	default:
+		c.w = append(c.w, data...)
+	}
+	if end {
+		return s.finish()
+	}
+	if len(data) == 0 || len(c.w) >= flushAt {
+		if c.flush() != nil {
+			s.downstreamGone()
+			return errStreamEnded
+		}
+	}
+	return nil
+}
+
+// EncodeTrailers implements httpfilter.DecoderCallbacks.
+func (s *stream) EncodeTrailers(t *httpfilter.Headers) error {
+	if s.ended() || !s.respStarted {
+		return errStreamEnded
+	}
+	for i := len(s.encoders) - 1; i >= 0; i-- {
+		s.encoders[i].EncodeTrailers(t)
+	}
+	if s.respFraming == http1.Chunked {
+		s.conn.w = http1.AppendLastChunk(s.conn.w, t)
+	}
+	return s.finish()
+}
+
+// finish writes what is pending and marks the response complete.
+func (s *stream) finish() error {
+	s.respDone = true
+	if s.conn.flush() != nil {
+		s.downstreamGone()
+		return errStreamEnded
+	}
+	return nil
+}
+
+func (s *stream) encode1xx(h *httpfilter.ResponseHeaders) error {
+	if s.ended() || s.respStarted {
+		return errStreamEnded
+	}
+	c := s.conn
+	if c.req.Minor == 0 {
+		return nil // HTTP/1.0 clients do not understand 1xx
+	}
+	c.w = http1.AppendResponseHead(c.w, 1, 1, h, http1.NoBody, -1, true)
+	if c.flush() != nil {
+		s.downstreamGone()
+		return errStreamEnded
+	}
+	return nil
+}
+
+// SendLocalReply implements httpfilter.DecoderCallbacks.
+func (s *stream) SendLocalReply(r httpfilter.LocalReply) {
+	s.info.ResponseFlags |= r.Flags
+	s.info.ResponseDetails = r.Details
+	if s.ended() {
+		return
+	}
+	if s.respStarted {
+		// Part of a response is out: the only honest signal is a reset.
+		s.reset = true
+		return
+	}
+	body := r.Body
+	if body == "" && r.Status >= 400 {
+		body = localBody(r)
+	}
+	s.localBody.Reset()
+	s.localBody.AppendString(body)
+	localReplyHeaders(&s.local, &r, s.localBody.Bytes())
+	if s.EncodeHeaders(&s.local, s.localBody.Len() == 0) != nil || s.localBody.Len() == 0 {
+		return
+	}
+	_ = s.EncodeData(&s.localBody, true)
+}
+
+// localBody is the short plain-text body of a generated error.
+func localBody(r httpfilter.LocalReply) string {
+	txt := http1.StatusText(r.Status)
+	if r.Details != "" {
+		txt += " (" + r.Details
+		if r.Flags != 0 {
+			txt += ", " + r.Flags.String()
+		}
+		txt += ")"
+	}
+	return txt + "\n"
+}
+
+// badRequest answers a request whose head failed to parse, then the
+// connection closes. No filter runs: there is no valid request to run them on.
+func (s *stream) badRequest(pe *http1.Error) {
+	c := s.conn
+	r := httpfilter.LocalReply{Status: pe.Status, Flags: httpfilter.FlagDownstreamProtocolError, Details: "http1.codec_error"}
+	body := localBody(r)
+	s.local.Reset()
+	s.local.Status = pe.Status
+	s.local.AddBytes(hdrContentType, textPlain)
+	c.w = http1.AppendResponseHead(c.w[:0], 1, 1, &s.local, http1.ContentLength, int64(len(body)), false)
+	c.w = append(c.w, body...)
+	_ = c.flush()
+}

@@ -1,0 +1,85 @@
+// Package hcm is the HTTP connection manager: the terminal network filter
+// that owns a connection's HTTP codec, turns each request into a stream,
+// runs the stream through the HTTP filter chain (ending at the router) and
+// writes the response back.
+//
+// One goroutine, the connection's, runs everything of a connection: it reads
+// a request head, runs the decoder filters (the router does the upstream
+// exchange on the same goroutine and calls back the encoder path), then reads
+// the next request. HTTP/1.1 pipelining is sequential: a pipelined request
+// waits in the read buffer until the response before it is written.
+package hcm
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/netfilter"
+	"github.com/sluice-proxy/sluice/gateway/registry"
+)
+
+// Factory is a built HTTP connection manager: immutable, shared by every
+// connection of the filter chains that use it.
+type Factory struct {
+	cfg     *Config
+	routes  httpfilter.RouteTable
+	filters []httpFilter
+	limits  http1.Limits
+	log     *zap.Logger
+}
+
+type httpFilter struct {
+	name    string
+	factory httpfilter.Factory
+}
+
+// streamIDs numbers streams across the worker.
+var streamIDs atomic.Uint64
+
+// Build implements registry.Config.
+func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
+	c.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	routes, err := ctx.RouteTable(c.RouteConfig)
+	if err != nil {
+		return nil, registry.Errorf("route_config", "%v", err)
+	}
+	f := &Factory{
+		cfg:    c,
+		routes: routes,
+		limits: http1.Limits{MaxHeaderBytes: c.MaxRequestHeadersKB << 10, MaxHeaders: c.MaxHeadersCount},
+		log:    ctx.Logger,
+	}
+	for i := range c.HTTPFilters {
+		hf := &c.HTTPFilters[i]
+		sub := *ctx
+		sub.Path = hf.Path
+		built, err := hf.Decoded.Build(&sub)
+		if err != nil {
+			key := fmt.Sprintf("http_filter[%d].config", i)
+			var fe *registry.FieldError
+			if errors.As(err, &fe) {
+				return nil, &registry.FieldError{Key: key + "." + fe.Key, Err: fe.Err}
+			}
+			return nil, &registry.FieldError{Key: key, Err: err}
+		}
+		hff, ok := built.(httpfilter.Factory)
+		if !ok {
+			return nil, fmt.Errorf("http_filter[%d] (%s): not an HTTP filter", i, hf.Name)
+		}
+		f.filters = append(f.filters, httpFilter{name: hf.Name, factory: hff})
+	}
+	return f, nil
+}
+
+// NewFilter implements netfilter.Factory.
+func (f *Factory) NewFilter(cb netfilter.Callbacks) netfilter.Filter {
+	return &connection{f: f}
+}

@@ -1,0 +1,204 @@
+package hcm
+
+import (
+	"math/rand/v2"
+	"time"
+
+	"github.com/sluice-proxy/sluice/gateway/buffer"
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+)
+
+// streamIdleTimeout bounds how long a parked chain waits for a filter to
+// continue (Envoy's stream_idle_timeout default).
+const streamIdleTimeout = 5 * time.Minute
+
+// stream is one request/response exchange on a connection. The connection
+// reuses one stream value for every request it serves (pipelining is
+// sequential), so a stream's buffers are allocated once per connection.
+type stream struct {
+	// Owned by the connection's goroutine; reset per request.
+	conn *connection
+	id   uint64
+	info httpfilter.StreamInfo
+	h    *httpfilter.RequestHeaders
+
+	decoders   []httpfilter.DecoderFilter
+	encoders   []httpfilter.EncoderFilter
+	destroyers []interface{ OnDestroy() }
+	route      httpfilter.Route
+	routeValid bool
+
+	// Decode iteration (see advance).
+	hdrsTo   int  // headers were delivered to decoders[:hdrsTo]
+	parkAt   int  // index of the filter that parked the chain, or -1
+	stopAll  bool // the park was HeadersStopAllAndBuffer
+	heldAt      int  // held data goes next to decoders[heldAt]; -1: nothing held
+	holdBlocked bool // decoders[heldAt-1] asked to buffer: wait for it
+	heldEnd     bool // held data ends the body
+	trailersTo  int  // trailers were delivered to decoders[:trailersTo]
+	held        buffer.Buffer
+	cur      buffer.Buffer
+	noBody   bool // the request has no body
+	bodyDone bool // the request body was read to its end
+	trailers *httpfilter.Headers
+	posted   chan func()
+
+	// Response state.
+	respStarted bool // the response head was written (or is pending in conn.w)
+	respDone    bool // the response is complete
+	reset       bool // the stream ended abnormally: close the connection
+	closeAfter  bool // close the connection after this response
+	respFraming http1.Framing
+	local       httpfilter.ResponseHeaders
+	localBody   buffer.Buffer
+
+	// Scratch, kept across requests.
+	rid     [36]byte
+	xff     []byte
+	bodyBuf []byte
+}
+
+// run serves the request in s.conn.req and reports whether the connection
+// may serve another.
+func (s *stream) run() bool {
+	c := s.conn
+	req := &c.req
+	s.begin(req)
+	h := s.h
+	s.decorate(h)
+	s.route, s.routeValid = c.f.routes.Match(h), true
+	s.createFilters()
+	s.noBody = req.Framing == http1.NoBody || (req.Framing == http1.ContentLength && req.ContentLength == 0)
+	s.bodyDone = s.noBody
+	s.advance()
+	if !s.noBody && !s.ended() {
+		s.readBody()
+	}
+	s.awaitEnd()
+	for _, d := range s.destroyers {
+		d.OnDestroy()
+	}
+	keep := req.KeepAlive && !s.closeAfter && !s.reset && s.respDone && s.bodyDone
+	s.end()
+	return keep
+}
+
+func (s *stream) begin(req *http1.Request) {
+	c := s.conn
+	s.id = streamIDs.Add(1)
+	s.info = httpfilter.StreamInfo{
+		Start:            time.Now(),
+		DownstreamRemote: c.info.RemoteAddr,
+		DownstreamLocal:  c.info.LocalAddr,
+		ServerName:       c.info.ServerName,
+		Protocol:         "HTTP/1.1",
+	}
+	if req.Minor == 0 {
+		s.info.Protocol = "HTTP/1.0"
+	}
+	s.h = &req.Headers
+	s.hdrsTo, s.parkAt, s.heldAt, s.trailersTo = 0, -1, -1, 0
+	s.stopAll, s.holdBlocked, s.heldEnd = false, false, false
+	s.held.Reset()
+	s.trailers = nil
+	s.respStarted, s.respDone, s.reset, s.closeAfter = false, false, false, c.c.Draining()
+	s.route, s.routeValid = nil, false
+}
+
+func (s *stream) end() {
+	clear(s.decoders)
+	s.decoders = s.decoders[:0]
+	clear(s.encoders)
+	s.encoders = s.encoders[:0]
+	clear(s.destroyers)
+	s.destroyers = s.destroyers[:0]
+	s.route = nil
+	s.h = nil
+}
+
+func (s *stream) ended() bool { return s.respDone || s.reset }
+
+// decorate adds the headers an edge proxy adds: x-forwarded-for,
+// x-forwarded-proto and x-request-id.
+func (s *stream) decorate(h *httpfilter.RequestHeaders) {
+	c := s.conn
+	if c.info.TLS {
+		h.Scheme = schemeHTTPS
+	} else {
+		h.Scheme = schemeHTTP
+	}
+	if *c.f.cfg.UseRemoteAddress {
+		s.xff = s.xff[:0]
+		n := 0
+		for i := range h.Fields {
+			if string(h.Fields[i].Name) == "x-forwarded-for" {
+				if n > 0 {
+					s.xff = append(s.xff, ',', ' ')
+				}
+				s.xff = append(s.xff, h.Fields[i].Value...)
+				n++
+			}
+		}
+		if n > 0 {
+			s.xff = append(s.xff, ',', ' ')
+			h.Del("x-forwarded-for")
+		}
+		s.xff = append(s.xff, c.remoteIP...)
+		h.AddBytes(hdrXFF, s.xff)
+		h.Del("x-forwarded-proto")
+		h.AddBytes(hdrXFP, h.Scheme)
+	}
+	if *c.f.cfg.GenerateRequestID && !h.Has("x-request-id") {
+		h.AddBytes(hdrRequestID, newRequestID(&s.rid))
+	}
+}
+
+var (
+	schemeHTTP   = []byte("http")
+	schemeHTTPS  = []byte("https")
+	hdrXFF       = []byte("x-forwarded-for")
+	hdrXFP       = []byte("x-forwarded-proto")
+	hdrRequestID = []byte("x-request-id")
+)
+
+// newRequestID formats a random (version 4) UUID into b.
+func newRequestID(b *[36]byte) []byte {
+	const hexd = "0123456789abcdef"
+	var u [16]byte
+	hi, lo := rand.Uint64(), rand.Uint64()
+	for i := range 8 {
+		u[i] = byte(hi >> (8 * i))
+		u[8+i] = byte(lo >> (8 * i))
+	}
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	j := 0
+	for i, x := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b[j] = '-'
+			j++
+		}
+		b[j], b[j+1] = hexd[x>>4], hexd[x&0xf]
+		j += 2
+	}
+	return b[:]
+}
+
+func (s *stream) createFilters() {
+	for _, hf := range s.conn.f.filters {
+		if s.route != nil && s.route.FilterDisabled(hf.name) {
+			continue
+		}
+		inst := hf.factory.NewFilter(s)
+		if d, ok := inst.(httpfilter.DecoderFilter); ok {
+			s.decoders = append(s.decoders, d)
+		}
+		if e, ok := inst.(httpfilter.EncoderFilter); ok {
+			s.encoders = append(s.encoders, e)
+		}
+		if d, ok := inst.(interface{ OnDestroy() }); ok {
+			s.destroyers = append(s.destroyers, d)
+		}
+	}
+}

@@ -1,0 +1,208 @@
+// Package pool keeps a worker's upstream HTTP/1.1 connections to one host
+// for reuse (keep-alive).
+//
+// A Pool is per worker and per host; it is safe for concurrent use. Idle
+// connections are reused last-in first-out, so that a quiet period lets the
+// oldest expire. Checkout does no syscall except to connect, and for a
+// connection idle longer than StaleCheckAfter, one non-blocking peek that
+// discards it if the upstream already closed it.
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
+)
+
+// StaleCheckAfter is how long a connection must have been idle before
+// checkout peeks at it for a close by the upstream.
+const StaleCheckAfter = 500 * time.Millisecond
+
+// Options configure a Pool.
+type Options struct {
+	Address        string
+	ConnectTimeout time.Duration
+	MaxIdle        int
+	IdleTimeout    time.Duration
+}
+
+// Conn is one upstream connection. It is owned by whoever checked it out
+// until Put or Close.
+type Conn struct {
+	net.Conn
+	// R reads responses; W is a scratch buffer for writing request heads.
+	R *http1.Reader
+	W []byte
+	// Reused is true when the connection served an earlier request.
+	Reused bool
+
+	idleSince time.Time
+	pool      *Pool
+}
+
+// Close closes the connection for good.
+func (c *Conn) Close() error {
+	c.R.Release()
+	return c.Conn.Close()
+}
+
+// ErrConnect wraps connection failures (flag UF).
+var ErrConnect = errors.New("pool: connect failed")
+
+// Pool is a set of idle connections to one host.
+type Pool struct {
+	opts   Options
+	dialer net.Dialer
+
+	mu     sync.Mutex
+	idle   []*Conn // stack: most recently used last
+	closed bool
+	reaper *time.Timer
+}
+
+// New returns an empty pool.
+func New(opts Options) *Pool {
+	p := &Pool{opts: opts}
+	p.dialer.Timeout = opts.ConnectTimeout
+	return p
+}
+
+// Get returns an idle connection or dials a new one. The context bounds the
+// dial.
+func (p *Pool) Get(ctx context.Context) (*Conn, error) {
+	now := time.Now()
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			break
+		}
+		c := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		idle := now.Sub(c.idleSince)
+		if idle > p.opts.IdleTimeout || (idle > StaleCheckAfter && closedByPeer(c.Conn)) {
+			c.Close()
+			continue
+		}
+		c.Reused = true
+		return c, nil
+	}
+	return p.Dial(ctx)
+}
+
+// Dial always opens a new connection (for a retry after a stale reuse).
+func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
+	nc, err := p.dialer.DialContext(ctx, "tcp", p.opts.Address)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConnect, p.opts.Address, err)
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	return &Conn{Conn: nc, R: http1.NewReader(nc), pool: p}, nil
+}
+
+// Put returns a connection that finished a response cleanly and may be
+// reused. The caller must not use c afterwards.
+func (p *Pool) Put(c *Conn) {
+	if len(c.R.Buffered()) != 0 { // unexpected bytes after a response
+		c.Close()
+		return
+	}
+	c.idleSince = time.Now()
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= p.opts.MaxIdle {
+		p.mu.Unlock()
+		c.Close()
+		return
+	}
+	p.idle = append(p.idle, c)
+	if p.reaper == nil && p.opts.IdleTimeout > 0 {
+		p.reaper = time.AfterFunc(p.opts.IdleTimeout, p.reap)
+	}
+	p.mu.Unlock()
+}
+
+// Idle returns the number of idle connections.
+func (p *Pool) Idle() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
+
+// reap closes connections idle longer than IdleTimeout.
+func (p *Pool) reap() {
+	cutoff := time.Now().Add(-p.opts.IdleTimeout)
+	p.mu.Lock()
+	var expired []*Conn
+	keep := p.idle[:0]
+	for _, c := range p.idle {
+		if c.idleSince.Before(cutoff) {
+			expired = append(expired, c)
+		} else {
+			keep = append(keep, c)
+		}
+	}
+	clear(p.idle[len(keep):])
+	p.idle = keep
+	if len(p.idle) > 0 && !p.closed {
+		p.reaper.Reset(p.opts.IdleTimeout)
+	} else {
+		p.reaper = nil
+	}
+	p.mu.Unlock()
+	for _, c := range expired {
+		c.Close()
+	}
+}
+
+// Close closes every idle connection; later Puts close their connection.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	if p.reaper != nil {
+		p.reaper.Stop()
+	}
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+}
+
+// closedByPeer peeks without blocking: EOF or an error means the upstream
+// closed (or reset) the connection; unexpected data also disqualifies it.
+func closedByPeer(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	dead := false
+	var b [1]byte
+	_ = rc.Read(func(fd uintptr) bool {
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		switch {
+		case err == unix.EAGAIN:
+		case err != nil, n == 0, n > 0:
+			dead = true
+		}
+		return true
+	})
+	return dead
+}

@@ -1,0 +1,246 @@
+package router
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sluice-proxy/sluice/gateway/cluster"
+	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+)
+
+// Table is a built route_config: virtual hosts indexed for authority
+// matching. It is immutable and safe for concurrent use.
+type Table struct {
+	name     string
+	exact    map[string]*virtualHost
+	suffixes []wildcard // "*.example.com", longest first
+	prefixes []wildcard // "www.example.*", longest first
+	any      *virtualHost
+}
+
+type wildcard struct {
+	s  string // without the '*'
+	vh *virtualHost
+}
+
+type virtualHost struct {
+	name   string
+	routes []*Route
+}
+
+// Route is one built route. It implements httpfilter.Route.
+type Route struct {
+	name     string
+	path     string
+	prefix   string
+	regex    *regexp.Regexp
+	headers  []headerMatcher
+	disabled []string
+
+	// Cluster is the target cluster (nil for direct responses and redirects).
+	Cluster        *cluster.Cluster
+	DirectResponse *config.DirectResponse
+	Redirect       *config.Redirect
+	PrefixRewrite  string
+	HostRewrite    string
+	// Timeout is the route timeout; 0 disables it.
+	Timeout time.Duration
+}
+
+type headerMatcher struct {
+	name    string
+	exact   *string
+	prefix  *string
+	regex   *regexp.Regexp
+	present *bool
+	invert  bool
+}
+
+// Name implements httpfilter.Route.
+func (r *Route) Name() string { return r.name }
+
+// FilterDisabled implements httpfilter.Route.
+func (r *Route) FilterDisabled(name string) bool { return slices.Contains(r.disabled, name) }
+
+// NewTable builds the route table of rc, resolving cluster names in m.
+func NewTable(rc *config.RouteConfig, m *cluster.Manager) (*Table, error) {
+	t := &Table{name: rc.Name, exact: map[string]*virtualHost{}}
+	for i := range rc.VirtualHosts {
+		vc := &rc.VirtualHosts[i]
+		vh := &virtualHost{name: vc.Name}
+		for j := range vc.Routes {
+			r, err := newRoute(&vc.Routes[j], m)
+			if err != nil {
+				return nil, fmt.Errorf("route_config %q virtual_host %q route[%d]: %w", rc.Name, vc.Name, j, err)
+			}
+			vh.routes = append(vh.routes, r)
+		}
+		for _, d := range vc.Domains {
+			d = strings.ToLower(d)
+			switch {
+			case d == "*":
+				t.any = vh
+			case strings.HasPrefix(d, "*"):
+				t.suffixes = append(t.suffixes, wildcard{d[1:], vh})
+			case strings.HasSuffix(d, "*"):
+				t.prefixes = append(t.prefixes, wildcard{d[:len(d)-1], vh})
+			default:
+				t.exact[d] = vh
+			}
+		}
+	}
+	longestFirst := func(a, b wildcard) int { return len(b.s) - len(a.s) }
+	slices.SortStableFunc(t.suffixes, longestFirst)
+	slices.SortStableFunc(t.prefixes, longestFirst)
+	return t, nil
+}
+
+func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
+	r := &Route{
+		name:           rc.Name,
+		path:           rc.Match.Path,
+		prefix:         rc.Match.Prefix,
+		disabled:       rc.DisabledFilters,
+		DirectResponse: rc.DirectResponse,
+		Redirect:       rc.Redirect,
+		PrefixRewrite:  rc.PrefixRewrite,
+		HostRewrite:    rc.HostRewrite,
+		Timeout:        15 * time.Second,
+	}
+	if rc.Timeout != nil {
+		r.Timeout = rc.Timeout.Duration
+	}
+	if rc.Match.Regex != "" {
+		re, err := regexp.Compile("^(?:" + rc.Match.Regex + ")$")
+		if err != nil {
+			return nil, fmt.Errorf("match.regex: %w", err)
+		}
+		r.regex = re
+	}
+	for _, hm := range rc.Match.Headers {
+		m := headerMatcher{name: strings.ToLower(hm.Name), present: hm.Present, invert: hm.Invert}
+		if hm.Exact != "" {
+			m.exact = &hm.Exact
+		}
+		if hm.Prefix != "" {
+			m.prefix = &hm.Prefix
+		}
+		if hm.Regex != "" {
+			re, err := regexp.Compile("^(?:" + hm.Regex + ")$")
+			if err != nil {
+				return nil, fmt.Errorf("match.headers: %w", err)
+			}
+			m.regex = re
+		}
+		r.headers = append(r.headers, m)
+	}
+	if rc.Cluster != "" {
+		r.Cluster = m.Get(rc.Cluster)
+		if r.Cluster == nil {
+			return nil, fmt.Errorf("cluster %q does not exist", rc.Cluster)
+		}
+	}
+	return r, nil
+}
+
+// Match implements httpfilter.RouteTable: it picks the virtual host by the
+// authority and returns its first matching route, or nil.
+func (t *Table) Match(h *httpfilter.RequestHeaders) httpfilter.Route {
+	vh := t.virtualHost(h.Authority)
+	if vh == nil {
+		return nil
+	}
+	path := h.Path
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	for _, r := range vh.routes {
+		if r.matches(path, h) {
+			return r
+		}
+	}
+	return nil
+}
+
+func (r *Route) matches(path []byte, h *httpfilter.RequestHeaders) bool {
+	switch {
+	case r.regex != nil:
+		if !r.regex.Match(path) {
+			return false
+		}
+	case r.prefix != "":
+		if len(path) < len(r.prefix) || string(path[:len(r.prefix)]) != r.prefix {
+			return false
+		}
+	default:
+		if string(path) != r.path {
+			return false
+		}
+	}
+	for i := range r.headers {
+		if !r.headers[i].matches(h) {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *headerMatcher) matches(h *httpfilter.RequestHeaders) bool {
+	v := h.Get(m.name)
+	var ok bool
+	switch {
+	case m.exact != nil:
+		ok = v != nil && string(v) == *m.exact
+	case m.prefix != nil:
+		ok = v != nil && len(v) >= len(*m.prefix) && string(v[:len(*m.prefix)]) == *m.prefix
+	case m.regex != nil:
+		ok = v != nil && m.regex.Match(v)
+	case m.present != nil:
+		ok = (v != nil) == *m.present
+	default:
+		ok = v != nil
+	}
+	return ok != m.invert
+}
+
+// virtualHost picks by authority: exact, then the longest suffix wildcard,
+// then the longest prefix wildcard, then "*". The port is ignored unless a
+// domain names one.
+func (t *Table) virtualHost(authority []byte) *virtualHost {
+	var lower [256]byte
+	if len(authority) > len(lower) {
+		return t.any
+	}
+	a := lower[:len(authority)]
+	for i, c := range authority {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		a[i] = c
+	}
+	if vh := t.exact[string(a)]; vh != nil {
+		return vh
+	}
+	if i := bytes.LastIndexByte(a, ':'); i >= 0 && bytes.IndexByte(a[i:], ']') < 0 {
+		a = a[:i]
+		if vh := t.exact[string(a)]; vh != nil {
+			return vh
+		}
+	}
+	for _, w := range t.suffixes {
+		if len(a) > len(w.s) && string(a[len(a)-len(w.s):]) == w.s {
+			return w.vh
+		}
+	}
+	for _, w := range t.prefixes {
+		if len(a) > len(w.s) && string(a[:len(w.s)]) == w.s {
+			return w.vh
+		}
+	}
+	return t.any
+}

@@ -1,0 +1,391 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/sluice-proxy/sluice/gateway/buffer"
+	"github.com/sluice-proxy/sluice/gateway/cluster"
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/pool"
+)
+
+// bodyChunk is the size of the buffer a response body is copied through.
+const bodyChunk = 32 << 10
+
+var (
+	filterPool = sync.Pool{New: func() any { return new(filter) }}
+	chunkPool  = sync.Pool{New: func() any { b := make([]byte, bodyChunk); return &b }}
+)
+
+type factory struct{}
+
+// NewFilter implements httpfilter.Factory.
+func (factory) NewFilter(cb httpfilter.DecoderCallbacks) any {
+	f := filterPool.Get().(*filter)
+	f.cb = cb
+	return f
+}
+
+// filter is one stream's router. It does the upstream exchange on the
+// stream's goroutine: the request is written as the decoder path delivers
+// it, and once the request is complete the response is read and passed to
+// the encoder path before the last decode call returns.
+type filter struct {
+	cb    httpfilter.DecoderCallbacks
+	route *Route
+	host  *cluster.Host
+	uc    *pool.Conn
+	req   *httpfilter.RequestHeaders
+
+	framing    http1.Framing // upstream request body framing
+	replayable bool          // may be resent on a fresh connection
+	headLen    int           // bytes of uc.W holding the request head
+	writeErr   error         // the upstream stopped taking the request
+	resp       http1.Response
+	pathBuf    []byte
+	data       buffer.Buffer
+}
+
+var _ httpfilter.DecoderFilter = (*filter)(nil)
+
+// httpfilter.DecoderFilter
+
+func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) httpfilter.HeadersStatus {
+	info := f.cb.Info()
+	rt, _ := f.cb.Route().(*Route)
+	if rt == nil {
+		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 404, Flags: httpfilter.FlagNoRoute, Details: "route_not_found"})
+		return httpfilter.HeadersStopIteration
+	}
+	f.route = rt
+	info.RouteName = rt.name
+	switch {
+	case rt.DirectResponse != nil:
+		f.cb.SendLocalReply(httpfilter.LocalReply{Status: rt.DirectResponse.Status, Body: rt.DirectResponse.Body, Details: "direct_response"})
+		return httpfilter.HeadersStopIteration
+	case rt.Redirect != nil:
+		f.cb.SendLocalReply(redirectReply(rt, h))
+		return httpfilter.HeadersStopIteration
+	}
+	info.UpstreamCluster = rt.Cluster.Name
+	host, err := rt.Cluster.Pick()
+	if err != nil {
+		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagNoHealthyUpstream, Details: "no_healthy_upstream"})
+		return httpfilter.HeadersStopIteration
+	}
+	f.host = host
+	info.UpstreamHost = host.Address
+	host.Begin()
+	f.rewrite(h)
+	f.req = h
+	f.framing, f.replayable = http1.NoBody, false
+	var cl int64 = -1
+	if endStream {
+		f.replayable = replayable(h)
+	} else if v := h.Get("content-length"); v != nil {
+		f.framing = http1.ContentLength
+		cl, _ = strconv.ParseInt(string(v), 10, 64)
+	} else {
+		f.framing = http1.Chunked
+	}
+	uc, err := host.Pool.Get(context.Background())
+	if err != nil {
+		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamConnectionFailure,
+			Details: "upstream_reset_before_response_started{connection_failure}"})
+		return httpfilter.HeadersStopIteration
+	}
+	f.uc = uc
+	uc.W = http1.AppendRequestHead(uc.W[:0], h, f.framing, cl, true)
+	f.headLen = len(uc.W)
+	if endStream {
+		f.send()
+		f.exchange()
+	}
+	return httpfilter.HeadersStopIteration
+}
+
+func (f *filter) DecodeData(b *buffer.Buffer, endStream bool) httpfilter.DataStatus {
+	if f.uc == nil {
+		return httpfilter.DataStopNoBuffer
+	}
+	data := b.Bytes()
+	if f.framing == http1.Chunked {
+		f.uc.W = http1.AppendChunk(f.uc.W, data)
+		if endStream {
+			f.uc.W = http1.AppendLastChunk(f.uc.W, nil)
+		}
+	} else {
+		f.uc.W = append(f.uc.W, data...)
+	}
+	if endStream || len(f.uc.W) >= bodyChunk {
+		f.send()
+	}
+	if endStream {
+		f.exchange()
+	}
+	return httpfilter.DataStopNoBuffer
+}
+
+func (f *filter) DecodeTrailers(t *httpfilter.Headers) httpfilter.TrailersStatus {
+	if f.uc == nil {
+		return httpfilter.TrailersStopIteration
+	}
+	if f.framing == http1.Chunked {
+		f.uc.W = http1.AppendLastChunk(f.uc.W, t)
+	}
+	f.send()
+	f.exchange()
+	return httpfilter.TrailersStopIteration
+}
+
+func (f *filter) OnDestroy() {
+	if f.uc != nil { // the exchange did not finish: the connection's state is unknown
+		f.uc.Close()
+	}
+	if f.host != nil {
+		f.host.End()
+	}
+	f.resp.Headers.Reset()
+	*f = filter{pathBuf: f.pathBuf[:0], resp: f.resp}
+	filterPool.Put(f)
+}
+
+// send writes what is buffered for the upstream. After a write error the
+// rest of the request is dropped; exchange still reads an early response.
+func (f *filter) send() {
+	if f.writeErr != nil || len(f.uc.W) == 0 {
+		return
+	}
+	_, f.writeErr = f.uc.Write(f.uc.W)
+	f.uc.W = f.uc.W[:0]
+}
+
+// exchange reads the response and passes it downstream. On return f.uc is
+// back in the pool or closed.
+func (f *filter) exchange() {
+	uc := f.uc
+	deadline := time.Time{}
+	if f.route.Timeout > 0 {
+		deadline = time.Now().Add(f.route.Timeout)
+	}
+	_ = uc.SetDeadline(deadline)
+	err := f.readHead()
+	if err != nil && f.retryable(err) {
+		err = f.retry(deadline)
+	}
+	if err != nil {
+		f.fail(err, false)
+		return
+	}
+	info := f.cb.Info()
+	info.ResponseCode = f.resp.Headers.Status
+	resp := &f.resp
+	end := resp.Framing == http1.NoBody || (resp.Framing == http1.ContentLength && resp.ContentLength == 0)
+	if f.cb.EncodeHeaders(&resp.Headers, end) != nil {
+		return // downstream gone; OnDestroy closes uc
+	}
+	if !end && !f.copyBody() {
+		return
+	}
+	if resp.KeepAlive && f.writeErr == nil {
+		_ = uc.SetDeadline(time.Time{})
+		f.host.Pool.Put(uc)
+	} else {
+		uc.Close()
+	}
+	f.uc = nil
+}
+
+// readHead reads the final response head, forwarding informational ones.
+func (f *filter) readHead() error {
+	for {
+		if err := f.uc.R.ReadResponse(&f.resp, f.req.Method, nil); err != nil {
+			return err
+		}
+		st := f.resp.Headers.Status
+		switch {
+		case st >= 200:
+			return nil
+		case st == 101:
+			return &http1.Error{Status: 502, Reason: "unexpected 101 switching protocols"}
+		case st == 100:
+			// sluice answered any Expect: 100-continue itself
+		default:
+			if f.cb.Encode1xxHeaders(&f.resp.Headers) != nil {
+				return errDownstreamGone
+			}
+		}
+	}
+}
+
+var errDownstreamGone = errors.New("router: downstream gone")
+
+// retryable: a request that failed on a reused connection before any
+// response byte arrived, with no body and an idempotent method, is safe to
+// send again on a fresh connection (the upstream closed an idle keep-alive
+// connection as we sent on it).
+func (f *filter) retryable(err error) bool {
+	if !f.uc.Reused || !f.replayable || isTimeout(err) {
+		return false
+	}
+	var pe *http1.Error
+	return !errors.As(err, &pe) && len(f.uc.R.Buffered()) == 0
+}
+
+func (f *filter) retry(deadline time.Time) error {
+	f.uc.Close()
+	f.uc = nil
+	uc, err := f.host.Pool.Dial(context.Background())
+	if err != nil {
+		return err
+	}
+	f.uc = uc
+	uc.W = http1.AppendRequestHead(uc.W[:0], f.req, http1.NoBody, -1, true)
+	f.writeErr = nil
+	f.send()
+	_ = uc.SetDeadline(deadline)
+	return f.readHead()
+}
+
+// copyBody streams the response body downstream. It reports whether the
+// body ended cleanly.
+func (f *filter) copyBody() bool {
+	resp := &f.resp
+	body := f.uc.R.BodyReader(resp.Framing, resp.ContentLength)
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := *bp
+	remaining := resp.ContentLength
+	for {
+		if len(f.uc.R.Buffered()) == 0 {
+			f.data.Set(nil)
+			if f.cb.EncodeData(&f.data, false) != nil { // flush what is pending before blocking
+				return false
+			}
+		}
+		n, err := body.Read(buf)
+		if n > 0 {
+			end := false
+			if resp.Framing == http1.ContentLength {
+				remaining -= int64(n)
+				end = remaining == 0
+			}
+			f.data.Set(buf[:n])
+			if f.cb.EncodeData(&f.data, end) != nil {
+				return false
+			}
+			if end {
+				return true
+			}
+		}
+		if err == io.EOF {
+			if t := body.Trailers(); t != nil && t.Len() > 0 {
+				return f.cb.EncodeTrailers(t) == nil
+			}
+			f.data.Set(nil)
+			return f.cb.EncodeData(&f.data, true) == nil
+		}
+		if err != nil {
+			f.fail(err, true)
+			return false
+		}
+	}
+}
+
+// fail ends the stream after an upstream error: a local reply before the
+// response started, a reset after.
+func (f *filter) fail(err error, started bool) {
+	if errors.Is(err, errDownstreamGone) {
+		return
+	}
+	r := httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamConnectionTermination,
+		Details: "upstream_reset_before_response_started{connection_termination}"}
+	var pe *http1.Error
+	switch {
+	case isTimeout(err):
+		r = httpfilter.LocalReply{Status: 504, Flags: httpfilter.FlagUpstreamRequestTimeout, Details: "upstream_response_timeout"}
+	case errors.As(err, &pe):
+		r = httpfilter.LocalReply{Status: 502, Flags: httpfilter.FlagUpstreamProtocolError, Details: "upstream_protocol_error"}
+	case errors.Is(err, pool.ErrConnect):
+		r = httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamConnectionFailure,
+			Details: "upstream_reset_before_response_started{connection_failure}"}
+	case started:
+		r.Details = "upstream_reset_after_response_started"
+	}
+	f.cb.SendLocalReply(r)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// replayable reports whether the method is idempotent (RFC 9110 §9.2.2) or
+// the request carries an idempotency key.
+func replayable(h *httpfilter.RequestHeaders) bool {
+	switch string(h.Method) {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return h.Has("idempotency-key") || h.Has("x-idempotency-key")
+}
+
+// rewrite applies the route's prefix and host rewrites.
+func (f *filter) rewrite(h *httpfilter.RequestHeaders) {
+	rt := f.route
+	if rt.PrefixRewrite != "" && rt.prefix != "" {
+		f.pathBuf = append(append(f.pathBuf[:0], rt.PrefixRewrite...), h.Path[len(rt.prefix):]...)
+		h.Path = f.pathBuf
+	}
+	if rt.HostRewrite != "" {
+		h.Authority = []byte(rt.HostRewrite)
+	}
+}
+
+func redirectReply(rt *Route, h *httpfilter.RequestHeaders) httpfilter.LocalReply {
+	rd := rt.Redirect
+	scheme := string(h.Scheme)
+	if rd.Scheme != "" {
+		scheme = rd.Scheme
+	}
+	if rd.HTTPSRedirect {
+		scheme = "https"
+	}
+	host := string(h.Authority)
+	if rd.Host != "" {
+		host = rd.Host
+	}
+	path := string(h.Path)
+	if rd.Path != "" {
+		path = rd.Path
+		if i := indexByte(string(h.Path), '?'); i >= 0 && indexByte(rd.Path, '?') < 0 {
+			path += string(h.Path[i:])
+		}
+	}
+	status := rd.Status
+	if status == 0 {
+		status = 301
+	}
+	return httpfilter.LocalReply{
+		Status:  status,
+		Headers: []httpfilter.Field{{Name: []byte("location"), Value: []byte(scheme + "://" + host + path)}},
+		Details: "redirect",
+	}
+}
+
+func indexByte(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,216 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sluice-proxy/sluice/gateway/config"
+)
+
+// fallbackBacklog is the listen backlog when a listener sets none and
+// net.core.somaxconn cannot be read.
+const fallbackBacklog = 4096
+
+// socketGroup holds the listening sockets of one listener: one per worker
+// slot with reuse_port, else one shared by every slot. The supervisor keeps
+// them open for as long as it runs, so a restarted worker takes over the
+// accept queue of its predecessor.
+type socketGroup struct {
+	name string
+	addr string // the bound host:port, with the real port
+	fds  []int
+}
+
+// fd returns the socket that the worker in slot uses.
+func (g *socketGroup) fd(slot int) int {
+	if len(g.fds) == 1 {
+		return g.fds[0]
+	}
+	return g.fds[slot]
+}
+
+// close closes every socket of the group.
+func (g *socketGroup) close() {
+	for _, fd := range g.fds {
+		unix.Close(fd)
+	}
+	g.fds = nil
+}
+
+// bindListeners creates the listening sockets of every listener of cfg for
+// workers slots. On error nothing stays open.
+func bindListeners(cfg *config.Config, workers int) ([]*socketGroup, error) {
+	backlog := 0
+	var groups []*socketGroup
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		b := l.Backlog
+		if b <= 0 {
+			if backlog == 0 {
+				backlog = somaxconn()
+			}
+			b = backlog
+		}
+		n := 1
+		if l.ReusePortEnabled() {
+			n = workers
+		}
+		g, err := bindGroup(l.Name, l.Address, n, l.ReusePortEnabled(), b)
+		if err != nil {
+			for _, g := range groups {
+				g.close()
+			}
+			return nil, err
+		}
+		groups = append(groups, g)
+	}
+	return groups, nil
+}
+
+// bindGroup binds n sockets to address. With port 0 the first socket picks
+// the port and the others bind to the same one.
+func bindGroup(name, address string, n int, reusePort bool, backlog int) (*socketGroup, error) {
+	family, sa, v6only, err := resolve(address)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: listener %q: %w", name, err)
+	}
+	g := &socketGroup{name: name}
+	for i := 0; i < n; i++ {
+		fd, err := listenSocket(family, sa, v6only, reusePort, backlog)
+		if err != nil {
+			g.close()
+			return nil, fmt.Errorf("supervisor: listener %q: listen %s: %w", name, address, err)
+		}
+		g.fds = append(g.fds, fd)
+		if i > 0 {
+			continue
+		}
+		bound, err := unix.Getsockname(fd)
+		if err != nil {
+			g.close()
+			return nil, fmt.Errorf("supervisor: listener %q: getsockname: %w", name, err)
+		}
+		sa = bound // later sockets of the group bind to the chosen port
+		g.addr = sockaddrString(bound)
+	}
+	return g, nil
+}
+
+// listenSocket returns a non-blocking, close-on-exec TCP socket listening
+// on sa; v6only sets IPV6_V6ONLY on an AF_INET6 socket.
+func listenSocket(family int, sa unix.Sockaddr, v6only, reusePort bool, backlog int) (int, error) {
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	err = setsockopt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if err == nil && reusePort {
+		err = setsockopt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}
+	if err == nil && family == unix.AF_INET6 {
+		v := 0
+		if v6only {
+			v = 1
+		}
+		err = setsockopt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, v)
+	}
+	if err == nil {
+		err = os.NewSyscallError("bind", unix.Bind(fd, sa))
+	}
+	if err == nil {
+		err = os.NewSyscallError("listen", unix.Listen(fd, backlog))
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+func setsockopt(fd, level, opt, v int) error {
+	return os.NewSyscallError("setsockopt", unix.SetsockoptInt(fd, level, opt, v))
+}
+
+// resolve turns host:port into a socket address. An IPv4 literal gives an
+// AF_INET socket, an IPv6 literal an IPv6-only AF_INET6 socket, an empty
+// host a dual-stack AF_INET6 socket (AF_INET where IPv6 is off), and a host
+// name its first address. v6only tells whether an AF_INET6 socket must set
+// IPV6_V6ONLY.
+func resolve(address string) (family int, sa unix.Sockaddr, v6only bool, err error) {
+	host, portStr, err := net.SplitHostPort(address)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return 0, nil, false, fmt.Errorf("address %q: bad port", address)
+	}
+	if host == "" {
+		if ipv6Enabled() {
+			return unix.AF_INET6, &unix.SockaddrInet6{Port: int(port)}, false, nil
+		}
+		return unix.AF_INET, &unix.SockaddrInet4{Port: int(port)}, false, nil
+	}
+	ta, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(host, portStr))
+	if err != nil {
+		return 0, nil, false, err
+	}
+	if ip4 := ta.IP.To4(); ip4 != nil {
+		return unix.AF_INET, &unix.SockaddrInet4{Port: int(port), Addr: [4]byte(ip4)}, false, nil
+	}
+	sa6 := &unix.SockaddrInet6{Port: int(port), Addr: [16]byte(ta.IP.To16())}
+	if ta.Zone != "" {
+		ifi, err := net.InterfaceByName(ta.Zone)
+		if err != nil {
+			return 0, nil, false, fmt.Errorf("address %q: %w", address, err)
+		}
+		sa6.ZoneId = uint32(ifi.Index)
+	}
+	return unix.AF_INET6, sa6, true, nil
+}
+
+// ipv6Enabled reports whether this host can open IPv6 sockets.
+func ipv6Enabled() bool {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return !errors.Is(err, unix.EAFNOSUPPORT)
+	}
+	unix.Close(fd)
+	return true
+}
+
+// sockaddrString formats a bound address as host:port.
+func sockaddrString(sa unix.Sockaddr) string {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port))
+	case *unix.SockaddrInet6:
+		host := net.IP(a.Addr[:]).String()
+		if a.ZoneId != 0 {
+			if ifi, err := net.InterfaceByIndex(int(a.ZoneId)); err == nil {
+				host += "%" + ifi.Name
+			}
+		}
+		return net.JoinHostPort(host, strconv.Itoa(a.Port))
+	}
+	return fmt.Sprintf("%v", sa)
+}
+
+// somaxconn returns net.core.somaxconn, or fallbackBacklog.
+func somaxconn() int {
+	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+	if err != nil {
+		return fallbackBacklog
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n <= 0 {
+		return fallbackBacklog
+	}
+	return n
+}

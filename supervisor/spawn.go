@@ -1,0 +1,162 @@
+package supervisor
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sluice-proxy/sluice/hotrestart"
+)
+
+// proc is one worker process. slot and gen are immutable; the other fields
+// are owned by the event loop, which sets them from events.
+type proc struct {
+	slot, gen int
+
+	pid     int // 0 until started
+	conn    *hotrestart.Conn
+	started time.Time
+	ready   bool
+}
+
+// eventKind says what happened to a worker process.
+type eventKind uint8
+
+const (
+	evStarted eventKind = iota // the process runs and was sent its Hello
+	evReady                    // it sent Ready
+	evExited                   // it exited, or could not be started
+)
+
+// event reports something about a worker process to the event loop.
+type event struct {
+	kind  eventKind
+	p     *proc
+	pid   int              // evStarted
+	conn  *hotrestart.Conn // evStarted; nil if the channel failed
+	state *os.ProcessState // evExited; nil if the process never ran
+	err   error            // evStarted: Hello failed; evExited: start failed
+}
+
+// post delivers e to the event loop, or drops it once the loop has ended.
+func (s *Supervisor) post(e event) {
+	select {
+	case s.events <- e:
+	case <-s.done:
+	}
+}
+
+// spawn starts a worker process for slot in the current generation. It
+// returns at once; the outcome arrives as events. Called by the loop.
+func (s *Supervisor) spawn(slot int) {
+	p := &proc{slot: slot, gen: s.gen}
+	s.procs[p] = struct{}{}
+	s.slots[slot].proc = p
+	hello := hotrestart.Hello{ConfigPath: s.cfg.Path, Config: s.cfg.Source, Slot: slot, Generation: s.gen}
+	// The spawning goroutine gets its own copies of the sockets, so that
+	// the loop may close its copies at any time.
+	for _, g := range s.groups {
+		fd, err := unix.FcntlInt(uintptr(g.fd(slot)), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			closeListeners(hello.Listeners)
+			go s.post(event{kind: evExited, p: p, err: fmt.Errorf("supervisor: dup listener %q: %w", g.name, err)})
+			return
+		}
+		hello.Listeners = append(hello.Listeners, hotrestart.ListenerFD{Name: g.name, FD: fd})
+	}
+	go s.runWorker(p, hello)
+}
+
+// runWorker starts the worker process p, sends it hello, and waits for it
+// to exit. It owns hello's descriptors.
+//
+// The goroutine stays locked to its OS thread for the life of the child:
+// Pdeathsig fires when the thread that forked the child exits, and the Go
+// runtime may otherwise retire that thread while the child runs.
+func (s *Supervisor) runWorker(p *proc, hello hotrestart.Hello) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer func() { closeListeners(hello.Listeners) }()
+
+	local, remote, err := hotrestart.Pair()
+	if err != nil {
+		s.post(event{kind: evExited, p: p, err: err})
+		return
+	}
+	cmd := &exec.Cmd{
+		Path:        s.exe,
+		Args:        []string{"sluice", "worker", "--slot", strconv.Itoa(p.slot), "--generation", strconv.Itoa(p.gen)},
+		Env:         workerEnv(os.Environ(), s.cfg.Server.GoMaxProcs),
+		Stdout:      os.Stdout,
+		Stderr:      os.Stderr,
+		ExtraFiles:  []*os.File{remote}, // fd 3
+		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	}
+	err = cmd.Start()
+	remote.Close()
+	if err != nil {
+		local.Close()
+		s.post(event{kind: evExited, p: p, err: fmt.Errorf("supervisor: start worker: %w", err)})
+		return
+	}
+	conn, err := hotrestart.NewConn(local)
+	local.Close()
+	if err == nil {
+		var m hotrestart.Message
+		if m, err = hello.Message(); err == nil {
+			err = conn.Send(m)
+		}
+	}
+	closeListeners(hello.Listeners)
+	hello.Listeners = nil
+	s.post(event{kind: evStarted, p: p, pid: cmd.Process.Pid, conn: conn, err: err})
+	if conn != nil {
+		go s.readWorker(p, conn)
+	}
+	err = cmd.Wait()
+	if cmd.ProcessState != nil {
+		err = nil
+	}
+	s.post(event{kind: evExited, p: p, state: cmd.ProcessState, err: err})
+}
+
+// readWorker forwards the messages of p's control channel to the loop until
+// the channel ends.
+func (s *Supervisor) readWorker(p *proc, conn *hotrestart.Conn) {
+	for {
+		m, err := conn.Recv()
+		if err != nil {
+			return
+		}
+		switch m.Type {
+		case hotrestart.TypeReady:
+			s.post(event{kind: evReady, p: p})
+		default:
+			m.CloseFDs()
+		}
+	}
+}
+
+// workerEnv returns env with GOMAXPROCS set to n.
+func workerEnv(env []string, n int) []string {
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "GOMAXPROCS=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, "GOMAXPROCS="+strconv.Itoa(max(n, 1)))
+}
+
+func closeListeners(ls []hotrestart.ListenerFD) {
+	for _, l := range ls {
+		unix.Close(l.FD)
+	}
+}

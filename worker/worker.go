@@ -1,0 +1,221 @@
+// Package worker is a sluice data-plane process (sluice worker), started only
+// by the supervisor.
+//
+// A worker finds its control channel on fd 3, reads the Hello message (the
+// config bytes, its slot and generation, and one listening socket per
+// listener), builds a server generation, serves every listener, and sends
+// Ready. Then it waits on the control channel: Drain stops accepting and
+// lets in-flight requests finish within server.drain_timeout before the
+// worker exits 0; Stop closes everything and exits 0; the end of the
+// channel (the supervisor is gone) closes everything and exits 1 at once,
+// as Pdeathsig would. SIGTERM drains as Drain does; SIGINT, SIGHUP, SIGUSR1
+// and SIGUSR2 are ignored, since the supervisor acts on them for the whole
+// process tree. GOMAXPROCS comes from the environment the supervisor sets.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/server"
+	"github.com/sluice-proxy/sluice/hotrestart"
+	"github.com/sluice-proxy/sluice/supervisor"
+)
+
+// controlFD is the descriptor on which the supervisor passes the control
+// channel.
+const controlFD = 3
+
+// Options identify the worker, as its command line does. They must match
+// the Hello the supervisor sends.
+type Options struct {
+	Slot       int
+	Generation int
+}
+
+// serveResult is what one listener's Serve returned.
+type serveResult struct {
+	name string
+	err  error
+}
+
+// Run runs the worker until it is told to stop and returns the process
+// exit code.
+func Run(opts Options) int {
+	signal.Ignore(unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2)
+	terms := make(chan os.Signal, 1)
+	signal.Notify(terms, unix.SIGTERM)
+
+	conn, err := openControl()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sluice %v (workers are started by \"sluice run\" only)\n", err)
+		return 2
+	}
+	defer conn.Close()
+	w, err := start(conn, opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sluice worker: slot %d generation %d: %v\n", opts.Slot, opts.Generation, err)
+		return 1
+	}
+	defer w.log.Sync()
+	return w.loop(conn, terms)
+}
+
+// openControl returns the control channel on fd 3, or an error if fd 3 is
+// not one.
+func openControl() (*hotrestart.Conn, error) {
+	f := os.NewFile(controlFD, "control")
+	if f == nil {
+		return nil, errors.New("worker: fd 3 is not open")
+	}
+	defer f.Close()
+	conn, err := hotrestart.NewConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("worker: fd 3 is not the control socket: %w", err)
+	}
+	return conn, nil
+}
+
+// worker is a started worker. Its fields are set by start and then only
+// read.
+type worker struct {
+	log    *zap.Logger
+	cfg    *config.Config
+	gen    *server.Generation
+	served chan serveResult
+}
+
+// start reads the Hello, builds the generation, serves every listener and
+// sends Ready.
+func start(conn *hotrestart.Conn, opts Options) (*worker, error) {
+	m, err := conn.Recv()
+	if err != nil {
+		return nil, fmt.Errorf("worker: read hello: %w", err)
+	}
+	h, err := hotrestart.DecodeHello(m)
+	if err != nil {
+		return nil, err
+	}
+	files := make([]*os.File, len(h.Listeners))
+	for i, l := range h.Listeners {
+		files[i] = os.NewFile(uintptr(l.FD), "listener "+l.Name)
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	if h.Slot != opts.Slot || h.Generation != opts.Generation {
+		return nil, fmt.Errorf("worker: hello is for slot %d generation %d", h.Slot, h.Generation)
+	}
+	cfg, err := config.Parse(h.ConfigPath, h.Config)
+	if err != nil {
+		return nil, err
+	}
+	log, err := supervisor.NewLogger(cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	log = log.With(zap.Int("slot", h.Slot), zap.Int("pid", os.Getpid()), zap.Int("generation", h.Generation))
+	g, err := server.Build(cfg, server.Options{Logger: log, Generation: h.Generation, Slot: h.Slot})
+	if err != nil {
+		return nil, err
+	}
+	lns := make([]net.Listener, len(files))
+	for i, f := range files {
+		if lns[i], err = net.FileListener(f); err != nil {
+			for _, ln := range lns[:i] {
+				ln.Close()
+			}
+			g.Close()
+			return nil, fmt.Errorf("worker: listener %q: %w", h.Listeners[i].Name, err)
+		}
+	}
+	w := &worker{log: log, cfg: cfg, gen: g, served: make(chan serveResult, len(lns))}
+	for i, ln := range lns {
+		name := h.Listeners[i].Name
+		go func() { w.served <- serveResult{name, g.Serve(name, ln)} }()
+	}
+	if err := conn.Send(hotrestart.Message{Type: hotrestart.TypeReady}); err != nil {
+		g.Close()
+		return nil, err
+	}
+	log.Info("worker serving", zap.Int("listeners", len(lns)), zap.Int("gomaxprocs", runtime.GOMAXPROCS(0)))
+	return w, nil
+}
+
+// loop waits for the supervisor's orders, a signal, or a failed listener.
+func (w *worker) loop(conn *hotrestart.Conn, terms <-chan os.Signal) int {
+	msgs := make(chan hotrestart.Message)
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := conn.Recv()
+			if err != nil {
+				readErr <- err
+				return
+			}
+			msgs <- m
+		}
+	}()
+	var drained chan struct{}
+	drain := func(why string) {
+		if drained != nil {
+			return
+		}
+		w.log.Info("draining", zap.String("cause", why), zap.Duration("drain_timeout", w.cfg.Server.DrainTimeout.Duration))
+		drained = make(chan struct{})
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), w.cfg.Server.DrainTimeout.Duration)
+			defer cancel()
+			w.gen.Drain(ctx)
+			close(drained)
+		}()
+	}
+	for {
+		select {
+		case m := <-msgs:
+			switch m.Type {
+			case hotrestart.TypeDrain:
+				drain("drain message")
+			case hotrestart.TypeStop:
+				w.log.Info("stopping")
+				w.gen.Close()
+				return 0
+			default:
+				m.CloseFDs()
+				w.log.Debug("ignoring control message", zap.Stringer("type", m.Type))
+			}
+		case <-terms:
+			drain("SIGTERM")
+		case <-drained:
+			w.log.Info("drained, exiting")
+			return 0
+		case r := <-w.served:
+			if drained != nil {
+				continue
+			}
+			w.log.Error("listener stopped serving", zap.String("listener", r.name), zap.Error(r.err))
+			w.gen.Close()
+			return 1
+		case err := <-readErr:
+			if err == io.EOF {
+				w.log.Warn("supervisor gone, exiting")
+			} else {
+				w.log.Error("control channel failed, exiting", zap.Error(err))
+			}
+			w.gen.Close()
+			return 1
+		}
+	}
+}

@@ -215,10 +215,10 @@ func (s *stream) downstreamGone() {
 
 // httpfilter.DecoderCallbacks
 
-func (s *stream) StreamID() uint64                { return s.id }
-func (s *stream) ConnectionID() uint64            { return s.conn.info.ID }
-func (s *stream) Info() *httpfilter.StreamInfo    { return &s.info }
-func (s *stream) ClearRouteCache()                { s.routeValid = false }
+func (s *stream) StreamID() uint64                                     { return s.id }
+func (s *stream) ConnectionID() uint64                                 { return s.conn.info.ID }
+func (s *stream) Info() *httpfilter.StreamInfo                         { return &s.info }
+func (s *stream) ClearRouteCache()                                     { s.routeValid = false }
 func (s *stream) Encode1xxHeaders(h *httpfilter.ResponseHeaders) error { return s.encode1xx(h) }
 
 func (s *stream) Route() httpfilter.Route {

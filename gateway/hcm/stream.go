@@ -30,19 +30,19 @@ type stream struct {
 	routeValid bool
 
 	// Decode iteration (see advance).
-	hdrsTo   int  // headers were delivered to decoders[:hdrsTo]
-	parkAt   int  // index of the filter that parked the chain, or -1
-	stopAll  bool // the park was HeadersStopAllAndBuffer
+	hdrsTo      int  // headers were delivered to decoders[:hdrsTo]
+	parkAt      int  // index of the filter that parked the chain, or -1
+	stopAll     bool // the park was HeadersStopAllAndBuffer
 	heldAt      int  // held data goes next to decoders[heldAt]; -1: nothing held
 	holdBlocked bool // decoders[heldAt-1] asked to buffer: wait for it
 	heldEnd     bool // held data ends the body
 	trailersTo  int  // trailers were delivered to decoders[:trailersTo]
 	held        buffer.Buffer
-	cur      buffer.Buffer
-	noBody   bool // the request has no body
-	bodyDone bool // the request body was read to its end
-	trailers *httpfilter.Headers
-	posted   chan func()
+	cur         buffer.Buffer
+	noBody      bool // the request has no body
+	bodyDone    bool // the request body was read to its end
+	trailers    *httpfilter.Headers
+	posted      chan func()
 
 	// Response state.
 	respStarted bool // the response head was written (or is pending in conn.w)

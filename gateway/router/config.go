@@ -5,6 +5,8 @@
 package router
 
 import (
+	"go.uber.org/zap"
+
 	"github.com/sluice-proxy/sluice/gateway/registry"
 )
 
@@ -25,4 +27,10 @@ func init() {
 type Config struct{}
 
 // Build implements registry.Config.
-func (c *Config) Build(*registry.BuildContext) (any, error) { return factory{}, nil }
+func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
+	log := ctx.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &factory{log: log}, nil
+}

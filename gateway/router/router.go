@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/sluice-proxy/sluice/gateway/buffer"
 	"github.com/sluice-proxy/sluice/gateway/cluster"
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
@@ -25,12 +27,15 @@ var (
 	chunkPool  = sync.Pool{New: func() any { b := make([]byte, bodyChunk); return &b }}
 )
 
-type factory struct{}
+type factory struct {
+	log *zap.Logger
+}
 
 // NewFilter implements httpfilter.Factory.
-func (factory) NewFilter(cb httpfilter.DecoderCallbacks) any {
+func (fa *factory) NewFilter(cb httpfilter.DecoderCallbacks) any {
 	f := filterPool.Get().(*filter)
 	f.cb = cb
+	f.log = fa.log
 	return f
 }
 
@@ -40,6 +45,7 @@ func (factory) NewFilter(cb httpfilter.DecoderCallbacks) any {
 // the encoder path before the last decode call returns.
 type filter struct {
 	cb    httpfilter.DecoderCallbacks
+	log   *zap.Logger
 	route *Route
 	host  *cluster.Host
 	uc    *pool.Conn
@@ -319,6 +325,12 @@ func (f *filter) fail(err error, started bool) {
 			Details: "upstream_reset_before_response_started{connection_failure}"}
 	case started:
 		r.Details = "upstream_reset_after_response_started"
+	}
+	if ce := f.log.Check(zap.DebugLevel, "upstream request failed"); ce != nil {
+		info := f.cb.Info()
+		ce.Write(zap.Uint64("conn", f.cb.ConnectionID()), zap.Uint64("stream", f.cb.StreamID()),
+			zap.String("cluster", info.UpstreamCluster), zap.String("host", info.UpstreamHost),
+			zap.Int("status", r.Status), zap.String("flags", r.Flags.String()), zap.Error(err))
 	}
 	f.cb.SendLocalReply(r)
 }

@@ -1,0 +1,58 @@
+# sluice build, run and test targets. `make help` lists them.
+
+GO       ?= go
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+FUZZTIME ?= 10s
+# Upper bound for one `go test` run (the end-to-end tests move several GiB).
+TEST_TIMEOUT ?= 15m
+
+.PHONY: all help build run test fuzz bench lint clean
+
+all: build
+
+help:
+	@echo "targets: build run test fuzz bench lint clean"
+
+## build: bin/sluice and every shipped main package
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/sluice .
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/demo-upstream ./tools/demo-upstream
+
+## run: sluice on etc/sluice.toml in front of a demo upstream on 127.0.0.1:8081;
+## Ctrl-C stops both
+run: build
+	@mkdir -p bin/run
+	@bin/demo-upstream -listen 127.0.0.1:8081 & up=$$!; \
+	trap 'kill $$up 2>/dev/null; wait $$up 2>/dev/null' EXIT INT TERM; \
+	RUNTIME_DIRECTORY="$(CURDIR)/bin/run" bin/sluice run -c etc/sluice.toml
+
+## test: vet, then unit and end-to-end tests with the race detector
+## (the e2e tests build their own sluice binary)
+test:
+	$(GO) vet ./...
+	$(GO) test -race -shuffle=on -timeout $(TEST_TIMEOUT) ./...
+
+## fuzz: every Fuzz target of every package for $(FUZZTIME)
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		list=$$($(GO) test -list '^Fuzz' $$pkg) || { echo "$$list"; exit 1; }; \
+		for fn in $$(echo "$$list" | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$fn"; \
+			$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+## bench: the proxy benchmarks (tools/bench/run.sh)
+bench: build
+	tools/bench/run.sh
+
+## lint: gofmt and go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## clean: remove build output
+clean:
+	rm -rf bin

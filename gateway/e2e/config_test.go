@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
+	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
+)
+
+// lineOf returns the 1-based line of text that contains substr.
+func lineOf(t *testing.T, text, substr string) int {
+	t.Helper()
+	for i, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, substr) {
+			return i + 1
+		}
+	}
+	t.Fatalf("config has no line containing %q", substr)
+	return 0
+}
+
+// TestInvalidConfigsAreRejectedWithFileLineAndKey runs `sluice validate`
+// and `sluice run` on broken configs and checks that they exit 1 naming the
+// file, the line and the key path, and that run binds nothing.
+func TestInvalidConfigsAreRejectedWithFileLineAndKey(t *testing.T) {
+	good := simpleConfig(1, "127.0.0.1:1")
+	cases := []struct {
+		name string
+		text string
+		line string // a substring of the offending line
+		key  string // a regexp the key path must match; empty for syntax errors
+	}{
+		{
+			name: "unknown key",
+			text: strings.Replace(good, "drain_timeout = \"10s\"", "drain_timeout = \"10s\"\nworkerz = 3", 1),
+			line: "workerz = 3",
+			key:  `server\.workerz`,
+		},
+		{
+			name: "wrong type",
+			text: strings.Replace(good, "workers = 1", `workers = "two"`, 1),
+			line: `workers = "two"`,
+			key:  `server\.workers`,
+		},
+		{
+			name: "bad duration",
+			text: strings.Replace(good, `drain_timeout = "10s"`, `drain_timeout = "10 parsecs"`, 1),
+			line: `drain_timeout = "10 parsecs"`,
+			key:  `server\.drain_timeout`,
+		},
+		{
+			name: "dangling cluster",
+			text: config(1, route(`prefix = "/"`, "nonexistent"), cluster("up", "127.0.0.1:1")),
+			line: `cluster = "nonexistent"`,
+			key:  `route_config(\[0\])?\.virtual_host(\[0\])?\.route(\[0\])?\.cluster`,
+		},
+		{
+			name: "TOML syntax error",
+			text: strings.Replace(good, "workers = 1", "workers = = 1", 1),
+			line: "workers = = 1",
+		},
+	}
+	dir := t.TempDir()
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, fmt.Sprintf("bad%d.toml", i))
+			if err := os.WriteFile(path, []byte(tc.text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, out := gwtest.Exec(t, 30*time.Second, "validate", "-c", path)
+			if code != 1 {
+				t.Errorf("validate exit code %d, want 1; output:\n%s", code, out)
+			}
+			want := fmt.Sprintf("%s:%d:", path, lineOf(t, tc.text, tc.line))
+			if !strings.Contains(out, want) {
+				t.Errorf("validate output does not name %q; output:\n%s", want, out)
+			}
+			if tc.key != "" && !regexp.MustCompile(tc.key).MatchString(out) {
+				t.Errorf("validate output does not name the key path /%s/; output:\n%s", tc.key, out)
+			}
+		})
+	}
+
+	t.Run("run exits 1 without binding", func(t *testing.T) {
+		// Hold the listener's port: a sluice that tried to bind it would
+		// fail with "address already in use" instead of the config error.
+		addr := testutil.ListenTCP(t).Addr().String()
+		text := strings.Replace(config(1, route(`prefix = "/"`, "nonexistent"), cluster("up", "127.0.0.1:1")),
+			`address = "127.0.0.1:0"`, fmt.Sprintf("address = %q", addr), 1)
+		path := filepath.Join(dir, "run.toml")
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, out := gwtest.Exec(t, 30*time.Second, "run", "-c", path)
+		if code != 1 {
+			t.Errorf("run exit code %d, want 1; output:\n%s", code, out)
+		}
+		if strings.Contains(out, `"listening"`) || strings.Contains(out, "address already in use") {
+			t.Errorf("run with a bad config tried to bind its listener; output:\n%s", out)
+		}
+		if want := fmt.Sprintf("%s:%d:", path, lineOf(t, text, `cluster = "nonexistent"`)); !strings.Contains(out, want) {
+			t.Errorf("run output does not name %q; output:\n%s", want, out)
+		}
+	})
+}

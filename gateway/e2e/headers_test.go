@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
+	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
+)
+
+// headerEcho answers with the request headers it saw, as JSON.
+func headerEcho() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Clone()
+		h.Set("X-Seen-Host", r.Host)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(h)
+	})
+}
+
+func decodeHeaders(t *testing.T, body []byte) http.Header {
+	t.Helper()
+	var h http.Header
+	if err := json.Unmarshal(body, &h); err != nil {
+		t.Fatalf("upstream answer %q: %v", body, err)
+	}
+	return h
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// TestRequestHeadersAddedAndHopByHopStripped checks the headers sluice adds
+// to a proxied request (x-forwarded-for, x-forwarded-proto, x-request-id)
+// and the hop-by-hop headers it must not forward.
+func TestRequestHeadersAddedAndHopByHopStripped(t *testing.T) {
+	up := testutil.Upstream(t, headerEcho())
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	base := "http://" + p.Addr("http")
+	c := newClient(nil)
+
+	t.Run("x-forwarded-for holds the client address", func(t *testing.T) {
+		_, body := get(t, c, base+"/")
+		if xff := decodeHeaders(t, body).Get("X-Forwarded-For"); !strings.Contains(xff, "127.0.0.1") {
+			t.Errorf("x-forwarded-for %q does not contain 127.0.0.1", xff)
+		}
+	})
+
+	t.Run("x-forwarded-for appends the client address", func(t *testing.T) {
+		_, body := get(t, c, base+"/", "X-Forwarded-For", "192.0.2.1")
+		xff := decodeHeaders(t, body).Values("X-Forwarded-For")
+		joined := strings.Join(xff, ", ")
+		if !strings.HasPrefix(joined, "192.0.2.1") || !strings.HasSuffix(strings.TrimSpace(joined), "127.0.0.1") {
+			t.Errorf("x-forwarded-for %q, want 192.0.2.1 followed by 127.0.0.1", joined)
+		}
+	})
+
+	t.Run("x-forwarded-proto is http", func(t *testing.T) {
+		_, body := get(t, c, base+"/")
+		if got := decodeHeaders(t, body).Get("X-Forwarded-Proto"); got != "http" {
+			t.Errorf("x-forwarded-proto %q, want http", got)
+		}
+	})
+
+	t.Run("x-request-id generated as a UUID", func(t *testing.T) {
+		_, b1 := get(t, c, base+"/")
+		_, b2 := get(t, c, base+"/")
+		id1, id2 := decodeHeaders(t, b1).Get("X-Request-Id"), decodeHeaders(t, b2).Get("X-Request-Id")
+		if !uuidRE.MatchString(id1) || !uuidRE.MatchString(id2) {
+			t.Errorf("x-request-id %q and %q, want UUIDs", id1, id2)
+		}
+		if id1 == id2 {
+			t.Errorf("two requests got the same x-request-id %q", id1)
+		}
+	})
+
+	t.Run("x-request-id kept when sent", func(t *testing.T) {
+		_, body := get(t, c, base+"/", "X-Request-Id", "client-chosen-id-42")
+		if got := decodeHeaders(t, body).Get("X-Request-Id"); got != "client-chosen-id-42" {
+			t.Errorf("x-request-id %q, want the client's client-chosen-id-42", got)
+		}
+	})
+
+	t.Run("hop-by-hop headers not forwarded", func(t *testing.T) {
+		conn := dial(t, p.Addr("http"))
+		fmt.Fprintf(conn, "GET /hop HTTP/1.1\r\nHost: e2e\r\nConnection: foo\r\nFoo: bar\r\n"+
+			"Keep-Alive: timeout=5\r\nTE: deflate\r\nUpgrade: websocket\r\nProxy-Connection: keep-alive\r\n"+
+			"X-End-To-End: kept\r\n\r\n")
+		resp, body := readResponse(t, bufio.NewReader(conn), "GET")
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d, body %q", resp.StatusCode, body)
+		}
+		h := decodeHeaders(t, body)
+		for _, name := range []string{"Foo", "Keep-Alive", "Te", "Upgrade", "Proxy-Connection"} {
+			if v, ok := h[name]; ok {
+				t.Errorf("upstream saw hop-by-hop header %s: %q", name, v)
+			}
+		}
+		if conn := h.Get("Connection"); strings.Contains(strings.ToLower(conn), "foo") {
+			t.Errorf("upstream saw Connection %q, which names the client's hop-by-hop header", conn)
+		}
+		if got := h.Get("X-End-To-End"); got != "kept" {
+			t.Errorf("end-to-end header X-End-To-End %q, want kept", got)
+		}
+	})
+}

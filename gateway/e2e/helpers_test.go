@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ioTimeout bounds every single network wait of a test.
+const ioTimeout = 10 * time.Second
+
+// listenerHead is the part of every test config before the routes: one
+// HTTP listener "http" on 127.0.0.1:0 with the router, and a route table
+// "local" with one catch-all virtual host. The workers count is %d.
+const listenerHead = `
+[server]
+workers = %d
+drain_timeout = "10s"
+
+[[listener]]
+name = "http"
+address = "127.0.0.1:0"
+
+  [[listener.filter_chain]]
+  name = "default"
+
+    [[listener.filter_chain.filter]]
+    name = "sluice.filters.network.http_connection_manager"
+    [listener.filter_chain.filter.config]
+    stat_prefix = "ingress_http"
+    route_config = "local"
+
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.router"
+
+[[route_config]]
+name = "local"
+
+  [[route_config.virtual_host]]
+  name = "all"
+  domains = ["*"]
+`
+
+// config returns a config with the given workers, route tables (TOML
+// [[route_config.virtual_host.route]] blocks) and clusters.
+func config(workers int, routes string, clusters ...string) string {
+	return fmt.Sprintf(listenerHead, workers) + routes + "\n" + strings.Join(clusters, "\n")
+}
+
+// route returns a route block matching match (an inline TOML table body,
+// e.g. `prefix = "/"`) and sending to cluster, plus extra lines.
+func route(match, cluster string, extra ...string) string {
+	s := fmt.Sprintf("\n    [[route_config.virtual_host.route]]\n    match = { %s }\n    cluster = %q\n", match, cluster)
+	for _, e := range extra {
+		s += "    " + e + "\n"
+	}
+	return s
+}
+
+// cluster returns a static cluster block.
+func cluster(name string, endpoints ...string) string {
+	q := make([]string, len(endpoints))
+	for i, e := range endpoints {
+		q[i] = strconv.Quote(e)
+	}
+	return fmt.Sprintf("\n[[cluster]]\nname = %q\nendpoints = [%s]\nconnect_timeout = \"1s\"\n", name, strings.Join(q, ", "))
+}
+
+// simpleConfig routes everything to one upstream.
+func simpleConfig(workers int, upstream string) string {
+	return config(workers, route(`prefix = "/"`, "up"), cluster("up", upstream))
+}
+
+// dial opens a raw TCP connection to addr with a deadline of ioTimeout.
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, ioTimeout)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	c.SetDeadline(time.Now().Add(ioTimeout))
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// writeAsync writes b to c from another goroutine, so that a proxy that
+// answers before reading everything cannot block the test; write errors
+// (the proxy closing early) are expected and ignored.
+func writeAsync(c net.Conn, b []byte) {
+	go c.Write(b)
+}
+
+// readResponse reads one response and its whole body from br.
+func readResponse(t *testing.T, br *bufio.Reader, method string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read response body: %v", err)
+	}
+	resp.Body.Close()
+	return resp, body
+}
+
+// assertClosed reads from br until EOF or a reset, failing if more bytes
+// arrive or the peer keeps the connection open past ioTimeout.
+func assertClosed(t *testing.T, c net.Conn, br *bufio.Reader) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(ioTimeout))
+	extra, err := io.ReadAll(br)
+	switch {
+	case err == nil, isReset(err):
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		t.Fatalf("connection still open %v after the response", ioTimeout)
+	default:
+		t.Fatalf("reading until close: %v", err)
+	}
+	if len(extra) > 0 {
+		t.Fatalf("unexpected bytes after the response: %q", truncate(extra, 200))
+	}
+}
+
+// isReset reports whether err is a connection reset or a broken pipe.
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// isConnError reports whether err is a transport-level failure (refused,
+// reset, EOF, closed) as opposed to a bad response.
+func isConnError(err error) bool {
+	var ne net.Error
+	return isReset(err) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne) ||
+		strings.Contains(err.Error(), "server closed idle connection") ||
+		strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "EOF")
+}
+
+func truncate(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
+
+// newClient returns an HTTP client whose dials are counted in *dials (if
+// dials is not nil), with at most one connection per host.
+func newClient(dials *int64) *http.Client {
+	d := &net.Dialer{Timeout: ioTimeout}
+	tr := &http.Transport{
+		MaxConnsPerHost:     1,
+		MaxIdleConnsPerHost: 1,
+		DisableCompression:  true,
+	}
+	tr.DialContext = d.DialContext
+	if dials != nil {
+		tr.DialContext = countingDial(d, dials)
+	}
+	return &http.Client{
+		Transport:     tr,
+		Timeout:       30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// get does a GET and returns the response and its body.
+func get(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if strings.EqualFold(hdr[i], "host") {
+			req.Host = hdr[i+1]
+			continue
+		}
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	return do(t, c, req)
+}
+
+// do sends req and returns the response and its body.
+func do(t *testing.T, c *http.Client, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", req.Method, req.URL, err)
+	}
+	return resp, body
+}
+
+// countingDial wraps d.DialContext, counting successful dials in *n.
+func countingDial(d *net.Dialer, n *int64) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err == nil {
+			atomic.AddInt64(n, 1)
+		}
+		return c, err
+	}
+}

@@ -1,0 +1,248 @@
+package hcm_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/sluice-proxy/sluice/gateway/buffer"
+	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/registry"
+	"github.com/sluice-proxy/sluice/gateway/server"
+)
+
+// Test filters, registered once for this package's tests.
+
+// asyncConfig parks the headers and continues from another goroutine via
+// Post, adding a header first.
+type asyncConfig struct{}
+
+func (*asyncConfig) Build(*registry.BuildContext) (any, error) {
+	return httpfilter.FactoryFunc(func(cb httpfilter.DecoderCallbacks) any { return &asyncFilter{cb: cb} }), nil
+}
+
+type asyncFilter struct {
+	cb   httpfilter.DecoderCallbacks
+	done bool // owned by the stream's goroutine (set from the posted func)
+}
+
+func (f *asyncFilter) DecodeHeaders(h *httpfilter.RequestHeaders, end bool) httpfilter.HeadersStatus {
+	go f.cb.Post(func() {
+		h.Add("x-async", "done")
+		f.done = true
+		f.cb.ContinueDecoding()
+	})
+	return httpfilter.HeadersStopIteration
+}
+
+// DecodeData holds the body while the check is pending, as Envoy filters do.
+func (f *asyncFilter) DecodeData(*buffer.Buffer, bool) httpfilter.DataStatus {
+	if !f.done {
+		return httpfilter.DataStopAndBuffer
+	}
+	return httpfilter.DataContinue
+}
+func (f *asyncFilter) DecodeTrailers(*httpfilter.Headers) httpfilter.TrailersStatus {
+	return httpfilter.TrailersContinue
+}
+func (f *asyncFilter) OnDestroy() {}
+
+// bodyGateConfig holds the headers and the whole body until the body has
+// ended, then stamps its size into a header (as ext_authz with the body does).
+type bodyGateConfig struct{}
+
+func (*bodyGateConfig) Build(*registry.BuildContext) (any, error) {
+	return httpfilter.FactoryFunc(func(cb httpfilter.DecoderCallbacks) any { return &bodyGate{} }), nil
+}
+
+type bodyGate struct {
+	h *httpfilter.RequestHeaders
+	n int
+}
+
+func (f *bodyGate) DecodeHeaders(h *httpfilter.RequestHeaders, end bool) httpfilter.HeadersStatus {
+	f.h = h
+	if end {
+		return httpfilter.HeadersContinue
+	}
+	return httpfilter.HeadersStopIteration
+}
+func (f *bodyGate) DecodeData(b *buffer.Buffer, end bool) httpfilter.DataStatus {
+	f.n += b.Len()
+	if !end {
+		return httpfilter.DataStopAndBuffer
+	}
+	f.h.Add("x-body-seen", fmt.Sprint(f.n))
+	return httpfilter.DataContinue
+}
+func (f *bodyGate) DecodeTrailers(*httpfilter.Headers) httpfilter.TrailersStatus {
+	return httpfilter.TrailersContinue
+}
+func (f *bodyGate) OnDestroy() {}
+
+// denyConfig answers 401 locally when the request has no x-key, and adds a
+// response header on the way back.
+type denyConfig struct{}
+
+func (*denyConfig) Build(*registry.BuildContext) (any, error) {
+	return httpfilter.FactoryFunc(func(cb httpfilter.DecoderCallbacks) any { return &deny{cb: cb} }), nil
+}
+
+type deny struct{ cb httpfilter.DecoderCallbacks }
+
+func (f *deny) DecodeHeaders(h *httpfilter.RequestHeaders, end bool) httpfilter.HeadersStatus {
+	if h.Get("x-key") == nil {
+		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 401, Body: "no key\n", Flags: httpfilter.FlagUnauthorizedExternalService})
+		return httpfilter.HeadersStopIteration
+	}
+	return httpfilter.HeadersContinue
+}
+func (f *deny) DecodeData(*buffer.Buffer, bool) httpfilter.DataStatus { return httpfilter.DataContinue }
+func (f *deny) DecodeTrailers(*httpfilter.Headers) httpfilter.TrailersStatus {
+	return httpfilter.TrailersContinue
+}
+func (f *deny) EncodeHeaders(h *httpfilter.ResponseHeaders, end bool) httpfilter.HeadersStatus {
+	h.Add("x-checked", "yes")
+	return httpfilter.HeadersContinue
+}
+func (f *deny) EncodeData(*buffer.Buffer, bool) httpfilter.DataStatus { return httpfilter.DataContinue }
+func (f *deny) EncodeTrailers(*httpfilter.Headers) httpfilter.TrailersStatus {
+	return httpfilter.TrailersContinue
+}
+func (f *deny) OnDestroy() {}
+
+func init() {
+	registry.Register(registry.Info{Name: "sluice.filters.http.test_async", Kind: registry.HTTP, New: func() registry.Config { return &asyncConfig{} }})
+	registry.Register(registry.Info{Name: "sluice.filters.http.test_body_gate", Kind: registry.HTTP, New: func() registry.Config { return &bodyGateConfig{} }})
+	registry.Register(registry.Info{Name: "sluice.filters.http.test_deny", Kind: registry.HTTP, New: func() registry.Config { return &denyConfig{} }})
+}
+
+// start builds a generation with the given HTTP filters before the router,
+// serves it on a loopback listener and returns the proxy's address.
+func start(t *testing.T, upstream string, filters ...string) string {
+	t.Helper()
+	var chain strings.Builder
+	for _, f := range filters {
+		fmt.Fprintf(&chain, "[[listener.filter_chain.filter.config.http_filter]]\nname = %q\n", f)
+	}
+	text := fmt.Sprintf(`
+[[listener]]
+name = "l"
+address = "127.0.0.1:0"
+[[listener.filter_chain]]
+[[listener.filter_chain.filter]]
+name = "sluice.filters.network.http_connection_manager"
+[listener.filter_chain.filter.config]
+stat_prefix = "t"
+route_config = "r"
+%s
+[[listener.filter_chain.filter.config.http_filter]]
+name = "sluice.filters.http.router"
+
+[[route_config]]
+name = "r"
+[[route_config.virtual_host]]
+name = "all"
+domains = ["*"]
+[[route_config.virtual_host.route]]
+match = { prefix = "/" }
+cluster = "up"
+
+[[cluster]]
+name = "up"
+endpoints = [%q]
+`, chain.String(), upstream)
+	cfg, err := config.Parse("test.toml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := server.Build(cfg, server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve("l", ln)
+	t.Cleanup(g.Close)
+	return ln.Addr().String()
+}
+
+// echoUpstream answers with the request's x-async / x-body-seen headers and
+// its body.
+func echoUpstream(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("x-async", r.Header.Get("x-async"))
+		w.Header().Set("x-body-seen", r.Header.Get("x-body-seen"))
+		w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
+func TestParkedHeadersResumeThroughPost(t *testing.T) {
+	addr := start(t, echoUpstream(t), "sluice.filters.http.test_async")
+	for i := range 3 { // several streams on one connection
+		resp, err := http.Post("http://"+addr+"/", "text/plain", strings.NewReader("payload"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("x-async") != "done" || string(body) != "payload" {
+			t.Fatalf("request %d: status %d x-async %q body %q", i, resp.StatusCode, resp.Header.Get("x-async"), body)
+		}
+	}
+}
+
+func TestBufferedBodyReachesRouterAfterFilterContinues(t *testing.T) {
+	addr := start(t, echoUpstream(t), "sluice.filters.http.test_body_gate")
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 20000) // 320 KB: many chunks
+	resp, err := http.Post("http://"+addr+"/", "application/octet-stream", bytes.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Header.Get("x-body-seen") != fmt.Sprint(len(payload)) {
+		t.Fatalf("x-body-seen = %q, want %d (headers reached the upstream before the filter saw the body)", resp.Header.Get("x-body-seen"), len(payload))
+	}
+	if !bytes.Equal(body, payload) {
+		t.Fatalf("upstream got %d bytes, want the %d sent", len(body), len(payload))
+	}
+}
+
+func TestLocalReplyRunsEncoderFiltersAndSkipsUpstream(t *testing.T) {
+	hits := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits++ }))
+	t.Cleanup(srv.Close)
+	addr := start(t, srv.Listener.Addr().String(), "sluice.filters.http.test_deny")
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 401 || string(body) != "no key\n" || resp.Header.Get("x-checked") != "yes" {
+		t.Fatalf("status %d body %q x-checked %q", resp.StatusCode, body, resp.Header.Get("x-checked"))
+	}
+	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+	req.Header.Set("x-key", "k")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || hits != 1 || resp.Header.Get("x-checked") != "yes" {
+		t.Fatalf("allowed request: status %d, upstream hits %d, x-checked %q", resp.StatusCode, hits, resp.Header.Get("x-checked"))
+	}
+}

@@ -10,6 +10,7 @@ package conn
 import (
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -196,18 +197,51 @@ func (c *Conn) SetIdle(idle bool) { c.idle.Store(idle) }
 // Draining implements netfilter.Conn.
 func (c *Conn) Draining() bool { return c.tracker.draining.Load() }
 
+// CanHandoff implements netfilter.Conn.
+func (c *Conn) CanHandoff() bool {
+	_, raw := c.nc.(*net.TCPConn)
+	return raw && c.tracker.handoff != nil && len(c.readFilters) == 0 && len(c.writeFilters) == 0
+}
+
+// Handoff implements netfilter.Conn: it duplicates the socket and gives it,
+// with readAhead, to the tracker's handoff function. Closing this process's
+// descriptor afterwards sends nothing to the peer: the socket lives on in
+// the receiving process.
+func (c *Conn) Handoff(readAhead []byte) bool {
+	if !c.CanHandoff() {
+		return false
+	}
+	f, err := c.nc.(*net.TCPConn).File()
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := c.tracker.handoff(c.info.Listener, f, readAhead); err != nil {
+		c.log.Debug("handoff failed", zap.Uint64("conn", c.info.ID), zap.Error(err))
+		return false
+	}
+	c.log.Debug("connection handed off", zap.Uint64("conn", c.info.ID), zap.Int("read_ahead", len(readAhead)))
+	return true
+}
+
+// HandoffFunc moves a connection's socket (and its read-ahead bytes) to
+// another process. It must not retain f, which the caller closes, nor
+// readAhead after it returns.
+type HandoffFunc func(listener string, f *os.File, readAhead []byte) error
+
 // Tracker keeps a generation's live connections so that a drain can reach
 // them. It is safe for concurrent use.
 type Tracker struct {
+	handoff  HandoffFunc // nil: connections close when drained
 	draining atomic.Bool
 	mu       sync.Mutex
 	conns    map[*Conn]struct{}
 	done     chan struct{} // closed when draining and the last connection ends
 }
 
-// NewTracker returns an empty tracker.
-func NewTracker() *Tracker {
-	return &Tracker{conns: map[*Conn]struct{}{}, done: make(chan struct{})}
+// NewTracker returns an empty tracker. handoff may be nil.
+func NewTracker(handoff HandoffFunc) *Tracker {
+	return &Tracker{handoff: handoff, conns: map[*Conn]struct{}{}, done: make(chan struct{})}
 }
 
 func (t *Tracker) add(c *Conn) bool {

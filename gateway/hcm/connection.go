@@ -61,11 +61,14 @@ func (c *connection) serveOne() bool {
 	if t := c.f.cfg.IdleTimeout.Duration; t > 0 {
 		_ = c.c.SetReadDeadline(time.Now().Add(t))
 	}
+	if c.c.Draining() {
+		return c.drainBetweenRequests()
+	}
 	idle := len(c.r.Buffered()) == 0
 	if idle {
 		c.c.SetIdle(true)
 		if c.c.Draining() {
-			return false
+			return c.drainBetweenRequests()
 		}
 	}
 	err := c.r.ReadRequest(&c.req, &c.f.limits)
@@ -88,10 +91,10 @@ func (c *connection) readError(err error) bool {
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		return false
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		if c.c.Draining() && len(c.r.Buffered()) > 0 {
-			// a request was arriving as the drain began: serve it, then close
-			_ = c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			return true
+		if c.c.Draining() {
+			// a drain woke the read: move the connection on, with any
+			// partial request already read
+			return c.drainBetweenRequests()
 		}
 		return false
 	case errors.As(err, &pe):
@@ -101,6 +104,31 @@ func (c *connection) readError(err error) bool {
 	default:
 		return false
 	}
+}
+
+// drainBetweenRequests hands the connection, with whatever of the next
+// request was already read, to the next generation. Where that cannot be
+// done, an idle connection closes and a partly received request is served
+// (its response then carries Connection: close).
+func (c *connection) drainBetweenRequests() bool {
+	if c.c.Handoff(c.r.Buffered()) {
+		return false
+	}
+	if len(c.r.Buffered()) == 0 {
+		return false
+	}
+	_ = c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	err := c.r.ReadRequest(&c.req, &c.f.limits)
+	if err != nil {
+		var pe *http1.Error
+		if errors.As(err, &pe) {
+			c.s.badRequest(pe)
+		}
+		return false
+	}
+	_ = c.c.SetReadDeadline(time.Time{})
+	c.s.run()
+	return false
 }
 
 // bufferLimit is per_connection_buffer_limit_bytes of the listener.

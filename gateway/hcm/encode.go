@@ -81,7 +81,7 @@ func (s *stream) writeHead(h *httpfilter.ResponseHeaders, end bool) error {
 		// an unread request body cannot be skipped safely: close after
 		s.closeAfter = s.closeAfter || !s.bodyDone
 	}
-	if c.c.Draining() {
+	if c.c.Draining() && !c.c.CanHandoff() {
 		s.closeAfter = true
 	}
 	s.respFraming = f

@@ -102,7 +102,8 @@ func (s *stream) begin(req *http1.Request) {
 	s.stopAll, s.holdBlocked, s.heldEnd = false, false, false
 	s.held.Reset()
 	s.trailers = nil
-	s.respStarted, s.respDone, s.reset, s.closeAfter = false, false, false, c.c.Draining()
+	s.respStarted, s.respDone, s.reset = false, false, false
+	s.closeAfter = c.c.Draining() && !c.c.CanHandoff()
 	s.route, s.routeValid = nil, false
 }
 

@@ -54,12 +54,14 @@ func (l *Listener) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		go l.handle(nc)
+		go l.Handle(nc, nil)
 	}
 }
 
-// handle runs one connection on its own goroutine.
-func (l *Listener) handle(nc net.Conn) {
+// Handle runs one connection; Serve calls it on a new goroutine per
+// accepted connection. readAhead, when non-empty, holds bytes already read
+// from nc by a previous generation: they are served first.
+func (l *Listener) Handle(nc net.Conn, readAhead []byte) {
 	defer func() {
 		if r := recover(); r != nil {
 			// Bad input must never take the worker down: count and close.
@@ -84,7 +86,11 @@ func (l *Listener) handle(nc net.Conn) {
 		return
 	}
 	info.FilterChain = chain.Name
-	conn.New(nc, nil, info, l.Tracker, l.Log).Run(chain.Factories)
+	var read func([]byte) (int, error)
+	if len(readAhead) > 0 {
+		read = (&prefixReader{pre: readAhead, nc: nc}).Read
+	}
+	conn.New(nc, read, info, l.Tracker, l.Log).Run(chain.Factories)
 }
 
 // match picks the filter chain for a connection. Until filter-chain match
@@ -101,4 +107,19 @@ func addrPort(a net.Addr) netip.AddrPort {
 		return ta.AddrPort()
 	}
 	return netip.AddrPort{}
+}
+
+// prefixReader serves pre before reading nc.
+type prefixReader struct {
+	pre []byte
+	nc  net.Conn
+}
+
+func (r *prefixReader) Read(p []byte) (int, error) {
+	if len(r.pre) > 0 {
+		n := copy(p, r.pre)
+		r.pre = r.pre[n:]
+		return n, nil
+	}
+	return r.nc.Read(p)
 }

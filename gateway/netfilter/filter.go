@@ -78,8 +78,17 @@ type Conn interface {
 	// sees a timeout and, finding Draining true, ends the connection.
 	SetIdle(idle bool)
 	// Draining reports whether the worker is draining: finish what is in
-	// flight, then end the connection.
+	// flight, then end the connection (or hand it off).
 	Draining() bool
+	// CanHandoff reports whether Handoff can move this connection to the
+	// next generation (a raw TCP connection in a worker that has one).
+	CanHandoff() bool
+	// Handoff passes the connection's socket, with readAhead (bytes read
+	// but not consumed), to the next generation, which serves it as if just
+	// accepted. It reports whether it did; then the caller must stop using
+	// the connection and return from Serve. Only a terminal filter between
+	// requests may call it.
+	Handoff(readAhead []byte) bool
 }
 
 // Callbacks is what the manager gives each network filter.

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 
 	"go.uber.org/zap"
@@ -35,6 +36,9 @@ type Options struct {
 	// Generation and Slot identify the worker, for logs and connection ids.
 	Generation int
 	Slot       int
+	// Handoff, when set, moves idle keep-alive connections to the next
+	// generation during a drain instead of closing them.
+	Handoff conn.HandoffFunc
 }
 
 // Generation is a built config generation: immutable, shared by every
@@ -65,7 +69,7 @@ func Build(cfg *config.Config, opts Options) (*Generation, error) {
 		opts:      opts,
 		clusters:  clusters,
 		listeners: map[string]*listener.Listener{},
-		tracker:   conn.NewTracker(),
+		tracker:   conn.NewTracker(opts.Handoff),
 	}
 	tables := map[string]*router.Table{}
 	routeTable := func(name string) (httpfilter.RouteTable, error) {
@@ -159,6 +163,24 @@ func (g *Generation) Serve(listenerName string, ln net.Listener) error {
 		return nil
 	}
 	return err
+}
+
+// Adopt serves a connection handed off by a previous generation as if it
+// had just been accepted on the named listener, with readAhead as the first
+// bytes read. It takes ownership of f.
+func (g *Generation) Adopt(listenerName string, f *os.File, readAhead []byte) error {
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("server: adopt: %w", err)
+	}
+	l := g.listeners[listenerName]
+	if l == nil {
+		nc.Close()
+		return fmt.Errorf("server: adopt: no listener %q in this generation", listenerName)
+	}
+	go l.Handle(nc, readAhead)
+	return nil
 }
 
 // Drain stops accepting on every listener, lets in-flight requests finish

@@ -1,0 +1,292 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluice-proxy/sluice/gateway/registry"
+)
+
+// Upper bounds of server settings.
+const (
+	MaxWorkers    = 1024
+	MaxGoMaxProcs = 1024
+	// maxUnixPath is the longest path a unix socket address can hold.
+	maxUnixPath = 107
+)
+
+// validator collects validation errors.
+type validator struct {
+	c    *Config
+	errs []*Error
+}
+
+func (v *validator) errorf(key, format string, args ...any) {
+	v.errs = append(v.errs, v.c.errorf(key, fmt.Sprintf(format, args...)))
+}
+
+// validate checks c after defaults are applied and returns every problem,
+// each an *Error, ordered by line.
+func (c *Config) validate() error {
+	v := &validator{c: c}
+	v.server()
+	v.admin()
+	v.log()
+	v.listeners()
+	v.clusters()
+	v.routeConfigs()
+	if len(v.errs) == 0 {
+		return nil
+	}
+	sort.SliceStable(v.errs, func(i, j int) bool {
+		if v.errs[i].Line != v.errs[j].Line {
+			return v.errs[i].Line < v.errs[j].Line
+		}
+		return v.errs[i].Key < v.errs[j].Key
+	})
+	if len(v.errs) == 1 {
+		return v.errs[0]
+	}
+	if len(v.errs) > maxErrors {
+		v.errs = v.errs[:maxErrors]
+	}
+	errs := make([]error, len(v.errs))
+	for i, e := range v.errs {
+		errs[i] = e
+	}
+	return errors.Join(errs...)
+}
+
+func (v *validator) server() {
+	s := &v.c.Server
+	if s.Workers < 0 || s.Workers > MaxWorkers {
+		v.errorf("server.workers", "must be between 0 and %d, got %d", MaxWorkers, s.Workers)
+	}
+	if s.GoMaxProcs < 0 || s.GoMaxProcs > MaxGoMaxProcs {
+		v.errorf("server.gomaxprocs", "must be between 0 and %d, got %d", MaxGoMaxProcs, s.GoMaxProcs)
+	}
+	v.duration("server.drain_timeout", s.DrainTimeout.Duration)
+	if s.DrainStrategy != "gradual" && s.DrainStrategy != "immediate" {
+		v.errorf("server.drain_strategy", "must be gradual or immediate, got %q", s.DrainStrategy)
+	}
+	if len(s.ControlSocket) > maxUnixPath {
+		v.errorf("server.control_socket", "path longer than %d bytes", maxUnixPath)
+	}
+}
+
+func (v *validator) admin() {
+	a := &v.c.Admin
+	if a.Address == "" {
+		return
+	}
+	host, _, err := splitAddress(a.Address)
+	if err != nil {
+		v.errorf("admin.address", "%v", err)
+		return
+	}
+	if !a.AllowNonLoopback && !isLoopback(host) {
+		v.errorf("admin.address", "%q is not a loopback address (set allow_non_loopback to expose the admin API)", a.Address)
+	}
+}
+
+func (v *validator) log() {
+	switch v.c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.errorf("log.level", "must be debug, info, warn or error, got %q", v.c.Log.Level)
+	}
+	switch v.c.Log.Format {
+	case "json", "console":
+	default:
+		v.errorf("log.format", "must be json or console, got %q", v.c.Log.Format)
+	}
+}
+
+func (v *validator) listeners() {
+	names := map[string]bool{}
+	addrs := map[string]string{}
+	for i := range v.c.Listeners {
+		l := &v.c.Listeners[i]
+		p := indexKey("listener", i)
+		v.name(p, l.Name, names)
+		if l.Address == "" {
+			v.errorf(p+".address", "missing address")
+		} else if host, port, err := splitAddress(l.Address); err != nil {
+			v.errorf(p+".address", "%v", err)
+		} else if port != 0 {
+			key := net.JoinHostPort(canonicalHost(host), strconv.Itoa(port))
+			if prev, dup := addrs[key]; dup {
+				v.errorf(p+".address", "address %q already used by %s", l.Address, prev)
+			} else {
+				addrs[key] = p
+			}
+		}
+		if l.Backlog < 0 {
+			v.errorf(p+".backlog", "must be >= 0")
+		}
+		if l.PerConnectionBufferLimitBytes < 0 {
+			v.errorf(p+".per_connection_buffer_limit_bytes", "must be >= 0")
+		}
+		v.duration(p+".listener_filters_timeout", l.ListenerFiltersTimeout.Duration)
+		if len(l.FilterChains) == 0 {
+			v.errorf(p, "listener %q has no filter_chain", l.Name)
+		}
+		chains := map[string]bool{}
+		for j := range l.FilterChains {
+			fc := &l.FilterChains[j]
+			cp := indexKey(p+".filter_chain", j)
+			if fc.Name != "" {
+				if chains[fc.Name] {
+					v.errorf(cp+".name", "duplicate filter_chain name %q", fc.Name)
+				}
+				chains[fc.Name] = true
+			}
+			if len(fc.Filters) == 0 {
+				v.errorf(cp, "filter_chain has no filter")
+			}
+			v.chain(fc.Filters)
+		}
+	}
+}
+
+// chain checks that exactly the last filter of a network or HTTP chain is
+// terminal, in fs and in the chains nested in their configs.
+func (v *validator) chain(fs []Filter) {
+	for i := range fs {
+		f := &fs[i]
+		info, ok := registry.Lookup(f.Name)
+		if !ok {
+			continue
+		}
+		last := i == len(fs)-1
+		switch {
+		case info.Terminal && !last:
+			v.errorf(f.Path+".name", "terminal filter %q must be the last of its chain", f.Name)
+		case !info.Terminal && last && info.Kind != registry.Listener:
+			v.errorf(f.Path+".name", "the last filter of a chain must be terminal, %q is not", f.Name)
+		}
+		if n, ok := f.Decoded.(NestedFilters); ok {
+			_, _, nested := n.Nested()
+			v.chain(nested)
+		}
+	}
+}
+
+func (v *validator) clusters() {
+	names := map[string]bool{}
+	for i := range v.c.Clusters {
+		cl := &v.c.Clusters[i]
+		p := indexKey("cluster", i)
+		v.name(p, cl.Name, names)
+		if cl.Type != "static" {
+			v.errorf(p+".type", "unsupported cluster type %q (supported: static)", cl.Type)
+		}
+		if cl.LBPolicy != "round_robin" {
+			v.errorf(p+".lb_policy", "unsupported lb_policy %q (supported: round_robin)", cl.LBPolicy)
+		}
+		if len(cl.Endpoints) == 0 {
+			v.errorf(p+".endpoints", "cluster %q has no endpoints", cl.Name)
+		}
+		for j, ep := range cl.Endpoints {
+			ek := indexKey(p+".endpoints", j)
+			host, port, err := splitAddress(ep)
+			switch {
+			case err != nil:
+				v.errorf(ek, "%v", err)
+			case host == "":
+				v.errorf(ek, "endpoint %q has no host", ep)
+			case port == 0:
+				v.errorf(ek, "endpoint %q has port 0", ep)
+			}
+		}
+		v.duration(p+".connect_timeout", cl.ConnectTimeout.Duration)
+		v.duration(p+".idle_timeout", cl.IdleTimeout.Duration)
+		if cl.MaxIdleConnections < 0 {
+			v.errorf(p+".max_idle_connections", "must be >= 0")
+		}
+		if cl.PerConnectionBufferLimitBytes < 0 {
+			v.errorf(p+".per_connection_buffer_limit_bytes", "must be >= 0")
+		}
+	}
+}
+
+// name checks that a listener, cluster or route_config at p has a name
+// not seen before.
+func (v *validator) name(p, name string, seen map[string]bool) {
+	switch {
+	case name == "":
+		v.errorf(p+".name", "missing name")
+	case seen[name]:
+		v.errorf(p+".name", "duplicate name %q", name)
+	}
+	seen[name] = true
+}
+
+func (v *validator) duration(key string, d time.Duration) {
+	if d < 0 {
+		v.errorf(key, "must not be negative, got %s", d)
+	}
+}
+
+// splitAddress parses "host:port" with a numeric port; host may be empty,
+// an IP address or a host name.
+func splitAddress(s string) (host string, port int, err error) {
+	host, ps, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, fmt.Errorf("invalid address %q: want host:port", s)
+	}
+	port, err = strconv.Atoi(ps)
+	if err != nil || port < 0 || port > 65535 || ps == "" || ps[0] == '+' || ps[0] == '-' {
+		return "", 0, fmt.Errorf("invalid address %q: port must be a number from 0 to 65535", s)
+	}
+	if host != "" && !validHost(host) {
+		return "", 0, fmt.Errorf("invalid address %q: bad host %q", s, host)
+	}
+	return host, port, nil
+}
+
+// validHost accepts an IP address (with optional zone) or a DNS name.
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := range len(label) {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// canonicalHost normalises an IP literal so that equal addresses compare
+// equal.
+func canonicalHost(h string) string {
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.Unmap().String()
+	}
+	return strings.ToLower(h)
+}
+
+// isLoopback reports whether host is "localhost" or a loopback IP.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}

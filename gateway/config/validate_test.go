@@ -1,0 +1,172 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// withRoute returns a config whose only route has the given body.
+func withRoute(body string) string {
+	return listenerTOML + clusterTOML + `[[route_config]]
+name = "main"
+[[route_config.virtual_host]]
+domains = ["*"]
+[[route_config.virtual_host.route]]
+` + body
+}
+
+// withCluster returns a config whose clusters are given by text (the route
+// points at "backend").
+func withCluster(text string) string {
+	return listenerTOML + text + routeTOML
+}
+
+// withDomains returns a config with virtual hosts given by text.
+func withDomains(text string) string {
+	return listenerTOML + clusterTOML + "[[route_config]]\nname = \"main\"\n" + text
+}
+
+// chainTOML is a listener whose only chain holds the given filter tables.
+func chainTOML(filters string) string {
+	return "[[listener]]\nname = \"l\"\naddress = \"127.0.0.1:0\"\n[[listener.filter_chain]]\n" + filters
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name, text, want string // want "" means the config is valid
+	}{
+		// server
+		{"workers negative", baseTOML + "[server]\nworkers = -1\n", "t.toml:28: server.workers: must be between 0 and 1024, got -1"},
+		{"workers too many", baseTOML + "[server]\nworkers = 5000\n", "server.workers: must be between 0 and 1024"},
+		{"gomaxprocs negative", baseTOML + "[server]\ngomaxprocs = -2\n", "server.gomaxprocs: must be between 0 and 1024"},
+		{"gomaxprocs too many", baseTOML + "[server]\ngomaxprocs = 4096\n", "server.gomaxprocs: must be between"},
+		{"drain timeout negative", baseTOML + "[server]\ndrain_timeout = \"-1s\"\n", "server.drain_timeout: must not be negative"},
+		{"drain strategy unknown", baseTOML + "[server]\ndrain_strategy = \"fast\"\n", `server.drain_strategy: must be gradual or immediate, got "fast"`},
+		{"drain strategy immediate", baseTOML + "[server]\ndrain_strategy = \"immediate\"\n", ""},
+		{"control socket too long", baseTOML + "[server]\ncontrol_socket = \"/" + strings.Repeat("x", 120) + "\"\n", "server.control_socket: path longer than"},
+		// log
+		{"log level unknown", baseTOML + "[log]\nlevel = \"loud\"\n", `log.level: must be debug, info, warn or error, got "loud"`},
+		{"log level debug", baseTOML + "[log]\nlevel = \"debug\"\n", ""},
+		{"log format unknown", baseTOML + "[log]\nformat = \"xml\"\n", `log.format: must be json or console, got "xml"`},
+		{"log format console", baseTOML + "[log]\nformat = \"console\"\n", ""},
+		// admin
+		{"admin bad address", baseTOML + "[admin]\naddress = \"localhost\"\n", `admin.address: invalid address "localhost"`},
+		{"admin non-loopback", baseTOML + "[admin]\naddress = \"0.0.0.0:9901\"\n", `t.toml:28: admin.address: "0.0.0.0:9901" is not a loopback address`},
+		{"admin empty host", baseTOML + "[admin]\naddress = \":9901\"\n", "is not a loopback address"},
+		{"admin non-loopback allowed", baseTOML + "[admin]\naddress = \"0.0.0.0:9901\"\nallow_non_loopback = true\n", ""},
+		{"admin localhost", baseTOML + "[admin]\naddress = \"localhost:9901\"\n", ""},
+		{"admin ipv6 loopback", baseTOML + "[admin]\naddress = \"[::1]:0\"\n", ""},
+		{"admin port too big", baseTOML + "[admin]\naddress = \"127.0.0.1:70000\"\n", "port must be a number from 0 to 65535"},
+		// listeners
+		{"listener missing name", strings.Replace(baseTOML, "name = \"public\"\n", "", 1), "t.toml:1: listener[0].name: missing name"},
+		{"listener duplicate name", baseTOML + strings.Replace(listenerTOML, "127.0.0.1:0", "127.0.0.1:1", 1), `t.toml:28: listener[1].name: duplicate name "public"`},
+		{"listener missing address", strings.Replace(baseTOML, "address = \"127.0.0.1:0\"\n", "", 1), "t.toml:1: listener[0].address: missing address"},
+		{"listener bad address", strings.Replace(baseTOML, "127.0.0.1:0", "127.0.0.1", 1), `t.toml:3: listener[0].address: invalid address "127.0.0.1": want host:port`},
+		{"listener bad port", strings.Replace(baseTOML, "127.0.0.1:0", "127.0.0.1:http", 1), "port must be a number"},
+		{"listener bad host", strings.Replace(baseTOML, "127.0.0.1:0", "bad host!:80", 1), `bad host "bad host!"`},
+		{"listener all interfaces", strings.Replace(baseTOML, "127.0.0.1:0", ":8080", 1), ""},
+		{"listener duplicate address", strings.Replace(baseTOML, "127.0.0.1:0", "127.0.0.1:8080", 1) +
+			strings.Replace(strings.Replace(listenerTOML, "127.0.0.1:0", "127.0.0.1:8080", 1), "public", "other", 1),
+			`listener[1].address: address "127.0.0.1:8080" already used by listener[0]`},
+		{"listener duplicate port 0 allowed", baseTOML + strings.Replace(listenerTOML, "public", "other", 1), ""},
+		{"listener no filter chain", "[[listener]]\nname = \"l\"\naddress = \"127.0.0.1:0\"\n" + clusterTOML + routeTOML, `t.toml:1: listener[0]: listener "l" has no filter_chain`},
+		{"filter chain without filter", chainTOML("") + clusterTOML + routeTOML, "t.toml:4: listener[0].filter_chain[0]: filter_chain has no filter"},
+		{"duplicate filter chain name", chainTOML("name = \"a\"\n[[listener.filter_chain.filter]]\nname = \"sluice.filters.network.test_hcm\"\n[[listener.filter_chain]]\nname = \"a\"\n[[listener.filter_chain.filter]]\nname = \"sluice.filters.network.test_hcm\"\n"),
+			`listener[0].filter_chain[1].name: duplicate filter_chain name "a"`},
+		{"backlog negative", strings.Replace(baseTOML, "address = \"127.0.0.1:0\"\n", "address = \"127.0.0.1:0\"\nbacklog = -1\n", 1), "listener[0].backlog: must be >= 0"},
+		{"buffer limit negative", strings.Replace(baseTOML, "address = \"127.0.0.1:0\"\n", "address = \"127.0.0.1:0\"\nper_connection_buffer_limit_bytes = -1\n", 1), "listener[0].per_connection_buffer_limit_bytes: must be >= 0"},
+		{"listener filters timeout negative", strings.Replace(baseTOML, "address = \"127.0.0.1:0\"\n", "address = \"127.0.0.1:0\"\nlistener_filters_timeout = \"-5s\"\n", 1), "t.toml:4: listener[0].listener_filters_timeout: must not be negative"},
+		{"terminal filter not last", chainTOML("[[listener.filter_chain.filter]]\nname = \"sluice.filters.network.test_hcm\"\n[[listener.filter_chain.filter]]\nname = \"sluice.filters.network.test_cfg\"\n"),
+			`t.toml:6: listener[0].filter_chain[0].filter[0].name: terminal filter "sluice.filters.network.test_hcm" must be the last of its chain`},
+		{"last filter not terminal", chainTOML("[[listener.filter_chain.filter]]\nname = \"sluice.filters.network.test_cfg\"\n"),
+			`listener[0].filter_chain[0].filter[0].name: the last filter of a chain must be terminal`},
+		{"nested last filter not terminal", strings.Replace(baseTOML, "\n[[listener.filter_chain.filter.config.http_filter]]\nname = \"sluice.filters.http.test_router\"", "", 1),
+			`t.toml:11: listener[0].filter_chain[0].filter[0].config.http_filter[0].name: the last filter of a chain must be terminal`},
+		// clusters
+		{"cluster missing name", withCluster("[[cluster]]\nendpoints = [\"127.0.0.1:1\"]\n"), "t.toml:16: cluster[0].name: missing name"},
+		{"cluster duplicate name", withCluster(clusterTOML + clusterTOML), `t.toml:20: cluster[1].name: duplicate name "backend"`},
+		{"cluster type", withCluster(clusterTOML + "type = \"dns\"\n"), `cluster[0].type: unsupported cluster type "dns"`},
+		{"cluster lb policy", withCluster(clusterTOML + "lb_policy = \"random\"\n"), `cluster[0].lb_policy: unsupported lb_policy "random"`},
+		{"cluster no endpoints", withCluster("[[cluster]]\nname = \"backend\"\n"), `t.toml:16: cluster[0].endpoints: cluster "backend" has no endpoints`},
+		{"cluster empty endpoints", withCluster("[[cluster]]\nname = \"backend\"\nendpoints = []\n"), `t.toml:18: cluster[0].endpoints: cluster "backend" has no endpoints`},
+		{"endpoint bad", withCluster("[[cluster]]\nname = \"backend\"\nendpoints = [\n  \"127.0.0.1:1\",\n  \"nope\",\n]\n"), `t.toml:20: cluster[0].endpoints[1]: invalid address "nope"`},
+		{"endpoint port 0", withCluster("[[cluster]]\nname = \"backend\"\nendpoints = [\"127.0.0.1:0\"]\n"), `cluster[0].endpoints[0]: endpoint "127.0.0.1:0" has port 0`},
+		{"endpoint no host", withCluster("[[cluster]]\nname = \"backend\"\nendpoints = [\":80\"]\n"), `cluster[0].endpoints[0]: endpoint ":80" has no host`},
+		{"endpoint hostname", withCluster("[[cluster]]\nname = \"backend\"\nendpoints = [\"app.internal:80\", \"[::1]:81\"]\n"), ""},
+		{"connect timeout negative", withCluster(clusterTOML + "connect_timeout = \"-1ms\"\n"), "t.toml:19: cluster[0].connect_timeout: must not be negative"},
+		{"idle timeout negative", withCluster(clusterTOML + "idle_timeout = \"-1m\"\n"), "cluster[0].idle_timeout: must not be negative"},
+		{"max idle negative", withCluster(clusterTOML + "max_idle_connections = -1\n"), "cluster[0].max_idle_connections: must be >= 0"},
+		{"cluster buffer negative", withCluster(clusterTOML + "per_connection_buffer_limit_bytes = -1\n"), "cluster[0].per_connection_buffer_limit_bytes: must be >= 0"},
+		// route configs and virtual hosts
+		{"route config missing name", listenerTOML + clusterTOML + "[[route_config]]\n", "t.toml:19: route_config[0].name: missing name"},
+		{"route config duplicate name", baseTOML + "[[route_config]]\nname = \"main\"\n", `t.toml:28: route_config[1].name: duplicate name "main"`},
+		{"virtual host no domains", withDomains("[[route_config.virtual_host]]\nname = \"v\"\n"), "t.toml:21: route_config[0].virtual_host[0].domains: virtual_host has no domains"},
+		{"two catch-all domains", withDomains("[[route_config.virtual_host]]\ndomains = [\"*\"]\n[[route_config.virtual_host]]\ndomains = [\"*\"]\n"),
+			`t.toml:24: route_config[0].virtual_host[1].domains[0]: domain "*" already used by route_config[0].virtual_host[0].domains[0]`},
+		{"wildcard in the middle", withDomains("[[route_config.virtual_host]]\ndomains = [\"a.*.com\"]\n"), `route_config[0].virtual_host[0].domains[0]: invalid wildcard in domain "a.*.com"`},
+		{"wildcard without dot", withDomains("[[route_config.virtual_host]]\ndomains = [\"*foo.com\"]\n"), `invalid wildcard in domain "*foo.com"`},
+		{"wildcard alone with dot", withDomains("[[route_config.virtual_host]]\ndomains = [\"*.\"]\n"), `invalid wildcard in domain "*."`},
+		{"empty domain", withDomains("[[route_config.virtual_host]]\ndomains = [\"\"]\n"), "domains[0]: empty domain"},
+		{"duplicate domain across virtual hosts", withDomains("[[route_config.virtual_host]]\ndomains = [\"a.example.com\", \"*.example.com\", \"example.*\"]\n[[route_config.virtual_host]]\ndomains = [\"A.example.com\"]\n"),
+			`route_config[0].virtual_host[1].domains[0]: duplicate domain "A.example.com" (also route_config[0].virtual_host[0].domains[0])`},
+		{"same domain in two route configs", baseTOML + "[[route_config]]\nname = \"other\"\n[[route_config.virtual_host]]\ndomains = [\"*\"]\n", ""},
+		// routes
+		{"route without match", withRoute("cluster = \"backend\"\n"), "t.toml:23: route_config[0].virtual_host[0].route[0].match: set exactly one of path, prefix and regex"},
+		{"route with two matches", withRoute("match = { prefix = \"/\", path = \"/a\" }\ncluster = \"backend\"\n"), "t.toml:24: route_config[0].virtual_host[0].route[0].match: set exactly one of path, prefix and regex"},
+		{"path without slash", withRoute("match = { path = \"a\" }\ncluster = \"backend\"\n"), `route[0].match.path: must start with "/"`},
+		{"prefix without slash", withRoute("match = { prefix = \"a\" }\ncluster = \"backend\"\n"), `route[0].match.prefix: must start with "/"`},
+		{"regex invalid", withRoute("match = { regex = \"/(a\" }\ncluster = \"backend\"\n"), "route[0].match.regex: invalid regex"},
+		{"regex valid", withRoute("match = { regex = \"/a/[0-9]+\" }\ncluster = \"backend\"\n"), ""},
+		{"route without action", withRoute("match = { prefix = \"/\" }\n"), "t.toml:23: route_config[0].virtual_host[0].route[0]: set exactly one of cluster, direct_response and redirect"},
+		{"route with two actions", withRoute("match = { prefix = \"/\" }\ncluster = \"backend\"\ndirect_response = { status = 200 }\n"), "route[0]: set exactly one of cluster, direct_response and redirect"},
+		{"dangling cluster", withRoute("match = { prefix = \"/\" }\ncluster = \"nope\"\n"), `t.toml:25: route_config[0].virtual_host[0].route[0].cluster: unknown cluster "nope"`},
+		{"direct response status low", withRoute("match = { prefix = \"/\" }\ndirect_response = { status = 199 }\n"), "route[0].direct_response.status: must be between 200 and 599, got 199"},
+		{"direct response status high", withRoute("match = { prefix = \"/\" }\ndirect_response = { status = 600 }\n"), "direct_response.status: must be between 200 and 599, got 600"},
+		{"direct response missing status", withRoute("match = { prefix = \"/\" }\n[route_config.virtual_host.route.direct_response]\nbody = \"hi\"\n"), "t.toml:25: route_config[0].virtual_host[0].route[0].direct_response.status: must be between 200 and 599, got 0"},
+		{"direct response ok", withRoute("match = { path = \"/health\" }\ndirect_response = { status = 200, body = \"ok\" }\n"), ""},
+		{"redirect status", withRoute("match = { prefix = \"/\" }\nredirect = { status = 305 }\n"), "route[0].redirect.status: must be 301, 302, 303, 307 or 308, got 305"},
+		{"redirect default status", withRoute("match = { prefix = \"/\" }\nredirect = { https_redirect = true }\n"), ""},
+		{"redirect scheme conflict", withRoute("match = { prefix = \"/\" }\nredirect = { https_redirect = true, scheme = \"http\" }\n"), "route[0].redirect.scheme: conflicts with https_redirect"},
+		{"redirect path without slash", withRoute("match = { prefix = \"/\" }\nredirect = { path = \"x\" }\n"), `route[0].redirect.path: must start with "/"`},
+		{"prefix rewrite with path match", withRoute("match = { path = \"/a\" }\ncluster = \"backend\"\nprefix_rewrite = \"/b\"\n"), "route[0].prefix_rewrite: only allowed with a prefix match"},
+		{"prefix rewrite with prefix match", withRoute("match = { prefix = \"/a\" }\ncluster = \"backend\"\nprefix_rewrite = \"/b\"\n"), ""},
+		{"route timeout negative", withRoute("match = { prefix = \"/\" }\ncluster = \"backend\"\ntimeout = \"-1s\"\n"), "route[0].timeout: must not be negative"},
+		{"disabled filter unknown", withRoute("match = { prefix = \"/\" }\ncluster = \"backend\"\ndisabled_filters = [\"sluice.filters.http.nope\"]\n"), `route[0].disabled_filters[0]: unknown http filter "sluice.filters.http.nope"`},
+		{"disabled filter of wrong kind", withRoute("match = { prefix = \"/\" }\ncluster = \"backend\"\ndisabled_filters = [\"sluice.filters.network.test_cfg\"]\n"), `is a filter of kind network, not http`},
+		{"disabled filter known", withRoute("match = { prefix = \"/\" }\ncluster = \"backend\"\ndisabled_filters = [\"sluice.filters.http.test_cfg\"]\n"), ""},
+		// header matchers
+		{"header name uppercase", withRoute("match = { prefix = \"/\", headers = [{ name = \"X-A\" }] }\ncluster = \"backend\"\n"), `route[0].match.headers[0].name: header name "X-A" must be a non-empty lowercase token`},
+		{"header name empty", withRoute("match = { prefix = \"/\", headers = [{ exact = \"a\" }] }\ncluster = \"backend\"\n"), `match.headers[0].name: header name "" must be a non-empty lowercase token`},
+		{"header name with space", withRoute("match = { prefix = \"/\", headers = [{ name = \"x a\" }] }\ncluster = \"backend\"\n"), `header name "x a"`},
+		{"header two matchers", withRoute("match = { prefix = \"/\", headers = [{ name = \"x-a\" }, { name = \"x-b\", exact = \"1\", present = true }] }\ncluster = \"backend\"\n"), "route[0].match.headers[1]: set at most one of exact, prefix, regex and present"},
+		{"header regex invalid", withRoute("match = { prefix = \"/\", headers = [{ name = \"x-a\", regex = \"(\" }] }\ncluster = \"backend\"\n"), "match.headers[0].regex: invalid regex"},
+		{"header matchers valid", withRoute("match = { prefix = \"/\", headers = [{ name = \"x-a\", prefix = \"v\", invert = true }, { name = \"x-b\", present = false }] }\ncluster = \"backend\"\n"), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.want == "" {
+				parse(t, tc.text)
+				return
+			}
+			parseErr(t, tc.text, tc.want)
+		})
+	}
+}
+
+func TestValidateReportsEveryProblemInFileOrder(t *testing.T) {
+	text := baseTOML + "[server]\nworkers = -1\ndrain_strategy = \"x\"\n[log]\nlevel = \"x\"\n"
+	err := parseErr(t, text, "")
+	lines := strings.Split(err.Error(), "\n")
+	want := []string{
+		"t.toml:28: server.workers: must be between 0 and 1024, got -1",
+		`t.toml:29: server.drain_strategy: must be gradual or immediate, got "x"`,
+		`t.toml:31: log.level: must be debug, info, warn or error, got "x"`,
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("errors:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Key != "server.workers" || ce.Line != 28 {
+		t.Fatalf("errors.As found %+v, want the server.workers error", ce)
+	}
+}

@@ -13,9 +13,11 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
@@ -40,6 +42,7 @@ type Conn struct {
 	terminal     netfilter.Terminal
 	rbuf, wbuf   buffer.Buffer
 	resume       chan struct{}
+	parked       bool
 
 	// Accessed atomically:
 	idle   atomic.Bool
@@ -63,8 +66,6 @@ func (c *Conn) Run(factories []netfilter.Factory) {
 		c.nc.Close()
 		return
 	}
-	defer c.tracker.remove(c)
-	defer c.Close()
 	for _, f := range factories {
 		inst := f.NewFilter(c)
 		c.filters = append(c.filters, inst)
@@ -80,13 +81,60 @@ func (c *Conn) Run(factories []netfilter.Factory) {
 	}
 	for _, r := range c.readFilters {
 		if r.OnNewConnection() == netfilter.StopIteration && !c.wait() {
+			c.tracker.remove(c)
+			c.Close()
 			return
 		}
 	}
+	c.serve()
+}
+
+// serve runs the terminal filter until it returns. If it parked the
+// connection, a new goroutine waits for the socket and serves again;
+// otherwise the connection ends.
+func (c *Conn) serve() {
+	parked := false
+	defer func() {
+		if r := recover(); r != nil {
+			// Bad input must never take the worker down: log and close.
+			c.log.Error("connection panicked", zap.Uint64("conn", c.info.ID), zap.Any("panic", r), zap.Stack("stack"))
+			parked = false
+		}
+		if parked {
+			go c.resumeWhenReadable()
+			return
+		}
+		c.tracker.remove(c)
+		c.Close()
+	}()
 	if c.terminal != nil {
 		c.terminal.Serve(c)
 	}
+	parked = c.parked && !c.closed.Load()
+	c.parked = false
 }
+
+// resumeWhenReadable waits, on a fresh goroutine with a small stack, for the parked
+// connection's socket to become readable (or its read deadline to pass),
+// then serves it again.
+func (c *Conn) resumeWhenReadable() {
+	if sc, ok := c.nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			var b [1]byte
+			_ = rc.Read(func(fd uintptr) bool {
+				// Peek: wait (return false) only while nothing is there;
+				// data, EOF or an error end the wait, as do the read
+				// deadline and a close (rc.Read returns then).
+				_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+				return err != unix.EAGAIN
+			})
+		}
+	}
+	c.serve()
+}
+
+// Park implements netfilter.Conn.
+func (c *Conn) Park() { c.parked = true }
 
 // wait parks until ContinueReading or the connection closes.
 func (c *Conn) wait() bool {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -23,10 +24,10 @@ type connection struct {
 	remoteIP []byte // textual client address, for x-forwarded-for
 
 	// Owned by the connection's goroutine:
-	r   *http1.Reader
-	w   []byte // response bytes not yet written
-	req http1.Request
-	s   stream
+	r         *http1.Reader // nil while parked
+	w         []byte        // response bytes not yet written
+	idleSince time.Time     // start of the current wait for a request
+	s         *stream       // nil while parked
 }
 
 var _ netfilter.Terminal = (*connection)(nil)
@@ -35,49 +36,140 @@ var _ netfilter.Terminal = (*connection)(nil)
 
 func (c *connection) OnEvent(netfilter.Event) {}
 
-// Serve reads requests until the connection ends.
+// parkAfter is how long a keep-alive connection waits for its next request
+// on its own goroutine before it parks (see netfilter.Conn.Park) and gives
+// its goroutine and buffers back.
+const parkAfter = 100 * time.Millisecond
+
+// Serve reads requests until the connection ends or parks. After a park it
+// is called again, on a new goroutine, when the socket is readable.
 func (c *connection) Serve(nc netfilter.Conn) {
-	c.c = nc
-	c.info = nc.Info()
-	c.remoteIP = c.info.RemoteAddr.Addr().AppendTo(nil)
-	c.r = http1.NewReader(nc)
-	c.w = getWriteBuf()
+	if c.c == nil {
+		c.c = nc
+		c.info = nc.Info()
+		c.remoteIP = c.info.RemoteAddr.Addr().AppendTo(nil)
+	}
+	c.r = readerPool.Get().(*http1.Reader)
+	c.r.Reset(nc)
+	c.s = streamPool.Get().(*stream)
 	c.s.conn = c
-	c.s.posted = make(chan func(), 16)
-	defer func() {
-		c.r.Release()
-		putWriteBuf(c.w)
-		c.w = nil
-	}()
-	for c.serveOne() {
+	c.w = getWriteBuf()
+	for {
+		keep, park := c.serveOne()
+		if park {
+			c.release()
+			c.c.Park()
+			return
+		}
+		if !keep {
+			c.release()
+			return
+		}
+	}
+}
+
+// Per-connection state a parked connection does not need comes from pools,
+// so that an idle keep-alive connection costs little more than its socket.
+var (
+	readerPool = sync.Pool{New: func() any { return http1.NewReader(nil) }}
+	streamPool = sync.Pool{New: func() any { return &stream{posted: make(chan func(), 16)} }}
+)
+
+// release gives the connection's reader, stream and buffers back while it
+// parks or ends.
+func (c *connection) release() {
+	c.r.Release()
+	readerPool.Put(c.r)
+	c.r = nil
+	putWriteBuf(c.w)
+	c.w = nil
+	s := c.s
+	c.s = nil
+	s.conn = nil
+	if len(s.posted) == 0 && cap(s.req.Headers.Fields) <= 256 {
+		streamPool.Put(s)
 	}
 }
 
 // serveOne reads and serves one request; it reports whether the connection
-// stays open for another.
-func (c *connection) serveOne() bool {
-	// The idle deadline goes first: a drain that starts after SetIdle wakes
-	// the read with a past deadline, which must not be overwritten.
-	if t := c.f.cfg.IdleTimeout.Duration; t > 0 {
-		_ = c.c.SetReadDeadline(time.Now().Add(t))
-	}
+// stays open for another, and whether it should park first.
+func (c *connection) serveOne() (keep, park bool) {
 	if c.c.Draining() {
-		return c.drainBetweenRequests()
+		return c.drainBetweenRequests(), false
 	}
-	idle := len(c.r.Buffered()) == 0
-	if idle {
-		c.c.SetIdle(true)
-		if c.c.Draining() {
-			return c.drainBetweenRequests()
+	if len(c.r.Buffered()) > 0 {
+		// (part of) the next request is here already
+		if t := c.f.cfg.IdleTimeout.Duration; t > 0 {
+			_ = c.c.SetReadDeadline(time.Now().Add(t))
+		}
+		return c.readAndServe(), false
+	}
+	now := time.Now()
+	if c.idleSince.IsZero() {
+		c.idleSince = now
+	}
+	wait, limit := parkAfter, time.Time{}
+	if t := c.f.cfg.IdleTimeout.Duration; t > 0 {
+		limit = c.idleSince.Add(t)
+		if left := limit.Sub(now); left <= 0 {
+			return false, false // idle timeout
+		} else if left < wait {
+			wait = left
 		}
 	}
-	err := c.r.ReadRequest(&c.req, &c.f.limits)
-	if idle {
+	// The deadline goes first: a drain that starts after SetIdle wakes the
+	// read with a past deadline, which must not be overwritten.
+	_ = c.c.SetReadDeadline(now.Add(wait))
+	c.c.SetIdle(true)
+	if c.c.Draining() {
 		c.c.SetIdle(false)
+		return c.drainBetweenRequests(), false
 	}
-	if err != nil {
+	err := c.r.ReadRequest(&c.s.req, &c.f.limits)
+	c.c.SetIdle(false)
+	if err == nil {
+		return c.served(), false
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) || c.c.Draining() {
+		return c.readError(err), false
+	}
+	if len(c.r.Buffered()) > 0 {
+		// a request started arriving: give it the rest of the idle time
+		if !limit.IsZero() {
+			_ = c.c.SetReadDeadline(limit)
+		} else {
+			_ = c.c.SetReadDeadline(time.Time{})
+		}
+		return c.readAndServe(), false
+	}
+	if !limit.IsZero() && !time.Now().Before(limit) {
+		return false, false // idle timeout
+	}
+	// Quiet for parkAfter: park until readable, the idle limit, or a drain.
+	if !limit.IsZero() {
+		_ = c.c.SetReadDeadline(limit)
+	} else {
+		_ = c.c.SetReadDeadline(time.Time{})
+	}
+	c.c.SetIdle(true)
+	if c.c.Draining() {
+		c.c.SetIdle(false)
+		return c.drainBetweenRequests(), false
+	}
+	return true, true
+}
+
+// readAndServe reads a request whose first bytes are buffered, then serves it.
+func (c *connection) readAndServe() bool {
+	if err := c.r.ReadRequest(&c.s.req, &c.f.limits); err != nil {
 		return c.readError(err)
 	}
+	return c.served()
+}
+
+// served runs the stream of the request just read.
+func (c *connection) served() bool {
+	c.idleSince = time.Time{}
 	_ = c.c.SetReadDeadline(time.Time{})
 	return c.s.run()
 }
@@ -91,6 +183,7 @@ func (c *connection) readError(err error) bool {
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		return false
 	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.c.SetIdle(false)
 		if c.c.Draining() {
 			// a drain woke the read: move the connection on, with any
 			// partial request already read
@@ -118,7 +211,7 @@ func (c *connection) drainBetweenRequests() bool {
 		return false
 	}
 	_ = c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	err := c.r.ReadRequest(&c.req, &c.f.limits)
+	err := c.r.ReadRequest(&c.s.req, &c.f.limits)
 	if err != nil {
 		var pe *http1.Error
 		if errors.As(err, &pe) {

@@ -128,7 +128,7 @@ func (s *stream) hold(b *buffer.Buffer, at int, end bool) {
 // readBody reads the request body from the codec and feeds the chain.
 func (s *stream) readBody() {
 	c := s.conn
-	req := &c.req
+	req := &s.req
 	if req.ExpectContinue && !s.respStarted {
 		c.w = append(c.w, "HTTP/1.1 100 Continue\r\n\r\n"...)
 		if c.flush() != nil {

@@ -52,7 +52,7 @@ func (s *stream) EncodeHeaders(h *httpfilter.ResponseHeaders, end bool) error {
 
 func (s *stream) writeHead(h *httpfilter.ResponseHeaders, end bool) error {
 	c := s.conn
-	req := &c.req
+	req := &s.req
 	s.respStarted = true
 	s.info.ResponseCode = h.Status
 	cl := int64(-1)
@@ -157,7 +157,7 @@ func (s *stream) encode1xx(h *httpfilter.ResponseHeaders) error {
 		return errStreamEnded
 	}
 	c := s.conn
-	if c.req.Minor == 0 {
+	if s.req.Minor == 0 {
 		return nil // HTTP/1.0 clients do not understand 1xx
 	}
 	c.w = http1.AppendResponseHead(c.w, 1, 1, h, http1.NoBody, -1, true)

@@ -19,6 +19,7 @@ const streamIdleTimeout = 5 * time.Minute
 type stream struct {
 	// Owned by the connection's goroutine; reset per request.
 	conn *connection
+	req  http1.Request
 	id   uint64
 	info httpfilter.StreamInfo
 	h    *httpfilter.RequestHeaders
@@ -59,11 +60,11 @@ type stream struct {
 	bodyBuf []byte
 }
 
-// run serves the request in s.conn.req and reports whether the connection
+// run serves the request in s.req and reports whether the connection
 // may serve another.
 func (s *stream) run() bool {
 	c := s.conn
-	req := &c.req
+	req := &s.req
 	s.begin(req)
 	h := s.h
 	s.decorate(h)

@@ -83,6 +83,14 @@ type Conn interface {
 	// CanHandoff reports whether Handoff can move this connection to the
 	// next generation (a raw TCP connection in a worker that has one).
 	CanHandoff() bool
+	// Park releases the connection's goroutine while it is idle: the
+	// terminal filter, with nothing buffered and no request in progress,
+	// calls Park and returns from Serve. The connection then holds no
+	// goroutine of its own until its socket is readable, its read deadline
+	// passes, or a drain wakes it; then Serve is called again, on a new
+	// goroutine, to carry on. It keeps the memory of an idle keep-alive
+	// connection to its socket and a few small structs.
+	Park()
 	// Handoff passes the connection's socket, with readAhead (bytes read
 	// but not consumed), to the next generation, which serves it as if just
 	// accepted. It reports whether it did; then the caller must stop using

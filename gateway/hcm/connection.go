@@ -167,10 +167,14 @@ func (c *connection) readAndServe() bool {
 	return c.served()
 }
 
-// served runs the stream of the request just read.
+// served runs the stream of the request just read. The read deadline of
+// the wait for it is lifted only when a body is to be read: the next wait
+// sets its own.
 func (c *connection) served() bool {
 	c.idleSince = time.Time{}
-	_ = c.c.SetReadDeadline(time.Time{})
+	if req := &c.s.req; req.Framing != http1.NoBody {
+		_ = c.c.SetReadDeadline(time.Time{})
+	}
 	return c.s.run()
 }
 

@@ -182,7 +182,9 @@ func (f *filter) exchange() {
 	if f.route.Timeout > 0 {
 		deadline = time.Now().Add(f.route.Timeout)
 	}
-	_ = uc.SetDeadline(deadline)
+	// Only reads carry the route timeout; a pooled connection keeps its
+	// stale read deadline until the next exchange sets one.
+	_ = uc.SetReadDeadline(deadline)
 	err := f.readHead()
 	if err != nil && f.retryable(err) {
 		err = f.retry(deadline)
@@ -202,7 +204,6 @@ func (f *filter) exchange() {
 		return
 	}
 	if resp.KeepAlive && f.writeErr == nil {
-		_ = uc.SetDeadline(time.Time{})
 		f.host.Pool.Put(uc)
 	} else {
 		uc.Close()
@@ -257,7 +258,7 @@ func (f *filter) retry(deadline time.Time) error {
 	uc.W = http1.AppendRequestHead(uc.W[:0], f.req, http1.NoBody, -1, true)
 	f.writeErr = nil
 	f.send()
-	_ = uc.SetDeadline(deadline)
+	_ = uc.SetReadDeadline(deadline)
 	return f.readHead()
 }
 

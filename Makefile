@@ -31,7 +31,7 @@ run: build
 ## (the e2e tests build their own sluice binary)
 test:
 	$(GO) vet ./...
-	$(GO) test -race -shuffle=on -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -race -shuffle=on -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## fuzz: every Fuzz target of every package for $(FUZZTIME)
 fuzz:
@@ -43,8 +43,11 @@ fuzz:
 		done; \
 	done
 
-## bench: the proxy benchmarks (tools/bench/run.sh)
+## bench: Go benchmarks (-benchmem: head parser, router match, pool
+## checkout, LB pick, ...), then the end-to-end comparison with nginx and
+## HAProxy (tools/bench/run.sh)
 bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./gateway/...
 	tools/bench/run.sh
 
 ## lint: gofmt and go vet

@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
+	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
+)
+
+// staleUpstream answers the first request of its first connection with
+// keep-alive, then reads the second request on that connection and closes
+// it without a byte of response, as an upstream whose keep-alive timeout
+// fires as the proxy reuses the connection. Later connections answer
+// normally, naming the connection.
+func staleUpstream(t *testing.T) *testutil.RawServer {
+	var n atomic.Int64
+	return testutil.RawUpstream(t, func(c net.Conn) {
+		id := n.Add(1)
+		br := bufio.NewReader(c)
+		for i := 0; ; i++ {
+			if _, err := testutil.ReadRequest(br); err != nil {
+				return
+			}
+			if id == 1 && i == 1 {
+				return // close before responding
+			}
+			body := fmt.Sprintf("conn %d", id)
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		}
+	})
+}
+
+func TestReplayableRequestRetriedOnceWhenReusedConnectionCloses(t *testing.T) {
+	up := staleUpstream(t)
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	c := newClient(nil)
+	url := "http://" + p.Addr("http") + "/"
+	if resp, body := get(t, c, url); resp.StatusCode != 200 || string(body) != "conn 1" {
+		t.Fatalf("first request: %d %q", resp.StatusCode, body)
+	}
+	resp, body := get(t, c, url)
+	if resp.StatusCode != 200 || string(body) != "conn 2" {
+		t.Fatalf("second request (pooled connection closed under it): %d %q, want 200 from a fresh connection", resp.StatusCode, body)
+	}
+	if n := up.ConnCount(); n != 2 {
+		t.Fatalf("upstream accepted %d connections, want 2", n)
+	}
+}
+
+func TestNonIdempotentRequestNotReplayedWhenReusedConnectionCloses(t *testing.T) {
+	up := staleUpstream(t)
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	c := newClient(nil)
+	url := "http://" + p.Addr("http") + "/"
+	if resp, body := get(t, c, url); resp.StatusCode != 200 || string(body) != "conn 1" {
+		t.Fatalf("first request: %d %q", resp.StatusCode, body)
+	}
+	req, err := http.NewRequest("POST", url, strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body := do(t, c, req)
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "UC") {
+		t.Fatalf("POST on a closing pooled connection: %d %q, want 503 with flag UC", resp.StatusCode, body)
+	}
+	if n := up.ConnCount(); n != 1 {
+		t.Fatalf("upstream accepted %d connections, want 1 (a POST must not be replayed)", n)
+	}
+}

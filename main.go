@@ -4,6 +4,10 @@
 //
 //	sluice run -c FILE        run the supervisor in the foreground
 //	sluice validate -c FILE   check a config file and exit
+//	sluice reload [-c FILE] [--control PATH]
+//	                          reload the running supervisor's config
+//	sluice upgrade [-c FILE] [--control PATH]
+//	                          replace the running binary (not supported yet)
 //	sluice version            print the version
 //	sluice worker ...         a worker process; started only by sluice run
 package main
@@ -13,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"time"
 
 	"github.com/sluice-proxy/sluice/supervisor"
 	"github.com/sluice-proxy/sluice/worker"
@@ -26,6 +31,12 @@ const usage = `usage: sluice <command> [flags]
 commands:
   run -c FILE        run the supervisor (and its workers) in the foreground
   validate -c FILE   check a config file: prints "FILE: ok" or the error
+  reload [-c FILE] [--control PATH]
+                     make the running supervisor reload its config file and
+                     wait for the outcome: exit 0 once the new generation
+                     serves, 1 with the reason otherwise
+  upgrade [-c FILE] [--control PATH]
+                     replace the running binary (not supported yet)
   version            print the version
   help               print this help
 
@@ -61,6 +72,8 @@ func run(args []string) int {
 		}
 		fmt.Printf("%s: ok\n", path)
 		return 0
+	case "reload", "upgrade":
+		return control(cmd, args)
 	case "worker":
 		fs := newFlagSet(cmd)
 		var opts worker.Options
@@ -81,6 +94,36 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "sluice: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
+}
+
+// controlTimeout bounds the wait for a reload's outcome: the supervisor
+// answers within its own readiness timeout.
+const controlTimeout = 2 * time.Minute
+
+// control sends cmd to the running supervisor over its control socket,
+// prints the outcome and returns the exit code.
+func control(cmd string, args []string) int {
+	fs := newFlagSet(cmd)
+	cfgPath := fs.String("c", "", "config `FILE` naming the control socket")
+	path := fs.String("control", "", "control socket `PATH` (default: server.control_socket of -c FILE)")
+	if fs.Parse(args) != nil || fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "usage: sluice %s [-c FILE] [--control PATH]\n", cmd)
+		return 2
+	}
+	if *path == "" {
+		*path = supervisor.ControlPath(*cfgPath)
+	}
+	resp, err := supervisor.Send(*path, cmd, controlTimeout)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sluice %s: %s: %v\n", cmd, *path, err)
+		return 1
+	}
+	if !resp.OK {
+		fmt.Fprintf(os.Stderr, "sluice %s: %s\n", cmd, resp.Error)
+		return 1
+	}
+	fmt.Printf("sluice %s: generation %d serving\n", cmd, resp.Generation)
+	return 0
 }
 
 // configFlag parses the -c flag of run and validate.

@@ -26,6 +26,9 @@ var binary string
 const waitTimeout = 4 * time.Second
 
 func TestMain(m *testing.M) {
+	if os.Getenv(envActivate) != "" {
+		os.Exit(execActivated())
+	}
 	dir, err := os.MkdirTemp("", "sluice-process-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -121,6 +124,7 @@ func (e entry) int(t *testing.T, key string) int {
 
 // sluice is a running "sluice run" process and the log lines it wrote.
 type sluice struct {
+	path   string // the config file
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once cmd.Wait returned
 	err    error         // cmd.Wait's result, set before exited closes
@@ -137,12 +141,20 @@ type sluice struct {
 func start(t *testing.T, text string) *sluice {
 	t.Helper()
 	path := writeConfig(t, text)
+	return startCmd(t, path, exec.Command(binary, "run", "-c", path))
+}
+
+// startCmd starts cmd, a command that becomes "sluice run -c path", and
+// collects its log lines.
+func startCmd(t *testing.T, path string, cmd *exec.Cmd) *sluice {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &sluice{
-		cmd:     exec.Command(binary, "run", "-c", path),
+		path:    path,
+		cmd:     cmd,
 		exited:  make(chan struct{}),
 		eof:     make(chan struct{}),
 		changed: make(chan struct{}),

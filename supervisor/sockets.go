@@ -17,19 +17,24 @@ import (
 // net.core.somaxconn cannot be read.
 const fallbackBacklog = 4096
 
-// socketGroup holds the listening sockets of one listener: one per worker
-// slot with reuse_port, else one shared by every slot. The supervisor keeps
-// them open for as long as it runs, so a restarted worker takes over the
-// accept queue of its predecessor.
+// socketGroup holds the listening sockets of one listener in one
+// generation: one per worker slot with reuse_port, else one shared by every
+// slot. Each generation holds its own descriptors (duplicates, where a
+// reload keeps a listener), so a generation closes its groups without
+// caring which sockets a successor still uses. A socket stays open, and
+// connections wait in its accept queue, as long as any generation or worker
+// holds it.
 type socketGroup struct {
-	name string
-	addr string // the bound host:port, with the real port
-	fds  []int
+	name   string
+	key    string // the listener's configured address and reuse_port: what a reload matches
+	addr   string // the bound host:port, with the real port
+	shared bool   // one socket for every slot
+	fds    []int
 }
 
 // fd returns the socket that the worker in slot uses.
 func (g *socketGroup) fd(slot int) int {
-	if len(g.fds) == 1 {
+	if g.shared {
 		return g.fds[0]
 	}
 	return g.fds[slot]
@@ -43,11 +48,36 @@ func (g *socketGroup) close() {
 	g.fds = nil
 }
 
-// bindListeners creates the listening sockets of every listener of cfg for
-// workers slots. On error nothing stays open.
-func bindListeners(cfg *config.Config, workers int) ([]*socketGroup, error) {
+// groupKey identifies a listener's sockets across reloads: its address as
+// written in the config and its reuse_port setting, not its name. Port 0
+// names no socket in particular (several listeners may ask for it), so
+// there the name must match as well.
+func groupKey(l *config.Listener) string {
+	key := fmt.Sprintf("%s reuse_port=%t", l.Address, l.ReusePortEnabled())
+	if _, port, err := net.SplitHostPort(l.Address); err == nil && port == "0" {
+		key += " name=" + l.Name
+	}
+	return key
+}
+
+// openGroups returns the socket groups of cfg's listeners for workers
+// slots. A listener whose key matches a group of prev keeps that group's
+// sockets (duplicated, with sockets added or left out as the worker count
+// changed); else one of adopted (sockets passed by systemd) is used if its
+// address matches; else new sockets are bound. origins says, per group,
+// which of "kept", "adopted" or "bound" happened. On error nothing stays
+// open.
+func openGroups(cfg *config.Config, workers int, prev []*socketGroup, adopted *adoptedSet) (groups []*socketGroup, origins []string, err error) {
 	backlog := 0
-	var groups []*socketGroup
+	used := make([]bool, len(prev))
+	defer func() {
+		if err != nil {
+			for _, g := range groups {
+				g.close()
+			}
+			groups, origins = nil, nil
+		}
+	}()
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
 		b := l.Backlog
@@ -61,16 +91,107 @@ func bindListeners(cfg *config.Config, workers int) ([]*socketGroup, error) {
 		if l.ReusePortEnabled() {
 			n = workers
 		}
-		g, err := bindGroup(l.Name, l.Address, n, l.ReusePortEnabled(), b)
-		if err != nil {
-			for _, g := range groups {
-				g.close()
+		key := groupKey(l)
+		var g *socketGroup
+		origin := "kept"
+		for j, pg := range prev {
+			if !used[j] && pg.key == key {
+				used[j] = true
+				g, err = pg.derive(l.Name, n, b)
+				break
 			}
-			return nil, err
+		}
+		if g == nil && err == nil {
+			if fd, ok := adopted.take(l.Address); ok {
+				g, err = adoptGroup(l.Name, key, fd, n, l.ReusePortEnabled(), b)
+				origin = "adopted"
+			}
+		}
+		if g == nil && err == nil {
+			g, err = bindGroup(l.Name, l.Address, n, l.ReusePortEnabled(), b)
+			if g != nil {
+				g.key = key
+			}
+			origin = "bound"
+		}
+		if err != nil {
+			return nil, nil, err
 		}
 		groups = append(groups, g)
+		origins = append(origins, origin)
 	}
-	return groups, nil
+	return groups, origins, nil
+}
+
+// derive returns a group for a new generation on g's sockets: duplicates of
+// the first n of them (one if shared), and new sockets in the same
+// SO_REUSEPORT group for slots that g lacks.
+func (g *socketGroup) derive(name string, n, backlog int) (*socketGroup, error) {
+	ng := &socketGroup{name: name, key: g.key, addr: g.addr, shared: g.shared}
+	if g.shared {
+		n = 1
+	}
+	for i := 0; i < n && i < len(g.fds); i++ {
+		fd, err := unix.FcntlInt(uintptr(g.fds[i]), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			ng.close()
+			return nil, fmt.Errorf("supervisor: listener %q: dup: %w", name, err)
+		}
+		ng.fds = append(ng.fds, fd)
+	}
+	if err := ng.grow(n, backlog); err != nil {
+		ng.close()
+		return nil, err
+	}
+	return ng, nil
+}
+
+// adoptGroup makes a group of an adopted listening socket. With reusePort
+// and SO_REUSEPORT set on fd, sockets for the other slots are bound beside
+// it; otherwise fd is shared by every slot. The group owns fd, also on
+// error.
+func adoptGroup(name, key string, fd, n int, reusePort bool, backlog int) (*socketGroup, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("supervisor: listener %q: adopted socket: getsockname: %w", name, err)
+	}
+	g := &socketGroup{name: name, key: key, addr: sockaddrString(sa), fds: []int{fd}}
+	if on, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT); !reusePort || err != nil || on == 0 {
+		g.shared = true
+		return g, nil
+	}
+	if err := g.grow(n, backlog); err != nil {
+		g.close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// grow binds SO_REUSEPORT sockets to the address of the group's first
+// socket until the group has n.
+func (g *socketGroup) grow(n, backlog int) error {
+	if g.shared || len(g.fds) >= n {
+		return nil
+	}
+	sa, err := unix.Getsockname(g.fds[0])
+	if err != nil {
+		return fmt.Errorf("supervisor: listener %q: getsockname: %w", g.name, err)
+	}
+	family, v6only := unix.AF_INET, false
+	if _, ok := sa.(*unix.SockaddrInet6); ok {
+		family = unix.AF_INET6
+		v, err := unix.GetsockoptInt(g.fds[0], unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
+		v6only = err == nil && v != 0
+	}
+	for len(g.fds) < n {
+		fd, err := listenSocket(family, sa, v6only, true, backlog)
+		if err != nil {
+			return fmt.Errorf("supervisor: listener %q: listen %s: %w", g.name, g.addr, err)
+		}
+		g.fds = append(g.fds, fd)
+	}
+	return nil
 }
 
 // bindGroup binds n sockets to address. With port 0 the first socket picks
@@ -80,7 +201,7 @@ func bindGroup(name, address string, n int, reusePort bool, backlog int) (*socke
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: listener %q: %w", name, err)
 	}
-	g := &socketGroup{name: name}
+	g := &socketGroup{name: name, shared: !reusePort}
 	for i := 0; i < n; i++ {
 		fd, err := listenSocket(family, sa, v6only, reusePort, backlog)
 		if err != nil {

@@ -15,10 +15,11 @@ import (
 	"github.com/sluice-proxy/sluice/hotrestart"
 )
 
-// proc is one worker process. slot and gen are immutable; the other fields
+// proc is one worker process. slot and g are immutable; the other fields
 // are owned by the event loop, which sets them from events.
 type proc struct {
-	slot, gen int
+	slot int
+	g    *generation
 
 	pid     int // 0 until started
 	conn    *hotrestart.Conn
@@ -53,25 +54,26 @@ func (s *Supervisor) post(e event) {
 	}
 }
 
-// spawn starts a worker process for slot in the current generation. It
-// returns at once; the outcome arrives as events. Called by the loop.
-func (s *Supervisor) spawn(slot int) {
-	p := &proc{slot: slot, gen: s.gen}
+// spawn starts a worker process for slot of generation g. It returns at
+// once; the outcome arrives as events. Called by the loop.
+func (s *Supervisor) spawn(g *generation, slot int) {
+	p := &proc{slot: slot, g: g}
 	s.procs[p] = struct{}{}
-	s.slots[slot].proc = p
-	hello := hotrestart.Hello{ConfigPath: s.cfg.Path, Config: s.cfg.Source, Slot: slot, Generation: s.gen}
+	g.live++
+	g.slots[slot].proc = p
+	hello := hotrestart.Hello{ConfigPath: g.cfg.Path, Config: g.cfg.Source, Slot: slot, Generation: g.num}
 	// The spawning goroutine gets its own copies of the sockets, so that
 	// the loop may close its copies at any time.
-	for _, g := range s.groups {
-		fd, err := unix.FcntlInt(uintptr(g.fd(slot)), unix.F_DUPFD_CLOEXEC, 0)
+	for _, sg := range g.groups {
+		fd, err := unix.FcntlInt(uintptr(sg.fd(slot)), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
 			closeListeners(hello.Listeners)
-			go s.post(event{kind: evExited, p: p, err: fmt.Errorf("supervisor: dup listener %q: %w", g.name, err)})
+			go s.post(event{kind: evExited, p: p, err: fmt.Errorf("supervisor: dup listener %q: %w", sg.name, err)})
 			return
 		}
-		hello.Listeners = append(hello.Listeners, hotrestart.ListenerFD{Name: g.name, FD: fd})
+		hello.Listeners = append(hello.Listeners, hotrestart.ListenerFD{Name: sg.name, FD: fd})
 	}
-	go s.runWorker(p, hello)
+	go s.runWorker(p, hello, g.cfg.Server.GoMaxProcs)
 }
 
 // runWorker starts the worker process p, sends it hello, and waits for it
@@ -80,7 +82,7 @@ func (s *Supervisor) spawn(slot int) {
 // The goroutine stays locked to its OS thread for the life of the child:
 // Pdeathsig fires when the thread that forked the child exits, and the Go
 // runtime may otherwise retire that thread while the child runs.
-func (s *Supervisor) runWorker(p *proc, hello hotrestart.Hello) {
+func (s *Supervisor) runWorker(p *proc, hello hotrestart.Hello, gomaxprocs int) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer func() { closeListeners(hello.Listeners) }()
@@ -92,8 +94,8 @@ func (s *Supervisor) runWorker(p *proc, hello hotrestart.Hello) {
 	}
 	cmd := &exec.Cmd{
 		Path:        s.exe,
-		Args:        []string{"sluice", "worker", "--slot", strconv.Itoa(p.slot), "--generation", strconv.Itoa(p.gen)},
-		Env:         workerEnv(os.Environ(), s.cfg.Server.GoMaxProcs),
+		Args:        []string{"sluice", "worker", "--slot", strconv.Itoa(hello.Slot), "--generation", strconv.Itoa(hello.Generation)},
+		Env:         workerEnv(os.Environ(), gomaxprocs),
 		Stdout:      os.Stdout,
 		Stderr:      os.Stderr,
 		ExtraFiles:  []*os.File{remote}, // fd 3
@@ -144,13 +146,23 @@ func (s *Supervisor) readWorker(p *proc, conn *hotrestart.Conn) {
 	}
 }
 
-// workerEnv returns env with GOMAXPROCS set to n.
+// supervisorOnlyEnv are the variables a worker must not inherit: they
+// speak to systemd, which only the supervisor talks to.
+var supervisorOnlyEnv = []string{"GOMAXPROCS=", "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=",
+	envListenFDs + "=", envListenPID + "=", envListenNames + "="}
+
+// workerEnv returns env without the supervisor's systemd variables and with
+// GOMAXPROCS set to n.
 func workerEnv(env []string, n int) []string {
 	out := make([]string, 0, len(env)+1)
+next:
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, "GOMAXPROCS=") {
-			out = append(out, kv)
+		for _, prefix := range supervisorOnlyEnv {
+			if strings.HasPrefix(kv, prefix) {
+				continue next
+			}
 		}
+		out = append(out, kv)
 	}
 	return append(out, "GOMAXPROCS="+strconv.Itoa(max(n, 1)))
 }

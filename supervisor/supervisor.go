@@ -2,25 +2,35 @@
 // and runs the workers (sluice run).
 //
 // The supervisor loads and validates the config, binds every listener
-// itself, starts server.workers worker processes (re-executions of its own
-// binary, "sluice worker --slot N --generation G") and hands each its
-// config and sockets over a hotrestart control channel on fd 3. It never
-// proxies a byte. A worker that dies is restarted in its slot, on the same
+// itself (or adopts the sockets systemd passed with LISTEN_FDS), starts
+// server.workers worker processes (re-executions of its own binary, "sluice
+// worker --slot N --generation G") and hands each its config and sockets
+// over a hotrestart control channel on fd 3. It never proxies a byte. A
+// worker that dies is restarted in its slot and generation, on the same
 // sockets, with capped exponential backoff; the supervisor never closes a
-// listening socket while it runs, so connections queued meanwhile are
-// accepted by the replacement.
+// listening socket that a generation serves, so connections queued
+// meanwhile are accepted by the replacement.
+//
+// A reload (SIGHUP, or "reload" on the control socket) re-reads the config
+// file and validates it; if it is valid, a new generation of workers starts
+// on the same sockets (new listeners get new sockets), and once every new
+// worker is ready the old generation drains. A failed reload leaves the
+// running generation untouched. Only one reload runs at a time.
 //
 // Everything happens on one event loop goroutine that selects over signals,
-// worker events and restart timers; reloads and upgrades will add cases to
-// the same select.
+// worker events, control requests and timers; other goroutines only post to
+// it.
 //
 // Signals: SIGTERM drains the workers (up to server.drain_timeout) and
-// exits 0; SIGINT and SIGQUIT kill the workers and exit 0 at once; SIGHUP,
-// SIGUSR1 and SIGUSR2 are logged and ignored for now.
+// exits 0; SIGINT and SIGQUIT kill the workers and exit 0 at once; SIGHUP
+// reloads; SIGUSR1 and SIGUSR2 are logged and ignored for now. The
+// supervisor tells systemd about all of this with sd_notify.
 package supervisor
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -31,19 +41,22 @@ import (
 
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/hotrestart"
+	"github.com/sluice-proxy/sluice/supervisor/sdnotify"
 )
 
 const (
 	// killGrace is added to drain_timeout before leftover workers of a
-	// graceful shutdown are killed.
+	// graceful shutdown or of a replaced generation are killed.
 	killGrace = 5 * time.Second
 	// reapWait bounds the wait for killed workers to be reaped.
 	reapWait = 2 * time.Second
+	// readyTimeout bounds how long a reload waits for its new workers.
+	readyTimeout = 30 * time.Second
 )
 
 // Options configure Run.
 type Options struct {
-	// ConfigPath is the config file.
+	// ConfigPath is the config file; a reload reads it again.
 	ConfigPath string
 	// Executable is the binary started as workers; empty means this
 	// process's own (os.Executable).
@@ -59,36 +72,37 @@ const (
 	stopping      // SIGINT, SIGQUIT or drain deadline: workers are killed
 )
 
-// Supervisor holds the state of a running supervisor. Fields below the
-// channels are owned by the event loop.
+// Supervisor holds the state of a running supervisor. The fields above the
+// channels are set before the event loop starts and then only read; those
+// below are owned by the event loop.
 type Supervisor struct {
 	log    *zap.Logger
-	cfg    *config.Config
+	path   string
 	exe    string
-	gen    int
-	groups []*socketGroup
+	notify *sdnotify.Notifier
 
 	events   chan event
-	restarts chan int // slot whose backoff has elapsed
+	calls    chan func() // timer callbacks, run on the loop
+	requests chan request
 	done     chan struct{}
 
 	mode      mode
-	slots     []slot
+	cur       *generation        // the serving generation
+	next      *generation        // a reload's starting generation, or nil
+	waiter    chan<- Response    // who asked for the reload in progress; nil for SIGHUP
+	lastGen   int                // the highest generation number given out
 	procs     map[*proc]struct{} // every process not yet reaped
 	everReady bool
-}
-
-// slot is one worker slot of the current generation.
-type slot struct {
-	proc    *proc // current process, nil while waiting to restart
-	backoff backoff
-	timer   *time.Timer // pending restart
+	control   *net.UnixListener
 }
 
 // Run runs a supervisor in the foreground until it is told to stop, and
 // returns the process exit code: 0 after a requested shutdown, 1 if the
 // config is invalid or a listener cannot be bound.
 func Run(opts Options) int {
+	// Take systemd's sockets first, so that LISTEN_* is gone from the
+	// environment whatever happens next.
+	adopted, skipped, adoptErr := adoptListenFDs()
 	cfg, err := LoadConfig(opts.ConfigPath)
 	if err != nil {
 		boot, _ := NewLogger(config.Log{})
@@ -101,6 +115,13 @@ func Run(opts Options) int {
 		return 1
 	}
 	defer log.Sync()
+	if adoptErr != nil {
+		log.Error("cannot adopt sockets", zap.Error(adoptErr))
+		return 1
+	}
+	for _, why := range skipped {
+		log.Warn("passed descriptor ignored", zap.String("descriptor", why))
+	}
 	exe := opts.Executable
 	if exe == "" {
 		if exe, err = os.Executable(); err != nil {
@@ -110,39 +131,50 @@ func Run(opts Options) int {
 	}
 	s := &Supervisor{
 		log:      log,
-		cfg:      cfg,
+		path:     opts.ConfigPath,
 		exe:      exe,
-		gen:      1,
+		notify:   sdnotify.New(),
 		events:   make(chan event, 16),
-		restarts: make(chan int),
+		calls:    make(chan func()),
+		requests: make(chan request),
 		done:     make(chan struct{}),
-		slots:    make([]slot, max(cfg.Server.Workers, 1)),
 		procs:    make(map[*proc]struct{}),
 	}
-	return s.run()
+	return s.run(cfg, adopted)
 }
 
-// run binds the listeners, starts the workers and runs the event loop.
-func (s *Supervisor) run() int {
+// run opens the sockets, starts the workers and runs the event loop.
+func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet) int {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGQUIT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2)
 	defer signal.Stop(sigs)
 	defer close(s.done)
 
-	groups, err := bindListeners(s.cfg, len(s.slots))
+	g, err := s.newGeneration(cfg, nil, adopted)
+	for _, a := range adopted.closeRest() {
+		s.log.Warn("adopted socket matches no listener, closed", zap.String("address", a.addr), zap.String("fd_name", a.name))
+	}
 	if err != nil {
 		s.log.Error("cannot listen", zap.Error(err))
 		return 1
 	}
-	s.groups = groups
-	defer s.closeListeners()
-	for _, g := range groups {
-		s.log.Info("listening", zap.String("listener", g.name), zap.String("address", g.addr))
+	g.state = genServing
+	s.cur = g
+	defer s.closeAllSockets()
+	s.openControl(cfg.Server.ControlSocket)
+	defer s.closeControl()
+	s.log.Info("starting workers", zap.Int("workers", len(g.slots)), zap.Int("generation", g.num),
+		zap.Int("gomaxprocs", cfg.Server.GoMaxProcs))
+	for i := range g.slots {
+		s.spawn(g, i)
 	}
-	s.log.Info("starting workers", zap.Int("workers", len(s.slots)), zap.Int("generation", s.gen),
-		zap.Int("gomaxprocs", s.cfg.Server.GoMaxProcs))
-	for i := range s.slots {
-		s.spawn(i)
+
+	var watchdog <-chan time.Time
+	if iv := sdnotify.WatchdogInterval(); iv > 0 && s.notify.Enabled() {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		watchdog = t.C
+		s.log.Info("watchdog enabled", zap.Duration("interval", iv))
 	}
 
 	var deadline <-chan time.Time
@@ -152,9 +184,10 @@ func (s *Supervisor) run() int {
 			switch sig {
 			case unix.SIGTERM:
 				if s.mode == running {
-					s.log.Info("draining", zap.Stringer("signal", sig), zap.Duration("drain_timeout", s.cfg.Server.DrainTimeout.Duration))
+					d := s.cur.cfg.Server.DrainTimeout.Duration
+					s.log.Info("draining", zap.Stringer("signal", sig), zap.Duration("drain_timeout", d))
 					s.drain()
-					deadline = time.After(s.cfg.Server.DrainTimeout.Duration + killGrace)
+					deadline = time.After(d + killGrace)
 				}
 			case unix.SIGINT, unix.SIGQUIT:
 				if s.mode != stopping {
@@ -162,16 +195,19 @@ func (s *Supervisor) run() int {
 					s.stop()
 					deadline = time.After(reapWait)
 				}
+			case unix.SIGHUP:
+				s.reload(nil, "SIGHUP")
 			default:
 				s.log.Info("signal ignored", zap.Stringer("signal", sig))
 			}
 		case e := <-s.events:
 			s.handle(e)
-		case i := <-s.restarts:
-			s.slots[i].timer = nil
-			if s.mode == running && s.slots[i].proc == nil {
-				s.spawn(i)
-			}
+		case f := <-s.calls:
+			f()
+		case r := <-s.requests:
+			s.request(r)
+		case <-watchdog:
+			s.sdNotify(s.notify.Watchdog())
 		case <-deadline:
 			if s.mode == draining {
 				s.log.Warn("drain deadline passed, killing workers", zap.Int("workers", len(s.procs)))
@@ -189,6 +225,16 @@ func (s *Supervisor) run() int {
 	}
 }
 
+// later runs f on the event loop after d, unless the loop has ended.
+func (s *Supervisor) later(d time.Duration, f func()) *time.Timer {
+	return time.AfterFunc(d, func() {
+		select {
+		case s.calls <- f:
+		case <-s.done:
+		}
+	})
+}
+
 // handle applies one worker event.
 func (s *Supervisor) handle(e event) {
 	p := e.p
@@ -199,40 +245,61 @@ func (s *Supervisor) handle(e event) {
 		if e.err != nil {
 			s.log.Error("cannot send hello to worker", append(s.procFields(p), zap.Error(e.err))...)
 		}
-		switch s.mode {
-		case draining:
-			s.send(p, hotrestart.TypeDrain)
-		case stopping:
+		switch {
+		case s.mode == stopping || p.g.state == genFailed:
 			s.kill(p)
+		case s.mode == draining || p.g.state == genDraining:
+			s.send(p, hotrestart.TypeDrain)
 		}
 	case evReady:
 		p.ready = true
 		s.log.Info("worker ready", s.procFields(p)...)
-		s.checkReady()
+		s.checkReady(p.g)
 	case evExited:
 		s.exited(p, e)
 	}
 }
 
-// exited forgets p and, while running, schedules its slot's restart.
+// exited forgets p and, while running, restarts its slot if p belongs to
+// the serving generation, or fails the reload if p belongs to a starting
+// one.
 func (s *Supervisor) exited(p *proc, e event) {
 	delete(s.procs, p)
 	if p.conn != nil {
 		p.conn.Close()
 	}
+	g := p.g
+	g.live--
 	fields := s.procFields(p)
+	reason := "start failed"
 	switch {
 	case e.state != nil:
 		fields = append(fields, exitFields(e.state)...)
 		fields = append(fields, zap.Duration("uptime", time.Since(p.started).Round(time.Millisecond)))
+		reason = e.state.String()
 	case e.err != nil:
 		fields = append(fields, zap.String("reason", "start failed"), zap.Error(e.err))
 	}
-	sl := &s.slots[p.slot]
-	if s.mode != running || p.gen != s.gen || sl.proc != p {
+	sl := &g.slots[p.slot]
+	switch {
+	case g == s.next:
+		s.log.Warn("worker exited", fields...)
+		s.abortReload(fmt.Errorf("supervisor: generation %d: worker slot %d exited before it was ready (%s)", g.num, p.slot, reason), true)
+	case s.mode != running || g != s.cur || sl.proc != p:
 		s.log.Info("worker exited", fields...)
-		return
+		if g.state == genDraining && g.live == 0 {
+			g.stopTimer()
+			s.log.Info("generation drained", zap.Int("generation", g.num))
+		}
+	default:
+		s.restart(p, fields)
 	}
+}
+
+// restart schedules a new process for p's slot after the slot's backoff.
+func (s *Supervisor) restart(p *proc, fields []zap.Field) {
+	g := p.g
+	sl := &g.slots[p.slot]
 	sl.proc = nil
 	uptime := time.Duration(0)
 	if !p.started.IsZero() {
@@ -241,38 +308,46 @@ func (s *Supervisor) exited(p *proc, e event) {
 	d := sl.backoff.delay(uptime)
 	s.log.Warn("worker exited", append(fields, zap.Duration("backoff", d))...)
 	if d == 0 {
-		s.spawn(p.slot)
+		s.spawn(g, p.slot)
 		return
 	}
-	slotIndex := p.slot
-	sl.timer = time.AfterFunc(d, func() {
-		select {
-		case s.restarts <- slotIndex:
-		case <-s.done:
+	i := p.slot
+	sl.timer = s.later(d, func() {
+		sl.timer = nil
+		if s.mode == running && g == s.cur && sl.proc == nil {
+			s.spawn(g, i)
 		}
 	})
 }
 
-// checkReady logs "ready" the first time every slot has a ready worker.
-func (s *Supervisor) checkReady() {
-	if s.everReady {
+// checkReady acts once every slot of g has a ready worker: the first time
+// for the first generation, it logs "ready" and tells systemd; for a
+// reload's generation, it completes the reload.
+func (s *Supervisor) checkReady(g *generation) {
+	if !g.ready() {
 		return
 	}
-	for i := range s.slots {
-		if p := s.slots[i].proc; p == nil || !p.ready {
-			return
-		}
+	switch {
+	case g == s.next:
+		s.completeReload(g)
+	case g == s.cur && !s.everReady:
+		s.everReady = true
+		s.log.Info("ready", zap.Int("workers", len(g.slots)), zap.Int("generation", g.num))
+		s.sdNotify(s.notify.Ready(g.summary()))
 	}
-	s.everReady = true
-	s.log.Info("ready", zap.Int("workers", len(s.slots)), zap.Int("generation", s.gen))
 }
 
-// drain starts a graceful shutdown: the supervisor lets go of the
-// listening sockets and asks every worker to drain.
+// drain starts a graceful shutdown: a reload in progress is abandoned, the
+// supervisor lets go of the listening sockets and asks every worker to
+// drain.
 func (s *Supervisor) drain() {
+	s.sdNotify(s.notify.Stopping("draining"))
+	if s.next != nil {
+		s.abortReload(errShuttingDown, false)
+	}
 	s.mode = draining
-	s.cancelRestarts()
-	s.closeListeners()
+	s.cur.cancelRestarts()
+	s.closeAllSockets()
 	for p := range s.procs {
 		if p.pid != 0 {
 			s.send(p, hotrestart.TypeDrain)
@@ -282,9 +357,15 @@ func (s *Supervisor) drain() {
 
 // stop kills every worker.
 func (s *Supervisor) stop() {
+	if s.mode == running {
+		s.sdNotify(s.notify.Stopping("stopping"))
+	}
+	if s.next != nil {
+		s.abortReload(errShuttingDown, false)
+	}
 	s.mode = stopping
-	s.cancelRestarts()
-	s.closeListeners()
+	s.cur.cancelRestarts()
+	s.closeAllSockets()
 	for p := range s.procs {
 		if p.pid != 0 {
 			s.kill(p)
@@ -292,18 +373,24 @@ func (s *Supervisor) stop() {
 	}
 }
 
-func (s *Supervisor) cancelRestarts() {
-	for i := range s.slots {
-		if t := s.slots[i].timer; t != nil {
-			t.Stop()
-			s.slots[i].timer = nil
-		}
+// errShuttingDown answers requests that arrive during a shutdown.
+var errShuttingDown = errors.New("supervisor: shutting down")
+
+// closeAllSockets closes the supervisor's copies of every socket.
+func (s *Supervisor) closeAllSockets() {
+	if s.cur != nil {
+		s.cur.closeSockets()
+	}
+	if s.next != nil {
+		s.next.closeSockets()
 	}
 }
 
-func (s *Supervisor) closeListeners() {
-	for _, g := range s.groups {
-		g.close()
+// sdNotify logs a failed notification; the service manager being
+// unreachable never stops the supervisor.
+func (s *Supervisor) sdNotify(err error) {
+	if err != nil {
+		s.log.Warn("sd_notify failed", zap.Error(err))
 	}
 }
 
@@ -332,7 +419,7 @@ func (s *Supervisor) kill(p *proc) {
 
 // procFields identify p in log lines.
 func (s *Supervisor) procFields(p *proc) []zap.Field {
-	return []zap.Field{zap.Int("slot", p.slot), zap.Int("pid", p.pid), zap.Int("generation", p.gen)}
+	return []zap.Field{zap.Int("slot", p.slot), zap.Int("pid", p.pid), zap.Int("generation", p.g.num)}
 }
 
 // exitFields say why a process ended: its exit status or the signal that

@@ -4,11 +4,11 @@
 // A worker finds its control channel on fd 3, reads the Hello message (the
 // config bytes, its slot and generation, and one listening socket per
 // listener), builds a server generation, serves every listener, and sends
-// Ready. Then it waits on the control channel: Drain stops accepting and
-// lets in-flight requests finish within server.drain_timeout before the
-// worker exits 0; Stop closes everything and exits 0; the end of the
-// channel (the supervisor is gone) closes everything and exits 1 at once,
-// as Pdeathsig would. SIGTERM drains as Drain does; SIGINT, SIGHUP, SIGUSR1
+// Ready. Then it waits on the control channel: Drain stops accepting, lets
+// in-flight requests finish, and the worker exits 0 as soon as its last
+// connection is gone (at the latest at server.drain_timeout); Stop closes
+// everything and exits 0; the end of the channel (the supervisor is gone)
+// closes everything and exits 1 at once, as Pdeathsig would. SIGTERM drains as Drain does; SIGINT, SIGHUP, SIGUSR1
 // and SIGUSR2 are ignored, since the supervisor acts on them for the whole
 // process tree. GOMAXPROCS comes from the environment the supervisor sets.
 package worker

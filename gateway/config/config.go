@@ -82,10 +82,74 @@ type Listener struct {
 // ReusePortEnabled reports the effective reuse_port setting.
 func (l *Listener) ReusePortEnabled() bool { return l.ReusePort == nil || *l.ReusePort }
 
-// FilterChain is a list of network filters, the last one terminal.
+// FilterChain is a list of network filters, the last one terminal, with
+// the criteria that select it for a connection and its transport socket.
 type FilterChain struct {
-	Name    string   `toml:"name"`
-	Filters []Filter `toml:"filter"`
+	Name string `toml:"name"`
+	// Match selects connections for this chain (Envoy's FilterChainMatch);
+	// an empty match selects every connection no other chain claims.
+	Match FilterChainMatch `toml:"match"`
+	// Default marks the chain used when no chain's match selects a
+	// connection (Envoy's default_filter_chain). It may not have a match.
+	// Without one, an unmatched connection is closed.
+	Default bool `toml:"default"`
+	// TLS terminates TLS on the chain's connections.
+	TLS     *TLSContext `toml:"tls"`
+	Filters []Filter    `toml:"filter"`
+}
+
+// FilterChainMatch holds Envoy's filter-chain criteria, evaluated in this
+// order; at each one, the chains that match most specifically are kept,
+// and chains that leave it unset are kept only when none matches.
+type FilterChainMatch struct {
+	DestinationPort int `toml:"destination_port"`
+	// PrefixRanges are destination CIDRs ("10.0.0.0/8", "::1/128").
+	PrefixRanges []string `toml:"prefix_ranges"`
+	// ServerNames match the SNI: exact ("a.example.com") beats the longest
+	// wildcard ("*.example.com" beats "*.com").
+	ServerNames []string `toml:"server_names"`
+	// TransportProtocol is "raw_buffer" or "tls" (as the tls_inspector sets).
+	TransportProtocol string `toml:"transport_protocol"`
+	// ApplicationProtocols match any ALPN value the client offered.
+	ApplicationProtocols []string `toml:"application_protocols"`
+	// SourceType is "any" (default), "local" or "external".
+	SourceType         string   `toml:"source_type"`
+	SourcePrefixRanges []string `toml:"source_prefix_ranges"`
+	SourcePorts        []int    `toml:"source_ports"`
+}
+
+// TLSContext is a downstream TLS transport socket (Envoy's
+// DownstreamTlsContext).
+type TLSContext struct {
+	// Certificates are chosen by SNI (and key type); the first is the
+	// default.
+	Certificates []TLSCertificate `toml:"certificate"`
+	// ALPN protocols offered; default ["h2", "http/1.1"] when the chain ends
+	// in the HTTP connection manager, else none.
+	ALPN []string `toml:"alpn"`
+	// MinVersion and MaxVersion are "1.2" or "1.3" (default 1.2 and 1.3).
+	MinVersion   string   `toml:"min_version"`
+	MaxVersion   string   `toml:"max_version"`
+	CipherSuites []string `toml:"cipher_suites"` // TLS 1.2 suites by IANA name
+	Curves       []string `toml:"curves"`        // X25519, P256, P384, P521, X25519MLKEM768
+	// RequireClientCertificate turns on mTLS; CAFile verifies client
+	// certificates; MatchSubjectAltNames restricts them.
+	RequireClientCertificate bool     `toml:"require_client_certificate"`
+	CAFile                   string   `toml:"ca_file"`
+	MatchSubjectAltNames     []string `toml:"match_subject_alt_names"`
+	// SessionTickets enables resumption with keys shared by every worker
+	// and generation (default true).
+	SessionTickets *bool `toml:"session_tickets"`
+	// HandshakeTimeout bounds the TLS handshake (default 10s).
+	HandshakeTimeout Duration `toml:"handshake_timeout"`
+}
+
+// TLSCertificate is one certificate chain and its key, in PEM files.
+type TLSCertificate struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// OCSPStapleFile holds a DER OCSP response to staple.
+	OCSPStapleFile string `toml:"ocsp_staple_file"`
 }
 
 // Filter is one filter of a chain: a registered dotted name and its config

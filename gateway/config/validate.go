@@ -152,6 +152,7 @@ func (v *validator) listeners() {
 			}
 			v.chain(fc.Filters)
 		}
+		v.chainMatches(p, l)
 	}
 }
 

@@ -4,6 +4,7 @@
 package listener
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/netip"
@@ -21,6 +22,21 @@ import (
 type Chain struct {
 	Name      string
 	Factories []netfilter.Factory
+	// TLS, when set, terminates TLS on the chain's connections.
+	TLS *tls.Config
+	// HandshakeTimeout bounds the TLS handshake.
+	HandshakeTimeout time.Duration
+
+	m *matcher
+}
+
+// NewChain builds a chain with its match criteria.
+func NewChain(name string, match *config.FilterChainMatch, factories []netfilter.Factory) (*Chain, error) {
+	m, err := newMatcher(match)
+	if err != nil {
+		return nil, err
+	}
+	return &Chain{Name: name, Factories: factories, m: m}, nil
 }
 
 // Listener is a built listener: immutable, shared by its accept loops.
@@ -29,8 +45,10 @@ type Listener struct {
 	Cfg             *config.Listener
 	ListenerFilters []netfilter.ListenerFilterFactory
 	Chains          []*Chain
-	Tracker         *conn.Tracker
-	Log             *zap.Logger
+	// Default serves connections no chain matches; nil closes them.
+	Default *Chain
+	Tracker *conn.Tracker
+	Log     *zap.Logger
 	// IDBase is OR-ed into connection ids so that ids are unique across
 	// workers (the worker's slot in the high bits).
 	IDBase uint64
@@ -64,7 +82,7 @@ func (l *Listener) Serve(ln net.Listener) error {
 func (l *Listener) Handle(nc net.Conn, readAhead []byte) {
 	defer func() {
 		if r := recover(); r != nil {
-			// Bad input must never take the worker down: count and close.
+			// Bad input must never take the worker down: log and close.
 			l.Log.Error("connection panicked", zap.String("listener", l.Name), zap.Any("panic", r), zap.Stack("stack"))
 			nc.Close()
 		}
@@ -80,26 +98,94 @@ func (l *Listener) Handle(nc net.Conn, readAhead []byte) {
 		Listener:          l.Name,
 		BufferLimit:       l.Cfg.PerConnectionBufferLimitBytes,
 	}
+	if len(l.ListenerFilters) > 0 {
+		pk := &peeker{nc: nc, buf: readAhead, info: &info}
+		_ = nc.SetReadDeadline(time.Now().Add(l.Cfg.ListenerFiltersTimeout.Duration))
+		for _, f := range l.ListenerFilters {
+			if f.NewFilter().OnAccept(pk) != netfilter.Continue {
+				l.Log.Debug("listener filter closed connection", zap.Uint64("conn", info.ID), zap.String("listener", l.Name))
+				nc.Close()
+				return
+			}
+		}
+		_ = nc.SetReadDeadline(time.Time{})
+		readAhead = pk.buf
+	}
 	chain := l.match(&info)
 	if chain == nil {
+		l.Log.Debug("no filter chain matched", zap.Uint64("conn", info.ID), zap.String("listener", l.Name),
+			zap.String("sni", info.ServerName))
 		nc.Close()
 		return
 	}
 	info.FilterChain = chain.Name
-	var read func([]byte) (int, error)
+	var rd func([]byte) (int, error)
 	if len(readAhead) > 0 {
-		read = (&prefixReader{pre: readAhead, nc: nc}).Read
+		rd = (&prefixReader{pre: readAhead, nc: nc}).Read
 	}
-	conn.New(nc, read, info, l.Tracker, l.Log).Run(chain.Factories)
+	if chain.TLS != nil {
+		tc := tls.Server(&prefixConn{Conn: nc, rd: rd}, chain.TLS)
+		_ = nc.SetDeadline(time.Now().Add(chain.HandshakeTimeout))
+		if err := tc.Handshake(); err != nil {
+			l.Log.Debug("tls handshake failed", zap.Uint64("conn", info.ID), zap.Error(err))
+			nc.Close()
+			return
+		}
+		_ = nc.SetDeadline(time.Time{})
+		st := tc.ConnectionState()
+		info.TLS = true
+		info.TLSState = &st
+		info.NegotiatedALPN = st.NegotiatedProtocol
+		if info.ServerName == "" {
+			info.ServerName = st.ServerName
+		}
+		nc, rd = tc, nil
+	}
+	conn.New(nc, rd, info, l.Tracker, l.Log).Run(chain.Factories)
 }
 
-// match picks the filter chain for a connection. Until filter-chain match
-// criteria exist, that is the first chain.
-func (l *Listener) match(*netfilter.Info) *Chain {
-	if len(l.Chains) == 0 {
-		return nil
+// peeker gives listener filters the first bytes of a connection without
+// consuming them.
+type peeker struct {
+	nc   net.Conn
+	buf  []byte
+	info *netfilter.Info
+}
+
+// Peek implements netfilter.ListenerCallbacks.
+func (p *peeker) Peek(n int) ([]byte, error) {
+	for len(p.buf) < n {
+		if cap(p.buf) < n {
+			nb := make([]byte, len(p.buf), max(n, 512))
+			copy(nb, p.buf)
+			p.buf = nb
+		}
+		m, err := p.nc.Read(p.buf[len(p.buf):cap(p.buf)])
+		p.buf = p.buf[:len(p.buf)+m]
+		if err != nil {
+			return p.buf, err
+		}
 	}
-	return l.Chains[0]
+	return p.buf, nil
+}
+
+// Consume implements netfilter.ListenerCallbacks.
+func (p *peeker) Consume(n int) { p.buf = p.buf[min(n, len(p.buf)):] }
+
+// Info implements netfilter.ListenerCallbacks.
+func (p *peeker) Info() *netfilter.Info { return p.info }
+
+// prefixConn is a net.Conn whose reads go through rd (peeked bytes first).
+type prefixConn struct {
+	net.Conn
+	rd func([]byte) (int, error)
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if c.rd != nil {
+		return c.rd(p)
+	}
+	return c.Conn.Read(p)
 }
 
 func addrPort(a net.Addr) netip.AddrPort {

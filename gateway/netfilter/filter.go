@@ -1,6 +1,7 @@
 package netfilter
 
 import (
+	"crypto/tls"
 	"io"
 	"net/netip"
 	"time"
@@ -45,16 +46,17 @@ const (
 // is chosen. It is immutable after the listener filters ran.
 type Info struct {
 	ID                uint64
-	RemoteAddr        netip.AddrPort // after PROXY protocol, if any
-	LocalAddr         netip.AddrPort // after original_dst / PROXY protocol
-	ServerName        string         // SNI
-	ALPN              []string       // offered by the client
-	TransportProtocol string         // "raw_buffer" or "tls"
-	TLS               bool           // the chain terminates TLS
-	NegotiatedALPN    string         // after the TLS handshake
-	Listener          string         // listener name
-	FilterChain       string         // filter chain name
-	BufferLimit       int            // per_connection_buffer_limit_bytes
+	RemoteAddr        netip.AddrPort       // after PROXY protocol, if any
+	LocalAddr         netip.AddrPort       // after original_dst / PROXY protocol
+	ServerName        string               // SNI
+	ALPN              []string             // offered by the client
+	TransportProtocol string               // "raw_buffer" or "tls"
+	TLS               bool                 // the chain terminates TLS
+	NegotiatedALPN    string               // after the TLS handshake
+	TLSState          *tls.ConnectionState // nil without TLS
+	Listener          string               // listener name
+	FilterChain       string               // filter chain name
+	BufferLimit       int                  // per_connection_buffer_limit_bytes
 }
 
 // Conn is a downstream connection as network filters see it. Read and Write

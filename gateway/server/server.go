@@ -105,15 +105,23 @@ func Build(cfg *config.Config, opts Options) (*Generation, error) {
 		}
 		for j := range lc.FilterChains {
 			fc := &lc.FilterChains[j]
-			chain := &listener.Chain{Name: fc.Name}
+			var factories []netfilter.Factory
 			for k := range fc.Filters {
 				f, err := buildFilter[netfilter.Factory](cfg, &fc.Filters[k], opts, routeTable)
 				if err != nil {
 					return nil, err
 				}
-				chain.Factories = append(chain.Factories, f)
+				factories = append(factories, f)
 			}
-			l.Chains = append(l.Chains, chain)
+			chain, err := listener.NewChain(fc.Name, &fc.Match, factories)
+			if err != nil {
+				return nil, cfg.FieldError(fmt.Sprintf("listener[%d].filter_chain[%d].match", i, j), err)
+			}
+			if fc.Default {
+				l.Default = chain
+			} else {
+				l.Chains = append(l.Chains, chain)
+			}
 		}
 		g.listeners[lc.Name] = l
 	}

@@ -1,0 +1,134 @@
+package supervisor
+
+import (
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/hotrestart"
+)
+
+// genState is where a generation is in its life.
+type genState uint8
+
+const (
+	genStarting genState = iota // a reload's workers are starting; the previous generation serves
+	genServing                  // the current generation
+	genDraining                 // replaced by a newer one: its workers drain and are not restarted
+	genFailed                   // a reload that failed: its workers are killed
+)
+
+// generation is one config generation: a config, its sockets and its
+// worker slots. Every field is owned by the event loop.
+type generation struct {
+	num    int
+	cfg    *config.Config
+	groups []*socketGroup
+	slots  []slot
+	state  genState
+	live   int         // worker processes not yet reaped
+	timer  *time.Timer // readiness timeout while starting, kill deadline while draining
+}
+
+// slot is one worker slot of a generation.
+type slot struct {
+	proc    *proc // current process, nil while waiting to restart
+	backoff backoff
+	timer   *time.Timer // pending restart
+}
+
+// newGeneration numbers a generation for cfg and opens its sockets: those
+// of prev whose listener is unchanged are kept, adopted ones are used where
+// they match, the others are bound. It logs a "listening" line per kept,
+// adopted or bound socket group.
+func (s *Supervisor) newGeneration(cfg *config.Config, prev []*socketGroup, adopted *adoptedSet) (*generation, error) {
+	workers := max(cfg.Server.Workers, 1)
+	groups, origins, err := openGroups(cfg, workers, prev, adopted)
+	if err != nil {
+		return nil, err
+	}
+	s.lastGen++
+	g := &generation{num: s.lastGen, cfg: cfg, groups: groups, slots: make([]slot, workers)}
+	for i, sg := range groups {
+		s.log.Info("listening", zap.String("listener", sg.name), zap.String("address", sg.addr),
+			zap.String("sockets", origins[i]), zap.Int("generation", g.num))
+	}
+	return g, nil
+}
+
+// closeSockets closes the generation's copies of its sockets. A socket that
+// a newer generation or a worker still holds stays open.
+func (g *generation) closeSockets() {
+	for _, sg := range g.groups {
+		sg.close()
+	}
+}
+
+// cancelRestarts stops the pending restarts of g's slots.
+func (g *generation) cancelRestarts() {
+	for i := range g.slots {
+		if t := g.slots[i].timer; t != nil {
+			t.Stop()
+			g.slots[i].timer = nil
+		}
+	}
+}
+
+// stopTimer stops g's readiness timeout or kill deadline.
+func (g *generation) stopTimer() {
+	if g.timer != nil {
+		g.timer.Stop()
+		g.timer = nil
+	}
+}
+
+// ready reports whether every slot of g has a ready worker.
+func (g *generation) ready() bool {
+	for i := range g.slots {
+		if p := g.slots[i].proc; p == nil || !p.ready {
+			return false
+		}
+	}
+	return true
+}
+
+// summary is the one-line status of a serving generation.
+func (g *generation) summary() string {
+	return fmt.Sprintf("serving: generation %d, %d workers, %d listeners", g.num, len(g.slots), len(g.groups))
+}
+
+// retire makes g a draining generation: its restarts stop, its copies of
+// the sockets close (its workers close theirs as they stop accepting), its
+// workers are told to drain, and those still running after the drain
+// timeout and killGrace are killed.
+func (s *Supervisor) retire(g *generation) {
+	g.state = genDraining
+	g.cancelRestarts()
+	g.stopTimer()
+	g.closeSockets()
+	for p := range s.procs {
+		if p.g == g && p.pid != 0 {
+			s.send(p, hotrestart.TypeDrain)
+		}
+	}
+	if g.live == 0 {
+		return
+	}
+	g.timer = s.later(g.cfg.Server.DrainTimeout.Duration+killGrace, func() {
+		g.timer = nil
+		s.log.Warn("drain deadline passed, killing workers", zap.Int("generation", g.num), zap.Int("workers", g.live))
+		s.killGeneration(g)
+	})
+}
+
+// killGeneration kills every started worker of g; the others are killed
+// when they report that they started.
+func (s *Supervisor) killGeneration(g *generation) {
+	for p := range s.procs {
+		if p.g == g {
+			s.kill(p)
+		}
+	}
+}

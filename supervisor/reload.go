@@ -1,0 +1,100 @@
+package supervisor
+
+import (
+	"fmt"
+
+	"go.uber.org/zap"
+)
+
+// reload starts a config reload, on behalf of reply (nil for SIGHUP): the
+// config file is loaded and validated again, and a new generation starts on
+// the same sockets. The outcome is answered when known: at once if the
+// config is invalid, else when the new workers are ready or one of them
+// fails. Called by the loop.
+func (s *Supervisor) reload(reply chan<- Response, cause string) {
+	switch {
+	case s.mode != running:
+		answer(reply, Response{Error: errShuttingDown.Error()})
+		return
+	case s.next != nil:
+		s.log.Warn("reload refused", zap.String("cause", cause), zap.Int("generation", s.next.num),
+			zap.String("reason", "reload already in progress"))
+		answer(reply, Response{Error: fmt.Sprintf("supervisor: reload already in progress (generation %d is starting)", s.next.num)})
+		return
+	}
+	s.sdNotify(s.notify.Reloading("reloading " + s.path))
+	s.log.Info("reloading", zap.String("cause", cause), zap.String("config", s.path))
+	cfg, err := LoadConfig(s.path)
+	var g *generation
+	if err == nil {
+		g, err = s.newGeneration(cfg, s.cur.groups, nil)
+	}
+	if err != nil {
+		s.reloadFailed(reply, err)
+		return
+	}
+	if cfg.Server.ControlSocket != s.cur.cfg.Server.ControlSocket {
+		s.log.Warn("server.control_socket changed; the new path takes effect at the next start",
+			zap.String("control_socket", s.cur.cfg.Server.ControlSocket))
+	}
+	s.next, s.waiter = g, reply
+	g.timer = s.later(readyTimeout, func() {
+		g.timer = nil
+		if s.next == g {
+			s.abortReload(fmt.Errorf("supervisor: generation %d: workers not ready within %v", g.num, readyTimeout), true)
+		}
+	})
+	s.log.Info("starting workers", zap.Int("workers", len(g.slots)), zap.Int("generation", g.num),
+		zap.Int("gomaxprocs", cfg.Server.GoMaxProcs))
+	for i := range g.slots {
+		s.spawn(g, i)
+	}
+}
+
+// completeReload makes the ready generation g the serving one and retires
+// the previous one.
+func (s *Supervisor) completeReload(g *generation) {
+	old, reply := s.cur, s.waiter
+	g.stopTimer()
+	g.state = genServing
+	s.cur, s.next, s.waiter = g, nil, nil
+	s.retire(old)
+	s.log.Info("reload complete", zap.Int("generation", g.num), zap.Int("previous_generation", old.num),
+		zap.Int("workers", len(g.slots)))
+	s.sdNotify(s.notify.Ready(g.summary()))
+	answer(reply, Response{OK: true, Generation: g.num})
+}
+
+// abortReload abandons the starting generation: its workers are killed,
+// its new sockets closed, and the serving generation carries on. notify
+// tells systemd that the reload is over (not wanted during a shutdown).
+func (s *Supervisor) abortReload(err error, notify bool) {
+	g, reply := s.next, s.waiter
+	s.next, s.waiter = nil, nil
+	g.state = genFailed
+	g.stopTimer()
+	g.closeSockets()
+	s.killGeneration(g)
+	if !notify {
+		s.log.Error("reload failed", zap.Int("generation", g.num), zap.Error(err))
+		answer(reply, Response{Error: "reload failed: " + err.Error()})
+		return
+	}
+	s.reloadFailed(reply, err)
+}
+
+// reloadFailed reports a failed reload: in the log, to systemd, and to the
+// requester.
+func (s *Supervisor) reloadFailed(reply chan<- Response, err error) {
+	s.log.Error("reload failed", zap.Error(err), zap.Int("generation", s.cur.num))
+	s.sdNotify(s.notify.Ready("reload failed: " + err.Error() + "; " + s.cur.summary()))
+	answer(reply, Response{Error: "reload failed: " + err.Error()})
+}
+
+// answer sends r to a requester, if there is one. reply is buffered, so
+// this never blocks the loop.
+func answer(reply chan<- Response, r Response) {
+	if reply != nil {
+		reply <- r
+	}
+}

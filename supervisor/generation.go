@@ -7,7 +7,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluice-proxy/sluice/gateway/config"
-	"github.com/sluice-proxy/sluice/hotrestart"
 )
 
 // genState is where a generation is in its life.
@@ -110,7 +109,7 @@ func (s *Supervisor) retire(g *generation) {
 	g.closeSockets()
 	for p := range s.procs {
 		if p.g == g && p.pid != 0 {
-			s.send(p, hotrestart.TypeDrain)
+			s.drainWorker(p)
 		}
 	}
 	if g.live == 0 {

@@ -39,7 +39,12 @@ func TestReloadCommandStartsNewGenerationAndDrainsOld(t *testing.T) {
 	// before the 60 s drain timeout.
 	s.wait(t, "generation drained", map[string]any{"generation": 1}, nil)
 	waitGone(t, old)
-	ka.expectCleanClose(t)
+	// The idle keep-alive connection was handed to generation 2: it stays
+	// open, and the old workers being gone, its next response can only
+	// come from the new generation.
+	if code, body := ka.roundTrip(t, "/"); code != 200 || body != "ok" {
+		t.Fatalf("keep-alive connection after the reload: %d %q", code, body)
+	}
 	if n := listeningSockets(t, portOf(t, addr)); n != 2 {
 		t.Errorf("%d sockets listen on %s after the reload, want 2", n, addr)
 	}

@@ -34,16 +34,18 @@ const (
 	evStarted eventKind = iota // the process runs and was sent its Hello
 	evReady                    // it sent Ready
 	evExited                   // it exited, or could not be started
+	evHandoff                  // it handed off a connection (msg)
 )
 
 // event reports something about a worker process to the event loop.
 type event struct {
 	kind  eventKind
 	p     *proc
-	pid   int              // evStarted
-	conn  *hotrestart.Conn // evStarted; nil if the channel failed
-	state *os.ProcessState // evExited; nil if the process never ran
-	err   error            // evStarted: Hello failed; evExited: start failed
+	pid   int                // evStarted
+	conn  *hotrestart.Conn   // evStarted; nil if the channel failed
+	state *os.ProcessState   // evExited; nil if the process never ran
+	err   error              // evStarted: Hello failed; evExited: start failed
+	msg   hotrestart.Message // evHandoff
 }
 
 // post delivers e to the event loop, or drops it once the loop has ended.
@@ -140,6 +142,8 @@ func (s *Supervisor) readWorker(p *proc, conn *hotrestart.Conn) {
 		switch m.Type {
 		case hotrestart.TypeReady:
 			s.post(event{kind: evReady, p: p})
+		case hotrestart.TypeHandoff:
+			s.post(event{kind: evHandoff, p: p, msg: m})
 		default:
 			m.CloseFDs()
 		}

@@ -249,7 +249,7 @@ func (s *Supervisor) handle(e event) {
 		case s.mode == stopping || p.g.state == genFailed:
 			s.kill(p)
 		case s.mode == draining || p.g.state == genDraining:
-			s.send(p, hotrestart.TypeDrain)
+			s.drainWorker(p)
 		}
 	case evReady:
 		p.ready = true
@@ -257,7 +257,47 @@ func (s *Supervisor) handle(e event) {
 		s.checkReady(p.g)
 	case evExited:
 		s.exited(p, e)
+	case evHandoff:
+		s.forwardHandoff(p, e.msg)
 	}
+}
+
+// drainWorker tells p to drain. A worker of a generation that a newer one
+// replaced may hand its idle connections over; at shutdown there is no one
+// to take them.
+func (s *Supervisor) drainWorker(p *proc) {
+	if s.mode != running || s.cur == nil || s.cur.num <= p.g.num || p.conn == nil {
+		s.send(p, hotrestart.TypeDrain)
+		return
+	}
+	if err := p.conn.Send(hotrestart.Message{Type: hotrestart.TypeDrain, Body: hotrestart.DrainWithHandoff}); err != nil {
+		s.log.Warn("cannot reach worker", append(s.procFields(p), zap.String("message", "drain"), zap.Error(err))...)
+		s.kill(p)
+	}
+}
+
+// forwardHandoff passes a connection handed off by a draining worker to a
+// ready worker of the serving generation: the one in the same slot if there
+// is one, else the next ready one. The supervisor's copy of the socket is
+// closed either way; without a taker the connection is lost, which happens
+// only if the serving generation has no ready worker at all.
+func (s *Supervisor) forwardHandoff(from *proc, m hotrestart.Message) {
+	defer m.CloseFDs()
+	g := s.cur
+	if g == nil || g.num <= from.g.num || len(g.slots) == 0 {
+		s.log.Warn("handoff without a newer generation, connection closed", s.procFields(from)...)
+		return
+	}
+	for k := range g.slots {
+		to := g.slots[(from.slot+k)%len(g.slots)].proc
+		if to == nil || !to.ready || to.conn == nil {
+			continue
+		}
+		if err := to.conn.Send(m); err == nil {
+			return
+		}
+	}
+	s.log.Warn("no ready worker to take a handed-off connection, closed", s.procFields(from)...)
 }
 
 // exited forgets p and, while running, restarts its slot if p belongs to

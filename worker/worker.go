@@ -14,6 +14,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -91,8 +93,12 @@ func openControl() (*hotrestart.Conn, error) {
 type worker struct {
 	log    *zap.Logger
 	cfg    *config.Config
+	conn   *hotrestart.Conn
 	gen    *server.Generation
 	served chan serveResult
+	// handoffOK is set by a Drain that lets connections move to the
+	// serving generation.
+	handoffOK atomic.Bool
 }
 
 // start reads the Hello, builds the generation, serves every listener and
@@ -127,7 +133,8 @@ func start(conn *hotrestart.Conn, opts Options) (*worker, error) {
 		return nil, err
 	}
 	log = log.With(zap.Int("slot", h.Slot), zap.Int("pid", os.Getpid()), zap.Int("generation", h.Generation))
-	g, err := server.Build(cfg, server.Options{Logger: log, Generation: h.Generation, Slot: h.Slot})
+	w := &worker{log: log, cfg: cfg, conn: conn}
+	g, err := server.Build(cfg, server.Options{Logger: log, Generation: h.Generation, Slot: h.Slot, Handoff: w.handoff})
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +148,7 @@ func start(conn *hotrestart.Conn, opts Options) (*worker, error) {
 			return nil, fmt.Errorf("worker: listener %q: %w", h.Listeners[i].Name, err)
 		}
 	}
-	w := &worker{log: log, cfg: cfg, gen: g, served: make(chan serveResult, len(lns))}
+	w.gen, w.served = g, make(chan serveResult, len(lns))
 	for i, ln := range lns {
 		name := h.Listeners[i].Name
 		go func() { w.served <- serveResult{name, g.Serve(name, ln)} }()
@@ -187,7 +194,12 @@ func (w *worker) loop(conn *hotrestart.Conn, terms <-chan os.Signal) int {
 		case m := <-msgs:
 			switch m.Type {
 			case hotrestart.TypeDrain:
+				if bytes.Equal(m.Body, hotrestart.DrainWithHandoff) {
+					w.handoffOK.Store(true)
+				}
 				drain("drain message")
+			case hotrestart.TypeHandoff:
+				w.adopt(m)
 			case hotrestart.TypeStop:
 				w.log.Info("stopping")
 				w.gen.Close()
@@ -217,5 +229,33 @@ func (w *worker) loop(conn *hotrestart.Conn, terms <-chan os.Signal) int {
 			w.gen.Close()
 			return 1
 		}
+	}
+}
+
+// errNoHandoff: the worker drains for a shutdown; nobody takes connections.
+var errNoHandoff = errors.New("worker: no generation to hand connections to")
+
+// handoff sends a drained connection's socket and read-ahead bytes to the
+// supervisor, which passes them to the serving generation. It is called from
+// connection goroutines; hotrestart.Conn.Send is safe for concurrent use.
+func (w *worker) handoff(listener string, f *os.File, readAhead []byte) error {
+	if !w.handoffOK.Load() {
+		return errNoHandoff
+	}
+	h := hotrestart.Handoff{Listener: listener, ReadAhead: readAhead}
+	return w.conn.Send(h.Message(int(f.Fd())))
+}
+
+// adopt serves a connection handed off by a previous generation.
+func (w *worker) adopt(m hotrestart.Message) {
+	h, err := hotrestart.DecodeHandoff(m)
+	if err != nil {
+		m.CloseFDs()
+		w.log.Warn("bad handoff message", zap.Error(err))
+		return
+	}
+	f := os.NewFile(uintptr(m.FDs[0]), "handed-off connection")
+	if err := w.gen.Adopt(h.Listener, f, h.ReadAhead); err != nil {
+		w.log.Warn("cannot adopt connection", zap.Error(err))
 	}
 }

@@ -40,6 +40,10 @@ type BuildContext struct {
 	// DryRun is true when the build only validates (sluice validate, the
 	// supervisor before a reload): Build must not start anything.
 	DryRun bool
+	// Clusters is the generation's cluster manager, a *cluster.Manager
+	// (typed any: the registry sits below the cluster package). Filters
+	// that proxy (tcp_proxy) type-assert it.
+	Clusters any
 }
 
 // Config is a filter's decoded configuration. Build validates it and returns

@@ -97,7 +97,7 @@ func Build(cfg *config.Config, opts Options) (*Generation, error) {
 			IDBase:  uint64(opts.Slot&0xffff) << 48,
 		}
 		for j := range lc.ListenerFilters {
-			f, err := buildFilter[netfilter.ListenerFilterFactory](cfg, &lc.ListenerFilters[j], opts, routeTable)
+			f, err := buildFilter[netfilter.ListenerFilterFactory](cfg, &lc.ListenerFilters[j], opts, routeTable, clusters)
 			if err != nil {
 				return nil, err
 			}
@@ -107,7 +107,7 @@ func Build(cfg *config.Config, opts Options) (*Generation, error) {
 			fc := &lc.FilterChains[j]
 			var factories []netfilter.Factory
 			for k := range fc.Filters {
-				f, err := buildFilter[netfilter.Factory](cfg, &fc.Filters[k], opts, routeTable)
+				f, err := buildFilter[netfilter.Factory](cfg, &fc.Filters[k], opts, routeTable, clusters)
 				if err != nil {
 					return nil, err
 				}
@@ -129,13 +129,14 @@ func Build(cfg *config.Config, opts Options) (*Generation, error) {
 }
 
 // buildFilter builds one filter and checks it is of the expected kind.
-func buildFilter[T any](cfg *config.Config, f *config.Filter, opts Options, rt func(string) (httpfilter.RouteTable, error)) (T, error) {
+func buildFilter[T any](cfg *config.Config, f *config.Filter, opts Options, rt func(string) (httpfilter.RouteTable, error), clusters *cluster.Manager) (T, error) {
 	var zero T
 	ctx := &registry.BuildContext{
 		Logger:     opts.Logger.With(zap.String("filter", f.Name)),
 		Path:       f.Path,
 		RouteTable: rt,
 		DryRun:     opts.DryRun,
+		Clusters:   clusters,
 	}
 	if f.Decoded == nil {
 		return zero, cfg.FieldError(f.Path+".name", fmt.Errorf("filter %q was not decoded", f.Name))

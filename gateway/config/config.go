@@ -266,6 +266,27 @@ type Cluster struct {
 	IdleTimeout Duration `toml:"idle_timeout"`
 	// PerConnectionBufferLimitBytes as for listeners. Default 1 MiB.
 	PerConnectionBufferLimitBytes int `toml:"per_connection_buffer_limit_bytes"`
+	// TLS originates TLS to the cluster's hosts.
+	TLS *UpstreamTLSContext `toml:"tls"`
+}
+
+// UpstreamTLSContext is TLS towards a cluster's hosts (Envoy's
+// UpstreamTlsContext).
+type UpstreamTLSContext struct {
+	// SNI is the server name sent; default: the host part of the endpoint.
+	SNI string `toml:"sni"`
+	// CAFile verifies the hosts' certificates; without it the system roots
+	// do, unless InsecureSkipVerify is set.
+	CAFile               string   `toml:"ca_file"`
+	MatchSubjectAltNames []string `toml:"match_subject_alt_names"`
+	InsecureSkipVerify   bool     `toml:"insecure_skip_verify"`
+	// CertFile and KeyFile are a client certificate for mTLS.
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// ALPN protocols offered (default none: HTTP/1.1).
+	ALPN       []string `toml:"alpn"`
+	MinVersion string   `toml:"min_version"`
+	MaxVersion string   `toml:"max_version"`
 }
 
 // Duration is a time.Duration written in TOML as a Go duration string

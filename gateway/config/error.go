@@ -68,3 +68,21 @@ func (c *Config) FieldError(path string, err error) error {
 	}
 	return c.errorf(path, err.Error())
 }
+
+// TableError turns err, returned while building the table at path (e.g. a
+// filter chain's "tls"), into an *Error with the file and line. A
+// *registry.FieldError names a key relative to that table.
+func (c *Config) TableError(path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var fe *registry.FieldError
+	if errors.As(err, &fe) {
+		key := path
+		if fe.Key != "" {
+			key += "." + fe.Key
+		}
+		return c.errorf(key, fe.Err.Error())
+	}
+	return c.errorf(path, err.Error())
+}

@@ -49,6 +49,10 @@ type Config struct {
 	HTTPFilters []config.Filter `toml:"http_filter"`
 }
 
+// ALPN is what a TLS filter chain ending in this manager offers when its
+// tls table names no protocols.
+func (c *Config) ALPN() []string { return []string{"http/1.1"} }
+
 // Nested implements config.NestedFilters.
 func (c *Config) Nested() (registry.Kind, string, []config.Filter) {
 	return registry.HTTP, "http_filter", c.HTTPFilters

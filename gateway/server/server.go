@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 	"github.com/sluice-proxy/sluice/gateway/router"
+	"github.com/sluice-proxy/sluice/gateway/tlsconn"
 
 	_ "github.com/sluice-proxy/sluice/gateway/filters/all" // every built-in filter
 )
@@ -39,6 +41,9 @@ type Options struct {
 	// Handoff, when set, moves idle keep-alive connections to the next
 	// generation during a drain instead of closing them.
 	Handoff conn.HandoffFunc
+	// TicketKeys are the TLS session ticket keys shared by every worker
+	// and generation (made by the supervisor); empty: per-process keys.
+	TicketKeys tlsconn.TicketKeys
 }
 
 // Generation is a built config generation: immutable, shared by every
@@ -115,7 +120,22 @@ func Build(cfg *config.Config, opts Options) (*Generation, error) {
 			}
 			chain, err := listener.NewChain(fc.Name, &fc.Match, factories)
 			if err != nil {
-				return nil, cfg.FieldError(fmt.Sprintf("listener[%d].filter_chain[%d].match", i, j), err)
+				return nil, cfg.TableError(fmt.Sprintf("listener[%d].filter_chain[%d].match", i, j), err)
+			}
+			if fc.TLS != nil {
+				var alpn []string
+				if n := len(fc.Filters); n > 0 {
+					if a, ok := fc.Filters[n-1].Decoded.(interface{ ALPN() []string }); ok {
+						alpn = a.ALPN()
+					}
+				}
+				if chain.TLS, err = tlsconn.Server(fc.TLS, alpn, opts.TicketKeys); err != nil {
+					return nil, cfg.TableError(fmt.Sprintf("listener[%d].filter_chain[%d].tls", i, j), err)
+				}
+				chain.HandshakeTimeout = fc.TLS.HandshakeTimeout.Duration
+				if chain.HandshakeTimeout <= 0 {
+					chain.HandshakeTimeout = 10 * time.Second
+				}
 			}
 			if fc.Default {
 				l.Default = chain

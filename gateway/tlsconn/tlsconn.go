@@ -1,0 +1,217 @@
+// Package tlsconn builds the TLS transport sockets: the server side of a
+// filter chain that terminates TLS (certificates chosen by SNI, ALPN,
+// versions, ciphers, curves, client certificate validation, session tickets
+// with keys shared by every worker and generation, OCSP stapling) and the
+// client side towards a cluster's hosts.
+//
+// Configs are built once per generation (files are read then, so a reload
+// picks up renewed certificates) and are immutable afterwards.
+package tlsconn
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/registry"
+)
+
+// TicketKeys are session ticket keys (the first encrypts, all decrypt).
+type TicketKeys [][32]byte
+
+// Server returns the tls.Config of a chain. alpnDefault is used when the
+// config names no ALPN protocols (the HTTP connection manager passes its
+// protocols). keys may be empty: then the process's random keys are used and
+// a session resumes only on the worker that issued its ticket.
+func Server(c *config.TLSContext, alpnDefault []string, keys TicketKeys) (*tls.Config, error) {
+	if len(c.Certificates) == 0 {
+		return nil, registry.Errorf("certificate", "at least one certificate is required")
+	}
+	tc := &tls.Config{NextProtos: c.ALPN}
+	if len(tc.NextProtos) == 0 {
+		tc.NextProtos = alpnDefault
+	}
+	for i, cf := range c.Certificates {
+		cert, err := tls.LoadX509KeyPair(cf.CertFile, cf.KeyFile)
+		if err != nil {
+			return nil, registry.Errorf(fmt.Sprintf("certificate[%d]", i), "%v", err)
+		}
+		if cf.OCSPStapleFile != "" {
+			if cert.OCSPStaple, err = os.ReadFile(cf.OCSPStapleFile); err != nil {
+				return nil, registry.Errorf(fmt.Sprintf("certificate[%d].ocsp_staple_file", i), "%v", err)
+			}
+		}
+		tc.Certificates = append(tc.Certificates, cert)
+	}
+	var err error
+	if tc.MinVersion, err = version(c.MinVersion, tls.VersionTLS12); err != nil {
+		return nil, registry.Errorf("min_version", "%v", err)
+	}
+	if tc.MaxVersion, err = version(c.MaxVersion, tls.VersionTLS13); err != nil {
+		return nil, registry.Errorf("max_version", "%v", err)
+	}
+	if tc.MinVersion > tc.MaxVersion {
+		return nil, registry.Errorf("min_version", "is above max_version")
+	}
+	if tc.CipherSuites, err = ciphers(c.CipherSuites); err != nil {
+		return nil, registry.Errorf("cipher_suites", "%v", err)
+	}
+	if tc.CurvePreferences, err = curves(c.Curves); err != nil {
+		return nil, registry.Errorf("curves", "%v", err)
+	}
+	if c.CAFile != "" {
+		pool, err := loadPool(c.CAFile)
+		if err != nil {
+			return nil, registry.Errorf("ca_file", "%v", err)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+		if c.RequireClientCertificate {
+			tc.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	} else if c.RequireClientCertificate {
+		return nil, registry.Errorf("require_client_certificate", "needs ca_file to verify client certificates")
+	}
+	if len(c.MatchSubjectAltNames) > 0 {
+		sans := c.MatchSubjectAltNames
+		tc.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return nil // no client certificate: ClientAuth decides
+			}
+			return matchSANs(cs.PeerCertificates[0], sans)
+		}
+	}
+	if c.SessionTickets != nil && !*c.SessionTickets {
+		tc.SessionTicketsDisabled = true
+	} else if len(keys) > 0 {
+		tc.SetSessionTicketKeys(keys)
+	}
+	return tc, nil
+}
+
+// Client returns the tls.Config for dialling a cluster's host at hostName
+// (the endpoint's host, the default SNI).
+func Client(c *config.UpstreamTLSContext, hostName string) (*tls.Config, error) {
+	tc := &tls.Config{
+		ServerName:         c.SNI,
+		NextProtos:         c.ALPN,
+		InsecureSkipVerify: c.InsecureSkipVerify,
+		ClientSessionCache: tls.NewLRUClientSessionCache(64),
+	}
+	if tc.ServerName == "" {
+		tc.ServerName = hostName
+	}
+	var err error
+	if tc.MinVersion, err = version(c.MinVersion, tls.VersionTLS12); err != nil {
+		return nil, registry.Errorf("min_version", "%v", err)
+	}
+	if tc.MaxVersion, err = version(c.MaxVersion, tls.VersionTLS13); err != nil {
+		return nil, registry.Errorf("max_version", "%v", err)
+	}
+	if c.CAFile != "" {
+		if tc.RootCAs, err = loadPool(c.CAFile); err != nil {
+			return nil, registry.Errorf("ca_file", "%v", err)
+		}
+	}
+	if c.CertFile != "" || c.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, registry.Errorf("cert_file", "%v", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	if sans := c.MatchSubjectAltNames; len(sans) > 0 {
+		tc.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("tlsconn: upstream sent no certificate")
+			}
+			return matchSANs(cs.PeerCertificates[0], sans)
+		}
+	}
+	return tc, nil
+}
+
+func loadPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no PEM certificate in %s", path)
+	}
+	return pool, nil
+}
+
+// matchSANs accepts a certificate with any of the names among its DNS, URI,
+// email or IP subject alternative names.
+func matchSANs(cert *x509.Certificate, want []string) error {
+	for _, w := range want {
+		if slices.Contains(cert.DNSNames, w) || slices.Contains(cert.EmailAddresses, w) {
+			return nil
+		}
+		for _, u := range cert.URIs {
+			if u.String() == w {
+				return nil
+			}
+		}
+		for _, ip := range cert.IPAddresses {
+			if ip.String() == w {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("tlsconn: peer certificate matches none of the subject alt names %s", strings.Join(want, ", "))
+}
+
+func version(s string, def uint16) (uint16, error) {
+	switch s {
+	case "":
+		return def, nil
+	case "1.2":
+		return tls.VersionTLS12, nil
+	case "1.3":
+		return tls.VersionTLS13, nil
+	}
+	return 0, fmt.Errorf("must be 1.2 or 1.3, not %q", s)
+}
+
+func ciphers(names []string) ([]uint16, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	known := map[string]uint16{}
+	for _, c := range tls.CipherSuites() {
+		known[c.Name] = c.ID
+	}
+	var ids []uint16
+	for _, n := range names {
+		id, ok := known[n]
+		if !ok {
+			return nil, fmt.Errorf("unknown or insecure cipher suite %q", n)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+func curves(names []string) ([]tls.CurveID, error) {
+	byName := map[string]tls.CurveID{
+		"X25519": tls.X25519, "P256": tls.CurveP256, "P384": tls.CurveP384, "P521": tls.CurveP521,
+		"X25519MLKEM768": tls.X25519MLKEM768,
+	}
+	var ids []tls.CurveID
+	for _, n := range names {
+		id, ok := byName[n]
+		if !ok {
+			return nil, fmt.Errorf("unknown curve %q", n)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}

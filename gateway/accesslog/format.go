@@ -1,0 +1,320 @@
+package accesslog
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+)
+
+// DefaultFormat is Envoy's default access log format.
+const DefaultFormat = `[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" ` +
+	`%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% ` +
+	`%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" ` +
+	`"%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%"` + "\n"
+
+// ErrFormat is wrapped by every format compilation error.
+var ErrFormat = errors.New("accesslog: bad format")
+
+type opKind uint8
+
+const (
+	opLiteral opKind = iota
+	opStartTime
+	opReq
+	opResp
+	opResponseCode
+	opResponseFlags
+	opResponseCodeDetails
+	opBytesReceived
+	opBytesSent
+	opDuration
+	opUpstreamHost
+	opUpstreamCluster
+	opDownstreamRemote
+	opDownstreamLocal
+	opServerName
+	opProtocol
+	opRouteName
+)
+
+// numeric operators are written as JSON numbers when they are a whole value.
+func (k opKind) numeric() bool {
+	switch k {
+	case opResponseCode, opBytesReceived, opBytesSent, opDuration:
+		return true
+	}
+	return false
+}
+
+var simpleOps = map[string]opKind{
+	"START_TIME":                opStartTime,
+	"RESPONSE_CODE":             opResponseCode,
+	"RESPONSE_FLAGS":            opResponseFlags,
+	"RESPONSE_CODE_DETAILS":     opResponseCodeDetails,
+	"BYTES_RECEIVED":            opBytesReceived,
+	"BYTES_SENT":                opBytesSent,
+	"DURATION":                  opDuration,
+	"UPSTREAM_HOST":             opUpstreamHost,
+	"UPSTREAM_CLUSTER":          opUpstreamCluster,
+	"DOWNSTREAM_REMOTE_ADDRESS": opDownstreamRemote,
+	"DOWNSTREAM_LOCAL_ADDRESS":  opDownstreamLocal,
+	"REQUESTED_SERVER_NAME":     opServerName,
+	"PROTOCOL":                  opProtocol,
+	"ROUTE_NAME":                opRouteName,
+}
+
+// op is one compiled piece of a format.
+type op struct {
+	kind    opKind
+	literal string // opLiteral
+	header  string // opReq/opResp: lowercase name, ":method" etc. for pseudo
+	alt     string // opReq/opResp: the name after '?', or ""
+	max     int    // truncate the value to max bytes; 0 means no limit
+}
+
+// Formatter is a compiled format. It is immutable and safe for concurrent
+// use.
+type Formatter struct {
+	ops  []op
+	json []jsonField // set for JSON formats; ops unused
+}
+
+type jsonField struct {
+	key string // already quoted and escaped, with the ':' ("\"k\":")
+	ops []op
+}
+
+// Compile parses a format string with Envoy's operators: %START_TIME%,
+// %REQ(h)%, %REQ(h?alt)%, %RESP(h)%, %RESP(h?alt)% (any of them with a
+// maximum length, %REQ(h):N%), %RESPONSE_CODE%, %RESPONSE_FLAGS%,
+// %RESPONSE_CODE_DETAILS%, %BYTES_RECEIVED%, %BYTES_SENT%, %DURATION%,
+// %UPSTREAM_HOST%, %UPSTREAM_CLUSTER%, %DOWNSTREAM_REMOTE_ADDRESS%,
+// %DOWNSTREAM_LOCAL_ADDRESS%, %REQUESTED_SERVER_NAME%, %PROTOCOL% and
+// %ROUTE_NAME%. Header names are case-insensitive; :METHOD, :PATH,
+// :AUTHORITY and :SCHEME name the request's pseudo-headers. An empty
+// format means DefaultFormat. Missing values print as "-".
+func Compile(format string) (*Formatter, error) {
+	if format == "" {
+		format = DefaultFormat
+	}
+	ops, err := parse(format)
+	if err != nil {
+		return nil, err
+	}
+	return &Formatter{ops: ops}, nil
+}
+
+func parse(format string) ([]op, error) {
+	var ops []op
+	lit := func(s string) {
+		if s == "" {
+			return
+		}
+		if n := len(ops); n > 0 && ops[n-1].kind == opLiteral {
+			ops[n-1].literal += s
+			return
+		}
+		ops = append(ops, op{kind: opLiteral, literal: s})
+	}
+	for rest := format; rest != ""; {
+		i := strings.IndexByte(rest, '%')
+		if i < 0 {
+			lit(rest)
+			break
+		}
+		lit(rest[:i])
+		rest = rest[i+1:]
+		j := strings.IndexByte(rest, '%')
+		if j < 0 {
+			return nil, fmt.Errorf("%w: unterminated operator %%%s", ErrFormat, rest)
+		}
+		o, err := parseOp(rest[:j])
+		if err != nil {
+			return nil, err
+		}
+		// A maximum length follows the closing '%' only for REQ/RESP in
+		// Envoy's grammar: %REQ(h):N%. Here the ":N" sits inside.
+		ops = append(ops, o)
+		rest = rest[j+1:]
+	}
+	return ops, nil
+}
+
+func parseOp(s string) (op, error) {
+	if k, ok := simpleOps[s]; ok {
+		return op{kind: k}, nil
+	}
+	var o op
+	switch {
+	case strings.HasPrefix(s, "REQ("):
+		o.kind, s = opReq, s[len("REQ("):]
+	case strings.HasPrefix(s, "RESP("):
+		o.kind, s = opResp, s[len("RESP("):]
+	case strings.HasPrefix(s, "START_TIME("):
+		return o, fmt.Errorf("%w: %%%s%%: custom START_TIME formats are not supported", ErrFormat, s)
+	default:
+		return o, fmt.Errorf("%w: unknown operator %%%s%%", ErrFormat, s)
+	}
+	end := strings.IndexByte(s, ')')
+	if end < 0 {
+		return o, fmt.Errorf("%w: missing ')' in %%%s%%", ErrFormat, s)
+	}
+	names, tail := s[:end], s[end+1:]
+	name, alt, _ := strings.Cut(names, "?")
+	if name == "" {
+		return o, fmt.Errorf("%w: empty header name", ErrFormat)
+	}
+	o.header, o.alt = strings.ToLower(name), strings.ToLower(alt)
+	if tail != "" {
+		if tail[0] != ':' {
+			return o, fmt.Errorf("%w: unexpected %q after header name", ErrFormat, tail)
+		}
+		n, err := strconv.Atoi(tail[1:])
+		if err != nil || n <= 0 {
+			return o, fmt.Errorf("%w: bad maximum length %q", ErrFormat, tail[1:])
+		}
+		o.max = n
+	}
+	return o, nil
+}
+
+// Format appends the formatted line for rec to dst and returns it. It does
+// not allocate once dst has room for the line.
+func (f *Formatter) Format(dst []byte, rec *Record) []byte {
+	if f.json != nil {
+		return f.formatJSON(dst, rec)
+	}
+	for i := range f.ops {
+		dst = f.ops[i].append(dst, rec)
+	}
+	return dst
+}
+
+// append writes the op's value (or "-" when missing), truncated to max.
+func (o *op) append(dst []byte, rec *Record) []byte {
+	if o.kind == opLiteral {
+		return append(dst, o.literal...)
+	}
+	start := len(dst)
+	dst = o.value(dst, rec)
+	if len(dst) == start {
+		return append(dst, '-')
+	}
+	if o.max > 0 && len(dst)-start > o.max {
+		dst = dst[:start+o.max]
+	}
+	return dst
+}
+
+// value appends the op's value; nothing means missing.
+func (o *op) value(dst []byte, rec *Record) []byte {
+	info := rec.Info
+	if info == nil {
+		info = &emptyInfo
+	}
+	switch o.kind {
+	case opStartTime:
+		if info.Start.IsZero() {
+			return dst
+		}
+		return info.Start.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000Z")
+	case opReq:
+		if rec.Request == nil {
+			return dst
+		}
+		v := requestHeader(rec.Request, o.header)
+		if v == nil && o.alt != "" {
+			v = requestHeader(rec.Request, o.alt)
+		}
+		return append(dst, v...)
+	case opResp:
+		if rec.Response == nil {
+			return dst
+		}
+		v := rec.Response.Get(o.header)
+		if v == nil && o.alt != "" {
+			v = rec.Response.Get(o.alt)
+		}
+		return append(dst, v...)
+	case opResponseCode:
+		return strconv.AppendInt(dst, int64(info.ResponseCode), 10)
+	case opResponseFlags:
+		return appendFlags(dst, info.ResponseFlags)
+	case opResponseCodeDetails:
+		return append(dst, info.ResponseDetails...)
+	case opBytesReceived:
+		return strconv.AppendInt(dst, info.BytesReceived, 10)
+	case opBytesSent:
+		return strconv.AppendInt(dst, info.BytesSent, 10)
+	case opDuration:
+		return strconv.AppendInt(dst, int64(rec.Duration/time.Millisecond), 10)
+	case opUpstreamHost:
+		return append(dst, info.UpstreamHost...)
+	case opUpstreamCluster:
+		return append(dst, info.UpstreamCluster...)
+	case opDownstreamRemote:
+		if !info.DownstreamRemote.IsValid() {
+			return dst
+		}
+		return info.DownstreamRemote.AppendTo(dst)
+	case opDownstreamLocal:
+		if !info.DownstreamLocal.IsValid() {
+			return dst
+		}
+		return info.DownstreamLocal.AppendTo(dst)
+	case opServerName:
+		return append(dst, info.ServerName...)
+	case opProtocol:
+		return append(dst, info.Protocol...)
+	case opRouteName:
+		return append(dst, info.RouteName...)
+	}
+	return dst
+}
+
+var emptyInfo httpfilter.StreamInfo
+
+func requestHeader(r *httpfilter.RequestHeaders, name string) []byte {
+	switch name {
+	case ":method":
+		return r.Method
+	case ":path":
+		return r.Path
+	case ":authority", "host":
+		return r.Authority
+	case ":scheme":
+		return r.Scheme
+	}
+	return r.Get(name)
+}
+
+// flagCodes holds each response flag's code, so that printing flags does
+// not allocate.
+var flagCodes = func() (codes [32]string) {
+	for i := range codes {
+		if s := httpfilter.ResponseFlags(1 << i).String(); s != "-" {
+			codes[i] = s
+		}
+	}
+	return codes
+}()
+
+func appendFlags(dst []byte, f httpfilter.ResponseFlags) []byte {
+	if f == 0 {
+		return dst
+	}
+	start := len(dst)
+	for i, c := range flagCodes {
+		if f&(1<<i) != 0 && c != "" {
+			if len(dst) > start {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, c...)
+		}
+	}
+	return dst
+}

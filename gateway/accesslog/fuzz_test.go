@@ -1,0 +1,39 @@
+package accesslog
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+func FuzzCompile(f *testing.F) {
+	for _, s := range []string{DefaultFormat, "%REQ(A?B):3%", "%%", "%RESP(", "x%DURATION%y"} {
+		f.Add(s)
+	}
+	rec := sampleRecord()
+	f.Fuzz(func(t *testing.T, format string) {
+		fm, err := Compile(format)
+		if err != nil {
+			return
+		}
+		fm.Format(nil, rec)
+	})
+}
+
+func FuzzJSONValue(f *testing.F) {
+	for _, s := range []string{"plain", "a\"b\\c", "\x00\x1f\n\r\t", "\xff\xfe", "é€"} {
+		f.Add(s)
+	}
+	fm, err := CompileJSON(map[string]string{"v": "%REQ(X-V)%", "w": "<%REQ(X-V)%>"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		rec := sampleRecord()
+		rec.Request.Add("x-v", v)
+		line := fm.Format(nil, rec)
+		var out map[string]any
+		if err := json.Unmarshal(line, &out); err != nil {
+			t.Fatalf("invalid JSON for %q: %q: %v", v, line, err)
+		}
+	})
+}

@@ -1,0 +1,74 @@
+package admin
+
+import (
+	"github.com/sluice-proxy/sluice/gateway/stats"
+)
+
+// Server is what the admin API shows and acts on; the supervisor implements
+// it. Methods are called from the admin server's goroutines, concurrently
+// with each other, and must not block for long: mutations start the work
+// (a drain, a shutdown) and return.
+type Server interface {
+	// Snapshot returns the stats aggregated over every worker.
+	Snapshot() stats.Snapshot
+	// ServerInfo describes the process.
+	ServerInfo() ServerInfo
+	// Listeners lists the active listeners.
+	Listeners() []Listener
+	// Clusters lists the clusters and their hosts.
+	Clusters() []Cluster
+	// ConfigDump returns the running config as JSON with secrets redacted.
+	// The handler redacts it again with RedactJSON.
+	ConfigDump() ([]byte, error)
+	// Ready reports whether sluice is serving, and the state name
+	// ("LIVE", "PRE_INITIALIZING", "INITIALIZING", "DRAINING").
+	Ready() (bool, string)
+	// SetHealthy fails (false) or passes (true) health checks.
+	SetHealthy(healthy bool)
+	// DrainListeners stops accepting on every listener; graceful first
+	// drains for the drain timeout.
+	DrainListeners(graceful bool) error
+	// Loggers returns the level of each named logger.
+	Loggers() map[string]string
+	// SetLogLevel sets a logger's level; name "" means all loggers.
+	SetLogLevel(name, level string) error
+	// ResetCounters zeroes the counters as read from now on.
+	ResetCounters()
+	// ReopenLogs reopens every access log file, in every worker.
+	ReopenLogs() error
+	// Quit starts a shutdown and returns; it is called after the response
+	// has been sent.
+	Quit()
+}
+
+// ServerInfo is the /server_info document.
+type ServerInfo struct {
+	Version              string  `json:"version"`
+	State                string  `json:"state"`
+	UptimeSeconds        float64 `json:"uptime_current_epoch"`
+	UptimeAllEpochs      float64 `json:"uptime_all_epochs"`
+	HotRestartGeneration int     `json:"hot_restart_generation"`
+	Workers              int     `json:"concurrency"`
+	ConfigPath           string  `json:"config_path"`
+	PID                  int     `json:"pid"`
+}
+
+// Listener is one /listeners entry.
+type Listener struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+}
+
+// Cluster is one /clusters entry.
+type Cluster struct {
+	Name  string `json:"name"`
+	Hosts []Host `json:"hosts"`
+}
+
+// Host is one host of a cluster.
+type Host struct {
+	Address        string `json:"address"`
+	Healthy        bool   `json:"healthy"`
+	ActiveRequests int64  `json:"rq_active"`
+	ActiveConns    int64  `json:"cx_active"`
+}

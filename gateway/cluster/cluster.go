@@ -10,11 +10,13 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"net"
 	"sync/atomic"
 
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/lb"
 	"github.com/sluice-proxy/sluice/gateway/pool"
+	"github.com/sluice-proxy/sluice/gateway/tlsconn"
 )
 
 // ErrNoHealthyUpstream is returned when no host can take a request (flag UH).
@@ -80,15 +82,21 @@ func NewManager(cfg *config.Config) (*Manager, error) {
 		}
 		c := &Cluster{Name: cc.Name, Cfg: cc, policy: policy}
 		for _, ep := range cc.Endpoints {
-			c.Hosts = append(c.Hosts, &Host{
-				Address: ep,
-				Pool: pool.New(pool.Options{
-					Address:        ep,
-					ConnectTimeout: cc.ConnectTimeout.Duration,
-					MaxIdle:        cc.MaxIdleConnections,
-					IdleTimeout:    cc.IdleTimeout.Duration,
-				}),
-			})
+			opts := pool.Options{
+				Address:        ep,
+				ConnectTimeout: cc.ConnectTimeout.Duration,
+				MaxIdle:        cc.MaxIdleConnections,
+				IdleTimeout:    cc.IdleTimeout.Duration,
+			}
+			if cc.TLS != nil {
+				host, _, _ := net.SplitHostPort(ep)
+				tc, err := tlsconn.Client(cc.TLS, host)
+				if err != nil {
+					return nil, cfg.TableError(fmt.Sprintf("cluster[%d].tls", i), err)
+				}
+				opts.TLS = tc
+			}
+			c.Hosts = append(c.Hosts, &Host{Address: ep, Pool: pool.New(opts)})
 		}
 		m.byName[cc.Name] = c
 	}

@@ -10,6 +10,7 @@ package pool
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -32,6 +33,9 @@ type Options struct {
 	ConnectTimeout time.Duration
 	MaxIdle        int
 	IdleTimeout    time.Duration
+	// TLS, when set, wraps every connection in a TLS client with this
+	// config (its session cache lets reconnections resume).
+	TLS *tls.Config
 }
 
 // Conn is one upstream connection. It is owned by whoever checked it out
@@ -110,6 +114,17 @@ func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
+	if p.opts.TLS != nil {
+		tc := tls.Client(nc, p.opts.TLS)
+		hctx, cancel := context.WithTimeout(ctx, p.opts.ConnectTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("%w: %s: tls: %w", ErrConnect, p.opts.Address, err)
+		}
+		nc = tc
+	}
 	return &Conn{Conn: nc, R: http1.NewReader(nc), pool: p}, nil
 }
 
@@ -185,6 +200,11 @@ func (p *Pool) Close() {
 // closedByPeer peeks without blocking: EOF or an error means the upstream
 // closed (or reset) the connection; unexpected data also disqualifies it.
 func closedByPeer(c net.Conn) bool {
+	if tc, ok := c.(*tls.Conn); ok {
+		// Any byte waiting on an idle TLS connection is a record we did
+		// not ask for (close_notify, a ticket): treat it as closing.
+		c = tc.NetConn()
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false

@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
+	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
+)
+
+// tlsListenerConfig is one TLS listener "https" whose chain terminates TLS
+// with the given [listener.filter_chain.tls] body, routing everything to
+// cluster "up" (given by clusterBlock).
+func tlsListenerConfig(tlsBody, clusterBlock string) string {
+	return fmt.Sprintf(`
+[server]
+workers = 2
+
+[[listener]]
+name = "https"
+address = "127.0.0.1:0"
+  [[listener.filter_chain]]
+  name = "tls"
+  [listener.filter_chain.tls]
+%s
+    [[listener.filter_chain.filter]]
+    name = "sluice.filters.network.http_connection_manager"
+    [listener.filter_chain.filter.config]
+    stat_prefix = "ingress_https"
+    route_config = "local"
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.router"
+
+[[route_config]]
+name = "local"
+  [[route_config.virtual_host]]
+  name = "all"
+  domains = ["*"]
+    [[route_config.virtual_host.route]]
+    match = { prefix = "/" }
+    cluster = "up"
+%s
+`, tlsBody, clusterBlock)
+}
+
+func tlsGet(t *testing.T, addr string, cfg *tls.Config) (*http.Response, string, error) {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("https://" + addr + "/")
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b), nil
+}
+
+func TestTLSTerminationPicksCertificateBySNI(t *testing.T) {
+	ca := testutil.NewCA(t)
+	aCert, aKey, _ := ca.Leaf(t, "a.test")
+	bCert, bKey, _ := ca.Leaf(t, "b.test")
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "proto=%s", r.Header.Get("x-forwarded-proto"))
+	}))
+	p := gwtest.Start(t, tlsListenerConfig(fmt.Sprintf(`
+  [[listener.filter_chain.tls.certificate]]
+  cert_file = %q
+  key_file = %q
+  [[listener.filter_chain.tls.certificate]]
+  cert_file = %q
+  key_file = %q
+`, aCert, aKey, bCert, bKey), cluster("up", up.Addr)))
+	for _, sni := range []string{"a.test", "b.test"} {
+		resp, body, err := tlsGet(t, p.Addr("https"), &tls.Config{ServerName: sni, RootCAs: ca.Pool, NextProtos: []string{"h2", "http/1.1"}})
+		if err != nil {
+			t.Fatalf("SNI %s: %v", sni, err)
+		}
+		if got := resp.TLS.PeerCertificates[0].DNSNames[0]; got != sni {
+			t.Fatalf("SNI %s got the certificate of %s", sni, got)
+		}
+		if resp.StatusCode != 200 || body != "proto=https" {
+			t.Fatalf("SNI %s: %d %q, want 200 with x-forwarded-proto https", sni, resp.StatusCode, body)
+		}
+		if resp.TLS.NegotiatedProtocol != "http/1.1" {
+			t.Fatalf("ALPN %q, want http/1.1", resp.TLS.NegotiatedProtocol)
+		}
+	}
+}
+
+func TestMutualTLSRequiresAClientCertificateFromTheCA(t *testing.T) {
+	ca := testutil.NewCA(t)
+	srvCert, srvKey, _ := ca.Leaf(t, "127.0.0.1")
+	_, _, client := ca.Leaf(t, "client.test")
+	_, _, wrongSAN := ca.Leaf(t, "intruder.test")
+	other := testutil.NewCA(t)
+	_, _, stranger := other.Leaf(t, "client.test")
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	p := gwtest.Start(t, tlsListenerConfig(fmt.Sprintf(`
+  require_client_certificate = true
+  ca_file = %q
+  match_subject_alt_names = ["client.test"]
+  [[listener.filter_chain.tls.certificate]]
+  cert_file = %q
+  key_file = %q
+`, ca.File, srvCert, srvKey), cluster("up", up.Addr)))
+	addr := p.Addr("https")
+	if _, _, err := tlsGet(t, addr, &tls.Config{RootCAs: ca.Pool}); err == nil {
+		t.Fatal("a client without a certificate got through")
+	}
+	if _, _, err := tlsGet(t, addr, &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{stranger}}); err == nil {
+		t.Fatal("a client certificate from another CA got through")
+	}
+	if _, _, err := tlsGet(t, addr, &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{wrongSAN}}); err == nil {
+		t.Fatal("a client certificate without the required SAN got through")
+	}
+	resp, body, err := tlsGet(t, addr, &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{client}})
+	if err != nil || resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("valid client certificate: %v %v %q", err, resp, body)
+	}
+}
+
+func TestUpstreamTLSVerifiesTheHost(t *testing.T) {
+	ca := testutil.NewCA(t)
+	_, _, pair := ca.Leaf(t, "127.0.0.1", "up.test")
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "tls=%v sni=%s", r.TLS != nil, r.TLS.ServerName)
+	}))
+	up.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	upAddr := strings.TrimPrefix(up.URL, "https://")
+	wrongCA := testutil.NewCA(t)
+	cfg := config(2,
+		route(`prefix = "/good"`, "good")+route(`prefix = "/bad"`, "bad"),
+		cluster("good", upAddr)+fmt.Sprintf("[cluster.tls]\nca_file = %q\nsni = \"up.test\"\n", ca.File),
+		cluster("bad", upAddr)+fmt.Sprintf("[cluster.tls]\nca_file = %q\n", wrongCA.File))
+	p := gwtest.Start(t, cfg)
+	c := newClient(nil)
+	resp, body := get(t, c, "http://"+p.Addr("http")+"/good")
+	if resp.StatusCode != 200 || string(body) != "tls=true sni=up.test" {
+		t.Fatalf("verified upstream: %d %q", resp.StatusCode, body)
+	}
+	resp, body = get(t, c, "http://"+p.Addr("http")+"/bad")
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "UF") {
+		t.Fatalf("upstream with an untrusted certificate: %d %q, want 503 UF", resp.StatusCode, body)
+	}
+}

@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"net"
 	"sync/atomic"
+	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/lb"
 	"github.com/sluice-proxy/sluice/gateway/pool"
+	"github.com/sluice-proxy/sluice/gateway/stats"
 	"github.com/sluice-proxy/sluice/gateway/tlsconn"
 )
 
@@ -46,9 +48,27 @@ type Cluster struct {
 	Name  string
 	Hosts []*Host
 	Cfg   *config.Cluster
+	// Stats are the cluster's stat handles (cluster.<name>.*).
+	Stats *stats.ClusterStats
 
 	policy lb.Policy
 }
+
+// Address implements lb.Hosts.
+func (c *Cluster) Address(i int) string { return c.Hosts[i].Address }
+
+// Weight implements lb.Hosts. Endpoints carry no weight yet: all are 1.
+func (c *Cluster) Weight(int) uint32 { return 1 }
+
+// HealthyLen implements lb.Hosts.
+func (c *Cluster) HealthyLen() int { return len(c.Hosts) }
+
+// Active implements lb.Hosts.
+func (c *Cluster) Active(i int) int64 { return c.Hosts[i].Active() }
+
+// Since implements lb.Hosts: the zero time for the hosts a cluster starts
+// with, so that they skip slow start, as in Envoy.
+func (c *Cluster) Since(int) time.Time { return time.Time{} }
 
 // Len implements lb.Hosts.
 func (c *Cluster) Len() int { return len(c.Hosts) }
@@ -58,8 +78,9 @@ func (c *Cluster) Len() int { return len(c.Hosts) }
 func (c *Cluster) Healthy(int) bool { return true }
 
 // Pick chooses a host by the cluster's load-balancing policy.
-func (c *Cluster) Pick() (*Host, error) {
-	i := c.policy.Pick(c)
+// r carries the request's hash for ring hash and maglev; nil for none.
+func (c *Cluster) Pick(r *lb.Request) (*Host, error) {
+	i := c.policy.Pick(r)
 	if i < 0 {
 		return nil, fmt.Errorf("cluster %q: %w", c.Name, ErrNoHealthyUpstream)
 	}
@@ -72,21 +93,24 @@ type Manager struct {
 }
 
 // NewManager builds the clusters of cfg. It opens no connection.
-func NewManager(cfg *config.Config) (*Manager, error) {
+func NewManager(cfg *config.Config, slab *stats.Slab) (*Manager, error) {
 	m := &Manager{byName: make(map[string]*Cluster, len(cfg.Clusters))}
 	for i := range cfg.Clusters {
 		cc := &cfg.Clusters[i]
-		policy := lb.New(cc.LBPolicy)
-		if policy == nil {
-			return nil, fmt.Errorf("cluster %q: unknown lb_policy %q", cc.Name, cc.LBPolicy)
+		policy, err := lb.New(lbConfig(cc))
+		if err != nil {
+			return nil, cfg.TableError(fmt.Sprintf("cluster[%d]", i), err)
 		}
-		c := &Cluster{Name: cc.Name, Cfg: cc, policy: policy}
+		c := &Cluster{Name: cc.Name, Cfg: cc, policy: policy, Stats: slab.Cluster(cc.Name)}
+		c.Stats.MembershipTotal.Set(int64(len(cc.Endpoints)))
+		c.Stats.MembershipHealthy.Set(int64(len(cc.Endpoints)))
 		for _, ep := range cc.Endpoints {
 			opts := pool.Options{
 				Address:        ep,
 				ConnectTimeout: cc.ConnectTimeout.Duration,
 				MaxIdle:        cc.MaxIdleConnections,
 				IdleTimeout:    cc.IdleTimeout.Duration,
+				Stats:          c.Stats,
 			}
 			if cc.TLS != nil {
 				host, _, _ := net.SplitHostPort(ep)
@@ -98,6 +122,7 @@ func NewManager(cfg *config.Config) (*Manager, error) {
 			}
 			c.Hosts = append(c.Hosts, &Host{Address: ep, Pool: pool.New(opts)})
 		}
+		policy.Update(c)
 		m.byName[cc.Name] = c
 	}
 	return m, nil
@@ -112,5 +137,19 @@ func (m *Manager) Close() {
 		for _, h := range c.Hosts {
 			h.Pool.Close()
 		}
+	}
+}
+
+// lbConfig maps a cluster's TOML onto the policy's config; lb.New
+// validates it and fills in Envoy's defaults.
+func lbConfig(cc *config.Cluster) lb.Config {
+	return lb.Config{
+		Policy:         cc.LBPolicy,
+		PanicThreshold: cc.PanicThreshold,
+		RingHash:       lb.RingHashConfig{MinimumRingSize: cc.RingHash.MinimumRingSize, MaximumRingSize: cc.RingHash.MaximumRingSize},
+		Maglev:         lb.MaglevConfig{TableSize: cc.Maglev.TableSize},
+		LeastRequest:   lb.LeastRequestConfig{ChoiceCount: cc.LeastRequest.ChoiceCount, ActiveRequestBias: cc.LeastRequest.ActiveRequestBias},
+		SlowStart: lb.SlowStartConfig{Window: cc.SlowStart.Window.Duration, Aggression: cc.SlowStart.Aggression,
+			MinWeightPercent: cc.SlowStart.MinWeightPercent},
 	}
 }

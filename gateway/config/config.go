@@ -210,6 +210,9 @@ type Route struct {
 	// DisabledFilters lists HTTP filters (dotted names) that do not run
 	// for this route.
 	DisabledFilters []string `toml:"disabled_filters"`
+	// HashPolicy computes the request hash for ring_hash and maglev
+	// clusters; without one, such a cluster picks at random.
+	HashPolicy []HashPolicy `toml:"hash_policy"`
 }
 
 // RouteMatch selects requests. Exactly one of Path, Prefix and Regex is set.
@@ -258,8 +261,16 @@ type Cluster struct {
 	Endpoints []string `toml:"endpoints"`
 	// ConnectTimeout bounds connecting to a host. Default 5s.
 	ConnectTimeout Duration `toml:"connect_timeout"`
-	// LBPolicy is "round_robin" (default).
+	// LBPolicy is round_robin (default), least_request, random, ring_hash
+	// or maglev (see docs/load_balancing.md).
 	LBPolicy string `toml:"lb_policy"`
+	// PanicThreshold is the percentage of healthy hosts below which all
+	// hosts are used (default 50; 0 disables).
+	PanicThreshold *float64           `toml:"panic_threshold"`
+	RingHash       RingHashConfig     `toml:"ring_hash"`
+	Maglev         MaglevConfig       `toml:"maglev"`
+	LeastRequest   LeastRequestConfig `toml:"least_request"`
+	SlowStart      SlowStartConfig    `toml:"slow_start"`
 	// MaxIdleConnections per host and worker. Default 64.
 	MaxIdleConnections int `toml:"max_idle_connections"`
 	// IdleTimeout closes pooled connections idle this long. Default 60s.
@@ -287,6 +298,44 @@ type UpstreamTLSContext struct {
 	ALPN       []string `toml:"alpn"`
 	MinVersion string   `toml:"min_version"`
 	MaxVersion string   `toml:"max_version"`
+}
+
+// RingHashConfig tunes lb_policy = "ring_hash" (defaults 1024 and 8M).
+type RingHashConfig struct {
+	MinimumRingSize uint64 `toml:"minimum_ring_size"`
+	MaximumRingSize uint64 `toml:"maximum_ring_size"`
+}
+
+// MaglevConfig tunes lb_policy = "maglev"; the table size must be prime
+// (default 65537).
+type MaglevConfig struct {
+	TableSize uint64 `toml:"table_size"`
+}
+
+// LeastRequestConfig tunes lb_policy = "least_request" (defaults 2 and 1.0).
+type LeastRequestConfig struct {
+	ChoiceCount       uint32   `toml:"choice_count"`
+	ActiveRequestBias *float64 `toml:"active_request_bias"`
+}
+
+// SlowStartConfig ramps up new hosts' traffic over Window (0 disables);
+// Aggression defaults to 1.0, MinWeightPercent to 10.
+type SlowStartConfig struct {
+	Window           Duration `toml:"window"`
+	Aggression       float64  `toml:"aggression"`
+	MinWeightPercent *float64 `toml:"min_weight_percent"`
+}
+
+// HashPolicy is one source of a request's hash for ring_hash and maglev
+// clusters (Envoy's hash_policy); exactly one of its sources is set.
+type HashPolicy struct {
+	Header         string `toml:"header"`
+	Cookie         string `toml:"cookie"`
+	SourceIP       bool   `toml:"source_ip"`
+	QueryParameter string `toml:"query_parameter"`
+	// Terminal stops evaluating further policies once this one produced
+	// a hash.
+	Terminal bool `toml:"terminal"`
 }
 
 // Duration is a time.Duration written in TOML as a Go duration string

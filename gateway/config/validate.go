@@ -188,8 +188,10 @@ func (v *validator) clusters() {
 		if cl.Type != "static" {
 			v.errorf(p+".type", "unsupported cluster type %q (supported: static)", cl.Type)
 		}
-		if cl.LBPolicy != "round_robin" {
-			v.errorf(p+".lb_policy", "unsupported lb_policy %q (supported: round_robin)", cl.LBPolicy)
+		switch cl.LBPolicy {
+		case "round_robin", "least_request", "random", "ring_hash", "maglev":
+		default:
+			v.errorf(p+".lb_policy", "unsupported lb_policy %q (round_robin, least_request, random, ring_hash, maglev)", cl.LBPolicy)
 		}
 		if len(cl.Endpoints) == 0 {
 			v.errorf(p+".endpoints", "cluster %q has no endpoints", cl.Name)

@@ -87,7 +87,7 @@ func TestValidate(t *testing.T) {
 		{"cluster missing name", withCluster("[[cluster]]\nendpoints = [\"127.0.0.1:1\"]\n"), "t.toml:16: cluster[0].name: missing name"},
 		{"cluster duplicate name", withCluster(clusterTOML + clusterTOML), `t.toml:20: cluster[1].name: duplicate name "backend"`},
 		{"cluster type", withCluster(clusterTOML + "type = \"dns\"\n"), `cluster[0].type: unsupported cluster type "dns"`},
-		{"cluster lb policy", withCluster(clusterTOML + "lb_policy = \"random\"\n"), `cluster[0].lb_policy: unsupported lb_policy "random"`},
+		{"cluster lb policy", withCluster(clusterTOML + "lb_policy = \"fastest\"\n"), `cluster[0].lb_policy: unsupported lb_policy "fastest"`},
 		{"cluster no endpoints", withCluster("[[cluster]]\nname = \"backend\"\n"), `t.toml:16: cluster[0].endpoints: cluster "backend" has no endpoints`},
 		{"cluster empty endpoints", withCluster("[[cluster]]\nname = \"backend\"\nendpoints = []\n"), `t.toml:18: cluster[0].endpoints: cluster "backend" has no endpoints`},
 		{"endpoint bad", withCluster("[[cluster]]\nname = \"backend\"\nendpoints = [\n  \"127.0.0.1:1\",\n  \"nope\",\n]\n"), `t.toml:20: cluster[0].endpoints[1]: invalid address "nope"`},

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
+	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
 // pastDeadline wakes a blocked read at once.
@@ -28,6 +29,9 @@ var pastDeadline = time.Unix(1, 0)
 
 // Conn is one downstream connection. It implements netfilter.Conn.
 type Conn struct {
+	// Stats, when set before Run, count the connection on its listener.
+	Stats *stats.ListenerStats
+
 	// Immutable after New:
 	nc      net.Conn
 	rd      func([]byte) (int, error) // reads the transport (may hold peeked bytes)
@@ -43,6 +47,7 @@ type Conn struct {
 	rbuf, wbuf   buffer.Buffer
 	resume       chan struct{}
 	parked       bool
+	start        time.Time
 
 	// Accessed atomically:
 	idle   atomic.Bool
@@ -65,6 +70,11 @@ func (c *Conn) Run(factories []netfilter.Factory) {
 	if !c.tracker.add(c) {
 		c.nc.Close()
 		return
+	}
+	if c.Stats != nil {
+		c.start = time.Now()
+		c.Stats.DownstreamCxTotal.Inc()
+		c.Stats.DownstreamCxActive.Inc()
 	}
 	for _, f := range factories {
 		inst := f.NewFilter(c)
@@ -214,6 +224,11 @@ func (c *Conn) Write(p []byte) (int, error) {
 func (c *Conn) Close() error {
 	if c.closed.Swap(true) {
 		return nil
+	}
+	if c.Stats != nil && !c.start.IsZero() {
+		c.Stats.DownstreamCxActive.Dec()
+		c.Stats.DownstreamCxDestroy.Inc()
+		c.Stats.DownstreamCxLengthMs.Record(time.Since(c.start))
 	}
 	err := c.nc.Close()
 	for _, f := range c.filters {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sluice-proxy/sluice/gateway/accesslog"
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 )
@@ -44,6 +45,9 @@ type Config struct {
 	// RequestHeadersTimeout bounds receiving a request head once its first
 	// byte arrived (default 0: disabled, as in Envoy).
 	RequestHeadersTimeout config.Duration `toml:"request_headers_timeout"`
+	// AccessLog lists where each finished request is logged (Envoy's
+	// format operators or json_format; see docs/observability.md).
+	AccessLog []accesslog.Config `toml:"access_log"`
 	// HTTPFilters is the HTTP filter chain; the last must be terminal (the
 	// router).
 	HTTPFilters []config.Filter `toml:"http_filter"`

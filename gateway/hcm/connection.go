@@ -48,6 +48,8 @@ func (c *connection) Serve(nc netfilter.Conn) {
 		c.c = nc
 		c.info = nc.Info()
 		c.remoteIP = c.info.RemoteAddr.Addr().AppendTo(nil)
+		c.f.stats.DownstreamCxTotal.Inc()
+		c.f.stats.DownstreamCxActive.Inc()
 	}
 	c.r = readerPool.Get().(*http1.Reader)
 	c.r.Reset(nc)
@@ -63,6 +65,8 @@ func (c *connection) Serve(nc netfilter.Conn) {
 		}
 		if !keep {
 			c.release()
+			c.f.stats.DownstreamCxActive.Dec()
+			c.f.stats.DownstreamCxDestroy.Inc()
 			return
 		}
 	}

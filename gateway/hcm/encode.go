@@ -54,6 +54,7 @@ func (s *stream) writeHead(h *httpfilter.ResponseHeaders, end bool) error {
 	c := s.conn
 	req := &s.req
 	s.respStarted = true
+	s.resp = h
 	s.info.ResponseCode = h.Status
 	cl := int64(-1)
 	if v := h.Get("content-length"); v != nil {
@@ -211,6 +212,8 @@ func localBody(r httpfilter.LocalReply) string {
 func (s *stream) badRequest(pe *http1.Error) {
 	c := s.conn
 	r := httpfilter.LocalReply{Status: pe.Status, Flags: httpfilter.FlagDownstreamProtocolError, Details: "http1.codec_error"}
+	c.f.stats.DownstreamCxProtocolError.Inc()
+	c.f.stats.Response(pe.Status)
 	body := localBody(r)
 	s.local.Reset()
 	s.local.Status = pe.Status

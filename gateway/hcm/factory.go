@@ -17,10 +17,12 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sluice-proxy/sluice/gateway/accesslog"
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 	"github.com/sluice-proxy/sluice/gateway/registry"
+	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
 // Factory is a built HTTP connection manager: immutable, shared by every
@@ -31,6 +33,8 @@ type Factory struct {
 	filters []httpFilter
 	limits  http1.Limits
 	log     *zap.Logger
+	stats   *stats.HTTPStats
+	loggers []*accesslog.Logger
 }
 
 type httpFilter struct {
@@ -56,6 +60,24 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 		routes: routes,
 		limits: http1.Limits{MaxHeaderBytes: c.MaxRequestHeadersKB << 10, MaxHeaders: c.MaxHeadersCount},
 		log:    ctx.Logger,
+	}
+	slab, _ := ctx.Stats.(*stats.Slab)
+	f.stats = slab.HTTP(c.StatPrefix)
+	for i := range c.AccessLog {
+		al := &c.AccessLog[i]
+		key := fmt.Sprintf("access_log[%d]", i)
+		if _, err := al.Formatter(); err != nil {
+			return nil, registry.Errorf(key, "%v", err)
+		}
+		files, ok := ctx.AccessLogs.(*accesslog.Files)
+		if ctx.DryRun || !ok {
+			continue
+		}
+		lg, err := files.Logger(al)
+		if err != nil {
+			return nil, registry.Errorf(key+".path", "%v", err)
+		}
+		f.loggers = append(f.loggers, lg)
 	}
 	for i := range c.HTTPFilters {
 		hf := &c.HTTPFilters[i]

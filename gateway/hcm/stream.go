@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/sluice-proxy/sluice/gateway/accesslog"
 	"github.com/sluice-proxy/sluice/gateway/buffer"
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
@@ -51,6 +52,8 @@ type stream struct {
 	reset       bool // the stream ended abnormally: close the connection
 	closeAfter  bool // close the connection after this response
 	respFraming http1.Framing
+	resp        *httpfilter.ResponseHeaders // the head sent, for the access log
+	rec         accesslog.Record
 	local       httpfilter.ResponseHeaders
 	localBody   buffer.Buffer
 
@@ -99,6 +102,10 @@ func (s *stream) begin(req *http1.Request) {
 		s.info.Protocol = "HTTP/1.0"
 	}
 	s.h = &req.Headers
+	s.resp = nil
+	st := c.f.stats
+	st.DownstreamRqTotal.Inc()
+	st.DownstreamRqActive.Inc()
 	s.hdrsTo, s.parkAt, s.heldAt, s.trailersTo = 0, -1, -1, 0
 	s.stopAll, s.holdBlocked, s.heldEnd = false, false, false
 	s.held.Reset()
@@ -109,6 +116,21 @@ func (s *stream) begin(req *http1.Request) {
 }
 
 func (s *stream) end() {
+	f := s.conn.f
+	f.stats.DownstreamRqActive.Dec()
+	f.stats.Response(s.info.ResponseCode)
+	d := time.Since(s.info.Start)
+	f.stats.DownstreamRqTime.Record(d)
+	if s.info.ResponseFlags&httpfilter.FlagNoRoute != 0 {
+		f.stats.NoRoute.Inc()
+	}
+	if len(f.loggers) > 0 {
+		s.rec = accesslog.Record{Info: &s.info, Request: s.h, Response: s.resp, Duration: d}
+		for _, lg := range f.loggers {
+			lg.Log(&s.rec)
+		}
+		s.rec = accesslog.Record{}
+	}
 	clear(s.decoders)
 	s.decoders = s.decoders[:0]
 	clear(s.encoders)

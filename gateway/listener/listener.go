@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -16,6 +17,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/conn"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
+	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
 // Chain is a built filter chain.
@@ -49,6 +51,8 @@ type Listener struct {
 	Default *Chain
 	Tracker *conn.Tracker
 	Log     *zap.Logger
+	// Stats are the listener's stat handles.
+	Stats *stats.ListenerStats
 	// IDBase is OR-ed into connection ids so that ids are unique across
 	// workers (the worker's slot in the high bits).
 	IDBase uint64
@@ -113,12 +117,17 @@ func (l *Listener) Handle(nc net.Conn, readAhead []byte) {
 	}
 	chain := l.match(&info)
 	if chain == nil {
+		l.Stats.NoFilterChainMatch.Inc()
 		l.Log.Debug("no filter chain matched", zap.Uint64("conn", info.ID), zap.String("listener", l.Name),
 			zap.String("sni", info.ServerName))
 		nc.Close()
 		return
 	}
 	info.FilterChain = chain.Name
+	if ce := l.Log.Check(zap.DebugLevel, "filter chain chosen"); ce != nil {
+		ce.Write(zap.Uint64("conn", info.ID), zap.String("listener", l.Name), zap.String("chain", chain.Name),
+			zap.String("sni", info.ServerName), zap.String("transport", info.TransportProtocol))
+	}
 	var rd func([]byte) (int, error)
 	if len(readAhead) > 0 {
 		rd = (&prefixReader{pre: readAhead, nc: nc}).Read
@@ -141,7 +150,9 @@ func (l *Listener) Handle(nc net.Conn, readAhead []byte) {
 		}
 		nc, rd = tc, nil
 	}
-	conn.New(nc, rd, info, l.Tracker, l.Log).Run(chain.Factories)
+	c := conn.New(nc, rd, info, l.Tracker, l.Log)
+	c.Stats = l.Stats
+	c.Run(chain.Factories)
 }
 
 // peeker gives listener filters the first bytes of a connection without
@@ -174,6 +185,18 @@ func (p *peeker) Consume(n int) { p.buf = p.buf[min(n, len(p.buf)):] }
 
 // Info implements netfilter.ListenerCallbacks.
 func (p *peeker) Info() *netfilter.Info { return p.info }
+
+// SyscallConn implements syscall.Conn: listener filters that need the
+// accepted socket itself (original_dst reads SO_ORIGINAL_DST) type-assert
+// their callbacks to syscall.Conn. It fails when the connection has no
+// socket (e.g. a pipe in tests).
+func (p *peeker) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := p.nc.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("listener: connection has no socket")
+	}
+	return sc.SyscallConn()
+}
 
 // prefixConn is a net.Conn whose reads go through rd (peeked bytes first).
 type prefixConn struct {

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
+	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
 // StaleCheckAfter is how long a connection must have been idle before
@@ -33,6 +34,8 @@ type Options struct {
 	ConnectTimeout time.Duration
 	MaxIdle        int
 	IdleTimeout    time.Duration
+	// Stats count connections (upstream_cx_*); nil counts nothing.
+	Stats *stats.ClusterStats
 	// TLS, when set, wraps every connection in a TLS client with this
 	// config (its session cache lets reconnections resume).
 	TLS *tls.Config
@@ -55,6 +58,9 @@ type Conn struct {
 // Close closes the connection for good.
 func (c *Conn) Close() error {
 	c.R.Release()
+	if st := c.pool.opts.Stats; st != nil {
+		st.UpstreamCxActive.Dec()
+	}
 	return c.Conn.Close()
 }
 
@@ -107,8 +113,20 @@ func (p *Pool) Get(ctx context.Context) (*Conn, error) {
 
 // Dial always opens a new connection (for a retry after a stale reuse).
 func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
+	st := p.opts.Stats
+	start := time.Now()
+	if st != nil {
+		st.UpstreamCxTotal.Inc()
+	}
 	nc, err := p.dialer.DialContext(ctx, "tcp", p.opts.Address)
 	if err != nil {
+		if st != nil {
+			st.UpstreamCxConnectFail.Inc()
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				st.UpstreamCxConnectTimeout.Inc()
+			}
+		}
 		return nil, fmt.Errorf("%w: %s: %w", ErrConnect, p.opts.Address, err)
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
@@ -121,9 +139,16 @@ func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
 		cancel()
 		if err != nil {
 			nc.Close()
+			if st != nil {
+				st.UpstreamCxConnectFail.Inc()
+			}
 			return nil, fmt.Errorf("%w: %s: tls: %w", ErrConnect, p.opts.Address, err)
 		}
 		nc = tc
+	}
+	if st != nil {
+		st.UpstreamCxConnectMs.Record(time.Since(start))
+		st.UpstreamCxActive.Inc()
 	}
 	return &Conn{Conn: nc, R: http1.NewReader(nc), pool: p}, nil
 }

@@ -44,6 +44,15 @@ type BuildContext struct {
 	// (typed any: the registry sits below the cluster package). Filters
 	// that proxy (tcp_proxy) type-assert it.
 	Clusters any
+	// Stats is the worker's stats slab, a *stats.Slab, and AccessLogs its
+	// shared access log files, an *accesslog.Files (typed any for the same
+	// reason). Filters resolve their stat handles and loggers in Build.
+	Stats      any
+	AccessLogs any
+	// Workers is the number of worker processes of the generation (0 when
+	// unknown, which filters treat as 1). Filters that bound something per
+	// process (connection_limit) split their limit by it.
+	Workers int
 }
 
 // Config is a filter's decoded configuration. Build validates it and returns

@@ -50,6 +50,9 @@ type Route struct {
 	HostRewrite    string
 	// Timeout is the route timeout; 0 disables it.
 	Timeout time.Duration
+	// Hasher computes the request hash for ring_hash and maglev clusters;
+	// nil without a hash_policy.
+	Hasher *Hasher
 }
 
 type headerMatcher struct {
@@ -114,6 +117,17 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 	}
 	if rc.Timeout != nil {
 		r.Timeout = rc.Timeout.Duration
+	}
+	if len(rc.HashPolicy) > 0 {
+		hp := make([]HashPolicyConfig, len(rc.HashPolicy))
+		for i, p := range rc.HashPolicy {
+			hp[i] = HashPolicyConfig(p)
+		}
+		h, err := NewHasher(hp)
+		if err != nil {
+			return nil, fmt.Errorf("hash_policy: %w", err)
+		}
+		r.Hasher = h
 	}
 	if rc.Match.Regex != "" {
 		re, err := regexp.Compile("^(?:" + rc.Match.Regex + ")$")

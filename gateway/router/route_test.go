@@ -11,7 +11,7 @@ import (
 func testTable(t testing.TB) *Table {
 	t.Helper()
 	cfg := &config.Config{Clusters: []config.Cluster{{Name: "c", Endpoints: []string{"127.0.0.1:1"}, LBPolicy: "round_robin"}}}
-	m, err := cluster.NewManager(cfg)
+	m, err := cluster.NewManager(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

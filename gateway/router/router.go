@@ -16,7 +16,9 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/cluster"
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/lb"
 	"github.com/sluice-proxy/sluice/gateway/pool"
+	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
 // bodyChunk is the size of the buffer a response body is copied through.
@@ -51,6 +53,8 @@ type filter struct {
 	uc    *pool.Conn
 	req   *httpfilter.RequestHeaders
 
+	stats      *stats.ClusterStats
+	lbReq      lb.Request
 	framing    http1.Framing // upstream request body framing
 	replayable bool          // may be resent on a fresh connection
 	headLen    int           // bytes of uc.W holding the request head
@@ -82,7 +86,11 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		return httpfilter.HeadersStopIteration
 	}
 	info.UpstreamCluster = rt.Cluster.Name
-	host, err := rt.Cluster.Pick()
+	f.lbReq = lb.Request{}
+	if rt.Hasher != nil {
+		f.lbReq.Hash, f.lbReq.HasHash = rt.Hasher.Hash(h, info.DownstreamRemote.Addr())
+	}
+	host, err := rt.Cluster.Pick(&f.lbReq)
 	if err != nil {
 		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagNoHealthyUpstream, Details: "no_healthy_upstream"})
 		return httpfilter.HeadersStopIteration
@@ -90,6 +98,9 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	f.host = host
 	info.UpstreamHost = host.Address
 	host.Begin()
+	f.stats = rt.Cluster.Stats
+	f.stats.UpstreamRqTotal.Inc()
+	f.stats.UpstreamRqActive.Inc()
 	f.rewrite(h)
 	f.req = h
 	f.framing, f.replayable = http1.NoBody, false
@@ -158,6 +169,7 @@ func (f *filter) OnDestroy() {
 	}
 	if f.host != nil {
 		f.host.End()
+		f.stats.UpstreamRqActive.Dec()
 	}
 	f.resp.Headers.Reset()
 	*f = filter{pathBuf: f.pathBuf[:0], resp: f.resp}
@@ -178,6 +190,7 @@ func (f *filter) send() {
 // back in the pool or closed.
 func (f *filter) exchange() {
 	uc := f.uc
+	sent := time.Now()
 	deadline := time.Time{}
 	if f.route.Timeout > 0 {
 		deadline = time.Now().Add(f.route.Timeout)
@@ -195,6 +208,7 @@ func (f *filter) exchange() {
 	}
 	info := f.cb.Info()
 	info.ResponseCode = f.resp.Headers.Status
+	f.stats.Response(f.resp.Headers.Status)
 	resp := &f.resp
 	end := resp.Framing == http1.NoBody || (resp.Framing == http1.ContentLength && resp.ContentLength == 0)
 	if f.cb.EncodeHeaders(&resp.Headers, end) != nil {
@@ -203,6 +217,7 @@ func (f *filter) exchange() {
 	if !end && !f.copyBody() {
 		return
 	}
+	f.stats.UpstreamRqTime.Record(time.Since(sent))
 	if resp.KeepAlive && f.writeErr == nil {
 		f.host.Pool.Put(uc)
 	} else {
@@ -319,6 +334,9 @@ func (f *filter) fail(err error, started bool) {
 	switch {
 	case isTimeout(err):
 		r = httpfilter.LocalReply{Status: 504, Flags: httpfilter.FlagUpstreamRequestTimeout, Details: "upstream_response_timeout"}
+		if f.stats != nil {
+			f.stats.UpstreamRqTimeout.Inc()
+		}
 	case errors.As(err, &pe):
 		r = httpfilter.LocalReply{Status: 502, Flags: httpfilter.FlagUpstreamProtocolError, Details: "upstream_protocol_error"}
 	case errors.Is(err, pool.ErrConnect):

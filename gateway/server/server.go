@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sluice-proxy/sluice/gateway/accesslog"
 	"github.com/sluice-proxy/sluice/gateway/cluster"
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/conn"
@@ -25,6 +26,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 	"github.com/sluice-proxy/sluice/gateway/router"
+	"github.com/sluice-proxy/sluice/gateway/stats"
 	"github.com/sluice-proxy/sluice/gateway/tlsconn"
 
 	_ "github.com/sluice-proxy/sluice/gateway/filters/all" // every built-in filter
@@ -44,6 +46,12 @@ type Options struct {
 	// TicketKeys are the TLS session ticket keys shared by every worker
 	// and generation (made by the supervisor); empty: per-process keys.
 	TicketKeys tlsconn.TicketKeys
+	// Stats is the worker's slab of the supervisor's stats region; nil
+	// (tests, validation) records into a private region.
+	Stats *stats.Slab
+	// AccessLogs holds the worker's open access log files, shared by its
+	// generations so that SIGUSR1 reopens them all; nil opens a private set.
+	AccessLogs *accesslog.Files
 }
 
 // Generation is a built config generation: immutable, shared by every
@@ -65,7 +73,21 @@ func Build(cfg *config.Config, opts Options) (*Generation, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	clusters, err := cluster.NewManager(cfg)
+	if opts.Stats == nil {
+		schema, err := stats.FromConfig(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("server: stats: %w", err)
+		}
+		region, err := stats.NewRegion(schema, 1)
+		if err != nil {
+			return nil, fmt.Errorf("server: stats: %w", err)
+		}
+		opts.Stats = region.Slab(0)
+	}
+	if opts.AccessLogs == nil {
+		opts.AccessLogs = accesslog.NewFiles(accesslog.Options{})
+	}
+	clusters, err := cluster.NewManager(cfg, opts.Stats)
 	if err != nil {
 		return nil, err
 	}
@@ -100,6 +122,7 @@ func Build(cfg *config.Config, opts Options) (*Generation, error) {
 			Tracker: g.tracker,
 			Log:     opts.Logger,
 			IDBase:  uint64(opts.Slot&0xffff) << 48,
+			Stats:   opts.Stats.Listener(lc.Address),
 		}
 		for j := range lc.ListenerFilters {
 			f, err := buildFilter[netfilter.ListenerFilterFactory](cfg, &lc.ListenerFilters[j], opts, routeTable, clusters)
@@ -157,6 +180,8 @@ func buildFilter[T any](cfg *config.Config, f *config.Filter, opts Options, rt f
 		RouteTable: rt,
 		DryRun:     opts.DryRun,
 		Clusters:   clusters,
+		Stats:      opts.Stats,
+		AccessLogs: opts.AccessLogs,
 	}
 	if f.Decoded == nil {
 		return zero, cfg.FieldError(f.Path+".name", fmt.Errorf("filter %q was not decoded", f.Name))

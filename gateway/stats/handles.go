@@ -83,9 +83,10 @@ func (h *Histogram) RecordMillis(ms uint64) { h.Record(time.Duration(ms) * time.
 
 // Counter returns the handle of the named counter. An unknown name gets a
 // handle on a private word that is never aggregated, so a misspelt name
-// cannot crash the data plane; Has tells them apart.
+// cannot crash the data plane; Has tells them apart. A nil slab gives
+// private handles for every name.
 func (s *Slab) Counter(name string) *Counter {
-	if k, i, ok := s.region.schema.Lookup(name); ok && k == KindCounter {
+	if k, i, ok := s.lookup(name); ok && k == KindCounter {
 		return &Counter{p: &s.words[s.region.wordOf(k, i)]}
 	}
 	return &Counter{p: new(uint64)}
@@ -94,7 +95,7 @@ func (s *Slab) Counter(name string) *Counter {
 // Gauge returns the handle of the named gauge (see Counter for unknown
 // names).
 func (s *Slab) Gauge(name string) *Gauge {
-	if k, i, ok := s.region.schema.Lookup(name); ok && k == KindGauge {
+	if k, i, ok := s.lookup(name); ok && k == KindGauge {
 		w := s.region.wordOf(k, i)
 		return &Gauge{v: (*int64)(unsafe.Pointer(&s.words[w])), used: &s.words[w+1]}
 	}
@@ -104,11 +105,20 @@ func (s *Slab) Gauge(name string) *Gauge {
 // Histogram returns the handle of the named histogram (see Counter for
 // unknown names).
 func (s *Slab) Histogram(name string) *Histogram {
-	if k, i, ok := s.region.schema.Lookup(name); ok && k == KindHistogram {
+	if k, i, ok := s.lookup(name); ok && k == KindHistogram {
 		w := s.region.wordOf(k, i)
 		return &Histogram{b: (*[histWords]uint64)(s.words[w : w+histWords])}
 	}
 	return &Histogram{b: new([histWords]uint64)}
+}
+
+// lookup finds name in the schema; a nil slab (a build without a region,
+// such as a test's) knows no names, so every handle is private.
+func (s *Slab) lookup(name string) (Kind, int, bool) {
+	if s == nil {
+		return 0, 0, false
+	}
+	return s.region.schema.Lookup(name)
 }
 
 // Has reports whether the schema declares name with kind k.

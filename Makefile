@@ -7,17 +7,24 @@ FUZZTIME ?= 10s
 # Upper bound for one `go test` run (the end-to-end tests move several GiB).
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all help build run test fuzz bench lint clean
+.PHONY: all help build gen run test fuzz bench lint clean
 
 all: build
 
 help:
-	@echo "targets: build run test fuzz bench lint clean"
+	@echo "targets: build gen run test fuzz bench lint clean"
 
 ## build: bin/sluice and every shipped main package
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/sluice .
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/demo-upstream ./tools/demo-upstream
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/apikey ./plugins/apikey
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/jwt ./plugins/jwt
+
+## gen: regenerate the plugin protocol's Go code (protoc, protoc-gen-go,
+## protoc-gen-go-grpc; .ci/run installs them)
+gen:
+	plugins/authapi/gen.sh
 
 ## run: sluice on etc/sluice.toml in front of a demo upstream on 127.0.0.1:8081;
 ## Ctrl-C stops both

@@ -3,6 +3,8 @@
 package all
 
 import (
-	_ "github.com/sluice-proxy/sluice/gateway/hcm"    // sluice.filters.network.http_connection_manager
-	_ "github.com/sluice-proxy/sluice/gateway/router" // sluice.filters.http.router
+	_ "github.com/sluice-proxy/sluice/gateway/filters/http/ext_authz"    // sluice.filters.http.ext_authz
+	_ "github.com/sluice-proxy/sluice/gateway/filters/network/ext_authz" // sluice.filters.network.ext_authz
+	_ "github.com/sluice-proxy/sluice/gateway/hcm"                       // sluice.filters.network.http_connection_manager
+	_ "github.com/sluice-proxy/sluice/gateway/router"                    // sluice.filters.http.router
 )

@@ -1,0 +1,144 @@
+// Package extauthz is the HTTP filter sluice.filters.http.ext_authz: it
+// asks an authorization plugin (see plugins/authapi) whether each request
+// may proceed, with Envoy ext_authz semantics. See README.md.
+package extauthz
+
+import (
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/plugin"
+	"github.com/sluice-proxy/sluice/gateway/registry"
+	"github.com/sluice-proxy/sluice/plugins/authapi"
+)
+
+// Name is the filter's registered name.
+const Name = "sluice.filters.http.ext_authz"
+
+// DefaultTimeout bounds a check when timeout is unset, as in Envoy.
+const DefaultTimeout = 200 * time.Millisecond
+
+func init() {
+	registry.Register(registry.Info{
+		Name: Name,
+		Kind: registry.HTTP,
+		New:  func() registry.Config { return &Config{} },
+	})
+}
+
+// Config is the filter's TOML table.
+type Config struct {
+	// Plugin names the [[plugin]] to ask. Exactly one of Plugin and
+	// PluginPath is required.
+	Plugin string `toml:"plugin"`
+	// PluginPath is an absolute path of a plugin executable that each
+	// worker then runs itself: for development; use Plugin in production.
+	PluginPath string `toml:"plugin_path"`
+	// Timeout bounds each check (default 200ms); exceeding it is an error.
+	Timeout *config.Duration `toml:"timeout"`
+	// FailureModeAllow lets requests through when the check fails (error,
+	// timeout, crash, invalid answer), adding the request header
+	// x-envoy-auth-failure-mode-allowed: true. Default false: such requests
+	// get StatusOnError.
+	FailureModeAllow bool `toml:"failure_mode_allow"`
+	// StatusOnError is the status of a failed check (default 403).
+	StatusOnError int `toml:"status_on_error"`
+	// WithRequestBody, when set, sends the request body with the check.
+	WithRequestBody *BodyConfig `toml:"with_request_body"`
+	// AllowedHeaders lists the request headers sent to the plugin
+	// (case-insensitive). Default: every header (the codec has already
+	// removed hop-by-hop fields).
+	AllowedHeaders []string `toml:"allowed_headers"`
+	// IncludePeerCertificate sends the client certificate's DER bytes, not
+	// only its subject, SANs and hash.
+	IncludePeerCertificate bool `toml:"include_peer_certificate"`
+	// ContextExtensions are passed to the plugin with every check.
+	ContextExtensions map[string]string `toml:"context_extensions"`
+}
+
+// BodyConfig is with_request_body.
+type BodyConfig struct {
+	// MaxRequestBytes bounds the body sent (required, > 0). A longer body
+	// gets 413, unless AllowPartialMessage: then its first MaxRequestBytes
+	// are sent, marked partial.
+	MaxRequestBytes     int  `toml:"max_request_bytes"`
+	AllowPartialMessage bool `toml:"allow_partial_message"`
+}
+
+// maxBodyLimit bounds max_request_bytes: bodies are held in memory.
+const maxBodyLimit = 64 << 20
+
+// Build implements registry.Config.
+func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
+	f := &Factory{
+		timeout:     DefaultTimeout,
+		statusOnErr: 403,
+		failOpen:    c.FailureModeAllow,
+		includeDER:  c.IncludePeerCertificate,
+		extensions:  c.ContextExtensions,
+	}
+	if c.Timeout != nil {
+		if c.Timeout.Duration <= 0 {
+			return nil, registry.Errorf("timeout", "must be > 0")
+		}
+		f.timeout = c.Timeout.Duration
+	}
+	if c.StatusOnError != 0 {
+		if c.StatusOnError < 200 || c.StatusOnError > 599 {
+			return nil, registry.Errorf("status_on_error", "must be in 200..599")
+		}
+		f.statusOnErr = c.StatusOnError
+	}
+	if b := c.WithRequestBody; b != nil {
+		if b.MaxRequestBytes <= 0 || b.MaxRequestBytes > maxBodyLimit {
+			return nil, registry.Errorf("with_request_body.max_request_bytes", "must be in 1..%d", maxBodyLimit)
+		}
+		f.maxBody, f.partial = b.MaxRequestBytes, b.AllowPartialMessage
+	}
+	if c.AllowedHeaders != nil {
+		f.allowed = map[string]bool{}
+		for i, h := range c.AllowedHeaders {
+			if h == "" {
+				return nil, registry.Errorf("allowed_headers", "entry %d is empty", i)
+			}
+			f.allowed[strings.ToLower(h)] = true
+		}
+	}
+	authz, err := plugin.Default.Resolve(c.Plugin, c.PluginPath, ctx.DryRun, ctx.Logger)
+	if err != nil {
+		key := "plugin"
+		if c.PluginPath != "" {
+			key = "plugin_path"
+		}
+		return nil, registry.Errorf(key, "%v", err)
+	}
+	f.authz = authz
+	return f, nil
+}
+
+// Factory is the built filter: immutable but for its counters, shared by
+// every stream of a generation.
+type Factory struct {
+	authz       authapi.Authorizer // nil in a dry run
+	timeout     time.Duration
+	statusOnErr int
+	failOpen    bool
+	maxBody     int // 0: the body is not sent
+	partial     bool
+	allowed     map[string]bool // nil: all headers
+	includeDER  bool
+	extensions  map[string]string
+
+	// Stats counts check outcomes. They become, when stats are wired,
+	// http.<stat_prefix>.ext_authz.{ok,denied,error,timeout,
+	// failure_mode_allowed,invalid,disabled}.
+	Stats Stats
+}
+
+// Stats are the filter's counters; error counts every failed check,
+// including timeouts and invalid answers.
+type Stats struct {
+	OK, Denied, Error, Timeout, FailureModeAllowed, Invalid, Disabled atomic.Uint64
+}

@@ -1,0 +1,43 @@
+// Command echo is a scripted test plugin. For HTTP checks: a request with an
+// x-deny header is denied with that status, body "denied by plugin\n" and
+// reply header x-deny-reason: test; otherwise it is allowed, the upstream
+// request gets x-auth-user: tester, x-seen (method, path, host, source
+// address), x-body (the body the plugin received) and x-partial, loses
+// x-remove-me, and the response gets x-auth-checked: yes. For connection
+// checks: denied when the context extension "deny" is "yes".
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/sluice-proxy/sluice/plugins/authapi"
+)
+
+func check(_ context.Context, r *authapi.CheckRequest) (*authapi.CheckResponse, error) {
+	h := r.GetHttp()
+	if h == nil {
+		if r.GetContextExtensions()["deny"] == "yes" {
+			return authapi.Deny(403, "connection denied"), nil
+		}
+		return authapi.Allow(), nil
+	}
+	if v, ok := h.GetHeaders()["x-deny"]; ok {
+		status, _ := strconv.Atoi(v)
+		return authapi.Deny(status, "denied by plugin\n", "x-deny-reason", "test"), nil
+	}
+	ok := &authapi.OkResponse{
+		Headers: []*authapi.HeaderValueOption{
+			authapi.Header("x-auth-user", "tester"),
+			authapi.Header("x-seen", fmt.Sprintf("%s %s %s %s", h.Method, h.Path, h.Host, r.GetSource().GetAddress())),
+			authapi.Header("x-body", string(h.Body)),
+			authapi.Header("x-partial", strconv.FormatBool(h.PartialBody)),
+		},
+		HeadersToRemove:      []string{"x-remove-me"},
+		ResponseHeadersToAdd: []*authapi.HeaderValueOption{authapi.Header("x-auth-checked", "yes")},
+	}
+	return authapi.AllowWith(ok), nil
+}
+
+func main() { authapi.Serve(authapi.AuthorizerFunc(check)) }

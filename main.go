@@ -7,7 +7,8 @@
 //	sluice reload [-c FILE] [--control PATH]
 //	                          reload the running supervisor's config
 //	sluice upgrade [-c FILE] [--control PATH]
-//	                          replace the running binary (not supported yet)
+//	                          replace the running supervisor and workers by
+//	                          the binary now at the supervisor's path
 //	sluice version            print the version
 //	sluice worker ...         a worker process; started only by sluice run
 package main
@@ -36,7 +37,10 @@ commands:
                      wait for the outcome: exit 0 once the new generation
                      serves, 1 with the reason otherwise
   upgrade [-c FILE] [--control PATH]
-                     replace the running binary (not supported yet)
+                     make the running supervisor start the binary now at its
+                     path, hand it every socket and drain into it; exit 0
+                     with the new supervisor's pid once it serves, 1 with the
+                     reason otherwise (the old one then serves on)
   version            print the version
   help               print this help
 
@@ -60,7 +64,7 @@ func run(args []string) int {
 		if !ok {
 			return 2
 		}
-		return supervisor.Run(supervisor.Options{ConfigPath: path})
+		return supervisor.Run(supervisor.Options{ConfigPath: path, Version: version})
 	case "validate":
 		path, ok := configFlag(cmd, args)
 		if !ok {
@@ -96,8 +100,8 @@ func run(args []string) int {
 	}
 }
 
-// controlTimeout bounds the wait for a reload's outcome: the supervisor
-// answers within its own readiness timeout.
+// controlTimeout bounds the wait for a reload's or upgrade's outcome: the
+// supervisor answers within its own readiness timeout.
 const controlTimeout = 2 * time.Minute
 
 // control sends cmd to the running supervisor over its control socket,
@@ -121,6 +125,10 @@ func control(cmd string, args []string) int {
 	if !resp.OK {
 		fmt.Fprintf(os.Stderr, "sluice %s: %s\n", cmd, resp.Error)
 		return 1
+	}
+	if resp.PID != 0 {
+		fmt.Printf("sluice %s: supervisor pid %d, generation %d serving\n", cmd, resp.PID, resp.Generation)
+		return 0
 	}
 	fmt.Printf("sluice %s: generation %d serving\n", cmd, resp.Generation)
 	return 0

@@ -288,3 +288,79 @@ func TestDecodeHelloRejectsBadIndexes(t *testing.T) {
 		t.Fatalf("fd of a rejected hello still open (%v)", err)
 	}
 }
+
+func TestUpgradeStatePassesSocketGroupsAndControlSocket(t *testing.T) {
+	a, b := pair(t)
+	ln1, fd1 := listenerFD(t)
+	ln2, fd2 := listenerFD(t)
+	ln3, fd3 := listenerFD(t)
+	want := UpgradeState{
+		Version:        Version,
+		PID:            42,
+		NextGeneration: 5,
+		Draining:       []int{3},
+		Groups: []SocketGroup{
+			{Name: "public", Key: "127.0.0.1:0 reuse_port=true name=public", Addr: ln1.Addr().String(), FDs: []int{fd1, fd2}},
+			{Name: "admin", Key: "127.0.0.1:0 reuse_port=false name=admin", Addr: ln3.Addr().String(), Shared: true, FDs: []int{fd3}},
+		},
+		ControlPath: "/run/sluice/control.sock",
+		ControlFD:   fd3,
+	}
+	if err := a.Send(want.Message()); err != nil {
+		t.Fatal(err)
+	}
+	m, err := b.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeUpgradeState(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.CloseFDs()
+	if got.Version != Version || got.PID != 42 || got.NextGeneration != 5 || len(got.Draining) != 1 || got.ControlPath != want.ControlPath {
+		t.Fatalf("state = %+v, want %+v", got, want)
+	}
+	if len(got.Groups) != 2 || got.Groups[0].Name != "public" || got.Groups[1].Key != want.Groups[1].Key || !got.Groups[1].Shared {
+		t.Fatalf("groups = %+v", got.Groups)
+	}
+	for i, ln := range []net.Listener{ln1, ln2} {
+		if s := sockname(t, got.Groups[0].FDs[i]); s != ln.Addr().String() {
+			t.Errorf("public socket %d bound to %s, want %s", i, s, ln.Addr())
+		}
+	}
+	if s := sockname(t, got.ControlFD); s != ln3.Addr().String() {
+		t.Errorf("control socket bound to %s, want %s", s, ln3.Addr())
+	}
+}
+
+func TestDecodeUpgradeStateRejectsBadIndexes(t *testing.T) {
+	_, fd := listenerFD(t)
+	dup, err := unix.Dup(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := Message{Type: TypeUpgradeState, Body: []byte(`{"groups":[{"name":"a"}],"group_fds":[[1]],"control_fd":-1}`), FDs: []int{dup}}
+	if _, err := DecodeUpgradeState(m); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("DecodeUpgradeState = %v, want ErrProtocol", err)
+	}
+	if _, err := unix.FcntlInt(uintptr(dup), unix.F_GETFD, 0); err != unix.EBADF {
+		t.Fatalf("fd of a rejected state still open (%v)", err)
+	}
+}
+
+func TestUpgradeHelloCarriesTheLocalVersion(t *testing.T) {
+	if LocalVersion() != Version {
+		t.Fatalf("LocalVersion() = %d without an override, want %d", LocalVersion(), Version)
+	}
+	h, err := DecodeUpgradeHello(UpgradeHello{Version: LocalVersion(), PID: 7, Build: "v2"}.Message())
+	if err != nil || h.Version != Version || h.PID != 7 || h.Build != "v2" {
+		t.Fatalf("hello = %+v, %v", h, err)
+	}
+	if _, err := DecodeUpgradeReady(UpgradeReady{PID: 7}.Message()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DecodeUpgradeReady(h.Message()); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("DecodeUpgradeReady of a hello = %v, want ErrProtocol", err)
+	}
+}

@@ -1,6 +1,7 @@
 // Package hotrestart is the control channel between sluice processes: the
-// supervisor and each of its workers today, and the supervisors of two
-// generations during a binary upgrade later.
+// supervisor and each of its workers, and the running and the new
+// supervisor during a binary upgrade (see upgrade.go for that protocol and
+// its Version).
 //
 // A channel is one end of a socketpair(AF_UNIX, SOCK_SEQPACKET). The kernel
 // keeps packet boundaries and delivers packets in order, so a packet is never
@@ -20,7 +21,8 @@
 // Message bodies are opaque to the framing. The typed messages of this
 // package (Hello, and the bodiless Ready, Drain and Stop) encode theirs as
 // JSON; later messages (an idle connection handed off with its read-ahead
-// bytes, stats) add a Type and a body without changing the framing. A
+// bytes, the upgrade messages; stats later) add a Type and a body without
+// changing the framing. A
 // receiver that meets a Type it does not know closes the message's
 // descriptors and ignores it, so a newer peer can talk to an older one.
 //

@@ -25,11 +25,14 @@ import (
 //
 //	→ {"cmd":"reload"}
 //	← {"ok":true,"generation":3}
+//	→ {"cmd":"upgrade"}
+//	← {"ok":true,"generation":4,"pid":4711}
 //	← {"ok":false,"error":"reload failed: sluice.toml:3: server.workerz: unknown key"}
 const (
 	// CmdReload reloads the config file.
 	CmdReload = "reload"
-	// CmdUpgrade replaces the running binary (not supported yet).
+	// CmdUpgrade replaces the running binary: the answer carries the new
+	// supervisor's pid.
 	CmdUpgrade = "upgrade"
 
 	// maxRequest bounds a request line.
@@ -44,10 +47,12 @@ type Request struct {
 }
 
 // Response is a control socket response: OK with the generation now
-// serving, or an error message.
+// serving (and, after an upgrade, the pid of the supervisor that serves
+// it), or an error message.
 type Response struct {
 	OK         bool   `json:"ok"`
 	Generation int    `json:"generation,omitempty"`
+	PID        int    `json:"pid,omitempty"`
 	Error      string `json:"error,omitempty"`
 }
 
@@ -125,6 +130,8 @@ func (s *Supervisor) serveControl(ln *net.UnixListener) {
 // serveRequest reads one request from c, passes it to the event loop and
 // writes the answer.
 func (s *Supervisor) serveRequest(c *net.UnixConn) {
+	s.answering.Add(1)
+	defer s.answering.Done()
 	defer c.Close()
 	resp := s.handleRequest(c)
 	b, _ := json.Marshal(resp)
@@ -156,7 +163,12 @@ func (s *Supervisor) handleRequest(c *net.UnixConn) Response {
 	case resp := <-r.reply:
 		return resp
 	case <-s.done:
-		return Response{Error: "supervisor: exited before the outcome was known"}
+		select {
+		case resp := <-r.reply: // answered just before the loop ended
+			return resp
+		default:
+			return Response{Error: "supervisor: exited before the outcome was known"}
+		}
 	}
 }
 
@@ -189,7 +201,7 @@ func (s *Supervisor) request(r request) {
 	case CmdReload:
 		s.reload(r.reply, "control socket")
 	case CmdUpgrade:
-		answer(r.reply, Response{Error: "supervisor: upgrade is not supported yet"})
+		s.startUpgrade(r.reply, "control socket")
 	default:
 		answer(r.reply, Response{Error: fmt.Sprintf("supervisor: unknown command %q", r.cmd)})
 	}

@@ -16,6 +16,13 @@ func (s *Supervisor) reload(reply chan<- Response, cause string) {
 	case s.mode != running:
 		answer(reply, Response{Error: errShuttingDown.Error()})
 		return
+	case s.handedOver():
+		answer(reply, Response{Error: fmt.Sprintf("supervisor: this supervisor has handed over to pid %d; send the reload there", s.up.pid)})
+		return
+	case s.up != nil, s.parent != nil && !s.parent.committed:
+		s.log.Warn("reload refused", zap.String("cause", cause), zap.String("reason", "upgrade in progress"))
+		answer(reply, Response{Error: "supervisor: upgrade in progress; reload once it is answered"})
+		return
 	case s.next != nil:
 		s.log.Warn("reload refused", zap.String("cause", cause), zap.Int("generation", s.next.num),
 			zap.String("reason", "reload already in progress"))

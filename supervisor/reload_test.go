@@ -276,18 +276,6 @@ func TestCrashedWorkerRestartsInItsGenerationAndDrainingOneDoesNot(t *testing.T)
 	s.wait(t, "worker ready", map[string]any{"slot": 0, "generation": 2}, notVictim)
 }
 
-func TestUpgradeIsNotSupportedYet(t *testing.T) {
-	t.Parallel()
-	up := newUpstream(t)
-	ctl := controlPath(t)
-	s := start(t, proxyConfig(up.addr, ctl, "public"))
-	s.workers(t)
-	out, code := runSluice(t, "upgrade", "--control", ctl)
-	if code == 0 || !strings.Contains(out, "not supported yet") {
-		t.Fatalf("sluice upgrade = %d, %q; want non-zero and not supported yet", code, out)
-	}
-}
-
 func TestReloadWithoutSupervisorFails(t *testing.T) {
 	t.Parallel()
 	ctl := controlPath(t)

@@ -95,7 +95,7 @@ func (s *Supervisor) runWorker(p *proc, hello hotrestart.Hello, gomaxprocs int) 
 		return
 	}
 	cmd := &exec.Cmd{
-		Path:        s.exe,
+		Path:        s.workerExe,
 		Args:        []string{"sluice", "worker", "--slot", strconv.Itoa(hello.Slot), "--generation", strconv.Itoa(hello.Generation)},
 		Env:         workerEnv(os.Environ(), gomaxprocs),
 		Stdout:      os.Stdout,
@@ -121,12 +121,25 @@ func (s *Supervisor) runWorker(p *proc, hello hotrestart.Hello, gomaxprocs int) 
 	closeListeners(hello.Listeners)
 	hello.Listeners = nil
 	s.post(event{kind: evStarted, p: p, pid: cmd.Process.Pid, conn: conn, err: err})
+	read := make(chan struct{})
 	if conn != nil {
-		go s.readWorker(p, conn)
+		go func() {
+			defer close(read)
+			s.readWorker(p, conn)
+		}()
+	} else {
+		close(read)
 	}
 	err = cmd.Wait()
 	if cmd.ProcessState != nil {
 		err = nil
+	}
+	// The worker's last messages (connections handed off on its way out)
+	// reach the loop before its exit does: a supervisor that has handed
+	// over exits once its last worker is gone.
+	select {
+	case <-read:
+	case <-time.After(killGrace):
 	}
 	s.post(event{kind: evExited, p: p, state: cmd.ProcessState, err: err})
 }

@@ -21,10 +21,18 @@
 // worker events, control requests and timers; other goroutines only post to
 // it.
 //
+// A binary upgrade (SIGUSR2, or "upgrade" on the control socket) starts
+// the binary now at the supervisor's executable path as a new supervisor,
+// which takes over every socket over a hotrestart channel, starts its own
+// generation and, once it is ready, makes this one drain its workers
+// (handing their idle connections over) and exit. A failed upgrade leaves
+// the running generation untouched. Only one reload or upgrade runs at a
+// time.
+//
 // Signals: SIGTERM drains the workers (up to server.drain_timeout) and
 // exits 0; SIGINT and SIGQUIT kill the workers and exit 0 at once; SIGHUP
-// reloads; SIGUSR1 and SIGUSR2 are logged and ignored for now. The
-// supervisor tells systemd about all of this with sd_notify.
+// reloads; SIGUSR2 upgrades; SIGUSR1 is logged and ignored. The supervisor
+// tells systemd about all of this with sd_notify.
 package supervisor
 
 import (
@@ -33,6 +41,9 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -59,9 +70,17 @@ type Options struct {
 	// ConfigPath is the config file; a reload reads it again.
 	ConfigPath string
 	// Executable is the binary started as workers; empty means this
-	// process's own (os.Executable).
+	// process's own (/proc/self/exe, which stays valid when the file at its
+	// path is replaced).
 	Executable string
+	// Version is the binary's version, for the log and the upgrade
+	// handshake.
+	Version string
 }
+
+// selfExe is the binary that workers run by default: always this
+// process's own, even once an upgrade has replaced the file at its path.
+const selfExe = "/proc/self/exe"
 
 // mode is the supervisor's lifecycle state.
 type mode uint8
@@ -76,10 +95,11 @@ const (
 // channels are set before the event loop starts and then only read; those
 // below are owned by the event loop.
 type Supervisor struct {
-	log    *zap.Logger
-	path   string
-	exe    string
-	notify *sdnotify.Notifier
+	log       *zap.Logger
+	path      string
+	exe       string // the binary an upgrade starts: the path this one was started from
+	workerExe string // the binary workers run
+	notify    *sdnotify.Notifier
 
 	events   chan event
 	calls    chan func() // timer callbacks, run on the loop
@@ -94,19 +114,43 @@ type Supervisor struct {
 	procs     map[*proc]struct{} // every process not yet reaped
 	everReady bool
 	control   *net.UnixListener
+	answering sync.WaitGroup // control requests being answered; safe for concurrent use
+	up        *upgrade       // an upgrade this supervisor started, nil if none
+	parent    *parent        // the supervisor this one takes over from, until it exits
+	exitCode  int            // returned once every worker is gone
 }
 
 // Run runs a supervisor in the foreground until it is told to stop, and
 // returns the process exit code: 0 after a requested shutdown, 1 if the
 // config is invalid or a listener cannot be bound.
 func Run(opts Options) int {
-	// Take systemd's sockets first, so that LISTEN_* is gone from the
-	// environment whatever happens next.
+	// Take systemd's sockets and the upgrade channel first, so that their
+	// variables are gone from the environment whatever happens next.
 	adopted, skipped, adoptErr := adoptListenFDs()
+	up, upErr := openUpgradeChannel()
+	boot, _ := NewLogger(config.Log{})
+	if upErr != nil {
+		boot.Error("cannot open the upgrade channel", zap.Error(upErr))
+		return 1
+	}
+	var inherited []*socketGroup
+	var par *parent
+	if up != nil {
+		st, err := handshake(up, opts.Version)
+		if err != nil {
+			boot.Error("upgrade failed", zap.Error(err))
+			failHandshake(up, err)
+			return 1
+		}
+		inherited = inheritedGroups(&st)
+		par = &parent{pid: st.PID, conn: up, state: st, notify: sdnotify.New()}
+	}
 	cfg, err := LoadConfig(opts.ConfigPath)
 	if err != nil {
-		boot, _ := NewLogger(config.Log{})
 		boot.Error("invalid config", zap.Error(err))
+		if par != nil {
+			failHandshake(up, fmt.Errorf("invalid config: %w", err))
+		}
 		return 1
 	}
 	log, err := NewLogger(cfg.Log)
@@ -122,46 +166,103 @@ func Run(opts Options) int {
 	for _, why := range skipped {
 		log.Warn("passed descriptor ignored", zap.String("descriptor", why))
 	}
-	exe := opts.Executable
-	if exe == "" {
-		if exe, err = os.Executable(); err != nil {
-			log.Error("cannot find own executable", zap.Error(err))
-			return 1
-		}
+	exe, err := ownPath()
+	if err != nil {
+		log.Error("cannot find own executable", zap.Error(err))
+		return 1
+	}
+	workerExe := opts.Executable
+	if workerExe == "" {
+		workerExe = selfExe
 	}
 	s := &Supervisor{
-		log:      log,
-		path:     opts.ConfigPath,
-		exe:      exe,
-		notify:   sdnotify.New(),
-		events:   make(chan event, 16),
-		calls:    make(chan func()),
-		requests: make(chan request),
-		done:     make(chan struct{}),
-		procs:    make(map[*proc]struct{}),
+		log:       log,
+		path:      opts.ConfigPath,
+		exe:       exe,
+		workerExe: workerExe,
+		notify:    sdnotify.New(),
+		events:    make(chan event, 16),
+		calls:     make(chan func()),
+		requests:  make(chan request),
+		done:      make(chan struct{}),
+		procs:     make(map[*proc]struct{}),
+		parent:    par,
 	}
-	return s.run(cfg, adopted)
+	fields := []zap.Field{zap.String("version", opts.Version), zap.Int("pid", os.Getpid()), zap.String("executable", exe)}
+	if par != nil {
+		// systemd hears from this process only once it has taken over.
+		s.notify = sdnotify.NewAt("")
+		s.lastGen = par.state.NextGeneration - 1
+		fields = append(fields, zap.Int("previous_pid", par.pid), zap.Ints("previous_draining", par.state.Draining))
+	}
+	log.Info("supervisor starting", fields...)
+	code := s.run(cfg, adopted, inherited)
+	s.waitAnswers()
+	return code
+}
+
+// answerWait bounds how long an exiting supervisor waits for the control
+// answers it still writes (after an upgrade, the requester's answer).
+const answerWait = time.Second
+
+// waitAnswers waits, up to answerWait, until every control request in
+// progress has been answered.
+func (s *Supervisor) waitAnswers() {
+	done := make(chan struct{})
+	go func() {
+		s.answering.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(answerWait):
+	}
+}
+
+// ownPath returns the path of this process's binary, recorded at start:
+// the command's path as started when it names one (so that an upgrade
+// follows a symlink that now points elsewhere), else os.Executable, which
+// the runtime resolves at start (once the file is replaced,
+// /proc/self/exe reads "… (deleted)").
+func ownPath() (string, error) {
+	if a := os.Args[0]; strings.Contains(a, "/") {
+		return filepath.Abs(a)
+	}
+	return os.Executable()
 }
 
 // run opens the sockets, starts the workers and runs the event loop.
-func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet) int {
+// inherited are the socket groups of a supervisor this one takes over
+// from; they are closed once the first generation has its own copies.
+func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet, inherited []*socketGroup) int {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGQUIT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2)
 	defer signal.Stop(sigs)
 	defer close(s.done)
 
-	g, err := s.newGeneration(cfg, nil, adopted)
+	g, err := s.newGeneration(cfg, inherited, adopted)
 	for _, a := range adopted.closeRest() {
 		s.log.Warn("adopted socket matches no listener, closed", zap.String("address", a.addr), zap.String("fd_name", a.name))
 	}
+	for _, ig := range inherited {
+		ig.close()
+	}
 	if err != nil {
 		s.log.Error("cannot listen", zap.Error(err))
+		if s.parent != nil {
+			failHandshake(s.parent.conn, err)
+		}
 		return 1
 	}
 	g.state = genServing
 	s.cur = g
 	defer s.closeAllSockets()
-	s.openControl(cfg.Server.ControlSocket)
+	if s.parent != nil {
+		go s.readParent(s.parent)
+		defer s.closeParent()
+	} else {
+		s.openControl(cfg.Server.ControlSocket)
+	}
 	defer s.closeControl()
 	s.log.Info("starting workers", zap.Int("workers", len(g.slots)), zap.Int("generation", g.num),
 		zap.Int("gomaxprocs", cfg.Server.GoMaxProcs))
@@ -170,7 +271,8 @@ func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet) int {
 	}
 
 	var watchdog <-chan time.Time
-	if iv := sdnotify.WatchdogInterval(); iv > 0 && s.notify.Enabled() {
+	// A supervisor taking over pings (through s.notify) from its commit on.
+	if iv := sdnotify.WatchdogInterval(); iv > 0 && (s.notify.Enabled() || s.parent != nil && s.parent.notify.Enabled()) {
 		t := time.NewTicker(iv)
 		defer t.Stop()
 		watchdog = t.C
@@ -183,7 +285,9 @@ func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet) int {
 		case sig := <-sigs:
 			switch sig {
 			case unix.SIGTERM:
-				if s.mode == running {
+				if s.handedOver() {
+					s.log.Info("signal ignored: handed over, the workers drain", zap.Stringer("signal", sig))
+				} else if s.mode == running {
 					d := s.cur.cfg.Server.DrainTimeout.Duration
 					s.log.Info("draining", zap.Stringer("signal", sig), zap.Duration("drain_timeout", d))
 					s.drain()
@@ -197,6 +301,8 @@ func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet) int {
 				}
 			case unix.SIGHUP:
 				s.reload(nil, "SIGHUP")
+			case unix.SIGUSR2:
+				s.startUpgrade(nil, "SIGUSR2")
 			default:
 				s.log.Info("signal ignored", zap.Stringer("signal", sig))
 			}
@@ -218,9 +324,12 @@ func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet) int {
 			s.log.Error("workers not reaped after SIGKILL", zap.Int("workers", len(s.procs)))
 			return 1
 		}
-		if s.mode != running && len(s.procs) == 0 {
+		if (s.mode != running || s.handedOver()) && len(s.procs) == 0 {
 			s.log.Info("exiting")
-			return 0
+			if s.up != nil {
+				s.up.conn.Close() // last: every handed-off connection went through it
+			}
+			return s.exitCode
 		}
 	}
 }
@@ -262,11 +371,20 @@ func (s *Supervisor) handle(e event) {
 	}
 }
 
+// closeParent closes the upgrade channel to the previous supervisor, if it
+// is still open, and the control socket it passed, if never taken.
+func (s *Supervisor) closeParent() {
+	if p := s.parent; p != nil {
+		p.conn.Close()
+		p.state.CloseFDs()
+	}
+}
+
 // drainWorker tells p to drain. A worker of a generation that a newer one
 // replaced may hand its idle connections over; at shutdown there is no one
 // to take them.
 func (s *Supervisor) drainWorker(p *proc) {
-	if s.mode != running || s.cur == nil || s.cur.num <= p.g.num || p.conn == nil {
+	if !s.canHandOff(p.g) || p.conn == nil {
 		s.send(p, hotrestart.TypeDrain)
 		return
 	}
@@ -276,28 +394,55 @@ func (s *Supervisor) drainWorker(p *proc) {
 	}
 }
 
-// forwardHandoff passes a connection handed off by a draining worker to a
-// ready worker of the serving generation: the one in the same slot if there
-// is one, else the next ready one. The supervisor's copy of the socket is
-// closed either way; without a taker the connection is lost, which happens
-// only if the serving generation has no ready worker at all.
+// canHandOff reports whether the workers of g, told to drain now, may hand
+// their idle connections over: to a newer generation of this supervisor,
+// or to the supervisor that took over in an upgrade.
+func (s *Supervisor) canHandOff(g *generation) bool {
+	if s.handedOver() {
+		return !s.up.closed
+	}
+	return s.mode == running && s.cur != nil && s.cur.num > g.num
+}
+
+// forwardHandoff passes a connection handed off by a draining worker to
+// the supervisor that took over in an upgrade, or to a ready worker of the
+// serving generation: the one in the same slot if there is one, else the
+// next ready one. The supervisor's copy of the socket is closed either way;
+// without a taker the connection is lost, which happens only if the serving
+// generation has no ready worker at all.
 func (s *Supervisor) forwardHandoff(from *proc, m hotrestart.Message) {
 	defer m.CloseFDs()
+	if s.forwardToSuccessor(m) {
+		return
+	}
 	g := s.cur
-	if g == nil || g.num <= from.g.num || len(g.slots) == 0 {
+	if g == nil || g.num <= from.g.num || g.state != genServing {
 		s.log.Warn("handoff without a newer generation, connection closed", s.procFields(from)...)
 		return
 	}
+	if !s.handToWorker(from.slot, m) {
+		s.log.Warn("no ready worker to take a handed-off connection, closed", s.procFields(from)...)
+	}
+}
+
+// handToWorker sends a handed-off connection to a ready worker of the
+// serving generation, trying slots from slot on. It does not close m's
+// descriptors.
+func (s *Supervisor) handToWorker(slot int, m hotrestart.Message) bool {
+	g := s.cur
+	if g == nil || g.state != genServing || len(g.slots) == 0 {
+		return false
+	}
 	for k := range g.slots {
-		to := g.slots[(from.slot+k)%len(g.slots)].proc
+		to := g.slots[(slot+k)%len(g.slots)].proc
 		if to == nil || !to.ready || to.conn == nil {
 			continue
 		}
 		if err := to.conn.Send(m); err == nil {
-			return
+			return true
 		}
 	}
-	s.log.Warn("no ready worker to take a handed-off connection, closed", s.procFields(from)...)
+	return false
 }
 
 // exited forgets p and, while running, restarts its slot if p belongs to
@@ -322,10 +467,13 @@ func (s *Supervisor) exited(p *proc, e event) {
 	}
 	sl := &g.slots[p.slot]
 	switch {
+	case s.parent != nil && !s.parent.committed && g == s.cur:
+		s.log.Warn("worker exited", fields...)
+		s.abortTakeover(fmt.Errorf("supervisor: generation %d: worker slot %d exited before it was ready (%s)", g.num, p.slot, reason))
 	case g == s.next:
 		s.log.Warn("worker exited", fields...)
 		s.abortReload(fmt.Errorf("supervisor: generation %d: worker slot %d exited before it was ready (%s)", g.num, p.slot, reason), true)
-	case s.mode != running || g != s.cur || sl.proc != p:
+	case s.mode != running || g != s.cur || sl.proc != p || g.state != genServing:
 		s.log.Info("worker exited", fields...)
 		if g.state == genDraining && g.live == 0 {
 			g.stopTimer()
@@ -370,6 +518,8 @@ func (s *Supervisor) checkReady(g *generation) {
 	switch {
 	case g == s.next:
 		s.completeReload(g)
+	case g == s.cur && s.parent != nil && !s.parent.committed:
+		s.commitTakeover(g)
 	case g == s.cur && !s.everReady:
 		s.everReady = true
 		s.log.Info("ready", zap.Int("workers", len(g.slots)), zap.Int("generation", g.num))
@@ -385,6 +535,9 @@ func (s *Supervisor) drain() {
 	if s.next != nil {
 		s.abortReload(errShuttingDown, false)
 	}
+	if s.up != nil && !s.up.committed {
+		s.failUpgrade(errShuttingDown)
+	}
 	s.mode = draining
 	s.cur.cancelRestarts()
 	s.closeAllSockets()
@@ -397,11 +550,14 @@ func (s *Supervisor) drain() {
 
 // stop kills every worker.
 func (s *Supervisor) stop() {
-	if s.mode == running {
+	if s.mode == running && !s.handedOver() {
 		s.sdNotify(s.notify.Stopping("stopping"))
 	}
 	if s.next != nil {
 		s.abortReload(errShuttingDown, false)
+	}
+	if s.up != nil && !s.up.committed {
+		s.failUpgrade(errShuttingDown)
 	}
 	s.mode = stopping
 	s.cur.cancelRestarts()

@@ -299,6 +299,7 @@ type Tracker struct {
 	draining atomic.Bool
 	mu       sync.Mutex
 	conns    map[*Conn]struct{}
+	pending  int           // accepted, not yet running (see Accepted)
 	done     chan struct{} // closed when draining and the last connection ends
 }
 
@@ -307,9 +308,32 @@ func NewTracker(handoff HandoffFunc) *Tracker {
 	return &Tracker{handoff: handoff, conns: map[*Conn]struct{}{}, done: make(chan struct{})}
 }
 
+// Accepted counts a connection accepted (or adopted) but not yet running,
+// so that a drain does not end while it is on its way: a connection
+// accepted as the drain starts is served or handed off, never dropped. Each
+// Accepted is matched by the connection's Run or by Abandon.
+func (t *Tracker) Accepted() {
+	t.mu.Lock()
+	t.pending++
+	t.mu.Unlock()
+}
+
+// Abandon matches Accepted for a connection that closes before Run (a
+// listener filter or the filter-chain match rejected it).
+func (t *Tracker) Abandon() {
+	t.mu.Lock()
+	t.pending--
+	last := t.emptyLocked() && t.draining.Load()
+	t.mu.Unlock()
+	if last {
+		t.closeDone()
+	}
+}
+
 func (t *Tracker) add(c *Conn) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.pending--
 	select {
 	case <-t.done:
 		return false // drained already: the worker is exiting
@@ -322,12 +346,14 @@ func (t *Tracker) add(c *Conn) bool {
 func (t *Tracker) remove(c *Conn) {
 	t.mu.Lock()
 	delete(t.conns, c)
-	last := len(t.conns) == 0 && t.draining.Load()
+	last := t.emptyLocked() && t.draining.Load()
 	t.mu.Unlock()
 	if last {
 		t.closeDone()
 	}
 }
+
+func (t *Tracker) emptyLocked() bool { return len(t.conns) == 0 && t.pending <= 0 }
 
 func (t *Tracker) closeDone() {
 	select {
@@ -361,7 +387,7 @@ func (t *Tracker) Drain() <-chan struct{} {
 			_ = c.nc.SetReadDeadline(pastDeadline)
 		}
 	}
-	empty := len(t.conns) == 0
+	empty := t.emptyLocked()
 	t.mu.Unlock()
 	if empty {
 		t.closeDone()

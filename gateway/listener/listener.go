@@ -76,19 +76,25 @@ func (l *Listener) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
+		l.Tracker.Accepted()
 		go l.Handle(nc, nil)
 	}
 }
 
 // Handle runs one connection; Serve calls it on a new goroutine per
 // accepted connection. readAhead, when non-empty, holds bytes already read
-// from nc by a previous generation: they are served first.
+// from nc by a previous generation: they are served first. The caller has
+// counted the connection with Tracker.Accepted.
 func (l *Listener) Handle(nc net.Conn, readAhead []byte) {
+	running := false
 	defer func() {
 		if r := recover(); r != nil {
 			// Bad input must never take the worker down: log and close.
 			l.Log.Error("connection panicked", zap.String("listener", l.Name), zap.Any("panic", r), zap.Stack("stack"))
 			nc.Close()
+		}
+		if !running {
+			l.Tracker.Abandon()
 		}
 	}()
 	if tc, ok := nc.(*net.TCPConn); ok {
@@ -152,6 +158,7 @@ func (l *Listener) Handle(nc net.Conn, readAhead []byte) {
 	}
 	c := conn.New(nc, rd, info, l.Tracker, l.Log)
 	c.Stats = l.Stats
+	running = true
 	c.Run(chain.Factories)
 }
 

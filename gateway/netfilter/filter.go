@@ -61,7 +61,11 @@ type Info struct {
 
 // Conn is a downstream connection as network filters see it. Read and Write
 // pass through the read and write filters. Methods other than Close and
-// SetDeadline must be called on the connection's goroutine.
+// SetDeadline must be called on the connection's goroutine, with one
+// exception: a terminal filter that copies both directions at once
+// (tcp_proxy) may call Write and CloseWrite from one other goroutine while
+// the connection's goroutine reads; write filters then run on that
+// goroutine, concurrently with the read filters.
 type Conn interface {
 	io.ReadWriter
 	// Info returns the connection's facts; the pointer is valid for the life

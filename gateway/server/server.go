@@ -180,6 +180,7 @@ func buildFilter[T any](cfg *config.Config, f *config.Filter, opts Options, rt f
 		RouteTable: rt,
 		DryRun:     opts.DryRun,
 		Clusters:   clusters,
+		Workers:    cfg.Server.Workers,
 		Stats:      opts.Stats,
 		AccessLogs: opts.AccessLogs,
 	}
@@ -233,6 +234,7 @@ func (g *Generation) Adopt(listenerName string, f *os.File, readAhead []byte) er
 		nc.Close()
 		return fmt.Errorf("server: adopt: no listener %q in this generation", listenerName)
 	}
+	l.Tracker.Accepted()
 	go l.Handle(nc, readAhead)
 	return nil
 }

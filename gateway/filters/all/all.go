@@ -3,8 +3,15 @@
 package all
 
 import (
-	_ "github.com/sluice-proxy/sluice/gateway/filters/http/ext_authz"    // sluice.filters.http.ext_authz
-	_ "github.com/sluice-proxy/sluice/gateway/filters/network/ext_authz" // sluice.filters.network.ext_authz
-	_ "github.com/sluice-proxy/sluice/gateway/hcm"                       // sluice.filters.network.http_connection_manager
-	_ "github.com/sluice-proxy/sluice/gateway/router"                    // sluice.filters.http.router
+	_ "github.com/sluice-proxy/sluice/gateway/filters/http/ext_authz"           // sluice.filters.http.ext_authz
+	_ "github.com/sluice-proxy/sluice/gateway/filters/listener/http_inspector"  // sluice.filters.listener.http_inspector
+	_ "github.com/sluice-proxy/sluice/gateway/filters/listener/original_dst"    // sluice.filters.listener.original_dst
+	_ "github.com/sluice-proxy/sluice/gateway/filters/listener/proxy_protocol"  // sluice.filters.listener.proxy_protocol
+	_ "github.com/sluice-proxy/sluice/gateway/filters/listener/tls_inspector"   // sluice.filters.listener.tls_inspector
+	_ "github.com/sluice-proxy/sluice/gateway/filters/network/connection_limit" // sluice.filters.network.connection_limit
+	_ "github.com/sluice-proxy/sluice/gateway/filters/network/ext_authz"        // sluice.filters.network.ext_authz
+	_ "github.com/sluice-proxy/sluice/gateway/filters/network/rbac"             // sluice.filters.network.rbac
+	_ "github.com/sluice-proxy/sluice/gateway/filters/network/tcp_proxy"        // sluice.filters.network.tcp_proxy
+	_ "github.com/sluice-proxy/sluice/gateway/hcm"                              // sluice.filters.network.http_connection_manager
+	_ "github.com/sluice-proxy/sluice/gateway/router"                           // sluice.filters.http.router
 )

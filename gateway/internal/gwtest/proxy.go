@@ -18,6 +18,9 @@ import (
 type Proxy struct {
 	// ConfigPath is the config file the proxy was started with.
 	ConfigPath string
+	// RuntimeDir is the proxy's RUNTIME_DIRECTORY; its control socket is
+	// RuntimeDir/control.sock unless the config names another.
+	RuntimeDir string
 
 	t    testing.TB
 	cmd  *exec.Cmd
@@ -77,7 +80,8 @@ func Start(t testing.TB, tomlText string, opts ...Option) *Proxy {
 	cmd := exec.Command(bin, "run", "-c", cfg)
 	cmd.Stdout = w
 	cmd.Stderr = w
-	cmd.Env = append(cmd.Environ(), "RUNTIME_DIRECTORY="+shortTempDir(t))
+	runtimeDir := shortTempDir(t)
+	cmd.Env = append(cmd.Environ(), "RUNTIME_DIRECTORY="+runtimeDir)
 	cmd.Env = append(cmd.Env, o.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -86,7 +90,7 @@ func Start(t testing.TB, tomlText string, opts ...Option) *Proxy {
 		t.Fatalf("gwtest: start sluice: %v", err)
 	}
 	w.Close()
-	p := &Proxy{ConfigPath: cfg, t: t, cmd: cmd, book: newLogBook(), exited: make(chan struct{})}
+	p := &Proxy{ConfigPath: cfg, RuntimeDir: runtimeDir, t: t, cmd: cmd, book: newLogBook(), exited: make(chan struct{})}
 	go func() {
 		p.book.feed(r)
 		r.Close()

@@ -1,0 +1,303 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
+	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
+)
+
+// The lifecycle proof: concurrent clients of three kinds — back-to-back
+// keep-alive, keep-alive with random idle gaps, a new connection per
+// request — send POSTs (which no client retries silently) while sluice
+// reloads, rejects an invalid config, and loses workers to kill -9.
+
+// lifecycleConfig answers GET /gen with the generation's marker (so a test
+// can tell generations apart) and sends everything else to the upstream.
+func lifecycleConfig(upstream, marker string) string {
+	return config(2,
+		fmt.Sprintf("\n    [[route_config.virtual_host.route]]\n    match = { path = \"/gen\" }\n    direct_response = { status = 200, body = %q }\n", marker)+
+			route(`prefix = "/"`, "up"),
+		cluster("up", upstream))
+}
+
+// clientKind is one of the three client behaviours.
+type clientKind int
+
+const (
+	backToBack clientKind = iota // keep-alive, no pause
+	idleGaps                     // keep-alive, 0-400 ms pauses (parks and hands off idle connections)
+	newConns                     // a new connection per request
+)
+
+func (k clientKind) String() string { return [...]string{"back-to-back", "idle-gaps", "new-conn"}[k] }
+
+// lifecycleClient posts in a loop and records what happened.
+type lifecycleClient struct {
+	kind  clientKind
+	c     *http.Client
+	dials atomic.Int64
+	ok    atomic.Int64
+
+	mu       sync.Mutex
+	failures []string // every failed request, with its error
+}
+
+func newLifecycleClient(kind clientKind) *lifecycleClient {
+	lc := &lifecycleClient{kind: kind}
+	d := &net.Dialer{Timeout: ioTimeout}
+	tr := &http.Transport{
+		MaxConnsPerHost:     1,
+		MaxIdleConnsPerHost: 1,
+		DisableKeepAlives:   kind == newConns,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err == nil {
+				lc.dials.Add(1)
+			}
+			return c, err
+		},
+	}
+	lc.c = &http.Client{Transport: tr, Timeout: ioTimeout}
+	return lc
+}
+
+func (lc *lifecycleClient) run(url string, stop <-chan struct{}) {
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		body := fmt.Sprintf("%s-%d", lc.kind, i)
+		resp, err := lc.c.Post(url, "text/plain", strings.NewReader(body))
+		if err == nil {
+			var got []byte
+			got, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && (resp.StatusCode != 200 || string(got) != body) {
+				err = fmt.Errorf("status %d, body %q", resp.StatusCode, truncate(got, 80))
+			}
+		}
+		if err != nil {
+			lc.mu.Lock()
+			lc.failures = append(lc.failures, err.Error())
+			lc.mu.Unlock()
+			continue
+		}
+		lc.ok.Add(1)
+		if lc.kind == idleGaps {
+			time.Sleep(rand.N(400 * time.Millisecond)) // the client's think time, not synchronisation
+		}
+	}
+}
+
+func (lc *lifecycleClient) failureList() []string {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	return append([]string(nil), lc.failures...)
+}
+
+// waitProgress waits until every client completed n more requests.
+func waitProgress(t *testing.T, clients []*lifecycleClient, n int64) {
+	t.Helper()
+	base := make([]int64, len(clients))
+	for i, lc := range clients {
+		base[i] = lc.ok.Load()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for i, lc := range clients {
+		for lc.ok.Load() < base[i]+n {
+			if time.Now().After(deadline) {
+				t.Fatalf("client %d (%s) made no progress: %d requests, failures %q", i, lc.kind, lc.ok.Load()-base[i], lc.failureList())
+			}
+			time.Sleep(5 * time.Millisecond) // polling a counter the clients advance
+		}
+	}
+}
+
+// probe is a raw keep-alive connection asking GET /gen.
+type probe struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func (pr *probe) gen(t *testing.T) string {
+	t.Helper()
+	pr.c.SetDeadline(time.Now().Add(ioTimeout))
+	if _, err := io.WriteString(pr.c, "GET /gen HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatalf("probe connection: write: %v", err)
+	}
+	resp, err := http.ReadResponse(pr.br, nil)
+	if err != nil {
+		t.Fatalf("probe connection: read: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Close {
+		t.Fatalf("probe connection: response asks to close the connection")
+	}
+	return string(b)
+}
+
+func TestRestartsLoseNoRequestAndKeepAliveClientsNeverReconnect(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(w, r.Body) // echo
+	}))
+	p := gwtest.Start(t, lifecycleConfig(up.Addr, "gen-1"))
+	url := "http://" + p.Addr("http") + "/work"
+
+	var clients []*lifecycleClient
+	for _, k := range []clientKind{backToBack, backToBack, idleGaps, idleGaps, idleGaps, newConns, newConns} {
+		clients = append(clients, newLifecycleClient(k))
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, lc := range clients {
+		wg.Add(1)
+		go func() { defer wg.Done(); lc.run(url, stop) }()
+	}
+	stopped := false
+	stopClients := func() {
+		if !stopped {
+			stopped = true
+			close(stop)
+			wg.Wait()
+		}
+	}
+	defer stopClients()
+	waitProgress(t, clients, 3)
+
+	pc, err := net.Dial("tcp", p.Addr("http"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	pr := &probe{c: pc, br: bufio.NewReader(pc)}
+	if g := pr.gen(t); g != "gen-1" {
+		t.Fatalf("probe before any reload: %q", g)
+	}
+	dialsBefore := make([]int64, len(clients))
+	for i, lc := range clients {
+		dialsBefore[i] = lc.dials.Load()
+	}
+
+	// Phase 1: reloads (and an invalid config among them). Nothing may fail
+	// and no keep-alive client may open a new connection.
+	const reloads = 10
+	for i := 2; i <= reloads+1; i++ {
+		marker := fmt.Sprintf("gen-%d", i)
+		if err := os.WriteFile(p.ConfigPath, []byte(lifecycleConfig(up.Addr, marker)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mark := p.Mark()
+		if code, out := gwtest.Exec(t, 60*time.Second, "reload", "-c", p.ConfigPath, "--control", p.RuntimeDir+"/control.sock"); code != 0 {
+			t.Fatalf("reload %d: exit %d: %s", i-1, code, out)
+		}
+		// Once the old generation is gone, the probe connection can only
+		// have been handed over: its next response must be the new one's.
+		done := p.WaitLogSince(t, mark, "reload complete", nil, 15*time.Second)
+		prev := intField(done, "previous_generation")
+		p.WaitLogSince(t, mark, "generation drained", func(e map[string]any) bool { return intField(e, "generation") == prev }, 15*time.Second)
+		if g := pr.gen(t); g != marker {
+			t.Fatalf("after reload %d the kept-alive probe connection got %q, want %q from the new generation", i-1, g, marker)
+		}
+		if i == 5 {
+			bad := bytes.Replace([]byte(lifecycleConfig(up.Addr, "never")), []byte("workers = 2"), []byte("workers = \"two\""), 1)
+			if err := os.WriteFile(p.ConfigPath, bad, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if code, out := gwtest.Exec(t, 60*time.Second, "reload", "-c", p.ConfigPath, "--control", p.RuntimeDir+"/control.sock"); code == 0 || !strings.Contains(out, "workers") {
+				t.Fatalf("reload of an invalid config: exit %d, %q; want a failure naming the key", code, out)
+			}
+			if g := pr.gen(t); g != marker {
+				t.Fatalf("after a failed reload the probe got %q, want %q still", g, marker)
+			}
+		}
+		waitProgress(t, clients, 2)
+	}
+	for i, lc := range clients {
+		if f := lc.failureList(); len(f) > 0 {
+			t.Errorf("client %d (%s): %d failed requests during reloads: %q", i, lc.kind, len(f), f)
+		}
+		if lc.kind != newConns {
+			if d := lc.dials.Load() - dialsBefore[i]; d != 0 {
+				t.Errorf("client %d (%s) opened %d new connections during reloads, want 0", i, lc.kind, d)
+			}
+		}
+	}
+	if t.Failed() {
+		return
+	}
+
+	// Phase 2: kill -9 of a worker, three times. Failures are allowed only
+	// as connection errors, at most one per client per kill (its connection
+	// was on the killed worker), and every client recovers.
+	for k := range 3 {
+		pids := p.WorkerPids()
+		slot := k % 2
+		victim := pids[slot]
+		mark := p.Mark()
+		if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		started := p.WaitLogSince(t, mark, "worker started", func(e map[string]any) bool {
+			return intField(e, "slot") == slot && intField(e, "pid") != victim
+		}, 15*time.Second)
+		newPid := intField(started, "pid")
+		p.WaitLogSince(t, mark, "worker ready", func(e map[string]any) bool { return intField(e, "pid") == newPid }, 15*time.Second)
+		waitProgress(t, clients, 3)
+	}
+	stopClients()
+	for i, lc := range clients {
+		for _, f := range lc.failureList() {
+			if !isConnErrorText(f) {
+				t.Errorf("client %d (%s): a failure that is not a connection error: %s", i, lc.kind, f)
+			}
+		}
+		if n := len(lc.failureList()); n > 3 {
+			t.Errorf("client %d (%s): %d failures across 3 kills, want at most 3", i, lc.kind, n)
+		}
+	}
+	// Only the current workers are left: every earlier worker is gone.
+	current := map[int]bool{}
+	for _, pid := range p.WorkerPids() {
+		current[pid] = true
+	}
+	for _, e := range p.Logs() {
+		if e.Msg() != "worker started" {
+			continue
+		}
+		pid, _ := e.Int("pid")
+		if !current[pid] && syscall.Kill(pid, 0) == nil {
+			if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !bytes.Contains(st, []byte(") Z ")) {
+				t.Errorf("worker %d of an earlier generation is still running", pid)
+			}
+		}
+	}
+}
+
+// isConnErrorText matches the connection errors a client may see when the
+// worker holding its connection is killed.
+func isConnErrorText(s string) bool {
+	for _, m := range []string{"EOF", "connection reset", "broken pipe", "server closed idle connection"} {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,45 @@
+package tcpproxy
+
+import "time"
+
+// Session is what one proxied connection did: the record an access log
+// writes. The filter fills it in; it is complete, and no longer changes,
+// once the connection has ended.
+type Session struct {
+	// ConnID is the downstream connection's id.
+	ConnID uint64
+	// Cluster is the cluster picked for the connection.
+	Cluster string
+	// UpstreamHost is the address of the host connected to, empty when no
+	// connect succeeded.
+	UpstreamHost string
+	// ConnectAttempts counts the connects tried.
+	ConnectAttempts int
+	// Start is when the filter began serving the connection; Duration how
+	// long it did.
+	Start    time.Time
+	Duration time.Duration
+	// RxBytes were read from downstream (and sent upstream); TxBytes were
+	// read from upstream and written downstream.
+	RxBytes, TxBytes uint64
+	// NoHealthyUpstream: the cluster had no host to pick (Envoy flag UH).
+	NoHealthyUpstream bool
+	// UpstreamConnectFailure: every connect attempt failed (Envoy flag UF).
+	UpstreamConnectFailure bool
+	// IdleTimedOut: idle_timeout closed the connection.
+	IdleTimedOut bool
+}
+
+// Flags returns the session's Envoy response flags ("UH", "UF", "SI" for the
+// idle timeout), or "-" when there are none.
+func (s *Session) Flags() string {
+	switch {
+	case s.NoHealthyUpstream:
+		return "UH"
+	case s.UpstreamConnectFailure:
+		return "UF"
+	case s.IdleTimedOut:
+		return "SI"
+	}
+	return "-"
+}

@@ -10,6 +10,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,7 +28,8 @@ import (
 // The lifecycle proof: concurrent clients of three kinds — back-to-back
 // keep-alive, keep-alive with random idle gaps, a new connection per
 // request — send POSTs (which no client retries silently) while sluice
-// reloads, rejects an invalid config, and loses workers to kill -9.
+// reloads, rejects an invalid config, upgrades its binary and loses workers
+// to kill -9.
 
 // lifecycleConfig answers GET /gen with the generation's marker (so a test
 // can tell generations apart) and sends everything else to the upstream.
@@ -158,7 +163,16 @@ func TestRestartsLoseNoRequestAndKeepAliveClientsNeverReconnect(t *testing.T) {
 	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(w, r.Body) // echo
 	}))
-	p := gwtest.Start(t, lifecycleConfig(up.Addr, "gen-1"))
+	// The supervisor runs from a path of its own, which upgrades replace
+	// with a second build (v2) and back.
+	exe := filepath.Join(t.TempDir(), "sluice")
+	installBinary(t, exe, gwtest.Binary(t))
+	v2 := filepath.Join(t.TempDir(), "sluice-v2")
+	if out, err := exec.Command("go", "build", "-ldflags", "-X main.version=v2", "-o", v2, "github.com/sluice-proxy/sluice").CombinedOutput(); err != nil {
+		t.Fatalf("build v2: %v\n%s", err, out)
+	}
+	p := gwtest.Start(t, lifecycleConfig(up.Addr, "gen-1"), gwtest.WithBinary(exe))
+	control := p.RuntimeDir + "/control.sock"
 	url := "http://" + p.Addr("http") + "/work"
 
 	var clients []*lifecycleClient
@@ -205,7 +219,7 @@ func TestRestartsLoseNoRequestAndKeepAliveClientsNeverReconnect(t *testing.T) {
 			t.Fatal(err)
 		}
 		mark := p.Mark()
-		if code, out := gwtest.Exec(t, 60*time.Second, "reload", "-c", p.ConfigPath, "--control", p.RuntimeDir+"/control.sock"); code != 0 {
+		if code, out := gwtest.Exec(t, 60*time.Second, "reload", "-c", p.ConfigPath, "--control", control); code != 0 {
 			t.Fatalf("reload %d: exit %d: %s", i-1, code, out)
 		}
 		// Once the old generation is gone, the probe connection can only
@@ -221,7 +235,7 @@ func TestRestartsLoseNoRequestAndKeepAliveClientsNeverReconnect(t *testing.T) {
 			if err := os.WriteFile(p.ConfigPath, bad, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if code, out := gwtest.Exec(t, 60*time.Second, "reload", "-c", p.ConfigPath, "--control", p.RuntimeDir+"/control.sock"); code == 0 || !strings.Contains(out, "workers") {
+			if code, out := gwtest.Exec(t, 60*time.Second, "reload", "-c", p.ConfigPath, "--control", control); code == 0 || !strings.Contains(out, "workers") {
 				t.Fatalf("reload of an invalid config: exit %d, %q; want a failure naming the key", code, out)
 			}
 			if g := pr.gen(t); g != marker {
@@ -244,7 +258,53 @@ func TestRestartsLoseNoRequestAndKeepAliveClientsNeverReconnect(t *testing.T) {
 		return
 	}
 
-	// Phase 2: kill -9 of a worker, three times. Failures are allowed only
+	// Phase 2: binary upgrades, alternating v2 and the first build. Nothing
+	// may fail, no keep-alive client may reconnect, and each old supervisor
+	// with its workers must be gone before the next upgrade.
+	const upgrades = 10
+	supervisor := p.Pid()
+	for u := 1; u <= upgrades; u++ {
+		src := v2
+		if u%2 == 0 {
+			src = gwtest.Binary(t)
+		}
+		installBinary(t, exe, src)
+		marker := fmt.Sprintf("upgrade-%d", u)
+		if err := os.WriteFile(p.ConfigPath, []byte(lifecycleConfig(up.Addr, marker)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, out := gwtest.Exec(t, 60*time.Second, "upgrade", "--control", control)
+		m := upgradedRE.FindStringSubmatch(out)
+		if code != 0 || m == nil {
+			t.Fatalf("upgrade %d: exit %d: %s", u, code, out)
+		}
+		next, _ := strconv.Atoi(m[1])
+		t.Cleanup(func() { syscall.Kill(next, syscall.SIGKILL) })
+		waitPidGone(t, supervisor)
+		supervisor = next
+		if g := pr.gen(t); g != marker {
+			t.Fatalf("after upgrade %d the kept-alive probe connection got %q, want %q from the new supervisor", u, g, marker)
+		}
+		if want := map[bool]string{true: v2, false: gwtest.Binary(t)}[u%2 == 1]; !sameFile(t, fmt.Sprintf("/proc/%d/exe", next), want) {
+			t.Fatalf("upgrade %d: the new supervisor does not run the installed binary", u)
+		}
+		waitProgress(t, clients, 2)
+	}
+	for i, lc := range clients {
+		if f := lc.failureList(); len(f) > 0 {
+			t.Errorf("client %d (%s): %d failed requests during upgrades: %q", i, lc.kind, len(f), f)
+		}
+		if lc.kind != newConns {
+			if d := lc.dials.Load() - dialsBefore[i]; d != 0 {
+				t.Errorf("client %d (%s) opened %d new connections during reloads and upgrades, want 0", i, lc.kind, d)
+			}
+		}
+	}
+	if t.Failed() {
+		return
+	}
+
+	// Phase 3: kill -9 of a worker, three times. Failures are allowed only
 	// as connection errors, at most one per client per kill (its connection
 	// was on the killed worker), and every client recovers.
 	for k := range 3 {
@@ -300,4 +360,57 @@ func isConnErrorText(s string) bool {
 		}
 	}
 	return false
+}
+
+// upgradedRE finds the new supervisor's pid in "sluice upgrade" output.
+var upgradedRE = regexp.MustCompile(`supervisor pid (\d+)`)
+
+// installBinary puts src at path with a rename, the way a package manager
+// replaces a binary, so that processes running the old file go on.
+func installBinary(t *testing.T, path, src string) {
+	t.Helper()
+	tmp := path + ".new"
+	os.Remove(tmp)
+	if err := os.Link(src, tmp); err != nil {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(tmp, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sameFile reports whether a and b name the same file.
+func sameFile(t *testing.T, a, b string) bool {
+	t.Helper()
+	sa, err := os.Stat(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := os.Stat(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return os.SameFile(sa, sb)
+}
+
+// waitPidGone waits until pid has exited (or is a zombie).
+func waitPidGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || bytes.Contains(st, []byte(") Z ")) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d still runs", pid)
+		}
+		time.Sleep(5 * time.Millisecond) // polling /proc for an exit we cannot wait on
+	}
 }

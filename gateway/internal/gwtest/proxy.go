@@ -38,6 +38,13 @@ type Option func(*options)
 type options struct {
 	readyTimeout time.Duration
 	env          []string
+	binary       string
+}
+
+// WithBinary runs the sluice binary at path instead of the one Binary
+// builds (a test that upgrades replaces the file at path).
+func WithBinary(path string) Option {
+	return func(o *options) { o.binary = path }
 }
 
 // WithReadyTimeout sets how long Start waits for the "ready" log line
@@ -68,7 +75,10 @@ func Start(t testing.TB, tomlText string, opts ...Option) *Proxy {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	bin := Binary(t)
+	bin := o.binary
+	if bin == "" {
+		bin = Binary(t)
+	}
 	cfg := filepath.Join(t.TempDir(), "sluice.toml")
 	if err := os.WriteFile(cfg, []byte(tomlText), 0o600); err != nil {
 		t.Fatalf("gwtest: %v", err)

@@ -48,6 +48,11 @@ type Conn struct {
 	resume       chan struct{}
 	parked       bool
 	start        time.Time
+	unread       []byte // read while waiting for a parked TLS connection
+
+	// Accessed atomically, for the parker:
+	parkFD       atomic.Int32 // the socket while parked in the parker's set, else -1
+	readDeadline atomic.Int64 // UnixNano of the read deadline, 0 for none
 
 	// Accessed atomically:
 	idle   atomic.Bool
@@ -58,6 +63,7 @@ type Conn struct {
 // passes a reader that serves the peeked bytes first).
 func New(nc net.Conn, read func([]byte) (int, error), info netfilter.Info, t *Tracker, log *zap.Logger) *Conn {
 	c := &Conn{nc: nc, rd: read, info: info, tracker: t, log: log}
+	c.parkFD.Store(-1)
 	if c.rd == nil {
 		c.rd = nc.Read
 	}
@@ -111,7 +117,10 @@ func (c *Conn) serve() {
 			parked = false
 		}
 		if parked {
-			go c.resumeWhenReadable()
+			// Past this point another goroutine may be serving c.
+			if p := getParker(); p == nil || !p.add(c) {
+				go c.resumeWhenReadable()
+			}
 			return
 		}
 		c.tracker.remove(c)
@@ -124,21 +133,47 @@ func (c *Conn) serve() {
 	c.parked = false
 }
 
+// sysFD returns the connection's socket descriptor, or -1 (a TLS
+// connection, whose buffered records the kernel does not see, cannot park
+// in the parker's set).
+func (c *Conn) sysFD() int32 {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := int32(-1)
+	_ = rc.Control(func(f uintptr) { fd = int32(f) })
+	return fd
+}
+
 // resumeWhenReadable waits, on a fresh goroutine with a small stack, for the parked
 // connection's socket to become readable (or its read deadline to pass),
 // then serves it again.
 func (c *Conn) resumeWhenReadable() {
-	if sc, ok := c.nc.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			var b [1]byte
-			_ = rc.Read(func(fd uintptr) bool {
-				// Peek: wait (return false) only while nothing is there;
-				// data, EOF or an error end the wait, as do the read
-				// deadline and a close (rc.Read returns then).
-				_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-				return err != unix.EAGAIN
-			})
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		// A TLS connection may hold records it already read: wait in a
+		// read of one byte, which the next Read returns first.
+		var b [1]byte
+		if n, _ := c.nc.Read(b[:]); n == 1 {
+			c.unread = append(c.unread[:0], b[0])
 		}
+		c.serve()
+		return
+	}
+	if rc, err := sc.SyscallConn(); err == nil {
+		var b [1]byte
+		_ = rc.Read(func(fd uintptr) bool {
+			// Peek: wait (return false) only while nothing is there;
+			// data, EOF or an error end the wait, as do the read
+			// deadline and a close (rc.Read returns then).
+			_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			return err != unix.EAGAIN
+		})
 	}
 	c.serve()
 }
@@ -179,6 +214,11 @@ func (c *Conn) Info() *netfilter.Info { return &c.info }
 // Read implements netfilter.Conn: it reads the transport and passes the
 // bytes through the read filters.
 func (c *Conn) Read(p []byte) (int, error) {
+	if len(c.unread) > 0 {
+		n := copy(p, c.unread)
+		c.unread = c.unread[n:]
+		return n, nil
+	}
 	if len(c.readFilters) == 0 {
 		return c.rd(p)
 	}
@@ -225,6 +265,10 @@ func (c *Conn) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
+	if p := theParker; p != nil && p.take(c) {
+		// Parked: no goroutine will serve it again to leave the tracker.
+		defer c.tracker.remove(c)
+	}
 	if c.Stats != nil && !c.start.IsZero() {
 		c.Stats.DownstreamCxActive.Dec()
 		c.Stats.DownstreamCxDestroy.Inc()
@@ -249,7 +293,14 @@ func (c *Conn) CloseWrite() error {
 }
 
 // SetReadDeadline implements netfilter.Conn.
-func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if t.IsZero() {
+		c.readDeadline.Store(0)
+	} else {
+		c.readDeadline.Store(t.UnixNano())
+	}
+	return c.nc.SetReadDeadline(t)
+}
 
 // SetWriteDeadline implements netfilter.Conn.
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.nc.SetWriteDeadline(t) }
@@ -383,7 +434,12 @@ func (t *Tracker) Drain() <-chan struct{} {
 	t.draining.Store(true)
 	t.mu.Lock()
 	for c := range t.conns {
-		if c.idle.Load() {
+		if !c.idle.Load() {
+			continue
+		}
+		if p := theParker; p != nil && p.take(c) {
+			go c.serve() // parked: serve it again, to hand it off
+		} else {
 			_ = c.nc.SetReadDeadline(pastDeadline)
 		}
 	}

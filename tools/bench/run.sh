@@ -9,6 +9,7 @@
 #   BENCH_CONNS       wrk connections (default 50)
 #   BENCH_IDLE_CONNS  idle keep-alive connections for the memory test
 #                     (default 10000; 0 skips the test)
+#   BENCH_IDLE_SETTLE seconds the idle connections sit before RSS is read (default 3)
 #   BENCH_PROXIES     proxies to run, in order (default "sluice nginx haproxy")
 #   BENCH_PORT_BASE   origin port; the proxies use the next three (default 18080)
 #   BENCH_OUT         if set, the results are also written to this file
@@ -26,6 +27,7 @@ WARMUP=${BENCH_WARMUP:-2}
 WARMUP=${WARMUP%s}
 CONNS=${BENCH_CONNS:-50}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+IDLE_SETTLE=${BENCH_IDLE_SETTLE:-3}
 PROXIES=${BENCH_PROXIES:-sluice nginx haproxy}
 PORT_BASE=${BENCH_PORT_BASE:-18080}
 ORIGIN_PORT=$PORT_BASE
@@ -474,6 +476,10 @@ idle_test() {
 		IDLE_PID=
 		return 1
 	fi
+	# Measure idle connections once they are idle: a proxy may hold a
+	# connection's request buffers for a moment after its last response
+	# (sluice parks it after 100 ms and returns a burst's memory once quiet).
+	sleep "$IDLE_SETTLE"
 	after=$(rss_kib "$DATA_PID")
 	kill "$IDLE_PID"
 	wait "$IDLE_PID" 2>/dev/null || true

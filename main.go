@@ -9,6 +9,8 @@
 //	sluice upgrade [-c FILE] [--control PATH]
 //	                          replace the running supervisor and workers by
 //	                          the binary now at the supervisor's path
+//	sluice reopen-logs [-c FILE] [--control PATH]
+//	                          make every worker reopen its access log files
 //	sluice version            print the version
 //	sluice worker ...         a worker process; started only by sluice run
 package main
@@ -41,6 +43,9 @@ commands:
                      path, hand it every socket and drain into it; exit 0
                      with the new supervisor's pid once it serves, 1 with the
                      reason otherwise (the old one then serves on)
+  reopen-logs [-c FILE] [--control PATH]
+                     make every worker reopen its access log files (after
+                     logrotate moved them), as SIGUSR1 on the supervisor does
   version            print the version
   help               print this help
 
@@ -76,7 +81,7 @@ func run(args []string) int {
 		}
 		fmt.Printf("%s: ok\n", path)
 		return 0
-	case "reload", "upgrade":
+	case "reload", "upgrade", "reopen-logs":
 		return control(cmd, args)
 	case "worker":
 		fs := newFlagSet(cmd)

@@ -19,6 +19,20 @@ type Hello struct {
 	// Listeners are the worker's listening sockets, one per configured
 	// listener, in config order.
 	Listeners []ListenerFD
+	// StatsFD is the supervisor's stats region (a memfd), -1 for none;
+	// StatsSlab is the worker slab of that region the worker writes to.
+	StatsFD   int
+	StatsSlab int
+	// TicketKeys are the TLS session ticket keys shared by every worker
+	// (the first encrypts, all decrypt).
+	TicketKeys [][32]byte
+	// LogLevel is the level the worker logs at, when set at runtime
+	// through the admin /logging; empty means the config's.
+	LogLevel string
+	// Plugins maps each [[plugin]] name to the Reattach info (JSON) of its
+	// running process, as known when the worker starts; later changes
+	// arrive as TypePluginReattach messages.
+	Plugins map[string]json.RawMessage
 }
 
 // ListenerFD is one listening socket of a named listener.
@@ -30,11 +44,16 @@ type ListenerFD struct {
 // helloWire is the JSON body of a Hello message; listener descriptors travel
 // as SCM_RIGHTS and are referred to by index.
 type helloWire struct {
-	ConfigPath string         `json:"config_path"`
-	Config     []byte         `json:"config"`
-	Slot       int            `json:"slot"`
-	Generation int            `json:"generation"`
-	Listeners  []listenerWire `json:"listeners"`
+	ConfigPath string                     `json:"config_path"`
+	Config     []byte                     `json:"config"`
+	Slot       int                        `json:"slot"`
+	Generation int                        `json:"generation"`
+	Listeners  []listenerWire             `json:"listeners"`
+	StatsFD    int                        `json:"stats_fd"` // index into Message.FDs, -1 for none
+	StatsSlab  int                        `json:"stats_slab"`
+	TicketKeys [][]byte                   `json:"ticket_keys,omitempty"`
+	LogLevel   string                     `json:"log_level,omitempty"`
+	Plugins    map[string]json.RawMessage `json:"plugins,omitempty"`
 }
 
 type listenerWire struct {
@@ -45,11 +64,19 @@ type listenerWire struct {
 // Message encodes h. The message refers to h's descriptors; it does not own
 // them.
 func (h Hello) Message() (Message, error) {
-	w := helloWire{ConfigPath: h.ConfigPath, Config: h.Config, Slot: h.Slot, Generation: h.Generation}
-	fds := make([]int, 0, len(h.Listeners))
+	w := helloWire{ConfigPath: h.ConfigPath, Config: h.Config, Slot: h.Slot, Generation: h.Generation,
+		StatsFD: -1, StatsSlab: h.StatsSlab, LogLevel: h.LogLevel, Plugins: h.Plugins}
+	fds := make([]int, 0, len(h.Listeners)+1)
 	for i, l := range h.Listeners {
 		w.Listeners = append(w.Listeners, listenerWire{Name: l.Name, FD: i})
 		fds = append(fds, l.FD)
+	}
+	if h.StatsFD >= 0 {
+		w.StatsFD = len(fds)
+		fds = append(fds, h.StatsFD)
+	}
+	for _, k := range h.TicketKeys {
+		w.TicketKeys = append(w.TicketKeys, k[:])
 	}
 	body, err := json.Marshal(w)
 	if err != nil {
@@ -71,11 +98,28 @@ func DecodeHello(m Message) (Hello, error) {
 		m.CloseFDs()
 		return Hello{}, fmt.Errorf("%w: decode hello: %v", ErrProtocol, err)
 	}
-	h := Hello{ConfigPath: w.ConfigPath, Config: w.Config, Slot: w.Slot, Generation: w.Generation}
+	h := Hello{ConfigPath: w.ConfigPath, Config: w.Config, Slot: w.Slot, Generation: w.Generation,
+		StatsFD: -1, StatsSlab: w.StatsSlab, LogLevel: w.LogLevel, Plugins: w.Plugins}
+	for _, k := range w.TicketKeys {
+		if len(k) != 32 {
+			m.CloseFDs()
+			return Hello{}, fmt.Errorf("%w: hello: ticket key of %d bytes, want 32", ErrProtocol, len(k))
+		}
+		h.TicketKeys = append(h.TicketKeys, [32]byte(k))
+	}
 	used := make([]bool, len(m.FDs))
+	if w.StatsFD >= 0 {
+		if w.StatsFD >= len(m.FDs) {
+			m.CloseFDs()
+			return Hello{}, fmt.Errorf("%w: hello: stats region refers to fd index %d of %d", ErrProtocol, w.StatsFD, len(m.FDs))
+		}
+		used[w.StatsFD] = true
+		h.StatsFD = m.FDs[w.StatsFD]
+	}
 	for _, l := range w.Listeners {
 		if l.FD < 0 || l.FD >= len(m.FDs) || used[l.FD] {
 			m.CloseFDs()
+			h.StatsFD = -1
 			return Hello{}, fmt.Errorf("%w: hello: listener %q refers to fd index %d of %d", ErrProtocol, l.Name, l.FD, len(m.FDs))
 		}
 		used[l.FD] = true

@@ -9,7 +9,7 @@ import (
 // Version is the version of the upgrade protocol: the messages below and
 // what they mean. Two supervisors upgrade into each other only if their
 // versions are equal; change it whenever a message changes incompatibly.
-const Version = 1
+const Version = 2
 
 // versionOverride replaces Version when set at link time
 // (-X github.com/sluice-proxy/sluice/hotrestart.versionOverride=N); it
@@ -36,6 +36,7 @@ const EnvUpgradeFD = "SLUICE_UPGRADE_FD"
 //	new → old  UpgradeHello      its protocol version, first
 //	old → new  UpgradeState      sockets, control socket, generation numbers
 //	           (or UpgradeRefused, if the versions differ)
+//	old → new  Stats             stats regions, ticket keys, epoch (Inherited)
 //	new → old  UpgradeReady      its first generation serves: drain yours
 //	           (or UpgradeFailed, and the new supervisor exits)
 //	old → new  Handoff …         idle connections of the old workers
@@ -57,11 +58,11 @@ const (
 	// TypeUpgradeFailed goes from the new supervisor to the old one before
 	// it exits without serving. Body: the reason as text.
 	TypeUpgradeFailed Type = 10
-	// TypeStats is reserved for the stats region handed to the new
-	// supervisor.
+	// TypeStats follows UpgradeState. Body: Inherited as JSON;
+	// descriptors: the stats regions.
 	TypeStats Type = 11
-	// TypePluginReattach is reserved for the plugin processes the new
-	// supervisor reattaches to instead of starting its own.
+	// TypePluginReattach goes from a supervisor to its workers: where a
+	// plugin process now runs. Body: PluginReattach as JSON.
 	TypePluginReattach Type = 12
 )
 

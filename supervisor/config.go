@@ -17,6 +17,9 @@ func LoadConfig(path string) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := cfg.CheckPluginRefs(); err != nil {
+		return nil, err
+	}
 	if _, err := server.Build(cfg, server.Options{DryRun: true}); err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {

@@ -34,6 +34,9 @@ const (
 	// CmdUpgrade replaces the running binary: the answer carries the new
 	// supervisor's pid.
 	CmdUpgrade = "upgrade"
+	// CmdReopenLogs makes every worker reopen its access log files (as
+	// SIGUSR1 does); the answer comes once every worker was told.
+	CmdReopenLogs = "reopen-logs"
 
 	// maxRequest bounds a request line.
 	maxRequest = 4 << 10
@@ -202,6 +205,9 @@ func (s *Supervisor) request(r request) {
 		s.reload(r.reply, "control socket")
 	case CmdUpgrade:
 		s.startUpgrade(r.reply, "control socket")
+	case CmdReopenLogs:
+		s.reopenLogs("control socket")
+		answer(r.reply, Response{OK: true, Generation: s.cur.num})
 	default:
 		answer(r.reply, Response{Error: fmt.Sprintf("supervisor: unknown command %q", r.cmd)})
 	}

@@ -29,6 +29,10 @@ type generation struct {
 	state  genState
 	live   int         // worker processes not yet reaped
 	timer  *time.Timer // readiness timeout while starting, kill deadline while draining
+
+	stats   *statsRegion          // the stats region its workers write; nil once released
+	slabs   []int                 // the worker slab of each slot in stats
+	plugins map[string]*pluginRun // the plugin processes its workers use, by name
 }
 
 // slot is one worker slot of a generation.
@@ -48,8 +52,17 @@ func (s *Supervisor) newGeneration(cfg *config.Config, prev []*socketGroup, adop
 	if err != nil {
 		return nil, err
 	}
+	g := &generation{num: s.lastGen + 1, cfg: cfg, groups: groups, slots: make([]slot, workers)}
+	if err := s.stats.allocate(g); err != nil {
+		g.closeSockets()
+		return nil, err
+	}
+	var running map[string]*pluginRun
+	if s.cur != nil {
+		running = s.cur.plugins
+	}
+	g.plugins = s.startPlugins(cfg, running)
 	s.lastGen++
-	g := &generation{num: s.lastGen, cfg: cfg, groups: groups, slots: make([]slot, workers)}
 	for i, sg := range groups {
 		s.log.Info("listening", zap.String("listener", sg.name), zap.String("address", sg.addr),
 			zap.String("sockets", origins[i]), zap.Int("generation", g.num))

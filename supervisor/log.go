@@ -14,10 +14,17 @@ import (
 // error; format json or console), writing to stderr without sampling: a
 // supervisor's log lines are rare and every one matters.
 func NewLogger(c config.Log) (*zap.Logger, error) {
-	level := zapcore.InfoLevel
+	log, _, err := NewLevelLogger(c)
+	return log, err
+}
+
+// NewLevelLogger is NewLogger with the level returned as a zap.AtomicLevel,
+// which changes the logger's level at runtime (the admin /logging).
+func NewLevelLogger(c config.Log) (*zap.Logger, zap.AtomicLevel, error) {
+	level := zap.NewAtomicLevelAt(zapcore.InfoLevel)
 	if c.Level != "" {
-		if err := level.Set(c.Level); err != nil {
-			return nil, fmt.Errorf("supervisor: log.level: %w", err)
+		if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+			return nil, level, fmt.Errorf("supervisor: log.level: %w", err)
 		}
 	}
 	enc := zap.NewProductionEncoderConfig()
@@ -31,8 +38,8 @@ func NewLogger(c config.Log) (*zap.Logger, error) {
 		enc.EncodeLevel = zapcore.CapitalLevelEncoder
 		encoder = zapcore.NewConsoleEncoder(enc)
 	default:
-		return nil, fmt.Errorf("supervisor: log.format: unknown format %q", c.Format)
+		return nil, level, fmt.Errorf("supervisor: log.format: unknown format %q", c.Format)
 	}
 	core := zapcore.NewCore(encoder, zapcore.Lock(os.Stderr), level)
-	return zap.New(core, zap.ErrorOutput(zapcore.Lock(os.Stderr))), nil
+	return zap.New(core, zap.ErrorOutput(zapcore.Lock(os.Stderr))), level, nil
 }

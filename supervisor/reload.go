@@ -65,6 +65,12 @@ func (s *Supervisor) completeReload(g *generation) {
 	g.stopTimer()
 	g.state = genServing
 	s.cur, s.next, s.waiter = g, nil, nil
+	s.stats.serve(g)
+	s.restartStatsd(g.cfg.Statsd)
+	if g.cfg.Admin != old.cfg.Admin {
+		s.log.Warn("admin changed; the new address takes effect at the next start or upgrade",
+			zap.String("admin_address", old.cfg.Admin.Address))
+	}
 	s.retire(old)
 	s.log.Info("reload complete", zap.Int("generation", g.num), zap.Int("previous_generation", old.num),
 		zap.Int("workers", len(g.slots)))

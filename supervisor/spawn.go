@@ -63,13 +63,23 @@ func (s *Supervisor) spawn(g *generation, slot int) {
 	s.procs[p] = struct{}{}
 	g.live++
 	g.slots[slot].proc = p
-	hello := hotrestart.Hello{ConfigPath: g.cfg.Path, Config: g.cfg.Source, Slot: slot, Generation: g.num}
+	lvl, _ := s.workerLvl.Load().(string)
+	hello := hotrestart.Hello{ConfigPath: g.cfg.Path, Config: g.cfg.Source, Slot: slot, Generation: g.num,
+		StatsFD: -1, TicketKeys: s.tickets.keys, LogLevel: lvl, Plugins: helloPlugins(g)}
+	if g.stats != nil {
+		fd, err := unix.FcntlInt(uintptr(g.stats.r.FD()), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			go s.post(event{kind: evExited, p: p, err: fmt.Errorf("supervisor: dup stats region: %w", err)})
+			return
+		}
+		hello.StatsFD, hello.StatsSlab = fd, g.slabs[slot]
+	}
 	// The spawning goroutine gets its own copies of the sockets, so that
 	// the loop may close its copies at any time.
 	for _, sg := range g.groups {
 		fd, err := unix.FcntlInt(uintptr(sg.fd(slot)), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
-			closeListeners(hello.Listeners)
+			closeHello(&hello)
 			go s.post(event{kind: evExited, p: p, err: fmt.Errorf("supervisor: dup listener %q: %w", sg.name, err)})
 			return
 		}
@@ -87,7 +97,7 @@ func (s *Supervisor) spawn(g *generation, slot int) {
 func (s *Supervisor) runWorker(p *proc, hello hotrestart.Hello, gomaxprocs int) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	defer func() { closeListeners(hello.Listeners) }()
+	defer func() { closeHello(&hello) }()
 
 	local, remote, err := hotrestart.Pair()
 	if err != nil {
@@ -118,8 +128,7 @@ func (s *Supervisor) runWorker(p *proc, hello hotrestart.Hello, gomaxprocs int) 
 			err = conn.Send(m)
 		}
 	}
-	closeListeners(hello.Listeners)
-	hello.Listeners = nil
+	closeHello(&hello)
 	s.post(event{kind: evStarted, p: p, pid: cmd.Process.Pid, conn: conn, err: err})
 	read := make(chan struct{})
 	if conn != nil {
@@ -184,8 +193,14 @@ next:
 	return append(out, "GOMAXPROCS="+strconv.Itoa(max(n, 1)))
 }
 
-func closeListeners(ls []hotrestart.ListenerFD) {
-	for _, l := range ls {
+// closeHello closes the descriptors of h and forgets them.
+func closeHello(h *hotrestart.Hello) {
+	for _, l := range h.Listeners {
 		unix.Close(l.FD)
+	}
+	h.Listeners = nil
+	if h.StatsFD >= 0 {
+		unix.Close(h.StatsFD)
+		h.StatsFD = -1
 	}
 }

@@ -31,19 +31,25 @@
 //
 // Signals: SIGTERM drains the workers (up to server.drain_timeout) and
 // exits 0; SIGINT and SIGQUIT kill the workers and exit 0 at once; SIGHUP
-// reloads; SIGUSR2 upgrades; SIGUSR1 is logged and ignored. The supervisor
-// tells systemd about all of this with sd_notify.
+// reloads; SIGUSR2 upgrades; SIGUSR1 makes every worker reopen its access
+// log files. The supervisor tells systemd about all of this with sd_notify.
+//
+// The supervisor also owns the stats regions (stats.go), the TLS session
+// ticket keys (tickets.go), the plugin processes (plugins.go), the statsd
+// sink and the admin API (admin.go).
 package supervisor
 
 import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -114,10 +120,22 @@ type Supervisor struct {
 	procs     map[*proc]struct{} // every process not yet reaped
 	everReady bool
 	control   *net.UnixListener
-	answering sync.WaitGroup // control requests being answered; safe for concurrent use
-	up        *upgrade       // an upgrade this supervisor started, nil if none
-	parent    *parent        // the supervisor this one takes over from, until it exits
-	exitCode  int            // returned once every worker is gone
+	answering sync.WaitGroup   // control requests being answered; safe for concurrent use
+	up        *upgrade         // an upgrade this supervisor started, nil if none
+	parent    *parent          // the supervisor this one takes over from, until it exits
+	exitCode  int              // returned once every worker is gone
+	deadline  <-chan time.Time // drain or reap deadline of a shutdown
+
+	version    string
+	level      zap.AtomicLevel // the supervisor's log level; safe for concurrent use
+	workerLvl  atomic.Value    // string: the workers' level set at runtime, "" for the config's
+	stats      *statsState     // safe for concurrent use
+	admin      *adminServer    // safe for concurrent use
+	adminLn    net.Listener
+	adminSrv   *http.Server
+	tickets    *tickets
+	pluginRuns map[*pluginRun]struct{}
+	statsd     *statsdRun
 }
 
 // Run runs a supervisor in the foreground until it is told to stop, and
@@ -135,8 +153,9 @@ func Run(opts Options) int {
 	}
 	var inherited []*socketGroup
 	var par *parent
+	var in *hotrestart.Inherited
 	if up != nil {
-		st, err := handshake(up, opts.Version)
+		st, inh, err := handshake(up, opts.Version)
 		if err != nil {
 			boot.Error("upgrade failed", zap.Error(err))
 			failHandshake(up, err)
@@ -144,6 +163,8 @@ func Run(opts Options) int {
 		}
 		inherited = inheritedGroups(&st)
 		par = &parent{pid: st.PID, conn: up, state: st, notify: sdnotify.New()}
+		in = &inh
+		defer in.CloseFDs()
 	}
 	cfg, err := LoadConfig(opts.ConfigPath)
 	if err != nil {
@@ -153,7 +174,7 @@ func Run(opts Options) int {
 		}
 		return 1
 	}
-	log, err := NewLogger(cfg.Log)
+	log, level, err := NewLevelLogger(cfg.Log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -175,19 +196,31 @@ func Run(opts Options) int {
 	if workerExe == "" {
 		workerExe = selfExe
 	}
-	s := &Supervisor{
-		log:       log,
-		path:      opts.ConfigPath,
-		exe:       exe,
-		workerExe: workerExe,
-		notify:    sdnotify.New(),
-		events:    make(chan event, 16),
-		calls:     make(chan func()),
-		requests:  make(chan request),
-		done:      make(chan struct{}),
-		procs:     make(map[*proc]struct{}),
-		parent:    par,
+	tk, err := newTickets(in)
+	if err != nil {
+		log.Error("cannot make TLS ticket keys", zap.Error(err))
+		return 1
 	}
+	s := &Supervisor{
+		version:    opts.Version,
+		level:      level,
+		stats:      newStatsState(in, log),
+		tickets:    tk,
+		pluginRuns: map[*pluginRun]struct{}{},
+		log:        log,
+		path:       opts.ConfigPath,
+		exe:        exe,
+		workerExe:  workerExe,
+		notify:     sdnotify.New(),
+		events:     make(chan event, 16),
+		calls:      make(chan func()),
+		requests:   make(chan request),
+		done:       make(chan struct{}),
+		procs:      make(map[*proc]struct{}),
+		parent:     par,
+	}
+	s.admin = &adminServer{s: s}
+	s.publish()
 	fields := []zap.Field{zap.String("version", opts.Version), zap.Int("pid", os.Getpid()), zap.String("executable", exe)}
 	if par != nil {
 		// systemd hears from this process only once it has taken over.
@@ -196,7 +229,7 @@ func Run(opts Options) int {
 		fields = append(fields, zap.Int("previous_pid", par.pid), zap.Ints("previous_draining", par.state.Draining))
 	}
 	log.Info("supervisor starting", fields...)
-	code := s.run(cfg, adopted, inherited)
+	code := s.run(cfg, adopted, inherited, in)
 	s.waitAnswers()
 	return code
 }
@@ -234,11 +267,14 @@ func ownPath() (string, error) {
 // run opens the sockets, starts the workers and runs the event loop.
 // inherited are the socket groups of a supervisor this one takes over
 // from; they are closed once the first generation has its own copies.
-func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet, inherited []*socketGroup) int {
+func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet, inherited []*socketGroup, in *hotrestart.Inherited) int {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGQUIT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2)
 	defer signal.Stop(sigs)
 	defer close(s.done)
+	defer s.stopPlugins()
+	defer s.stopStatsd()
+	defer s.closeAdmin()
 
 	g, err := s.newGeneration(cfg, inherited, adopted)
 	for _, a := range adopted.closeRest() {
@@ -256,13 +292,20 @@ func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet, inherited []*s
 	}
 	g.state = genServing
 	s.cur = g
+	s.stats.serve(g)
+	s.scheduleRotation()
 	defer s.closeAllSockets()
 	if s.parent != nil {
+		s.parent.adminLn = inheritedAdmin(in.AdminFD, in.AdminAddr, cfg, s.log)
+		in.AdminFD = -1
 		go s.readParent(s.parent)
 		defer s.closeParent()
 	} else {
 		s.openControl(cfg.Server.ControlSocket)
+		s.openAdmin(cfg, nil)
+		s.startStatsd(cfg.Statsd, nil)
 	}
+	s.publish()
 	defer s.closeControl()
 	s.log.Info("starting workers", zap.Int("workers", len(g.slots)), zap.Int("generation", g.num),
 		zap.Int("gomaxprocs", cfg.Server.GoMaxProcs))
@@ -279,7 +322,6 @@ func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet, inherited []*s
 		s.log.Info("watchdog enabled", zap.Duration("interval", iv))
 	}
 
-	var deadline <-chan time.Time
 	for {
 		select {
 		case sig := <-sigs:
@@ -291,18 +333,20 @@ func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet, inherited []*s
 					d := s.cur.cfg.Server.DrainTimeout.Duration
 					s.log.Info("draining", zap.Stringer("signal", sig), zap.Duration("drain_timeout", d))
 					s.drain()
-					deadline = time.After(d + killGrace)
+					s.deadline = time.After(d + killGrace)
 				}
 			case unix.SIGINT, unix.SIGQUIT:
 				if s.mode != stopping {
 					s.log.Info("stopping", zap.Stringer("signal", sig))
 					s.stop()
-					deadline = time.After(reapWait)
+					s.deadline = time.After(reapWait)
 				}
 			case unix.SIGHUP:
 				s.reload(nil, "SIGHUP")
 			case unix.SIGUSR2:
 				s.startUpgrade(nil, "SIGUSR2")
+			case unix.SIGUSR1:
+				s.reopenLogs("SIGUSR1")
 			default:
 				s.log.Info("signal ignored", zap.Stringer("signal", sig))
 			}
@@ -314,16 +358,17 @@ func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet, inherited []*s
 			s.request(r)
 		case <-watchdog:
 			s.sdNotify(s.notify.Watchdog())
-		case <-deadline:
+		case <-s.deadline:
 			if s.mode == draining {
 				s.log.Warn("drain deadline passed, killing workers", zap.Int("workers", len(s.procs)))
 				s.stop()
-				deadline = time.After(reapWait)
+				s.deadline = time.After(reapWait)
 				continue
 			}
 			s.log.Error("workers not reaped after SIGKILL", zap.Int("workers", len(s.procs)))
 			return 1
 		}
+		s.publish()
 		if (s.mode != running || s.handedOver()) && len(s.procs) == 0 {
 			s.log.Info("exiting")
 			if s.up != nil {
@@ -377,6 +422,9 @@ func (s *Supervisor) closeParent() {
 	if p := s.parent; p != nil {
 		p.conn.Close()
 		p.state.CloseFDs()
+		if p.adminLn != nil {
+			p.adminLn.Close()
+		}
 	}
 }
 
@@ -455,6 +503,8 @@ func (s *Supervisor) exited(p *proc, e event) {
 	}
 	g := p.g
 	g.live--
+	s.stats.reaped(g, p.slot)
+	defer s.generationGone(g)
 	fields := s.procFields(p)
 	reason := "start failed"
 	switch {
@@ -494,6 +544,7 @@ func (s *Supervisor) restart(p *proc, fields []zap.Field) {
 		uptime = time.Since(p.started)
 	}
 	d := sl.backoff.delay(uptime)
+	s.stats.workerRestarted()
 	s.log.Warn("worker exited", append(fields, zap.Duration("backoff", d))...)
 	if d == 0 {
 		s.spawn(g, p.slot)
@@ -532,6 +583,7 @@ func (s *Supervisor) checkReady(g *generation) {
 // drain.
 func (s *Supervisor) drain() {
 	s.sdNotify(s.notify.Stopping("draining"))
+	s.stats.stopped()
 	if s.next != nil {
 		s.abortReload(errShuttingDown, false)
 	}
@@ -552,6 +604,7 @@ func (s *Supervisor) drain() {
 func (s *Supervisor) stop() {
 	if s.mode == running && !s.handedOver() {
 		s.sdNotify(s.notify.Stopping("stopping"))
+		s.stats.stopped()
 	}
 	if s.next != nil {
 		s.abortReload(errShuttingDown, false)
@@ -626,4 +679,15 @@ func exitFields(st *os.ProcessState) []zap.Field {
 		return []zap.Field{zap.String("reason", "killed by "+name), zap.String("signal", name)}
 	}
 	return []zap.Field{zap.String("reason", st.String()), zap.Int("status", st.ExitCode())}
+}
+
+// generationGone releases what g holds once its last worker is gone and no
+// worker will start for it again: its stats slabs, and the plugin processes
+// only it used. Called by the loop.
+func (s *Supervisor) generationGone(g *generation) {
+	if g.live > 0 || (s.mode == running && !s.handedOver() && (g == s.cur || g == s.next)) {
+		return
+	}
+	s.stats.release(g, !s.handedOver())
+	s.stopUnusedPlugins()
 }

@@ -31,7 +31,8 @@ type parent struct {
 	state     hotrestart.UpgradeState // ControlFD is taken at the commit
 	notify    *sdnotify.Notifier      // the real notifier, used from the commit on
 	committed bool
-	next      int // round robin over slots for handed-off connections
+	next      int          // round robin over slots for handed-off connections
+	adminLn   net.Listener // the admin listener passed over, served from the commit on
 }
 
 // openUpgradeChannel returns the upgrade channel that the old supervisor
@@ -57,27 +58,38 @@ func openUpgradeChannel() (*hotrestart.Conn, error) {
 
 // handshake introduces this process to the old supervisor and receives its
 // state.
-func handshake(conn *hotrestart.Conn, build string) (hotrestart.UpgradeState, error) {
+func handshake(conn *hotrestart.Conn, build string) (hotrestart.UpgradeState, hotrestart.Inherited, error) {
+	var none hotrestart.Inherited
 	if err := conn.Send(hotrestart.UpgradeHello{Version: hotrestart.LocalVersion(), PID: os.Getpid(), Build: build}.Message()); err != nil {
-		return hotrestart.UpgradeState{}, err
+		return hotrestart.UpgradeState{}, none, err
 	}
 	m, err := conn.Recv()
 	if err != nil {
-		return hotrestart.UpgradeState{}, fmt.Errorf("supervisor: read upgrade state: %w", err)
+		return hotrestart.UpgradeState{}, none, fmt.Errorf("supervisor: read upgrade state: %w", err)
 	}
 	if m.Type == hotrestart.TypeUpgradeRefused {
 		m.CloseFDs()
-		return hotrestart.UpgradeState{}, errRefused{string(m.Body)}
+		return hotrestart.UpgradeState{}, none, errRefused{string(m.Body)}
 	}
 	st, err := hotrestart.DecodeUpgradeState(m)
 	if err != nil {
-		return hotrestart.UpgradeState{}, err
+		return hotrestart.UpgradeState{}, none, err
 	}
 	if v := hotrestart.LocalVersion(); st.Version != v {
 		st.CloseFDs()
-		return hotrestart.UpgradeState{}, fmt.Errorf("supervisor: incompatible running supervisor: it speaks upgrade protocol version %d, this binary %d", st.Version, v)
+		return hotrestart.UpgradeState{}, none, fmt.Errorf("supervisor: incompatible running supervisor: it speaks upgrade protocol version %d, this binary %d", st.Version, v)
 	}
-	return st, nil
+	// Then the stats regions, ticket keys and admin listener.
+	if m, err = conn.Recv(); err != nil {
+		st.CloseFDs()
+		return hotrestart.UpgradeState{}, none, fmt.Errorf("supervisor: read stats state: %w", err)
+	}
+	in, err := hotrestart.DecodeInherited(m)
+	if err != nil {
+		st.CloseFDs()
+		return hotrestart.UpgradeState{}, none, err
+	}
+	return st, in, nil
 }
 
 // errRefused is the old supervisor's refusal of the handshake; it knows
@@ -147,6 +159,7 @@ func (s *Supervisor) parentGone(p *parent, err error) {
 		return
 	}
 	s.parent = nil
+	s.stats.previousGone()
 	s.log.Info("previous supervisor exited", zap.Int("previous_pid", p.pid))
 }
 
@@ -174,6 +187,9 @@ func (s *Supervisor) commitTakeover(g *generation) {
 	p.committed = true
 	s.everReady = true
 	s.takeControl(g.cfg.Server.ControlSocket, p)
+	s.openAdmin(g.cfg, p.adminLn)
+	p.adminLn = nil
+	s.startStatsd(g.cfg.Statsd, s.stats.snapshot())
 	s.notify = p.notify
 	s.log.Info("ready", zap.Int("workers", len(g.slots)), zap.Int("generation", g.num), zap.Int("previous_pid", p.pid))
 	s.sdNotify(s.notify.Send("MAINPID="+strconv.Itoa(os.Getpid()), "READY=1", "STATUS="+g.summary()))

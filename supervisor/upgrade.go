@@ -196,6 +196,10 @@ func (s *Supervisor) upgradeMessage(u *upgrade, m hotrestart.Message) {
 		}
 		if err := u.conn.Send(s.upgradeState().Message()); err != nil {
 			s.failUpgrade(err)
+			return
+		}
+		if err := u.conn.Send(s.inherited().Message()); err != nil {
+			s.failUpgrade(err)
 		}
 	case hotrestart.TypeUpgradeFailed:
 		m.CloseFDs()
@@ -240,6 +244,19 @@ func (s *Supervisor) upgradeState() hotrestart.UpgradeState {
 	return st
 }
 
+// inherited is what the new supervisor carries on besides sockets: the
+// stats regions, the ticket keys, the admin listener. The message refers
+// to this process's descriptors.
+func (s *Supervisor) inherited() hotrestart.Inherited {
+	in := s.stats.handover()
+	in.TicketKeys = s.tickets.keys
+	in.KeysRotated = s.tickets.rotated.UnixNano()
+	if in.AdminFD = s.adminFD(); in.AdminFD >= 0 {
+		in.AdminAddr = s.cur.cfg.Admin.Address
+	}
+	return in
+}
+
 // commitUpgrade hands the service over to the new supervisor, which serves:
 // the requester learns it, the control socket is left to the new one, and
 // the serving generation drains, handing its idle connections over.
@@ -256,6 +273,10 @@ func (s *Supervisor) commitUpgrade(u *upgrade, r hotrestart.UpgradeReady) {
 		s.control.Close()
 		s.control = nil
 	}
+	// The new supervisor serves the admin API and pushes to statsd from now
+	// on.
+	s.closeAdmin()
+	s.stopStatsd()
 	old := s.cur
 	s.log.Info("upgrade complete", zap.Int("new_pid", r.PID), zap.Int("generation", r.Generation),
 		zap.Int("previous_generation", old.num))

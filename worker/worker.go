@@ -11,11 +11,20 @@
 // closes everything and exits 1 at once, as Pdeathsig would. SIGTERM drains as Drain does; SIGINT, SIGHUP, SIGUSR1
 // and SIGUSR2 are ignored, since the supervisor acts on them for the whole
 // process tree. GOMAXPROCS comes from the environment the supervisor sets.
+//
+// The Hello also carries the supervisor's stats region and the worker's
+// slab in it (the data plane records there, so counters survive the
+// worker), the TLS session ticket keys, the plugin processes to attach to,
+// and the runtime log level. While it runs, the supervisor may send: Log
+// level (a new level), Reopen logs (reopen every access log file; the
+// worker keeps one accesslog.Files for its life) and Plugin reattach (a
+// plugin was restarted, or stopped).
 package worker
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,8 +37,12 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/sluice-proxy/sluice/gateway/accesslog"
 	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/plugin"
 	"github.com/sluice-proxy/sluice/gateway/server"
+	"github.com/sluice-proxy/sluice/gateway/stats"
+	"github.com/sluice-proxy/sluice/gateway/tlsconn"
 	"github.com/sluice-proxy/sluice/hotrestart"
 	"github.com/sluice-proxy/sluice/supervisor"
 )
@@ -70,6 +83,7 @@ func Run(opts Options) int {
 		return 1
 	}
 	defer w.log.Sync()
+	defer w.logs.Close() // flushes what is buffered
 	return w.loop(conn, terms)
 }
 
@@ -92,6 +106,9 @@ func openControl() (*hotrestart.Conn, error) {
 // read.
 type worker struct {
 	log    *zap.Logger
+	level  zap.AtomicLevel
+	logs   *accesslog.Files
+	region *stats.Region // nil without one
 	cfg    *config.Config
 	conn   *hotrestart.Conn
 	gen    *server.Generation
@@ -112,6 +129,18 @@ func start(conn *hotrestart.Conn, opts Options) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	var region *stats.Region
+	if h.StatsFD >= 0 {
+		if region, err = stats.OpenRegion(h.StatsFD); err != nil {
+			unix.Close(h.StatsFD)
+		}
+	}
+	started := false
+	defer func() {
+		if !started && region != nil {
+			region.Close()
+		}
+	}()
 	files := make([]*os.File, len(h.Listeners))
 	for i, l := range h.Listeners {
 		files[i] = os.NewFile(uintptr(l.FD), "listener "+l.Name)
@@ -128,14 +157,28 @@ func start(conn *hotrestart.Conn, opts Options) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	log, err := supervisor.NewLogger(cfg.Log)
+	log, level, err := supervisor.NewLevelLogger(cfg.Log)
 	if err != nil {
 		return nil, err
 	}
+	if h.LogLevel != "" {
+		level.UnmarshalText([]byte(h.LogLevel))
+	}
 	log = log.With(zap.Int("slot", h.Slot), zap.Int("pid", os.Getpid()), zap.Int("generation", h.Generation))
-	w := &worker{log: log, cfg: cfg, conn: conn}
-	g, err := server.Build(cfg, server.Options{Logger: log, Generation: h.Generation, Slot: h.Slot, Handoff: w.handoff})
+	slab, err := workerSlab(region, err, cfg, h.StatsSlab)
 	if err != nil {
+		return nil, err
+	}
+	for name, ra := range h.Plugins {
+		setPlugin(log, name, ra)
+	}
+	srv := slab.Server()
+	logs := accesslog.NewFiles(accesslog.Options{Dropped: srv.AccessLogDropped, WriteFailed: srv.AccessLogWriteFailed, ReopenFailed: srv.AccessLogReopenFail})
+	w := &worker{log: log, level: level, logs: logs, region: region, cfg: cfg, conn: conn}
+	g, err := server.Build(cfg, server.Options{Logger: log, Generation: h.Generation, Slot: h.Slot, Handoff: w.handoff,
+		Stats: slab, AccessLogs: logs, TicketKeys: tlsconn.TicketKeys(h.TicketKeys)})
+	if err != nil {
+		logs.Close()
 		return nil, err
 	}
 	lns := make([]net.Listener, len(files))
@@ -157,8 +200,51 @@ func start(conn *hotrestart.Conn, opts Options) (*worker, error) {
 		g.Close()
 		return nil, err
 	}
-	log.Info("worker serving", zap.Int("listeners", len(lns)), zap.Int("gomaxprocs", runtime.GOMAXPROCS(0)))
+	log.Info("worker serving", zap.Int("listeners", len(lns)), zap.Int("gomaxprocs", runtime.GOMAXPROCS(0)),
+		zap.Int("stats_slab", h.StatsSlab))
+	started = true
 	return w, nil
+}
+
+// workerSlab returns the worker's slab of region, after checking that the
+// region's schema is the one the worker's config gives. A nil region (a
+// supervisor without one) gives a nil slab: the build then records into a
+// private region.
+func workerSlab(region *stats.Region, openErr error, cfg *config.Config, i int) (*stats.Slab, error) {
+	if openErr != nil {
+		return nil, fmt.Errorf("worker: stats region: %w", openErr)
+	}
+	if region == nil {
+		return nil, nil
+	}
+	schema, err := stats.FromConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("worker: stats: %w", err)
+	}
+	if schema.Hash() != region.Schema().Hash() {
+		return nil, errors.New("worker: the stats region's schema is not the config's")
+	}
+	slab := region.Slab(i)
+	if slab == nil {
+		return nil, fmt.Errorf("worker: stats region has no slab %d", i)
+	}
+	return slab, nil
+}
+
+// setPlugin records where the named plugin runs (ra, go-plugin reattach
+// info as JSON), or forgets it when ra is empty.
+func setPlugin(log *zap.Logger, name string, ra json.RawMessage) {
+	if len(ra) == 0 {
+		plugin.Default.Delete(name)
+		return
+	}
+	var r plugin.Reattach
+	if err := json.Unmarshal(ra, &r); err != nil {
+		log.Warn("bad plugin reattach info", zap.String("plugin", name), zap.Error(err))
+		return
+	}
+	plugin.Default.Set(name, r)
+	log.Debug("plugin attached", zap.String("plugin", name), zap.Int("plugin_pid", r.Pid))
 }
 
 // loop waits for the supervisor's orders, a signal, or a failed listener.
@@ -200,6 +286,24 @@ func (w *worker) loop(conn *hotrestart.Conn, terms <-chan os.Signal) int {
 				drain("drain message")
 			case hotrestart.TypeHandoff:
 				w.adopt(m)
+			case hotrestart.TypeLogLevel:
+				if err := w.level.UnmarshalText(m.Body); err != nil {
+					w.log.Warn("bad log level", zap.ByteString("level", m.Body))
+				} else {
+					w.log.Info("log level changed", zap.Stringer("level", w.level.Level()))
+				}
+			case hotrestart.TypeReopenLogs:
+				if err := w.logs.Reopen(); err != nil {
+					w.log.Error("cannot reopen access logs", zap.Error(err))
+				} else {
+					w.log.Info("access logs reopened")
+				}
+			case hotrestart.TypePluginReattach:
+				if p, err := hotrestart.DecodePluginReattach(m); err != nil {
+					w.log.Warn("bad plugin reattach message", zap.Error(err))
+				} else {
+					setPlugin(w.log, p.Name, p.Reattach)
+				}
 			case hotrestart.TypeStop:
 				w.log.Info("stopping")
 				w.gen.Close()

@@ -171,6 +171,14 @@ func (h *Handler) clusters(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	for _, c := range cs {
+		names := make([]string, 0, len(c.Stats))
+		for n := range c.Stats {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			fmt.Fprintf(w, "%s::%s::%d\n", c.Name, n, c.Stats[n])
+		}
 		for _, hst := range c.Hosts {
 			health := "healthy"
 			if !hst.Healthy {

@@ -63,6 +63,9 @@ type Listener struct {
 type Cluster struct {
 	Name  string `json:"name"`
 	Hosts []Host `json:"hosts"`
+	// Stats are the cluster's counters and gauges aggregated over every
+	// worker, by name without the "cluster.<name>." prefix.
+	Stats map[string]int64 `json:"stats,omitempty"`
 }
 
 // Host is one host of a cluster.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/sluice-proxy/sluice/gateway/plugin"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 )
 
@@ -16,10 +17,14 @@ import (
 type Config struct {
 	Server       Server        `toml:"server"`
 	Admin        Admin         `toml:"admin"`
+	Statsd       Statsd        `toml:"statsd"`
 	Log          Log           `toml:"log"`
 	Listeners    []Listener    `toml:"listener"`
 	RouteConfigs []RouteConfig `toml:"route_config"`
 	Clusters     []Cluster     `toml:"cluster"`
+	// Plugins are the out-of-process plugins the supervisor runs (see
+	// plugins.go).
+	Plugins []plugin.Config `toml:"plugin"`
 
 	// Path is the file the config was loaded from; Source its bytes.
 	Path   string `toml:"-"`
@@ -279,6 +284,13 @@ type Cluster struct {
 	PerConnectionBufferLimitBytes int `toml:"per_connection_buffer_limit_bytes"`
 	// TLS originates TLS to the cluster's hosts.
 	TLS *UpstreamTLSContext `toml:"tls"`
+	// Protocol is what sluice speaks to the hosts: "http1" (default),
+	// "http2" (h2 by ALPN over TLS, h2c prior knowledge without) or "auto"
+	// (HTTP/2 when the TLS handshake selects h2, else HTTP/1.1).
+	Protocol string `toml:"protocol"`
+	// MaxRequestsPerConnection retires an upstream connection after this
+	// many requests (default 0: unlimited).
+	MaxRequestsPerConnection int `toml:"max_requests_per_connection"`
 }
 
 // UpstreamTLSContext is TLS towards a cluster's hosts (Envoy's

@@ -22,6 +22,7 @@ const (
 	DefaultConnectTimeout         = 5 * time.Second
 	DefaultLBPolicy               = "round_robin"
 	DefaultMaxIdleConnections     = 64
+	DefaultClusterProtocol        = "http1"
 	DefaultIdleTimeout            = 60 * time.Second
 	DefaultRouteTimeout           = 15 * time.Second
 	DefaultRedirectStatus         = 301
@@ -29,6 +30,7 @@ const (
 
 // applyDefaults fills unset fields; it never overrides a set value.
 func (c *Config) applyDefaults() {
+	c.applyStatsdDefaults()
 	s := &c.Server
 	if s.Workers == 0 {
 		s.Workers = runtime.NumCPU()
@@ -54,6 +56,7 @@ func (c *Config) applyDefaults() {
 		setInt(&cl.MaxIdleConnections, DefaultMaxIdleConnections)
 		setDuration(&cl.IdleTimeout, DefaultIdleTimeout)
 		setInt(&cl.PerConnectionBufferLimitBytes, DefaultBufferLimitBytes)
+		setString(&cl.Protocol, DefaultClusterProtocol)
 	}
 	for i := range c.RouteConfigs {
 		for j := range c.RouteConfigs[i].VirtualHosts {

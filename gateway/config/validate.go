@@ -37,6 +37,8 @@ func (c *Config) validate() error {
 	v := &validator{c: c}
 	v.server()
 	v.admin()
+	v.statsd()
+	v.plugins()
 	v.log()
 	v.listeners()
 	v.clusters()
@@ -215,6 +217,14 @@ func (v *validator) clusters() {
 		}
 		if cl.PerConnectionBufferLimitBytes < 0 {
 			v.errorf(p+".per_connection_buffer_limit_bytes", "must be >= 0")
+		}
+		switch cl.Protocol {
+		case "http1", "http2", "auto":
+		default:
+			v.errorf(p+".protocol", "must be http1, http2 or auto, not %q", cl.Protocol)
+		}
+		if cl.MaxRequestsPerConnection < 0 {
+			v.errorf(p+".max_requests_per_connection", "must be >= 0")
 		}
 	}
 }

@@ -77,7 +77,7 @@ func TestTLSTerminationPicksCertificateBySNI(t *testing.T) {
   key_file = %q
 `, aCert, aKey, bCert, bKey), cluster("up", up.Addr)))
 	for _, sni := range []string{"a.test", "b.test"} {
-		resp, body, err := tlsGet(t, p.Addr("https"), &tls.Config{ServerName: sni, RootCAs: ca.Pool, NextProtos: []string{"h2", "http/1.1"}})
+		resp, body, err := tlsGet(t, p.Addr("https"), &tls.Config{ServerName: sni, RootCAs: ca.Pool, NextProtos: []string{"http/1.1"}})
 		if err != nil {
 			t.Fatalf("SNI %s: %v", sni, err)
 		}

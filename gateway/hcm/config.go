@@ -27,8 +27,12 @@ type Config struct {
 	StatPrefix string `toml:"stat_prefix"`
 	// RouteConfig names the [[route_config]] this manager routes with. Required.
 	RouteConfig string `toml:"route_config"`
-	// CodecType is "auto" (default) or "http1".
+	// CodecType is "auto" (default: HTTP/2 by ALPN h2 on TLS or by the h2c
+	// prior-knowledge preface on plaintext, else HTTP/1.1), "http1" or
+	// "http2".
 	CodecType string `toml:"codec_type"`
+	// HTTP2 tunes downstream HTTP/2 (Envoy's http2_protocol_options).
+	HTTP2 HTTP2Options `toml:"http2_protocol_options"`
 	// UseRemoteAddress appends the peer address to x-forwarded-for and trusts
 	// nothing a client sent in it (default true: sluice sits at the edge).
 	UseRemoteAddress *bool `toml:"use_remote_address"`
@@ -53,9 +57,32 @@ type Config struct {
 	HTTPFilters []config.Filter `toml:"http_filter"`
 }
 
+// HTTP2Options are the downstream HTTP/2 settings.
+type HTTP2Options struct {
+	// MaxConcurrentStreams is SETTINGS_MAX_CONCURRENT_STREAMS (default 100).
+	MaxConcurrentStreams uint32 `toml:"max_concurrent_streams"`
+	// InitialStreamWindowSize is each stream's receive window, in bytes
+	// (default 256 KiB, at least 65535).
+	InitialStreamWindowSize int32 `toml:"initial_stream_window_size"`
+	// InitialConnectionWindowSize is the connection's receive window, in
+	// bytes (default 1 MiB, at least 65535).
+	InitialConnectionWindowSize int32 `toml:"initial_connection_window_size"`
+	// MaxHeaderListSize is SETTINGS_MAX_HEADER_LIST_SIZE, in bytes (default:
+	// max_request_headers_kb).
+	MaxHeaderListSize int `toml:"max_header_list_size"`
+}
+
 // ALPN is what a TLS filter chain ending in this manager offers when its
 // tls table names no protocols.
-func (c *Config) ALPN() []string { return []string{"http/1.1"} }
+func (c *Config) ALPN() []string {
+	switch c.CodecType {
+	case "http1":
+		return []string{"http/1.1"}
+	case "http2":
+		return []string{"h2"}
+	}
+	return []string{"h2", "http/1.1"}
+}
 
 // Nested implements config.NestedFilters.
 func (c *Config) Nested() (registry.Kind, string, []config.Filter) {
@@ -83,6 +110,19 @@ func (c *Config) withDefaults() {
 	if c.IdleTimeout == nil {
 		c.IdleTimeout = &config.Duration{Duration: time.Hour}
 	}
+	h2 := &c.HTTP2
+	if h2.MaxConcurrentStreams == 0 {
+		h2.MaxConcurrentStreams = 100
+	}
+	if h2.InitialStreamWindowSize == 0 {
+		h2.InitialStreamWindowSize = 256 << 10
+	}
+	if h2.InitialConnectionWindowSize == 0 {
+		h2.InitialConnectionWindowSize = 1 << 20
+	}
+	if h2.MaxHeaderListSize == 0 {
+		h2.MaxHeaderListSize = c.MaxRequestHeadersKB << 10
+	}
 }
 
 func (c *Config) validate() error {
@@ -91,8 +131,16 @@ func (c *Config) validate() error {
 		return registry.Errorf("stat_prefix", "required")
 	case c.RouteConfig == "":
 		return registry.Errorf("route_config", "required")
-	case c.CodecType != "auto" && c.CodecType != "http1":
-		return registry.Errorf("codec_type", "must be auto or http1, not %q", c.CodecType)
+	case c.CodecType != "auto" && c.CodecType != "http1" && c.CodecType != "http2":
+		return registry.Errorf("codec_type", "must be auto, http1 or http2, not %q", c.CodecType)
+	case c.HTTP2.MaxConcurrentStreams > 1<<31-1:
+		return registry.Errorf("http2_protocol_options.max_concurrent_streams", "must be in 1..2147483647")
+	case c.HTTP2.InitialStreamWindowSize < 65535:
+		return registry.Errorf("http2_protocol_options.initial_stream_window_size", "must be in 65535..2147483647")
+	case c.HTTP2.InitialConnectionWindowSize < 65535:
+		return registry.Errorf("http2_protocol_options.initial_connection_window_size", "must be in 65535..2147483647")
+	case c.HTTP2.MaxHeaderListSize < 1024:
+		return registry.Errorf("http2_protocol_options.max_header_list_size", "must be at least 1024")
 	case c.MaxRequestHeadersKB < 1 || c.MaxRequestHeadersKB > 8192:
 		return registry.Errorf("max_request_headers_kb", "must be in 1..8192")
 	case c.MaxHeadersCount < 1 || c.MaxHeadersCount > 10000:

@@ -15,7 +15,8 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 )
 
-// connection is one downstream HTTP/1 connection.
+// connection is one downstream connection: HTTP/1 served on its goroutine
+// by serveOne, or HTTP/2 (see http2.go).
 type connection struct {
 	// Immutable after Serve starts:
 	f        *Factory
@@ -50,6 +51,12 @@ func (c *connection) Serve(nc netfilter.Conn) {
 		c.remoteIP = c.info.RemoteAddr.Addr().AppendTo(nil)
 		c.f.stats.DownstreamCxTotal.Inc()
 		c.f.stats.DownstreamCxActive.Inc()
+		if c.info.NegotiatedALPN == "h2" || c.f.cfg.CodecType == "http2" {
+			c.serveH2(nc, nil)
+			c.f.stats.DownstreamCxActive.Dec()
+			c.f.stats.DownstreamCxDestroy.Inc()
+			return
+		}
 	}
 	c.r = readerPool.Get().(*http1.Reader)
 	c.r.Reset(nc)
@@ -198,6 +205,14 @@ func (c *connection) readError(err error) bool {
 			return c.drainBetweenRequests()
 		}
 		return false
+	case errors.As(err, &pe) && pe.Status == 505 && c.h2cAllowed() && isH2Preface(c.r.Buffered()):
+		// the h2c prior-knowledge preface: the rest of the connection
+		// is HTTP/2
+		readAhead, err := readPrefaceRest(c.c, c.r.Buffered())
+		if err == nil {
+			c.serveH2(c.c, readAhead)
+		}
+		return false
 	case errors.As(err, &pe):
 		c.f.log.Debug("bad request", zap.Uint64("conn", c.info.ID), zap.Int("status", pe.Status), zap.String("reason", pe.Reason))
 		c.s.badRequest(pe)
@@ -230,6 +245,12 @@ func (c *connection) drainBetweenRequests() bool {
 	_ = c.c.SetReadDeadline(time.Time{})
 	c.s.run()
 	return false
+}
+
+// h2cAllowed reports whether a plaintext connection may switch to HTTP/2 by
+// the prior-knowledge preface.
+func (c *connection) h2cAllowed() bool {
+	return c.f.cfg.CodecType == "auto" && !c.info.TLS
 }
 
 // bufferLimit is per_connection_buffer_limit_bytes of the listener.

@@ -51,6 +51,9 @@ func (s *stream) EncodeHeaders(h *httpfilter.ResponseHeaders, end bool) error {
 }
 
 func (s *stream) writeHead(h *httpfilter.ResponseHeaders, end bool) error {
+	if s.h2 != nil {
+		return s.h2Head(h, end)
+	}
 	c := s.conn
 	req := &s.req
 	s.respStarted = true
@@ -104,8 +107,11 @@ func (s *stream) EncodeData(b *buffer.Buffer, end bool) error {
 	for i := len(s.encoders) - 1; i >= 0; i-- {
 		s.encoders[i].EncodeData(b, end)
 	}
-	c := s.conn
 	data := b.Bytes()
+	if s.h2 != nil {
+		return s.h2Data(data, end)
+	}
+	c := s.conn
 	s.info.BytesSent += int64(len(data))
 	switch s.respFraming {
 	case http1.Chunked:
@@ -137,6 +143,9 @@ func (s *stream) EncodeTrailers(t *httpfilter.Headers) error {
 	for i := len(s.encoders) - 1; i >= 0; i-- {
 		s.encoders[i].EncodeTrailers(t)
 	}
+	if s.h2 != nil {
+		return s.h2Trailers(t)
+	}
 	if s.respFraming == http1.Chunked {
 		s.conn.w = http1.AppendLastChunk(s.conn.w, t)
 	}
@@ -156,6 +165,9 @@ func (s *stream) finish() error {
 func (s *stream) encode1xx(h *httpfilter.ResponseHeaders) error {
 	if s.ended() || s.respStarted {
 		return errStreamEnded
+	}
+	if s.h2 != nil {
+		return s.h2Info1xx(h)
 	}
 	c := s.conn
 	if s.req.Minor == 0 {

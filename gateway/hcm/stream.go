@@ -57,6 +57,9 @@ type stream struct {
 	local       httpfilter.ResponseHeaders
 	localBody   buffer.Buffer
 
+	// h2 is set for an HTTP/2 stream: the codec seam's HTTP/2 paths.
+	h2 *h2stream
+
 	// Scratch, kept across requests.
 	rid     [36]byte
 	xff     []byte

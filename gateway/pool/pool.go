@@ -1,5 +1,6 @@
-// Package pool keeps a worker's upstream HTTP/1.1 connections to one host
-// for reuse (keep-alive).
+// Package pool keeps a worker's upstream connections to one host for reuse:
+// HTTP/1.1 keep-alive connections (Get, Put) and multiplexed HTTP/2
+// connections (RoundTrip, see http2.go).
 //
 // A Pool is per worker and per host; it is safe for concurrent use. Idle
 // connections are reused last-in first-out, so that a quiet period lets the
@@ -50,6 +51,9 @@ type Conn struct {
 	W []byte
 	// Reused is true when the connection served an earlier request.
 	Reused bool
+	// Requests counts the requests sent on the connection, for
+	// max_requests_per_connection; the user of the connection keeps it.
+	Requests int
 
 	idleSince time.Time
 	pool      *Pool
@@ -76,6 +80,9 @@ type Pool struct {
 	idle   []*Conn // stack: most recently used last
 	closed bool
 	reaper *time.Timer
+
+	h2once sync.Once
+	h2p    *h2pool
 }
 
 // New returns an empty pool.
@@ -113,6 +120,17 @@ func (p *Pool) Get(ctx context.Context) (*Conn, error) {
 
 // Dial always opens a new connection (for a retry after a stale reuse).
 func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
+	nc, err := p.dial(ctx, p.opts.TLS)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{Conn: nc, R: http1.NewReader(nc), pool: p}, nil
+}
+
+func newReader(nc net.Conn) *http1.Reader { return http1.NewReader(nc) }
+
+// dial connects to the host, with TLS when tc is set, and counts it.
+func (p *Pool) dial(ctx context.Context, tc *tls.Config) (net.Conn, error) {
 	st := p.opts.Stats
 	start := time.Now()
 	if st != nil {
@@ -129,13 +147,13 @@ func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
 		}
 		return nil, fmt.Errorf("%w: %s: %w", ErrConnect, p.opts.Address, err)
 	}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
+	if tcp, ok := nc.(*net.TCPConn); ok {
+		_ = tcp.SetNoDelay(true)
 	}
-	if p.opts.TLS != nil {
-		tc := tls.Client(nc, p.opts.TLS)
+	if tc != nil {
+		tlc := tls.Client(nc, tc)
 		hctx, cancel := context.WithTimeout(ctx, p.opts.ConnectTimeout)
-		err := tc.HandshakeContext(hctx)
+		err := tlc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
 			nc.Close()
@@ -144,13 +162,13 @@ func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
 			}
 			return nil, fmt.Errorf("%w: %s: tls: %w", ErrConnect, p.opts.Address, err)
 		}
-		nc = tc
+		nc = tlc
 	}
 	if st != nil {
 		st.UpstreamCxConnectMs.Record(time.Since(start))
 		st.UpstreamCxActive.Inc()
 	}
-	return &Conn{Conn: nc, R: http1.NewReader(nc), pool: p}, nil
+	return nc, nil
 }
 
 // Put returns a connection that finished a response cleanly and may be
@@ -213,12 +231,16 @@ func (p *Pool) Close() {
 	p.closed = true
 	idle := p.idle
 	p.idle = nil
+	h2p := p.h2p
 	if p.reaper != nil {
 		p.reaper.Stop()
 	}
 	p.mu.Unlock()
 	for _, c := range idle {
 		c.Close()
+	}
+	if h2p != nil {
+		h2p.close()
 	}
 }
 

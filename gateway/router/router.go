@@ -62,7 +62,21 @@ type filter struct {
 	resp       http1.Response
 	pathBuf    []byte
 	data       buffer.Buffer
+
+	// An HTTP/2 downstream stream: its context, done when the client resets
+	// the stream, and the stop of the watch that aborts an HTTP/1 upstream
+	// exchange then. Both nil for HTTP/1 downstreams.
+	ctx       context.Context
+	stopWatch func() bool
+	// h2 is the upstream HTTP/2 request; nil for HTTP/1 upstreams.
+	h2 *h2req
 }
+
+// contexter is implemented by the HTTP connection manager's streams.
+type contexter interface{ Context() context.Context }
+
+// protoHTTP2 is StreamInfo.Protocol of an HTTP/2 downstream stream.
+const protoHTTP2 = "HTTP/2"
 
 var _ httpfilter.DecoderFilter = (*filter)(nil)
 
@@ -103,6 +117,23 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	f.stats.UpstreamRqActive.Inc()
 	f.rewrite(h)
 	f.req = h
+	if info.Protocol == protoHTTP2 {
+		if cx, ok := f.cb.(contexter); ok {
+			f.ctx = cx.Context()
+		}
+	}
+	if rt.Cluster.Cfg.Protocol != "http1" {
+		proto, err := f.upstreamProtocol()
+		if err != nil {
+			f.cb.SendLocalReply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamConnectionFailure,
+				Details: "upstream_reset_before_response_started{connection_failure}"})
+			return httpfilter.HeadersStopIteration
+		}
+		if proto == pool.HTTP2 {
+			f.startH2(h, endStream)
+			return httpfilter.HeadersStopIteration
+		}
+	}
 	f.framing, f.replayable = http1.NoBody, false
 	var cl int64 = -1
 	if endStream {
@@ -120,6 +151,9 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		return httpfilter.HeadersStopIteration
 	}
 	f.uc = uc
+	if f.ctx != nil {
+		f.watch(uc)
+	}
 	uc.W = http1.AppendRequestHead(uc.W[:0], h, f.framing, cl, true)
 	f.headLen = len(uc.W)
 	if endStream {
@@ -130,6 +164,10 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 }
 
 func (f *filter) DecodeData(b *buffer.Buffer, endStream bool) httpfilter.DataStatus {
+	if f.h2 != nil {
+		f.decodeDataH2(b, endStream)
+		return httpfilter.DataStopNoBuffer
+	}
 	if f.uc == nil {
 		return httpfilter.DataStopNoBuffer
 	}
@@ -152,6 +190,10 @@ func (f *filter) DecodeData(b *buffer.Buffer, endStream bool) httpfilter.DataSta
 }
 
 func (f *filter) DecodeTrailers(t *httpfilter.Headers) httpfilter.TrailersStatus {
+	if f.h2 != nil {
+		f.decodeTrailersH2(t)
+		return httpfilter.TrailersStopIteration
+	}
 	if f.uc == nil {
 		return httpfilter.TrailersStopIteration
 	}
@@ -164,6 +206,12 @@ func (f *filter) DecodeTrailers(t *httpfilter.Headers) httpfilter.TrailersStatus
 }
 
 func (f *filter) OnDestroy() {
+	if f.stopWatch != nil {
+		f.stopWatch()
+	}
+	if f.h2 != nil {
+		f.closeH2()
+	}
 	if f.uc != nil { // the exchange did not finish: the connection's state is unknown
 		f.uc.Close()
 	}
@@ -218,7 +266,15 @@ func (f *filter) exchange() {
 		return
 	}
 	f.stats.UpstreamRqTime.Record(time.Since(sent))
-	if resp.KeepAlive && f.writeErr == nil {
+	uc.Requests++
+	reuse := resp.KeepAlive && f.writeErr == nil
+	if max := f.route.Cluster.Cfg.MaxRequestsPerConnection; max > 0 && uc.Requests >= max {
+		reuse = false
+	}
+	if f.stopWatch != nil && !f.stopWatch() {
+		reuse = false // the watch fired: the connection has a past deadline
+	}
+	if reuse {
 		f.host.Pool.Put(uc)
 	} else {
 		uc.Close()
@@ -270,6 +326,10 @@ func (f *filter) retry(deadline time.Time) error {
 		return err
 	}
 	f.uc = uc
+	if f.stopWatch != nil {
+		f.stopWatch()
+		f.watch(uc)
+	}
 	uc.W = http1.AppendRequestHead(uc.W[:0], f.req, http1.NoBody, -1, true)
 	f.writeErr = nil
 	f.send()
@@ -328,6 +388,10 @@ func (f *filter) fail(err error, started bool) {
 	if errors.Is(err, errDownstreamGone) {
 		return
 	}
+	if f.downstreamCancelled() {
+		f.cb.Info().ResponseFlags |= httpfilter.FlagDownstreamConnectionTermination
+		return
+	}
 	r := httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamConnectionTermination,
 		Details: "upstream_reset_before_response_started{connection_termination}"}
 	var pe *http1.Error
@@ -339,6 +403,11 @@ func (f *filter) fail(err error, started bool) {
 		}
 	case errors.As(err, &pe):
 		r = httpfilter.LocalReply{Status: 502, Flags: httpfilter.FlagUpstreamProtocolError, Details: "upstream_protocol_error"}
+	case errors.Is(err, errUpstreamReset):
+		r.Details = "upstream_reset_before_response_started{remote_reset}"
+		if started {
+			r.Details = "upstream_reset_after_response_started{remote_reset}"
+		}
 	case errors.Is(err, pool.ErrConnect):
 		r = httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamConnectionFailure,
 			Details: "upstream_reset_before_response_started{connection_failure}"}
@@ -352,6 +421,14 @@ func (f *filter) fail(err error, started bool) {
 			zap.Int("status", r.Status), zap.String("flags", r.Flags.String()), zap.Error(err))
 	}
 	f.cb.SendLocalReply(r)
+}
+
+// watch aborts the exchange on uc when the downstream HTTP/2 stream is
+// reset: the blocked upstream read or write fails at once.
+func (f *filter) watch(uc *pool.Conn) {
+	f.stopWatch = context.AfterFunc(f.ctx, func() {
+		_ = uc.SetDeadline(time.Unix(1, 0))
+	})
 }
 
 func isTimeout(err error) bool {

@@ -6,7 +6,10 @@
 //	/echo    the request body, with the request's Content-Type
 //	/v2/...  a short text naming the v2 API and the path it saw
 //
-// It logs one line per request to stderr and stops on SIGINT or SIGTERM.
+// With -tls-listen it also serves the same over TLS with HTTP/2 and HTTP/1.1
+// (ALPN), using -cert and -key: the demo's upstream cluster reached over TLS
+// and HTTP/2. It logs one line per request to stderr and stops on SIGINT or
+// SIGTERM.
 package main
 
 import (
@@ -29,6 +32,9 @@ var version = "dev"
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8081", "address to listen on (host:port)")
+	tlsListen := flag.String("tls-listen", "", "address to serve TLS (HTTP/2 and HTTP/1.1) on, if any")
+	certFile := flag.String("cert", "etc/certs/upstream.pem", "TLS certificate (PEM) for -tls-listen")
+	keyFile := flag.String("key", "etc/certs/upstream-key.pem", "TLS key (PEM) for -tls-listen")
 	flag.Parse()
 	log.SetPrefix("demo-upstream: ")
 	log.SetOutput(os.Stderr)
@@ -40,11 +46,24 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var tlsSrv *http.Server
+	if *tlsListen != "" {
+		tlsSrv = &http.Server{Addr: *tlsListen, Handler: srv.Handler, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			log.Printf("version %s listening on %s (TLS, h2 and http/1.1)", version, *tlsListen)
+			if err := tlsSrv.ListenAndServeTLS(*certFile, *keyFile); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Fatalf("%v", err)
+			}
+		}()
+	}
 	go func() {
 		<-ctx.Done()
 		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(shutCtx)
+		if tlsSrv != nil {
+			tlsSrv.Shutdown(shutCtx)
+		}
 	}()
 	log.Printf("version %s listening on %s", version, *listen)
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -57,7 +76,7 @@ func routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "hello from demo-upstream %s\n", version)
-		fmt.Fprintf(w, "method: %s\npath: %s\n", r.Method, r.URL.RequestURI())
+		fmt.Fprintf(w, "method: %s\npath: %s\nprotocol: %s\n", r.Method, r.URL.RequestURI(), r.Proto)
 		fmt.Fprintf(w, "x-forwarded-for: %s\n", r.Header.Get("X-Forwarded-For"))
 		fmt.Fprintf(w, "x-request-id: %s\n", r.Header.Get("X-Request-Id"))
 	})

@@ -4,6 +4,7 @@ package all
 
 import (
 	_ "github.com/sluice-proxy/sluice/gateway/filters/http/ext_authz"           // sluice.filters.http.ext_authz
+	_ "github.com/sluice-proxy/sluice/gateway/filters/http/health_check"        // sluice.filters.http.health_check
 	_ "github.com/sluice-proxy/sluice/gateway/filters/listener/http_inspector"  // sluice.filters.listener.http_inspector
 	_ "github.com/sluice-proxy/sluice/gateway/filters/listener/original_dst"    // sluice.filters.listener.original_dst
 	_ "github.com/sluice-proxy/sluice/gateway/filters/listener/proxy_protocol"  // sluice.filters.listener.proxy_protocol

@@ -1,0 +1,261 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
+	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
+)
+
+// h2cClient speaks HTTP/2 with prior knowledge on plaintext; dials counts
+// its connections.
+func h2cClient(dials *int64) *http.Client {
+	return &http.Client{Timeout: ioTimeout, Transport: &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			if dials != nil {
+				atomic.AddInt64(dials, 1)
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}}
+}
+
+// h2Config is the plain listener config with extra lines in the manager's
+// table (e.g. an http2_protocol_options table) and the given clusters.
+func h2Config(hcmExtra, routes string, clusters ...string) string {
+	cfg := config(2, routes, clusters...)
+	return strings.Replace(cfg, `route_config = "local"`, "route_config = \"local\"\n"+hcmExtra, 1)
+}
+
+func TestHTTP2PriorKnowledgeOnPlaintextRunsTheFilterChain(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s %s xff=%s", r.Method, r.Host, r.RequestURI, r.Header.Get("x-forwarded-for"))
+	}))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	resp, body := get(t, h2cClient(nil), "http://"+p.Addr("http")+"/a?b=c")
+	if resp.ProtoMajor != 2 || resp.StatusCode != 200 {
+		t.Fatalf("got %s %d, want HTTP/2 200", resp.Proto, resp.StatusCode)
+	}
+	want := "GET " + p.Addr("http") + " /a?b=c xff=127.0.0.1"
+	if string(body) != want {
+		t.Fatalf("upstream saw %q, want %q", body, want)
+	}
+	// HTTP/1.1 still works on the same (auto) listener
+	resp, _ = get(t, newClient(nil), "http://"+p.Addr("http")+"/")
+	if resp.ProtoMajor != 1 || resp.StatusCode != 200 {
+		t.Fatalf("HTTP/1.1 on the auto listener: %s %d", resp.Proto, resp.StatusCode)
+	}
+}
+
+func TestHTTP2OverTLSIsSelectedByALPN(t *testing.T) {
+	ca := testutil.NewCA(t)
+	cert, key, _ := ca.Leaf(t, "a.test")
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "proto=%s", r.Header.Get("x-forwarded-proto"))
+	}))
+	p := gwtest.Start(t, tlsListenerConfig(fmt.Sprintf("  [[listener.filter_chain.tls.certificate]]\n  cert_file = %q\n  key_file = %q\n", cert, key),
+		cluster("up", up.Addr)))
+	c := &http.Client{Timeout: ioTimeout, Transport: &http2.Transport{TLSClientConfig: &tls.Config{ServerName: "a.test", RootCAs: ca.Pool}}}
+	resp, body := get(t, c, "https://"+p.Addr("https")+"/")
+	if resp.ProtoMajor != 2 || resp.TLS.NegotiatedProtocol != "h2" || string(body) != "proto=https" {
+		t.Fatalf("got %s alpn %q body %q, want HTTP/2 over h2 with proto=https", resp.Proto, resp.TLS.NegotiatedProtocol, body)
+	}
+}
+
+func TestHTTP2RequestAndResponseTrailersPassThrough(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Trailer", "X-Sum")
+		fmt.Fprintf(w, "got %d bytes, trailer %s", len(b), r.Trailer.Get("X-Check"))
+		w.Header().Set("X-Sum", "42")
+	}))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	req, _ := http.NewRequest("POST", "http://"+p.Addr("http")+"/t", io.NopCloser(strings.NewReader("hello")))
+	req.ContentLength = -1
+	req.Trailer = http.Header{"X-Check": {"ok"}}
+	resp, body := do(t, h2cClient(nil), req)
+	if string(body) != "got 5 bytes, trailer ok" {
+		t.Fatalf("upstream saw %q", body)
+	}
+	if got := resp.Trailer.Get("X-Sum"); got != "42" {
+		t.Fatalf("response trailer x-sum %q, want 42 (trailers %v)", got, resp.Trailer)
+	}
+}
+
+// h2Upstream is an HTTP/2 upstream: h2c prior knowledge, or TLS with ALPN h2.
+func h2Upstream(t *testing.T, h http.Handler, withTLS bool) (addr string, ca *testutil.CA) {
+	ln := testutil.ListenTCP(t)
+	if withTLS {
+		ca = testutil.NewCA(t)
+		_, _, pair := ca.Leaf(t, "127.0.0.1", "up.test")
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2"}})
+		srv := &http.Server{Handler: h}
+		_ = http2.ConfigureServer(srv, &http2.Server{})
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+		return ln.Addr().String(), ca
+	}
+	srv := &http.Server{Handler: h2c.NewHandler(h, &http2.Server{})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String(), nil
+}
+
+func TestHTTP2UpstreamCarriesLargeBodiesBothWays(t *testing.T) {
+	const size = 8 << 20
+	for _, withTLS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", withTLS), func(t *testing.T) {
+			addr, ca := h2Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.ProtoMajor != 2 {
+					http.Error(w, "not h2", 500)
+					return
+				}
+				if r.Method == "POST" {
+					n, _ := io.Copy(io.Discard, r.Body)
+					fmt.Fprintf(w, "%d", n)
+					return
+				}
+				w.Write(bytes.Repeat([]byte("d"), size))
+			}), withTLS)
+			cl := cluster("up", addr) + "protocol = \"http2\"\n"
+			if withTLS {
+				cl += fmt.Sprintf("  [cluster.tls]\n  sni = \"up.test\"\n  ca_file = %q\n", ca.File)
+			}
+			p := gwtest.Start(t, config(1, route(`prefix = "/"`, "up"), cl))
+			c := h2cClient(nil)
+			resp, body := get(t, c, "http://"+p.Addr("http")+"/big")
+			if resp.StatusCode != 200 || len(body) != size {
+				t.Fatalf("download: %d, %d bytes, want 200 and %d", resp.StatusCode, len(body), size)
+			}
+			req, _ := http.NewRequest("POST", "http://"+p.Addr("http")+"/up", bytes.NewReader(bytes.Repeat([]byte("u"), size)))
+			resp, body = do(t, c, req)
+			if resp.StatusCode != 200 || string(body) != fmt.Sprint(size) {
+				t.Fatalf("upload: %d %q, want 200 %d", resp.StatusCode, body, size)
+			}
+		})
+	}
+}
+
+func TestHTTP2ClientCancelAbortsTheUpstreamRequest(t *testing.T) {
+	started := make(chan struct{}, 1)
+	aborted := make(chan struct{}, 1)
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		started <- struct{}{}
+		<-r.Context().Done()
+		aborted <- struct{}{}
+	}))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+p.Addr("http")+"/slow", nil)
+	resp, err := h2cClient(nil).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	<-started
+	cancel() // RST_STREAM(CANCEL)
+	<-aborted
+}
+
+func TestHTTP2UpstreamResetBeforeHeadersIsA503(t *testing.T) {
+	addr, _ := h2Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		panic(http.ErrAbortHandler) // RST_STREAM upstream
+	}), false)
+	p := gwtest.Start(t, config(1, route(`prefix = "/"`, "up"), cluster("up", addr)+"protocol = \"http2\"\n"))
+	resp, _ := get(t, h2cClient(nil), "http://"+p.Addr("http")+"/")
+	if resp.StatusCode != 503 {
+		t.Fatalf("status %d, want 503", resp.StatusCode)
+	}
+}
+
+func TestHTTP2DrainSendsGoawayAndFinishesInFlightStreams(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+		io.WriteString(w, "done")
+	}))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	c := dial(t, p.Addr("http"))
+	fr := http2.NewFramer(c, c)
+	io.WriteString(c, http2.ClientPreface)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "x"}, {":path", "/slow"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	<-started
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var goaways []uint32
+	gotBody := false
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			break // the connection closed after the final GOAWAY
+		}
+		switch f := f.(type) {
+		case *http2.GoAwayFrame:
+			goaways = append(goaways, f.LastStreamID)
+			if len(goaways) == 1 {
+				close(release) // the in-flight stream finishes after the first GOAWAY
+			}
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				fr.WritePing(true, f.Data)
+			}
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+		case *http2.DataFrame:
+			if f.StreamID == 1 && string(f.Data()) == "done" {
+				gotBody = true
+			}
+		}
+	}
+	if len(goaways) < 2 || goaways[0] != 1<<31-1 || goaways[len(goaways)-1] != 1 {
+		t.Fatalf("GOAWAY last-stream ids %v, want 2147483647 then 1", goaways)
+	}
+	if !gotBody {
+		t.Fatal("the in-flight stream did not complete")
+	}
+}
+
+func TestHTTP2CurlPriorKnowledgeAndALPN(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Fatal("curl is required")
+	}
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") }))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	out, err := exec.Command(curl, "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", "http://"+p.Addr("http")+"/").CombinedOutput()
+	if err != nil || string(out) != "2 200" {
+		t.Fatalf("curl --http2-prior-knowledge: %v %q", err, out)
+	}
+}
+
+// h2specPath finds h2spec on PATH or in GOPATH/bin.

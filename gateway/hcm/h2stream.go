@@ -1,0 +1,269 @@
+package hcm
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+)
+
+// h2stream is the HTTP/2 side of a stream: the x/net/http2 request and
+// response writer of one HTTP/2 stream. A stream with h2 set takes the
+// HTTP/2 paths of the codec seam (request body source, response head, data,
+// trailers, 1xx); the HTTP/1 paths are untouched. Owned by the stream's
+// goroutine (the HTTP/2 server's handler goroutine).
+type h2stream struct {
+	w        http.ResponseWriter
+	r        *http.Request
+	flusher  http.Flusher
+	fieldBuf []byte // request field bytes (lowercased names, values)
+	wrote    bool   // head or body bytes were written since the last flush
+}
+
+var h2streamPool = sync.Pool{New: func() any { return new(h2stream) }}
+
+// protoHTTP2 is StreamInfo.Protocol of an HTTP/2 stream.
+const protoHTTP2 = "HTTP/2"
+
+// runH2 serves one HTTP/2 stream through the filter chain. It reports
+// whether the stream must be reset.
+func (s *stream) runH2() (abort bool) {
+	hs := s.h2
+	r := hs.r
+	req := &s.req
+	s.begin(req)
+	s.info.Protocol = protoHTTP2
+	s.closeAfter = false
+	h := s.h
+	hs.fillHeaders(h, r)
+	s.decorate(h)
+	s.route, s.routeValid = s.conn.f.routes.Match(h), true
+	s.createFilters()
+	s.noBody = r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+	s.bodyDone = s.noBody
+	s.advance()
+	if !s.noBody && !s.ended() {
+		s.h2ReadBody()
+	}
+	s.awaitEnd()
+	for _, d := range s.destroyers {
+		d.OnDestroy()
+	}
+	abort = s.reset || !s.respDone
+	s.end()
+	return abort
+}
+
+// fillHeaders converts the x/net/http2 request into h: pseudo-fields from
+// the request, fields with lowercase names (HTTP/2 sends them lowercase;
+// net/http canonicalised them). Cookies arrive joined by the server.
+func (hs *h2stream) fillHeaders(h *httpfilter.RequestHeaders, r *http.Request) {
+	h.Reset()
+	n := len(r.Method) + len(r.Host) + len(r.RequestURI)
+	for k, vv := range r.Header {
+		for _, v := range vv {
+			n += len(k) + len(v)
+		}
+	}
+	b := hs.fieldBuf[:0]
+	if cap(b) < n {
+		b = make([]byte, 0, n)
+	}
+	b, h.Method = appendSlice(b, r.Method)
+	b, h.Authority = appendSlice(b, r.Host)
+	b, h.Path = appendSlice(b, r.RequestURI)
+	for k, vv := range r.Header {
+		if k == "Host" {
+			continue
+		}
+		start := len(b)
+		b = appendLower(b, k)
+		name := b[start:len(b):len(b)]
+		for _, v := range vv {
+			var val []byte
+			b, val = appendSlice(b, v)
+			h.Fields = append(h.Fields, httpfilter.Field{Name: name, Value: val})
+		}
+	}
+	hs.fieldBuf = b
+}
+
+func appendSlice(b []byte, s string) ([]byte, []byte) {
+	start := len(b)
+	b = append(b, s...)
+	return b, b[start:len(b):len(b)]
+}
+
+func appendLower(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+// h2ReadBody reads the request body from the HTTP/2 stream and feeds the
+// chain. Each read credits the client's flow-control window, so a chain that
+// stops taking data stops the client.
+func (s *stream) h2ReadBody() {
+	r := s.h2.r
+	if s.bodyBuf == nil {
+		s.bodyBuf = make([]byte, bodyChunk)
+	}
+	for !s.ended() {
+		n, err := r.Body.Read(s.bodyBuf)
+		if n > 0 {
+			s.info.BytesReceived += int64(n)
+			s.cur.Set(s.bodyBuf[:n])
+			s.onData(&s.cur, false)
+		}
+		if err == io.EOF {
+			s.bodyDone = true
+			if len(r.Trailer) > 0 {
+				t := &httpfilter.Headers{}
+				for k, vv := range r.Trailer {
+					name := strings.ToLower(k)
+					for _, v := range vv {
+						t.Add(name, v)
+					}
+				}
+				if t.Len() > 0 {
+					s.trailers = t
+					s.advance()
+					return
+				}
+			}
+			s.cur.Set(nil)
+			s.onData(&s.cur, true)
+			return
+		}
+		if err != nil {
+			s.downstreamGone()
+			return
+		}
+	}
+}
+
+// hopByHop reports the connection-specific fields HTTP/2 forbids (RFC 9113
+// §8.2.2).
+func hopByHop(name []byte) bool {
+	switch string(name) {
+	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+		return true
+	}
+	return false
+}
+
+// h2Head writes the response head on the HTTP/2 stream.
+func (s *stream) h2Head(h *httpfilter.ResponseHeaders, end bool) error {
+	s.respStarted = true
+	s.resp = h
+	s.info.ResponseCode = h.Status
+	hs := s.h2
+	hdr := hs.w.Header()
+	setH2Fields(hdr, &h.Headers)
+	if h.Status < 200 || h.Status > 999 {
+		s.reset = true
+		return errStreamEnded
+	}
+	hs.w.WriteHeader(h.Status)
+	hs.wrote = true // the head waits in the server's buffer until a flush
+	if end {
+		return s.h2Finish()
+	}
+	return nil
+}
+
+// setH2Fields copies fields into a response header map.
+func setH2Fields(hdr http.Header, f *httpfilter.Headers) {
+	for i := range f.Fields {
+		fl := &f.Fields[i]
+		if hopByHop(fl.Name) {
+			continue
+		}
+		k := string(fl.Name)
+		hdr[k] = append(hdr[k], string(fl.Value))
+	}
+}
+
+// h2Data writes a body chunk on the HTTP/2 stream. It blocks while the
+// client's flow-control window is closed. An empty non-final chunk flushes.
+func (s *stream) h2Data(data []byte, end bool) error {
+	hs := s.h2
+	s.info.BytesSent += int64(len(data))
+	if len(data) > 0 {
+		if _, err := hs.w.Write(data); err != nil {
+			s.downstreamGone()
+			return errStreamEnded
+		}
+		hs.wrote = true
+	}
+	if end {
+		return s.h2Finish()
+	}
+	if len(data) == 0 && hs.wrote && hs.flusher != nil {
+		hs.wrote = false
+		hs.flusher.Flush()
+		if err := hs.r.Context().Err(); err != nil {
+			s.downstreamGone()
+			return errStreamEnded
+		}
+	}
+	return nil
+}
+
+// h2Trailers ends the response with trailers.
+func (s *stream) h2Trailers(t *httpfilter.Headers) error {
+	hdr := s.h2.w.Header()
+	for i := range t.Fields {
+		fl := &t.Fields[i]
+		if hopByHop(fl.Name) {
+			continue
+		}
+		k := http.TrailerPrefix + string(fl.Name)
+		hdr[k] = append(hdr[k], string(fl.Value))
+	}
+	return s.h2Finish()
+}
+
+// h2Finish marks the response complete; the HTTP/2 server ends the stream
+// when the handler returns.
+func (s *stream) h2Finish() error {
+	s.respDone = true
+	if s.h2.flusher != nil {
+		s.h2.flusher.Flush()
+	}
+	return nil
+}
+
+// h2Info1xx sends an informational head.
+func (s *stream) h2Info1xx(h *httpfilter.ResponseHeaders) error {
+	if h.Status == 101 || h.Status < 100 || h.Status > 199 {
+		return nil
+	}
+	hdr := s.h2.w.Header()
+	setH2Fields(hdr, &h.Headers)
+	s.h2.w.WriteHeader(h.Status)
+	clear(hdr)
+	if err := s.h2.r.Context().Err(); err != nil {
+		s.downstreamGone()
+		return errStreamEnded
+	}
+	return nil
+}
+
+// Context returns the HTTP/2 request's context, done when the client resets
+// the stream or the connection ends; nil for an HTTP/1 stream. The router
+// uses it to abort the upstream request of a cancelled stream.
+func (s *stream) Context() context.Context {
+	if s.h2 == nil {
+		return nil
+	}
+	return s.h2.r.Context()
+}

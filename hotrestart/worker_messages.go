@@ -1,0 +1,46 @@
+package hotrestart
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Messages from the supervisor to its running workers, besides Drain, Stop
+// and Handoff.
+const (
+	// TypeLogLevel sets a worker's log level (the admin /logging). Body:
+	// the level's name ("debug", "info", "warn", "error").
+	TypeLogLevel Type = 13
+	// TypeReopenLogs makes a worker reopen its access log files (SIGUSR1,
+	// sluice reopen-logs, the admin /reopen_logs). No body.
+	TypeReopenLogs Type = 14
+)
+
+func init() {
+	typeNames[TypeLogLevel] = "log level"
+	typeNames[TypeReopenLogs] = "reopen logs"
+}
+
+// PluginReattach is the body of a TypePluginReattach message sent to a
+// worker: where the named plugin's process now runs (go-plugin reattach
+// info, JSON), or, when Reattach is empty, that the plugin is gone.
+type PluginReattach struct {
+	Name     string          `json:"name"`
+	Reattach json.RawMessage `json:"reattach,omitempty"`
+}
+
+// Message encodes p as a TypePluginReattach message.
+func (p PluginReattach) Message() Message { return jsonMessage(TypePluginReattach, p) }
+
+// DecodePluginReattach decodes a TypePluginReattach message and closes any
+// descriptor it carried.
+func DecodePluginReattach(m Message) (PluginReattach, error) {
+	var p PluginReattach
+	if err := decodeJSON(m, TypePluginReattach, &p); err != nil {
+		return PluginReattach{}, err
+	}
+	if p.Name == "" {
+		return PluginReattach{}, fmt.Errorf("%w: plugin reattach without a name", ErrProtocol)
+	}
+	return p, nil
+}

@@ -1,0 +1,127 @@
+package supervisor_test
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestStatsdReceivesCounters(t *testing.T) {
+	t.Parallel()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	up := newUpstream(t)
+	s := start(t, obsConfig(up.addr, controlPath(t), obsOptions{statsd: pc.LocalAddr().String()}))
+	addr := s.listenAddr(t, "public")
+	s.workers(t)
+	const n = 17
+	for range n {
+		if code, _ := get(t, addr, "/"); code != 200 {
+			t.Fatalf("GET / = %d", code)
+		}
+	}
+	// Counters arrive as deltas; their sum reaches the requests sent.
+	sums := map[string]int{}
+	buf := make([]byte, 64<<10)
+	deadline := time.Now().Add(waitTimeout)
+	for sums["sluice.http.ingress.downstream_rq_total"] < n || sums["sluice.cluster.backend.upstream_rq_2xx"] < n {
+		pc.SetReadDeadline(deadline)
+		k, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("statsd: %v; sums so far %v", err, sums)
+		}
+		for _, line := range strings.Split(string(buf[:k]), "\n") {
+			name, rest, ok := strings.Cut(line, ":")
+			v, typ, ok2 := strings.Cut(rest, "|")
+			if !ok || !ok2 || typ != "c" {
+				continue
+			}
+			x, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatalf("statsd line %q: %v", line, err)
+			}
+			sums[name] += x
+		}
+	}
+	if got := sums["sluice.http.ingress.downstream_rq_total"]; got != n {
+		t.Errorf("statsd downstream_rq_total sums to %d, want %d", got, n)
+	}
+}
+
+func TestReopenLogsAfterRotation(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t)
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "access.log")
+	s := start(t, obsConfig(up.addr, controlPath(t), obsOptions{accessLog: logPath}))
+	addr := s.listenAddr(t, "public")
+	admin := s.adminAddr(t)
+	s.workers(t)
+
+	get(t, addr, "/before")
+	waitLine(t, logPath, "/before 200")
+	rotated := filepath.Join(dir, "access.log.1")
+	if err := os.Rename(logPath, rotated); err != nil {
+		t.Fatal(err)
+	}
+	// The three ways to reopen: the control socket, SIGUSR1, the admin API.
+	for i, reopen := range []func(){
+		func() {
+			if out, code := runSluice(t, "reopen-logs", "-c", s.path); code != 0 {
+				t.Fatalf("sluice reopen-logs: %d %s", code, out)
+			}
+		},
+		func() { s.cmd.Process.Signal(syscallSIGUSR1) },
+		func() {
+			if code, _ := adminDo(t, "POST", admin, "/reopen_logs"); code != 200 {
+				t.Fatalf("POST /reopen_logs = %d", code)
+			}
+		},
+	} {
+		reopen()
+		s.waitNth(t, "access logs reopened", 2*i+1) // both workers
+		path := "/after" + strconv.Itoa(i)
+		for range 4 { // new connections: both workers
+			get(t, addr, path)
+		}
+		waitLine(t, logPath, path+" 200")
+		if i < 2 {
+			os.Rename(logPath, rotated)
+		}
+	}
+	// The file moved away last holds the lines logged before that move.
+	if b, _ := os.ReadFile(rotated); !strings.Contains(string(b), "/after1 200") || strings.Contains(string(b), "/after2") {
+		t.Errorf("rotated file holds %q, want the /after1 lines only", b)
+	}
+}
+
+// waitLine waits until the file at path holds a line with want.
+func waitLine(t *testing.T, path, want string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		if f, err := os.Open(path); err == nil {
+			sc := bufio.NewScanner(f)
+			for sc.Scan() {
+				if strings.Contains(sc.Text(), want) {
+					f.Close()
+					return
+				}
+			}
+			f.Close()
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(path)
+			t.Fatalf("%s has no line with %q within %v:\n%s", path, want, waitTimeout, b)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a file written asynchronously
+	}
+}

@@ -20,17 +20,20 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/demo-upstream ./tools/demo-upstream
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/apikey ./plugins/apikey
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/jwt ./plugins/jwt
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/gencert ./tools/gencert
 
 ## gen: regenerate the plugin protocol's Go code (protoc, protoc-gen-go,
 ## protoc-gen-go-grpc; .ci/run installs them)
 gen:
 	plugins/authapi/gen.sh
 
-## run: sluice on etc/sluice.toml in front of a demo upstream on 127.0.0.1:8081;
-## Ctrl-C stops both
+## run: sluice on etc/sluice.toml in front of a demo upstream on 127.0.0.1:8081
+## (HTTP/1.1) and 127.0.0.1:8444 (TLS, HTTP/2); Ctrl-C stops both
 run: build
 	@mkdir -p bin/run
-	@bin/demo-upstream -listen 127.0.0.1:8081 & up=$$!; \
+	@bin/gencert -dir etc/certs
+	@bin/demo-upstream -listen 127.0.0.1:8081 -tls-listen 127.0.0.1:8444 \
+		-cert etc/certs/upstream.pem -key etc/certs/upstream-key.pem & up=$$!; \
 	trap 'kill $$up 2>/dev/null; wait $$up 2>/dev/null' EXIT INT TERM; \
 	RUNTIME_DIRECTORY="$(CURDIR)/bin/run" bin/sluice run -c etc/sluice.toml
 

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -23,6 +24,13 @@ func (v *validator) plugins() {
 	for i := range v.c.Plugins {
 		p := &v.c.Plugins[i]
 		key := fmt.Sprintf("plugin[%d]", i)
+		if p.Path != "" && !filepath.IsAbs(p.Path) && v.c.Path != "" {
+			// A relative executable path is relative to the config file,
+			// so that a config and the plugins beside it move together.
+			if dir, err := filepath.Abs(filepath.Dir(v.c.Path)); err == nil {
+				p.Path = filepath.Join(dir, p.Path)
+			}
+		}
 		if err := p.Validate(); err != nil {
 			v.errorf(key, "%v", err)
 			continue

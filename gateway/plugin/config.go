@@ -22,7 +22,8 @@ type Config struct {
 	// Name is how filters refer to the plugin (ext_authz's plugin key).
 	// Required: lowercase letters, digits, '_' and '-'.
 	Name string `toml:"name"`
-	// Path is the executable; it must be absolute. Required.
+	// Path is the executable. Required; a relative path in a config file
+	// is resolved against the file's directory when the config is loaded.
 	Path string `toml:"path"`
 	// Args are the executable's arguments.
 	Args []string `toml:"args"`

@@ -41,8 +41,16 @@ type Server struct {
 	GoMaxProcs int `toml:"gomaxprocs"`
 	// DrainTimeout bounds how long draining connections may run. Default 600s.
 	DrainTimeout Duration `toml:"drain_timeout"`
-	// DrainStrategy is "gradual" (default) or "immediate".
+	// DrainStrategy is "gradual" (default) or "immediate": how connections
+	// that cannot move to the next generation (TLS, HTTP/2) are asked to
+	// close — each response with a probability growing to 1 at half the
+	// drain timeout, or every response at once.
 	DrainStrategy string `toml:"drain_strategy"`
+	// DrainJitter spreads the closes of a drain: idle connections that
+	// cannot move close at a random point within it, and those still open
+	// near drain_timeout close over its last DrainJitter. Default 5s (or
+	// drain_timeout if shorter); it may not exceed drain_timeout.
+	DrainJitter Duration `toml:"drain_jitter"`
 	// ControlSocket is the path of the control socket used by sluice
 	// reload/upgrade. Default "$RUNTIME_DIRECTORY/control.sock", else
 	// "/run/sluice/control.sock".

@@ -13,6 +13,7 @@ const (
 	DefaultGoMaxProcs             = 1
 	DefaultDrainTimeout           = 600 * time.Second
 	DefaultDrainStrategy          = "gradual"
+	DefaultDrainJitter            = 5 * time.Second
 	DefaultControlSocket          = "/run/sluice/control.sock"
 	DefaultLogLevel               = "info"
 	DefaultLogFormat              = "json"
@@ -39,6 +40,9 @@ func (c *Config) applyDefaults() {
 		s.GoMaxProcs = DefaultGoMaxProcs
 	}
 	setDuration(&s.DrainTimeout, DefaultDrainTimeout)
+	if s.DrainJitter.Duration == 0 {
+		s.DrainJitter.Duration = min(DefaultDrainJitter, s.DrainTimeout.Duration)
+	}
 	setString(&s.DrainStrategy, DefaultDrainStrategy)
 	setString(&s.ControlSocket, defaultControlSocket())
 	setString(&c.Log.Level, DefaultLogLevel)

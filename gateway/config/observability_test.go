@@ -32,7 +32,6 @@ env = { A = "1" }
 	for _, tc := range []struct{ name, toml, err string }{
 		{"statsd address", "[statsd]\naddress = \"nowhere\"\n", "statsd.address"},
 		{"statsd interval", "[statsd]\naddress = \"127.0.0.1:1\"\nflush_interval = \"-1s\"\n", "statsd.flush_interval"},
-		{"plugin path", "[[plugin]]\nname = \"a\"\npath = \"rel/a\"\n", "must be absolute"},
 		{"plugin name", "[[plugin]]\nname = \"A b\"\npath = \"/a\"\n", "plugin[0]"},
 		{"duplicate plugin", "[[plugin]]\nname = \"a\"\npath = \"/a\"\n[[plugin]]\nname = \"a\"\npath = \"/b\"\n", "duplicate plugin name"},
 		{"plugin sha256", "[[plugin]]\nname = \"a\"\npath = \"/a\"\nsha256 = \"xyz\"\n", "sha256"},
@@ -58,5 +57,15 @@ func TestCheckPluginRefsNamesTheMissingPlugin(t *testing.T) {
 	fc.Filters[1].Decoded = &pluginFilterConfig{Plugin: "jwt"}
 	if err := c.CheckPluginRefs(); err == nil || !strings.Contains(err.Error(), `no [[plugin]] is named "jwt"`) {
 		t.Fatalf("CheckPluginRefs = %v, want an error naming jwt", err)
+	}
+}
+
+func TestRelativePluginPathIsRelativeToTheConfigFile(t *testing.T) {
+	c, err := Parse("/etc/sluice/sluice.toml", []byte(baseTOML+"[[plugin]]\nname = \"a\"\npath = \"../../usr/lib/sluice/a\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Plugin("a").Path; got != "/usr/lib/sluice/a" {
+		t.Fatalf("plugin path %q, want /usr/lib/sluice/a", got)
 	}
 }

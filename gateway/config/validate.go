@@ -74,6 +74,9 @@ func (v *validator) server() {
 		v.errorf("server.gomaxprocs", "must be between 0 and %d, got %d", MaxGoMaxProcs, s.GoMaxProcs)
 	}
 	v.duration("server.drain_timeout", s.DrainTimeout.Duration)
+	if s.DrainJitter.Duration < 0 || s.DrainJitter.Duration > s.DrainTimeout.Duration {
+		v.errorf("server.drain_jitter", "must be within 0 and drain_timeout")
+	}
 	if s.DrainStrategy != "gradual" && s.DrainStrategy != "immediate" {
 		v.errorf("server.drain_strategy", "must be gradual or immediate, got %q", s.DrainStrategy)
 	}

@@ -9,6 +9,7 @@ package conn
 
 import (
 	"errors"
+	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -346,17 +347,56 @@ type HandoffFunc func(listener string, f *os.File, readAhead []byte) error
 // Tracker keeps a generation's live connections so that a drain can reach
 // them. It is safe for concurrent use.
 type Tracker struct {
-	handoff  HandoffFunc // nil: connections close when drained
-	draining atomic.Bool
-	mu       sync.Mutex
-	conns    map[*Conn]struct{}
-	pending  int           // accepted, not yet running (see Accepted)
-	done     chan struct{} // closed when draining and the last connection ends
+	handoff    HandoffFunc // nil: connections close when drained
+	draining   atomic.Bool
+	policy     DrainPolicy // set before Drain
+	drainStart time.Time   // set by Drain before draining is stored
+
+	mu      sync.Mutex
+	conns   map[*Conn]struct{}
+	pending int           // accepted, not yet running (see Accepted)
+	done    chan struct{} // closed when draining and the last connection ends
 }
 
 // NewTracker returns an empty tracker. handoff may be nil.
 func NewTracker(handoff HandoffFunc) *Tracker {
-	return &Tracker{handoff: handoff, conns: map[*Conn]struct{}{}, done: make(chan struct{})}
+	return &Tracker{handoff: handoff, conns: map[*Conn]struct{}{}, done: make(chan struct{}),
+		policy: DrainPolicy{Gradual: true, Timeout: 600 * time.Second}}
+}
+
+// DrainPolicy says how connections that cannot be handed to the next
+// generation leave a draining one (Envoy's drain strategy).
+type DrainPolicy struct {
+	// Gradual: each response asks for a close with a probability that grows
+	// from 0 at the start of the drain to 1 at half its timeout; otherwise
+	// (immediate) every response does.
+	Gradual bool
+	// Timeout is the drain timeout.
+	Timeout time.Duration
+	// Jitter spreads closes so that clients do not reconnect in a storm:
+	// idle connections close at a random point within it from the start of
+	// the drain, and what is left at the timeout closes over its last
+	// Jitter.
+	Jitter time.Duration
+}
+
+// SetDrainPolicy sets the policy; call it before Drain.
+func (t *Tracker) SetDrainPolicy(p DrainPolicy) { t.policy = p }
+
+// DrainClose implements netfilter.Conn: whether the drain wants the
+// connection closed after its current response.
+func (c *Conn) DrainClose() bool { return c.tracker.drainClose() }
+
+func (t *Tracker) drainClose() bool {
+	if !t.draining.Load() {
+		return false
+	}
+	if !t.policy.Gradual || t.policy.Timeout <= 0 {
+		return true
+	}
+	elapsed := time.Since(t.drainStart)
+	horizon := t.policy.Timeout / 2
+	return elapsed >= horizon || rand.Int64N(int64(horizon)) < int64(elapsed)
 }
 
 // Accepted counts a connection accepted (or adopted) but not yet running,
@@ -431,17 +471,26 @@ func (t *Tracker) Len() int {
 // terminal filters then end them. It returns a channel closed when the last
 // connection is gone.
 func (t *Tracker) Drain() <-chan struct{} {
+	if t.drainStart.IsZero() {
+		t.drainStart = time.Now()
+	}
 	t.draining.Store(true)
 	t.mu.Lock()
 	for c := range t.conns {
 		if !c.idle.Load() {
 			continue
 		}
-		if p := theParker; p != nil && p.take(c) {
-			go c.serve() // parked: serve it again, to hand it off
-		} else {
-			_ = c.nc.SetReadDeadline(pastDeadline)
+		if c.CanHandoff() || t.policy.Jitter <= 0 {
+			t.wake(c) // hand it off (or close it) now
+			continue
 		}
+		// An idle connection that must close: at a random point of the
+		// jitter, so that its client's reconnection is spread too.
+		time.AfterFunc(rand.N(t.policy.Jitter), func() {
+			if c.idle.Load() {
+				t.wake(c)
+			}
+		})
 	}
 	empty := t.emptyLocked()
 	t.mu.Unlock()
@@ -449,6 +498,40 @@ func (t *Tracker) Drain() <-chan struct{} {
 		t.closeDone()
 	}
 	return t.done
+}
+
+// wake makes an idle connection's terminal filter look at the drain: a
+// parked connection is served again, a blocked read sees a past deadline.
+func (t *Tracker) wake(c *Conn) {
+	if p := theParker; p != nil && p.take(c) {
+		go c.serve()
+	} else {
+		_ = c.nc.SetReadDeadline(pastDeadline)
+	}
+}
+
+// CloseSpread closes every connection, each at a random point within
+// window, and returns when the last is closed.
+func (t *Tracker) CloseSpread(window time.Duration) {
+	if window <= 0 {
+		t.CloseAll()
+		return
+	}
+	t.mu.Lock()
+	conns := make([]*Conn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		time.AfterFunc(rand.N(window), func() {
+			defer wg.Done()
+			c.Close()
+		})
+	}
+	wg.Wait()
 }
 
 // CloseAll closes every connection.

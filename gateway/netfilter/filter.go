@@ -86,6 +86,11 @@ type Conn interface {
 	// Draining reports whether the worker is draining: finish what is in
 	// flight, then end the connection (or hand it off).
 	Draining() bool
+	// DrainClose reports whether the drain wants the connection closed
+	// after its current response (for a connection that cannot be handed
+	// off): always with the immediate strategy, with a probability growing
+	// over the drain with the gradual one; false when not draining.
+	DrainClose() bool
 	// CanHandoff reports whether Handoff can move this connection to the
 	// next generation (a raw TCP connection in a worker that has one).
 	CanHandoff() bool

@@ -98,6 +98,11 @@ func Build(cfg *config.Config, opts Options) (*Generation, error) {
 		listeners: map[string]*listener.Listener{},
 		tracker:   conn.NewTracker(opts.Handoff),
 	}
+	g.tracker.SetDrainPolicy(conn.DrainPolicy{
+		Gradual: cfg.Server.DrainStrategy != "immediate",
+		Timeout: cfg.Server.DrainTimeout.Duration,
+		Jitter:  cfg.Server.DrainJitter.Duration,
+	})
 	tables := map[string]*router.Table{}
 	routeTable := func(name string) (httpfilter.RouteTable, error) {
 		if t := tables[name]; t != nil {
@@ -245,8 +250,18 @@ func (g *Generation) Adopt(listenerName string, f *os.File, readAhead []byte) er
 // it closes what is left).
 func (g *Generation) Drain(ctx context.Context) {
 	g.closeListeners()
+	done := g.tracker.Drain()
+	// What is left near the deadline closes spread over the jitter, ending
+	// at the deadline, so that its clients do not reconnect all at once.
+	var spread <-chan time.Time
+	jitter := g.cfg.Server.DrainJitter.Duration
+	if d, ok := ctx.Deadline(); ok && jitter > 0 {
+		spread = time.After(time.Until(d.Add(-jitter)))
+	}
 	select {
-	case <-g.tracker.Drain():
+	case <-done:
+	case <-spread:
+		g.tracker.CloseSpread(jitter)
 	case <-ctx.Done():
 		g.tracker.CloseAll()
 	}

@@ -28,6 +28,7 @@ func (c *downConn) Info() *netfilter.Info { return &c.info }
 func (c *downConn) SetIdle(bool)          {}
 func (c *downConn) Draining() bool        { return false }
 func (c *downConn) CanHandoff() bool      { return false }
+func (c *downConn) DrainClose() bool      { return false }
 func (c *downConn) Park()                 {}
 func (c *downConn) Handoff([]byte) bool   { return false }
 

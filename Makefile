@@ -57,11 +57,13 @@ fuzz:
 	done
 
 ## bench: Go benchmarks (-benchmem: head parser, router match, pool
-## checkout, LB pick, ...), then the end-to-end comparison with nginx and
-## HAProxy (tools/bench/run.sh)
+## checkout, LB pick, ...), the end-to-end comparison with nginx and HAProxy
+## (tools/bench/run.sh), and reload/upgrade timing and latency
+## (tools/bench/restart.sh)
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./gateway/...
 	tools/bench/run.sh
+	tools/bench/restart.sh
 
 ## lint: gofmt and go vet
 lint:

@@ -1,0 +1,160 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
+	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
+)
+
+// accessLogConfig is one listener whose manager writes JSON access log lines
+// to path, with routes that succeed, find no route, fail to connect and time
+// out.
+func accessLogConfig(path, up, hang, dead string) string {
+	return fmt.Sprintf(`
+[server]
+workers = 2
+[[listener]]
+name = "http"
+address = "127.0.0.1:0"
+  [[listener.filter_chain]]
+    [[listener.filter_chain.filter]]
+    name = "sluice.filters.network.http_connection_manager"
+    [listener.filter_chain.filter.config]
+    stat_prefix = "ingress_http"
+    route_config = "local"
+      [[listener.filter_chain.filter.config.access_log]]
+      path = %q
+      [listener.filter_chain.filter.config.access_log.json_format]
+      method = "%%REQ(:METHOD)%%"
+      path = "%%REQ(:PATH)%%"
+      code = "%%RESPONSE_CODE%%"
+      flags = "%%RESPONSE_FLAGS%%"
+      route = "%%ROUTE_NAME%%"
+      cluster = "%%UPSTREAM_CLUSTER%%"
+      host = "%%UPSTREAM_HOST%%"
+      id = "%%REQ(X-REQUEST-ID)%%"
+      protocol = "%%PROTOCOL%%"
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.router"
+[[route_config]]
+name = "local"
+  [[route_config.virtual_host]]
+  name = "all"
+  domains = ["*"]
+    [[route_config.virtual_host.route]]
+    name = "ok"
+    match = { prefix = "/ok" }
+    cluster = "up"
+    [[route_config.virtual_host.route]]
+    name = "slow"
+    match = { prefix = "/slow" }
+    cluster = "hang"
+    timeout = "200ms"
+    [[route_config.virtual_host.route]]
+    name = "down"
+    match = { prefix = "/down" }
+    cluster = "dead"
+[[cluster]]
+name = "up"
+endpoints = [%q]
+[[cluster]]
+name = "hang"
+endpoints = [%q]
+[[cluster]]
+name = "dead"
+endpoints = [%q]
+connect_timeout = "1s"
+`, path, up, hang, dead)
+}
+
+func TestAccessLogRecordsEachRequestWithItsResponseFlags(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	hang := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	p := gwtest.Start(t, accessLogConfig(logPath, up.Addr, hang.Addr, testutil.DeadAddr(t)))
+	base := "http://" + p.Addr("http")
+	c := newClient(nil)
+	want := []struct {
+		path, code, flags, route, cluster string
+	}{
+		{"/ok", "200", "", "ok", "up"},
+		{"/nowhere", "404", "NR", "", ""},
+		{"/down", "503", "UF", "down", "dead"},
+		{"/slow", "504", "UT", "slow", "hang"},
+	}
+	ids := map[string]string{}
+	for _, w := range want {
+		id := "req-" + strings.TrimPrefix(w.path, "/")
+		ids[w.path] = id
+		resp, _ := get(t, c, base+w.path, "x-request-id", id)
+		if fmt.Sprint(resp.StatusCode) != w.code {
+			t.Fatalf("GET %s: status %d, want %s", w.path, resp.StatusCode, w.code)
+		}
+	}
+	// Lines are written by a background writer: wait until all are there.
+	var lines []map[string]string
+	deadline := time.Now().Add(10 * time.Second)
+	for len(lines) < len(want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("access log has %d lines, want %d", len(lines), len(want))
+		}
+		time.Sleep(20 * time.Millisecond) // polling a file another process appends to
+		lines = readJSONLines(t, logPath)
+	}
+	byID := map[string]map[string]string{}
+	for _, l := range lines {
+		byID[l["id"]] = l
+	}
+	for _, w := range want {
+		l := byID[ids[w.path]]
+		if l == nil {
+			t.Fatalf("no access log line for %s (lines: %v)", w.path, lines)
+		}
+		if l["method"] != "GET" || l["path"] != w.path || l["code"] != w.code || l["flags"] != w.flags ||
+			l["route"] != w.route || l["cluster"] != w.cluster || l["protocol"] != "HTTP/1.1" {
+			t.Errorf("access log line for %s: %v; want code %s, flags %s, route %q, cluster %q", w.path, l, w.code, w.flags, w.route, w.cluster)
+		}
+	}
+	if l := byID[ids["/ok"]]; l["host"] != up.Addr {
+		t.Errorf("upstream host %q, want %s", l["host"], up.Addr)
+	}
+}
+
+func readJSONLines(t *testing.T, path string) []map[string]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []map[string]string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("access log line %q is not JSON: %v", sc.Text(), err)
+		}
+		s := map[string]string{}
+		for k, v := range m {
+			if v != nil { // JSON lines carry null where text lines print "-"
+				s[k] = fmt.Sprint(v)
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}

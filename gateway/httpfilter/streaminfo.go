@@ -1,6 +1,7 @@
 package httpfilter
 
 import (
+	"crypto/tls"
 	"net/netip"
 	"strings"
 	"time"
@@ -64,14 +65,17 @@ type StreamInfo struct {
 	DownstreamRemote netip.AddrPort
 	DownstreamLocal  netip.AddrPort
 	ServerName       string // SNI, if any
-	RouteName        string
-	UpstreamCluster  string
-	UpstreamHost     string
-	ResponseCode     int
-	ResponseFlags    ResponseFlags
-	ResponseDetails  string
-	BytesReceived    int64 // request body bytes from downstream
-	BytesSent        int64 // response body bytes to downstream
+	// TLS is the downstream connection's TLS state (peer certificates,
+	// ALPN), nil on plaintext. It must not be modified.
+	TLS             *tls.ConnectionState
+	RouteName       string
+	UpstreamCluster string
+	UpstreamHost    string
+	ResponseCode    int
+	ResponseFlags   ResponseFlags
+	ResponseDetails string
+	BytesReceived   int64 // request body bytes from downstream
+	BytesSent       int64 // response body bytes to downstream
 }
 
 // Reset clears the record for reuse.

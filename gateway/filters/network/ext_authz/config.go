@@ -46,7 +46,8 @@ type Config struct {
 
 // Build implements registry.Config.
 func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
-	f := &Factory{timeout: DefaultTimeout, failOpen: c.FailureModeAllow, extensions: c.ContextExtensions}
+	f := &Factory{timeout: DefaultTimeout, failOpen: c.FailureModeAllow, extensions: c.ContextExtensions,
+		includeDER: c.IncludePeerCertificate}
 	if c.Timeout != nil {
 		if c.Timeout.Duration <= 0 {
 			return nil, registry.Errorf("timeout", "must be > 0")
@@ -71,6 +72,7 @@ type Factory struct {
 	timeout    time.Duration
 	failOpen   bool
 	extensions map[string]string
+	includeDER bool
 
 	// Stats counts check outcomes; with stats wired they become
 	// <stat_prefix>.ext_authz.{ok,denied,error,timeout,failure_mode_allowed}.

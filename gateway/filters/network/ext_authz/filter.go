@@ -54,6 +54,15 @@ func (fl *filter) allowed() bool {
 	if a := info.RemoteAddr; a.IsValid() {
 		req.Source = &authapi.Peer{Address: a.Addr().String(), Port: uint32(a.Port())}
 	}
+	if st := info.TLSState; st != nil && len(st.PeerCertificates) > 0 {
+		// The client certificate (mTLS): Envoy's source principal and
+		// certificate attributes, its DER only when asked for.
+		if req.Source == nil {
+			req.Source = &authapi.Peer{}
+		}
+		req.Source.Certificate = authapi.CertificateOf(st.PeerCertificates[0], f.includeDER)
+		req.Source.Principal = authapi.Principal(req.Source.Certificate)
+	}
 	if a := info.LocalAddr; a.IsValid() {
 		req.Destination = &authapi.Peer{Address: a.Addr().String(), Port: uint32(a.Port())}
 	}

@@ -23,6 +23,11 @@ type Hello struct {
 	// StatsSlab is the worker slab of that region the worker writes to.
 	StatsFD   int
 	StatsSlab int
+	// HostStateFD is the supervisor's host-state region (a memfd), -1 or
+	// 0 for none; HostStateWorker is the worker's index in it (its circuit
+	// breakers' shadow counters).
+	HostStateFD     int
+	HostStateWorker int
 	// TicketKeys are the TLS session ticket keys shared by every worker
 	// (the first encrypts, all decrypt).
 	TicketKeys [][32]byte
@@ -51,6 +56,8 @@ type helloWire struct {
 	Listeners  []listenerWire             `json:"listeners"`
 	StatsFD    int                        `json:"stats_fd"` // index into Message.FDs, -1 for none
 	StatsSlab  int                        `json:"stats_slab"`
+	HostFD     *int                       `json:"host_state_fd,omitempty"` // index into Message.FDs; absent for none
+	HostWorker int                        `json:"host_state_worker,omitempty"`
 	TicketKeys [][]byte                   `json:"ticket_keys,omitempty"`
 	LogLevel   string                     `json:"log_level,omitempty"`
 	Plugins    map[string]json.RawMessage `json:"plugins,omitempty"`
@@ -74,6 +81,11 @@ func (h Hello) Message() (Message, error) {
 	if h.StatsFD >= 0 {
 		w.StatsFD = len(fds)
 		fds = append(fds, h.StatsFD)
+	}
+	if h.HostStateFD > 0 {
+		i := len(fds)
+		w.HostFD, w.HostWorker = &i, h.HostStateWorker
+		fds = append(fds, h.HostStateFD)
 	}
 	for _, k := range h.TicketKeys {
 		w.TicketKeys = append(w.TicketKeys, k[:])
@@ -99,7 +111,8 @@ func DecodeHello(m Message) (Hello, error) {
 		return Hello{}, fmt.Errorf("%w: decode hello: %v", ErrProtocol, err)
 	}
 	h := Hello{ConfigPath: w.ConfigPath, Config: w.Config, Slot: w.Slot, Generation: w.Generation,
-		StatsFD: -1, StatsSlab: w.StatsSlab, LogLevel: w.LogLevel, Plugins: w.Plugins}
+		StatsFD: -1, StatsSlab: w.StatsSlab, LogLevel: w.LogLevel, Plugins: w.Plugins,
+		HostStateFD: -1, HostStateWorker: w.HostWorker}
 	for _, k := range w.TicketKeys {
 		if len(k) != 32 {
 			m.CloseFDs()
@@ -116,10 +129,18 @@ func DecodeHello(m Message) (Hello, error) {
 		used[w.StatsFD] = true
 		h.StatsFD = m.FDs[w.StatsFD]
 	}
+	if w.HostFD != nil {
+		if i := *w.HostFD; i < 0 || i >= len(m.FDs) || used[i] {
+			m.CloseFDs()
+			return Hello{}, fmt.Errorf("%w: hello: host-state region refers to fd index %d of %d", ErrProtocol, i, len(m.FDs))
+		}
+		used[*w.HostFD] = true
+		h.HostStateFD = m.FDs[*w.HostFD]
+	}
 	for _, l := range w.Listeners {
 		if l.FD < 0 || l.FD >= len(m.FDs) || used[l.FD] {
 			m.CloseFDs()
-			h.StatsFD = -1
+			h.StatsFD, h.HostStateFD = -1, -1
 			return Hello{}, fmt.Errorf("%w: hello: listener %q refers to fd index %d of %d", ErrProtocol, l.Name, l.FD, len(m.FDs))
 		}
 		used[l.FD] = true

@@ -32,6 +32,12 @@ type Inherited struct {
 	// its commit on if its config names the same address.
 	AdminFD   int
 	AdminAddr string
+	// HostStateFD is the host-state region (health, outlier state,
+	// breakers, token buckets), -1 or 0 for none; HostStateUsed are the
+	// worker indexes of that region the old supervisor's workers hold,
+	// which the new supervisor leaves alone until the old one has exited.
+	HostStateFD   int
+	HostStateUsed []int
 }
 
 // InheritedRegion is one stats region: its memfd (owned by the receiver
@@ -56,6 +62,8 @@ type inheritedWire struct {
 	KeysRotated       int64    `json:"keys_rotated"`
 	AdminFD           int      `json:"admin_fd"` // index into FDs, -1 for none
 	AdminAddr         string   `json:"admin_addr,omitempty"`
+	HostStateFD       *int     `json:"host_state_fd,omitempty"` // index into FDs
+	HostStateUsed     []int    `json:"host_state_used,omitempty"`
 }
 
 // Message encodes in. The message refers to the regions' descriptors; it
@@ -79,6 +87,11 @@ func (in Inherited) Message() Message {
 		w.AdminFD = len(fds)
 		fds = append(fds, in.AdminFD)
 	}
+	if in.HostStateFD > 0 {
+		i := len(fds)
+		w.HostStateFD, w.HostStateUsed = &i, in.HostStateUsed
+		fds = append(fds, in.HostStateFD)
+	}
 	m := jsonMessage(TypeStats, w)
 	m.FDs = fds
 	return m
@@ -97,7 +110,7 @@ func DecodeInherited(m Message) (Inherited, error) {
 		return Inherited{}, fmt.Errorf("%w: decode stats: %v", ErrProtocol, err)
 	}
 	in := Inherited{Epoch: w.Epoch, FirstStart: w.FirstStart, HealthCheckFailed: w.HealthCheckFailed,
-		KeysRotated: w.KeysRotated, AdminFD: -1, AdminAddr: w.AdminAddr}
+		KeysRotated: w.KeysRotated, AdminFD: -1, AdminAddr: w.AdminAddr, HostStateFD: -1, HostStateUsed: w.HostStateUsed}
 	used := make([]bool, len(m.FDs))
 	if w.AdminFD >= 0 {
 		if w.AdminFD >= len(m.FDs) {
@@ -107,10 +120,19 @@ func DecodeInherited(m Message) (Inherited, error) {
 		used[w.AdminFD] = true
 		in.AdminFD = m.FDs[w.AdminFD]
 	}
+	if w.HostStateFD != nil {
+		if i := *w.HostStateFD; i < 0 || i >= len(m.FDs) || used[i] {
+			m.CloseFDs()
+			in.AdminFD = -1
+			return Inherited{}, fmt.Errorf("%w: stats: host-state region refers to fd index %d of %d", ErrProtocol, i, len(m.FDs))
+		}
+		used[*w.HostStateFD] = true
+		in.HostStateFD = m.FDs[*w.HostStateFD]
+	}
 	for _, r := range w.Regions {
 		if r.FD < 0 || r.FD >= len(m.FDs) || used[r.FD] {
 			m.CloseFDs()
-			in.AdminFD = -1
+			in.AdminFD, in.HostStateFD = -1, -1
 			return Inherited{}, fmt.Errorf("%w: stats: region refers to fd index %d of %d", ErrProtocol, r.FD, len(m.FDs))
 		}
 		used[r.FD] = true
@@ -119,6 +141,7 @@ func DecodeInherited(m Message) (Inherited, error) {
 	for _, k := range w.TicketKeys {
 		if len(k) != 32 {
 			m.CloseFDs()
+			in.AdminFD, in.HostStateFD = -1, -1
 			return Inherited{}, fmt.Errorf("%w: stats: ticket key of %d bytes, want 32", ErrProtocol, len(k))
 		}
 		in.TicketKeys = append(in.TicketKeys, [32]byte(k))
@@ -136,6 +159,10 @@ func (in *Inherited) CloseFDs() {
 	if in.AdminFD >= 0 {
 		closeFD(in.AdminFD)
 		in.AdminFD = -1
+	}
+	if in.HostStateFD > 0 {
+		closeFD(in.HostStateFD)
+		in.HostStateFD = -1
 	}
 	for i := range in.Regions {
 		if in.Regions[i].FD >= 0 {

@@ -33,6 +33,7 @@ type generation struct {
 	stats   *statsRegion          // the stats region its workers write; nil once released
 	slabs   []int                 // the worker slab of each slot in stats
 	plugins map[string]*pluginRun // the plugin processes its workers use, by name
+	hostIdx []int                 // each slot's worker index in the host-state region (-1: none)
 }
 
 // slot is one worker slot of a generation.
@@ -57,6 +58,8 @@ func (s *Supervisor) newGeneration(cfg *config.Config, prev []*socketGroup, adop
 		g.closeSockets()
 		return nil, err
 	}
+	s.hosts.allocate(g)
+	s.hosts.apply(cfg)
 	var running map[string]*pluginRun
 	if s.cur != nil {
 		running = s.cur.plugins

@@ -179,7 +179,13 @@ func TestAdminAPIStatsPrometheusAndHealthCheck(t *testing.T) {
 			t.Fatalf("GET / = %d", code)
 		}
 	}
+	// A worker counts a request when its stream ends, just after the last
+	// byte went to the client: wait for the last one to be counted.
 	c := counters(t, admin)
+	for deadline := time.Now().Add(5 * time.Second); c["http.ingress.downstream_rq_2xx"] < n && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond) // polling the admin API, which has no wait
+		c = counters(t, admin)
+	}
 	if c["http.ingress.downstream_rq_total"] != n || c["http.ingress.downstream_rq_2xx"] != n || c["cluster.backend.upstream_rq_total"] != n {
 		t.Errorf("after %d requests: rq_total %v, rq_2xx %v, upstream_rq_total %v", n,
 			c["http.ingress.downstream_rq_total"], c["http.ingress.downstream_rq_2xx"], c["cluster.backend.upstream_rq_total"])

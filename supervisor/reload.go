@@ -88,6 +88,7 @@ func (s *Supervisor) abortReload(err error, notify bool) {
 	g.stopTimer()
 	g.closeSockets()
 	s.killGeneration(g)
+	s.hosts.apply(s.cur.cfg)
 	if !notify {
 		s.log.Error("reload failed", zap.Int("generation", g.num), zap.Error(err))
 		answer(reply, Response{Error: "reload failed: " + err.Error()})

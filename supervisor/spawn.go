@@ -65,7 +65,7 @@ func (s *Supervisor) spawn(g *generation, slot int) {
 	g.slots[slot].proc = p
 	lvl, _ := s.workerLvl.Load().(string)
 	hello := hotrestart.Hello{ConfigPath: g.cfg.Path, Config: g.cfg.Source, Slot: slot, Generation: g.num,
-		StatsFD: -1, TicketKeys: s.tickets.keys, LogLevel: lvl, Plugins: helloPlugins(g)}
+		StatsFD: -1, HostStateFD: -1, TicketKeys: s.tickets.keys, LogLevel: lvl, Plugins: helloPlugins(g)}
 	if g.stats != nil {
 		fd, err := unix.FcntlInt(uintptr(g.stats.r.FD()), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
@@ -74,6 +74,13 @@ func (s *Supervisor) spawn(g *generation, slot int) {
 		}
 		hello.StatsFD, hello.StatsSlab = fd, g.slabs[slot]
 	}
+	hfd, err := unix.FcntlInt(uintptr(s.hosts.r.FD()), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		closeHello(&hello)
+		go s.post(event{kind: evExited, p: p, err: fmt.Errorf("supervisor: dup host-state region: %w", err)})
+		return
+	}
+	hello.HostStateFD, hello.HostStateWorker = hfd, g.hostIdx[slot]
 	// The spawning goroutine gets its own copies of the sockets, so that
 	// the loop may close its copies at any time.
 	for _, sg := range g.groups {
@@ -202,5 +209,9 @@ func closeHello(h *hotrestart.Hello) {
 	if h.StatsFD >= 0 {
 		unix.Close(h.StatsFD)
 		h.StatsFD = -1
+	}
+	if h.HostStateFD > 0 {
+		unix.Close(h.HostStateFD)
+		h.HostStateFD = -1
 	}
 }

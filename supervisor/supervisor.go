@@ -130,6 +130,7 @@ type Supervisor struct {
 	level      zap.AtomicLevel // the supervisor's log level; safe for concurrent use
 	workerLvl  atomic.Value    // string: the workers' level set at runtime, "" for the config's
 	stats      *statsState     // safe for concurrent use
+	hosts      *hostState      // owned by the loop
 	admin      *adminServer    // safe for concurrent use
 	adminLn    net.Listener
 	adminSrv   *http.Server
@@ -201,10 +202,17 @@ func Run(opts Options) int {
 		log.Error("cannot make TLS ticket keys", zap.Error(err))
 		return 1
 	}
+	hosts, err := newHostState(cfg, in, log)
+	if err != nil {
+		log.Error("cannot create the host-state region", zap.Error(err))
+		return 1
+	}
+	defer hosts.stop()
 	s := &Supervisor{
 		version:    opts.Version,
 		level:      level,
 		stats:      newStatsState(in, log),
+		hosts:      hosts,
 		tickets:    tk,
 		pluginRuns: map[*pluginRun]struct{}{},
 		log:        log,
@@ -504,6 +512,7 @@ func (s *Supervisor) exited(p *proc, e event) {
 	g := p.g
 	g.live--
 	s.stats.reaped(g, p.slot)
+	s.hosts.reaped(g, p.slot)
 	defer s.generationGone(g)
 	fields := s.procFields(p)
 	reason := "start failed"
@@ -689,5 +698,12 @@ func (s *Supervisor) generationGone(g *generation) {
 		return
 	}
 	s.stats.release(g, !s.handedOver())
+	reclaim := !s.handedOver()
+	for p := range s.procs {
+		if p.g != s.cur && p.g != s.next {
+			reclaim = false
+		}
+	}
+	s.hosts.release(g, reclaim)
 	s.stopUnusedPlugins()
 }

@@ -160,6 +160,7 @@ func (s *Supervisor) parentGone(p *parent, err error) {
 	}
 	s.parent = nil
 	s.stats.previousGone()
+	s.hosts.previousGone()
 	s.log.Info("previous supervisor exited", zap.Int("previous_pid", p.pid))
 }
 

@@ -249,6 +249,7 @@ func (s *Supervisor) upgradeState() hotrestart.UpgradeState {
 // to this process's descriptors.
 func (s *Supervisor) inherited() hotrestart.Inherited {
 	in := s.stats.handover()
+	s.hosts.handover(&in)
 	in.TicketKeys = s.tickets.keys
 	in.KeysRotated = s.tickets.rotated.UnixNano()
 	if in.AdminFD = s.adminFD(); in.AdminFD >= 0 {
@@ -277,6 +278,9 @@ func (s *Supervisor) commitUpgrade(u *upgrade, r hotrestart.UpgradeReady) {
 	// on.
 	s.closeAdmin()
 	s.stopStatsd()
+	// The new supervisor runs the health checks and the outlier detector
+	// from now on.
+	s.hosts.stop()
 	old := s.cur
 	s.log.Info("upgrade complete", zap.Int("new_pid", r.PID), zap.Int("generation", r.Generation),
 		zap.Int("previous_generation", old.num))

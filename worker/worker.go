@@ -14,7 +14,9 @@
 //
 // The Hello also carries the supervisor's stats region and the worker's
 // slab in it (the data plane records there, so counters survive the
-// worker), the TLS session ticket keys, the plugin processes to attach to,
+// worker), the host-state region (host health, outlier state, circuit
+// breakers and token buckets shared by every worker) and the worker's
+// index in it, the TLS session ticket keys, the plugin processes to attach to,
 // and the runtime log level. While it runs, the supervisor may send: Log
 // level (a new level), Reopen logs (reopen every access log file; the
 // worker keeps one accesslog.Files for its life) and Plugin reattach (a
@@ -39,6 +41,7 @@ import (
 
 	"github.com/sluice-proxy/sluice/gateway/accesslog"
 	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/hoststate"
 	"github.com/sluice-proxy/sluice/gateway/plugin"
 	"github.com/sluice-proxy/sluice/gateway/server"
 	"github.com/sluice-proxy/sluice/gateway/stats"
@@ -135,6 +138,14 @@ func start(conn *hotrestart.Conn, opts Options) (*worker, error) {
 			unix.Close(h.StatsFD)
 		}
 	}
+	var hosts *hoststate.Region
+	if h.HostStateFD > 0 {
+		var herr error
+		if hosts, herr = hoststate.Open(h.HostStateFD); herr != nil {
+			unix.Close(h.HostStateFD)
+			return nil, fmt.Errorf("worker: host-state region: %w", herr)
+		}
+	}
 	started := false
 	defer func() {
 		if !started && region != nil {
@@ -176,7 +187,8 @@ func start(conn *hotrestart.Conn, opts Options) (*worker, error) {
 	logs := accesslog.NewFiles(accesslog.Options{Dropped: srv.AccessLogDropped, WriteFailed: srv.AccessLogWriteFailed, ReopenFailed: srv.AccessLogReopenFail})
 	w := &worker{log: log, level: level, logs: logs, region: region, cfg: cfg, conn: conn}
 	g, err := server.Build(cfg, server.Options{Logger: log, Generation: h.Generation, Slot: h.Slot, Handoff: w.handoff,
-		Stats: slab, AccessLogs: logs, TicketKeys: tlsconn.TicketKeys(h.TicketKeys)})
+		Stats: slab, AccessLogs: logs, TicketKeys: tlsconn.TicketKeys(h.TicketKeys),
+		HostState: hosts, HostStateWorker: h.HostStateWorker})
 	if err != nil {
 		logs.Close()
 		return nil, err

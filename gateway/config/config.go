@@ -48,8 +48,8 @@ type Server struct {
 	DrainStrategy string `toml:"drain_strategy"`
 	// DrainJitter spreads the closes of a drain: idle connections that
 	// cannot move close at a random point within it, and those still open
-	// near drain_timeout close over its last DrainJitter. Default 5s (or
-	// drain_timeout if shorter); it may not exceed drain_timeout.
+	// near drain_timeout close over its last DrainJitter. Default 5s; it
+	// may not exceed drain_timeout.
 	DrainJitter Duration `toml:"drain_jitter"`
 	// ControlSocket is the path of the control socket used by sluice
 	// reload/upgrade. Default "$RUNTIME_DIRECTORY/control.sock", else
@@ -226,6 +226,12 @@ type Route struct {
 	// HashPolicy computes the request hash for ring_hash and maglev
 	// clusters; without one, such a cluster picks at random.
 	HashPolicy []HashPolicy `toml:"hash_policy"`
+	// RetryPolicy retries failed upstream requests; nil: no retries
+	// besides resending an idempotent request whose reused connection was
+	// found closed.
+	RetryPolicy *RetryPolicy `toml:"retry_policy"`
+	// RequestMirrorPolicies send a copy of each request to other clusters.
+	RequestMirrorPolicies []RequestMirrorPolicy `toml:"request_mirror_policies"`
 }
 
 // RouteMatch selects requests. Exactly one of Path, Prefix and Regex is set.
@@ -299,6 +305,17 @@ type Cluster struct {
 	// MaxRequestsPerConnection retires an upstream connection after this
 	// many requests (default 0: unlimited).
 	MaxRequestsPerConnection int `toml:"max_requests_per_connection"`
+	// MaxConnectionDuration closes an upstream connection this long after
+	// it was opened, once idle (default 0: never).
+	MaxConnectionDuration Duration `toml:"max_connection_duration"`
+	// HealthChecks are the cluster's active health checks, run once by the
+	// supervisor; at most one. Without one every host is healthy unless
+	// outlier detection ejects it.
+	HealthChecks []HealthCheckConfig `toml:"health_check"`
+	// OutlierDetection enables passive health checking; nil disables it.
+	OutlierDetection *OutlierConfig `toml:"outlier_detection"`
+	// CircuitBreakers are the cluster's global limits.
+	CircuitBreakers CircuitBreakersConfig `toml:"circuit_breakers"`
 }
 
 // UpstreamTLSContext is TLS towards a cluster's hosts (Envoy's

@@ -229,6 +229,7 @@ func (v *validator) clusters() {
 		if cl.MaxRequestsPerConnection < 0 {
 			v.errorf(p+".max_requests_per_connection", "must be >= 0")
 		}
+		v.clusterResilience(p, cl)
 	}
 }
 

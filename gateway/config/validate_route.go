@@ -136,6 +136,12 @@ func (v *validator) route(r *Route, p string) {
 	if r.Timeout != nil {
 		v.duration(p+".timeout", r.Timeout.Duration)
 	}
+	if r.RetryPolicy != nil {
+		v.retryPolicy(p+".retry_policy", r.RetryPolicy)
+	}
+	if len(r.RequestMirrorPolicies) > 0 {
+		v.errorf(p+".request_mirror_policies", "request mirroring is not supported yet")
+	}
 	for i, name := range r.DisabledFilters {
 		if info, ok := registry.Lookup(name); !ok || info.Kind != registry.HTTP {
 			v.errorf(indexKey(p+".disabled_filters", i), "%s", unknownFilter(name, registry.HTTP, info))

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
+	"github.com/sluice-proxy/sluice/gateway/hoststate"
 	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
@@ -40,6 +41,14 @@ type Options struct {
 	// TLS, when set, wraps every connection in a TLS client with this
 	// config (its session cache lets reconnections resume).
 	TLS *tls.Config
+	// Connections is the cluster's max_connections circuit breaker, shared
+	// by every pool of the cluster in every worker; MaxConnections its
+	// limit. An HTTP/1 connection holds one unit from Dial to Close; a
+	// Dial over the limit fails with ErrOverflow and counts Overflow. Nil
+	// limits nothing.
+	Connections    *hoststate.Breaker
+	MaxConnections uint64
+	Overflow       *stats.Counter
 }
 
 // Conn is one upstream connection. It is owned by whoever checked it out
@@ -57,11 +66,16 @@ type Conn struct {
 
 	idleSince time.Time
 	pool      *Pool
+	breaker   bool // holds a unit of the connections breaker
 }
 
 // Close closes the connection for good.
 func (c *Conn) Close() error {
 	c.R.Release()
+	if c.breaker {
+		c.breaker = false
+		c.pool.opts.Connections.Release()
+	}
 	if st := c.pool.opts.Stats; st != nil {
 		st.UpstreamCxActive.Dec()
 	}
@@ -70,6 +84,10 @@ func (c *Conn) Close() error {
 
 // ErrConnect wraps connection failures (flag UF).
 var ErrConnect = errors.New("pool: connect failed")
+
+// ErrOverflow is returned by Dial when the cluster's max_connections
+// circuit breaker is open (flag UO).
+var ErrOverflow = errors.New("pool: max_connections circuit breaker open")
 
 // Pool is a set of idle connections to one host.
 type Pool struct {
@@ -120,11 +138,22 @@ func (p *Pool) Get(ctx context.Context) (*Conn, error) {
 
 // Dial always opens a new connection (for a retry after a stale reuse).
 func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
+	b := p.opts.Connections
+	held := b != nil
+	if held && !b.TryAcquire(p.opts.MaxConnections) {
+		if p.opts.Overflow != nil {
+			p.opts.Overflow.Inc()
+		}
+		return nil, fmt.Errorf("%w: %s", ErrOverflow, p.opts.Address)
+	}
 	nc, err := p.dial(ctx, p.opts.TLS)
 	if err != nil {
+		if held {
+			b.Release()
+		}
 		return nil, err
 	}
-	return &Conn{Conn: nc, R: http1.NewReader(nc), pool: p}, nil
+	return &Conn{Conn: nc, R: http1.NewReader(nc), pool: p, breaker: held}, nil
 }
 
 func newReader(nc net.Conn) *http1.Reader { return http1.NewReader(nc) }

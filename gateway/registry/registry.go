@@ -53,6 +53,11 @@ type BuildContext struct {
 	// unknown, which filters treat as 1). Filters that bound something per
 	// process (connection_limit) split their limit by it.
 	Workers int
+	// HostState is the host-state region shared by every worker process, a
+	// *hoststate.Region (typed any, as Clusters), or nil. Filters whose
+	// limits are global across workers (local_ratelimit) take their token
+	// buckets from it.
+	HostState any
 }
 
 // Config is a filter's decoded configuration. Build validates it and returns

@@ -53,6 +53,80 @@ type Route struct {
 	// Hasher computes the request hash for ring_hash and maglev clusters;
 	// nil without a hash_policy.
 	Hasher *Hasher
+	// Retry is the route's retry policy; nil without one.
+	Retry *RetryPolicy
+}
+
+// Retry conditions (Envoy's x-envoy-retry-on values), a bit set.
+const (
+	Retry5xx uint16 = 1 << iota
+	RetryGatewayError
+	RetryReset
+	RetryConnectFailure
+	RetryRetriable4xx
+	RetryRefusedStream
+	RetryRetriableStatusCodes
+)
+
+// RetryPolicy is a route's compiled retry policy. It is immutable.
+type RetryPolicy struct {
+	// On is the set of Retry* conditions.
+	On uint16
+	// NumRetries is the most retries of one request.
+	NumRetries int
+	// PerTryTimeout bounds each try's wait for the response head (0: the
+	// route timeout only); PerTryIdleTimeout the silence between response
+	// body reads.
+	PerTryTimeout, PerTryIdleTimeout time.Duration
+	// StatusCodes are retried with RetryRetriableStatusCodes.
+	StatusCodes []int
+	// PreviousHosts makes each retry avoid the hosts already tried.
+	PreviousHosts bool
+	// BaseInterval and MaxInterval bound the full-jitter exponential
+	// backoff between tries.
+	BaseInterval, MaxInterval time.Duration
+	// BodyLimit is the most request body bytes buffered for a replay; a
+	// larger body is streamed and not retried.
+	BodyLimit int
+}
+
+// retryOnNames maps retry_on values to their bits.
+var retryOnNames = map[string]uint16{
+	"5xx": Retry5xx, "gateway-error": RetryGatewayError, "reset": RetryReset,
+	"connect-failure": RetryConnectFailure, "retriable-4xx": RetryRetriable4xx,
+	"refused-stream": RetryRefusedStream, "retriable-status-codes": RetryRetriableStatusCodes,
+}
+
+// newRetryPolicy compiles rp for a route to cl.
+func newRetryPolicy(rp *config.RetryPolicy, cl *config.Cluster) (*RetryPolicy, error) {
+	p := &RetryPolicy{NumRetries: config.DefaultNumRetries, PerTryTimeout: rp.PerTryTimeout.Duration,
+		PerTryIdleTimeout: rp.PerTryIdleTimeout.Duration, StatusCodes: rp.RetriableStatusCodes,
+		BaseInterval: rp.RetryBackOff.BaseInterval.Duration, MaxInterval: rp.RetryBackOff.MaxInterval.Duration}
+	for _, on := range rp.RetryOn {
+		b, ok := retryOnNames[on]
+		if !ok {
+			return nil, fmt.Errorf("retry_policy.retry_on: unsupported condition %q", on)
+		}
+		p.On |= b
+	}
+	if rp.NumRetries != nil {
+		p.NumRetries = max(*rp.NumRetries, 0)
+	}
+	for _, h := range rp.RetryHostPredicate {
+		p.PreviousHosts = p.PreviousHosts || h == "previous_hosts"
+	}
+	if p.BaseInterval <= 0 {
+		p.BaseInterval = config.DefaultRetryBaseBackoff
+	}
+	if p.MaxInterval <= 0 {
+		p.MaxInterval = 10 * p.BaseInterval
+	}
+	p.MaxInterval = max(p.MaxInterval, p.BaseInterval)
+	p.BodyLimit = config.DefaultBufferLimitBytes
+	if cl != nil && cl.PerConnectionBufferLimitBytes > 0 {
+		p.BodyLimit = cl.PerConnectionBufferLimitBytes
+	}
+	return p, nil
 }
 
 type headerMatcher struct {
@@ -117,6 +191,17 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 	}
 	if rc.Timeout != nil {
 		r.Timeout = rc.Timeout.Duration
+	}
+	if rc.RetryPolicy != nil {
+		var cc *config.Cluster
+		if c := m.Get(rc.Cluster); c != nil {
+			cc = c.Cfg
+		}
+		p, err := newRetryPolicy(rc.RetryPolicy, cc)
+		if err != nil {
+			return nil, err
+		}
+		r.Retry = p
 	}
 	if len(rc.HashPolicy) > 0 {
 		hp := make([]HashPolicyConfig, len(rc.HashPolicy))

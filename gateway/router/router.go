@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/buffer"
 	"github.com/sluice-proxy/sluice/gateway/cluster"
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
+	"github.com/sluice-proxy/sluice/gateway/hoststate"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 	"github.com/sluice-proxy/sluice/gateway/lb"
 	"github.com/sluice-proxy/sluice/gateway/pool"
@@ -70,6 +71,19 @@ type filter struct {
 	stopWatch func() bool
 	// h2 is the upstream HTTP/2 request; nil for HTTP/1 upstreams.
 	h2 *h2req
+
+	// Resilience state: the cluster's request breaker is held from
+	// DecodeHeaders to OnDestroy; a route with a retry policy buffers the
+	// request (body up to the policy's limit) before its first try.
+	rqHeld     bool
+	retryHeld  bool // holds a unit of the cluster's retry breaker
+	buffering  bool // retry route: the request is being buffered
+	noRetry    bool // the body outgrew the buffer: streamed, not retried
+	contentLen int64
+	reqBody    []byte
+	tried      []*cluster.Host
+	started    time.Time // when the request reached the router
+	deadline   time.Time // the route timeout's end, zero for none
 }
 
 // contexter is implemented by the HTTP connection manager's streams.
@@ -100,6 +114,23 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		return httpfilter.HeadersStopIteration
 	}
 	info.UpstreamCluster = rt.Cluster.Name
+	cl := rt.Cluster
+	cl.Record.MarkTraffic()
+	if !cl.Record.Breaker(hoststate.Requests).TryAcquire(cl.Limits.Requests) {
+		cl.Overflow.RqPending.Inc()
+		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamOverflow, Details: "upstream_rq_overflow"})
+		return httpfilter.HeadersStopIteration
+	}
+	f.rqHeld = true
+	f.started = time.Now()
+	if rt.Timeout > 0 {
+		f.deadline = f.started.Add(rt.Timeout)
+		expected := rt.Timeout
+		if rt.Retry != nil && rt.Retry.PerTryTimeout > 0 {
+			expected = min(expected, rt.Retry.PerTryTimeout)
+		}
+		h.Set("x-envoy-expected-rq-timeout-ms", strconv.FormatInt(expected.Milliseconds(), 10))
+	}
 	f.lbReq = lb.Request{}
 	if rt.Hasher != nil {
 		f.lbReq.Hash, f.lbReq.HasHash = rt.Hasher.Hash(h, info.DownstreamRemote.Addr())
@@ -135,27 +166,26 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		}
 	}
 	f.framing, f.replayable = http1.NoBody, false
-	var cl int64 = -1
+	f.contentLen = -1
 	if endStream {
 		f.replayable = replayable(h)
 	} else if v := h.Get("content-length"); v != nil {
 		f.framing = http1.ContentLength
-		cl, _ = strconv.ParseInt(string(v), 10, 64)
+		f.contentLen, _ = strconv.ParseInt(string(v), 10, 64)
 	} else {
 		f.framing = http1.Chunked
 	}
-	uc, err := host.Pool.Get(context.Background())
-	if err != nil {
-		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamConnectionFailure,
-			Details: "upstream_reset_before_response_started{connection_failure}"})
+	if rt.Retry != nil {
+		if endStream {
+			f.run()
+		} else {
+			f.buffering = true
+		}
 		return httpfilter.HeadersStopIteration
 	}
-	f.uc = uc
-	if f.ctx != nil {
-		f.watch(uc)
+	if !f.connect() {
+		return httpfilter.HeadersStopIteration
 	}
-	uc.W = http1.AppendRequestHead(uc.W[:0], h, f.framing, cl, true)
-	f.headLen = len(uc.W)
 	if endStream {
 		f.send()
 		f.exchange()
@@ -163,9 +193,47 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	return httpfilter.HeadersStopIteration
 }
 
+// connect checks out a connection to f.host and writes the request head
+// into its buffer; on failure it answers locally and reports false.
+func (f *filter) connect() bool {
+	uc, err := f.getConn()
+	if err != nil {
+		if !errors.Is(err, errPendingOverflow) && !errors.Is(err, pool.ErrOverflow) {
+			f.recordFailure(err)
+		}
+		f.connectFailed(err)
+		return false
+	}
+	f.uc = uc
+	if f.ctx != nil {
+		f.watch(uc)
+	}
+	uc.W = http1.AppendRequestHead(uc.W[:0], f.req, f.framing, f.contentLen, true)
+	f.headLen = len(uc.W)
+	return true
+}
+
 func (f *filter) DecodeData(b *buffer.Buffer, endStream bool) httpfilter.DataStatus {
 	if f.h2 != nil {
 		f.decodeDataH2(b, endStream)
+		return httpfilter.DataStopNoBuffer
+	}
+	if f.buffering {
+		f.reqBody = append(f.reqBody, b.Bytes()...)
+		switch {
+		case len(f.reqBody) > f.route.Retry.BodyLimit:
+			// Too big to replay: send what we have, stream the rest.
+			if f.stream() && endStream {
+				if f.framing == http1.Chunked {
+					f.uc.W = http1.AppendLastChunk(f.uc.W, nil)
+				}
+				f.send()
+				f.exchange()
+			}
+		case endStream:
+			f.buffering = false
+			f.run()
+		}
 		return httpfilter.DataStopNoBuffer
 	}
 	if f.uc == nil {
@@ -194,6 +262,9 @@ func (f *filter) DecodeTrailers(t *httpfilter.Headers) httpfilter.TrailersStatus
 		f.decodeTrailersH2(t)
 		return httpfilter.TrailersStopIteration
 	}
+	if f.buffering {
+		f.stream() // trailers are not replayed: no retry
+	}
 	if f.uc == nil {
 		return httpfilter.TrailersStopIteration
 	}
@@ -219,8 +290,14 @@ func (f *filter) OnDestroy() {
 		f.host.End()
 		f.stats.UpstreamRqActive.Dec()
 	}
+	if f.retryHeld {
+		f.route.Cluster.Record.Breaker(hoststate.Retries).Release()
+	}
+	if f.rqHeld {
+		f.route.Cluster.Record.Breaker(hoststate.Requests).Release()
+	}
 	f.resp.Headers.Reset()
-	*f = filter{pathBuf: f.pathBuf[:0], resp: f.resp}
+	*f = filter{pathBuf: f.pathBuf[:0], resp: f.resp, reqBody: f.reqBody[:0], tried: f.tried[:0]}
 	filterPool.Put(f)
 }
 
@@ -251,14 +328,24 @@ func (f *filter) exchange() {
 		err = f.retry(deadline)
 	}
 	if err != nil {
+		f.recordFailure(err)
 		f.fail(err, false)
 		return
 	}
+	f.recordStatus()
+	f.deliver(sent)
+}
+
+// deliver passes the response whose head f.resp holds downstream, then
+// returns f.uc to the pool or closes it.
+func (f *filter) deliver(sent time.Time) {
+	uc := f.uc
 	info := f.cb.Info()
 	info.ResponseCode = f.resp.Headers.Status
 	f.stats.Response(f.resp.Headers.Status)
 	resp := &f.resp
 	end := resp.Framing == http1.NoBody || (resp.Framing == http1.ContentLength && resp.ContentLength == 0)
+	resp.Headers.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(f.started).Milliseconds(), 10))
 	if f.cb.EncodeHeaders(&resp.Headers, end) != nil {
 		return // downstream gone; OnDestroy closes uc
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/cluster"
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/conn"
+	"github.com/sluice-proxy/sluice/gateway/hoststate"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 	"github.com/sluice-proxy/sluice/gateway/listener"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
@@ -52,6 +53,12 @@ type Options struct {
 	// AccessLogs holds the worker's open access log files, shared by its
 	// generations so that SIGUSR1 reopens them all; nil opens a private set.
 	AccessLogs *accesslog.Files
+	// HostState is the supervisor's host-state region (host health,
+	// outlier state, circuit breakers, token buckets) and HostStateWorker
+	// the worker's index in it; nil (tests, validation) uses a region of
+	// the process's own.
+	HostState       *hoststate.Region
+	HostStateWorker int
 }
 
 // Generation is a built config generation: immutable, shared by every
@@ -87,7 +94,7 @@ func Build(cfg *config.Config, opts Options) (*Generation, error) {
 	if opts.AccessLogs == nil {
 		opts.AccessLogs = accesslog.NewFiles(accesslog.Options{})
 	}
-	clusters, err := cluster.NewManager(cfg, opts.Stats)
+	clusters, err := cluster.NewManagerWith(cfg, opts.Stats, cluster.Shared{Region: opts.HostState, Worker: opts.HostStateWorker})
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +195,7 @@ func buildFilter[T any](cfg *config.Config, f *config.Filter, opts Options, rt f
 		Workers:    cfg.Server.Workers,
 		Stats:      opts.Stats,
 		AccessLogs: opts.AccessLogs,
+		HostState:  clusters.Region(),
 	}
 	if f.Decoded == nil {
 		return zero, cfg.FieldError(f.Path+".name", fmt.Errorf("filter %q was not decoded", f.Name))

@@ -59,6 +59,12 @@ var clusterStats = []stat{
 	{"upstream_rq_time", KindHistogram},
 	{"membership_total", KindGauge},
 	{"membership_healthy", KindGauge},
+	{"upstream_rq_pending_overflow", KindCounter},
+	{"upstream_cx_overflow", KindCounter},
+	{"upstream_rq_retry_overflow", KindCounter},
+	{"upstream_rq_retry", KindCounter},
+	{"upstream_rq_retry_success", KindCounter},
+	{"upstream_rq_per_try_timeout", KindCounter},
 }
 
 // Process-wide stats: server.<suffix> and access_log.<suffix>.

@@ -95,6 +95,9 @@ type Config struct {
 // yet: until it is (a HostState field holding the *hoststate.Region), the
 // buckets are per worker with the limit split by ctx.Workers.
 func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
+	if s, ok := ctx.HostState.(hoststate.Store); ok && s != nil {
+		return c.BuildWith(ctx, s)
+	}
 	return c.BuildWith(ctx, hoststate.LocalStore{Workers: ctx.Workers})
 }
 

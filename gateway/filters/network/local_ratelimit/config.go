@@ -51,6 +51,9 @@ type Config struct {
 // yet (see the HTTP filter of the same name): until it is, the bucket is
 // per worker with the limit split by ctx.Workers.
 func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
+	if s, ok := ctx.HostState.(hoststate.Store); ok && s != nil {
+		return c.BuildWith(ctx, s)
+	}
 	return c.BuildWith(ctx, hoststate.LocalStore{Workers: ctx.Workers})
 }
 

@@ -1,0 +1,296 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sluice-proxy/sluice/gateway/cluster"
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
+	"github.com/sluice-proxy/sluice/gateway/hoststate"
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/outlier"
+	"github.com/sluice-proxy/sluice/gateway/pool"
+)
+
+// Retries, circuit breakers and outlier recording of the HTTP/1 upstream
+// exchange. Everything here runs on the stream's goroutine.
+
+// errPendingOverflow: the cluster's max_pending_requests breaker is open.
+var errPendingOverflow = errors.New("router: max_pending_requests circuit breaker open")
+
+// retrySelectAttempts is how many picks a retry makes to find a host not
+// tried yet (the previous_hosts predicate).
+const retrySelectAttempts = 3
+
+// getConn checks out a connection to f.host, holding a unit of the
+// cluster's pending-requests breaker while it waits for one.
+func (f *filter) getConn() (*pool.Conn, error) {
+	cl := f.route.Cluster
+	pb := cl.Record.Breaker(hoststate.Pending)
+	if !pb.TryAcquire(cl.Limits.Pending) {
+		cl.Overflow.RqPending.Inc()
+		return nil, errPendingOverflow
+	}
+	uc, err := f.host.Pool.Get(context.Background())
+	pb.Release()
+	return uc, err
+}
+
+// connectFailed answers a request whose connection could not be had:
+// 503 UO when a breaker refused it, 503 UF when the connect failed (the
+// caller has recorded that failure).
+func (f *filter) connectFailed(err error) {
+	if errors.Is(err, errPendingOverflow) || errors.Is(err, pool.ErrOverflow) {
+		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamOverflow, Details: "upstream_rq_overflow"})
+		return
+	}
+	f.cb.SendLocalReply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamConnectionFailure,
+		Details: "upstream_reset_before_response_started{connection_failure}"})
+}
+
+// stream gives up buffering a retry route's request that outgrew the
+// buffer: it connects, sends the head and what was buffered, and the rest
+// streams as for any route. It reports whether a connection was had.
+func (f *filter) stream() bool {
+	f.buffering, f.noRetry = false, true
+	if !f.connect() {
+		return false
+	}
+	if f.framing == http1.Chunked {
+		f.uc.W = http1.AppendChunk(f.uc.W, f.reqBody)
+	} else {
+		f.uc.W = append(f.uc.W, f.reqBody...)
+	}
+	f.reqBody = f.reqBody[:0]
+	f.send()
+	return true
+}
+
+// run does the exchange of a complete, buffered request under the route's
+// retry policy: each try sends the whole request to f.host and reads the
+// response head; a failure or status the policy retries is tried again
+// (after a full-jitter backoff, on another host with previous_hosts) while
+// retries remain and the retry breaker allows. Nothing is retried once a
+// response byte went downstream.
+func (f *filter) run() {
+	p := f.route.Retry
+	for try := 0; ; try++ {
+		uc, err := f.getConn()
+		if err != nil {
+			if !errors.Is(err, errPendingOverflow) && !errors.Is(err, pool.ErrOverflow) {
+				f.recordFailure(err)
+				if f.again(try, RetryConnectFailure|Retry5xx|RetryGatewayError) {
+					continue
+				}
+			}
+			f.connectFailed(err)
+			return
+		}
+		f.uc = uc
+		if f.ctx != nil {
+			f.watch(uc)
+		}
+		uc.W = http1.AppendRequestHead(uc.W[:0], f.req, f.framing, f.contentLen, true)
+		switch f.framing {
+		case http1.Chunked:
+			if len(f.reqBody) > 0 {
+				uc.W = http1.AppendChunk(uc.W, f.reqBody)
+			}
+			uc.W = http1.AppendLastChunk(uc.W, nil)
+		case http1.ContentLength:
+			uc.W = append(uc.W, f.reqBody...)
+		}
+		f.headLen = len(uc.W)
+		f.writeErr = nil
+		f.send()
+		deadline, perTry := f.deadline, false
+		if p.PerTryTimeout > 0 {
+			if d := time.Now().Add(p.PerTryTimeout); deadline.IsZero() || d.Before(deadline) {
+				deadline, perTry = d, true
+			}
+		}
+		_ = uc.SetReadDeadline(deadline)
+		sent := time.Now()
+		err = f.readHead()
+		if err != nil && f.retryable(err) {
+			err = f.retry(deadline)
+		}
+		if err != nil {
+			if errors.Is(err, errDownstreamGone) {
+				return
+			}
+			f.recordFailure(err)
+			cond := RetryReset | Retry5xx | RetryGatewayError
+			if isTimeout(err) {
+				if !perTry {
+					cond = 0 // the route timeout: nothing left to retry in
+				} else {
+					f.route.Cluster.Overflow.PerTryTimeout.Inc()
+				}
+			}
+			if f.again(try, cond) {
+				continue
+			}
+			f.fail(err, false)
+			return
+		}
+		f.recordStatus()
+		if cond := retryOnStatus(p, f.resp.Headers.Status); cond != 0 && f.retryAllowed(try, cond) {
+			f.stats.Response(f.resp.Headers.Status) // a response sluice does not pass on
+			if f.again(try, cond) {
+				continue
+			}
+		}
+		if try > 0 {
+			f.route.Cluster.Overflow.RetryOK.Inc()
+		}
+		f.deliver(sent)
+		return
+	}
+}
+
+// retryOnStatus returns the retry conditions a response status meets.
+func retryOnStatus(p *RetryPolicy, status int) uint16 {
+	var c uint16
+	if status >= 500 {
+		c |= Retry5xx
+	}
+	if status == 502 || status == 503 || status == 504 {
+		c |= RetryGatewayError
+	}
+	if status == 409 {
+		c |= RetryRetriable4xx
+	}
+	if slices.Contains(p.StatusCodes, status) {
+		c |= RetryRetriableStatusCodes
+	}
+	return c
+}
+
+// retryAllowed reports whether the policy retries try (0 for the first)
+// for a failure meeting cond, before breakers and deadlines are consulted.
+func (f *filter) retryAllowed(try int, cond uint16) bool {
+	p := f.route.Retry
+	return !f.noRetry && p.On&cond != 0 && try < p.NumRetries && !f.downstreamCancelled()
+}
+
+// again decides whether try (0 for the first) is retried for a failure
+// meeting cond. If so it drops the try's connection, waits the backoff,
+// picks the next host and returns true.
+func (f *filter) again(try int, cond uint16) bool {
+	p := f.route.Retry
+	cl := f.route.Cluster
+	if !f.retryAllowed(try, cond) {
+		return false
+	}
+	if !f.retryHeld {
+		if !cl.Record.Breaker(hoststate.Retries).TryAcquire(cl.Limits.Retries) {
+			cl.Overflow.RqRetry.Inc()
+			return false
+		}
+		f.retryHeld = true
+	}
+	ceiling := min(p.BaseInterval<<min(try, 20), p.MaxInterval)
+	wait := rand.N(ceiling + 1)
+	if !f.deadline.IsZero() && time.Now().Add(wait).After(f.deadline) {
+		return false
+	}
+	if f.stopWatch != nil {
+		f.stopWatch()
+		f.stopWatch = nil
+	}
+	if f.uc != nil {
+		f.uc.Close()
+		f.uc = nil
+	}
+	f.resp.Headers.Reset()
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		var done <-chan struct{}
+		if f.ctx != nil {
+			done = f.ctx.Done()
+		}
+		select {
+		case <-t.C:
+		case <-done:
+			t.Stop()
+		}
+	}
+	cl.Overflow.Retry.Inc()
+	f.nextHost()
+	return true
+}
+
+// nextHost picks the host of a retry, avoiding the hosts tried so far
+// when the policy has the previous_hosts predicate.
+func (f *filter) nextHost() {
+	f.tried = append(f.tried, f.host)
+	var next *cluster.Host
+	for range retrySelectAttempts {
+		h, err := f.route.Cluster.Pick(&f.lbReq)
+		if err != nil {
+			break
+		}
+		next = h
+		if !f.route.Retry.PreviousHosts || !slices.Contains(f.tried, h) {
+			break
+		}
+	}
+	if next == nil || next == f.host {
+		return
+	}
+	f.host.End()
+	next.Begin()
+	f.host = next
+	f.cb.Info().UpstreamHost = next.Address
+}
+
+// recordFailure records a local-origin failure (connect failure, timeout,
+// reset) of f.host for outlier detection; a malformed response counts as
+// a 502 from the host.
+func (f *filter) recordFailure(err error) {
+	rec := f.route.Cluster.Outlier
+	if rec == nil || errors.Is(err, errDownstreamGone) || f.downstreamCancelled() {
+		return
+	}
+	var pe *http1.Error
+	now := time.Now()
+	var why outlier.Reason
+	if errors.As(err, &pe) {
+		why = rec.Status(f.host.State, 502, now)
+	} else {
+		why = rec.LocalOrigin(f.host.State, true, now)
+	}
+	f.logEjection(why)
+}
+
+// recordStatus records the response status of f.host for outlier
+// detection, and fails the host at once if the response carries
+// x-envoy-immediate-health-check-fail and its cluster is health-checked.
+func (f *filter) recordStatus() {
+	cl := f.route.Cluster
+	if rec := cl.Outlier; rec != nil {
+		now := time.Now()
+		rec.LocalOrigin(f.host.State, false, now)
+		f.logEjection(rec.Status(f.host.State, f.resp.Headers.Status, now))
+	}
+	if len(cl.Cfg.HealthChecks) > 0 && f.resp.Headers.Has("x-envoy-immediate-health-check-fail") {
+		f.host.State.SetFlags(hoststate.FlagFailedActiveHC | hoststate.FlagImmediateHCFail)
+		f.log.Info("host failed by x-envoy-immediate-health-check-fail", zap.String("cluster", cl.Name),
+			zap.String("host", f.host.Address))
+	}
+}
+
+// logEjection logs an ejection a recorded result caused (why is zero for
+// none).
+func (f *filter) logEjection(why outlier.Reason) {
+	if why != 0 {
+		f.log.Info("outlier ejected host", zap.String("cluster", f.route.Cluster.Name),
+			zap.String("host", f.host.Address), zap.Stringer("reason", why))
+	}
+}

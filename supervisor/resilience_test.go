@@ -1,0 +1,233 @@
+package supervisor_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeHost is an upstream that answers /healthz with 200 while healthy is
+// set (503 otherwise), every other path with status (200 when 0), and
+// counts what it gets. /slow signals on arrived and waits for release.
+type fakeHost struct {
+	addr    string
+	healthy atomic.Bool
+	status  atomic.Int32
+	checks  atomic.Int64 // /healthz requests
+	served  atomic.Int64 // other requests
+	arrived chan struct{}
+	release chan struct{}
+}
+
+func newFakeHost(t *testing.T) *fakeHost {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &fakeHost{addr: ln.Addr().String(), arrived: make(chan struct{}, 16), release: make(chan struct{})}
+	h.healthy.Store(true)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/healthz":
+			h.checks.Add(1)
+			if !h.healthy.Load() {
+				w.WriteHeader(503)
+			}
+			return
+		case "/slow":
+			h.served.Add(1)
+			h.arrived <- struct{}{}
+			<-h.release
+		default:
+			h.served.Add(1)
+		}
+		if st := h.status.Load(); st != 0 {
+			w.WriteHeader(int(st))
+		}
+		io.WriteString(w, "from "+h.addr)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		select {
+		case <-h.release:
+		default:
+			close(h.release)
+		}
+		srv.Close()
+	})
+	return h
+}
+
+// resilienceConfig is a two-worker config with the admin API, one listener
+// "public" routed to cluster "backend" over hosts, with the cluster's
+// extra tables and the route's extra keys.
+func resilienceConfig(ctl string, hosts []string, clusterExtra, routeExtra string) string {
+	cfg := obsConfig("HOSTS", ctl, obsOptions{})
+	cfg = strings.Replace(cfg, `endpoints = ["HOSTS"]`, `endpoints = ["`+strings.Join(hosts, `", "`)+`"]`+"\n"+clusterExtra, 1)
+	return strings.Replace(cfg, `    cluster = "backend"`, `    cluster = "backend"`+"\n"+routeExtra, 1)
+}
+
+func TestActiveHealthChecksSteerTrafficAndRunOnceAcrossWorkers(t *testing.T) {
+	t.Parallel()
+	good, bad := newFakeHost(t), newFakeHost(t)
+	bad.healthy.Store(false)
+	s := start(t, resilienceConfig(controlPath(t), []string{good.addr, bad.addr}, `
+  [[cluster.health_check]]
+  type = "http"
+  interval = "50ms"
+  no_traffic_interval = "50ms"
+  timeout = "1s"
+  unhealthy_threshold = 1
+  healthy_threshold = 1
+  http = { path = "/healthz" }
+`, ""))
+	addr := s.listenAddr(t, "public")
+	s.wait(t, "health check changed host", map[string]any{"host": good.addr, "healthy": true}, nil)
+	s.wait(t, "ready", nil, nil)
+	for range 20 {
+		if code, body := get(t, addr, "/"); code != 200 || body != "from "+good.addr {
+			t.Fatalf("GET / = %d %q, want 200 from the healthy host %s", code, body, good.addr)
+		}
+	}
+	if n := bad.served.Load(); n != 0 {
+		t.Fatalf("the failed host got %d requests", n)
+	}
+	// Both hosts were checked, by one checker: the supervisor (the checks
+	// of two workers would have come in pairs; here the healthy host went
+	// from failed to healthy on its first check).
+	if bad.checks.Load() == 0 {
+		t.Fatal("the failed host was never health-checked")
+	}
+	bad.healthy.Store(true)
+	s.wait(t, "health check changed host", map[string]any{"host": bad.addr, "healthy": true}, nil)
+	seen := map[string]bool{}
+	for range 20 {
+		_, body := get(t, addr, "/")
+		seen[body] = true
+	}
+	if !seen["from "+bad.addr] || !seen["from "+good.addr] {
+		t.Fatalf("after the host recovered, responses came from %v; want both hosts", seen)
+	}
+	good.healthy.Store(false)
+	s.wait(t, "health check changed host", map[string]any{"host": good.addr, "healthy": false}, nil)
+	before := good.served.Load()
+	for range 10 {
+		if code, body := get(t, addr, "/"); code != 200 || body != "from "+bad.addr {
+			t.Fatalf("GET / = %d %q, want 200 from %s", code, body, bad.addr)
+		}
+	}
+	if good.served.Load() != before {
+		t.Fatal("a host failed by its health check still got requests")
+	}
+}
+
+func TestRetriesOnAnotherHostAndOutlierEjection(t *testing.T) {
+	t.Parallel()
+	good, bad := newFakeHost(t), newFakeHost(t)
+	bad.status.Store(503)
+	s := start(t, resilienceConfig(controlPath(t), []string{good.addr, bad.addr}, `
+  [cluster.outlier_detection]
+  consecutive_5xx = 3
+  max_ejection_percent = 50
+  base_ejection_time = "60s"
+`, `    retry_policy = { retry_on = ["5xx"], num_retries = 2, retry_host_predicate = ["previous_hosts"] }
+`))
+	addr := s.listenAddr(t, "public")
+	admin := s.adminAddr(t)
+	s.wait(t, "ready", nil, nil)
+	// Every client request succeeds: a 503 from the bad host is retried on
+	// the good one. Until the bad host is ejected by 3 consecutive 503s
+	// (counted across both workers, in the shared region).
+	for range 12 {
+		if code, body := get(t, addr, "/"); code != 200 || body != "from "+good.addr {
+			t.Fatalf("GET / = %d %q, want 200 from %s", code, body, good.addr)
+		}
+	}
+	s.wait(t, "outlier ejected host", map[string]any{"host": bad.addr}, nil)
+	served := bad.served.Load()
+	if served != 3 {
+		t.Errorf("the bad host served %d requests before its ejection; want 3 (consecutive_5xx)", served)
+	}
+	for range 20 {
+		if code, _ := get(t, addr, "/"); code != 200 {
+			t.Fatalf("GET / = %d after the ejection", code)
+		}
+	}
+	if n := bad.served.Load(); n != served {
+		t.Fatalf("the ejected host got %d more requests", n-served)
+	}
+	c := counters(t, admin)
+	if c["cluster.backend.upstream_rq_retry"] != float64(served) || c["cluster.backend.upstream_rq_retry_success"] != float64(served) {
+		t.Errorf("upstream_rq_retry %v, upstream_rq_retry_success %v; want %d each", c["cluster.backend.upstream_rq_retry"],
+			c["cluster.backend.upstream_rq_retry_success"], served)
+	}
+	if c["cluster.backend.upstream_rq_5xx"] != float64(served) {
+		t.Errorf("upstream_rq_5xx %v, want %d", c["cluster.backend.upstream_rq_5xx"], served)
+	}
+}
+
+func TestCircuitBreakerIsGlobalAcrossWorkers(t *testing.T) {
+	t.Parallel()
+	h := newFakeHost(t)
+	s := start(t, resilienceConfig(controlPath(t), []string{h.addr}, `
+  [cluster.circuit_breakers]
+  max_requests = 1
+`, ""))
+	addr := s.listenAddr(t, "public")
+	admin := s.adminAddr(t)
+	s.wait(t, "ready", nil, nil)
+	slow := make(chan int, 1)
+	go func() {
+		code, _ := getNoFail(addr, "/slow")
+		slow <- code
+	}()
+	<-h.arrived
+	// Whichever worker takes them, the next requests find the cluster's
+	// one request slot taken.
+	for range 6 {
+		if code, _ := get(t, addr, "/"); code != 503 {
+			t.Fatalf("GET / while the breaker is full = %d, want 503", code)
+		}
+	}
+	close(h.release)
+	if code := <-slow; code != 200 {
+		t.Fatalf("the request holding the breaker got %d", code)
+	}
+	// The slot is given back when the stream ends in the worker, which may
+	// be just after the client read the last byte: wait for it.
+	refused := 6
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		code, _ := get(t, addr, "/")
+		if code == 200 {
+			break
+		}
+		refused++
+		if code != 503 || time.Now().After(deadline) {
+			t.Fatalf("GET / after the breaker emptied = %d", code)
+		}
+	}
+	if c := counters(t, admin); c["cluster.backend.upstream_rq_pending_overflow"] != float64(refused) {
+		t.Errorf("upstream_rq_pending_overflow = %v, want %d", c["cluster.backend.upstream_rq_pending_overflow"], refused)
+	}
+}
+
+// getNoFail is get for goroutines other than the test's.
+func getNoFail(addr, path string) (int, error) {
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + addr + path)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		return 0, fmt.Errorf("read body: %w", err)
+	}
+	return resp.StatusCode, nil
+}

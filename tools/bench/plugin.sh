@@ -18,38 +18,19 @@ ORIGIN=$BASE
 PROXY=$((BASE + 1))
 
 log() { echo "plugin-bench: $*" >&2; }
-need=()
-command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-if ((${#need[@]})); then
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-[[ -x bin/sluice && -x bin/apikey ]] || make build >/dev/null
+# shellcheck source=tools/bench/lib.sh
+source "$ROOT/tools/bench/lib.sh"
+bench_tools sluice apikey
 
 WORK=$(mktemp -d /tmp/sluice-plugin.XXXXXX)
 SUP=
 cleanup() {
 	[[ -n $SUP ]] && kill "$SUP" 2>/dev/null || true
-	nginx -c "$WORK/origin.conf" -p "$WORK" -s stop 2>/dev/null || true
+	stop_origin "$WORK"
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
-cat >"$WORK/origin.conf" <<EOF2
-worker_processes 1;
-daemon off;
-pid $WORK/origin.pid;
-error_log /dev/null;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:$ORIGIN;
-    keepalive_requests 100000000;
-    location / { return 200 "0123456789012345678901234567890123456789012345678901234567890123"; }
-  }
-}
-EOF2
-taskset -c 1 nginx -c "$WORK/origin.conf" -p "$WORK" &
+start_origin "$WORK" "$ORIGIN" 1
 echo "bench-key" >"$WORK/keys"
 
 config() { # config WITH_PLUGIN

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"os/exec"
 	"strings"
 	"sync/atomic"
@@ -259,3 +261,26 @@ func TestHTTP2CurlPriorKnowledgeAndALPN(t *testing.T) {
 }
 
 // h2specPath finds h2spec on PATH or in GOPATH/bin.
+
+func TestHTTP2UpstreamInformationalResponsesReachTheClient(t *testing.T) {
+	addr, _ := h2Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		io.WriteString(w, "final")
+	}), false)
+	p := gwtest.Start(t, config(1, route(`prefix = "/"`, "up"), cluster("up", addr)+"protocol = \"http2\"\n"))
+	var got []string
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		got = append(got, fmt.Sprintf("%d %s", code, h.Get("Link")))
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", "http://"+p.Addr("http")+"/", nil)
+	resp, body := do(t, h2cClient(nil), req)
+	if resp.StatusCode != 200 || string(body) != "final" {
+		t.Fatalf("final response %d %q, want 200 final", resp.StatusCode, body)
+	}
+	if len(got) != 1 || got[0] != "103 </style.css>; rel=preload" {
+		t.Fatalf("informational responses %q, want one 103 with the Link field", got)
+	}
+}

@@ -209,9 +209,12 @@ func (c *connection) readError(err error) bool {
 		// the h2c prior-knowledge preface: the rest of the connection
 		// is HTTP/2
 		readAhead, err := readPrefaceRest(c.c, c.r.Buffered())
-		if err == nil {
-			c.serveH2(c.c, readAhead)
+		if err != nil {
+			c.f.log.Debug("http2 preface", zap.Uint64("conn", c.info.ID), zap.Error(err))
+			rejectPreface(c.c)
+			return false
 		}
+		c.serveH2(c.c, readAhead)
 		return false
 	case errors.As(err, &pe):
 		c.f.log.Debug("bad request", zap.Uint64("conn", c.info.ID), zap.Int("status", pe.Status), zap.String("reason", pe.Reason))

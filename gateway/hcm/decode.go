@@ -28,30 +28,65 @@ const bodyChunk = 32 << 10
 // down the chain as it goes.
 func (s *stream) advance() {
 	n := len(s.decoders)
-	for !s.ended() && s.parkAt < 0 {
-		switch {
-		case s.hdrsTo < n:
-			i := s.hdrsTo
-			s.hdrsTo++
-			st := s.decoders[i].DecodeHeaders(s.h, s.noBody)
-			if st != httpfilter.HeadersContinue && i < n-1 && !s.ended() {
-				s.parkAt = i
-				s.stopAll = st == httpfilter.HeadersStopAllAndBuffer
+	for !s.ended() {
+		if s.parkAt < 0 {
+			switch {
+			case s.hdrsTo < n:
+				i := s.hdrsTo
+				s.hdrsTo++
+				st := s.decoders[i].DecodeHeaders(s.h, s.noBody)
+				if st != httpfilter.HeadersContinue && i < n-1 && !s.ended() {
+					s.parkAt = i
+					s.stopAll = st == httpfilter.HeadersStopAllAndBuffer
+				}
+				continue
+			case s.heldAt >= 0 && !s.holdBlocked:
+				from := s.heldAt
+				s.heldAt = -1
+				s.push(&s.held, from, s.heldEnd)
+				continue
 			}
-		case s.heldAt >= 0 && !s.holdBlocked:
-			from := s.heldAt
-			s.heldAt = -1
-			s.push(&s.held, from, s.heldEnd)
-		case s.trailers != nil && s.trailersTo < n && s.heldAt < 0:
-			i := s.trailersTo
-			s.trailersTo++
-			if s.decoders[i].DecodeTrailers(s.trailers) != httpfilter.TrailersContinue && i < n-1 && !s.ended() {
-				s.parkAt = i
-			}
-		default:
+		}
+		if !s.pushTrailers() {
 			return
 		}
 	}
+}
+
+// pushTrailers delivers the trailers to the next filter that has the whole
+// body (also while the chain is parked, as data is: a filter holding the
+// body until its end gets the trailers, and continuing from them releases
+// what it holds). It reports whether it delivered them to a filter.
+func (s *stream) pushTrailers() bool {
+	n := len(s.decoders)
+	limit := n
+	if s.parkAt >= 0 {
+		limit = s.dataLimit()
+	}
+	if s.heldAt >= 0 && s.heldAt < limit {
+		limit = s.heldAt
+	}
+	if s.trailers == nil || s.trailersTo >= limit {
+		return false
+	}
+	i := s.trailersTo
+	s.trailersTo++
+	st := s.decoders[i].DecodeTrailers(s.trailers)
+	switch {
+	case s.ended():
+	case st != httpfilter.TrailersContinue:
+		if i < n-1 && s.parkAt < 0 {
+			s.parkAt = i
+		}
+	default: // continuing from the trailers resumes what the filter stopped
+		if i == s.parkAt {
+			s.parkAt = -1
+		}
+		if s.holdBlocked && i == s.heldAt-1 {
+			s.holdBlocked = false
+		}
+	}
+	return true
 }
 
 // dataLimit is how many filters may see body data now.

@@ -85,7 +85,7 @@ func (s *stream) writeHead(h *httpfilter.ResponseHeaders, end bool) error {
 		// an unread request body cannot be skipped safely: close after
 		s.closeAfter = s.closeAfter || !s.bodyDone
 	}
-	if c.c.Draining() && !c.c.CanHandoff() {
+	if !c.c.CanHandoff() && c.c.DrainClose() {
 		s.closeAfter = true
 	}
 	s.respFraming = f

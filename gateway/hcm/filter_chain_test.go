@@ -1,6 +1,7 @@
 package hcm_test
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
 	"github.com/sluice-proxy/sluice/gateway/config"
@@ -244,5 +246,31 @@ func TestLocalReplyRunsEncoderFiltersAndSkipsUpstream(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || hits != 1 || resp.Header.Get("x-checked") != "yes" {
 		t.Fatalf("allowed request: status %d, upstream hits %d, x-checked %q", resp.StatusCode, hits, resp.Header.Get("x-checked"))
+	}
+}
+
+func TestTrailersReachAFilterHoldingTheBody(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("x-body-seen", r.Header.Get("x-body-seen"))
+		fmt.Fprintf(w, "%d bytes, trailer %q", len(body), r.Trailer.Get("X-Check"))
+	}))
+	t.Cleanup(srv.Close)
+	addr := start(t, srv.Listener.Addr().String(), "sluice.filters.http.test_body_gate")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: X-Check\r\n\r\n"+
+		"5\r\nhello\r\n0\r\nX-Check: yes\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("a chunked request with trailers behind a filter holding the body got no answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != `5 bytes, trailer "yes"` {
+		t.Fatalf("status %d body %q", resp.StatusCode, body)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -32,6 +34,9 @@ import (
 // h2Preface is the client connection preface (RFC 9113 §3.4).
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
+// h2MaxFrameSize is the SETTINGS_MAX_FRAME_SIZE sluice advertises.
+const h2MaxFrameSize = 16384
+
 // h2PrefaceTail is what follows the part of the preface that parses as an
 // HTTP/1 request head ("PRI * HTTP/2.0" and an empty line).
 const h2PrefaceTail = "SM\r\n\r\n"
@@ -48,14 +53,25 @@ func isH2Preface(buffered []byte) bool {
 func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 	f := c.f
 	opts := &f.cfg.HTTP2
+	if readAhead == nil {
+		var err error
+		if readAhead, err = readPreface(nc); err != nil {
+			f.log.Debug("http2 preface", zap.Uint64("conn", c.info.ID), zap.Error(err))
+			rejectPreface(nc)
+			return
+		}
+	}
 	// One http.Server per connection: its Shutdown starts the graceful
 	// GOAWAY of exactly this connection.
 	hs := &http.Server{
 		MaxHeaderBytes: opts.MaxHeaderListSize,
-		ErrorLog:       nil,
+		ErrorLog:       f.h2ErrorLog(),
 	}
 	h2s := &http2.Server{
-		MaxConcurrentStreams:         opts.MaxConcurrentStreams,
+		MaxConcurrentStreams: opts.MaxConcurrentStreams,
+		// RFC 9113's initial SETTINGS_MAX_FRAME_SIZE, as Envoy: a larger
+		// value lets one DATA frame exceed the stream window.
+		MaxReadFrameSize:             h2MaxFrameSize,
 		MaxUploadBufferPerStream:     opts.InitialStreamWindowSize,
 		MaxUploadBufferPerConnection: opts.InitialConnectionWindowSize,
 		IdleTimeout:                  f.cfg.IdleTimeout.Duration,
@@ -192,6 +208,58 @@ func (h *h2conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// completed.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// h2ErrorLog is the error log of the factory's HTTP/2 servers: their
+// complaints about misbehaving clients go to the debug level.
+func (f *Factory) h2ErrorLog() *log.Logger {
+	f.h2LogOnce.Do(func() {
+		if f.log != nil {
+			f.h2Log, _ = zap.NewStdLogAt(f.log.With(zap.String("codec", "http2")), zap.DebugLevel)
+		}
+		if f.h2Log == nil {
+			f.h2Log = log.New(io.Discard, "", 0)
+		}
+	})
+	return f.h2Log
+}
+
+// h2PrefaceTimeout bounds the wait for the client's preface.
+const h2PrefaceTimeout = 10 * time.Second
+
+// readPreface reads the client connection preface of a connection that is
+// HTTP/2 from its first byte (ALPN h2, or codec_type http2).
+func readPreface(nc netfilter.Conn) ([]byte, error) {
+	_ = nc.SetReadDeadline(time.Now().Add(h2PrefaceTimeout))
+	defer nc.SetReadDeadline(time.Time{})
+	b := make([]byte, len(h2Preface))
+	if _, err := io.ReadFull(nc, b); err != nil {
+		return nil, fmt.Errorf("hcm: reading http2 preface: %w", err)
+	}
+	if string(b) != h2Preface {
+		return nil, errors.New("hcm: bad http2 preface")
+	}
+	return b, nil
+}
+
+// goawayBadPreface is GOAWAY(last stream 0, PROTOCOL_ERROR).
+var goawayBadPreface = []byte{0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x1}
+
+// lingerLimit bounds how long a rejected connection's remaining input is
+// read and discarded before the socket closes.
+const lingerLimit = time.Second
+
+// rejectPreface ends a connection whose preface is invalid with a
+// connection error of type PROTOCOL_ERROR (RFC 9113 §3.4): a GOAWAY, then
+// a lingering close, so that unread input does not turn the close into a
+// reset that could destroy the GOAWAY before the client reads it.
+func rejectPreface(nc netfilter.Conn) {
+	_ = nc.SetWriteDeadline(time.Now().Add(lingerLimit))
+	if _, err := nc.Write(goawayBadPreface); err == nil && nc.CloseWrite() == nil {
+		_ = nc.SetReadDeadline(time.Now().Add(lingerLimit))
+		_, _ = io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
+	}
+	_ = nc.Close()
 }
 
 // readPrefaceRest reads what is missing of the preface's tail after an

@@ -99,6 +99,7 @@ func (s *stream) begin(req *http1.Request) {
 		DownstreamRemote: c.info.RemoteAddr,
 		DownstreamLocal:  c.info.LocalAddr,
 		ServerName:       c.info.ServerName,
+		TLS:              c.info.TLSState,
 		Protocol:         "HTTP/1.1",
 	}
 	if req.Minor == 0 {
@@ -114,7 +115,9 @@ func (s *stream) begin(req *http1.Request) {
 	s.held.Reset()
 	s.trailers = nil
 	s.respStarted, s.respDone, s.reset = false, false, false
-	s.closeAfter = c.c.Draining() && !c.c.CanHandoff()
+	// A connection that cannot move to the next generation is asked to
+	// close as the drain strategy decides (gradual or immediate).
+	s.closeAfter = !c.c.CanHandoff() && c.c.DrainClose()
 	s.route, s.routeValid = nil, false
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -34,8 +36,46 @@ type h2req struct {
 	req    *http.Request
 	pw     *io.PipeWriter // nil without a body
 	done   chan h2result
-	got    bool // the RoundTrip result was received
+	info   chan h2info // informational heads, from the transport's reader
+	got    bool        // the RoundTrip result was received
 	cancel context.CancelFunc
+}
+
+// h2info is an informational (1xx) response head from the upstream.
+type h2info struct {
+	status int
+	header textproto.MIMEHeader
+}
+
+// h2InfoQueue bounds the informational heads waiting for the stream's
+// goroutine; more are dropped, as the transport's reader must never wait
+// for the downstream (it also reads the window updates that let a request
+// body, and so the stream's goroutine, move on).
+const h2InfoQueue = 8
+
+// got1xx is the request's httptrace hook: it queues 1xx heads other than
+// 100 Continue (the downstream codec answered Expect itself) and 101.
+func (u *h2req) got1xx(code int, header textproto.MIMEHeader) error {
+	if code == 100 || code == 101 {
+		return nil
+	}
+	select {
+	case u.info <- h2info{code, header}:
+	default:
+	}
+	return nil
+}
+
+// forward1xx passes an informational head to the downstream.
+func (f *filter) forward1xx(in h2info) error {
+	h := &httpfilter.ResponseHeaders{Status: in.status}
+	for k, vv := range in.header {
+		name := strings.ToLower(k)
+		for _, v := range vv {
+			h.Add(name, v)
+		}
+	}
+	return f.cb.Encode1xxHeaders(h)
 }
 
 type h2result struct {
@@ -95,7 +135,9 @@ func (f *filter) startH2(h *httpfilter.RequestHeaders, endStream bool) {
 		}
 		req.Header[name] = append(req.Header[name], string(fl.Value))
 	}
-	u2 := &h2req{req: req, done: make(chan h2result, 1), cancel: cancel}
+	u2 := &h2req{req: req, done: make(chan h2result, 1), info: make(chan h2info, h2InfoQueue), cancel: cancel}
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: u2.got1xx}))
+	u2.req = req
 	if !endStream {
 		pr, pw := io.Pipe()
 		req.Body = pr
@@ -149,8 +191,32 @@ func (f *filter) decodeTrailersH2(t *httpfilter.Headers) {
 func (f *filter) exchangeH2() {
 	u := f.h2
 	sent := time.Now()
-	res := <-u.done
+	var res h2result
+	for waiting := true; waiting; {
+		select {
+		case res = <-u.done:
+			waiting = false
+		case in := <-u.info:
+			if f.forward1xx(in) != nil {
+				return // the downstream is gone: closeH2 abandons the request
+			}
+		}
+	}
 	u.got = true
+	// 1xx heads the transport reported before the final head.
+	for more := true; more; {
+		select {
+		case in := <-u.info:
+			if f.forward1xx(in) != nil {
+				if res.resp != nil {
+					res.resp.Body.Close()
+				}
+				return
+			}
+		default:
+			more = false
+		}
+	}
 	if res.err != nil {
 		f.failH2(res.err, false)
 		return

@@ -11,11 +11,17 @@
 #                     (default 10000; 0 skips the test)
 #   BENCH_IDLE_SETTLE seconds the idle connections sit before RSS is read (default 3)
 #   BENCH_PROXIES     proxies to run, in order (default "sluice nginx haproxy")
-#   BENCH_PORT_BASE   origin port; the proxies use the next three (default 18080)
+#   BENCH_TLS         if 0, skips the TLS part (default 1): HTTP/2 over TLS
+#                     (h2load -c20 -m10) and full TLS handshakes per second
+#                     (openssl s_time -new: a new connection and handshake
+#                     per request, no session resumption), sluice and nginx
+#   BENCH_PORT_BASE   origin port; the proxies use the next three, and the
+#                     TLS listeners of sluice and nginx the two after (default 18080)
 #   BENCH_OUT         if set, the results are also written to this file
 #   BENCH_KEEP        if set to 1, keep the work directory (configs, logs)
 #
-# Runs as root on Debian: installs nginx, haproxy and wrk if missing.
+# Runs as root on Debian: installs nginx, haproxy, wrk, h2load
+# (nghttp2-client) and openssl if missing.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -32,6 +38,10 @@ PROXIES=${BENCH_PROXIES:-sluice nginx haproxy}
 PORT_BASE=${BENCH_PORT_BASE:-18080}
 ORIGIN_PORT=$PORT_BASE
 declare -A PORT=([sluice]=$((PORT_BASE + 1)) [nginx]=$((PORT_BASE + 2)) [haproxy]=$((PORT_BASE + 3)))
+declare -A TLS_PORT=([sluice]=$((PORT_BASE + 4)) [nginx]=$((PORT_BASE + 5)))
+TLS=${BENCH_TLS:-1}
+H2_CONNS=20
+H2_STREAMS=10
 PROXY_CPU=0
 LOAD_CPU=1
 
@@ -78,6 +88,8 @@ install_tools() {
 	command -v wrk >/dev/null || missing+=(wrk)
 	command -v taskset >/dev/null || missing+=(util-linux)
 	command -v curl >/dev/null || missing+=(curl)
+	command -v h2load >/dev/null || missing+=(nghttp2-client)
+	command -v openssl >/dev/null || missing+=(openssl)
 	command -v pgrep >/dev/null || missing+=(procps)
 	((${#missing[@]} == 0)) && return
 	log "installing ${missing[*]}"
@@ -264,6 +276,8 @@ backlog = 4096
       [[listener.filter_chain.filter.config.http_filter]]
       name = "sluice.filters.http.router"
 
+$(sluice_tls_listener)
+
 [[route_config]]
 name = "bench"
 
@@ -281,6 +295,56 @@ name = "origin"
 endpoints = ["127.0.0.1:$ORIGIN_PORT"]
 max_idle_connections = 64
 idle_timeout = "300s"
+EOF
+}
+
+# sluice_tls_listener: the TLS listener (ALPN h2, http/1.1) of the TLS part.
+sluice_tls_listener() {
+	[[ $TLS == 1 ]] || return 0
+	cat <<EOF
+[[listener]]
+name = "bench-tls"
+address = "127.0.0.1:${TLS_PORT[sluice]}"
+backlog = 4096
+
+  [[listener.filter_chain]]
+  name = "tls"
+  [listener.filter_chain.tls]
+  [[listener.filter_chain.tls.certificate]]
+  cert_file = "$WORK/certs/server.pem"
+  key_file = "$WORK/certs/server-key.pem"
+
+    [[listener.filter_chain.filter]]
+    name = "sluice.filters.network.http_connection_manager"
+    [listener.filter_chain.filter.config]
+    stat_prefix = "bench_tls"
+    route_config = "bench"
+    generate_request_id = false
+    http2_protocol_options = { max_concurrent_streams = 100 }
+
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.router"
+EOF
+}
+
+# nginx_tls_server: the TLS server block (ALPN h2, http/1.1) of the TLS part.
+nginx_tls_server() {
+	[[ $TLS == 1 ]] || return 0
+	cat <<EOF
+    server {
+        listen 127.0.0.1:${TLS_PORT[nginx]} ssl http2 backlog=4096;
+        ssl_certificate $WORK/certs/server.pem;
+        ssl_certificate_key $WORK/certs/server-key.pem;
+        ssl_session_cache off;
+        ssl_session_tickets off;
+        http2_max_concurrent_streams 100;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+        }
+    }
 EOF
 }
 
@@ -313,6 +377,7 @@ http {
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
         }
     }
+$(nginx_tls_server)
 }
 EOF
 }
@@ -456,6 +521,52 @@ measure() {
 	RESULTS+=("$name $rps $p99 $cpu_us $requests $errors $rss $idle $upstream $idle_n $other")
 }
 
+# measure_tls NAME: HTTP/2 over TLS with h2load (H2_CONNS connections,
+# H2_STREAMS concurrent streams each) and full TLS handshakes with openssl
+# s_time -new (one request per connection, no resumption), with the CPU time
+# of proxy NAME's process tree per request and per handshake. Appends a line
+# to TLS_RESULTS: name h2_rps h2_cpu_us h2_requests h2_errors hs_per_s
+# hs_cpu_us handshakes.
+measure_tls() {
+	local name=$1 port=${TLS_PORT[$1]} out t0 t1 w0 w1 h2_rps h2_req h2_err h2_cpu hs hs_rate hs_cpu
+	log "$name: HTTP/2 over TLS warm-up ${WARMUP}s"
+	taskset -c "$LOAD_CPU" h2load -c"$H2_CONNS" -m"$H2_STREAMS" -D"$WARMUP" "https://127.0.0.1:$port/" >"$WORK/$name-h2-warmup.txt" 2>&1 || true
+	log "$name: HTTP/2 over TLS measuring ${DURATION}s"
+	t0=$(cpu_ticks "$PROXY_PID")
+	taskset -c "$LOAD_CPU" h2load -c"$H2_CONNS" -m"$H2_STREAMS" -D"$DURATION" "https://127.0.0.1:$port/" >"$WORK/$name-h2.txt" 2>&1 || true
+	t1=$(cpu_ticks "$PROXY_PID")
+	out=$(<"$WORK/$name-h2.txt")
+	# "finished in 10.00s, 41234.50 req/s, ...",
+	# "requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout"
+	# and "status codes: N 2xx, N 3xx, N 4xx, N 5xx": errors are errored,
+	# timed-out, 4xx and 5xx requests.
+	h2_rps=$(awk '/^finished in/ { printf "%.0f", $4 }' <<<"$out")
+	h2_req=$(awk '/^requests:/ { print $6 }' <<<"$out")
+	h2_err=$(awk '/^requests:/ { e += $12 + $14 } /^status codes:/ { e += $7 + $9 } END { print e + 0 }' <<<"$out")
+	if [[ -z $h2_req || $h2_req -eq 0 ]]; then
+		log "$name: h2load served no request (see $WORK/$name-h2.txt)"
+		h2_req=0 h2_rps=0 h2_cpu=-
+	else
+		h2_cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$h2_req" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')
+	fi
+	log "$name: full TLS handshakes ${DURATION}s"
+	t0=$(cpu_ticks "$PROXY_PID")
+	w0=$EPOCHREALTIME
+	taskset -c "$LOAD_CPU" openssl s_time -connect "127.0.0.1:$port" -new -time "$DURATION" -www / >"$WORK/$name-handshakes.txt" 2>&1 </dev/null || true
+	t1=$(cpu_ticks "$PROXY_PID")
+	w1=$EPOCHREALTIME
+	# "1234 connections in 10.01s; 123.29 connections/user sec, ..."
+	hs=$(awk '/ connections in .*s;/ { print $1; exit }' "$WORK/$name-handshakes.txt")
+	if [[ -z $hs || $hs -eq 0 ]]; then
+		log "$name: no TLS handshake completed (see $WORK/$name-handshakes.txt)"
+		hs=0 hs_rate=0 hs_cpu=-
+	else
+		hs_rate=$(awk -v n="$hs" -v d="$w0" -v e="$w1" 'BEGIN { printf "%.0f", n / (e - d) }')
+		hs_cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$hs" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')
+	fi
+	TLS_RESULTS+=("$name $h2_rps $h2_cpu $h2_req ${h2_err:-0} $hs_rate $hs_cpu $hs")
+}
+
 # idle_test NAME: opens IDLE_N idle keep-alive connections to proxy NAME
 # (IDLE_CONNS, or fewer where HAProxy's connection limit is lower) and sets
 # IDLE_KIB to the growth of its data-plane process's RSS per connection, KiB.
@@ -513,9 +624,35 @@ report() {
 		printf 'BENCH proxy=%s rps=%s p99_ms=%s cpu_us_per_req=%s ratio=%s requests=%s errors=%s rss_kib=%s idle_conns=%s idle_kib_per_conn=%s upstream_new_conns=%s cpu0_other_pct=%s duration_s=%s conns=%s\n' \
 			"$name" "$rps" "$p99" "$cpu" "$ratio" "$requests" "$errors" "$rss" "$idle_n" "$idle" "$upstream" "$other" "$DURATION" "$CONNS"
 	done
+	report_tls
 	for r in "${FAILED[@]}"; do
 		printf 'BENCH proxy=%s status=failed\n' "$r"
 	done
+}
+
+# report_tls: the TLS part, with each proxy's CPU per request and per
+# handshake as a ratio of nginx's.
+report_tls() {
+	((${#TLS_RESULTS[@]} > 0)) || return 0
+	local r name h2_rps h2_cpu h2_req h2_err hs_rate hs_cpu hs ng_h2=0 ng_hs=0 h2_ratio hs_ratio lines=()
+	for r in "${TLS_RESULTS[@]}"; do
+		read -r name h2_rps h2_cpu h2_req h2_err hs_rate hs_cpu hs <<<"$r"
+		if [[ $name == nginx ]]; then
+			ng_h2=$h2_cpu ng_hs=$hs_cpu
+		fi
+	done
+	printf '\nTLS: HTTP/2 (h2load -c%s -m%s) and full handshakes (openssl s_time -new, one request each), %s s\n' "$H2_CONNS" "$H2_STREAMS" "$DURATION"
+	printf '%-8s %10s %12s %8s %7s %8s %12s %8s\n' proxy h2_req/s cpu_us/req ratio errors hs/s cpu_us/hs ratio
+	for r in "${TLS_RESULTS[@]}"; do
+		read -r name h2_rps h2_cpu h2_req h2_err hs_rate hs_cpu hs <<<"$r"
+		h2_ratio=$(awk -v b="$ng_h2" -v c="$h2_cpu" 'BEGIN { if (b + 0 > 0 && c + 0 > 0) printf "%.2f", c / b; else print "-" }')
+		hs_ratio=$(awk -v b="$ng_hs" -v c="$hs_cpu" 'BEGIN { if (b + 0 > 0 && c + 0 > 0) printf "%.2f", c / b; else print "-" }')
+		printf '%-8s %10s %12s %8s %7s %8s %12s %8s\n' "$name" "$h2_rps" "$h2_cpu" "$h2_ratio" "$h2_err" "$hs_rate" "$hs_cpu" "$hs_ratio"
+		lines+=("$(printf 'BENCH_TLS proxy=%s h2_rps=%s h2_cpu_us_per_req=%s h2_ratio=%s h2_requests=%s h2_errors=%s handshakes_per_s=%s cpu_us_per_handshake=%s handshake_ratio=%s handshakes=%s h2_conns=%s h2_streams=%s duration_s=%s' \
+			"$name" "$h2_rps" "$h2_cpu" "$h2_ratio" "$h2_req" "$h2_err" "$hs_rate" "$hs_cpu" "$hs_ratio" "$hs" "$H2_CONNS" "$H2_STREAMS" "$DURATION")")
+	done
+	echo
+	printf '%s\n' "${lines[@]}"
 }
 
 # ---------------------------------------------------------------- main
@@ -525,6 +662,9 @@ main() {
 	install_tools
 	raise_fd_limit
 	go build -o "$WORK/idleconns" ./tools/bench/cmd/idleconns
+	if [[ $TLS == 1 ]]; then
+		go run ./tools/gencert -dir "$WORK/certs" >/dev/null
+	fi
 
 	origin_conf
 	start origin "$LOAD_CPU" nginx -p "$WORK/origin/" -e "$WORK/origin-error.log" \
@@ -532,6 +672,7 @@ main() {
 	wait_http "http://127.0.0.1:$ORIGIN_PORT/" 100 "$PID_origin" || die "origin did not start: $(cat "$WORK/origin.log")"
 
 	RESULTS=()
+	TLS_RESULTS=()
 	FAILED=()
 	local name
 	for name in $PROXIES; do
@@ -548,6 +689,9 @@ main() {
 			continue
 		fi
 		measure "$name"
+		if [[ $TLS == 1 && -n ${TLS_PORT[$name]:-} ]]; then
+			measure_tls "$name"
+		fi
 		stop "$PROXY_PID"
 	done
 

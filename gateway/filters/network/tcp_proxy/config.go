@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/cluster"
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/registry"
+	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
 // Name is the filter's registered name.
@@ -71,6 +72,9 @@ type target struct {
 	pick           func() (*cluster.Host, error)
 	connectTimeout time.Duration
 	cum            int
+	// connectFail counts failed connects on the cluster's own stats
+	// (cluster.<name>.upstream_cx_connect_fail); nil outside a generation.
+	connectFail *stats.Counter
 }
 
 // Build implements registry.Config. It resolves the cluster names against
@@ -81,7 +85,8 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 	if clusters == nil {
 		return nil, fmt.Errorf("tcp_proxy: no cluster manager in the build context")
 	}
-	return c.build(ctx.Logger, func(name string) (target, bool) {
+	slab, _ := ctx.Stats.(*stats.Slab)
+	f, err := c.build(ctx.Logger, func(name string) (target, bool) {
 		cl := clusters.Get(name)
 		if cl == nil {
 			return target{}, false
@@ -90,8 +95,25 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 		if cl.Cfg != nil {
 			t.connectTimeout = cl.Cfg.ConnectTimeout.Duration
 		}
+		if cl.Stats != nil {
+			t.connectFail = cl.Stats.UpstreamCxConnectFail
+		}
 		return t, true
 	})
+	if err != nil {
+		return nil, err
+	}
+	f.stats = newStats(slab, c.StatPrefix)
+	return f, nil
+}
+
+// StatDefs implements stats.FilterStats: tcp.<stat_prefix>.*, Envoy's names.
+func (c *Config) StatDefs(string) []stats.Def {
+	defs := make([]stats.Def, len(statNames))
+	for i, n := range statNames {
+		defs[i] = stats.Def{Name: "tcp." + c.StatPrefix + "." + n, Kind: stats.KindCounter}
+	}
+	return defs
 }
 
 // build validates c and returns its factory; lookup resolves cluster names.
@@ -103,6 +125,7 @@ func (c *Config) build(log *zap.Logger, lookup func(name string) (target, bool))
 		log = zap.NewNop()
 	}
 	f := &Factory{
+		stats:       newStats(nil, c.StatPrefix),
 		statPrefix:  c.StatPrefix,
 		idleTimeout: DefaultIdleTimeout,
 		attempts:    1,

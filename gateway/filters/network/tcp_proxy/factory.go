@@ -2,12 +2,13 @@ package tcpproxy
 
 import (
 	"math/rand/v2"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
+
+	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
 // Stats are the filter's counters, totals over every connection the
@@ -16,31 +17,51 @@ import (
 type Stats struct {
 	// DownstreamCxTotal: tcp.<stat_prefix>.downstream_cx_total, connections
 	// handled.
-	DownstreamCxTotal atomic.Uint64
+	DownstreamCxTotal *stats.Counter
 	// DownstreamCxNoRoute: tcp.<stat_prefix>.downstream_cx_no_route,
 	// connections closed because the cluster had no host to pick.
-	DownstreamCxNoRoute atomic.Uint64
+	DownstreamCxNoRoute *stats.Counter
 	// DownstreamCxRxBytesTotal: tcp.<stat_prefix>.downstream_cx_rx_bytes_total,
 	// bytes read from downstream.
-	DownstreamCxRxBytesTotal atomic.Uint64
+	DownstreamCxRxBytesTotal *stats.Counter
 	// DownstreamCxTxBytesTotal: tcp.<stat_prefix>.downstream_cx_tx_bytes_total,
 	// bytes written to downstream.
-	DownstreamCxTxBytesTotal atomic.Uint64
+	DownstreamCxTxBytesTotal *stats.Counter
 	// IdleTimeout: tcp.<stat_prefix>.idle_timeout, connections closed by
 	// idle_timeout.
-	IdleTimeout atomic.Uint64
+	IdleTimeout *stats.Counter
 	// UpstreamConnectAttemptsExceeded:
 	// tcp.<stat_prefix>.upstream_connect_attempts_exceeded, connections
 	// closed after max_connect_attempts failed connects.
-	UpstreamConnectAttemptsExceeded atomic.Uint64
+	UpstreamConnectAttemptsExceeded *stats.Counter
 	// UpstreamCxConnectFail: failed connects to upstream hosts (Envoy counts
 	// them as cluster.<name>.upstream_cx_connect_fail).
-	UpstreamCxConnectFail atomic.Uint64
+	UpstreamCxConnectFail *stats.Counter
+}
+
+// statNames are the tcp_proxy's stats, tcp.<stat_prefix>.<name>, in the
+// order of the Stats fields.
+var statNames = []string{"downstream_cx_total", "downstream_cx_no_route", "downstream_cx_rx_bytes_total",
+	"downstream_cx_tx_bytes_total", "idle_timeout", "upstream_connect_attempts_exceeded", "upstream_cx_connect_fail"}
+
+// newStats resolves the handles of tcp.<prefix>.* in slab (private handles
+// when slab is nil).
+func newStats(slab *stats.Slab, prefix string) Stats {
+	c := func(name string) *stats.Counter { return slab.Counter("tcp." + prefix + "." + name) }
+	return Stats{
+		DownstreamCxTotal:               c(statNames[0]),
+		DownstreamCxNoRoute:             c(statNames[1]),
+		DownstreamCxRxBytesTotal:        c(statNames[2]),
+		DownstreamCxTxBytesTotal:        c(statNames[3]),
+		IdleTimeout:                     c(statNames[4]),
+		UpstreamConnectAttemptsExceeded: c(statNames[5]),
+		UpstreamCxConnectFail:           c(statNames[6]),
+	}
 }
 
 // Factory is a built tcp_proxy: immutable, shared by every connection of
 // the filter chains that use it, safe for concurrent use (its Stats are
-// updated atomically).
+// atomic handles into the worker's stats slab).
 type Factory struct {
 	statPrefix  string
 	targets     []target // cumulative weights; one entry without weighted_clusters

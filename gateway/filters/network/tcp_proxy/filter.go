@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluice-proxy/sluice/gateway/cluster"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
+	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
 // copyBufferSize is the size of each direction's copy buffer.
@@ -83,9 +84,9 @@ func (p *filter) Serve(c netfilter.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.TxBytes = p.pump(c, up, &f.stats.DownstreamCxTxBytesTotal, c.CloseWrite)
+		s.TxBytes = p.pump(c, up, f.stats.DownstreamCxTxBytesTotal, c.CloseWrite)
 	}()
-	s.RxBytes = p.pump(up, c, &f.stats.DownstreamCxRxBytesTotal, func() error { return closeWrite(up) })
+	s.RxBytes = p.pump(up, c, f.stats.DownstreamCxRxBytesTotal, func() error { return closeWrite(up) })
 	<-done
 	up.Close()
 }
@@ -114,6 +115,9 @@ func (p *filter) connect() (net.Conn, *cluster.Host) {
 			return nc, h
 		}
 		f.stats.UpstreamCxConnectFail.Add(1)
+		if cl.connectFail != nil {
+			cl.connectFail.Inc()
+		}
 		f.log.Debug("tcp_proxy: upstream connect failed", zap.Uint64("conn", s.ConnID),
 			zap.String("cluster", cl.name), zap.String("host", h.Address), zap.Int("attempt", s.ConnectAttempts), zap.Error(err))
 	}
@@ -126,7 +130,7 @@ func (p *filter) connect() (net.Conn, *cluster.Host) {
 // with closeWrite (the peer's FIN is passed on) and returns the bytes
 // written. An error on either side, or a failed half-close, aborts the
 // whole connection.
-func (p *filter) pump(dst io.Writer, src io.Reader, total *atomic.Uint64, closeWrite func() error) uint64 {
+func (p *filter) pump(dst io.Writer, src io.Reader, total *stats.Counter, closeWrite func() error) uint64 {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp

@@ -30,8 +30,8 @@ func TestProxyEchoesAndCountsBytes(t *testing.T) {
 		t.Fatalf("session %+v, want %d bytes each way through %s in one attempt", s, n, up.Addr)
 	}
 	st := f.Stats()
-	if st.DownstreamCxTotal.Load() != 1 || st.DownstreamCxRxBytesTotal.Load() != n || st.DownstreamCxTxBytesTotal.Load() != n {
-		t.Fatalf("stats cx %d rx %d tx %d, want 1, %d, %d", st.DownstreamCxTotal.Load(), st.DownstreamCxRxBytesTotal.Load(), st.DownstreamCxTxBytesTotal.Load(), n, n)
+	if st.DownstreamCxTotal.Value() != 1 || st.DownstreamCxRxBytesTotal.Value() != n || st.DownstreamCxTxBytesTotal.Value() != n {
+		t.Fatalf("stats cx %d rx %d tx %d, want 1, %d, %d", st.DownstreamCxTotal.Value(), st.DownstreamCxRxBytesTotal.Value(), st.DownstreamCxTxBytesTotal.Value(), n, n)
 	}
 	<-p.done
 	if hosts[0].Active() != 0 {
@@ -110,8 +110,8 @@ func TestProxyRetriesConnectOnAnotherHost(t *testing.T) {
 		t.Fatalf("read %q, want x", b)
 	}
 	s := p.session(t)
-	if s.ConnectAttempts != 2 || s.UpstreamHost != up.Addr || f.Stats().UpstreamCxConnectFail.Load() != 1 {
-		t.Fatalf("session %+v, connect failures %d; want 2 attempts ending on %s, 1 failure", s, f.Stats().UpstreamCxConnectFail.Load(), up.Addr)
+	if s.ConnectAttempts != 2 || s.UpstreamHost != up.Addr || f.Stats().UpstreamCxConnectFail.Value() != 1 {
+		t.Fatalf("session %+v, connect failures %d; want 2 attempts ending on %s, 1 failure", s, f.Stats().UpstreamCxConnectFail.Value(), up.Addr)
 	}
 }
 
@@ -121,8 +121,8 @@ func TestProxyClosesDownstreamWhenEveryAttemptFails(t *testing.T) {
 
 	expectClosed(t, p.client)
 	s := p.session(t)
-	if s.ConnectAttempts != 2 || s.Flags() != "UF" || f.Stats().UpstreamConnectAttemptsExceeded.Load() != 1 {
-		t.Fatalf("session %+v (flags %s), attempts exceeded %d; want 2 attempts, UF, 1", s, s.Flags(), f.Stats().UpstreamConnectAttemptsExceeded.Load())
+	if s.ConnectAttempts != 2 || s.Flags() != "UF" || f.Stats().UpstreamConnectAttemptsExceeded.Value() != 1 {
+		t.Fatalf("session %+v (flags %s), attempts exceeded %d; want 2 attempts, UF, 1", s, s.Flags(), f.Stats().UpstreamConnectAttemptsExceeded.Value())
 	}
 }
 
@@ -131,8 +131,8 @@ func TestProxyClosesDownstreamWithoutHealthyHost(t *testing.T) {
 	f, p := serve(t, &Config{StatPrefix: "p", Cluster: "a"}, lookupOf(a))
 
 	expectClosed(t, p.client)
-	if s := p.session(t); s.Flags() != "UH" || f.Stats().DownstreamCxNoRoute.Load() != 1 {
-		t.Fatalf("flags %s, no_route %d; want UH, 1", s.Flags(), f.Stats().DownstreamCxNoRoute.Load())
+	if s := p.session(t); s.Flags() != "UH" || f.Stats().DownstreamCxNoRoute.Value() != 1 {
+		t.Fatalf("flags %s, no_route %d; want UH, 1", s.Flags(), f.Stats().DownstreamCxNoRoute.Value())
 	}
 }
 
@@ -157,8 +157,8 @@ func TestProxyIdleTimeoutClosesBothSides(t *testing.T) {
 	case <-time.After(ioTimeout):
 		t.Fatal("the upstream connection stayed open")
 	}
-	if s := p.session(t); !s.IdleTimedOut || f.Stats().IdleTimeout.Load() != 1 {
-		t.Fatalf("session %+v, idle_timeout %d; want the idle flag and 1", s, f.Stats().IdleTimeout.Load())
+	if s := p.session(t); !s.IdleTimedOut || f.Stats().IdleTimeout.Value() != 1 {
+		t.Fatalf("session %+v, idle_timeout %d; want the idle flag and 1", s, f.Stats().IdleTimeout.Value())
 	}
 }
 

@@ -22,12 +22,6 @@ func (s *Slab) Index() int { return s.index }
 // Counter is a handle on a counter slot. Methods are safe for concurrent use.
 type Counter struct{ p *uint64 }
 
-// Inc adds one.
-func (c *Counter) Inc() { atomic.AddUint64(c.p, 1) }
-
-// Add adds n.
-func (c *Counter) Add(n uint64) { atomic.AddUint64(c.p, n) }
-
 // Value returns this slab's count (not the aggregate).
 func (c *Counter) Value() uint64 { return atomic.LoadUint64(c.p) }
 
@@ -37,27 +31,6 @@ type Gauge struct {
 	used *uint64
 }
 
-func (g *Gauge) touch() {
-	if atomic.LoadUint64(g.used) == 0 {
-		atomic.StoreUint64(g.used, 1)
-	}
-}
-
-// Inc adds one.
-func (g *Gauge) Inc() { g.touch(); atomic.AddInt64(g.v, 1) }
-
-// Dec subtracts one.
-func (g *Gauge) Dec() { g.touch(); atomic.AddInt64(g.v, -1) }
-
-// Add adds n.
-func (g *Gauge) Add(n int64) { g.touch(); atomic.AddInt64(g.v, n) }
-
-// Sub subtracts n.
-func (g *Gauge) Sub(n int64) { g.touch(); atomic.AddInt64(g.v, -n) }
-
-// Set sets the value.
-func (g *Gauge) Set(n int64) { g.touch(); atomic.StoreInt64(g.v, n) }
-
 // Value returns this slab's value (not the aggregate).
 func (g *Gauge) Value() int64 { return atomic.LoadInt64(g.v) }
 
@@ -65,17 +38,6 @@ func (g *Gauge) Value() int64 { return atomic.LoadInt64(g.v) }
 // the sum of recorded values in microseconds. Methods are safe for
 // concurrent use.
 type Histogram struct{ b *[histWords]uint64 }
-
-// Record records one duration (negative counts as 0), with microsecond
-// resolution.
-func (h *Histogram) Record(d time.Duration) {
-	us := uint64(0)
-	if d > 0 {
-		us = uint64(d / time.Microsecond)
-	}
-	atomic.AddUint64(&h.b[bucketOf(us)], 1)
-	atomic.AddUint64(&h.b[NumBuckets], us)
-}
 
 // RecordMillis records a value given in milliseconds (Envoy's unit for
 // *_ms and *_time histograms).

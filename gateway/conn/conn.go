@@ -266,7 +266,7 @@ func (c *Conn) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	if p := theParker; p != nil && p.take(c) {
+	if p := theParker.Load(); p != nil && p.take(c) {
 		// Parked: no goroutine will serve it again to leave the tracker.
 		defer c.tracker.remove(c)
 	}
@@ -503,7 +503,7 @@ func (t *Tracker) Drain() <-chan struct{} {
 // wake makes an idle connection's terminal filter look at the drain: a
 // parked connection is served again, a blocked read sees a past deadline.
 func (t *Tracker) wake(c *Conn) {
-	if p := theParker; p != nil && p.take(c) {
+	if p := theParker.Load(); p != nil && p.take(c) {
 		go c.serve()
 	} else {
 		_ = c.nc.SetReadDeadline(pastDeadline)

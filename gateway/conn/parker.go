@@ -41,7 +41,7 @@ const sweepEvery = time.Second
 
 var (
 	parkerOnce sync.Once
-	theParker  *parker // nil where epoll is unavailable: a goroutine waits instead
+	theParker  atomic.Pointer[parker] // nil where epoll is unavailable: a goroutine waits instead
 )
 
 func getParker() *parker {
@@ -61,9 +61,9 @@ func getParker() *parker {
 			return
 		}
 		go p.loop(rc)
-		theParker = p
+		theParker.Store(p)
 	})
-	return theParker
+	return theParker.Load()
 }
 
 // add parks c. It reports false if c cannot be parked here.
@@ -181,4 +181,16 @@ func (p *parker) sweepDeadlines() {
 		_ = unix.EpollCtl(int(p.ep.Fd()), unix.EPOLL_CTL_DEL, int(d.fd), nil)
 		go d.c.serve()
 	}
+}
+
+// Parked returns how many connections of this worker wait in the parker's
+// set (without a goroutine of their own).
+func Parked() int {
+	p := theParker.Load()
+	if p == nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.byFD)
 }

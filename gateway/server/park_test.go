@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/conn"
 	"github.com/sluice-proxy/sluice/gateway/server"
 )
 
@@ -61,7 +62,10 @@ func TestIdleKeepAliveConnectionsParkWithoutGoroutines(t *testing.T) {
 		}
 	}
 	// Once parked, the connections hold no goroutine of their own.
-	waitFor(t, "idle connections to park", func() bool { return runtime.NumGoroutine() < base+n/10 })
+	waitFor(t, "idle connections to park", func() bool { return conn.Parked() >= n })
+	if g := runtime.NumGoroutine(); g > base+n/10 {
+		t.Fatalf("%d goroutines with %d parked connections, %d before they were opened", g, n, base)
+	}
 	for i, c := range conns {
 		if body, _ := get(t, c, readers[i], "/"); body != "parked" {
 			t.Fatalf("conn %d after parking: %q", i, body)
@@ -102,7 +106,7 @@ func TestParkedConnectionClosesAtIdleTimeout(t *testing.T) {
 
 func TestDrainHandsOffParkedConnection(t *testing.T) {
 	addr, g1 := twoGenerations(t, "127.0.0.1:1")
-	base := runtime.NumGoroutine()
+	parked := conn.Parked()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +116,7 @@ func TestDrainHandsOffParkedConnection(t *testing.T) {
 	if body, _ := get(t, c, br, "/"); body != "gen1" {
 		t.Fatalf("first response %q", body)
 	}
-	waitFor(t, "the connection to park", func() bool { return runtime.NumGoroutine() <= base })
+	waitFor(t, "the connection to park", func() bool { return conn.Parked() > parked })
 	<-drain(g1)
 	if body, _ := get(t, c, br, "/"); body != "gen2" {
 		t.Fatalf("after draining a parked connection: %q, want gen2", body)

@@ -38,6 +38,10 @@ type Hello struct {
 	// running process, as known when the worker starts; later changes
 	// arrive as TypePluginReattach messages.
 	Plugins map[string]json.RawMessage
+	// ClusterHosts are the host sets of the DNS clusters, by cluster name,
+	// as resolved when the worker starts; later changes arrive as
+	// TypeClusterHosts messages.
+	ClusterHosts map[string][]string
 }
 
 // ListenerFD is one listening socket of a named listener.
@@ -61,6 +65,7 @@ type helloWire struct {
 	TicketKeys [][]byte                   `json:"ticket_keys,omitempty"`
 	LogLevel   string                     `json:"log_level,omitempty"`
 	Plugins    map[string]json.RawMessage `json:"plugins,omitempty"`
+	Clusters   map[string][]string        `json:"cluster_hosts,omitempty"`
 }
 
 type listenerWire struct {
@@ -72,7 +77,8 @@ type listenerWire struct {
 // them.
 func (h Hello) Message() (Message, error) {
 	w := helloWire{ConfigPath: h.ConfigPath, Config: h.Config, Slot: h.Slot, Generation: h.Generation,
-		StatsFD: -1, StatsSlab: h.StatsSlab, LogLevel: h.LogLevel, Plugins: h.Plugins}
+		StatsFD: -1, StatsSlab: h.StatsSlab, LogLevel: h.LogLevel, Plugins: h.Plugins,
+		Clusters: h.ClusterHosts}
 	fds := make([]int, 0, len(h.Listeners)+1)
 	for i, l := range h.Listeners {
 		w.Listeners = append(w.Listeners, listenerWire{Name: l.Name, FD: i})
@@ -112,7 +118,7 @@ func DecodeHello(m Message) (Hello, error) {
 	}
 	h := Hello{ConfigPath: w.ConfigPath, Config: w.Config, Slot: w.Slot, Generation: w.Generation,
 		StatsFD: -1, StatsSlab: w.StatsSlab, LogLevel: w.LogLevel, Plugins: w.Plugins,
-		HostStateFD: -1, HostStateWorker: w.HostWorker}
+		HostStateFD: -1, HostStateWorker: w.HostWorker, ClusterHosts: w.Clusters}
 	for _, k := range w.TicketKeys {
 		if len(k) != 32 {
 			m.CloseFDs()

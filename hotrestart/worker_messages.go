@@ -14,11 +14,38 @@ const (
 	// TypeReopenLogs makes a worker reopen its access log files (SIGUSR1,
 	// sluice reopen-logs, the admin /reopen_logs). No body.
 	TypeReopenLogs Type = 14
+	// TypeClusterHosts gives a DNS cluster's new host set, resolved by the
+	// supervisor. Body: ClusterHosts as JSON.
+	TypeClusterHosts Type = 15
 )
 
 func init() {
 	typeNames[TypeLogLevel] = "log level"
 	typeNames[TypeReopenLogs] = "reopen logs"
+	typeNames[TypeClusterHosts] = "cluster hosts"
+}
+
+// ClusterHosts is the body of a TypeClusterHosts message: the addresses
+// ("ip:port") the named DNS cluster now resolves to.
+type ClusterHosts struct {
+	Cluster string   `json:"cluster"`
+	Hosts   []string `json:"hosts"`
+}
+
+// Message encodes c as a TypeClusterHosts message.
+func (c ClusterHosts) Message() Message { return jsonMessage(TypeClusterHosts, c) }
+
+// DecodeClusterHosts decodes a TypeClusterHosts message and closes any
+// descriptor it carried.
+func DecodeClusterHosts(m Message) (ClusterHosts, error) {
+	var c ClusterHosts
+	if err := decodeJSON(m, TypeClusterHosts, &c); err != nil {
+		return ClusterHosts{}, err
+	}
+	if c.Cluster == "" {
+		return ClusterHosts{}, fmt.Errorf("%w: cluster hosts without a cluster", ErrProtocol)
+	}
+	return c, nil
 }
 
 // PluginReattach is the body of a TypePluginReattach message sent to a

@@ -65,6 +65,7 @@ func (s *Supervisor) newGeneration(cfg *config.Config, prev []*socketGroup, adop
 		running = s.cur.plugins
 	}
 	g.plugins = s.startPlugins(cfg, running)
+	s.hosts.waitWarm()
 	s.lastGen++
 	for i, sg := range groups {
 		s.log.Info("listening", zap.String("listener", sg.name), zap.String("address", sg.addr),

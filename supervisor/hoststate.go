@@ -52,6 +52,14 @@ type hostState struct {
 	hcCancel  context.CancelFunc // the running health checker's, nil if none
 	clusters  map[string]bool    // the clusters of the config last applied
 	stopped   bool
+
+	cfg       *config.Config           // the config last applied
+	warm      <-chan struct{}          // closes after the running checker's first checks; nil if none
+	warmBound time.Duration            // how long a new generation waits on warm
+	dns       map[string]*dnsRun       // the DNS clusters' watches, by cluster name
+	resolved  map[string][]string      // the DNS clusters' last host sets, by cluster name
+	call      func(func())             // runs a function on the event loop
+	send      func(hotrestart.Message) // sends a message to every worker; called by the loop
 }
 
 // newHostState creates the region for cfg, or adopts the one in (an
@@ -160,6 +168,8 @@ func (hs *hostState) apply(cfg *config.Config) {
 	if hs.stopped {
 		return
 	}
+	hs.cfg = cfg
+	hs.syncDNS(cfg)
 	var checked []health.Cluster
 	var watched []outlier.Cluster
 	now := time.Now()
@@ -169,7 +179,8 @@ func (hs *hostState) apply(cfg *config.Config) {
 		if len(cc.HealthChecks) > 0 {
 			flags = hoststate.FlagFailedActiveHC | hoststate.FlagPendingActiveHC
 		}
-		hosts, err := hs.r.SetHosts(cc.Name, cc.Endpoints, flags)
+		eps := hs.endpoints(cc)
+		hosts, err := hs.r.SetHosts(cc.Name, eps, flags)
 		if err != nil {
 			hs.log.Error("host-state region: cannot add hosts", zap.String("cluster", cc.Name), zap.Error(err))
 			continue
@@ -184,12 +195,12 @@ func (hs *hostState) apply(cfg *config.Config) {
 				h.ClearFlags(hoststate.FlagFailedActiveHC | hoststate.FlagPendingActiveHC | hoststate.FlagImmediateHCFail)
 			}
 		} else if hc, err := cc.HealthChecks[0].Health(); err == nil {
-			checked = append(checked, health.Cluster{Name: cc.Name, Addresses: slices.Clone(cc.Endpoints), Config: hc})
+			checked = append(checked, health.Cluster{Name: cc.Name, Addresses: slices.Clone(eps), Config: hc})
 		}
 		if cc.OutlierDetection != nil {
 			if p, err := cc.OutlierDetection.Policy(); err == nil {
 				watched = append(watched, outlier.Cluster{Name: cc.Name, Policy: p, Record: rec,
-					Addresses: slices.Clone(cc.Endpoints), Hosts: hosts})
+					Addresses: slices.Clone(eps), Hosts: hosts})
 			}
 		} else {
 			// A cluster whose outlier detection was removed gives its
@@ -237,8 +248,10 @@ func (hs *hostState) restartChecks(clusters []health.Cluster) {
 	hs.hcCancel = cancel
 	go c.Run(ctx)
 	n := 0
+	hs.warm, hs.warmBound = c.Warm(), 0
 	for _, cl := range clusters {
 		n += len(cl.Addresses)
+		hs.warmBound = max(hs.warmBound, 2*cl.Config.Timeout+cl.Config.InitialJitter)
 	}
 	log.Info("health checks started", zap.Int("clusters", len(clusters)), zap.Int("hosts", n))
 }
@@ -247,6 +260,7 @@ func (hs *hostState) restartChecks(clusters []health.Cluster) {
 // in progress ends within its timeout, and its verdict is as true as the
 // next checker's.
 func (hs *hostState) stopChecks() {
+	hs.warm = nil
 	if hs.hcCancel != nil {
 		hs.hcCancel()
 		hs.hcCancel = nil
@@ -258,7 +272,28 @@ func (hs *hostState) stopChecks() {
 func (hs *hostState) stop() {
 	hs.stopped = true
 	hs.stopChecks()
+	hs.stopDNS()
 	hs.detCancel()
+}
+
+// waitWarm waits, up to twice the health checks' timeout (plus their
+// initial jitter), for the running checker's first check of every host,
+// so that a new generation's workers do not serve newly checked hosts in
+// panic mode meanwhile, as Envoy warms clusters. Called by the loop before
+// it starts a generation's workers.
+func (hs *hostState) waitWarm() {
+	if hs.warm == nil {
+		return
+	}
+	start := time.Now()
+	t := time.NewTimer(hs.warmBound)
+	defer t.Stop()
+	select {
+	case <-hs.warm:
+		hs.log.Info("health checks warmed", zap.Duration("waited", time.Since(start).Round(time.Millisecond)))
+	case <-t.C:
+		hs.log.Warn("health checks not warmed in time; starting workers", zap.Duration("waited", hs.warmBound))
+	}
 }
 
 // handover adds the region and the worker indexes in use to in, for the

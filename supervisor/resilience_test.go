@@ -30,6 +30,12 @@ func newFakeHost(t *testing.T) *fakeHost {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveFakeHost(t, ln)
+}
+
+// serveFakeHost serves a fakeHost on ln.
+func serveFakeHost(t *testing.T, ln net.Listener) *fakeHost {
+	t.Helper()
 	h := &fakeHost{addr: ln.Addr().String(), arrived: make(chan struct{}, 16), release: make(chan struct{})}
 	h.healthy.Store(true)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

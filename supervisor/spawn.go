@@ -65,7 +65,8 @@ func (s *Supervisor) spawn(g *generation, slot int) {
 	g.slots[slot].proc = p
 	lvl, _ := s.workerLvl.Load().(string)
 	hello := hotrestart.Hello{ConfigPath: g.cfg.Path, Config: g.cfg.Source, Slot: slot, Generation: g.num,
-		StatsFD: -1, HostStateFD: -1, TicketKeys: s.tickets.keys, LogLevel: lvl, Plugins: helloPlugins(g)}
+		StatsFD: -1, HostStateFD: -1, TicketKeys: s.tickets.keys, LogLevel: lvl, Plugins: helloPlugins(g),
+		ClusterHosts: s.hosts.helloHosts(g.cfg)}
 	if g.stats != nil {
 		fd, err := unix.FcntlInt(uintptr(g.stats.r.FD()), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {

@@ -40,6 +40,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-proxy/sluice/gateway/accesslog"
+	"github.com/sluice-proxy/sluice/gateway/cluster"
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/hoststate"
 	"github.com/sluice-proxy/sluice/gateway/plugin"
@@ -183,6 +184,10 @@ func start(conn *hotrestart.Conn, opts Options) (*worker, error) {
 	for name, ra := range h.Plugins {
 		setPlugin(log, name, ra)
 	}
+	for name, hosts := range h.ClusterHosts {
+		// No manager is built yet: this only records the set.
+		_ = cluster.SetResolvedHosts(name, hosts)
+	}
 	srv := slab.Server()
 	logs := accesslog.NewFiles(accesslog.Options{Dropped: srv.AccessLogDropped, WriteFailed: srv.AccessLogWriteFailed, ReopenFailed: srv.AccessLogReopenFail})
 	w := &worker{log: log, level: level, logs: logs, region: region, cfg: cfg, conn: conn}
@@ -315,6 +320,14 @@ func (w *worker) loop(conn *hotrestart.Conn, terms <-chan os.Signal) int {
 					w.log.Warn("bad plugin reattach message", zap.Error(err))
 				} else {
 					setPlugin(w.log, p.Name, p.Reattach)
+				}
+			case hotrestart.TypeClusterHosts:
+				if c, err := hotrestart.DecodeClusterHosts(m); err != nil {
+					w.log.Warn("bad cluster hosts message", zap.Error(err))
+				} else if err := cluster.SetResolvedHosts(c.Cluster, c.Hosts); err != nil {
+					w.log.Error("cannot update cluster hosts", zap.String("cluster", c.Cluster), zap.Error(err))
+				} else {
+					w.log.Info("cluster hosts updated", zap.String("cluster", c.Cluster), zap.Strings("hosts", c.Hosts))
 				}
 			case hotrestart.TypeStop:
 				w.log.Info("stopping")

@@ -56,11 +56,12 @@ func (h *Host) End() { h.active.Add(-1) }
 // Active returns the number of requests in flight to h.
 func (h *Host) Active() int64 { return h.active.Load() }
 
-// Cluster is a named group of hosts.
+// Cluster is a named group of hosts. Its host list is an immutable
+// snapshot swapped atomically when a DNS cluster's addresses change, so
+// Pick and Hosts are safe for concurrent use with SetHosts.
 type Cluster struct {
-	Name  string
-	Hosts []*Host
-	Cfg   *config.Cluster
+	Name string
+	Cfg  *config.Cluster
 	// Stats are the cluster's stat handles (cluster.<name>.*).
 	Stats *stats.ClusterStats
 	// Overflow are the circuit-breaker overflow counters.
@@ -74,7 +75,10 @@ type Cluster struct {
 	// Limits are the circuit-breaker thresholds (global across workers).
 	Limits Limits
 
-	policy lb.Policy
+	set    atomic.Pointer[hostSet]
+	region *hoststate.Region
+	worker int
+	mu     sync.Mutex // serialises SetHosts
 }
 
 // Limits are a cluster's circuit-breaker thresholds.
@@ -93,17 +97,24 @@ type OverflowStats struct {
 	PerTryTimeout *stats.Counter // upstream_rq_per_try_timeout
 }
 
+// hostSet is one immutable snapshot of a cluster's hosts with the
+// load-balancing policy built over it. It implements lb.Hosts.
+type hostSet struct {
+	hosts  []*Host
+	policy lb.Policy
+}
+
 // Address implements lb.Hosts.
-func (c *Cluster) Address(i int) string { return c.Hosts[i].Address }
+func (s *hostSet) Address(i int) string { return s.hosts[i].Address }
 
 // Weight implements lb.Hosts. Endpoints carry no weight yet: all are 1.
-func (c *Cluster) Weight(int) uint32 { return 1 }
+func (s *hostSet) Weight(int) uint32 { return 1 }
 
 // HealthyLen implements lb.Hosts: the hosts neither failed by active
 // health checking nor ejected by outlier detection.
-func (c *Cluster) HealthyLen() int {
+func (s *hostSet) HealthyLen() int {
 	n := 0
-	for _, h := range c.Hosts {
+	for _, h := range s.hosts {
 		if h.State.Healthy() {
 			n++
 		}
@@ -112,26 +123,34 @@ func (c *Cluster) HealthyLen() int {
 }
 
 // Active implements lb.Hosts.
-func (c *Cluster) Active(i int) int64 { return c.Hosts[i].Active() }
+func (s *hostSet) Active(i int) int64 { return s.hosts[i].Active() }
 
-// Since implements lb.Hosts: the zero time for the hosts a cluster starts
-// with, so that they skip slow start, as in Envoy.
-func (c *Cluster) Since(int) time.Time { return time.Time{} }
+// Since implements lb.Hosts: the zero time, so that hosts skip slow start,
+// as in Envoy for the hosts a cluster starts with.
+func (s *hostSet) Since(int) time.Time { return time.Time{} }
 
 // Len implements lb.Hosts.
-func (c *Cluster) Len() int { return len(c.Hosts) }
+func (s *hostSet) Len() int { return len(s.hosts) }
 
 // Healthy implements lb.Hosts: one atomic load of the host's shared flags.
-func (c *Cluster) Healthy(i int) bool { return c.Hosts[i].State.Healthy() }
+func (s *hostSet) Healthy(i int) bool { return s.hosts[i].State.Healthy() }
+
+// Hosts returns the cluster's current hosts. The slice must not be
+// modified; it stays valid (though possibly stale) after a SetHosts.
+func (c *Cluster) Hosts() []*Host { return c.set.Load().hosts }
+
+// HealthyLen is the number of the current hosts that may take traffic.
+func (c *Cluster) HealthyLen() int { return c.set.Load().HealthyLen() }
 
 // Pick chooses a host by the cluster's load-balancing policy.
 // r carries the request's hash for ring hash and maglev; nil for none.
 func (c *Cluster) Pick(r *lb.Request) (*Host, error) {
-	i := c.policy.Pick(r)
-	if i < 0 {
+	s := c.set.Load()
+	i := s.policy.Pick(r)
+	if i < 0 || i >= len(s.hosts) {
 		return nil, fmt.Errorf("cluster %q: %w", c.Name, ErrNoHealthyUpstream)
 	}
-	return c.Hosts[i], nil
+	return s.hosts[i], nil
 }
 
 // Manager holds every cluster of a generation.
@@ -187,49 +206,107 @@ func NewManagerWith(cfg *config.Config, slab *stats.Slab, sh Shared) (*Manager, 
 	}
 	for i := range cfg.Clusters {
 		cc := &cfg.Clusters[i]
-		policy, err := lb.New(lbConfig(cc))
-		if err != nil {
+		if _, err := lb.New(lbConfig(cc)); err != nil {
 			return nil, cfg.TableError(fmt.Sprintf("cluster[%d]", i), err)
 		}
-		c := &Cluster{Name: cc.Name, Cfg: cc, policy: policy, Stats: slab.Cluster(cc.Name)}
+		c := &Cluster{Name: cc.Name, Cfg: cc, Stats: slab.Cluster(cc.Name), region: m.region, worker: sh.Worker}
 		if err := m.shared(c, slab, sh.Worker); err != nil {
 			return nil, cfg.TableError(fmt.Sprintf("cluster[%d]", i), err)
 		}
-		c.Stats.MembershipTotal.Set(int64(len(cc.Endpoints)))
-		c.Stats.MembershipHealthy.Set(int64(len(cc.Endpoints)))
-		for _, ep := range cc.Endpoints {
-			opts := pool.Options{
-				Address:        ep,
-				ConnectTimeout: cc.ConnectTimeout.Duration,
-				MaxIdle:        cc.MaxIdleConnections,
-				IdleTimeout:    cc.IdleTimeout.Duration,
-				Stats:          c.Stats,
-			}
-			if cc.TLS != nil {
-				host, _, _ := net.SplitHostPort(ep)
-				tc, err := tlsconn.Client(cc.TLS, host)
-				if err != nil {
-					return nil, cfg.TableError(fmt.Sprintf("cluster[%d].tls", i), err)
-				}
-				opts.TLS = tc
-			}
-			st, err := m.hostState(cc, ep)
-			if err != nil {
-				return nil, cfg.TableError(fmt.Sprintf("cluster[%d]", i), err)
-			}
-			cb := c.Record.Breaker(hoststate.Connections)
-			opts.Connections = &cb
-			opts.MaxConnections = c.Limits.Connections
-			opts.Overflow = c.Overflow.Cx
-			c.Hosts = append(c.Hosts, &Host{Address: ep, Pool: pool.New(opts), State: st})
+		addrs := cc.Endpoints
+		if IsDNS(cc) {
+			addrs = resolvedHosts(cc.Name)
 		}
-		if c.Outlier != nil {
-			c.Outlier.SetHosts(len(c.Hosts))
+		if err := c.SetHosts(addrs); err != nil {
+			return nil, cfg.TableError(fmt.Sprintf("cluster[%d]", i), err)
 		}
-		policy.Update(c)
 		m.byName[cc.Name] = c
 	}
+	register(m)
 	return m, nil
+}
+
+// IsDNS reports whether cc is a strict_dns or logical_dns cluster, whose
+// hosts the supervisor resolves and pushes (SetResolvedHosts).
+func IsDNS(cc *config.Cluster) bool { return cc.Type == "strict_dns" || cc.Type == "logical_dns" }
+
+// SetHosts makes addrs ("host:port") the cluster's hosts: hosts already
+// present keep their pool and counters, new ones get a pool and their
+// shared record (added when the supervisor has not), and the pools of
+// removed hosts close their connections as they become idle. Requests
+// pick from either the old or the new set while it runs, never a mix.
+// SetHosts calls are serialised.
+func (c *Cluster) SetHosts(addrs []string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	policy, err := lb.New(lbConfig(c.Cfg))
+	if err != nil {
+		return err
+	}
+	old := map[string]*Host{}
+	if s := c.set.Load(); s != nil {
+		for _, h := range s.hosts {
+			old[h.Address] = h
+		}
+	}
+	ns := &hostSet{policy: policy, hosts: make([]*Host, 0, len(addrs))}
+	for _, ep := range addrs {
+		if h, ok := old[ep]; ok {
+			ns.hosts = append(ns.hosts, h)
+			delete(old, ep)
+			continue
+		}
+		h, err := c.newHost(ep)
+		if err != nil {
+			for _, n := range ns.hosts {
+				if _, kept := old[n.Address]; !kept {
+					n.Pool.Close()
+				}
+			}
+			return err
+		}
+		ns.hosts = append(ns.hosts, h)
+	}
+	policy.Update(ns)
+	c.set.Store(ns)
+	if c.Outlier != nil {
+		c.Outlier.SetHosts(len(ns.hosts))
+	}
+	c.Stats.MembershipTotal.Set(int64(len(ns.hosts)))
+	c.Stats.MembershipHealthy.Set(int64(len(ns.hosts)))
+	for _, h := range old {
+		h.Pool.Close()
+	}
+	return nil
+}
+
+// newHost builds host ep of c: its pool and its shared record.
+func (c *Cluster) newHost(ep string) (*Host, error) {
+	cc := c.Cfg
+	opts := pool.Options{
+		Address:        ep,
+		ConnectTimeout: cc.ConnectTimeout.Duration,
+		MaxIdle:        cc.MaxIdleConnections,
+		IdleTimeout:    cc.IdleTimeout.Duration,
+		Stats:          c.Stats,
+	}
+	if cc.TLS != nil {
+		host, _, _ := net.SplitHostPort(ep)
+		tc, err := tlsconn.Client(cc.TLS, host)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: %q: tls: %w", c.Name, err)
+		}
+		opts.TLS = tc
+	}
+	st, err := hostState(c.region, cc, ep)
+	if err != nil {
+		return nil, err
+	}
+	cb := c.Record.Breaker(hoststate.Connections)
+	opts.Connections = &cb
+	opts.MaxConnections = c.Limits.Connections
+	opts.Overflow = c.Overflow.Cx
+	return &Host{Address: ep, Pool: pool.New(opts), State: st}, nil
 }
 
 // shared resolves c's shared record, outlier recorder, limits and
@@ -267,15 +344,15 @@ func (m *Manager) shared(c *Cluster, slab *stats.Slab, worker int) error {
 
 // hostState returns the shared record of endpoint ep of cc, adding it when
 // the supervisor has not.
-func (m *Manager) hostState(cc *config.Cluster, ep string) (*hoststate.Host, error) {
-	if h := m.region.Host(cc.Name, ep); h != nil {
+func hostState(region *hoststate.Region, cc *config.Cluster, ep string) (*hoststate.Host, error) {
+	if h := region.Host(cc.Name, ep); h != nil {
 		return h, nil
 	}
 	var flags uint64
 	if len(cc.HealthChecks) > 0 {
 		flags = hoststate.FlagFailedActiveHC | hoststate.FlagPendingActiveHC
 	}
-	h, err := m.region.AddHost(cc.Name, ep, flags)
+	h, err := region.AddHost(cc.Name, ep, flags)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %q: host %s: %w", cc.Name, ep, err)
 	}
@@ -291,8 +368,9 @@ func (m *Manager) Get(name string) *Cluster { return m.byName[name] }
 // Close closes every pool's idle connections. The region stays mapped:
 // its owner closes it.
 func (m *Manager) Close() {
+	unregister(m)
 	for _, c := range m.byName {
-		for _, h := range c.Hosts {
+		for _, h := range c.Hosts() {
 			h.Pool.Close()
 		}
 	}

@@ -274,10 +274,19 @@ type Redirect struct {
 // Cluster is a named group of upstream hosts.
 type Cluster struct {
 	Name string `toml:"name"`
-	// Type is "static" (default).
+	// Type is "static" (default), "strict_dns" (every address of every
+	// endpoint's name) or "logical_dns" (the first address of its single
+	// endpoint's name). DNS clusters are resolved by the supervisor.
 	Type string `toml:"type"`
 	// Endpoints are host:port addresses.
 	Endpoints []string `toml:"endpoints"`
+	// DNSRefreshRate is how often a DNS cluster is re-resolved (default 5s).
+	DNSRefreshRate Duration `toml:"dns_refresh_rate"`
+	// RespectDNSTTL re-resolves a DNS cluster at its records' TTL instead.
+	RespectDNSTTL bool `toml:"respect_dns_ttl"`
+	// DNSResolvers are the "ip:port" servers a DNS cluster is resolved
+	// with; default: the nameservers of /etc/resolv.conf.
+	DNSResolvers []string `toml:"dns_resolvers"`
 	// ConnectTimeout bounds connecting to a host. Default 5s.
 	ConnectTimeout Duration `toml:"connect_timeout"`
 	// LBPolicy is round_robin (default), least_request, random, ring_hash

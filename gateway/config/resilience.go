@@ -2,9 +2,11 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
+	"github.com/sluice-proxy/sluice/gateway/dns"
 	"github.com/sluice-proxy/sluice/gateway/health"
 	"github.com/sluice-proxy/sluice/gateway/outlier"
 )
@@ -170,7 +172,8 @@ type RetryPolicy struct {
 	// PerTryTimeout bounds each try (0: the route timeout only).
 	PerTryTimeout Duration `toml:"per_try_timeout"`
 	// PerTryIdleTimeout bounds the silence between response bytes of a
-	// try (parsed; not enforced yet).
+	// try: a try that receives nothing for that long fails as a timeout
+	// (retryable) unless response bytes already went downstream.
 	PerTryIdleTimeout Duration `toml:"per_try_idle_timeout"`
 	// RetriableStatusCodes are retried with retriable-status-codes.
 	RetriableStatusCodes []int `toml:"retriable_status_codes"`
@@ -187,8 +190,8 @@ type RetryBackOff struct {
 }
 
 // RequestMirrorPolicy sends a copy of a route's requests to another
-// cluster, fire and forget. Validation refuses it until the router
-// implements it.
+// cluster, fire and forget: the authority gets a "-shadow" suffix and the
+// response is discarded.
 type RequestMirrorPolicy struct {
 	Cluster string `toml:"cluster"`
 	// RuntimeFraction is the percentage of requests mirrored (default 100).
@@ -254,4 +257,43 @@ func (v *validator) retryPolicy(p string, rp *RetryPolicy) {
 		rp.RetryBackOff.MaxInterval.Duration < 0 {
 		v.errorf(p, "retry durations must be >= 0")
 	}
+}
+
+// DNSSpec is the resolution spec of a strict_dns or logical_dns cluster.
+func (c *Cluster) DNSSpec() *dns.Spec {
+	return &dns.Spec{Name: c.Name, Type: c.Type, Endpoints: slices.Clone(c.Endpoints),
+		RefreshRate: c.DNSRefreshRate.Duration, RespectTTL: c.RespectDNSTTL}
+}
+
+// dnsCluster checks a DNS cluster's resolution settings.
+func (v *validator) dnsCluster(p string, cl *Cluster) {
+	if err := cl.DNSSpec().Validate(); err != nil {
+		v.errorf(p, "%v", err)
+	}
+	v.duration(p+".dns_refresh_rate", cl.DNSRefreshRate.Duration)
+	for j, r := range cl.DNSResolvers {
+		if _, err := netip.ParseAddrPort(r); err != nil {
+			v.errorf(indexKey(p+".dns_resolvers", j), "%q is not ip:port", r)
+		}
+	}
+}
+
+// mirrorPolicy checks a route's request mirror policy at p.
+func (v *validator) mirrorPolicy(p string, mp *RequestMirrorPolicy) {
+	if mp.Cluster == "" {
+		v.errorf(p+".cluster", "required")
+	} else if !slices.ContainsFunc(v.c.Clusters, func(c Cluster) bool { return c.Name == mp.Cluster }) {
+		v.errorf(p+".cluster", "unknown cluster %q", mp.Cluster)
+	}
+	if f := mp.RuntimeFraction; f != nil && (*f < 0 || *f > 100) {
+		v.errorf(p+".runtime_fraction", "must be between 0 and 100")
+	}
+}
+
+// MirrorFraction is the percentage of requests mp mirrors.
+func (mp *RequestMirrorPolicy) MirrorFraction() float64 {
+	if mp.RuntimeFraction == nil {
+		return 100
+	}
+	return *mp.RuntimeFraction
 }

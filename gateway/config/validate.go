@@ -190,8 +190,12 @@ func (v *validator) clusters() {
 		cl := &v.c.Clusters[i]
 		p := indexKey("cluster", i)
 		v.name(p, cl.Name, names)
-		if cl.Type != "static" {
-			v.errorf(p+".type", "unsupported cluster type %q (supported: static)", cl.Type)
+		switch cl.Type {
+		case "static":
+		case "strict_dns", "logical_dns":
+			v.dnsCluster(p, cl)
+		default:
+			v.errorf(p+".type", "unsupported cluster type %q (static, strict_dns, logical_dns)", cl.Type)
 		}
 		switch cl.LBPolicy {
 		case "round_robin", "least_request", "random", "ring_hash", "maglev":

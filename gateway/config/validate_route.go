@@ -139,8 +139,8 @@ func (v *validator) route(r *Route, p string) {
 	if r.RetryPolicy != nil {
 		v.retryPolicy(p+".retry_policy", r.RetryPolicy)
 	}
-	if len(r.RequestMirrorPolicies) > 0 {
-		v.errorf(p+".request_mirror_policies", "request mirroring is not supported yet")
+	for i := range r.RequestMirrorPolicies {
+		v.mirrorPolicy(indexKey(p+".request_mirror_policies", i), &r.RequestMirrorPolicies[i])
 	}
 	for i, name := range r.DisabledFilters {
 		if info, ok := registry.Lookup(name); !ok || info.Kind != registry.HTTP {

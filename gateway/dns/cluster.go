@@ -111,12 +111,32 @@ func Resolve(ctx context.Context, s *Spec, l Lookuper) ([]string, time.Duration,
 // is reported to onError, if not nil. update and onError run on Watch's
 // goroutine.
 func Watch(ctx context.Context, s *Spec, l Lookuper, update func(hosts []string), onError func(error)) error {
+	return watch(ctx, s, l, nil, true, 0, update, onError)
+}
+
+// WatchFrom is Watch for a caller that already resolved s once (Resolve)
+// and got hosts and next: it waits next, then re-resolves at each refresh,
+// calling update only when the set differs from the last one.
+func WatchFrom(ctx context.Context, s *Spec, l Lookuper, hosts []string, next time.Duration,
+	update func(hosts []string), onError func(error)) error {
+	return watch(ctx, s, l, slices.Clone(hosts), false, next, update, onError)
+}
+
+func watch(ctx context.Context, s *Spec, l Lookuper, last []string, first bool, wait time.Duration,
+	update func(hosts []string), onError func(error)) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	var last []string
-	first := true
 	for {
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		}
 		hosts, next, err := Resolve(ctx, s, l)
 		if ctx.Err() != nil {
 			return nil
@@ -129,12 +149,6 @@ func Watch(ctx context.Context, s *Spec, l Lookuper, update func(hosts []string)
 			first, last = false, hosts
 			update(slices.Clone(hosts))
 		}
-		t := time.NewTimer(next)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
+		wait = next
 	}
 }

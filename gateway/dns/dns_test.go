@@ -203,3 +203,37 @@ func TestReadResolvConf(t *testing.T) {
 		t.Fatalf("ReadResolvConf = %v, %v", got, err)
 	}
 }
+
+func TestWatchFromReportsOnlyChanges(t *testing.T) {
+	s := newServer(t)
+	s.set("api.example.", "10.0.0.1")
+	r := &Resolver{Servers: []string{s.addr}, Timeout: time.Second}
+	spec := &Spec{Name: "c", Type: LogicalDNS, Endpoints: []string{"api.example:80"}, RefreshRate: 5 * time.Millisecond}
+	hosts, next, err := Resolve(context.Background(), spec, r)
+	if err != nil || !slices.Equal(hosts, []string{"10.0.0.1:80"}) {
+		t.Fatalf("resolve: %v %v", hosts, err)
+	}
+	updates := make(chan []string, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- WatchFrom(ctx, spec, r, hosts, next, func(h []string) { updates <- h }, nil) }()
+	defer func() { cancel(); <-done }()
+	// Unchanged answers are not reported: wait for several queries.
+	before := s.queries.Load()
+	for s.queries.Load() < before+4 {
+		select {
+		case h := <-updates:
+			t.Fatalf("update %v without a change", h)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	s.set("api.example.", "10.0.0.7", "10.0.0.8")
+	select {
+	case h := <-updates:
+		if !slices.Equal(h, []string{"10.0.0.7:80"}) {
+			t.Fatalf("update %v, want the first address only", h)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no update after the change")
+	}
+}

@@ -114,6 +114,14 @@ func (f *filter) run() {
 				deadline, perTry = d, true
 			}
 		}
+		f.tryDeadline = deadline
+		if p.PerTryIdleTimeout > 0 {
+			// Until the response head: no byte for that long fails the
+			// try as a per-try timeout. copyBody renews it per read.
+			if d := time.Now().Add(p.PerTryIdleTimeout); deadline.IsZero() || d.Before(deadline) {
+				deadline, perTry = d, true
+			}
+		}
 		_ = uc.SetReadDeadline(deadline)
 		sent := time.Now()
 		err = f.readHead()

@@ -55,6 +55,8 @@ type Route struct {
 	Hasher *Hasher
 	// Retry is the route's retry policy; nil without one.
 	Retry *RetryPolicy
+	// Mirrors are the route's request mirror policies.
+	Mirrors []Mirror
 }
 
 // Retry conditions (Envoy's x-envoy-retry-on values), a bit set.
@@ -75,8 +77,9 @@ type RetryPolicy struct {
 	// NumRetries is the most retries of one request.
 	NumRetries int
 	// PerTryTimeout bounds each try's wait for the response head (0: the
-	// route timeout only); PerTryIdleTimeout the silence between response
-	// body reads.
+	// route timeout only); PerTryIdleTimeout the silence allowed between
+	// response bytes of a try: before the response head it fails the try
+	// as a per-try timeout (retryable), after it resets the stream.
 	PerTryTimeout, PerTryIdleTimeout time.Duration
 	// StatusCodes are retried with RetryRetriableStatusCodes.
 	StatusCodes []int
@@ -202,6 +205,13 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 			return nil, err
 		}
 		r.Retry = p
+	}
+	if len(rc.RequestMirrorPolicies) > 0 {
+		ms, err := newMirrors(rc.RequestMirrorPolicies, m)
+		if err != nil {
+			return nil, err
+		}
+		r.Mirrors = ms
 	}
 	if len(rc.HashPolicy) > 0 {
 		hp := make([]HashPolicyConfig, len(rc.HashPolicy))

@@ -84,6 +84,13 @@ type filter struct {
 	tried      []*cluster.Host
 	started    time.Time // when the request reached the router
 	deadline   time.Time // the route timeout's end, zero for none
+	// tryDeadline is the current try's end (route or per-try timeout),
+	// which per_try_idle_timeout's renewed read deadlines never pass.
+	tryDeadline time.Time
+
+	// shadow is the copy being made of the request for the route's
+	// mirrors; nil when none (or once sent or abandoned).
+	shadow *shadow
 }
 
 // contexter is implemented by the HTTP connection manager's streams.
@@ -148,6 +155,9 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	f.stats.UpstreamRqActive.Inc()
 	f.rewrite(h)
 	f.req = h
+	if len(rt.Mirrors) > 0 {
+		f.startShadow(h, endStream)
+	}
 	if info.Protocol == protoHTTP2 {
 		if cx, ok := f.cb.(contexter); ok {
 			f.ctx = cx.Context()
@@ -214,6 +224,9 @@ func (f *filter) connect() bool {
 }
 
 func (f *filter) DecodeData(b *buffer.Buffer, endStream bool) httpfilter.DataStatus {
+	if f.shadow != nil {
+		f.shadowData(b, endStream)
+	}
 	if f.h2 != nil {
 		f.decodeDataH2(b, endStream)
 		return httpfilter.DataStopNoBuffer
@@ -258,6 +271,9 @@ func (f *filter) DecodeData(b *buffer.Buffer, endStream bool) httpfilter.DataSta
 }
 
 func (f *filter) DecodeTrailers(t *httpfilter.Headers) httpfilter.TrailersStatus {
+	if f.shadow != nil {
+		f.shadowTrailers()
+	}
 	if f.h2 != nil {
 		f.decodeTrailersH2(t)
 		return httpfilter.TrailersStopIteration
@@ -439,6 +455,16 @@ func (f *filter) copyBody() bool {
 			if f.cb.EncodeData(&f.data, false) != nil { // flush what is pending before blocking
 				return false
 			}
+		}
+		if rp := f.route.Retry; rp != nil && rp.PerTryIdleTimeout > 0 {
+			d, end := time.Now().Add(rp.PerTryIdleTimeout), f.tryDeadline
+			if end.IsZero() {
+				end = f.deadline
+			}
+			if !end.IsZero() && end.Before(d) {
+				d = end
+			}
+			_ = f.uc.SetReadDeadline(d)
 		}
 		n, err := body.Read(buf)
 		if n > 0 {

@@ -88,6 +88,7 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 		hf := &c.HTTPFilters[i]
 		sub := *ctx
 		sub.Path = hf.Path
+		sub.StatScope = "http." + c.StatPrefix + "."
 		built, err := hf.Decoded.Build(&sub)
 		if err != nil {
 			key := fmt.Sprintf("http_filter[%d].config", i)

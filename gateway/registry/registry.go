@@ -49,6 +49,10 @@ type BuildContext struct {
 	// reason). Filters resolve their stat handles and loggers in Build.
 	Stats      any
 	AccessLogs any
+	// StatScope is the stat scope of the filter's HTTP connection manager,
+	// "http.<stat_prefix>." (empty outside one): HTTP filters name their
+	// stats under it, as Envoy does.
+	StatScope string
 	// Workers is the number of worker processes of the generation (0 when
 	// unknown, which filters treat as 1). Filters that bound something per
 	// process (connection_limit) split their limit by it.

@@ -71,7 +71,7 @@ func BenchmarkExtAuthzCheck(b *testing.B) {
 		fl.OnDestroy()
 	}
 	b.StopTimer()
-	if f.Stats.OK.Load() == 0 || f.Stats.Error.Load() != 0 {
-		b.Fatalf("ok %d error %d", f.Stats.OK.Load(), f.Stats.Error.Load())
+	if f.Stats.OK.Value() == 0 || f.Stats.Error.Value() != 0 {
+		b.Fatalf("ok %d error %d", f.Stats.OK.Value(), f.Stats.Error.Value())
 	}
 }

@@ -5,12 +5,12 @@ package extauthz
 
 import (
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/plugin"
 	"github.com/sluice-proxy/sluice/gateway/registry"
+	"github.com/sluice-proxy/sluice/gateway/stats"
 	"github.com/sluice-proxy/sluice/plugins/authapi"
 )
 
@@ -72,7 +72,9 @@ const maxBodyLimit = 64 << 20
 
 // Build implements registry.Config.
 func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
+	slab, _ := ctx.Stats.(*stats.Slab)
 	f := &Factory{
+		Stats:       newStats(slab, ctx.StatScope),
 		timeout:     DefaultTimeout,
 		statusOnErr: 403,
 		failOpen:    c.FailureModeAllow,
@@ -131,14 +133,35 @@ type Factory struct {
 	includeDER  bool
 	extensions  map[string]string
 
-	// Stats counts check outcomes. They become, when stats are wired,
-	// http.<stat_prefix>.ext_authz.{ok,denied,error,timeout,
-	// failure_mode_allowed,invalid,disabled}.
+	// Stats counts check outcomes: http.<stat_prefix>.ext_authz.{ok,
+	// denied,error,timeout,failure_mode_allowed,invalid,disabled}, in the
+	// worker's slab of the shared stats region.
 	Stats Stats
 }
 
 // Stats are the filter's counters; error counts every failed check,
 // including timeouts and invalid answers.
 type Stats struct {
-	OK, Denied, Error, Timeout, FailureModeAllowed, Invalid, Disabled atomic.Uint64
+	OK, Denied, Error, Timeout, FailureModeAllowed, Invalid, Disabled *stats.Counter
+}
+
+// statNames are the counters' names under <scope>ext_authz., in the order
+// of the Stats fields.
+var statNames = []string{"ok", "denied", "error", "timeout", "failure_mode_allowed", "invalid", "disabled"}
+
+// newStats resolves the handles under scope (e.g. "http.ingress.") in slab;
+// a nil slab gives private handles.
+func newStats(slab *stats.Slab, scope string) Stats {
+	c := func(i int) *stats.Counter { return slab.Counter(scope + "ext_authz." + statNames[i]) }
+	return Stats{OK: c(0), Denied: c(1), Error: c(2), Timeout: c(3), FailureModeAllowed: c(4), Invalid: c(5), Disabled: c(6)}
+}
+
+// StatDefs implements stats.FilterStats: Envoy's ext_authz counters under
+// the HTTP connection manager's scope.
+func (c *Config) StatDefs(scope string) []stats.Def {
+	defs := make([]stats.Def, len(statNames))
+	for i, n := range statNames {
+		defs[i] = stats.Def{Name: scope + "ext_authz." + n, Kind: stats.KindCounter}
+	}
+	return defs
 }

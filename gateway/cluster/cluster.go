@@ -40,6 +40,7 @@ var ErrNoHealthyUpstream = errors.New("cluster: no healthy upstream")
 type Host struct {
 	Address string
 	Pool    *pool.Pool
+	weight  uint32 // load-balancing weight, >= 1
 	// State is the host's shared record: health flags, outlier counters.
 	State *hoststate.Host
 
@@ -107,8 +108,9 @@ type hostSet struct {
 // Address implements lb.Hosts.
 func (s *hostSet) Address(i int) string { return s.hosts[i].Address }
 
-// Weight implements lb.Hosts. Endpoints carry no weight yet: all are 1.
-func (s *hostSet) Weight(int) uint32 { return 1 }
+// Weight implements lb.Hosts: the endpoint's configured weight, 1 by
+// default.
+func (s *hostSet) Weight(i int) uint32 { return s.hosts[i].weight }
 
 // HealthyLen implements lb.Hosts: the hosts neither failed by active
 // health checking nor ejected by outlier detection.
@@ -306,7 +308,18 @@ func (c *Cluster) newHost(ep string) (*Host, error) {
 	opts.Connections = &cb
 	opts.MaxConnections = c.Limits.Connections
 	opts.Overflow = c.Overflow.Cx
-	return &Host{Address: ep, Pool: pool.New(opts), State: st}, nil
+	return &Host{Address: ep, Pool: pool.New(opts), State: st, weight: endpointWeight(cc, ep)}, nil
+}
+
+// endpointWeight is the configured weight of a static cluster's endpoint
+// ep (endpoint_weights), else 1.
+func endpointWeight(cc *config.Cluster, ep string) uint32 {
+	for i, e := range cc.Endpoints {
+		if e == ep && i < len(cc.EndpointWeights) && cc.EndpointWeights[i] > 0 {
+			return cc.EndpointWeights[i]
+		}
+	}
+	return 1
 }
 
 // shared resolves c's shared record, outlier recorder, limits and

@@ -280,6 +280,11 @@ type Cluster struct {
 	Type string `toml:"type"`
 	// Endpoints are host:port addresses.
 	Endpoints []string `toml:"endpoints"`
+	// EndpointWeights, for a static cluster, weigh its endpoints for the
+	// weighted policies (round robin, least request, ring hash, maglev):
+	// one weight per endpoint, 1..128 (Envoy's load_balancing_weight).
+	// Default: all 1.
+	EndpointWeights []uint32 `toml:"endpoint_weights"`
 	// DNSRefreshRate is how often a DNS cluster is re-resolved (default 5s).
 	DNSRefreshRate Duration `toml:"dns_refresh_rate"`
 	// RespectDNSTTL re-resolves a DNS cluster at its records' TTL instead.

@@ -202,6 +202,17 @@ func (v *validator) clusters() {
 		default:
 			v.errorf(p+".lb_policy", "unsupported lb_policy %q (round_robin, least_request, random, ring_hash, maglev)", cl.LBPolicy)
 		}
+		if n := len(cl.EndpointWeights); n > 0 {
+			if n != len(cl.Endpoints) {
+				v.errorf(p+".endpoint_weights", "has %d weights for %d endpoints", n, len(cl.Endpoints))
+			}
+			for _, w := range cl.EndpointWeights {
+				if w < 1 || w > 128 {
+					v.errorf(p+".endpoint_weights", "weight %d not in 1..128", w)
+					break
+				}
+			}
+		}
 		if len(cl.Endpoints) == 0 {
 			v.errorf(p+".endpoints", "cluster %q has no endpoints", cl.Name)
 		}

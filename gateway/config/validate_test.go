@@ -87,6 +87,8 @@ func TestValidate(t *testing.T) {
 		{"cluster missing name", withCluster("[[cluster]]\nendpoints = [\"127.0.0.1:1\"]\n"), "t.toml:16: cluster[0].name: missing name"},
 		{"cluster duplicate name", withCluster(clusterTOML + clusterTOML), `t.toml:20: cluster[1].name: duplicate name "backend"`},
 		{"cluster type", withCluster(clusterTOML + "type = \"dns\"\n"), `cluster[0].type: unsupported cluster type "dns"`},
+		{"endpoint weights count", withCluster(clusterTOML + "endpoint_weights = [1, 2]\n"), `cluster[0].endpoint_weights: has 2 weights for 1 endpoints`},
+		{"endpoint weight range", withCluster(clusterTOML + "endpoint_weights = [0]\n"), `cluster[0].endpoint_weights: weight 0 not in 1..128`},
 		{"cluster lb policy", withCluster(clusterTOML + "lb_policy = \"fastest\"\n"), `cluster[0].lb_policy: unsupported lb_policy "fastest"`},
 		{"cluster no endpoints", withCluster("[[cluster]]\nname = \"backend\"\n"), `t.toml:16: cluster[0].endpoints: cluster "backend" has no endpoints`},
 		{"cluster empty endpoints", withCluster("[[cluster]]\nname = \"backend\"\nendpoints = []\n"), `t.toml:18: cluster[0].endpoints: cluster "backend" has no endpoints`},

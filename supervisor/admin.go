@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sluice-proxy/sluice/gateway/admin"
 	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/hoststate"
 	"github.com/sluice-proxy/sluice/gateway/stats"
 	"github.com/sluice-proxy/sluice/hotrestart"
 )
@@ -33,6 +35,8 @@ type view struct {
 	generation int
 	state      string // LIVE, PRE_INITIALIZING, INITIALIZING, DRAINING
 	listeners  []admin.Listener
+	hosts      *hoststate.Region   // shared host state (health, ejection); nil if none
+	resolved   map[string][]string // DNS clusters' current addresses, by cluster
 }
 
 // adminServer implements admin.Server for s.
@@ -61,6 +65,10 @@ func (s *Supervisor) publish() {
 		for _, sg := range g.groups {
 			v.listeners = append(v.listeners, admin.Listener{Name: sg.name, Address: sg.addr})
 		}
+	}
+	if s.hosts != nil {
+		v.hosts = s.hosts.r
+		v.resolved = maps.Clone(s.hosts.resolved)
 	}
 	s.admin.view.Store(v)
 }
@@ -188,8 +196,18 @@ func (a *adminServer) Clusters() []admin.Cluster {
 				ac.Stats[name] = st.Gauge
 			}
 		}
-		for _, ep := range c.Endpoints {
-			ac.Hosts = append(ac.Hosts, admin.Host{Address: fmt.Sprint(ep), Healthy: true})
+		eps := c.Endpoints
+		if r, ok := v.resolved[c.Name]; ok {
+			eps = r
+		}
+		for _, ep := range eps {
+			h := admin.Host{Address: ep, Healthy: true}
+			if v.hosts != nil {
+				if st := v.hosts.Host(c.Name, ep); st != nil && !st.Healthy() {
+					h.Healthy, h.HealthFlags = false, healthFlags(st.Flags())
+				}
+			}
+			ac.Hosts = append(ac.Hosts, h)
 		}
 		out = append(out, ac)
 	}
@@ -323,3 +341,15 @@ func (s *Supervisor) reopenLogs(cause string) {
 }
 
 var _ admin.Server = (*adminServer)(nil)
+
+// healthFlags names a host's unhealthy flags as Envoy's /clusters does.
+func healthFlags(f uint64) string {
+	var b strings.Builder
+	if f&(hoststate.FlagFailedActiveHC|hoststate.FlagImmediateHCFail) != 0 {
+		b.WriteString("/failed_active_hc")
+	}
+	if f&hoststate.FlagOutlierEjected != 0 {
+		b.WriteString("/failed_outlier_check")
+	}
+	return b.String()
+}

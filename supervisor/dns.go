@@ -134,6 +134,9 @@ func (hs *hostState) dnsUpdate(name, key string, hosts []string) {
 	if hs.send != nil {
 		hs.send(hotrestart.ClusterHosts{Cluster: name, Hosts: hosts}.Message())
 	}
+	if hs.changed != nil {
+		hs.changed()
+	}
 }
 
 // helloHosts is the DNS part of a Hello for a worker of cfg.

@@ -60,6 +60,7 @@ type hostState struct {
 	resolved  map[string][]string      // the DNS clusters' last host sets, by cluster name
 	call      func(func())             // runs a function on the event loop
 	send      func(hotrestart.Message) // sends a message to every worker; called by the loop
+	changed   func()                   // the admin view must be published again; called by the loop
 }
 
 // newHostState creates the region for cfg, or adopts the one in (an

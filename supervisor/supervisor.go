@@ -228,7 +228,7 @@ func Run(opts Options) int {
 		parent:     par,
 	}
 	s.admin = &adminServer{s: s}
-	hosts.call, hosts.send = s.call, s.broadcast
+	hosts.call, hosts.send, hosts.changed = s.call, s.broadcast, s.publish
 	s.publish()
 	fields := []zap.Field{zap.String("version", opts.Version), zap.Int("pid", os.Getpid()), zap.String("executable", exe)}
 	if par != nil {

@@ -182,7 +182,10 @@ func (h *Handler) clusters(w http.ResponseWriter, r *http.Request) {
 		for _, hst := range c.Hosts {
 			health := "healthy"
 			if !hst.Healthy {
-				health = "/failed_active_hc"
+				health = hst.HealthFlags
+				if health == "" {
+					health = "/failed_active_hc"
+				}
 			}
 			fmt.Fprintf(w, "%s::%s::health_flags::%s\n", c.Name, hst.Address, health)
 			fmt.Fprintf(w, "%s::%s::rq_active::%d\n", c.Name, hst.Address, hst.ActiveRequests)

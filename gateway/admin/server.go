@@ -70,8 +70,11 @@ type Cluster struct {
 
 // Host is one host of a cluster.
 type Host struct {
-	Address        string `json:"address"`
-	Healthy        bool   `json:"healthy"`
+	Address string `json:"address"`
+	Healthy bool   `json:"healthy"`
+	// HealthFlags are Envoy's: "/failed_active_hc", "/failed_outlier_check",
+	// joined; empty when healthy.
+	HealthFlags    string `json:"health_flags,omitempty"`
 	ActiveRequests int64  `json:"rq_active"`
 	ActiveConns    int64  `json:"cx_active"`
 }

@@ -232,6 +232,12 @@ type Route struct {
 	RetryPolicy *RetryPolicy `toml:"retry_policy"`
 	// RequestMirrorPolicies send a copy of each request to other clusters.
 	RequestMirrorPolicies []RequestMirrorPolicy `toml:"request_mirror_policies"`
+	// Upgrade lists the connection upgrades the route allows (Envoy's
+	// upgrade_configs): "websocket" (an HTTP/1.1 Upgrade, tunnelled after
+	// the upstream's 101) and "CONNECT" (terminated: sluice connects to
+	// the cluster and tunnels raw bytes). An upgrade the route does not
+	// list is answered 403.
+	Upgrade []string `toml:"upgrade"`
 }
 
 // RouteMatch selects requests. Exactly one of Path, Prefix and Regex is set.

@@ -99,6 +99,14 @@ func (v *validator) route(r *Route, p string) {
 	for i := range m.Headers {
 		v.headerMatcher(&m.Headers[i], indexKey(p+".match.headers", i))
 	}
+	for i, u := range r.Upgrade {
+		if u != "websocket" && u != "CONNECT" {
+			v.errorf(indexKey(p+".upgrade", i), "must be \"websocket\" or \"CONNECT\", got %q", u)
+		}
+	}
+	if len(r.Upgrade) > 0 && r.Cluster == "" {
+		v.errorf(p+".upgrade", "needs a cluster")
+	}
 
 	actions := 0
 	if r.Cluster != "" {

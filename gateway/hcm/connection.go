@@ -1,6 +1,7 @@
 package hcm
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -282,4 +283,100 @@ func localReplyHeaders(h *httpfilter.ResponseHeaders, r *httpfilter.LocalReply, 
 var (
 	hdrContentType = []byte("content-type")
 	textPlain      = []byte("text/plain")
+)
+
+// Tunnels (WebSocket upgrades and CONNECT).
+
+var _ httpfilter.Tunneler = (*stream)(nil)
+
+// UpgradeRequested implements httpfilter.Tunneler. An "Upgrade: h2c"
+// request is served as a plain HTTP/1.1 request (the parser already
+// removed the field), as Envoy does without HTTP/2 upgrade support.
+func (s *stream) UpgradeRequested() string {
+	if s.h2 != nil {
+		return ""
+	}
+	if string(s.req.Headers.Method) == "CONNECT" {
+		return "CONNECT"
+	}
+	if len(s.req.Upgrade) == 0 || bytes.EqualFold(s.req.Upgrade, h2cToken) {
+		return ""
+	}
+	return string(s.req.Upgrade)
+}
+
+var h2cToken = []byte("h2c")
+
+// errTunnelProtocol is Tunnel's answer on a stream that is not HTTP/1.
+var errTunnelProtocol = errors.New("hcm: tunnels need an HTTP/1.1 downstream")
+
+// Tunnel implements httpfilter.Tunneler.
+func (s *stream) Tunnel(h *httpfilter.ResponseHeaders, up httpfilter.TunnelConn) error {
+	if s.h2 != nil {
+		return errTunnelProtocol
+	}
+	if s.ended() || s.respStarted {
+		return errStreamEnded
+	}
+	for i := len(s.encoders) - 1; i >= 0; i-- {
+		s.encoders[i].EncodeHeaders(h, false)
+	}
+	c := s.conn
+	s.respStarted = true
+	s.resp = h
+	s.info.ResponseCode = h.Status
+	s.closeAfter = true
+	c.w = http1.AppendResponseHead(c.w, s.req.Major, s.req.Minor, h, http1.NoBody, -1, true)
+	if c.flush() != nil {
+		s.downstreamGone()
+		return errStreamEnded
+	}
+	c.tunnel(s, up)
+	s.respDone, s.bodyDone = true, true
+	return nil
+}
+
+// tunnel copies bytes both ways between the downstream connection and up,
+// like tcp_proxy: upstream to downstream on a second goroutine (the
+// netfilter.Conn contract allows Write and CloseWrite there), downstream to
+// upstream on the connection's goroutine, starting with what the reader
+// already holds past the request head. A clean end of one direction is
+// passed on as a half-close; an error aborts both. It returns when both
+// directions are over. The tunnel is never handed off: during a drain it
+// runs until it ends or the worker closes the connection at drain_timeout.
+func (c *connection) tunnel(s *stream, up httpfilter.TunnelConn) {
+	_ = c.c.SetReadDeadline(time.Time{})
+	_ = c.c.SetWriteDeadline(time.Time{})
+	var sent int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, bodyChunk)
+		n, err := io.CopyBuffer(writerOnly{c.c}, readerOnly{up}, buf)
+		sent = n
+		if err == nil && c.c.CloseWrite() == nil {
+			return
+		}
+		_ = up.Close()
+		_ = c.c.Close()
+	}()
+	if s.bodyBuf == nil {
+		s.bodyBuf = make([]byte, bodyChunk)
+	}
+	down := c.r.BodyReader(http1.UntilClose, -1)
+	n, err := io.CopyBuffer(writerOnly{up}, readerOnly{down}, s.bodyBuf)
+	if err != nil || up.CloseWrite() != nil {
+		_ = up.Close()
+		_ = c.c.Close()
+	}
+	<-done
+	s.info.BytesReceived += n
+	s.info.BytesSent += sent
+}
+
+// readerOnly and writerOnly hide ReaderFrom and WriterTo, so that
+// io.CopyBuffer uses the buffer it is given.
+type (
+	readerOnly struct{ io.Reader }
+	writerOnly struct{ io.Writer }
 )

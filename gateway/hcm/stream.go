@@ -118,6 +118,9 @@ func (s *stream) begin(req *http1.Request) {
 	// A connection that cannot move to the next generation is asked to
 	// close as the drain strategy decides (gradual or immediate).
 	s.closeAfter = !c.c.CanHandoff() && c.c.DrainClose()
+	// After an upgrade request or a CONNECT the client may send tunnel
+	// bytes at once: whatever the answer, the connection ends with it.
+	s.closeAfter = s.closeAfter || req.Upgrade != nil || string(req.Headers.Method) == "CONNECT"
 	s.route, s.routeValid = nil, false
 }
 

@@ -1,6 +1,10 @@
 package httpfilter
 
-import "github.com/sluice-proxy/sluice/gateway/buffer"
+import (
+	"io"
+
+	"github.com/sluice-proxy/sluice/gateway/buffer"
+)
 
 // HeadersStatus tells the manager what to do after a filter handled headers.
 type HeadersStatus uint8
@@ -163,4 +167,41 @@ type Route interface {
 // concurrent use.
 type RouteTable interface {
 	Match(h *RequestHeaders) Route
+}
+
+// Tunneler is implemented by the DecoderCallbacks of a stream whose
+// downstream connection can become a raw byte tunnel: HTTP/1.1 streams of
+// the HTTP connection manager. The terminal filter (the router) type-asserts
+// its callbacks to it. Like DecoderCallbacks, its methods must be called on
+// the stream's goroutine.
+type Tunneler interface {
+	// UpgradeRequested returns what the request asks to switch to: the
+	// Upgrade field value of an HTTP/1.1 request whose Connection field has
+	// the "upgrade" option (e.g. "websocket"), "CONNECT" for a CONNECT
+	// request, or "" for neither (always "" for HTTP/2 and HTTP/3 streams).
+	UpgradeRequested() string
+	// Tunnel sends the response head h downstream (through the encoder
+	// filters, with no framing fields: a 101, or a 2xx for CONNECT), then
+	// copies bytes both ways between the downstream connection and
+	// upstream until both directions have ended, passing a half-close
+	// (EOF) on with CloseWrite; an error in either direction aborts both
+	// (upstream.Close). It blocks until the tunnel is over; the stream is
+	// then complete and the downstream connection closes. The caller keeps
+	// ownership of upstream and releases it after Tunnel returns. It
+	// returns an error when the stream cannot tunnel (HTTP/2, HTTP/3, a
+	// response already started) or the head could not be written.
+	Tunnel(h *ResponseHeaders, upstream TunnelConn) error
+}
+
+// TunnelConn is the upstream side of a tunnel. Read returns the upstream's
+// bytes (including any read ahead while parsing the response head) and
+// io.EOF on its half-close. During Tunnel, Read is called on one goroutine
+// while Write and CloseWrite are called on another.
+type TunnelConn interface {
+	io.ReadWriter
+	// CloseWrite half-closes the upstream connection (TCP FIN).
+	CloseWrite() error
+	// Close aborts the connection, waking a blocked Read or Write. It may
+	// be called from any goroutine, more than once.
+	Close() error
 }

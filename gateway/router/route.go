@@ -57,6 +57,8 @@ type Route struct {
 	Retry *RetryPolicy
 	// Mirrors are the route's request mirror policies.
 	Mirrors []Mirror
+	// Upgrades are the upgrades the route allows ("websocket", "CONNECT").
+	Upgrades []string
 }
 
 // Retry conditions (Envoy's x-envoy-retry-on values), a bit set.
@@ -191,6 +193,7 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 		PrefixRewrite:  rc.PrefixRewrite,
 		HostRewrite:    rc.HostRewrite,
 		Timeout:        15 * time.Second,
+		Upgrades:       rc.Upgrade,
 	}
 	if rc.Timeout != nil {
 		r.Timeout = rc.Timeout.Duration

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,6 +92,9 @@ type filter struct {
 	// shadow is the copy being made of the request for the route's
 	// mirrors; nil when none (or once sent or abandoned).
 	shadow *shadow
+
+	// upgrading: a WebSocket upgrade was sent upstream, a 101 is expected.
+	upgrading bool
 }
 
 // contexter is implemented by the HTTP connection manager's streams.
@@ -118,6 +122,12 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		return httpfilter.HeadersStopIteration
 	case rt.Redirect != nil:
 		f.cb.SendLocalReply(redirectReply(rt, h))
+		return httpfilter.HeadersStopIteration
+	}
+	tn, upgrade := f.upgradeRequested()
+	if upgrade != "" && !rt.allowsUpgrade(upgrade) {
+		// Envoy's answer to an upgrade its config does not allow.
+		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 403, Details: "upgrade_failed"})
 		return httpfilter.HeadersStopIteration
 	}
 	info.UpstreamCluster = rt.Cluster.Name
@@ -155,6 +165,10 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	f.stats.UpstreamRqActive.Inc()
 	f.rewrite(h)
 	f.req = h
+	if upgrade != "" {
+		f.tunnel(tn, upgrade, endStream)
+		return httpfilter.HeadersStopIteration
+	}
 	if len(rt.Mirrors) > 0 {
 		f.startShadow(h, endStream)
 	}
@@ -395,6 +409,8 @@ func (f *filter) readHead() error {
 		switch {
 		case st >= 200:
 			return nil
+		case st == 101 && f.upgrading:
+			return nil
 		case st == 101:
 			return &http1.Error{Status: 502, Reason: "unexpected 101 switching protocols"}
 		case st == 100:
@@ -609,4 +625,132 @@ func indexByte(s string, c byte) int {
 		}
 	}
 	return -1
+}
+
+// Upgrades (WebSocket) and CONNECT tunnels.
+//
+// A request asking for an upgrade the route allows goes upstream on a fresh
+// connection, never pooled afterwards. On the upstream's 101 the stream's
+// Tunneler writes the 101 downstream and copies bytes both ways until both
+// sides have closed; any other answer is passed on as a plain response. A
+// CONNECT is terminated here (Envoy's connect_config): sluice connects to a
+// host of the route's cluster, answers 200 and tunnels the raw bytes. An
+// upgrade the route does not allow is answered 403, as Envoy does.
+
+// upgradeRequested returns the stream's Tunneler and the upgrade its
+// request asks for ("" for none, or when the stream cannot tunnel).
+func (f *filter) upgradeRequested() (httpfilter.Tunneler, string) {
+	tn, ok := f.cb.(httpfilter.Tunneler)
+	if !ok {
+		return nil, ""
+	}
+	return tn, tn.UpgradeRequested()
+}
+
+// allowsUpgrade reports whether the route allows the upgrade: "CONNECT" by
+// exact name, a WebSocket upgrade (the Upgrade field's value) by
+// case-insensitive match.
+func (r *Route) allowsUpgrade(upgrade string) bool {
+	for _, u := range r.Upgrades {
+		if u == upgrade || (upgrade != "CONNECT" && u != "CONNECT" && strings.EqualFold(u, upgrade)) {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	hdrConnection = []byte("connection")
+	hdrUpgrade    = []byte("upgrade")
+	tokenUpgrade  = []byte("upgrade")
+)
+
+// tunnel serves an allowed upgrade or CONNECT request.
+func (f *filter) tunnel(tn httpfilter.Tunneler, upgrade string, endStream bool) {
+	if !endStream {
+		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 400, Flags: httpfilter.FlagDownstreamProtocolError,
+			Details: "upgrade_with_body"})
+		return
+	}
+	uc, err := f.host.Pool.Dial(context.Background())
+	if err != nil {
+		if !errors.Is(err, pool.ErrOverflow) {
+			f.recordFailure(err)
+		}
+		f.connectFailed(err)
+		return
+	}
+	f.uc = uc
+	if upgrade == "CONNECT" {
+		f.resp.Headers.Reset()
+		f.resp.Headers.Status = 200
+		f.openTunnel(tn)
+		return
+	}
+	h := f.req
+	h.AddBytes(hdrConnection, tokenUpgrade)
+	h.Add("upgrade", upgrade)
+	uc.W = http1.AppendRequestHead(uc.W[:0], h, http1.NoBody, -1, true)
+	f.send()
+	sent := time.Now()
+	if f.route.Timeout > 0 {
+		_ = uc.SetReadDeadline(sent.Add(f.route.Timeout))
+	}
+	f.upgrading = true
+	if err := f.readHead(); err != nil {
+		f.recordFailure(err)
+		f.fail(err, false)
+		return
+	}
+	f.recordStatus()
+	if f.resp.Headers.Status != 101 {
+		f.resp.KeepAlive = false // the connection was opened for the upgrade
+		f.deliver(sent)
+		return
+	}
+	proto := f.resp.Upgrade
+	if len(proto) == 0 {
+		proto = []byte(upgrade)
+	}
+	f.resp.Headers.AddBytes(hdrConnection, tokenUpgrade)
+	f.resp.Headers.AddBytes(hdrUpgrade, proto)
+	f.openTunnel(tn)
+}
+
+// openTunnel hands the response head in f.resp and f.uc to the stream's
+// Tunneler, then closes f.uc.
+func (f *filter) openTunnel(tn httpfilter.Tunneler) {
+	uc := f.uc
+	info := f.cb.Info()
+	info.ResponseCode = f.resp.Headers.Status
+	f.stats.Response(f.resp.Headers.Status)
+	_ = uc.SetDeadline(time.Time{})
+	up := &upstreamTunnel{uc: uc, body: uc.R.BodyReader(http1.UntilClose, -1)}
+	if err := tn.Tunnel(&f.resp.Headers, up); err != nil && !errors.Is(err, errDownstreamGone) {
+		if ce := f.log.Check(zap.DebugLevel, "tunnel not opened"); ce != nil {
+			ce.Write(zap.Uint64("conn", f.cb.ConnectionID()), zap.Uint64("stream", f.cb.StreamID()), zap.Error(err))
+		}
+	}
+	f.uc = nil
+	uc.Close()
+}
+
+// upstreamTunnel is an upstream connection as httpfilter.TunnelConn: reads
+// go through the response reader (which may hold bytes read past the 101
+// head), Close only closes the socket (pool.Conn.Close, which releases the
+// reader, runs after the tunnel is over).
+type upstreamTunnel struct {
+	uc   *pool.Conn
+	body io.Reader
+}
+
+func (t *upstreamTunnel) Read(p []byte) (int, error)  { return t.body.Read(p) }
+func (t *upstreamTunnel) Write(p []byte) (int, error) { return t.uc.Conn.Write(p) }
+func (t *upstreamTunnel) Close() error                { return t.uc.Conn.Close() }
+
+func (t *upstreamTunnel) CloseWrite() error {
+	if cw, ok := t.uc.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("router: upstream connection cannot half-close")
 }

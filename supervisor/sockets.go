@@ -32,6 +32,14 @@ type socketGroup struct {
 	fds    []int
 }
 
+// udpKey marks the key of a udp (HTTP/3) listener's group. The protocol
+// lives in the key, so a group passed to a new supervisor by an upgrade
+// keeps it.
+const udpKey = " protocol=udp"
+
+// udp reports whether the group's sockets are UDP sockets.
+func (g *socketGroup) udp() bool { return strings.HasSuffix(g.key, udpKey) }
+
 // fd returns the socket that the worker in slot uses.
 func (g *socketGroup) fd(slot int) int {
 	if g.shared {
@@ -56,6 +64,9 @@ func groupKey(l *config.Listener) string {
 	key := fmt.Sprintf("%s reuse_port=%t", l.Address, l.ReusePortEnabled())
 	if _, port, err := net.SplitHostPort(l.Address); err == nil && port == "0" {
 		key += " name=" + l.Name
+	}
+	if l.UDP() {
+		key += udpKey
 	}
 	return key
 }
@@ -101,14 +112,14 @@ func openGroups(cfg *config.Config, workers int, prev []*socketGroup, adopted *a
 				break
 			}
 		}
-		if g == nil && err == nil {
+		if g == nil && err == nil && !l.UDP() {
 			if fd, ok := adopted.take(l.Address); ok {
 				g, err = adoptGroup(l.Name, key, fd, n, l.ReusePortEnabled(), b)
 				origin = "adopted"
 			}
 		}
 		if g == nil && err == nil {
-			g, err = bindGroup(l.Name, l.Address, n, l.ReusePortEnabled(), b)
+			g, err = bindGroup(l.Name, l.Address, n, l.ReusePortEnabled(), l.UDP(), b)
 			if g != nil {
 				g.key = key
 			}
@@ -185,7 +196,7 @@ func (g *socketGroup) grow(n, backlog int) error {
 		v6only = err == nil && v != 0
 	}
 	for len(g.fds) < n {
-		fd, err := listenSocket(family, sa, v6only, true, backlog)
+		fd, err := listenSocket(family, sa, v6only, true, g.udp(), backlog)
 		if err != nil {
 			return fmt.Errorf("supervisor: listener %q: listen %s: %w", g.name, g.addr, err)
 		}
@@ -194,16 +205,17 @@ func (g *socketGroup) grow(n, backlog int) error {
 	return nil
 }
 
-// bindGroup binds n sockets to address. With port 0 the first socket picks
-// the port and the others bind to the same one.
-func bindGroup(name, address string, n int, reusePort bool, backlog int) (*socketGroup, error) {
+// bindGroup binds n sockets to address (UDP sockets with udp, else
+// listening TCP sockets). With port 0 the first socket picks the port and
+// the others bind to the same one.
+func bindGroup(name, address string, n int, reusePort, udp bool, backlog int) (*socketGroup, error) {
 	family, sa, v6only, err := resolve(address)
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: listener %q: %w", name, err)
 	}
 	g := &socketGroup{name: name, shared: !reusePort}
 	for i := 0; i < n; i++ {
-		fd, err := listenSocket(family, sa, v6only, reusePort, backlog)
+		fd, err := listenSocket(family, sa, v6only, reusePort, udp, backlog)
 		if err != nil {
 			g.close()
 			return nil, fmt.Errorf("supervisor: listener %q: listen %s: %w", name, address, err)
@@ -224,9 +236,14 @@ func bindGroup(name, address string, n int, reusePort bool, backlog int) (*socke
 }
 
 // listenSocket returns a non-blocking, close-on-exec TCP socket listening
-// on sa; v6only sets IPV6_V6ONLY on an AF_INET6 socket.
-func listenSocket(family int, sa unix.Sockaddr, v6only, reusePort bool, backlog int) (int, error) {
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+// on sa, or with udp a UDP socket bound to sa; v6only sets IPV6_V6ONLY on
+// an AF_INET6 socket.
+func listenSocket(family int, sa unix.Sockaddr, v6only, reusePort, udp bool, backlog int) (int, error) {
+	typ, proto := unix.SOCK_STREAM, unix.IPPROTO_TCP
+	if udp {
+		typ, proto = unix.SOCK_DGRAM, unix.IPPROTO_UDP
+	}
+	fd, err := unix.Socket(family, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)
 	}
@@ -244,7 +261,7 @@ func listenSocket(family int, sa unix.Sockaddr, v6only, reusePort bool, backlog 
 	if err == nil {
 		err = os.NewSyscallError("bind", unix.Bind(fd, sa))
 	}
-	if err == nil {
+	if err == nil && !udp {
 		err = os.NewSyscallError("listen", unix.Listen(fd, backlog))
 	}
 	if err != nil {

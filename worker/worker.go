@@ -198,20 +198,15 @@ func start(conn *hotrestart.Conn, opts Options) (*worker, error) {
 		logs.Close()
 		return nil, err
 	}
-	lns := make([]net.Listener, len(files))
-	for i, f := range files {
-		if lns[i], err = net.FileListener(f); err != nil {
-			for _, ln := range lns[:i] {
-				ln.Close()
-			}
-			g.Close()
-			return nil, fmt.Errorf("worker: listener %q: %w", h.Listeners[i].Name, err)
-		}
+	lns, err := openListeners(cfg, h.Listeners, files)
+	if err != nil {
+		g.Close()
+		return nil, err
 	}
 	w.gen, w.served = g, make(chan serveResult, len(lns))
 	for i, ln := range lns {
 		name := h.Listeners[i].Name
-		go func() { w.served <- serveResult{name, g.Serve(name, ln)} }()
+		go func() { w.served <- serveResult{name, ln.serve(g, name)} }()
 	}
 	if err := conn.Send(hotrestart.Message{Type: hotrestart.TypeReady}); err != nil {
 		g.Close()
@@ -221,6 +216,53 @@ func start(conn *hotrestart.Conn, opts Options) (*worker, error) {
 		zap.Int("stats_slab", h.StatsSlab))
 	started = true
 	return w, nil
+}
+
+// socket is one of the worker's listening sockets: a TCP listener, or
+// the UDP socket of a udp (HTTP/3) listener.
+type socket struct {
+	ln net.Listener
+	pc net.PacketConn
+}
+
+func (s socket) serve(g *server.Generation, name string) error {
+	if s.pc != nil {
+		return g.ServePacket(name, s.pc)
+	}
+	return g.Serve(name, s.ln)
+}
+
+func (s socket) close() {
+	if s.pc != nil {
+		s.pc.Close()
+	} else {
+		s.ln.Close()
+	}
+}
+
+// openListeners turns the Hello's descriptors into sockets, by the kind of
+// their listener in cfg (net.FilePacketConn for a udp listener).
+func openListeners(cfg *config.Config, fds []hotrestart.ListenerFD, files []*os.File) ([]socket, error) {
+	udp := map[string]bool{}
+	for i := range cfg.Listeners {
+		udp[cfg.Listeners[i].Name] = cfg.Listeners[i].UDP()
+	}
+	socks := make([]socket, len(files))
+	for i, f := range files {
+		var err error
+		if udp[fds[i].Name] {
+			socks[i].pc, err = net.FilePacketConn(f)
+		} else {
+			socks[i].ln, err = net.FileListener(f)
+		}
+		if err != nil {
+			for _, s := range socks[:i] {
+				s.close()
+			}
+			return nil, fmt.Errorf("worker: listener %q: %w", fds[i].Name, err)
+		}
+	}
+	return socks, nil
 }
 
 // workerSlab returns the worker's slab of region, after checking that the

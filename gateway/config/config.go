@@ -77,6 +77,10 @@ type Log struct {
 type Listener struct {
 	Name    string `toml:"name"`
 	Address string `toml:"address"` // host:port; port 0 picks a free port
+	// Protocol is "tcp" (default) or "udp". A udp listener serves HTTP/3
+	// over QUIC: one filter chain with a tls table whose only filter is the
+	// HTTP connection manager.
+	Protocol string `toml:"protocol"`
 	// ReusePort: one SO_REUSEPORT socket per worker (default true) or one
 	// socket shared by all workers.
 	ReusePort *bool `toml:"reuse_port"`
@@ -91,6 +95,9 @@ type Listener struct {
 	ListenerFilters []Filter      `toml:"listener_filter"`
 	FilterChains    []FilterChain `toml:"filter_chain"`
 }
+
+// UDP reports whether the listener is a udp (HTTP/3) listener.
+func (l *Listener) UDP() bool { return l.Protocol == "udp" }
 
 // ReusePortEnabled reports the effective reuse_port setting.
 func (l *Listener) ReusePortEnabled() bool { return l.ReusePort == nil || *l.ReusePort }

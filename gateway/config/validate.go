@@ -126,6 +126,9 @@ func (v *validator) listeners() {
 			v.errorf(p+".address", "%v", err)
 		} else if port != 0 {
 			key := net.JoinHostPort(canonicalHost(host), strconv.Itoa(port))
+			if l.UDP() {
+				key += "/udp"
+			}
 			if prev, dup := addrs[key]; dup {
 				v.errorf(p+".address", "address %q already used by %s", l.Address, prev)
 			} else {
@@ -158,6 +161,7 @@ func (v *validator) listeners() {
 			v.chain(fc.Filters)
 		}
 		v.chainMatches(p, l)
+		v.udpListener(p, l)
 	}
 }
 

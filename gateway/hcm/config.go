@@ -33,6 +33,11 @@ type Config struct {
 	CodecType string `toml:"codec_type"`
 	// HTTP2 tunes downstream HTTP/2 (Envoy's http2_protocol_options).
 	HTTP2 HTTP2Options `toml:"http2_protocol_options"`
+	// HTTP3 tunes downstream HTTP/3 on a udp listener (see http3.go).
+	HTTP3 HTTP3Options `toml:"http3_protocol_options"`
+	// AltSvc is the Alt-Svc field added to HTTP/1 and HTTP/2 responses
+	// (default: h3=":port" when a udp listener has this listener's port).
+	AltSvc string `toml:"alt_svc"`
 	// UseRemoteAddress appends the peer address to x-forwarded-for and trusts
 	// nothing a client sent in it (default true: sluice sits at the edge).
 	UseRemoteAddress *bool `toml:"use_remote_address"`
@@ -110,6 +115,7 @@ func (c *Config) withDefaults() {
 	if c.IdleTimeout == nil {
 		c.IdleTimeout = &config.Duration{Duration: time.Hour}
 	}
+	c.HTTP3.withDefaults()
 	h2 := &c.HTTP2
 	if h2.MaxConcurrentStreams == 0 {
 		h2.MaxConcurrentStreams = 100
@@ -151,6 +157,9 @@ func (c *Config) validate() error {
 		return registry.Errorf("request_headers_timeout", "must not be negative")
 	case len(c.HTTPFilters) == 0:
 		return registry.Errorf("http_filter", "at least one HTTP filter (the router) is required")
+	}
+	if err := c.HTTP3.validate(); err != nil {
+		return err
 	}
 	for i, f := range c.HTTPFilters {
 		info, _ := registry.Lookup(f.Name)

@@ -51,6 +51,7 @@ func (s *stream) EncodeHeaders(h *httpfilter.ResponseHeaders, end bool) error {
 }
 
 func (s *stream) writeHead(h *httpfilter.ResponseHeaders, end bool) error {
+	s.addAltSvc(h)
 	if s.h2 != nil {
 		return s.h2Head(h, end)
 	}

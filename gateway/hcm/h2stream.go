@@ -10,12 +10,14 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 )
 
-// h2stream is the HTTP/2 side of a stream: the x/net/http2 request and
-// response writer of one HTTP/2 stream. A stream with h2 set takes the
-// HTTP/2 paths of the codec seam (request body source, response head, data,
-// trailers, 1xx); the HTTP/1 paths are untouched. Owned by the stream's
-// goroutine (the HTTP/2 server's handler goroutine).
+// h2stream is the HTTP/2 or HTTP/3 side of a stream: the request and
+// response writer of one HTTP/2 (x/net/http2) or HTTP/3 (quic-go http3)
+// stream. A stream with h2 set takes these paths of the codec seam (request
+// body source, response head, data, trailers, 1xx); the HTTP/1 paths are
+// untouched. Owned by the stream's goroutine (the server's handler
+// goroutine).
 type h2stream struct {
+	proto    string // StreamInfo.Protocol: protoHTTP2 or protoHTTP3
 	w        http.ResponseWriter
 	r        *http.Request
 	flusher  http.Flusher
@@ -28,14 +30,35 @@ var h2streamPool = sync.Pool{New: func() any { return new(h2stream) }}
 // protoHTTP2 is StreamInfo.Protocol of an HTTP/2 stream.
 const protoHTTP2 = "HTTP/2"
 
-// runH2 serves one HTTP/2 stream through the filter chain. It reports
-// whether the stream must be reset.
+// serveStream runs the HTTP/2 or HTTP/3 (proto) request r on connection c
+// through the filter chain, answering on w. It reports whether the stream
+// must be reset.
+func serveStream(c *connection, w http.ResponseWriter, r *http.Request, proto string) (abort bool) {
+	s := streamPool.Get().(*stream)
+	s.conn = c
+	hs := h2streamPool.Get().(*h2stream)
+	hs.proto, hs.w, hs.r = proto, w, r
+	hs.flusher, _ = w.(http.Flusher)
+	s.h2 = hs
+	abort = s.runH2()
+	s.h2 = nil
+	s.conn = nil
+	*hs = h2stream{fieldBuf: hs.fieldBuf[:0]}
+	h2streamPool.Put(hs)
+	if len(s.posted) == 0 && cap(s.req.Headers.Fields) <= 256 {
+		streamPool.Put(s)
+	}
+	return abort
+}
+
+// runH2 serves one HTTP/2 or HTTP/3 stream through the filter chain. It
+// reports whether the stream must be reset.
 func (s *stream) runH2() (abort bool) {
 	hs := s.h2
 	r := hs.r
 	req := &s.req
 	s.begin(req)
-	s.info.Protocol = protoHTTP2
+	s.info.Protocol = hs.proto
 	s.closeAfter = false
 	h := s.h
 	hs.fillHeaders(h, r)

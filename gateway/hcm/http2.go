@@ -189,21 +189,7 @@ func (h *h2conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.nc.Draining() {
 		h.drain()
 	}
-	s := streamPool.Get().(*stream)
-	s.conn = h.conn
-	hs := h2streamPool.Get().(*h2stream)
-	hs.w, hs.r = w, r
-	hs.flusher, _ = w.(http.Flusher)
-	s.h2 = hs
-	abort := s.runH2()
-	s.h2 = nil
-	s.conn = nil
-	*hs = h2stream{fieldBuf: hs.fieldBuf[:0]}
-	h2streamPool.Put(hs)
-	if len(s.posted) == 0 && cap(s.req.Headers.Fields) <= 256 {
-		streamPool.Put(s)
-	}
-	if abort {
+	if serveStream(h.conn, w, r, protoHTTP2) {
 		// Reset the stream (RST_STREAM): the response could not be
 		// completed.
 		panic(http.ErrAbortHandler)

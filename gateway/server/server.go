@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/cluster"
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/conn"
+	"github.com/sluice-proxy/sluice/gateway/hcm"
 	"github.com/sluice-proxy/sluice/gateway/hoststate"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 	"github.com/sluice-proxy/sluice/gateway/listener"
@@ -72,6 +73,9 @@ type Generation struct {
 
 	mu  sync.Mutex
 	lns []net.Listener
+	h3  []*hcm.HTTP3Server // serving udp listeners
+	// quic holds what serves each udp listener (see packet.go).
+	quic map[string]*quicListener
 }
 
 // Build builds a generation from cfg. Errors are *config.Error values naming
@@ -103,6 +107,7 @@ func Build(cfg *config.Config, opts Options) (*Generation, error) {
 		opts:      opts,
 		clusters:  clusters,
 		listeners: map[string]*listener.Listener{},
+		quic:      map[string]*quicListener{},
 		tracker:   conn.NewTracker(opts.Handoff),
 	}
 	g.tracker.SetDrainPolicy(conn.DrainPolicy{
@@ -126,6 +131,7 @@ func Build(cfg *config.Config, opts Options) (*Generation, error) {
 		tables[name] = t
 		return t, nil
 	}
+	advertiseHTTP3(cfg)
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]
 		l := &listener.Listener{
@@ -170,6 +176,11 @@ func Build(cfg *config.Config, opts Options) (*Generation, error) {
 				chain.HandshakeTimeout = fc.TLS.HandshakeTimeout.Duration
 				if chain.HandshakeTimeout <= 0 {
 					chain.HandshakeTimeout = 10 * time.Second
+				}
+			}
+			if lc.UDP() {
+				if err := g.addQUIC(lc, i, chain, factories); err != nil {
+					return nil, err
 				}
 			}
 			if fc.Default {
@@ -266,6 +277,7 @@ func (g *Generation) Drain(ctx context.Context) {
 	if d, ok := ctx.Deadline(); ok && jitter > 0 {
 		spread = time.After(time.Until(d.Add(-jitter)))
 	}
+	h3done := g.shutdownHTTP3(ctx)
 	select {
 	case <-done:
 	case <-spread:
@@ -273,6 +285,7 @@ func (g *Generation) Drain(ctx context.Context) {
 	case <-ctx.Done():
 		g.tracker.CloseAll()
 	}
+	<-h3done
 	g.clusters.Close()
 }
 
@@ -281,6 +294,7 @@ func (g *Generation) Close() {
 	g.closeListeners()
 	g.tracker.Drain()
 	g.tracker.CloseAll()
+	g.closeHTTP3()
 	g.clusters.Close()
 }
 

@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
+	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
+)
+
+// h3Config is an HTTPS listener "https" on tcpAddr and an HTTP/3 listener
+// "h3" on udpAddr, with the same certificate and routes to cluster "up".
+func h3Config(tcpAddr, udpAddr, certFile, keyFile, upstream string) string {
+	chain := func(prefix string) string {
+		return fmt.Sprintf(`
+  [[listener.filter_chain]]
+  name = "tls"
+    [[listener.filter_chain.tls.certificate]]
+    cert_file = %q
+    key_file = %q
+    [[listener.filter_chain.filter]]
+    name = "sluice.filters.network.http_connection_manager"
+    [listener.filter_chain.filter.config]
+    stat_prefix = %q
+    route_config = "local"
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.router"
+`, certFile, keyFile, prefix)
+	}
+	return fmt.Sprintf(`
+[server]
+workers = 2
+
+[[listener]]
+name = "https"
+address = %q
+%s
+[[listener]]
+name = "h3"
+address = %q
+protocol = "udp"
+%s
+[[route_config]]
+name = "local"
+  [[route_config.virtual_host]]
+  name = "all"
+  domains = ["*"]
+    [[route_config.virtual_host.route]]
+    match = { prefix = "/" }
+    cluster = "up"
+%s
+`, tcpAddr, chain("ingress_https"), udpAddr, chain("ingress_h3"), cluster("up", upstream))
+}
+
+// startH3 starts sluice with h3Config; tcpAddr and udpAddr default to
+// 127.0.0.1:0.
+func startH3(t *testing.T, tcpAddr, udpAddr string, h http.Handler) (*gwtest.Proxy, *testutil.CA) {
+	t.Helper()
+	ca := testutil.NewCA(t)
+	cert, key, _ := ca.Leaf(t, "h3.test")
+	up := testutil.Upstream(t, h)
+	return gwtest.Start(t, h3Config(tcpAddr, udpAddr, cert, key, up.Addr)), ca
+}
+
+// h3Client is an HTTP/3 client trusting ca.
+func h3Client(t *testing.T, ca *testutil.CA) *http.Client {
+	tr := &http3.Transport{TLSClientConfig: &tls.Config{ServerName: "h3.test", RootCAs: ca.Pool}}
+	t.Cleanup(func() { tr.Close() })
+	return &http.Client{Transport: tr}
+}
+
+func TestHTTP3GetReachesAnHTTP1UpstreamThroughTheFilterChain(t *testing.T) {
+	p, ca := startH3(t, "127.0.0.1:0", "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "proto=%s xff=%s xfp=%s path=%s", r.Proto, r.Header.Get("x-forwarded-for"),
+			r.Header.Get("x-forwarded-proto"), r.URL.Path)
+	}))
+	c := h3Client(t, ca)
+	resp, err := c.Get("https://" + p.Addr("h3") + "/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || resp.Proto != "HTTP/3.0" {
+		t.Fatalf("got %d %s, want 200 over HTTP/3.0", resp.StatusCode, resp.Proto)
+	}
+	if want := "proto=HTTP/1.1 xff=127.0.0.1 xfp=https path=/hello"; string(body) != want {
+		t.Fatalf("upstream saw %q, want %q", body, want)
+	}
+	if resp.Header.Get("alt-svc") != "" {
+		t.Fatalf("an HTTP/3 response advertises Alt-Svc %q", resp.Header.Get("alt-svc"))
+	}
+}
+
+func TestHTTP3PostBodyRoundTrips(t *testing.T) {
+	p, ca := startH3(t, "127.0.0.1:0", "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("x-len", strconv.Itoa(len(b)))
+		w.Write(b)
+	}))
+	c := h3Client(t, ca)
+	body := bytes.Repeat([]byte("sluice-h3 "), 50_000) // 500 kB: several flow-control windows
+	for i := range 3 {
+		resp, err := c.Post("https://"+p.Addr("h3")+"/echo", "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("post %d: %v", i, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || !bytes.Equal(got, body) {
+			t.Fatalf("post %d: status %d, %d bytes back (err %v), want 200 and the %d bytes sent", i, resp.StatusCode, len(got), err, len(body))
+		}
+	}
+}
+
+func TestTCPListenerAdvertisesHTTP3OnTheSamePort(t *testing.T) {
+	port := freeTCPAndUDPPort(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	p, ca := startH3(t, addr, addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	resp, _, err := tlsGet(t, p.Addr("https"), &tls.Config{ServerName: "h3.test", RootCAs: ca.Pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf(`h3=":%d"`, port); resp.Header.Get("alt-svc") != want {
+		t.Fatalf("Alt-Svc %q, want %q", resp.Header.Get("alt-svc"), want)
+	}
+	// The advertised endpoint answers HTTP/3.
+	r3, err := h3Client(t, ca).Get("https://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r3.Body)
+	r3.Body.Close()
+	if r3.StatusCode != 200 || strings.TrimSpace(string(b)) != "ok" {
+		t.Fatalf("HTTP/3 on the advertised port: %d %q", r3.StatusCode, b)
+	}
+}
+
+// freeTCPAndUDPPort returns a port that was free on 127.0.0.1 for both TCP
+// and UDP (the kernel chose it for UDP, TCP could bind it too).
+func freeTCPAndUDPPort(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		pc.Close()
+		if err == nil {
+			ln.Close()
+			return port
+		}
+	}
+	t.Fatal("no port free for both TCP and UDP")
+	return 0
+}

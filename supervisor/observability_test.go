@@ -25,6 +25,7 @@ type obsOptions struct {
 	filters   string // HTTP filter tables placed before the router
 	plugins   string // [[plugin]] tables
 	tls       string // a [listener.filter_chain.tls] table
+	route     string // extra keys of the default route
 }
 
 // obsConfig is a two-worker config with the admin API on 127.0.0.1:0, one
@@ -83,11 +84,12 @@ name = "local"
     name = "default"
     match = { prefix = "/" }
     cluster = "backend"
+    %s
 
 [[cluster]]
 name = "backend"
 endpoints = [%q]
-`, up)
+`, o.route, up)
 	return b.String()
 }
 
@@ -450,3 +452,72 @@ func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
 
 // syscallSIGUSR1 makes the supervisor reopen the access logs.
 var syscallSIGUSR1 = syscall.SIGUSR1
+
+// TestUpgradeCountersTrackTunnels checks that a WebSocket upgrade counts in
+// http.<prefix>.downstream_cx_upgrades_total and is active in
+// downstream_cx_upgrades_active while the tunnel is open, and no longer
+// once it has closed.
+func TestUpgradeCountersTrackTunnels(t *testing.T) {
+	t.Parallel()
+	// The upstream accepts the upgrade with a 101 and then echoes.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+				io.Copy(c, br)
+			}()
+		}
+	}()
+	s := start(t, obsConfig(ln.Addr().String(), controlPath(t), obsOptions{route: `upgrade = ["websocket"]`}))
+	admin := s.adminAddr(t)
+	c, err := net.Dial("tcp", s.listenAddr(t, "public"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /chat HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	io.WriteString(c, "ping")
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(br, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo through the tunnel: %q %v", buf, err)
+	}
+	// The tunnel is open (the echo went through it): the counters are
+	// updated before the first tunnelled byte.
+	st := counters(t, admin)
+	if st["http.ingress.downstream_cx_upgrades_total"] != 1 || st["http.ingress.downstream_cx_upgrades_active"] != 1 {
+		t.Fatalf("while tunnelling: upgrades_total %v, upgrades_active %v; want 1 and 1",
+			st["http.ingress.downstream_cx_upgrades_total"], st["http.ingress.downstream_cx_upgrades_active"])
+	}
+	c.Close()
+	// The worker notices the close asynchronously; poll the admin API
+	// until the gauge drops (bounded by the test's deadline).
+	for {
+		st = counters(t, admin)
+		if st["http.ingress.downstream_cx_upgrades_active"] == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st["http.ingress.downstream_cx_upgrades_total"] != 1 {
+		t.Fatalf("after close: upgrades_total %v, want 1", st["http.ingress.downstream_cx_upgrades_total"])
+	}
+}

@@ -331,7 +331,10 @@ func (s *stream) Tunnel(h *httpfilter.ResponseHeaders, up httpfilter.TunnelConn)
 		s.downstreamGone()
 		return errStreamEnded
 	}
+	c.f.stats.DownstreamCxUpgradesTotal.Inc()
+	c.f.stats.DownstreamCxUpgradesActive.Inc()
 	c.tunnel(s, up)
+	c.f.stats.DownstreamCxUpgradesActive.Dec()
 	s.respDone, s.bodyDone = true, true
 	return nil
 }

@@ -29,8 +29,12 @@ type HTTPStats struct {
 	DownstreamCxDestroy       *Counter
 	DownstreamCxActive        *Gauge
 	DownstreamCxProtocolError *Counter
-	DownstreamRqTotal         *Counter
-	DownstreamRqActive        *Gauge
+	// DownstreamCxUpgradesTotal and DownstreamCxUpgradesActive count
+	// connections turned into WebSocket or CONNECT tunnels.
+	DownstreamCxUpgradesTotal  *Counter
+	DownstreamCxUpgradesActive *Gauge
+	DownstreamRqTotal          *Counter
+	DownstreamRqActive         *Gauge
 	// DownstreamRqXx counts responses by class: [0] is 1xx … [4] is 5xx.
 	DownstreamRqXx   [5]*Counter
 	DownstreamRqTime *Histogram
@@ -41,14 +45,16 @@ type HTTPStats struct {
 func (s *Slab) HTTP(statPrefix string) *HTTPStats {
 	p := HTTPName(statPrefix)
 	h := &HTTPStats{
-		DownstreamCxTotal:         s.Counter(p + "downstream_cx_total"),
-		DownstreamCxDestroy:       s.Counter(p + "downstream_cx_destroy"),
-		DownstreamCxActive:        s.Gauge(p + "downstream_cx_active"),
-		DownstreamCxProtocolError: s.Counter(p + "downstream_cx_protocol_error"),
-		DownstreamRqTotal:         s.Counter(p + "downstream_rq_total"),
-		DownstreamRqActive:        s.Gauge(p + "downstream_rq_active"),
-		DownstreamRqTime:          s.Histogram(p + "downstream_rq_time"),
-		NoRoute:                   s.Counter(p + "no_route"),
+		DownstreamCxTotal:          s.Counter(p + "downstream_cx_total"),
+		DownstreamCxDestroy:        s.Counter(p + "downstream_cx_destroy"),
+		DownstreamCxActive:         s.Gauge(p + "downstream_cx_active"),
+		DownstreamCxProtocolError:  s.Counter(p + "downstream_cx_protocol_error"),
+		DownstreamCxUpgradesTotal:  s.Counter(p + "downstream_cx_upgrades_total"),
+		DownstreamCxUpgradesActive: s.Gauge(p + "downstream_cx_upgrades_active"),
+		DownstreamRqTotal:          s.Counter(p + "downstream_rq_total"),
+		DownstreamRqActive:         s.Gauge(p + "downstream_rq_active"),
+		DownstreamRqTime:           s.Histogram(p + "downstream_rq_time"),
+		NoRoute:                    s.Counter(p + "no_route"),
 	}
 	for i := range h.DownstreamRqXx {
 		h.DownstreamRqXx[i] = s.Counter(p + "downstream_rq_" + string(rune('1'+i)) + "xx")

@@ -30,6 +30,8 @@ var httpStats = []stat{
 	{"downstream_cx_destroy", KindCounter},
 	{"downstream_cx_active", KindGauge},
 	{"downstream_cx_protocol_error", KindCounter},
+	{"downstream_cx_upgrades_total", KindCounter},
+	{"downstream_cx_upgrades_active", KindGauge},
 	{"downstream_rq_total", KindCounter},
 	{"downstream_rq_active", KindGauge},
 	{"downstream_rq_1xx", KindCounter},

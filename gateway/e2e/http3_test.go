@@ -2,15 +2,19 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
+	"maps"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
@@ -166,4 +170,79 @@ func freeTCPAndUDPPort(t *testing.T) int {
 	}
 	t.Fatal("no port free for both TCP and UDP")
 	return 0
+}
+
+// TestHTTP3WorkersSurviveMalformedDatagrams sends random datagrams, and
+// datagrams shaped like QUIC long-header (Initial) and short-header packets
+// with garbage after the header, from several sockets to the udp listener,
+// then completes an HTTP/3 request from each of those same sockets (so the
+// request reaches the worker that got the garbage): every worker must
+// still serve, and none may have exited.
+func TestHTTP3WorkersSurviveMalformedDatagrams(t *testing.T) {
+	p, ca := startH3(t, "127.0.0.1:0", "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	before := p.WorkerPids()
+	dst, err := net.ResolveUDPAddr("udp", p.Addr("h3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	garbage := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	for range 6 {
+		pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 300 {
+			var d []byte
+			switch i % 4 {
+			case 0: // anything, any size up to a jumbo datagram
+				d = garbage(1 + rng.IntN(1500))
+			case 1: // long header, QUIC v1, Initial, random CIDs and lengths, padded
+				d = append([]byte{0xc0 | byte(rng.IntN(4)), 0, 0, 0, 1}, garbage(1200)...)
+			case 2: // long header with a version nobody speaks
+				d = append([]byte{0xc3, 0x1a, 0x2a, 0x3a, 0x4a}, garbage(1200)...)
+			case 3: // short header (1-RTT) to an unknown connection id
+				d = append([]byte{0x40 | byte(rng.IntN(64))}, garbage(20+rng.IntN(100))...)
+			}
+			if _, err := pc.WriteToUDP(d, dst); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A request from the same socket follows the garbage into the same
+		// worker's queue.
+		qt := &quic.Transport{Conn: pc}
+		tr := &http3.Transport{
+			TLSClientConfig: &tls.Config{ServerName: "h3.test", RootCAs: ca.Pool},
+			Dial: func(ctx context.Context, _ string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
+				return qt.DialEarly(ctx, dst, tlsCfg, cfg)
+			},
+		}
+		resp, err := (&http.Client{Transport: tr}).Get("https://" + p.Addr("h3") + "/after-garbage")
+		if err != nil {
+			t.Fatalf("request after malformed datagrams: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "ok" {
+			t.Fatalf("request after malformed datagrams: %d %q", resp.StatusCode, b)
+		}
+		tr.Close()
+		qt.Close()
+	}
+	for _, e := range p.Logs() {
+		if e.Msg() == "worker exited" {
+			t.Fatalf("a worker exited while receiving malformed datagrams: %v", e)
+		}
+	}
+	if after := p.WorkerPids(); !maps.Equal(before, after) {
+		t.Fatalf("worker pids changed from %v to %v", before, after)
+	}
 }

@@ -203,8 +203,11 @@ func (a *adminServer) Clusters() []admin.Cluster {
 		for _, ep := range eps {
 			h := admin.Host{Address: ep, Healthy: true}
 			if v.hosts != nil {
-				if st := v.hosts.Host(c.Name, ep); st != nil && !st.Healthy() {
-					h.Healthy, h.HealthFlags = false, healthFlags(st.Flags())
+				if st := v.hosts.Host(c.Name, ep); st != nil {
+					if !st.Healthy() {
+						h.Healthy, h.HealthFlags = false, healthFlags(st.Flags())
+					}
+					h.RqTotal, h.RqSuccess, h.RqError = st.Requests()
 				}
 			}
 			ac.Hosts = append(ac.Hosts, h)

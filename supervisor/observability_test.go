@@ -265,6 +265,18 @@ func TestAdminAPIStatsPrometheusAndHealthCheck(t *testing.T) {
 		!strings.Contains(body, "backend::"+up.addr+"::") || !strings.Contains(body, fmt.Sprintf("backend::upstream_rq_total::%d", n+1)) {
 		t.Errorf("/clusters = %d %q", code, body)
 	}
+	// …and the host's own counters, summed over both workers.
+	_, body = adminDo(t, "GET", admin, "/clusters")
+	for _, want := range []string{
+		fmt.Sprintf("backend::%s::health_flags::healthy\n", up.addr),
+		fmt.Sprintf("backend::%s::rq_total::%d\n", up.addr, n+1),
+		fmt.Sprintf("backend::%s::rq_success::%d\n", up.addr, n+1),
+		fmt.Sprintf("backend::%s::rq_error::0\n", up.addr),
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/clusters has no %q:\n%s", want, body)
+		}
+	}
 	if code, body := adminDo(t, "GET", admin, "/config_dump"); code != 200 || !strings.Contains(body, "backend") {
 		t.Errorf("/config_dump = %d %q", code, body)
 	}

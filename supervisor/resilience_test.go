@@ -176,6 +176,20 @@ func TestRetriesOnAnotherHostAndOutlierEjection(t *testing.T) {
 	if c["cluster.backend.upstream_rq_5xx"] != float64(served) {
 		t.Errorf("upstream_rq_5xx %v, want %d", c["cluster.backend.upstream_rq_5xx"], served)
 	}
+	// /clusters shows the ejection and each host's own request counts.
+	_, body := adminDo(t, "GET", admin, "/clusters")
+	for _, want := range []string{
+		fmt.Sprintf("backend::%s::health_flags::/failed_outlier_check\n", bad.addr),
+		fmt.Sprintf("backend::%s::rq_total::%d\n", bad.addr, served),
+		fmt.Sprintf("backend::%s::rq_error::%d\n", bad.addr, served),
+		fmt.Sprintf("backend::%s::health_flags::healthy\n", good.addr),
+		fmt.Sprintf("backend::%s::rq_total::%d\n", good.addr, 32),
+		fmt.Sprintf("backend::%s::rq_error::0\n", good.addr),
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/clusters has no %q:\n%s", want, body)
+		}
+	}
 }
 
 func TestCircuitBreakerIsGlobalAcrossWorkers(t *testing.T) {

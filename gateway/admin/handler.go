@@ -188,8 +188,9 @@ func (h *Handler) clusters(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 			fmt.Fprintf(w, "%s::%s::health_flags::%s\n", c.Name, hst.Address, health)
-			fmt.Fprintf(w, "%s::%s::rq_active::%d\n", c.Name, hst.Address, hst.ActiveRequests)
-			fmt.Fprintf(w, "%s::%s::cx_active::%d\n", c.Name, hst.Address, hst.ActiveConns)
+			fmt.Fprintf(w, "%s::%s::rq_total::%d\n", c.Name, hst.Address, hst.RqTotal)
+			fmt.Fprintf(w, "%s::%s::rq_success::%d\n", c.Name, hst.Address, hst.RqSuccess)
+			fmt.Fprintf(w, "%s::%s::rq_error::%d\n", c.Name, hst.Address, hst.RqError)
 		}
 	}
 }

@@ -39,7 +39,7 @@ func (f *fake) ServerInfo() ServerInfo {
 }
 func (f *fake) Listeners() []Listener { return []Listener{{Name: "public", Address: "127.0.0.1:8080"}} }
 func (f *fake) Clusters() []Cluster {
-	return []Cluster{{Name: "backend", Hosts: []Host{{Address: "10.0.0.1:80", Healthy: true, ActiveRequests: 3}}}}
+	return []Cluster{{Name: "backend", Hosts: []Host{{Address: "10.0.0.1:80", Healthy: true, RqTotal: 3}}}}
 }
 func (f *fake) ConfigDump() ([]byte, error) {
 	return []byte(`{"cluster":[{"name":"b","tls":{"private_key":"PEM","password":"hunter2"}}],"ext_authz":{"api_key":"k"}}`), nil
@@ -248,7 +248,7 @@ func TestInfoEndpoints(t *testing.T) {
 	if _, _, body = do(t, "GET", srv.URL+"/clusters"); !strings.Contains(body, "backend::10.0.0.1:80::health_flags::healthy\n") {
 		t.Errorf("clusters: %q", body)
 	}
-	if _, _, body = do(t, "GET", srv.URL+"/clusters?format=json"); !strings.Contains(body, `"rq_active": 3`) {
+	if _, _, body = do(t, "GET", srv.URL+"/clusters?format=json"); !strings.Contains(body, `"rq_total": 3`) {
 		t.Errorf("clusters json: %q", body)
 	}
 	if _, _, body = do(t, "GET", srv.URL+"/listeners"); body != "public::127.0.0.1:8080\n" {

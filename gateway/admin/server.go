@@ -74,7 +74,11 @@ type Host struct {
 	Healthy bool   `json:"healthy"`
 	// HealthFlags are Envoy's: "/failed_active_hc", "/failed_outlier_check",
 	// joined; empty when healthy.
-	HealthFlags    string `json:"health_flags,omitempty"`
-	ActiveRequests int64  `json:"rq_active"`
-	ActiveConns    int64  `json:"cx_active"`
+	HealthFlags string `json:"health_flags,omitempty"`
+	// RqTotal, RqSuccess and RqError count the requests sent to the host
+	// and their outcomes (5xx or local-origin failure is an error), over
+	// every worker and generation.
+	RqTotal   uint64 `json:"rq_total"`
+	RqSuccess uint64 `json:"rq_success"`
+	RqError   uint64 `json:"rq_error"`
 }

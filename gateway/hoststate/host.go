@@ -42,6 +42,9 @@ const (
 	hEjectedAt     // unix ns of the last ejection
 	hEjectedUntil  // unix ns the current ejection ends
 	hChecks        // active health checks done (for tests and /clusters)
+	hRqTotal       // requests sent to the host (Envoy's per-host rq_total)
+	hRqSuccess     // responses below 500
+	hRqError       // 5xx responses and local-origin failures
 )
 
 // Result classifies one upstream response or failure for outlier
@@ -254,3 +257,22 @@ func (h *Host) ClearEjected() { atomic.StoreUint64(&h.w[hEjectedUntil], 0) }
 // EjectionPending reports whether the host is ejected and the ejecting
 // process has not yet written the ejection's end time.
 func (h *Host) EjectionPending() bool { return atomic.LoadUint64(&h.w[hEjectedUntil]) == 0 }
+
+// CountRequest counts a request sent to the host (rq_total).
+func (h *Host) CountRequest() { atomic.AddUint64(&h.w[hRqTotal], 1) }
+
+// CountOutcome counts a request's outcome: ok for a response below 500,
+// otherwise a 5xx or a local-origin failure (rq_success, rq_error).
+func (h *Host) CountOutcome(ok bool) {
+	if ok {
+		atomic.AddUint64(&h.w[hRqSuccess], 1)
+	} else {
+		atomic.AddUint64(&h.w[hRqError], 1)
+	}
+}
+
+// Requests returns the host's request counters, summed over every worker
+// and generation since the region was created.
+func (h *Host) Requests() (total, success, errors uint64) {
+	return atomic.LoadUint64(&h.w[hRqTotal]), atomic.LoadUint64(&h.w[hRqSuccess]), atomic.LoadUint64(&h.w[hRqError])
+}

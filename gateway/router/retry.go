@@ -262,8 +262,12 @@ func (f *filter) nextHost() {
 // reset) of f.host for outlier detection; a malformed response counts as
 // a 502 from the host.
 func (f *filter) recordFailure(err error) {
+	if errors.Is(err, errDownstreamGone) || f.downstreamCancelled() {
+		return
+	}
+	f.host.State.CountOutcome(false)
 	rec := f.route.Cluster.Outlier
-	if rec == nil || errors.Is(err, errDownstreamGone) || f.downstreamCancelled() {
+	if rec == nil {
 		return
 	}
 	var pe *http1.Error
@@ -282,6 +286,7 @@ func (f *filter) recordFailure(err error) {
 // x-envoy-immediate-health-check-fail and its cluster is health-checked.
 func (f *filter) recordStatus() {
 	cl := f.route.Cluster
+	f.host.State.CountOutcome(f.resp.Headers.Status < 500)
 	if rec := cl.Outlier; rec != nil {
 		now := time.Now()
 		rec.LocalOrigin(f.host.State, false, now)

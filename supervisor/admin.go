@@ -241,22 +241,17 @@ func (a *adminServer) SetHealthy(healthy bool) {
 	a.s.log.Info("health checks", zap.Bool("healthy", healthy))
 }
 
-// DrainListeners implements admin.Server: the workers stop accepting and
-// drain (graceful: up to server.drain_timeout; else they stop at once),
-// and the supervisor exits once they are gone.
+// DrainListeners implements admin.Server: the listening sockets close and
+// the workers drain (graceful: up to server.drain_timeout; else they are
+// killed at once); the supervisor and the admin API stay up until SIGTERM
+// or SIGINT.
 func (a *adminServer) DrainListeners(graceful bool) error {
 	return a.ask(func() {
 		if a.s.mode != running || a.s.handedOver() {
 			return
 		}
 		a.s.log.Info("draining listeners", zap.String("cause", "admin"), zap.Bool("graceful", graceful))
-		if graceful {
-			a.s.drain()
-			a.s.deadline = time.After(a.s.cur.cfg.Server.DrainTimeout.Duration + killGrace)
-		} else {
-			a.s.stop()
-			a.s.deadline = time.After(reapWait)
-		}
+		a.s.drainListeners(graceful)
 	})
 }
 

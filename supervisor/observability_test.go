@@ -533,3 +533,78 @@ func TestUpgradeCountersTrackTunnels(t *testing.T) {
 		t.Fatalf("after close: upgrades_total %v, want 1", st["http.ingress.downstream_cx_upgrades_total"])
 	}
 }
+
+// TestDrainListenersClosesListenersAndKeepsServing checks Envoy's
+// /drain_listeners semantics: the listeners close (a new connection is
+// refused), the connection open at that moment finishes its request, the
+// workers drain and exit without being restarted, and the supervisor with
+// its admin API stays up until SIGTERM, which then exits at once. Without
+// graceful, the workers are killed at once.
+func TestDrainListenersClosesListenersAndKeepsServing(t *testing.T) {
+	t.Parallel()
+	for _, graceful := range []bool{true, false} {
+		t.Run(fmt.Sprintf("graceful=%v", graceful), func(t *testing.T) {
+			t.Parallel()
+			up := newUpstream(t)
+			s := start(t, obsConfig(up.addr, controlPath(t), obsOptions{}))
+			addr := s.listenAddr(t, "public")
+			admin := s.adminAddr(t)
+			pids := s.workers(t)
+
+			// A request in flight when the listeners drain.
+			inflight := make(chan int, 1)
+			go func() {
+				resp, err := http.Get("http://" + addr + "/slow")
+				if err != nil {
+					inflight <- 0
+					return
+				}
+				resp.Body.Close()
+				inflight <- resp.StatusCode
+			}()
+			<-up.arrived
+
+			path := "/drain_listeners"
+			if graceful {
+				path += "?graceful"
+			}
+			if code, body := adminDo(t, "POST", admin, path); code != 200 {
+				t.Fatalf("POST %s = %d %s", path, code, body)
+			}
+			if graceful {
+				close(up.release)
+				if code := <-inflight; code != 200 {
+					t.Fatalf("the request in flight at the drain got %d, want 200", code)
+				}
+			} else if code := <-inflight; code != 0 {
+				t.Fatalf("the request in flight at a non-graceful drain got %d, want its connection closed", code)
+			}
+			for slot, pid := range pids {
+				s.wait(t, "worker exited", map[string]any{"slot": slot, "pid": pid}, nil)
+			}
+			if _, err := net.Dial("tcp", addr); err == nil {
+				t.Fatalf("a new connection to %s was accepted after /drain_listeners", addr)
+			}
+			// The supervisor and its admin API are still up, not ready,
+			// and restarted no worker.
+			if code, _ := adminDo(t, "GET", admin, "/server_info"); code != 200 {
+				t.Fatalf("GET /server_info after /drain_listeners = %d", code)
+			}
+			if code, _ := adminDo(t, "GET", admin, "/ready"); code != 503 {
+				t.Fatalf("GET /ready after /drain_listeners = %d, want 503", code)
+			}
+			select {
+			case <-s.exited:
+				t.Fatal("the supervisor exited after /drain_listeners")
+			default:
+			}
+			if n := s.count("worker started", nil); n != len(pids) {
+				t.Fatalf("%d workers started, want %d (none restarted)", n, len(pids))
+			}
+			s.cmd.Process.Signal(syscall.SIGTERM)
+			if code := s.waitExit(t); code != 0 {
+				t.Fatalf("exit code %d after SIGTERM, want 0", code)
+			}
+		})
+	}
+}

@@ -95,6 +95,10 @@ const (
 	running  mode = iota
 	draining      // SIGTERM: workers drain, none is restarted
 	stopping      // SIGINT, SIGQUIT or drain deadline: workers are killed
+	// listenersDrained: /drain_listeners closed the listeners and drains
+	// (or killed, at the deadline) the workers, none is restarted, and the
+	// supervisor stays up with its admin API until SIGTERM or SIGINT.
+	listenersDrained
 )
 
 // Supervisor holds the state of a running supervisor. The fields above the
@@ -338,6 +342,12 @@ func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet, inherited []*s
 			case unix.SIGTERM:
 				if s.handedOver() {
 					s.log.Info("signal ignored: handed over, the workers drain", zap.Stringer("signal", sig))
+				} else if s.mode == listenersDrained {
+					// The workers are already draining (or gone): exit
+					// once they are.
+					s.log.Info("stopping after /drain_listeners", zap.Stringer("signal", sig), zap.Int("workers", len(s.procs)))
+					s.sdNotify(s.notify.Stopping("stopping"))
+					s.mode = draining
 				} else if s.mode == running {
 					d := s.cur.cfg.Server.DrainTimeout.Duration
 					s.log.Info("draining", zap.Stringer("signal", sig), zap.Duration("drain_timeout", d))
@@ -374,11 +384,17 @@ func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet, inherited []*s
 				s.deadline = time.After(reapWait)
 				continue
 			}
+			if s.mode == listenersDrained {
+				s.log.Warn("drain deadline passed, killing workers", zap.Int("workers", len(s.procs)))
+				s.killAll()
+				s.deadline = nil
+				continue
+			}
 			s.log.Error("workers not reaped after SIGKILL", zap.Int("workers", len(s.procs)))
 			return 1
 		}
 		s.publish()
-		if (s.mode != running || s.handedOver()) && len(s.procs) == 0 {
+		if (s.mode != running && s.mode != listenersDrained || s.handedOver()) && len(s.procs) == 0 {
 			s.log.Info("exiting")
 			if s.up != nil {
 				s.up.conn.Close() // last: every handed-off connection went through it
@@ -411,7 +427,7 @@ func (s *Supervisor) handle(e event) {
 		switch {
 		case s.mode == stopping || p.g.state == genFailed:
 			s.kill(p)
-		case s.mode == draining || p.g.state == genDraining:
+		case s.mode == draining || s.mode == listenersDrained || p.g.state == genDraining:
 			s.drainWorker(p)
 		}
 	case evReady:
@@ -593,6 +609,12 @@ func (s *Supervisor) checkReady(g *generation) {
 // drain.
 func (s *Supervisor) drain() {
 	s.sdNotify(s.notify.Stopping("draining"))
+	s.drainWorkers()
+}
+
+// drainWorkers closes the listening sockets and asks every worker to
+// drain; none is restarted.
+func (s *Supervisor) drainWorkers() {
 	s.stats.stopped()
 	if s.next != nil {
 		s.abortReload(errShuttingDown, false)
@@ -625,11 +647,33 @@ func (s *Supervisor) stop() {
 	s.mode = stopping
 	s.cur.cancelRestarts()
 	s.closeAllSockets()
+	s.killAll()
+}
+
+// killAll kills every worker.
+func (s *Supervisor) killAll() {
 	for p := range s.procs {
 		if p.pid != 0 {
 			s.kill(p)
 		}
 	}
+}
+
+// drainListeners implements /drain_listeners: like drain, the listening
+// sockets are closed and every worker drains its connections, but the
+// supervisor and its admin API stay up (mode listenersDrained) until a
+// SIGTERM or SIGINT, as Envoy's server keeps running after it. Without
+// graceful the workers are killed at once.
+func (s *Supervisor) drainListeners(graceful bool) {
+	s.sdNotify(s.notify.Status("listeners drained by the admin API"))
+	s.drainWorkers()
+	s.mode = listenersDrained
+	if graceful {
+		s.deadline = time.After(s.cur.cfg.Server.DrainTimeout.Duration)
+		return
+	}
+	s.killAll()
+	s.deadline = nil
 }
 
 // errShuttingDown answers requests that arrive during a shutdown.

@@ -17,12 +17,50 @@ const (
 	// TypeClusterHosts gives a DNS cluster's new host set, resolved by the
 	// supervisor. Body: ClusterHosts as JSON.
 	TypeClusterHosts Type = 15
+	// TypeTicketKeys gives the TLS session ticket keys after a rotation
+	// (the first encrypts, all decrypt). Body: TicketKeys as JSON.
+	TypeTicketKeys Type = 16
 )
 
 func init() {
 	typeNames[TypeLogLevel] = "log level"
 	typeNames[TypeReopenLogs] = "reopen logs"
 	typeNames[TypeClusterHosts] = "cluster hosts"
+	typeNames[TypeTicketKeys] = "ticket keys"
+}
+
+// TicketKeys is the body of a TypeTicketKeys message.
+type TicketKeys struct {
+	Keys [][]byte `json:"keys"`
+}
+
+// TicketKeysMessage encodes keys as a TypeTicketKeys message.
+func TicketKeysMessage(keys [][32]byte) Message {
+	t := TicketKeys{Keys: make([][]byte, len(keys))}
+	for i := range keys {
+		t.Keys[i] = keys[i][:]
+	}
+	return jsonMessage(TypeTicketKeys, t)
+}
+
+// DecodeTicketKeys decodes a TypeTicketKeys message: at least one key, each
+// of 32 bytes.
+func DecodeTicketKeys(m Message) ([][32]byte, error) {
+	var t TicketKeys
+	if err := decodeJSON(m, TypeTicketKeys, &t); err != nil {
+		return nil, err
+	}
+	if len(t.Keys) == 0 {
+		return nil, fmt.Errorf("%w: ticket keys message without keys", ErrProtocol)
+	}
+	keys := make([][32]byte, len(t.Keys))
+	for i, k := range t.Keys {
+		if len(k) != 32 {
+			return nil, fmt.Errorf("%w: ticket key %d has %d bytes, want 32", ErrProtocol, i, len(k))
+		}
+		keys[i] = [32]byte(k)
+	}
+	return keys, nil
 }
 
 // ClusterHosts is the body of a TypeClusterHosts message: the addresses

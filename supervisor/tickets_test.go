@@ -157,3 +157,43 @@ func TestTLSSessionsResumeAcrossWorkersReloadAndUpgrade(t *testing.T) {
 		t.Error("no resumption after an upgrade")
 	}
 }
+
+// TestRotatedTicketKeysReachRunningWorkers checks that a running worker
+// encrypts tickets with the newest key after rotations: with one worker and
+// ticket_key_rotation = "700ms", after three rotations (so the worker's
+// starting key is no longer kept) a ticket it issues still resumes on its
+// replacement, which starts with the supervisor's current keys.
+func TestRotatedTicketKeysReachRunningWorkers(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t)
+	cert, key := selfSigned(t, t.TempDir())
+	text := obsConfig(up.addr, controlPath(t), obsOptions{tls: fmt.Sprintf(`
+    [listener.filter_chain.tls]
+    alpn = ["http/1.1"]
+      [[listener.filter_chain.tls.certificate]]
+      cert_file = %q
+      key_file = %q
+`, cert, key)})
+	text = strings.Replace(text, "workers = 2\n", "workers = 1\nticket_key_rotation = \"700ms\"\n", 1)
+	s := start(t, text)
+	addr := s.listenAddr(t, "public")
+	pids := map[int]int{0: s.wait(t, "worker ready", map[string]any{"slot": 0}, nil).int(t, "pid")}
+	s.wait(t, "TLS ticket keys updated", map[string]any{"pid": pids[0]}, func(entry) bool {
+		return s.count("TLS ticket keys updated", nil) >= 3
+	})
+
+	cfg := &tls.Config{ServerName: "sluice.test", InsecureSkipVerify: true, NextProtos: []string{"http/1.1"},
+		ClientSessionCache: tls.NewLRUClientSessionCache(8)}
+	if resumed, _ := tlsGet(t, addr, cfg, pids); resumed {
+		t.Fatal("the first connection resumed a session")
+	}
+	p, err := os.FindProcess(pids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Kill()
+	s.wait(t, "worker ready", map[string]any{"slot": 0}, func(e entry) bool { return e.int(t, "pid") != pids[0] })
+	if resumed, _ := tlsGet(t, addr, cfg, nil); !resumed {
+		t.Fatal("a ticket issued after three rotations did not resume on the restarted worker")
+	}
+}

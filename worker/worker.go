@@ -371,6 +371,13 @@ func (w *worker) loop(conn *hotrestart.Conn, terms <-chan os.Signal) int {
 				} else {
 					w.log.Info("cluster hosts updated", zap.String("cluster", c.Cluster), zap.Strings("hosts", c.Hosts))
 				}
+			case hotrestart.TypeTicketKeys:
+				if keys, err := hotrestart.DecodeTicketKeys(m); err != nil {
+					w.log.Warn("bad ticket keys message", zap.Error(err))
+				} else {
+					w.gen.SetTicketKeys(keys)
+					w.log.Info("TLS ticket keys updated", zap.Int("keys", len(keys)))
+				}
 			case hotrestart.TypeStop:
 				w.log.Info("stopping")
 				w.gen.Close()

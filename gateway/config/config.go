@@ -51,6 +51,10 @@ type Server struct {
 	// near drain_timeout close over its last DrainJitter. Default 5s; it
 	// may not exceed drain_timeout.
 	DrainJitter Duration `toml:"drain_jitter"`
+	// TicketKeyRotation is how often the supervisor makes a new TLS
+	// session ticket key and sends the keys to every running worker.
+	// Default 1h.
+	TicketKeyRotation Duration `toml:"ticket_key_rotation"`
 	// ControlSocket is the path of the control socket used by sluice
 	// reload/upgrade. Default "$RUNTIME_DIRECTORY/control.sock", else
 	// "/run/sluice/control.sock".

@@ -14,6 +14,7 @@ const (
 	DefaultDrainTimeout           = 600 * time.Second
 	DefaultDrainStrategy          = "gradual"
 	DefaultDrainJitter            = 5 * time.Second
+	DefaultTicketKeyRotation      = time.Hour
 	DefaultControlSocket          = "/run/sluice/control.sock"
 	DefaultLogLevel               = "info"
 	DefaultLogFormat              = "json"
@@ -44,6 +45,7 @@ func (c *Config) applyDefaults() {
 		s.DrainJitter.Duration = min(DefaultDrainJitter, s.DrainTimeout.Duration)
 	}
 	setString(&s.DrainStrategy, DefaultDrainStrategy)
+	setDuration(&s.TicketKeyRotation, DefaultTicketKeyRotation)
 	setString(&s.ControlSocket, defaultControlSocket())
 	setString(&c.Log.Level, DefaultLogLevel)
 	setString(&c.Log.Format, DefaultLogFormat)

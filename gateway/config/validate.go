@@ -74,6 +74,7 @@ func (v *validator) server() {
 		v.errorf("server.gomaxprocs", "must be between 0 and %d, got %d", MaxGoMaxProcs, s.GoMaxProcs)
 	}
 	v.duration("server.drain_timeout", s.DrainTimeout.Duration)
+	v.duration("server.ticket_key_rotation", s.TicketKeyRotation.Duration)
 	if s.DrainJitter.Duration < 0 || s.DrainJitter.Duration > s.DrainTimeout.Duration {
 		v.errorf("server.drain_jitter", "must be within 0 and drain_timeout")
 	}

@@ -311,3 +311,17 @@ func (g *Generation) closeListeners() {
 		ln.Close()
 	}
 }
+
+// SetTicketKeys replaces the TLS session ticket keys of every filter chain
+// that terminates TLS with session tickets on (the first key encrypts, all
+// decrypt). Safe to call while connections are served: crypto/tls guards
+// the keys, and a handshake uses those current at its start.
+func (g *Generation) SetTicketKeys(keys tlsconn.TicketKeys) {
+	for _, l := range g.listeners {
+		for _, ch := range l.Chains {
+			if ch.TLS != nil && !ch.TLS.SessionTicketsDisabled {
+				ch.TLS.SetSessionTicketKeys(keys)
+			}
+		}
+	}
+}

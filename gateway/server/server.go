@@ -318,8 +318,8 @@ func (g *Generation) closeListeners() {
 // the keys, and a handshake uses those current at its start.
 func (g *Generation) SetTicketKeys(keys tlsconn.TicketKeys) {
 	for _, l := range g.listeners {
-		for _, ch := range l.Chains {
-			if ch.TLS != nil && !ch.TLS.SessionTicketsDisabled {
+		for _, ch := range append(l.Chains[:len(l.Chains):len(l.Chains)], l.Default) {
+			if ch != nil && ch.TLS != nil && !ch.TLS.SessionTicketsDisabled {
 				ch.TLS.SetSessionTicketKeys(keys)
 			}
 		}

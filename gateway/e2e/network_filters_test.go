@@ -327,3 +327,53 @@ func TestRBACAllowsAndDeniesBySourceAndDestination(t *testing.T) {
 		closedWithoutData(t, dial(t, p.Addr("dst_no")))
 	})
 }
+
+// TestTCPProxyAccessLogRecordsEachConnection checks tcp_proxy's access_log:
+// one line per finished connection with the downstream address, the
+// cluster and host, the bytes each way, and UF when no connect succeeded.
+func TestTCPProxyAccessLogRecordsEachConnection(t *testing.T) {
+	up := echoUpstream(t)
+	logPath := filepath.Join(t.TempDir(), "tcp.log")
+	accessLog := func(cl string) string {
+		return tcpProxy(`cluster = "`+cl+`"`, `[[listener.filter_chain.filter.config.access_log]]`, fmt.Sprintf("path = %q", logPath),
+			`format = "%DOWNSTREAM_REMOTE_ADDRESS% %UPSTREAM_CLUSTER% %UPSTREAM_HOST% %BYTES_RECEIVED% %BYTES_SENT% %RESPONSE_FLAGS%\n"`)
+	}
+	p := gwtest.Start(t, fmt.Sprintf(tcpHead, 1)+
+		tcpListener("ok", "127.0.0.1:0", accessLog("echo"))+tcpListener("dead", "127.0.0.1:0", accessLog("dead"))+
+		cluster("echo", up.Addr)+cluster("dead", testutil.DeadAddr(t)))
+
+	c := dial(t, p.Addr("ok"))
+	if !roundTrip(c, "ping-1234") {
+		t.Fatal("no echo through tcp_proxy")
+	}
+	okFrom := c.LocalAddr().String()
+	c.Close()
+	d := dial(t, p.Addr("dead"))
+	closedWithoutData(t, d)
+	deadFrom := d.LocalAddr().String()
+
+	want := map[string]string{
+		okFrom:   fmt.Sprintf("%s echo %s 9 9 -", okFrom, up.Addr),
+		deadFrom: fmt.Sprintf("%s dead - 0 0 UF", deadFrom),
+	}
+	var lines []string
+	deadline := time.Now().Add(10 * time.Second)
+	for len(lines) < len(want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("access log has %d lines, want %d: %q", len(lines), len(want), lines)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a file another process appends to
+		b, _ := os.ReadFile(logPath)
+		lines = strings.FieldsFunc(string(b), func(r rune) bool { return r == '\n' })
+	}
+	for _, l := range lines {
+		from, _, _ := strings.Cut(l, " ")
+		if want[from] != l {
+			t.Errorf("access log line %q, want %q", l, want[from])
+		}
+		delete(want, from)
+	}
+	if len(want) != 0 {
+		t.Errorf("no access log line for %v", want)
+	}
+}

@@ -11,8 +11,10 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sluice-proxy/sluice/gateway/accesslog"
 	"github.com/sluice-proxy/sluice/gateway/cluster"
 	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 	"github.com/sluice-proxy/sluice/gateway/stats"
 )
@@ -53,6 +55,13 @@ type Config struct {
 	// by the cluster's load balancer, before the downstream connection is
 	// closed. Default 1.
 	MaxConnectAttempts int `toml:"max_connect_attempts"`
+	// AccessLog lists where each finished connection is logged (Envoy's
+	// tcp_proxy access_log), with the connection manager's formats:
+	// %DOWNSTREAM_REMOTE_ADDRESS%, %UPSTREAM_HOST%, %UPSTREAM_CLUSTER%,
+	// %BYTES_RECEIVED%, %BYTES_SENT%, %DURATION%, %RESPONSE_FLAGS% (UH,
+	// UF, SI), %START_TIME%, %REQUESTED_SERVER_NAME%; HTTP operators print
+	// "-".
+	AccessLog []accesslog.Config `toml:"access_log"`
 }
 
 // WeightedCluster is one entry of weighted_clusters.
@@ -104,7 +113,53 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 		return nil, err
 	}
 	f.stats = newStats(slab, c.StatPrefix)
+	var loggers []*accesslog.Logger
+	for i := range c.AccessLog {
+		al := &c.AccessLog[i]
+		key := fmt.Sprintf("access_log[%d]", i)
+		if _, err := al.Formatter(); err != nil {
+			return nil, registry.Errorf(key, "%v", err)
+		}
+		files, ok := ctx.AccessLogs.(*accesslog.Files)
+		if ctx.DryRun || !ok {
+			continue
+		}
+		lg, err := files.Logger(al)
+		if err != nil {
+			return nil, registry.Errorf(key+".path", "%v", err)
+		}
+		loggers = append(loggers, lg)
+	}
+	if len(loggers) > 0 {
+		f.onEnd = func(s *Session) { logSession(loggers, s) }
+	}
 	return f, nil
+}
+
+// logSession writes the access log lines of a finished connection.
+func logSession(loggers []*accesslog.Logger, s *Session) {
+	info := httpfilter.StreamInfo{
+		Start:            s.Start,
+		DownstreamRemote: s.Remote,
+		DownstreamLocal:  s.Local,
+		ServerName:       s.ServerName,
+		UpstreamCluster:  s.Cluster,
+		UpstreamHost:     s.UpstreamHost,
+		BytesReceived:    int64(s.RxBytes),
+		BytesSent:        int64(s.TxBytes),
+	}
+	switch {
+	case s.NoHealthyUpstream:
+		info.ResponseFlags = httpfilter.FlagNoHealthyUpstream
+	case s.UpstreamConnectFailure:
+		info.ResponseFlags = httpfilter.FlagUpstreamConnectionFailure
+	case s.IdleTimedOut:
+		info.ResponseFlags = httpfilter.FlagStreamIdleTimeout
+	}
+	rec := accesslog.Record{Info: &info, Duration: s.Duration}
+	for _, lg := range loggers {
+		lg.Log(&rec)
+	}
 }
 
 // StatDefs implements stats.FilterStats: tcp.<stat_prefix>.*, Envoy's names.

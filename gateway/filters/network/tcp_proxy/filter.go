@@ -62,7 +62,9 @@ func (p *filter) OnEvent(netfilter.Event) {}
 // the downstream connection when Serve returns.
 func (p *filter) Serve(c netfilter.Conn) {
 	f, s := p.f, &p.sess
-	s.ConnID, s.Start = c.Info().ID, time.Now()
+	info := c.Info()
+	s.ConnID, s.Start = info.ID, time.Now()
+	s.Remote, s.Local, s.ServerName = info.RemoteAddr, info.LocalAddr, info.ServerName
 	f.stats.DownstreamCxTotal.Add(1)
 	defer p.finish()
 	// Nothing before tcp_proxy sets a deadline the copies should keep.

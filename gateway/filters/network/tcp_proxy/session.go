@@ -1,6 +1,9 @@
 package tcpproxy
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // Session is what one proxied connection did: the record an access log
 // writes. The filter fills it in; it is complete, and no longer changes,
@@ -8,6 +11,10 @@ import "time"
 type Session struct {
 	// ConnID is the downstream connection's id.
 	ConnID uint64
+	// Remote and Local are the downstream connection's addresses (after
+	// PROXY protocol and original_dst), ServerName its SNI.
+	Remote, Local netip.AddrPort
+	ServerName    string
 	// Cluster is the cluster picked for the connection.
 	Cluster string
 	// UpstreamHost is the address of the host connected to, empty when no

@@ -49,7 +49,13 @@ type Host struct {
 }
 
 // Begin records the start of a request to h; End its end.
-func (h *Host) Begin() { h.active.Add(1); h.total.Add(1); h.State.CountRequest() }
+func (h *Host) Begin() {
+	h.active.Add(1)
+	h.total.Add(1)
+	if h.State != nil {
+		h.State.CountRequest()
+	}
+}
 
 // End records the end of a request started with Begin.
 func (h *Host) End() { h.active.Add(-1) }

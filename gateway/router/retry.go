@@ -265,7 +265,9 @@ func (f *filter) recordFailure(err error) {
 	if errors.Is(err, errDownstreamGone) || f.downstreamCancelled() {
 		return
 	}
-	f.host.State.CountOutcome(false)
+	if f.host.State != nil {
+		f.host.State.CountOutcome(false)
+	}
 	rec := f.route.Cluster.Outlier
 	if rec == nil {
 		return
@@ -286,7 +288,9 @@ func (f *filter) recordFailure(err error) {
 // x-envoy-immediate-health-check-fail and its cluster is health-checked.
 func (f *filter) recordStatus() {
 	cl := f.route.Cluster
-	f.host.State.CountOutcome(f.resp.Headers.Status < 500)
+	if f.host.State != nil {
+		f.host.State.CountOutcome(f.resp.Headers.Status < 500)
+	}
 	if rec := cl.Outlier; rec != nil {
 		now := time.Now()
 		rec.LocalOrigin(f.host.State, false, now)

@@ -297,6 +297,9 @@ func (c *Cluster) newHost(ep string) (*Host, error) {
 		MaxIdle:        cc.MaxIdleConnections,
 		IdleTimeout:    cc.IdleTimeout.Duration,
 		Stats:          c.Stats,
+		// max_connection_duration: connections older than this are not
+		// reused.
+		MaxConnectionDuration: cc.MaxConnectionDuration.Duration,
 	}
 	if cc.TLS != nil {
 		host, _, _ := net.SplitHostPort(ep)

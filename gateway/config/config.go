@@ -336,8 +336,9 @@ type Cluster struct {
 	// MaxRequestsPerConnection retires an upstream connection after this
 	// many requests (default 0: unlimited).
 	MaxRequestsPerConnection int `toml:"max_requests_per_connection"`
-	// MaxConnectionDuration closes an upstream connection this long after
-	// it was opened, once idle (default 0: never).
+	// MaxConnectionDuration retires an upstream connection this long after
+	// it was opened: it takes no new request and closes once idle (default
+	// 0: never).
 	MaxConnectionDuration Duration `toml:"max_connection_duration"`
 	// HealthChecks are the cluster's active health checks, run once by the
 	// supervisor; at most one. Without one every host is healthy unless

@@ -235,6 +235,7 @@ func (v *validator) clusters() {
 		}
 		v.duration(p+".connect_timeout", cl.ConnectTimeout.Duration)
 		v.duration(p+".idle_timeout", cl.IdleTimeout.Duration)
+		v.duration(p+".max_connection_duration", cl.MaxConnectionDuration.Duration)
 		if cl.MaxIdleConnections < 0 {
 			v.errorf(p+".max_idle_connections", "must be >= 0")
 		}

@@ -98,6 +98,7 @@ func TestValidate(t *testing.T) {
 		{"endpoint hostname", withCluster("[[cluster]]\nname = \"backend\"\nendpoints = [\"app.internal:80\", \"[::1]:81\"]\n"), ""},
 		{"connect timeout negative", withCluster(clusterTOML + "connect_timeout = \"-1ms\"\n"), "t.toml:19: cluster[0].connect_timeout: must not be negative"},
 		{"idle timeout negative", withCluster(clusterTOML + "idle_timeout = \"-1m\"\n"), "cluster[0].idle_timeout: must not be negative"},
+		{"max connection duration negative", withCluster(clusterTOML + "max_connection_duration = \"-1s\"\n"), "cluster[0].max_connection_duration: must not be negative"},
 		{"max idle negative", withCluster(clusterTOML + "max_idle_connections = -1\n"), "cluster[0].max_idle_connections: must be >= 0"},
 		{"cluster buffer negative", withCluster(clusterTOML + "per_connection_buffer_limit_bytes = -1\n"), "cluster[0].per_connection_buffer_limit_bytes: must be >= 0"},
 		// route configs and virtual hosts

@@ -54,6 +54,17 @@ type Config struct {
 	// RequestHeadersTimeout bounds receiving a request head once its first
 	// byte arrived (default 0: disabled, as in Envoy).
 	RequestHeadersTimeout config.Duration `toml:"request_headers_timeout"`
+	// StreamIdleTimeout ends a stream on which nothing moved (request body
+	// bytes from the client, response bytes from the upstream, a filter
+	// continuing a parked chain) for this long: 408 before the response
+	// started, a reset after, flag SI (default 5m; 0s disables).
+	StreamIdleTimeout *config.Duration `toml:"stream_idle_timeout"`
+	// MaxConnectionDuration ends a downstream connection this long after it
+	// was accepted (Envoy's common_http_protocol_options
+	// .max_connection_duration): HTTP/1.1 closes it when idle and sends
+	// Connection: close on the next response, HTTP/2 sends GOAWAY and lets
+	// in-flight streams finish (default 0: none).
+	MaxConnectionDuration config.Duration `toml:"max_connection_duration"`
 	// AccessLog lists where each finished request is logged (Envoy's
 	// format operators or json_format; see docs/observability.md).
 	AccessLog []accesslog.Config `toml:"access_log"`
@@ -115,6 +126,9 @@ func (c *Config) withDefaults() {
 	if c.IdleTimeout == nil {
 		c.IdleTimeout = &config.Duration{Duration: time.Hour}
 	}
+	if c.StreamIdleTimeout == nil {
+		c.StreamIdleTimeout = &config.Duration{Duration: 5 * time.Minute}
+	}
 	c.HTTP3.withDefaults()
 	h2 := &c.HTTP2
 	if h2.MaxConcurrentStreams == 0 {
@@ -155,6 +169,10 @@ func (c *Config) validate() error {
 		return registry.Errorf("idle_timeout", "must not be negative")
 	case c.RequestHeadersTimeout.Duration < 0:
 		return registry.Errorf("request_headers_timeout", "must not be negative")
+	case c.StreamIdleTimeout.Duration < 0:
+		return registry.Errorf("stream_idle_timeout", "must not be negative")
+	case c.MaxConnectionDuration.Duration < 0:
+		return registry.Errorf("max_connection_duration", "must not be negative")
 	case len(c.HTTPFilters) == 0:
 		return registry.Errorf("http_filter", "at least one HTTP filter (the router) is required")
 	}

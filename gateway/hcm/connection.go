@@ -29,6 +29,9 @@ type connection struct {
 	r         *http1.Reader // nil while parked
 	w         []byte        // response bytes not yet written
 	idleSince time.Time     // start of the current wait for a request
+	headLimit time.Time     // request_headers_timeout deadline of a partly read head, or zero
+	expires   time.Time     // end of max_connection_duration, or zero
+	expired   bool          // max_connection_duration was reached (and counted)
 	s         *stream       // nil while parked
 }
 
@@ -52,6 +55,9 @@ func (c *connection) Serve(nc netfilter.Conn) {
 		c.remoteIP = c.info.RemoteAddr.Addr().AppendTo(nil)
 		c.f.stats.DownstreamCxTotal.Inc()
 		c.f.stats.DownstreamCxActive.Inc()
+		if d := c.f.cfg.MaxConnectionDuration.Duration; d > 0 {
+			c.expires = time.Now().Add(d)
+		}
 		if c.info.NegotiatedALPN == "h2" || c.f.cfg.CodecType == "http2" {
 			c.serveH2(nc, nil)
 			c.f.stats.DownstreamCxActive.Dec()
@@ -106,23 +112,38 @@ func (c *connection) release() {
 // serveOne reads and serves one request; it reports whether the connection
 // stays open for another, and whether it should park first.
 func (c *connection) serveOne() (keep, park bool) {
+	c.headLimit = time.Time{}
 	if c.c.Draining() {
 		return c.drainBetweenRequests(), false
 	}
 	if len(c.r.Buffered()) > 0 {
 		// (part of) the next request is here already
+		now, limit := time.Now(), time.Time{}
 		if t := c.f.cfg.IdleTimeout.Duration; t > 0 {
-			_ = c.c.SetReadDeadline(time.Now().Add(t))
+			limit = now.Add(t)
 		}
+		c.setHeadDeadline(now, limit)
 		return c.readAndServe(), false
 	}
 	now := time.Now()
 	if c.idleSince.IsZero() {
 		c.idleSince = now
 	}
-	wait, limit := parkAfter, time.Time{}
+	if c.pastDuration(now) {
+		return false, false // max_connection_duration: close while idle
+	}
+	// limit ends the wait for a request: the idle timeout, or
+	// max_connection_duration when sooner. A head that started arriving
+	// gets the rest of the idle time only (headLimit).
+	wait, limit, headLimit := parkAfter, time.Time{}, time.Time{}
 	if t := c.f.cfg.IdleTimeout.Duration; t > 0 {
 		limit = c.idleSince.Add(t)
+		headLimit = limit
+	}
+	if !c.expires.IsZero() && (limit.IsZero() || c.expires.Before(limit)) {
+		limit = c.expires
+	}
+	if !limit.IsZero() {
 		if left := limit.Sub(now); left <= 0 {
 			return false, false // idle timeout
 		} else if left < wait {
@@ -146,16 +167,14 @@ func (c *connection) serveOne() (keep, park bool) {
 		return c.readError(err), false
 	}
 	if len(c.r.Buffered()) > 0 {
-		// a request started arriving: give it the rest of the idle time
-		if !limit.IsZero() {
-			_ = c.c.SetReadDeadline(limit)
-		} else {
-			_ = c.c.SetReadDeadline(time.Time{})
-		}
+		// a request started arriving: give it the rest of the idle time,
+		// or request_headers_timeout when that ends sooner
+		c.setHeadDeadline(time.Now(), headLimit)
 		return c.readAndServe(), false
 	}
 	if !limit.IsZero() && !time.Now().Before(limit) {
-		return false, false // idle timeout
+		c.pastDuration(time.Now())
+		return false, false // idle timeout or max_connection_duration
 	}
 	// Quiet for parkAfter: park until readable, the idle limit, or a drain.
 	if !limit.IsZero() {
@@ -169,6 +188,35 @@ func (c *connection) serveOne() (keep, park bool) {
 		return c.drainBetweenRequests(), false
 	}
 	return true, true
+}
+
+// setHeadDeadline sets the read deadline for the rest of a request head
+// whose first bytes arrived by now: the idle limit (zero: none), or now +
+// request_headers_timeout when that is sooner. The head's first byte may
+// have arrived up to parkAfter before now, so the timeout is enforced with
+// at most that much slack.
+func (c *connection) setHeadDeadline(now, idleLimit time.Time) {
+	d := idleLimit
+	if t := c.f.cfg.RequestHeadersTimeout.Duration; t > 0 {
+		c.headLimit = now.Add(t)
+		if d.IsZero() || c.headLimit.Before(d) {
+			d = c.headLimit
+		}
+	}
+	_ = c.c.SetReadDeadline(d)
+}
+
+// pastDuration reports whether max_connection_duration has passed at now;
+// the first time, it counts downstream_cx_max_duration_reached.
+func (c *connection) pastDuration(now time.Time) bool {
+	if c.expires.IsZero() || now.Before(c.expires) {
+		return false
+	}
+	if !c.expired {
+		c.expired = true
+		c.f.stats.DownstreamCxMaxDurationReached.Inc()
+	}
+	return true
 }
 
 // readAndServe reads a request whose first bytes are buffered, then serves it.
@@ -191,7 +239,8 @@ func (c *connection) served() bool {
 }
 
 // readError handles a failed request-head read: a clean close, a timeout
-// (idle timeout, or a drain waking an idle connection), or a protocol error
+// (idle timeout, request_headers_timeout answered with 408, or a drain
+// waking an idle connection), or a protocol error
 // that gets its status and a closed connection.
 func (c *connection) readError(err error) bool {
 	var pe *http1.Error
@@ -204,6 +253,9 @@ func (c *connection) readError(err error) bool {
 			// a drain woke the read: move the connection on, with any
 			// partial request already read
 			return c.drainBetweenRequests()
+		}
+		if !c.headLimit.IsZero() && !time.Now().Before(c.headLimit) {
+			c.s.headersTimeout()
 		}
 		return false
 	case errors.As(err, &pe) && pe.Status == 505 && c.h2cAllowed() && isH2Preface(c.r.Buffered()):

@@ -3,6 +3,7 @@ package hcm
 import (
 	"errors"
 	"io"
+	"os"
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
@@ -176,7 +177,11 @@ func (s *stream) readBody() {
 	}
 	body := c.r.BodyReader(req.Framing, req.ContentLength)
 	remaining := req.ContentLength
+	idle := c.f.cfg.StreamIdleTimeout.Duration
 	for !s.ended() {
+		if idle > 0 && len(c.r.Buffered()) == 0 {
+			_ = c.c.SetReadDeadline(time.Now().Add(idle))
+		}
 		n, err := body.Read(s.bodyBuf)
 		end := false
 		if req.Framing == http1.ContentLength {
@@ -207,6 +212,10 @@ func (s *stream) readBody() {
 		}
 		if err != nil {
 			var pe *http1.Error
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				s.idleTimeout()
+				return
+			}
 			if errors.As(err, &pe) {
 				s.info.ResponseFlags |= httpfilter.FlagDownstreamProtocolError
 				s.SendLocalReply(httpfilter.LocalReply{Status: pe.Status, Details: "http1.codec_error"})
@@ -227,20 +236,39 @@ func (s *stream) awaitEnd() {
 			s.reset = true // nothing can ever continue the chain
 			return
 		}
-		timer := time.NewTimer(streamIdleTimeout)
+		t := s.conn.f.cfg.StreamIdleTimeout.Duration
+		if t <= 0 {
+			fn := <-s.posted
+			fn()
+			s.advance()
+			continue
+		}
+		timer := time.NewTimer(t)
 		select {
 		case fn := <-s.posted:
 			timer.Stop()
 			fn()
 			s.advance()
 		case <-timer.C:
-			s.info.ResponseFlags |= httpfilter.FlagStreamIdleTimeout
-			s.SendLocalReply(httpfilter.LocalReply{Status: 408, Details: "stream_idle_timeout"})
+			s.idleTimeout()
 		}
 	}
 	if !s.ended() {
 		s.reset = true // the terminal filter returned without a response
 	}
+}
+
+// idleTimeout ends the stream when stream_idle_timeout passed with nothing
+// moving: 408 before the response started, a reset after (Envoy's
+// behaviour, flag SI).
+func (s *stream) idleTimeout() {
+	s.SendLocalReply(httpfilter.LocalReply{Status: 408, Flags: httpfilter.FlagStreamIdleTimeout, Details: "stream_idle_timeout"})
+	s.closeAfter = true
+}
+
+// StreamIdleTimeout implements httpfilter.StreamIdler.
+func (s *stream) StreamIdleTimeout() time.Duration {
+	return s.conn.f.cfg.StreamIdleTimeout.Duration
 }
 
 func (s *stream) downstreamGone() {

@@ -3,6 +3,7 @@ package hcm
 import (
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
@@ -88,6 +89,9 @@ func (s *stream) writeHead(h *httpfilter.ResponseHeaders, end bool) error {
 	}
 	if !c.c.CanHandoff() && c.c.DrainClose() {
 		s.closeAfter = true
+	}
+	if !c.expires.IsZero() && c.pastDuration(time.Now()) {
+		s.closeAfter = true // max_connection_duration
 	}
 	s.respFraming = f
 	if f == http1.NoBody && req.Minor == 0 && cl < 0 && string(req.Headers.Method) != "HEAD" && h.Status != 204 && h.Status != 304 {
@@ -230,6 +234,23 @@ func (s *stream) badRequest(pe *http1.Error) {
 	body := localBody(r)
 	s.local.Reset()
 	s.local.Status = pe.Status
+	s.local.AddBytes(hdrContentType, textPlain)
+	c.w = http1.AppendResponseHead(c.w[:0], 1, 1, &s.local, http1.ContentLength, int64(len(body)), false)
+	c.w = append(c.w, body...)
+	_ = c.flush()
+}
+
+// headersTimeout answers 408 on a connection whose request head did not
+// arrive within request_headers_timeout, then the connection closes (Envoy's
+// response code details "request_header_timeout").
+func (s *stream) headersTimeout() {
+	c := s.conn
+	r := httpfilter.LocalReply{Status: 408, Details: "request_header_timeout"}
+	c.f.stats.DownstreamRqHeaderTimeout.Inc()
+	c.f.stats.Response(r.Status)
+	body := localBody(r)
+	s.local.Reset()
+	s.local.Status = r.Status
 	s.local.AddBytes(hdrContentType, textPlain)
 	c.w = http1.AppendResponseHead(c.w[:0], 1, 1, &s.local, http1.ContentLength, int64(len(body)), false)
 	c.w = append(c.w, body...)

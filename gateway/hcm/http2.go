@@ -91,6 +91,14 @@ func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 	if nc.Draining() {
 		hc.drain()
 	}
+	if !c.expires.IsZero() {
+		// max_connection_duration: the same graceful GOAWAY as a drain.
+		t := time.AfterFunc(time.Until(c.expires), func() {
+			f.stats.DownstreamCxMaxDurationReached.Inc()
+			hc.drain()
+		})
+		defer t.Stop()
+	}
 	var sc net.Conn = hc
 	if c.info.TLSState != nil {
 		sc = &h2tlsconn{hc}

@@ -10,10 +10,6 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 )
 
-// streamIdleTimeout bounds how long a parked chain waits for a filter to
-// continue (Envoy's stream_idle_timeout default).
-const streamIdleTimeout = 5 * time.Minute
-
 // stream is one request/response exchange on a connection. The connection
 // reuses one stream value for every request it serves (pipelining is
 // sequential), so a stream's buffers are allocated once per connection.

@@ -2,6 +2,7 @@ package httpfilter
 
 import (
 	"io"
+	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
 )
@@ -167,6 +168,18 @@ type Route interface {
 // concurrent use.
 type RouteTable interface {
 	Match(h *RequestHeaders) Route
+}
+
+// StreamIdler is implemented by the DecoderCallbacks of the HTTP connection
+// manager's streams. The terminal filter (the router) type-asserts its
+// callbacks to it to bound its waits on the upstream by the manager's
+// stream_idle_timeout: when no byte moves for that long it ends the stream
+// with SendLocalReply (status 408, FlagStreamIdleTimeout, details
+// "stream_idle_timeout"), which resets a stream whose response started.
+type StreamIdler interface {
+	// StreamIdleTimeout is the manager's stream_idle_timeout; zero when
+	// disabled.
+	StreamIdleTimeout() time.Duration
 }
 
 // Tunneler is implemented by the DecoderCallbacks of a stream whose

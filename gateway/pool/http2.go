@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/net/http2"
 )
@@ -43,8 +44,9 @@ type h2pool struct {
 
 type h2conn struct {
 	cc      *http2.ClientConn
-	served  int // streams started
-	active  int // streams not yet finished
+	born    time.Time // when it was opened, for MaxConnectionDuration
+	served  int       // streams started
+	active  int       // streams not yet finished
 	retired bool
 }
 
@@ -94,7 +96,7 @@ func (p *Pool) Negotiate(ctx context.Context) (Protocol, error) {
 		return HTTP2, nil
 	}
 	h.learned.Store(int32(HTTP1))
-	c := &Conn{Conn: nc, R: newReader(nc), pool: p}
+	c := &Conn{Conn: nc, R: newReader(nc), born: time.Now(), pool: p}
 	p.Put(c)
 	return HTTP1, nil
 }
@@ -122,11 +124,20 @@ func (p *Pool) RoundTrip(req *http.Request, maxRequests int) (*http.Response, er
 // get reserves a stream on a connection that can take one.
 func (h *h2pool) get(ctx context.Context, p *Pool, maxRequests int) (*h2conn, error) {
 	for {
+		now := time.Now()
 		h.mu.Lock()
 		h.conns = slices.DeleteFunc(h.conns, func(c *h2conn) bool {
 			return c.active == 0 && c.cc.State().Closed
 		})
 		for _, c := range h.conns {
+			if !c.retired && p.tooOld(c.born, now) {
+				// max_connection_duration: no new stream; an idle
+				// connection closes now, a busy one with its last stream.
+				c.retired = true
+				if c.active == 0 {
+					go c.cc.Shutdown(context.Background())
+				}
+			}
 			if c.retired || !c.cc.ReserveNewRequest() {
 				continue
 			}
@@ -157,7 +168,7 @@ func (h *h2pool) add(p *Pool, nc net.Conn) error {
 		return fmt.Errorf("%w: %s: http2: %w", ErrConnect, p.opts.Address, err)
 	}
 	h.mu.Lock()
-	h.conns = append(h.conns, &h2conn{cc: cc})
+	h.conns = append(h.conns, &h2conn{cc: cc, born: time.Now()})
 	h.mu.Unlock()
 	return nil
 }

@@ -36,6 +36,12 @@ type Options struct {
 	ConnectTimeout time.Duration
 	MaxIdle        int
 	IdleTimeout    time.Duration
+	// MaxConnectionDuration retires a connection this long after it was
+	// opened (Envoy's max_connection_duration): an HTTP/1 one is not
+	// handed out again and closes when put back or when the reaper finds
+	// it idle; an HTTP/2 one takes no new stream and closes with its last.
+	// Zero: no limit.
+	MaxConnectionDuration time.Duration
 	// Stats count connections (upstream_cx_*); nil counts nothing.
 	Stats *stats.ClusterStats
 	// TLS, when set, wraps every connection in a TLS client with this
@@ -65,6 +71,7 @@ type Conn struct {
 	Requests int
 
 	idleSince time.Time
+	born      time.Time // when it was opened, for MaxConnectionDuration
 	pool      *Pool
 	breaker   bool // holds a unit of the connections breaker
 }
@@ -126,7 +133,7 @@ func (p *Pool) Get(ctx context.Context) (*Conn, error) {
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
 		idle := now.Sub(c.idleSince)
-		if idle > p.opts.IdleTimeout || (idle > StaleCheckAfter && closedByPeer(c.Conn)) {
+		if idle > p.opts.IdleTimeout || p.tooOld(c.born, now) || (idle > StaleCheckAfter && closedByPeer(c.Conn)) {
 			c.Close()
 			continue
 		}
@@ -153,7 +160,23 @@ func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
 		}
 		return nil, err
 	}
-	return &Conn{Conn: nc, R: http1.NewReader(nc), pool: p, breaker: held}, nil
+	return &Conn{Conn: nc, R: http1.NewReader(nc), born: time.Now(), pool: p, breaker: held}, nil
+}
+
+// tooOld reports whether a connection opened at born has passed
+// MaxConnectionDuration at now.
+func (p *Pool) tooOld(born, now time.Time) bool {
+	return p.opts.MaxConnectionDuration > 0 && now.Sub(born) >= p.opts.MaxConnectionDuration
+}
+
+// reapEvery is the reaper's interval: the idle timeout, or
+// MaxConnectionDuration when shorter; zero when neither is set.
+func (p *Pool) reapEvery() time.Duration {
+	d, m := p.opts.IdleTimeout, p.opts.MaxConnectionDuration
+	if d <= 0 || (m > 0 && m < d) {
+		d = m
+	}
+	return d
 }
 
 func newReader(nc net.Conn) *http1.Reader { return http1.NewReader(nc) }
@@ -208,6 +231,10 @@ func (p *Pool) Put(c *Conn) {
 		return
 	}
 	c.idleSince = time.Now()
+	if p.tooOld(c.born, c.idleSince) {
+		c.Close()
+		return
+	}
 	p.mu.Lock()
 	if p.closed || len(p.idle) >= p.opts.MaxIdle {
 		p.mu.Unlock()
@@ -215,8 +242,8 @@ func (p *Pool) Put(c *Conn) {
 		return
 	}
 	p.idle = append(p.idle, c)
-	if p.reaper == nil && p.opts.IdleTimeout > 0 {
-		p.reaper = time.AfterFunc(p.opts.IdleTimeout, p.reap)
+	if every := p.reapEvery(); p.reaper == nil && every > 0 {
+		p.reaper = time.AfterFunc(every, p.reap)
 	}
 	p.mu.Unlock()
 }
@@ -228,14 +255,16 @@ func (p *Pool) Idle() int {
 	return len(p.idle)
 }
 
-// reap closes connections idle longer than IdleTimeout.
+// reap closes connections idle longer than IdleTimeout or older than
+// MaxConnectionDuration.
 func (p *Pool) reap() {
-	cutoff := time.Now().Add(-p.opts.IdleTimeout)
+	now := time.Now()
+	cutoff := now.Add(-p.opts.IdleTimeout)
 	p.mu.Lock()
 	var expired []*Conn
 	keep := p.idle[:0]
 	for _, c := range p.idle {
-		if c.idleSince.Before(cutoff) {
+		if (p.opts.IdleTimeout > 0 && c.idleSince.Before(cutoff)) || p.tooOld(c.born, now) {
 			expired = append(expired, c)
 		} else {
 			keep = append(keep, c)
@@ -244,7 +273,7 @@ func (p *Pool) reap() {
 	clear(p.idle[len(keep):])
 	p.idle = keep
 	if len(p.idle) > 0 && !p.closed {
-		p.reaper.Reset(p.opts.IdleTimeout)
+		p.reaper.Reset(p.reapEvery())
 	} else {
 		p.reaper = nil
 	}

@@ -150,3 +150,65 @@ func BenchmarkPoolGetPut(b *testing.B) {
 		p.Put(c)
 	}
 }
+
+// readEOF waits until the server side of a pooled connection sees the pool
+// close it.
+func readEOF(t *testing.T, c net.Conn) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var b [1]byte
+	if n, err := c.Read(b[:]); n != 0 || err == nil {
+		t.Fatalf("read %d bytes, %v; want the pool to close the connection", n, err)
+	}
+}
+
+func TestPoolClosesIdleConnectionAtMaxConnectionDuration(t *testing.T) {
+	const maxDur = 150 * time.Millisecond
+	addr, accepted := listen(t)
+	p := New(Options{Address: addr, ConnectTimeout: time.Second, MaxIdle: 2, IdleTimeout: time.Minute, MaxConnectionDuration: maxDur})
+	defer p.Close()
+	start := time.Now()
+	a, err := p.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := <-accepted
+	p.Put(a)
+	if p.Idle() != 1 {
+		t.Fatalf("idle = %d after Put of a young connection, want 1", p.Idle())
+	}
+	readEOF(t, srv) // the reaper closes it
+	if elapsed := time.Since(start); elapsed < maxDur {
+		t.Fatalf("closed after %v, before max_connection_duration %v", elapsed, maxDur)
+	}
+	if p.Idle() != 0 {
+		t.Fatalf("idle = %d after the reaper, want 0", p.Idle())
+	}
+	b, err := p.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b == a || b.Reused {
+		t.Fatal("an expired connection was handed out again")
+	}
+	b.Close()
+}
+
+func TestPoolDoesNotReuseConnectionOlderThanMaxConnectionDuration(t *testing.T) {
+	const maxDur = 100 * time.Millisecond
+	addr, accepted := listen(t)
+	// A long reaper interval is not involved: Put itself refuses.
+	p := New(Options{Address: addr, ConnectTimeout: time.Second, MaxIdle: 2, IdleTimeout: time.Minute, MaxConnectionDuration: maxDur})
+	defer p.Close()
+	a, err := p.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := <-accepted
+	time.Sleep(maxDur) // the connection outlives max_connection_duration while in use
+	p.Put(a)
+	if p.Idle() != 0 {
+		t.Fatalf("idle = %d after Put of an expired connection, want 0", p.Idle())
+	}
+	readEOF(t, srv)
+}

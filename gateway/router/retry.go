@@ -122,11 +122,15 @@ func (f *filter) run() {
 				deadline, perTry = d, true
 			}
 		}
+		deadline = f.idleDeadline(deadline)
 		_ = uc.SetReadDeadline(deadline)
 		sent := time.Now()
 		err = f.readHead()
 		if err != nil && f.retryable(err) {
 			err = f.retry(deadline)
+		}
+		if err != nil && f.streamIdleTimedOut(err) {
+			return
 		}
 		if err != nil {
 			if errors.Is(err, errDownstreamGone) {

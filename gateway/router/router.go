@@ -88,6 +88,11 @@ type filter struct {
 	// tryDeadline is the current try's end (route or per-try timeout),
 	// which per_try_idle_timeout's renewed read deadlines never pass.
 	tryDeadline time.Time
+	// streamIdle is the manager's stream_idle_timeout (zero: none);
+	// idleBound reports that the read deadline last set on f.uc is the
+	// stream idle timeout's, so that a timeout there is one.
+	streamIdle time.Duration
+	idleBound  bool
 
 	// shadow is the copy being made of the request for the route's
 	// mirrors; nil when none (or once sent or abandoned).
@@ -140,6 +145,9 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	}
 	f.rqHeld = true
 	f.started = time.Now()
+	if si, ok := f.cb.(httpfilter.StreamIdler); ok {
+		f.streamIdle = si.StreamIdleTimeout()
+	}
 	if rt.Timeout > 0 {
 		f.deadline = f.started.Add(rt.Timeout)
 		expected := rt.Timeout
@@ -350,12 +358,17 @@ func (f *filter) exchange() {
 	if f.route.Timeout > 0 {
 		deadline = time.Now().Add(f.route.Timeout)
 	}
+	f.tryDeadline = deadline
+	deadline = f.idleDeadline(deadline)
 	// Only reads carry the route timeout; a pooled connection keeps its
 	// stale read deadline until the next exchange sets one.
 	_ = uc.SetReadDeadline(deadline)
 	err := f.readHead()
 	if err != nil && f.retryable(err) {
 		err = f.retry(deadline)
+	}
+	if err != nil && f.streamIdleTimedOut(err) {
+		return
 	}
 	if err != nil {
 		f.recordFailure(err)
@@ -480,7 +493,13 @@ func (f *filter) copyBody() bool {
 			if !end.IsZero() && end.Before(d) {
 				d = end
 			}
-			_ = f.uc.SetReadDeadline(d)
+			_ = f.uc.SetReadDeadline(f.idleDeadline(d))
+		} else if f.streamIdle > 0 && len(f.uc.R.Buffered()) == 0 {
+			d := f.tryDeadline
+			if d.IsZero() {
+				d = f.deadline
+			}
+			_ = f.uc.SetReadDeadline(f.idleDeadline(d))
 		}
 		n, err := body.Read(buf)
 		if n > 0 {
@@ -505,10 +524,39 @@ func (f *filter) copyBody() bool {
 			return f.cb.EncodeData(&f.data, true) == nil
 		}
 		if err != nil {
-			f.fail(err, true)
+			if !f.streamIdleTimedOut(err) {
+				f.fail(err, true)
+			}
 			return false
 		}
 	}
+}
+
+// idleDeadline returns the earlier of d (zero: none) and now +
+// stream_idle_timeout, and records in f.idleBound which one it is.
+func (f *filter) idleDeadline(d time.Time) time.Time {
+	f.idleBound = false
+	if f.streamIdle <= 0 {
+		return d
+	}
+	if i := time.Now().Add(f.streamIdle); d.IsZero() || i.Before(d) {
+		f.idleBound = true
+		return i
+	}
+	return d
+}
+
+// streamIdleTimedOut reports whether err is the stream idle timeout firing
+// on an upstream read, and then ends the stream as the manager does: 408
+// before the response started, a reset after (flag SI). The upstream
+// connection is closed by OnDestroy. It is not an upstream failure: outlier
+// detection and retries do not see it.
+func (f *filter) streamIdleTimedOut(err error) bool {
+	if !f.idleBound || !isTimeout(err) || f.downstreamCancelled() {
+		return false
+	}
+	f.cb.SendLocalReply(httpfilter.LocalReply{Status: 408, Flags: httpfilter.FlagStreamIdleTimeout, Details: "stream_idle_timeout"})
+	return true
 }
 
 // fail ends the stream after an upstream error: a local reply before the

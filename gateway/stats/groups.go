@@ -33,8 +33,14 @@ type HTTPStats struct {
 	// connections turned into WebSocket or CONNECT tunnels.
 	DownstreamCxUpgradesTotal  *Counter
 	DownstreamCxUpgradesActive *Gauge
-	DownstreamRqTotal          *Counter
-	DownstreamRqActive         *Gauge
+	// DownstreamCxMaxDurationReached counts connections that reached
+	// max_connection_duration.
+	DownstreamCxMaxDurationReached *Counter
+	DownstreamRqTotal              *Counter
+	DownstreamRqActive             *Gauge
+	// DownstreamRqHeaderTimeout counts requests answered 408 because
+	// their head did not arrive within request_headers_timeout.
+	DownstreamRqHeaderTimeout *Counter
 	// DownstreamRqXx counts responses by class: [0] is 1xx … [4] is 5xx.
 	DownstreamRqXx   [5]*Counter
 	DownstreamRqTime *Histogram
@@ -45,16 +51,18 @@ type HTTPStats struct {
 func (s *Slab) HTTP(statPrefix string) *HTTPStats {
 	p := HTTPName(statPrefix)
 	h := &HTTPStats{
-		DownstreamCxTotal:          s.Counter(p + "downstream_cx_total"),
-		DownstreamCxDestroy:        s.Counter(p + "downstream_cx_destroy"),
-		DownstreamCxActive:         s.Gauge(p + "downstream_cx_active"),
-		DownstreamCxProtocolError:  s.Counter(p + "downstream_cx_protocol_error"),
-		DownstreamCxUpgradesTotal:  s.Counter(p + "downstream_cx_upgrades_total"),
-		DownstreamCxUpgradesActive: s.Gauge(p + "downstream_cx_upgrades_active"),
-		DownstreamRqTotal:          s.Counter(p + "downstream_rq_total"),
-		DownstreamRqActive:         s.Gauge(p + "downstream_rq_active"),
-		DownstreamRqTime:           s.Histogram(p + "downstream_rq_time"),
-		NoRoute:                    s.Counter(p + "no_route"),
+		DownstreamCxTotal:              s.Counter(p + "downstream_cx_total"),
+		DownstreamCxDestroy:            s.Counter(p + "downstream_cx_destroy"),
+		DownstreamCxActive:             s.Gauge(p + "downstream_cx_active"),
+		DownstreamCxProtocolError:      s.Counter(p + "downstream_cx_protocol_error"),
+		DownstreamCxUpgradesTotal:      s.Counter(p + "downstream_cx_upgrades_total"),
+		DownstreamCxUpgradesActive:     s.Gauge(p + "downstream_cx_upgrades_active"),
+		DownstreamCxMaxDurationReached: s.Counter(p + "downstream_cx_max_duration_reached"),
+		DownstreamRqTotal:              s.Counter(p + "downstream_rq_total"),
+		DownstreamRqActive:             s.Gauge(p + "downstream_rq_active"),
+		DownstreamRqHeaderTimeout:      s.Counter(p + "downstream_rq_header_timeout"),
+		DownstreamRqTime:               s.Histogram(p + "downstream_rq_time"),
+		NoRoute:                        s.Counter(p + "no_route"),
 	}
 	for i := range h.DownstreamRqXx {
 		h.DownstreamRqXx[i] = s.Counter(p + "downstream_rq_" + string(rune('1'+i)) + "xx")

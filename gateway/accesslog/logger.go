@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/sluice-proxy/sluice/gateway/registry"
 )
 
 // Config is one access log of an HTTP connection manager or tcp_proxy, as
@@ -139,4 +141,29 @@ func (fs *Files) Close() {
 	for _, s := range sinks {
 		s.Close()
 	}
+}
+
+// Build builds the loggers of a filter's access_log configs: each format is
+// checked (an error names access_log[i]), and, unless dryRun or files is
+// not a *Files (a build without a worker's log files), each logger opens or
+// shares its sink (an error names access_log[i].path).
+func Build(cfgs []Config, files any, dryRun bool) ([]*Logger, error) {
+	var loggers []*Logger
+	for i := range cfgs {
+		c := &cfgs[i]
+		key := fmt.Sprintf("access_log[%d]", i)
+		if _, err := c.Formatter(); err != nil {
+			return nil, &registry.FieldError{Key: key, Err: err}
+		}
+		fs, ok := files.(*Files)
+		if dryRun || !ok {
+			continue
+		}
+		lg, err := fs.Logger(c)
+		if err != nil {
+			return nil, &registry.FieldError{Key: key + ".path", Err: err}
+		}
+		loggers = append(loggers, lg)
+	}
+	return loggers, nil
 }

@@ -68,21 +68,8 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 	}
 	slab, _ := ctx.Stats.(*stats.Slab)
 	f.stats = slab.HTTP(c.StatPrefix)
-	for i := range c.AccessLog {
-		al := &c.AccessLog[i]
-		key := fmt.Sprintf("access_log[%d]", i)
-		if _, err := al.Formatter(); err != nil {
-			return nil, registry.Errorf(key, "%v", err)
-		}
-		files, ok := ctx.AccessLogs.(*accesslog.Files)
-		if ctx.DryRun || !ok {
-			continue
-		}
-		lg, err := files.Logger(al)
-		if err != nil {
-			return nil, registry.Errorf(key+".path", "%v", err)
-		}
-		f.loggers = append(f.loggers, lg)
+	if f.loggers, err = accesslog.Build(c.AccessLog, ctx.AccessLogs, ctx.DryRun); err != nil {
+		return nil, err
 	}
 	for i := range c.HTTPFilters {
 		hf := &c.HTTPFilters[i]

@@ -113,22 +113,9 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 		return nil, err
 	}
 	f.stats = newStats(slab, c.StatPrefix)
-	var loggers []*accesslog.Logger
-	for i := range c.AccessLog {
-		al := &c.AccessLog[i]
-		key := fmt.Sprintf("access_log[%d]", i)
-		if _, err := al.Formatter(); err != nil {
-			return nil, registry.Errorf(key, "%v", err)
-		}
-		files, ok := ctx.AccessLogs.(*accesslog.Files)
-		if ctx.DryRun || !ok {
-			continue
-		}
-		lg, err := files.Logger(al)
-		if err != nil {
-			return nil, registry.Errorf(key+".path", "%v", err)
-		}
-		loggers = append(loggers, lg)
+	loggers, err := accesslog.Build(c.AccessLog, ctx.AccessLogs, ctx.DryRun)
+	if err != nil {
+		return nil, err
 	}
 	if len(loggers) > 0 {
 		f.onEnd = func(s *Session) { logSession(loggers, s) }

@@ -227,26 +227,22 @@ func localBody(r httpfilter.LocalReply) string {
 // badRequest answers a request whose head failed to parse, then the
 // connection closes. No filter runs: there is no valid request to run them on.
 func (s *stream) badRequest(pe *http1.Error) {
-	c := s.conn
-	r := httpfilter.LocalReply{Status: pe.Status, Flags: httpfilter.FlagDownstreamProtocolError, Details: "http1.codec_error"}
-	c.f.stats.DownstreamCxProtocolError.Inc()
-	c.f.stats.Response(pe.Status)
-	body := localBody(r)
-	s.local.Reset()
-	s.local.Status = pe.Status
-	s.local.AddBytes(hdrContentType, textPlain)
-	c.w = http1.AppendResponseHead(c.w[:0], 1, 1, &s.local, http1.ContentLength, int64(len(body)), false)
-	c.w = append(c.w, body...)
-	_ = c.flush()
+	s.conn.f.stats.DownstreamCxProtocolError.Inc()
+	s.headReply(httpfilter.LocalReply{Status: pe.Status, Flags: httpfilter.FlagDownstreamProtocolError, Details: "http1.codec_error"})
 }
 
 // headersTimeout answers 408 on a connection whose request head did not
 // arrive within request_headers_timeout, then the connection closes (Envoy's
 // response code details "request_header_timeout").
 func (s *stream) headersTimeout() {
+	s.conn.f.stats.DownstreamRqHeaderTimeout.Inc()
+	s.headReply(httpfilter.LocalReply{Status: 408, Details: "request_header_timeout"})
+}
+
+// headReply writes the local reply r on a connection whose request head
+// could not be read, as HTTP/1.1 with a text body, before it closes.
+func (s *stream) headReply(r httpfilter.LocalReply) {
 	c := s.conn
-	r := httpfilter.LocalReply{Status: 408, Details: "request_header_timeout"}
-	c.f.stats.DownstreamRqHeaderTimeout.Inc()
 	c.f.stats.Response(r.Status)
 	body := localBody(r)
 	s.local.Reset()

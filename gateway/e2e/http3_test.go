@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
@@ -244,5 +246,63 @@ func TestHTTP3WorkersSurviveMalformedDatagrams(t *testing.T) {
 	}
 	if after := p.WorkerPids(); !maps.Equal(before, after) {
 		t.Fatalf("worker pids changed from %v to %v", before, after)
+	}
+}
+
+// TestHTTP3RequestInFlightFinishesDuringDrain starts a request over HTTP/3
+// whose upstream holds its answer, sends SIGTERM (the workers send the
+// HTTP/3 GOAWAY), checks that the request in flight still completes with
+// 200 once the upstream answers, and that sluice then exits cleanly without
+// waiting for drain_timeout.
+func TestHTTP3RequestInFlightFinishesDuringDrain(t *testing.T) {
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	p, ca := startH3(t, "127.0.0.1:0", "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			arrived <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "done "+r.URL.Path)
+	}))
+	c := h3Client(t, ca)
+	url := "https://" + p.Addr("h3")
+	if resp, err := c.Get(url + "/warm"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("warm-up request: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	slow := make(chan result, 1)
+	go func() {
+		resp, err := c.Get(url + "/slow")
+		if err != nil {
+			slow <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- result{resp.StatusCode, string(b), err}
+	}()
+	<-arrived
+	mark := p.Mark()
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitLogSince(t, mark, "draining", nil, 10*time.Second)
+	close(release)
+	r := <-slow
+	if r.err != nil || r.code != 200 || r.body != "done /slow" {
+		t.Fatalf("request in flight at the drain: %d %q %v, want 200 \"done /slow\"", r.code, r.body, r.err)
+	}
+	select {
+	case <-p.Exited():
+	case <-time.After(20 * time.Second):
+		t.Fatal("sluice did not exit after its HTTP/3 connections drained")
+	}
+	if code := p.Wait(); code != 0 {
+		t.Fatalf("exit code %d after a drain, want 0", code)
 	}
 }

@@ -26,6 +26,7 @@ type obsOptions struct {
 	plugins   string // [[plugin]] tables
 	tls       string // a [listener.filter_chain.tls] table
 	route     string // extra keys of the default route
+	statsdTCP string // a statsd server's TCP address, reached via tcp_cluster_name
 }
 
 // obsConfig is a two-worker config with the admin API on 127.0.0.1:0, one
@@ -47,6 +48,9 @@ format = "json"
 `, ctl)
 	if o.statsd != "" {
 		fmt.Fprintf(&b, "\n[statsd]\naddress = %q\nprefix = \"sluice\"\nflush_interval = \"50ms\"\n", o.statsd)
+	}
+	if o.statsdTCP != "" {
+		fmt.Fprintf(&b, "\n[statsd]\ntcp_cluster_name = \"statsd\"\nprefix = \"sluice\"\nflush_interval = \"50ms\"\n\n[[cluster]]\nname = \"statsd\"\nendpoints = [%q]\n", o.statsdTCP)
 	}
 	b.WriteString(o.plugins)
 	b.WriteString(`

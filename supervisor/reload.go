@@ -66,7 +66,7 @@ func (s *Supervisor) completeReload(g *generation) {
 	g.state = genServing
 	s.cur, s.next, s.waiter = g, nil, nil
 	s.stats.serve(g)
-	s.restartStatsd(g.cfg.Statsd)
+	s.restartStatsd(g.cfg)
 	if g.cfg.Admin != old.cfg.Admin {
 		s.log.Warn("admin changed; the new address takes effect at the next start or upgrade",
 			zap.String("admin_address", old.cfg.Admin.Address))

@@ -56,6 +56,84 @@ func TestStatsdReceivesCounters(t *testing.T) {
 	}
 }
 
+// TestStatsdOverTCPCluster checks statsd's tcp_cluster_name: newline-
+// terminated lines on one TCP connection to the cluster's host, whose
+// counter deltas sum to the requests sent, and a new connection (losing
+// nothing) after the statsd server drops the first one.
+func TestStatsdOverTCPCluster(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lines := make(chan string, 1024)
+	conns := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns <- c
+			go func() {
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					lines <- sc.Text()
+				}
+			}()
+		}
+	}()
+	up := newUpstream(t)
+	s := start(t, obsConfig(up.addr, controlPath(t), obsOptions{statsdTCP: ln.Addr().String()}))
+	addr := s.listenAddr(t, "public")
+	s.workers(t)
+	sums := map[string]int{}
+	// want waits until the downstream_rq_total deltas sum to n.
+	want := func(n int) {
+		t.Helper()
+		deadline := time.After(waitTimeout)
+		for sums["sluice.http.ingress.downstream_rq_total"] < n {
+			select {
+			case line := <-lines:
+				name, rest, ok := strings.Cut(line, ":")
+				v, typ, ok2 := strings.Cut(rest, "|")
+				if !ok || !ok2 {
+					t.Fatalf("malformed statsd line %q", line)
+				}
+				if typ == "c" {
+					x, err := strconv.Atoi(v)
+					if err != nil {
+						t.Fatalf("statsd line %q: %v", line, err)
+					}
+					sums[name] += x
+				}
+			case <-deadline:
+				t.Fatalf("statsd sums %v, want downstream_rq_total %d", sums, n)
+			}
+		}
+		if got := sums["sluice.http.ingress.downstream_rq_total"]; got != n {
+			t.Fatalf("statsd downstream_rq_total sums to %d, want %d", got, n)
+		}
+	}
+	for range 11 {
+		get(t, addr, "/")
+	}
+	want(11)
+	// The server drops the connection: the sink dials again, and what
+	// could not be sent meanwhile arrives with the next flush.
+	(<-conns).Close()
+	for range 5 {
+		get(t, addr, "/")
+	}
+	want(16)
+	select {
+	case <-conns:
+	default:
+		t.Fatal("the sink did not open a second connection")
+	}
+}
+
 func TestReopenLogsAfterRotation(t *testing.T) {
 	t.Parallel()
 	up := newUpstream(t)

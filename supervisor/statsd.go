@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"slices"
 
 	"go.uber.org/zap"
 
@@ -12,6 +13,7 @@ import (
 // statsdRun is the running statsd sink; owned by the event loop.
 type statsdRun struct {
 	cfg    config.Statsd
+	hosts  []string // the tcp_cluster_name cluster's endpoints
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -20,28 +22,36 @@ type statsdRun struct {
 // the aggregated snapshot. base, when not nil, is subtracted from the
 // counters: a supervisor taking over from another one pushes only what
 // happened since, the old one having pushed the rest. Called by the loop.
-func (s *Supervisor) startStatsd(c config.Statsd, base stats.Snapshot) {
-	if c.Address == "" {
+func (s *Supervisor) startStatsd(cfg *config.Config, base stats.Snapshot) {
+	c := cfg.Statsd
+	if c.Address == "" && c.TCPClusterName == "" {
 		return
 	}
 	snapshot := s.stats.snapshot
 	if base != nil {
 		snapshot = func() stats.Snapshot { return subtract(s.stats.snapshot(), base) }
 	}
-	sink, err := stats.NewStatsd(c.Address, c.Prefix, c.FlushInterval.Duration, snapshot)
-	if err != nil {
-		s.log.Error("statsd sink unavailable", zap.String("address", c.Address), zap.Error(err))
-		return
+	var sink *stats.Statsd
+	hosts := statsdHosts(cfg)
+	if c.TCPClusterName != "" {
+		sink = stats.NewStatsdTCP(hosts, c.Prefix, c.FlushInterval.Duration, snapshot)
+	} else {
+		var err error
+		if sink, err = stats.NewStatsd(c.Address, c.Prefix, c.FlushInterval.Duration, snapshot); err != nil {
+			s.log.Error("statsd sink unavailable", zap.String("address", c.Address), zap.Error(err))
+			return
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &statsdRun{cfg: c, cancel: cancel, done: make(chan struct{})}
+	r := &statsdRun{cfg: c, hosts: hosts, cancel: cancel, done: make(chan struct{})}
 	s.statsd = r
 	go func() {
 		defer close(r.done)
 		defer sink.Close()
 		sink.Run(ctx)
 	}()
-	s.log.Info("statsd sink", zap.String("address", c.Address), zap.Duration("flush_interval", c.FlushInterval.Duration))
+	s.log.Info("statsd sink", zap.String("address", c.Address), zap.String("tcp_cluster_name", c.TCPClusterName),
+		zap.Duration("flush_interval", c.FlushInterval.Duration))
 }
 
 // stopStatsd stops the statsd sink after one last flush. Called by the
@@ -54,14 +64,28 @@ func (s *Supervisor) stopStatsd() {
 	}
 }
 
-// restartStatsd applies a reloaded [statsd] table. Called by the loop.
-func (s *Supervisor) restartStatsd(c config.Statsd) {
-	if s.statsd != nil && s.statsd.cfg == c || s.statsd == nil && c.Address == "" {
+// restartStatsd applies a reloaded [statsd] table (or a changed
+// tcp_cluster_name cluster). Called by the loop.
+func (s *Supervisor) restartStatsd(cfg *config.Config) {
+	c := cfg.Statsd
+	if s.statsd != nil && s.statsd.cfg == c && slices.Equal(s.statsd.hosts, statsdHosts(cfg)) ||
+		s.statsd == nil && c.Address == "" && c.TCPClusterName == "" {
 		return
 	}
 	s.stopStatsd()
 	// The old sink pushed everything up to now in its last flush.
-	s.startStatsd(c, s.stats.snapshot())
+	s.startStatsd(cfg, s.stats.snapshot())
+}
+
+// statsdHosts returns the endpoints of cfg's statsd tcp_cluster_name
+// cluster (validation made sure it exists with static endpoints), or nil.
+func statsdHosts(cfg *config.Config) []string {
+	if name := cfg.Statsd.TCPClusterName; name != "" {
+		if cl := cfg.Cluster(name); cl != nil {
+			return cl.Endpoints
+		}
+	}
+	return nil
 }
 
 // subtract returns snap with base's counter values taken off (a counter

@@ -316,7 +316,7 @@ func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet, inherited []*s
 	} else {
 		s.openControl(cfg.Server.ControlSocket)
 		s.openAdmin(cfg, nil)
-		s.startStatsd(cfg.Statsd, nil)
+		s.startStatsd(cfg, nil)
 	}
 	s.publish()
 	defer s.closeControl()

@@ -190,7 +190,7 @@ func (s *Supervisor) commitTakeover(g *generation) {
 	s.takeControl(g.cfg.Server.ControlSocket, p)
 	s.openAdmin(g.cfg, p.adminLn)
 	p.adminLn = nil
-	s.startStatsd(g.cfg.Statsd, s.stats.snapshot())
+	s.startStatsd(g.cfg, s.stats.snapshot())
 	s.notify = p.notify
 	s.log.Info("ready", zap.Int("workers", len(g.slots)), zap.Int("generation", g.num), zap.Int("previous_pid", p.pid))
 	s.sdNotify(s.notify.Send("MAINPID="+strconv.Itoa(os.Getpid()), "READY=1", "STATUS="+g.summary()))

@@ -45,6 +45,10 @@ func TestValidate(t *testing.T) {
 		{"drain strategy unknown", baseTOML + "[server]\ndrain_strategy = \"fast\"\n", `server.drain_strategy: must be gradual or immediate, got "fast"`},
 		{"drain strategy immediate", baseTOML + "[server]\ndrain_strategy = \"immediate\"\n", ""},
 		{"control socket too long", baseTOML + "[server]\ncontrol_socket = \"/" + strings.Repeat("x", 120) + "\"\n", "server.control_socket: path longer than"},
+		// statsd
+		{"statsd tcp cluster", baseTOML + "[statsd]\ntcp_cluster_name = \"backend\"\n", ""},
+		{"statsd tcp unknown cluster", baseTOML + "[statsd]\ntcp_cluster_name = \"nope\"\n", `statsd.tcp_cluster_name: unknown cluster "nope"`},
+		{"statsd address and tcp cluster", baseTOML + "[statsd]\naddress = \"127.0.0.1:8125\"\ntcp_cluster_name = \"backend\"\n", "statsd.tcp_cluster_name: set either address or tcp_cluster_name, not both"},
 		// log
 		{"log level unknown", baseTOML + "[log]\nlevel = \"loud\"\n", `log.level: must be debug, info, warn or error, got "loud"`},
 		{"log level debug", baseTOML + "[log]\nlevel = \"debug\"\n", ""},

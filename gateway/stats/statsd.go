@@ -6,7 +6,10 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // MaxDatagram is the largest statsd datagram sent: it fits an Ethernet MTU
@@ -27,7 +30,9 @@ const DefaultStatsdInterval = 5 * time.Second
 // Flush and Run must not be called concurrently; Close may be called from
 // any goroutine.
 type Statsd struct {
-	conn     net.Conn
+	conn     net.Conn // nil while a TCP sink is disconnected
+	dial     func() (net.Conn, error)
+	stream   bool // TCP: every line ends with '\n'
 	prefix   string
 	interval time.Duration
 	snapshot func() Snapshot
@@ -42,20 +47,49 @@ type Statsd struct {
 // empty, is prepended with a '.' to every name (Envoy uses "envoy"); an
 // interval of 0 means DefaultStatsdInterval.
 func NewStatsd(addr, prefix string, interval time.Duration, snapshot func() Snapshot) (*Statsd, error) {
-	if interval <= 0 {
-		interval = DefaultStatsdInterval
-	}
 	conn, err := net.Dial("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("stats: statsd: %w", err)
+	}
+	s := newStatsd(prefix, interval, snapshot)
+	s.conn = conn
+	return s, nil
+}
+
+// NewStatsdTCP returns a sink sending newline-terminated lines over TCP to
+// the first of addrs that accepts a connection. Before each flush it checks
+// that the server has not closed the connection (else it dials again), and
+// after a failed write it drops the connection. A flush that cannot connect
+// sends nothing and loses nothing: its counter deltas go with the next one.
+// A flush written into a connection the server lost without closing it
+// (a crashed host) is lost, as a UDP datagram would be.
+func NewStatsdTCP(addrs []string, prefix string, interval time.Duration, snapshot func() Snapshot) *Statsd {
+	s := newStatsd(prefix, interval, snapshot)
+	s.stream = true
+	s.dial = func() (net.Conn, error) {
+		var err error
+		for _, a := range addrs {
+			var c net.Conn
+			if c, err = net.DialTimeout("tcp", a, time.Second); err == nil {
+				return c, nil
+			}
+		}
+		return nil, err
+	}
+	return s
+}
+
+func newStatsd(prefix string, interval time.Duration, snapshot func() Snapshot) *Statsd {
+	if interval <= 0 {
+		interval = DefaultStatsdInterval
 	}
 	if prefix != "" {
 		prefix += "."
 	}
 	return &Statsd{
-		conn: conn, prefix: prefix, interval: interval, snapshot: snapshot,
+		prefix: prefix, interval: interval, snapshot: snapshot,
 		counters: map[string]uint64{}, hists: map[string]*HistogramValue{},
-	}, nil
+	}
 }
 
 // Run flushes every interval until ctx is done, then flushes once more.
@@ -75,18 +109,56 @@ func (s *Statsd) Run(ctx context.Context) {
 }
 
 // Close closes the socket.
-func (s *Statsd) Close() error { return s.conn.Close() }
+func (s *Statsd) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return nil
+	}
+	return s.conn.Close()
+}
+
+// send writes one chunk of lines; a TCP sink adds the last newline and,
+// on error, drops its connection.
+func (s *Statsd) send(b []byte) error {
+	if s.conn == nil { // a TCP sink whose connection failed earlier in this flush
+		return fmt.Errorf("stats: statsd: not connected")
+	}
+	if s.stream {
+		b = append(b, '\n')
+	}
+	_, err := s.conn.Write(b)
+	if err != nil && s.stream {
+		s.conn.Close()
+		s.conn = nil
+	}
+	if err != nil {
+		return fmt.Errorf("stats: statsd: %w", err)
+	}
+	return nil
+}
 
 // Flush takes a snapshot and sends it, returning the first send error.
 func (s *Statsd) Flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stream && s.conn != nil && peerClosed(s.conn) {
+		s.conn.Close()
+		s.conn = nil
+	}
+	if s.conn == nil {
+		c, err := s.dial()
+		if err != nil {
+			return fmt.Errorf("stats: statsd: %w", err)
+		}
+		s.conn = c
+	}
 	var firstErr error
 	s.buf = s.buf[:0]
 	emit := func(line []byte) {
 		if len(s.buf) > 0 && len(s.buf)+1+len(line) > MaxDatagram {
-			if _, err := s.conn.Write(s.buf); err != nil && firstErr == nil {
-				firstErr = fmt.Errorf("stats: statsd: %w", err)
+			if err := s.send(s.buf); err != nil && firstErr == nil {
+				firstErr = err
 			}
 			s.buf = s.buf[:0]
 		}
@@ -153,8 +225,8 @@ func (s *Statsd) Flush() error {
 		}
 	}
 	if len(s.buf) > 0 {
-		if _, err := s.conn.Write(s.buf); err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("stats: statsd: %w", err)
+		if err := s.send(s.buf); err != nil && firstErr == nil {
+			firstErr = err
 		}
 	}
 	return firstErr
@@ -176,4 +248,27 @@ func (s *Statsd) line(b []byte, name, suffix string) []byte {
 	}
 	b = append(b, suffix...)
 	return append(b, ':')
+}
+
+// peerClosed reports whether the statsd server closed c (or reset it): a
+// non-blocking peek that finds EOF or an error other than EAGAIN. Checked
+// before each flush, so that lines are not written into a connection the
+// server has already let go of.
+func peerClosed(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	closed := false
+	var b [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, rerr := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		closed = n == 0 && rerr == nil || rerr != nil && rerr != unix.EAGAIN && rerr != unix.EINTR
+		return true // never wait for readability
+	})
+	return closed || err != nil
 }

@@ -208,6 +208,7 @@ func (a *adminServer) Clusters() []admin.Cluster {
 						h.Healthy, h.HealthFlags = false, healthFlags(st.Flags())
 					}
 					h.RqTotal, h.RqSuccess, h.RqError = st.Requests()
+					h.RqActive = st.Active()
 				}
 			}
 			ac.Hosts = append(ac.Hosts, h)

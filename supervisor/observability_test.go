@@ -612,3 +612,38 @@ func TestDrainListenersClosesListenersAndKeepsServing(t *testing.T) {
 		})
 	}
 }
+
+// TestClustersCountsHostRequestsInFlightAcrossWorkerKills checks
+// /clusters' per-host rq_active: a request waiting on the upstream counts
+// 1, and after the worker serving it is killed with SIGKILL the count it
+// held is given back when the supervisor reaps it.
+func TestClustersCountsHostRequestsInFlightAcrossWorkerKills(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t)
+	s := start(t, obsConfig(up.addr, controlPath(t), obsOptions{}))
+	addr := s.listenAddr(t, "public")
+	admin := s.adminAddr(t)
+	pids := s.workers(t)
+	active := func(n int) string { return fmt.Sprintf("backend::%s::rq_active::%d\n", up.addr, n) }
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-up.arrived
+	if _, body := adminDo(t, "GET", admin, "/clusters"); !strings.Contains(body, active(1)) {
+		t.Fatalf("/clusters while a request is in flight has no %q:\n%s", active(1), body)
+	}
+	// Kill the worker holding the connection (the one whose socket it is).
+	pid := servingPID(t, c.LocalAddr().String(), c.RemoteAddr().String(), pids)
+	if pid == 0 {
+		t.Fatal("no worker holds the connection")
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	s.wait(t, "worker exited", map[string]any{"pid": pid}, nil)
+	if _, body := adminDo(t, "GET", admin, "/clusters"); !strings.Contains(body, active(0)) {
+		t.Fatalf("/clusters after the worker was killed has no %q:\n%s", active(0), body)
+	}
+}

@@ -191,6 +191,7 @@ func (h *Handler) clusters(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "%s::%s::rq_total::%d\n", c.Name, hst.Address, hst.RqTotal)
 			fmt.Fprintf(w, "%s::%s::rq_success::%d\n", c.Name, hst.Address, hst.RqSuccess)
 			fmt.Fprintf(w, "%s::%s::rq_error::%d\n", c.Name, hst.Address, hst.RqError)
+			fmt.Fprintf(w, "%s::%s::rq_active::%d\n", c.Name, hst.Address, hst.RqActive)
 		}
 	}
 }

@@ -81,4 +81,7 @@ type Host struct {
 	RqTotal   uint64 `json:"rq_total"`
 	RqSuccess uint64 `json:"rq_success"`
 	RqError   uint64 `json:"rq_error"`
+	// RqActive is the requests in flight to the host across workers (a
+	// dead worker's are given back when it is reaped).
+	RqActive int64 `json:"rq_active"`
 }

@@ -43,6 +43,9 @@ type Host struct {
 	weight  uint32 // load-balancing weight, >= 1
 	// State is the host's shared record: health flags, outlier counters.
 	State *hoststate.Host
+	// inFlight counts this worker's requests to the host in State (nil
+	// without State).
+	inFlight *hoststate.ActiveCounter
 
 	active atomic.Int64
 	total  atomic.Uint64
@@ -55,10 +58,18 @@ func (h *Host) Begin() {
 	if h.State != nil {
 		h.State.CountRequest()
 	}
+	if h.inFlight != nil {
+		h.inFlight.Begin()
+	}
 }
 
 // End records the end of a request started with Begin.
-func (h *Host) End() { h.active.Add(-1) }
+func (h *Host) End() {
+	h.active.Add(-1)
+	if h.inFlight != nil {
+		h.inFlight.End()
+	}
+}
 
 // Active returns the number of requests in flight to h.
 func (h *Host) Active() int64 { return h.active.Load() }
@@ -317,7 +328,8 @@ func (c *Cluster) newHost(ep string) (*Host, error) {
 	opts.Connections = &cb
 	opts.MaxConnections = c.Limits.Connections
 	opts.Overflow = c.Overflow.Cx
-	return &Host{Address: ep, Pool: pool.New(opts), State: st, weight: endpointWeight(cc, ep)}, nil
+	inFlight := c.region.ActiveCounter(st, c.worker)
+	return &Host{Address: ep, Pool: pool.New(opts), State: st, inFlight: &inFlight, weight: endpointWeight(cc, ep)}, nil
 }
 
 // endpointWeight is the configured weight of a static cluster's endpoint

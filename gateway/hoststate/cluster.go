@@ -171,7 +171,8 @@ func (b Breaker) Release() {
 // Count returns the number of units taken across every process.
 func (b Breaker) Count() uint64 { return atomic.LoadUint64(b.global) }
 
-// ReleaseWorker gives back every breaker unit held by worker index worker:
+// ReleaseWorker gives back every breaker unit held by worker index worker,
+// and its requests in flight to each host (ActiveCounter):
 // the supervisor calls it after reaping the worker (crashed or exited) and
 // before giving its index to a new one, so that a dead worker's in-flight
 // requests do not count against the limits forever.
@@ -181,7 +182,14 @@ func (r *Region) ReleaseWorker(worker int) error {
 	}
 	for i := 0; i < r.slots; i++ {
 		s := r.slot(i)
-		if uint8(atomic.LoadUint64(&s[0])>>8) != kindCluster {
+		switch uint8(atomic.LoadUint64(&s[0]) >> 8) {
+		case kindHost:
+			if n := atomic.SwapUint64(r.shadowWord(worker, i, hostActiveShadow), 0); n != 0 {
+				atomic.AddUint64(&s[payloadWord+hRqActive], -n)
+			}
+			continue
+		case kindCluster:
+		default:
 			continue
 		}
 		for k := range int(numBreakers) {

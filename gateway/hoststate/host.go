@@ -45,7 +45,12 @@ const (
 	hRqTotal       // requests sent to the host (Envoy's per-host rq_total)
 	hRqSuccess     // responses below 500
 	hRqError       // 5xx responses and local-origin failures
+	hRqActive      // requests in flight; each worker's share in its shadow word
 )
+
+// hostActiveShadow is the shadow word (per worker and host slot) holding
+// the worker's share of hRqActive, given back by ReleaseWorker.
+const hostActiveShadow = 0
 
 // Result classifies one upstream response or failure for outlier
 // detection's counters (Envoy's Result and HTTP status paths).
@@ -275,4 +280,43 @@ func (h *Host) CountOutcome(ok bool) {
 // and generation since the region was created.
 func (h *Host) Requests() (total, success, errors uint64) {
 	return atomic.LoadUint64(&h.w[hRqTotal]), atomic.LoadUint64(&h.w[hRqSuccess]), atomic.LoadUint64(&h.w[hRqError])
+}
+
+// Active returns the host's requests in flight across every worker.
+func (h *Host) Active() int64 { return int64(atomic.LoadUint64(&h.w[hRqActive])) }
+
+// ActiveCounter counts one worker's requests in flight to a host: the
+// host's shared count and the worker's share of it, which the supervisor
+// gives back (ReleaseWorker) when the worker dies with requests in flight.
+// Its methods are atomic and allocation-free.
+type ActiveCounter struct {
+	global, shadow *uint64
+}
+
+// ActiveCounter returns worker's counter of h's requests in flight; h must
+// be a record of r. A worker index out of range gives a counter without a
+// shadow.
+func (r *Region) ActiveCounter(h *Host, worker int) ActiveCounter {
+	a := ActiveCounter{global: &h.w[hRqActive]}
+	if worker >= 0 && worker < r.workers {
+		slot := int((uintptr(unsafe.Pointer(h)) - uintptr(unsafe.Pointer(&r.table[0]))) / 8 / slotWords)
+		a.shadow = r.shadowWord(worker, slot, hostActiveShadow)
+	}
+	return a
+}
+
+// Begin counts a request starting; End one ending.
+func (a ActiveCounter) Begin() {
+	if a.shadow != nil {
+		atomic.AddUint64(a.shadow, 1)
+	}
+	atomic.AddUint64(a.global, 1)
+}
+
+// End counts a request started with Begin ending.
+func (a ActiveCounter) End() {
+	if a.shadow != nil {
+		atomic.AddUint64(a.shadow, ^uint64(0))
+	}
+	atomic.AddUint64(a.global, ^uint64(0))
 }

@@ -647,3 +647,57 @@ func TestClustersCountsHostRequestsInFlightAcrossWorkerKills(t *testing.T) {
 		t.Fatalf("/clusters after the worker was killed has no %q:\n%s", active(0), body)
 	}
 }
+
+// TestAdminAnswersWhileWorkersAreStoppedOrCrashLooping checks that the admin
+// API does not depend on the data plane: with every worker frozen
+// (SIGSTOP, a data plane that answers nothing) /stats, /clusters and
+// /server_info still answer, and while workers are killed over and over
+// (a crash loop) every admin request is answered.
+func TestAdminAnswersWhileWorkersAreStoppedOrCrashLooping(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t)
+	s := start(t, obsConfig(up.addr, controlPath(t), obsOptions{}))
+	admin := s.adminAddr(t)
+	pids := s.workers(t)
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGSTOP)
+	}
+	for _, path := range []string{"/stats", "/clusters", "/server_info", "/stats/prometheus"} {
+		if code, _ := adminDo(t, "GET", admin, path); code != 200 {
+			t.Errorf("GET %s with every worker stopped = %d, want 200", path, code)
+		}
+	}
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGCONT)
+	}
+	// Crash loop: kill slot 0's worker as soon as each replacement starts.
+	pid := pids[0]
+	for i := range 5 {
+		syscall.Kill(pid, syscall.SIGKILL)
+		if code, _ := adminDo(t, "GET", admin, "/server_info"); code != 200 {
+			t.Fatalf("GET /server_info after kill %d = %d, want 200", i, code)
+		}
+		// The (i+2)th start of slot 0 is the replacement of this kill.
+		s.wait(t, "worker started", map[string]any{"slot": 0}, func(entry) bool {
+			return s.count("worker started", map[string]any{"slot": 0}) >= i+2
+		})
+		pid = s.workerPID(t, 0)
+	}
+	if code, body := adminDo(t, "GET", admin, "/stats?filter=worker_restarts"); code != 200 || !strings.Contains(body, "server.worker_restarts") {
+		t.Fatalf("/stats during the crash loop = %d %q", code, body)
+	}
+}
+
+// workerPID returns the pid of the latest "worker started" line of slot.
+func (s *sluice) workerPID(t *testing.T, slot int) int {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pid := 0
+	for _, e := range s.lines {
+		if e.str("msg") == "worker started" && fieldsEqual(e, map[string]any{"slot": slot}) {
+			pid = e.int(t, "pid")
+		}
+	}
+	return pid
+}

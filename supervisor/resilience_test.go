@@ -251,3 +251,54 @@ func getNoFail(addr, path string) (int, error) {
 	}
 	return resp.StatusCode, nil
 }
+
+// TestRetryBudgetReplacesMaxRetries checks the circuit breakers'
+// retry_budget: with a budget of 0 % and no minimum no request is retried
+// (each 503 of the bad host reaches the client and counts as a retry
+// overflow), while 100 % of the one active request allows its retry, so
+// every client request succeeds on the good host.
+func TestRetryBudgetReplacesMaxRetries(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		percent int
+		retried bool
+	}{{"zero budget", 0, false}, {"full budget", 100, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			good, bad := newFakeHost(t), newFakeHost(t)
+			bad.status.Store(503)
+			s := start(t, resilienceConfig(controlPath(t), []string{good.addr, bad.addr}, fmt.Sprintf(`
+  [cluster.circuit_breakers]
+  max_retries = 1000
+  retry_budget = { budget_percent = %d.0, min_retry_concurrency = 0 }
+`, tc.percent), `    retry_policy = { retry_on = ["5xx"], num_retries = 2, retry_host_predicate = ["previous_hosts"] }
+`))
+			addr := s.listenAddr(t, "public")
+			admin := s.adminAddr(t)
+			s.wait(t, "ready", nil, nil)
+			failed := 0
+			for range 10 {
+				if code, _ := get(t, addr, "/"); code != 200 {
+					failed++
+				}
+			}
+			served := int(bad.served.Load())
+			if served == 0 {
+				t.Fatal("the bad host got no request")
+			}
+			c := counters(t, admin)
+			if tc.retried {
+				if failed != 0 || c["cluster.backend.upstream_rq_retry"] != float64(served) {
+					t.Fatalf("%d of 10 failed, %v retries; want none failed and %d retries (one per 503)", failed,
+						c["cluster.backend.upstream_rq_retry"], served)
+				}
+				return
+			}
+			if failed != served || c["cluster.backend.upstream_rq_retry_overflow"] != float64(served) || c["cluster.backend.upstream_rq_retry"] != 0 {
+				t.Fatalf("%d of 10 failed, retry overflow %v, retries %v; want %d failed and overflowed (the bad host's 503s), no retry",
+					failed, c["cluster.backend.upstream_rq_retry_overflow"], c["cluster.backend.upstream_rq_retry"], served)
+			}
+		})
+	}
+}

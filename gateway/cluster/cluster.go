@@ -102,6 +102,26 @@ type Cluster struct {
 // Limits are a cluster's circuit-breaker thresholds.
 type Limits struct {
 	Connections, Pending, Requests, Retries uint64
+	// Budget, when set, replaces Retries (Envoy's retry_budget).
+	Budget *RetryBudget
+}
+
+// RetryBudget bounds the retries in flight to Percent of the requests
+// active and pending, and at least Min.
+type RetryBudget struct {
+	Percent float64
+	Min     uint64
+}
+
+// RetryLimit returns how many retries may be in flight now: Retries, or
+// the budget's share of the requests active and pending across workers.
+func (c *Cluster) RetryLimit() uint64 {
+	b := c.Limits.Budget
+	if b == nil {
+		return c.Limits.Retries
+	}
+	active := c.Record.Breaker(hoststate.Requests).Count() + c.Record.Breaker(hoststate.Pending).Count()
+	return max(b.Min, uint64(b.Percent/100*float64(active)))
 }
 
 // OverflowStats count requests and connections refused by a circuit
@@ -364,6 +384,10 @@ func (m *Manager) shared(c *Cluster, slab *stats.Slab, worker int) error {
 	}
 	l := &c.Limits
 	l.Connections, l.Pending, l.Requests, l.Retries = cc.CircuitBreakers.Limits()
+	if rb := cc.CircuitBreakers.RetryBudget; rb != nil {
+		l.Budget = &RetryBudget{}
+		l.Budget.Percent, l.Budget.Min = rb.Budget()
+	}
 	p := stats.ClusterName(c.Name)
 	c.Overflow = OverflowStats{
 		RqPending:     slab.Counter(p + "upstream_rq_pending_overflow"),

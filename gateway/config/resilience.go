@@ -33,6 +33,35 @@ type CircuitBreakersConfig struct {
 	MaxPendingRequests *int `toml:"max_pending_requests"`
 	MaxRequests        *int `toml:"max_requests"`
 	MaxRetries         *int `toml:"max_retries"`
+	// RetryBudget, when set, replaces max_retries (Envoy's retry_budget):
+	// the retries in flight may be budget_percent of the requests active
+	// and pending, and at least min_retry_concurrency.
+	RetryBudget *RetryBudgetConfig `toml:"retry_budget"`
+}
+
+// RetryBudgetConfig is [cluster.circuit_breakers.retry_budget]; unset
+// values take Envoy's defaults (20 %, 3).
+type RetryBudgetConfig struct {
+	BudgetPercent       *float64 `toml:"budget_percent"`
+	MinRetryConcurrency *int     `toml:"min_retry_concurrency"`
+}
+
+// Envoy's retry budget defaults.
+const (
+	DefaultRetryBudgetPercent        = 20.0
+	DefaultRetryBudgetMinConcurrency = 3
+)
+
+// Budget returns the budget's percent and minimum with defaults applied.
+func (b *RetryBudgetConfig) Budget() (percent float64, minConcurrency uint64) {
+	percent, minConcurrency = DefaultRetryBudgetPercent, DefaultRetryBudgetMinConcurrency
+	if b.BudgetPercent != nil {
+		percent = *b.BudgetPercent
+	}
+	if b.MinRetryConcurrency != nil {
+		minConcurrency = uint64(max(*b.MinRetryConcurrency, 0))
+	}
+	return percent, minConcurrency
 }
 
 // Limits returns the four limits with defaults applied: connections,
@@ -227,6 +256,14 @@ func (v *validator) clusterResilience(p string, cl *Cluster) {
 		{"max_requests", cb.MaxRequests}, {"max_retries", cb.MaxRetries}} {
 		if f.p != nil && *f.p < 0 {
 			v.errorf(p+".circuit_breakers."+f.k, "must be >= 0")
+		}
+	}
+	if rb := cb.RetryBudget; rb != nil {
+		if rb.BudgetPercent != nil && (*rb.BudgetPercent < 0 || *rb.BudgetPercent > 100) {
+			v.errorf(p+".circuit_breakers.retry_budget.budget_percent", "must be between 0 and 100, got %v", *rb.BudgetPercent)
+		}
+		if rb.MinRetryConcurrency != nil && *rb.MinRetryConcurrency < 0 {
+			v.errorf(p+".circuit_breakers.retry_budget.min_retry_concurrency", "must be >= 0")
 		}
 	}
 }

@@ -49,6 +49,8 @@ func TestValidate(t *testing.T) {
 		{"statsd tcp cluster", baseTOML + "[statsd]\ntcp_cluster_name = \"backend\"\n", ""},
 		{"statsd tcp unknown cluster", baseTOML + "[statsd]\ntcp_cluster_name = \"nope\"\n", `statsd.tcp_cluster_name: unknown cluster "nope"`},
 		{"statsd address and tcp cluster", baseTOML + "[statsd]\naddress = \"127.0.0.1:8125\"\ntcp_cluster_name = \"backend\"\n", "statsd.tcp_cluster_name: set either address or tcp_cluster_name, not both"},
+		{"retry budget percent too high", strings.Replace(baseTOML, "[[cluster]]\n", "[[cluster]]\ncircuit_breakers = { retry_budget = { budget_percent = 120.0 } }\n", 1), "circuit_breakers.retry_budget.budget_percent: must be between 0 and 100, got 120"},
+		{"retry budget min negative", strings.Replace(baseTOML, "[[cluster]]\n", "[[cluster]]\ncircuit_breakers = { retry_budget = { min_retry_concurrency = -1 } }\n", 1), "circuit_breakers.retry_budget.min_retry_concurrency: must be >= 0"},
 		// log
 		{"log level unknown", baseTOML + "[log]\nlevel = \"loud\"\n", `log.level: must be debug, info, warn or error, got "loud"`},
 		{"log level debug", baseTOML + "[log]\nlevel = \"debug\"\n", ""},

@@ -201,7 +201,7 @@ func (f *filter) again(try int, cond uint16) bool {
 		return false
 	}
 	if !f.retryHeld {
-		if !cl.Record.Breaker(hoststate.Retries).TryAcquire(cl.Limits.Retries) {
+		if !cl.Record.Breaker(hoststate.Retries).TryAcquire(cl.RetryLimit()) {
 			cl.Overflow.RqRetry.Inc()
 			return false
 		}

@@ -16,13 +16,11 @@ import (
 	"fmt"
 	"net"
 	"sync"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/hoststate"
+	"github.com/sluice-proxy/sluice/gateway/internal/sockpeek"
 	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
@@ -310,24 +308,5 @@ func closedByPeer(c net.Conn) bool {
 		// not ask for (close_notify, a ticket): treat it as closing.
 		c = tc.NetConn()
 	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	dead := false
-	var b [1]byte
-	_ = rc.Read(func(fd uintptr) bool {
-		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		switch {
-		case err == unix.EAGAIN:
-		case err != nil, n == 0, n > 0:
-			dead = true
-		}
-		return true
-	})
-	return dead
+	return sockpeek.Peek(c) != sockpeek.Empty
 }

@@ -6,10 +6,9 @@ import (
 	"net"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/sluice-proxy/sluice/gateway/internal/sockpeek"
 )
 
 // MaxDatagram is the largest statsd datagram sent: it fits an Ethernet MTU
@@ -250,25 +249,7 @@ func (s *Statsd) line(b []byte, name, suffix string) []byte {
 	return append(b, ':')
 }
 
-// peerClosed reports whether the statsd server closed c (or reset it): a
-// non-blocking peek that finds EOF or an error other than EAGAIN. Checked
-// before each flush, so that lines are not written into a connection the
-// server has already let go of.
-func peerClosed(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	closed := false
-	var b [1]byte
-	err = rc.Read(func(fd uintptr) bool {
-		n, _, rerr := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		closed = n == 0 && rerr == nil || rerr != nil && rerr != unix.EAGAIN && rerr != unix.EINTR
-		return true // never wait for readability
-	})
-	return closed || err != nil
-}
+// peerClosed reports whether the statsd server closed (or reset) c, with a
+// non-blocking peek before each flush, so that lines are not written into a
+// connection the server has already let go of.
+func peerClosed(c net.Conn) bool { return sockpeek.Peek(c) == sockpeek.Closed }

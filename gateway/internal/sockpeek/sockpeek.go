@@ -1,0 +1,56 @@
+// Package sockpeek looks at a connection's receive side without reading
+// from it or waiting: whether bytes wait there, the peer closed (or reset)
+// the connection, or nothing happened. The upstream pool uses it to drop
+// idle connections the upstream closed, the statsd TCP sink to notice a
+// server that let go of its connection.
+package sockpeek
+
+import (
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// State is what a peek found.
+type State uint8
+
+const (
+	// Empty: nothing to read and the connection is open (or c is not a
+	// socket sockpeek can look at).
+	Empty State = iota
+	// Data: bytes are waiting.
+	Data
+	// Closed: the peer closed or reset the connection.
+	Closed
+)
+
+// Peek reports c's state with one non-blocking MSG_PEEK recv. It is safe to
+// call from any goroutine that does not read c at the same time.
+func Peek(c net.Conn) State {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return Empty
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return Closed
+	}
+	st := Empty
+	var b [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, rerr := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		switch {
+		case rerr == unix.EAGAIN || rerr == unix.EINTR:
+		case rerr != nil || n == 0:
+			st = Closed
+		default:
+			st = Data
+		}
+		return true // never wait for readability
+	})
+	if err != nil {
+		return Closed
+	}
+	return st
+}

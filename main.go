@@ -21,6 +21,9 @@ import (
 	"os"
 	"runtime"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sluice-proxy/sluice/supervisor"
 	"github.com/sluice-proxy/sluice/worker"
@@ -28,6 +31,26 @@ import (
 
 // version is set at link time: -ldflags "-X main.version=1.2.3".
 var version = "dev"
+
+// workerName is a worker's process name (comm, what ps -e and top show);
+// workers are started as /proc/self/exe, which would read "exe".
+const workerName = "sluice-worker"
+
+func init() {
+	// The process name is the main thread's: keep the main goroutine on it
+	// until a worker has named it (see nameWorker).
+	if len(os.Args) > 1 && os.Args[1] == "worker" {
+		runtime.LockOSThread()
+	}
+}
+
+// nameWorker sets the worker's process name and lets the main goroutine
+// leave the main thread.
+func nameWorker() {
+	name := []byte(workerName + "\x00")
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
+	runtime.UnlockOSThread()
+}
 
 const usage = `usage: sluice <command> [flags]
 
@@ -92,6 +115,7 @@ func run(args []string) int {
 			fmt.Fprintln(os.Stderr, "usage: sluice worker --slot N --generation G (started by sluice run only)")
 			return 2
 		}
+		nameWorker()
 		return worker.Run(opts)
 	case "version":
 		fmt.Printf("sluice %s (%s)\n", version, runtime.Version())

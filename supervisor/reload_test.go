@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,6 +34,10 @@ func TestReloadCommandStartsNewGenerationAndDrainsOld(t *testing.T) {
 	for slot, pid := range s.pidsOf(t, 2) {
 		if want := fmt.Sprintf("sluice worker --slot %d --generation 2", slot); cmdline(t, pid) != want {
 			t.Errorf("new worker %d: cmdline %q, want %q", pid, cmdline(t, pid), want)
+		}
+		// ps -e and top show the worker by name, not as "exe".
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err != nil || string(comm) != "sluice-worker\n" {
+			t.Errorf("new worker %d: comm %q (%v), want sluice-worker", pid, comm, err)
 		}
 	}
 	// The old workers exit as soon as their connections are gone, long

@@ -45,21 +45,19 @@ type Host struct {
 	State *hoststate.Host
 	// inFlight counts this worker's requests to the host in State (nil
 	// without State).
-	inFlight *hoststate.ActiveCounter
+	inFlight *hoststate.Breaker
 
 	active atomic.Int64
-	total  atomic.Uint64
 }
 
 // Begin records the start of a request to h; End its end.
 func (h *Host) Begin() {
 	h.active.Add(1)
-	h.total.Add(1)
 	if h.State != nil {
 		h.State.CountRequest()
 	}
 	if h.inFlight != nil {
-		h.inFlight.Begin()
+		h.inFlight.Acquire()
 	}
 }
 
@@ -67,7 +65,7 @@ func (h *Host) Begin() {
 func (h *Host) End() {
 	h.active.Add(-1)
 	if h.inFlight != nil {
-		h.inFlight.End()
+		h.inFlight.Release()
 	}
 }
 
@@ -348,7 +346,7 @@ func (c *Cluster) newHost(ep string) (*Host, error) {
 	opts.Connections = &cb
 	opts.MaxConnections = c.Limits.Connections
 	opts.Overflow = c.Overflow.Cx
-	inFlight := c.region.ActiveCounter(st, c.worker)
+	inFlight := c.region.HostActive(st, c.worker)
 	return &Host{Address: ep, Pool: pool.New(opts), State: st, inFlight: &inFlight, weight: endpointWeight(cc, ep)}, nil
 }
 

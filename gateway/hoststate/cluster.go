@@ -160,7 +160,16 @@ func (b Breaker) TryAcquire(limit uint64) bool {
 	}
 }
 
-// Release gives back one unit taken by TryAcquire.
+// Acquire takes one unit whatever the count (a counter of requests in
+// flight, see Region.HostActive); Release gives it back.
+func (b Breaker) Acquire() {
+	if b.shadow != nil {
+		atomic.AddUint64(b.shadow, 1)
+	}
+	atomic.AddUint64(b.global, 1)
+}
+
+// Release gives back one unit taken by TryAcquire or Acquire.
 func (b Breaker) Release() {
 	if b.shadow != nil {
 		atomic.AddUint64(b.shadow, ^uint64(0))
@@ -172,7 +181,7 @@ func (b Breaker) Release() {
 func (b Breaker) Count() uint64 { return atomic.LoadUint64(b.global) }
 
 // ReleaseWorker gives back every breaker unit held by worker index worker,
-// and its requests in flight to each host (ActiveCounter):
+// and its requests in flight to each host (Region.HostActive):
 // the supervisor calls it after reaping the worker (crashed or exited) and
 // before giving its index to a new one, so that a dead worker's in-flight
 // requests do not count against the limits forever.

@@ -285,38 +285,16 @@ func (h *Host) Requests() (total, success, errors uint64) {
 // Active returns the host's requests in flight across every worker.
 func (h *Host) Active() int64 { return int64(atomic.LoadUint64(&h.w[hRqActive])) }
 
-// ActiveCounter counts one worker's requests in flight to a host: the
-// host's shared count and the worker's share of it, which the supervisor
-// gives back (ReleaseWorker) when the worker dies with requests in flight.
-// Its methods are atomic and allocation-free.
-type ActiveCounter struct {
-	global, shadow *uint64
-}
-
-// ActiveCounter returns worker's counter of h's requests in flight; h must
-// be a record of r. A worker index out of range gives a counter without a
-// shadow.
-func (r *Region) ActiveCounter(h *Host, worker int) ActiveCounter {
-	a := ActiveCounter{global: &h.w[hRqActive]}
+// HostActive returns worker's counter of h's requests in flight (Acquire
+// when one starts, Release when it ends): a breaker without a limit on the
+// host's shared count, whose per-worker share ReleaseWorker gives back when
+// the worker dies with requests in flight. h must be a record of r; a worker
+// index out of range gives a counter without a share.
+func (r *Region) HostActive(h *Host, worker int) Breaker {
+	b := Breaker{global: &h.w[hRqActive]}
 	if worker >= 0 && worker < r.workers {
 		slot := int((uintptr(unsafe.Pointer(h)) - uintptr(unsafe.Pointer(&r.table[0]))) / 8 / slotWords)
-		a.shadow = r.shadowWord(worker, slot, hostActiveShadow)
+		b.shadow = r.shadowWord(worker, slot, hostActiveShadow)
 	}
-	return a
-}
-
-// Begin counts a request starting; End one ending.
-func (a ActiveCounter) Begin() {
-	if a.shadow != nil {
-		atomic.AddUint64(a.shadow, 1)
-	}
-	atomic.AddUint64(a.global, 1)
-}
-
-// End counts a request started with Begin ending.
-func (a ActiveCounter) End() {
-	if a.shadow != nil {
-		atomic.AddUint64(a.shadow, ^uint64(0))
-	}
-	atomic.AddUint64(a.global, ^uint64(0))
+	return b
 }

@@ -134,14 +134,7 @@ func logSession(loggers []*accesslog.Logger, s *Session) {
 		UpstreamHost:     s.UpstreamHost,
 		BytesReceived:    int64(s.RxBytes),
 		BytesSent:        int64(s.TxBytes),
-	}
-	switch {
-	case s.NoHealthyUpstream:
-		info.ResponseFlags = httpfilter.FlagNoHealthyUpstream
-	case s.UpstreamConnectFailure:
-		info.ResponseFlags = httpfilter.FlagUpstreamConnectionFailure
-	case s.IdleTimedOut:
-		info.ResponseFlags = httpfilter.FlagStreamIdleTimeout
+		ResponseFlags:    s.Flags(),
 	}
 	rec := accesslog.Record{Info: &info, Duration: s.Duration}
 	for _, lg := range loggers {

@@ -26,7 +26,7 @@ func TestProxyEchoesAndCountsBytes(t *testing.T) {
 	}
 	s := p.session(t)
 	n := uint64(len(msg))
-	if s.RxBytes != n || s.TxBytes != n || s.Cluster != "a" || s.UpstreamHost != up.Addr || s.ConnectAttempts != 1 || s.ConnID != 7 || s.Flags() != "-" {
+	if s.RxBytes != n || s.TxBytes != n || s.Cluster != "a" || s.UpstreamHost != up.Addr || s.ConnectAttempts != 1 || s.ConnID != 7 || s.Flags().String() != "-" {
 		t.Fatalf("session %+v, want %d bytes each way through %s in one attempt", s, n, up.Addr)
 	}
 	st := f.Stats()
@@ -121,7 +121,7 @@ func TestProxyClosesDownstreamWhenEveryAttemptFails(t *testing.T) {
 
 	expectClosed(t, p.client)
 	s := p.session(t)
-	if s.ConnectAttempts != 2 || s.Flags() != "UF" || f.Stats().UpstreamConnectAttemptsExceeded.Value() != 1 {
+	if s.ConnectAttempts != 2 || s.Flags().String() != "UF" || f.Stats().UpstreamConnectAttemptsExceeded.Value() != 1 {
 		t.Fatalf("session %+v (flags %s), attempts exceeded %d; want 2 attempts, UF, 1", s, s.Flags(), f.Stats().UpstreamConnectAttemptsExceeded.Value())
 	}
 }
@@ -131,7 +131,7 @@ func TestProxyClosesDownstreamWithoutHealthyHost(t *testing.T) {
 	f, p := serve(t, &Config{StatPrefix: "p", Cluster: "a"}, lookupOf(a))
 
 	expectClosed(t, p.client)
-	if s := p.session(t); s.Flags() != "UH" || f.Stats().DownstreamCxNoRoute.Value() != 1 {
+	if s := p.session(t); s.Flags().String() != "UH" || f.Stats().DownstreamCxNoRoute.Value() != 1 {
 		t.Fatalf("flags %s, no_route %d; want UH, 1", s.Flags(), f.Stats().DownstreamCxNoRoute.Value())
 	}
 }

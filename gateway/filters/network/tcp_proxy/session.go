@@ -3,6 +3,8 @@ package tcpproxy
 import (
 	"net/netip"
 	"time"
+
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 )
 
 // Session is what one proxied connection did: the record an access log
@@ -37,16 +39,16 @@ type Session struct {
 	IdleTimedOut bool
 }
 
-// Flags returns the session's Envoy response flags ("UH", "UF", "SI" for the
-// idle timeout), or "-" when there are none.
-func (s *Session) Flags() string {
+// Flags returns the session's Envoy response flags (UH, UF, or SI for the
+// idle timeout); their String is "-" when there are none.
+func (s *Session) Flags() httpfilter.ResponseFlags {
 	switch {
 	case s.NoHealthyUpstream:
-		return "UH"
+		return httpfilter.FlagNoHealthyUpstream
 	case s.UpstreamConnectFailure:
-		return "UF"
+		return httpfilter.FlagUpstreamConnectionFailure
 	case s.IdleTimedOut:
-		return "SI"
+		return httpfilter.FlagStreamIdleTimeout
 	}
-	return "-"
+	return 0
 }

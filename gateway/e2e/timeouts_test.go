@@ -129,17 +129,7 @@ func TestStreamIdleTimeoutAnswers408WhenUpstreamIsSilent(t *testing.T) {
 		assertClosed(t, conn, br)
 	})
 
-	// Lines are written by a background writer: wait until both are there.
-	var lines []map[string]string
-	deadline := time.Now().Add(ioTimeout)
-	for len(lines) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("access log has %d lines, want 2", len(lines))
-		}
-		time.Sleep(20 * time.Millisecond) // polling a file another process appends to
-		lines = readJSONLines(t, logPath)
-	}
-	for _, l := range lines {
+	for _, l := range waitJSONLines(t, logPath, 2) {
 		if l["code"] != "408" || l["flags"] != "SI" {
 			t.Errorf("access log line %v: want code 408, flags SI", l)
 		}
@@ -264,4 +254,20 @@ func TestClusterMaxConnectionDurationRetiresUpstreamConnections(t *testing.T) {
 	if n := up.ConnCount() - before; n != 2 {
 		t.Fatalf("upstream accepted %d connections, want 2 (the first one is past max_connection_duration)", n)
 	}
+}
+
+// waitJSONLines waits until the JSON access log at path has n lines (they
+// are written by a background writer) and returns them.
+func waitJSONLines(t *testing.T, path string, n int) []map[string]string {
+	t.Helper()
+	var lines []map[string]string
+	deadline := time.Now().Add(ioTimeout)
+	for len(lines) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("access log has %d lines, want %d", len(lines), n)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a file another process appends to
+		lines = readJSONLines(t, path)
+	}
+	return lines
 }

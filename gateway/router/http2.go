@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 	"github.com/sluice-proxy/sluice/gateway/pool"
 )
@@ -30,15 +32,61 @@ import (
 // stops the downstream. The response is then read on the stream's goroutine
 // and passed to the encoder path chunk by chunk; a slow downstream stops the
 // reads, and the transport stops crediting the upstream's window.
+//
+// A route with a retry policy buffers the request as for HTTP/1 and each
+// try sends it whole (tryH2). Timeouts are the request context's: the route
+// or per-try timeout its deadline, stream_idle_timeout and
+// per_try_idle_timeout timers that cancel it with a cause when nothing
+// moved for that long.
 
-// h2req is one stream's upstream HTTP/2 request.
+// h2req is one try's upstream HTTP/2 request.
 type h2req struct {
 	req    *http.Request
-	pw     *io.PipeWriter // nil without a body
+	pw     *io.PipeWriter // nil without a streamed body
 	done   chan h2result
-	info   chan h2info // informational heads, from the transport's reader
-	got    bool        // the RoundTrip result was received
-	cancel context.CancelFunc
+	info   chan h2info    // informational heads, from the transport's reader
+	got    bool           // the RoundTrip result was received
+	resp   *http.Response // the result's response; its body is closed by closeH2
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	// idle is stream_idle_timeout's timer, tryIdle per_try_idle_timeout's
+	// (until the response head); nil when not configured.
+	idle, tryIdle *idleTimer
+}
+
+// Causes of a cancelled upstream HTTP/2 request.
+var (
+	errStreamIdle = errors.New("router: stream idle timeout")
+	errPerTryIdle = errors.New("router: per-try idle timeout")
+	errRefused    = errors.New("router: upstream refused the stream")
+	errDeadline   = errors.New("router: try deadline")
+)
+
+// idleTimer cancels a request with a cause when it is not touched for d. A
+// nil *idleTimer does nothing.
+type idleTimer struct {
+	t *time.Timer
+	d time.Duration
+}
+
+func newIdleTimer(d time.Duration, cancel context.CancelCauseFunc, cause error) *idleTimer {
+	if d <= 0 {
+		return nil
+	}
+	return &idleTimer{t: time.AfterFunc(d, func() { cancel(cause) }), d: d}
+}
+
+// touch restarts the timer: something moved.
+func (t *idleTimer) touch() {
+	if t != nil {
+		t.t.Reset(t.d)
+	}
+}
+
+func (t *idleTimer) stop() {
+	if t != nil {
+		t.t.Stop()
+	}
 }
 
 // h2info is an informational (1xx) response head from the upstream.
@@ -83,28 +131,13 @@ type h2result struct {
 	err  error
 }
 
-// startH2 starts the upstream request on the host's HTTP/2 pool.
-func (f *filter) startH2(h *httpfilter.RequestHeaders, endStream bool) {
-	base := f.ctx
-	if base == nil {
-		base = context.Background()
-	}
-	var ctx context.Context
-	var cancel context.CancelFunc
-	if f.route.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(base, f.route.Timeout)
-	} else {
-		ctx, cancel = context.WithCancel(base)
-	}
-	scheme := "http"
-	if f.route.Cluster.Cfg.TLS != nil {
-		scheme = "https"
-	}
+// newH2Request converts a request head to an HTTP/2 request for an
+// upstream reached with scheme; the caller sets the body. Hop-by-hop fields
+// are dropped, and a content-length is kept only for a request with a body.
+func newH2Request(ctx context.Context, h *httpfilter.RequestHeaders, scheme string, hasBody bool) (*http.Request, error) {
 	u, err := url.ParseRequestURI(string(h.Path))
 	if err != nil {
-		cancel()
-		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 400, Flags: httpfilter.FlagDownstreamProtocolError, Details: "invalid_path"})
-		return
+		return nil, err
 	}
 	u.Scheme, u.Host = scheme, string(h.Authority)
 	req := (&http.Request{
@@ -116,7 +149,6 @@ func (f *filter) startH2(h *httpfilter.RequestHeaders, endStream bool) {
 		ProtoMajor: 2,
 		Body:       http.NoBody,
 	}).WithContext(ctx)
-	req.ContentLength = 0
 	for i := range h.Fields {
 		fl := &h.Fields[i]
 		name := string(fl.Name)
@@ -128,28 +160,57 @@ func (f *filter) startH2(h *httpfilter.RequestHeaders, endStream bool) {
 				continue
 			}
 		case "content-length":
-			if n, err := strconv.ParseInt(string(fl.Value), 10, 64); err == nil && !endStream {
+			if n, err := strconv.ParseInt(string(fl.Value), 10, 64); err == nil && hasBody {
 				req.ContentLength = n
 			}
 			continue
 		}
 		req.Header[name] = append(req.Header[name], string(fl.Value))
 	}
-	u2 := &h2req{req: req, done: make(chan h2result, 1), info: make(chan h2info, h2InfoQueue), cancel: cancel}
-	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: u2.got1xx}))
-	u2.req = req
-	if !endStream {
-		pr, pw := io.Pipe()
-		req.Body = pr
-		req.Trailer = http.Header{}
-		if req.ContentLength == 0 {
-			req.ContentLength = -1
-		}
-		u2.pw = pw
+	return req, nil
+}
+
+// newH2 prepares a try's request: its context (ending at deadline, zero for
+// none, and with the downstream stream) and idle timers. It answers 400 and
+// returns nil for a path the URL parser refuses.
+func (f *filter) newH2(deadline time.Time, hasBody bool) *h2req {
+	base := f.ctx
+	if base == nil {
+		base = context.Background()
 	}
-	f.h2 = u2
+	ctx, cancel := context.WithCancelCause(base)
+	if !deadline.IsZero() {
+		var stop context.CancelFunc
+		ctx, stop = context.WithDeadlineCause(ctx, deadline, errDeadline)
+		outer := cancel
+		cancel = func(cause error) { outer(cause); stop() }
+	}
+	scheme := "http"
+	if f.route.Cluster.Cfg.TLS != nil {
+		scheme = "https"
+	}
+	u := &h2req{done: make(chan h2result, 1), info: make(chan h2info, h2InfoQueue), ctx: ctx, cancel: cancel}
+	req, err := newH2Request(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: u.got1xx}),
+		f.req, scheme, hasBody)
+	if err != nil {
+		cancel(err)
+		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 400, Flags: httpfilter.FlagDownstreamProtocolError, Details: "invalid_path"})
+		return nil
+	}
+	u.req = req
+	u.idle = newIdleTimer(f.streamIdle, cancel, errStreamIdle)
+	if rp := f.route.Retry; rp != nil {
+		u.tryIdle = newIdleTimer(rp.PerTryIdleTimeout, cancel, errPerTryIdle)
+	}
+	f.h2 = u
+	return u
+}
+
+// goH2 runs the RoundTrip of u on its own goroutine.
+func (f *filter) goH2(u *h2req) {
 	p := f.host.Pool
 	max := f.route.Cluster.Cfg.MaxRequestsPerConnection
+	req := u.req
 	go func() {
 		resp, err := p.RoundTrip(req, max)
 		if err != nil {
@@ -157,8 +218,28 @@ func (f *filter) startH2(h *httpfilter.RequestHeaders, endStream bool) {
 				pr.CloseWithError(err)
 			}
 		}
-		u2.done <- h2result{resp, err}
+		u.done <- h2result{resp, err}
 	}()
+}
+
+// startH2 starts the upstream request of a route without retries, its body
+// to be streamed as the decoder path delivers it.
+func (f *filter) startH2(endStream bool) {
+	f.tryDeadline = f.deadline
+	u := f.newH2(f.deadline, !endStream)
+	if u == nil {
+		return
+	}
+	if !endStream {
+		pr, pw := io.Pipe()
+		u.req.Body = pr
+		u.req.Trailer = http.Header{}
+		if u.req.ContentLength == 0 {
+			u.req.ContentLength = -1
+		}
+		u.pw = pw
+	}
+	f.goH2(u)
 	if endStream {
 		f.exchangeH2()
 	}
@@ -169,6 +250,7 @@ func (f *filter) decodeDataH2(b *buffer.Buffer, endStream bool) {
 	u := f.h2
 	if data := b.Bytes(); len(data) > 0 {
 		_, _ = u.pw.Write(data) // an error shows in the RoundTrip result
+		u.idle.touch()
 	}
 	if endStream {
 		u.pw.Close()
@@ -187,45 +269,129 @@ func (f *filter) decodeTrailersH2(t *httpfilter.Headers) {
 	f.exchangeH2()
 }
 
-// exchangeH2 waits for the upstream response and passes it downstream.
-func (f *filter) exchangeH2() {
+// awaitH2 waits for the RoundTrip result of the current try, forwarding
+// informational heads. It reports false when the downstream is gone.
+func (f *filter) awaitH2() (h2result, bool) {
 	u := f.h2
-	sent := time.Now()
 	var res h2result
 	for waiting := true; waiting; {
 		select {
 		case res = <-u.done:
 			waiting = false
 		case in := <-u.info:
+			u.idle.touch()
 			if f.forward1xx(in) != nil {
-				return // the downstream is gone: closeH2 abandons the request
+				return res, false // the downstream is gone: closeH2 abandons the request
 			}
 		}
 	}
-	u.got = true
+	u.got, u.resp = true, res.resp
+	u.tryIdle.touch()
 	// 1xx heads the transport reported before the final head.
-	for more := true; more; {
+	for {
 		select {
 		case in := <-u.info:
 			if f.forward1xx(in) != nil {
-				if res.resp != nil {
-					res.resp.Body.Close()
-				}
-				return
+				return res, false
 			}
 		default:
-			more = false
+			if res.err != nil {
+				res.err = f.h2Err(res.err)
+			}
+			return res, true
 		}
+	}
+}
+
+// exchangeH2 waits for the upstream response of a route without retries
+// and passes it downstream.
+func (f *filter) exchangeH2() {
+	sent := time.Now()
+	res, ok := f.awaitH2()
+	if !ok {
+		return
 	}
 	if res.err != nil {
 		f.failH2(res.err, false)
 		return
 	}
-	resp := res.resp
-	defer resp.Body.Close()
-	info := f.cb.Info()
-	info.ResponseCode = resp.StatusCode
-	f.stats.Response(resp.StatusCode)
+	f.headH2(res.resp)
+	f.recordStatus()
+	f.deliverH2(res.resp, sent)
+}
+
+// tryH2 is one try of run on f.host's HTTP/2 pool: the buffered request is
+// sent whole. It reports whether run is to try again (again has agreed);
+// otherwise the stream has been answered.
+func (f *filter) tryH2(try int) bool {
+	p := f.route.Retry
+	deadline, perTry := f.deadline, false
+	if p.PerTryTimeout > 0 {
+		if d := time.Now().Add(p.PerTryTimeout); deadline.IsZero() || d.Before(deadline) {
+			deadline, perTry = d, true
+		}
+	}
+	f.tryDeadline = deadline
+	hasBody := f.framing != http1.NoBody || len(f.reqBody) > 0
+	u := f.newH2(deadline, hasBody)
+	if u == nil {
+		return false
+	}
+	if hasBody {
+		u.req.ContentLength = int64(len(f.reqBody))
+		u.req.Body = io.NopCloser(bytes.NewReader(f.reqBody))
+	}
+	f.goH2(u)
+	sent := time.Now()
+	res, ok := f.awaitH2()
+	if !ok {
+		return false
+	}
+	if err := res.err; err != nil {
+		if errors.Is(err, errStreamIdle) {
+			f.idleReply()
+			return false
+		}
+		f.recordFailure(err)
+		cond := RetryReset | Retry5xx | RetryGatewayError
+		switch {
+		case errors.Is(err, pool.ErrConnect):
+			cond |= RetryConnectFailure
+		case errors.Is(err, errRefused):
+			cond |= RetryRefusedStream
+		case errors.Is(err, errPerTryIdle):
+			f.route.Cluster.Overflow.PerTryTimeout.Inc()
+			err = errTimeout
+		case isTimeout(err):
+			if !perTry {
+				cond = 0 // the route timeout: nothing left to retry in
+			} else {
+				f.route.Cluster.Overflow.PerTryTimeout.Inc()
+			}
+		}
+		if f.again(try, cond) {
+			return true
+		}
+		f.fail(err, false)
+		return false
+	}
+	f.headH2(res.resp)
+	f.recordStatus()
+	if cond := retryOnStatus(p, res.resp.StatusCode); cond != 0 && f.retryAllowed(try, cond) {
+		f.stats.Response(res.resp.StatusCode) // a response sluice does not pass on
+		if f.again(try, cond) {
+			return true
+		}
+	}
+	if try > 0 {
+		f.route.Cluster.Overflow.RetryOK.Inc()
+	}
+	f.deliverH2(res.resp, sent)
+	return false
+}
+
+// headH2 converts the upstream response head into f.resp.Headers.
+func (f *filter) headH2(resp *http.Response) {
 	rh := &f.resp.Headers
 	rh.Reset()
 	rh.Status = resp.StatusCode
@@ -235,6 +401,17 @@ func (f *filter) exchangeH2() {
 			rh.Add(name, v)
 		}
 	}
+}
+
+// deliverH2 passes the response whose head f.resp holds, and its body from
+// resp, downstream. closeH2 closes the body.
+func (f *filter) deliverH2(resp *http.Response, sent time.Time) {
+	u := f.h2
+	info := f.cb.Info()
+	info.ResponseCode = resp.StatusCode
+	f.stats.Response(resp.StatusCode)
+	rh := &f.resp.Headers
+	rh.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(f.started).Milliseconds(), 10))
 	end := resp.Body == http.NoBody || resp.ContentLength == 0 && len(resp.Trailer) == 0
 	if f.cb.EncodeHeaders(rh, end) != nil || end {
 		return
@@ -243,6 +420,8 @@ func (f *filter) exchangeH2() {
 	defer chunkPool.Put(bp)
 	buf := *bp
 	for {
+		u.idle.touch()
+		u.tryIdle.touch()
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
 			f.data.Set(buf[:n])
@@ -258,10 +437,12 @@ func (f *filter) exchangeH2() {
 			break
 		}
 		if err != nil {
-			f.failH2(err, true)
+			f.failH2(f.h2Err(err), true)
 			return
 		}
 	}
+	u.idle.stop()
+	u.tryIdle.stop()
 	f.stats.UpstreamRqTime.Record(time.Since(sent))
 	if len(resp.Trailer) > 0 {
 		t := &httpfilter.Headers{}
@@ -278,20 +459,48 @@ func (f *filter) exchangeH2() {
 	_ = f.cb.EncodeData(&f.data, true)
 }
 
-// failH2 maps an upstream HTTP/2 error to the local reply (or reset) an
-// HTTP/1 upstream failure of the same kind gets.
-func (f *filter) failH2(err error, started bool) {
-	if f.downstreamCancelled() {
-		f.cb.Info().ResponseFlags |= httpfilter.FlagDownstreamConnectionTermination
-		return
+// h2Err maps an upstream HTTP/2 error (of the current try) to the error
+// fail and the retry conditions know: the cause of a cancelled request, a
+// timeout, a refused stream or a reset.
+func (f *filter) h2Err(err error) error {
+	if cause := context.Cause(f.h2.ctx); cause != nil && f.h2.ctx.Err() != nil {
+		switch cause {
+		case errStreamIdle, errPerTryIdle:
+			return cause
+		case errDeadline:
+			return errTimeout
+		}
 	}
 	var se http2.StreamError
 	var ge http2.GoAwayError
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		err = errTimeout
+		return errTimeout
+	case errors.As(err, &se) && se.Code == http2.ErrCodeRefusedStream:
+		return errRefused
 	case errors.As(err, &se), errors.As(err, &ge):
-		err = errUpstreamReset
+		return errUpstreamReset
+	}
+	return err
+}
+
+// failH2 ends the stream after an upstream HTTP/2 error (mapped by h2Err)
+// as an HTTP/1 upstream failure of the same kind does.
+func (f *filter) failH2(err error, started bool) {
+	if f.downstreamCancelled() {
+		f.cb.Info().ResponseFlags |= httpfilter.FlagDownstreamConnectionTermination
+		return
+	}
+	switch {
+	case errors.Is(err, errStreamIdle):
+		f.idleReply()
+		return
+	case errors.Is(err, errPerTryIdle):
+		// After the response head: the stream is reset, as Envoy does.
+		err = errTimeout
+	}
+	if !started {
+		f.recordFailure(err)
 	}
 	f.fail(err, started)
 }
@@ -300,10 +509,20 @@ func (f *filter) failH2(err error, started bool) {
 // reset or its connection ended.
 func (f *filter) downstreamCancelled() bool { return f.ctx != nil && f.ctx.Err() != nil }
 
-// closeH2 abandons an unfinished upstream HTTP/2 request.
+// closeH2 abandons the current try's upstream HTTP/2 request (a finished
+// one is only released).
 func (f *filter) closeH2() {
 	u := f.h2
-	u.cancel()
+	if u == nil {
+		return
+	}
+	f.h2 = nil
+	u.idle.stop()
+	u.tryIdle.stop()
+	if u.resp != nil {
+		u.resp.Body.Close() // before the cancel: a finished stream stays clean
+	}
+	u.cancel(errDownstreamGone)
 	if u.pw != nil {
 		u.pw.CloseWithError(errDownstreamGone)
 	}
@@ -319,7 +538,7 @@ func (f *filter) closeH2() {
 	}()
 }
 
-// Errors failH2 maps x/net/http2 errors to, for fail.
+// Errors h2Err maps x/net/http2 errors to, for fail.
 var (
 	errTimeout       = timeoutError{}
 	errUpstreamReset = errors.New("router: upstream reset the stream")
@@ -331,7 +550,8 @@ func (timeoutError) Error() string   { return "router: upstream response timeout
 func (timeoutError) Timeout() bool   { return true }
 func (timeoutError) Temporary() bool { return true }
 
-// upstreamProtocol reports which protocol the route's cluster speaks to host.
+// upstreamProtocol reports which protocol the route's cluster speaks to
+// f.host.
 func (f *filter) upstreamProtocol() (pool.Protocol, error) {
 	switch f.route.Cluster.Cfg.Protocol {
 	case "http2":

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/pool"
 )
 
 // Mirror is one of a route's request mirror policies (Envoy's
@@ -124,12 +126,9 @@ func (s *shadow) send() {
 	}
 }
 
-// exchange sends the copy to one host of c over HTTP/1.1 and reads the
-// response to its end.
+// exchange sends the copy to one host of c, over HTTP/1.1 or HTTP/2 as the
+// cluster speaks to it, and reads the response to its end.
 func (s *shadow) exchange(c *cluster.Cluster) error {
-	if c.Cfg.Protocol == "http2" {
-		return fmt.Errorf("router: mirror to %q: HTTP/2 clusters are not mirrored to", c.Name)
-	}
 	c.Record.MarkTraffic()
 	host, err := c.Pick(nil)
 	if err != nil {
@@ -140,6 +139,18 @@ func (s *shadow) exchange(c *cluster.Cluster) error {
 	c.Stats.UpstreamRqTotal.Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
+	proto := pool.HTTP1
+	switch c.Cfg.Protocol {
+	case "http2":
+		proto = pool.HTTP2
+	case "auto":
+		if proto, err = host.Pool.Negotiate(ctx); err != nil {
+			return fmt.Errorf("router: mirror to %q: %w", c.Name, err)
+		}
+	}
+	if proto == pool.HTTP2 {
+		return s.exchangeH2(ctx, c, host)
+	}
 	uc, err := host.Pool.Get(ctx)
 	if err != nil {
 		return fmt.Errorf("router: mirror to %q: %w", c.Name, err)
@@ -179,6 +190,34 @@ func (s *shadow) exchange(c *cluster.Cluster) error {
 		return fmt.Errorf("router: mirror to %q: body: %w", c.Name, err)
 	}
 	ok = resp.KeepAlive
+	return nil
+}
+
+// exchangeH2 sends the copy on host's HTTP/2 pool and reads the response to
+// its end.
+func (s *shadow) exchangeH2(ctx context.Context, c *cluster.Cluster, host *cluster.Host) error {
+	scheme := "http"
+	if c.Cfg.TLS != nil {
+		scheme = "https"
+	}
+	hasBody := len(s.body) > 0 || hasBodyMethod(s.head.Method)
+	req, err := newH2Request(ctx, &s.head, scheme, hasBody)
+	if err != nil {
+		return fmt.Errorf("router: mirror to %q: %w", c.Name, err)
+	}
+	if hasBody {
+		req.ContentLength = int64(len(s.body))
+		req.Body = io.NopCloser(bytes.NewReader(s.body))
+	}
+	resp, err := host.Pool.RoundTrip(req, c.Cfg.MaxRequestsPerConnection)
+	if err != nil {
+		return fmt.Errorf("router: mirror to %q: %w", c.Name, err)
+	}
+	defer resp.Body.Close()
+	c.Stats.Response(resp.StatusCode)
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return fmt.Errorf("router: mirror to %q: body: %w", c.Name, err)
+	}
 	return nil
 }
 

@@ -17,8 +17,9 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/pool"
 )
 
-// Retries, circuit breakers and outlier recording of the HTTP/1 upstream
-// exchange. Everything here runs on the stream's goroutine.
+// Retries, circuit breakers and outlier recording of the upstream exchange
+// (HTTP/1 here, HTTP/2 tries in tryH2). Everything here runs on the
+// stream's goroutine.
 
 // errPendingOverflow: the cluster's max_pending_requests breaker is open.
 var errPendingOverflow = errors.New("router: max_pending_requests circuit breaker open")
@@ -58,6 +59,24 @@ func (f *filter) connectFailed(err error) {
 // streams as for any route. It reports whether a connection was had.
 func (f *filter) stream() bool {
 	f.buffering, f.noRetry = false, true
+	if f.route.Cluster.Cfg.Protocol != "http1" {
+		proto, err := f.upstreamProtocol()
+		if err != nil {
+			f.recordFailure(err)
+			f.connectFailed(err)
+			return false
+		}
+		if proto == pool.HTTP2 {
+			if f.startH2(false); f.h2 == nil {
+				return false
+			}
+			if len(f.reqBody) > 0 {
+				_, _ = f.h2.pw.Write(f.reqBody) // an error shows in the RoundTrip result
+			}
+			f.reqBody = f.reqBody[:0]
+			return true
+		}
+	}
 	if !f.connect() {
 		return false
 	}
@@ -71,6 +90,21 @@ func (f *filter) stream() bool {
 	return true
 }
 
+// endStreamed ends a request stream() started: the last chunk, then the
+// exchange.
+func (f *filter) endStreamed() {
+	if f.h2 != nil {
+		f.h2.pw.Close()
+		f.exchangeH2()
+		return
+	}
+	if f.framing == http1.Chunked {
+		f.uc.W = http1.AppendLastChunk(f.uc.W, nil)
+	}
+	f.send()
+	f.exchange()
+}
+
 // run does the exchange of a complete, buffered request under the route's
 // retry policy: each try sends the whole request to f.host and reads the
 // response head; a failure or status the policy retries is tried again
@@ -80,6 +114,23 @@ func (f *filter) stream() bool {
 func (f *filter) run() {
 	p := f.route.Retry
 	for try := 0; ; try++ {
+		if f.route.Cluster.Cfg.Protocol != "http1" {
+			proto, err := f.upstreamProtocol()
+			if err != nil {
+				f.recordFailure(err)
+				if f.again(try, RetryConnectFailure|Retry5xx|RetryGatewayError) {
+					continue
+				}
+				f.connectFailed(err)
+				return
+			}
+			if proto == pool.HTTP2 {
+				if f.tryH2(try) {
+					continue
+				}
+				return
+			}
+		}
 		uc, err := f.getConn()
 		if err != nil {
 			if !errors.Is(err, errPendingOverflow) && !errors.Is(err, pool.ErrOverflow) {
@@ -220,6 +271,7 @@ func (f *filter) again(try int, cond uint16) bool {
 		f.uc.Close()
 		f.uc = nil
 	}
+	f.closeH2()
 	f.resp.Headers.Reset()
 	if wait > 0 {
 		t := time.NewTimer(wait)

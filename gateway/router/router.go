@@ -185,15 +185,16 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 			f.ctx = cx.Context()
 		}
 	}
-	if rt.Cluster.Cfg.Protocol != "http1" {
+	if rt.Retry == nil && rt.Cluster.Cfg.Protocol != "http1" {
+		// A retry route picks the protocol per try (run).
 		proto, err := f.upstreamProtocol()
 		if err != nil {
-			f.cb.SendLocalReply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamConnectionFailure,
-				Details: "upstream_reset_before_response_started{connection_failure}"})
+			f.recordFailure(err)
+			f.connectFailed(err)
 			return httpfilter.HeadersStopIteration
 		}
 		if proto == pool.HTTP2 {
-			f.startH2(h, endStream)
+			f.startH2(endStream)
 			return httpfilter.HeadersStopIteration
 		}
 	}
@@ -259,11 +260,7 @@ func (f *filter) DecodeData(b *buffer.Buffer, endStream bool) httpfilter.DataSta
 		case len(f.reqBody) > f.route.Retry.BodyLimit:
 			// Too big to replay: send what we have, stream the rest.
 			if f.stream() && endStream {
-				if f.framing == http1.Chunked {
-					f.uc.W = http1.AppendLastChunk(f.uc.W, nil)
-				}
-				f.send()
-				f.exchange()
+				f.endStreamed()
 			}
 		case endStream:
 			f.buffering = false
@@ -296,12 +293,12 @@ func (f *filter) DecodeTrailers(t *httpfilter.Headers) httpfilter.TrailersStatus
 	if f.shadow != nil {
 		f.shadowTrailers()
 	}
+	if f.buffering {
+		f.stream() // trailers are not replayed: no retry
+	}
 	if f.h2 != nil {
 		f.decodeTrailersH2(t)
 		return httpfilter.TrailersStopIteration
-	}
-	if f.buffering {
-		f.stream() // trailers are not replayed: no retry
 	}
 	if f.uc == nil {
 		return httpfilter.TrailersStopIteration
@@ -318,9 +315,7 @@ func (f *filter) OnDestroy() {
 	if f.stopWatch != nil {
 		f.stopWatch()
 	}
-	if f.h2 != nil {
-		f.closeH2()
-	}
+	f.closeH2()
 	if f.uc != nil { // the exchange did not finish: the connection's state is unknown
 		f.uc.Close()
 	}
@@ -555,8 +550,14 @@ func (f *filter) streamIdleTimedOut(err error) bool {
 	if !f.idleBound || !isTimeout(err) || f.downstreamCancelled() {
 		return false
 	}
-	f.cb.SendLocalReply(httpfilter.LocalReply{Status: 408, Flags: httpfilter.FlagStreamIdleTimeout, Details: "stream_idle_timeout"})
+	f.idleReply()
 	return true
+}
+
+// idleReply ends the stream for stream_idle_timeout: 408 before the
+// response started, a reset after (flag SI).
+func (f *filter) idleReply() {
+	f.cb.SendLocalReply(httpfilter.LocalReply{Status: 408, Flags: httpfilter.FlagStreamIdleTimeout, Details: "stream_idle_timeout"})
 }
 
 // fail ends the stream after an upstream error: a local reply before the
@@ -580,7 +581,7 @@ func (f *filter) fail(err error, started bool) {
 		}
 	case errors.As(err, &pe):
 		r = httpfilter.LocalReply{Status: 502, Flags: httpfilter.FlagUpstreamProtocolError, Details: "upstream_protocol_error"}
-	case errors.Is(err, errUpstreamReset):
+	case errors.Is(err, errUpstreamReset), errors.Is(err, errRefused):
 		r.Details = "upstream_reset_before_response_started{remote_reset}"
 		if started {
 			r.Details = "upstream_reset_after_response_started{remote_reset}"

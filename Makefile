@@ -59,14 +59,17 @@ fuzz:
 ## bench: Go benchmarks (-benchmem: head parser, router match, pool
 ## checkout, LB pick, ...), the end-to-end comparison with nginx and HAProxy
 ## (tools/bench/run.sh), and reload/upgrade timing and latency
-## (tools/bench/restart.sh), the CPU an auth plugin call adds (tools/bench/plugin.sh)
-## and the cost of stats (tools/bench/stats.sh: builds with and without them)
+## (tools/bench/restart.sh), the CPU an auth plugin call adds (tools/bench/plugin.sh),
+## the cost of stats (tools/bench/stats.sh: builds with and without them), and
+## upstream resilience (tools/bench/resilience.sh: health checks, rate limit and
+## circuit breaker with 1 vs 4 workers, CPU cost of a retry)
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./gateway/...
 	tools/bench/run.sh
 	tools/bench/restart.sh
 	tools/bench/plugin.sh
 	tools/bench/stats.sh
+	tools/bench/resilience.sh
 
 ## lint: gofmt and go vet
 lint:

@@ -16,6 +16,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/hoststate"
 	"github.com/sluice-proxy/sluice/gateway/registry"
+	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
 // Name is the filter's registered name.
@@ -107,7 +108,8 @@ func (c *Config) BuildWith(ctx *registry.BuildContext, store hoststate.Store) (*
 	if c.StatPrefix == "" {
 		return nil, registry.Errorf("stat_prefix", "required")
 	}
-	f := &Factory{statPrefix: c.StatPrefix, status: c.Status, now: time.Now}
+	slab, _ := ctx.Stats.(*stats.Slab)
+	f := &Factory{statPrefix: c.StatPrefix, status: c.Status, now: time.Now, stats: newStats(slab, c.StatPrefix)}
 	if f.status == 0 {
 		f.status = 429
 	}

@@ -2,23 +2,46 @@ package localratelimit
 
 import (
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
 	"github.com/sluice-proxy/sluice/gateway/hoststate"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
-// Stats are the filter's counters in this worker, named after the Envoy
-// stats they are exported as (http_local_rate_limit.<stat_prefix>.<name>).
+// Stats are the filter's counters, Envoy's
+// http_local_rate_limit.<stat_prefix>.{enabled,ok,rate_limited,enforced}.
 type Stats struct {
 	// Enabled: requests the filter saw.
-	Enabled atomic.Uint64
+	Enabled *stats.Counter
 	// OK: requests within the limit.
-	OK atomic.Uint64
-	// RateLimited: requests over the limit.
-	RateLimited atomic.Uint64
+	OK *stats.Counter
+	// RateLimited: requests over the limit; Enforced: those answered with
+	// the limit's status (all of them: there is no shadow mode).
+	RateLimited, Enforced *stats.Counter
+}
+
+// statNames are the counters' names under http_local_rate_limit.<prefix>.,
+// in the order of the Stats fields.
+var statNames = []string{"enabled", "ok", "rate_limited", "enforced"}
+
+// newStats resolves the counters in slab (a nil slab gives private ones).
+func newStats(slab *stats.Slab, prefix string) Stats {
+	c := func(i int) *stats.Counter { return slab.Counter(statScope(prefix) + statNames[i]) }
+	return Stats{Enabled: c(0), OK: c(1), RateLimited: c(2), Enforced: c(3)}
+}
+
+func statScope(prefix string) string { return "http_local_rate_limit." + prefix + "." }
+
+// StatDefs implements stats.FilterStats. Envoy puts these stats under
+// their own prefix, not the connection manager's scope.
+func (c *Config) StatDefs(string) []stats.Def {
+	defs := make([]stats.Def, len(statNames))
+	for i, n := range statNames {
+		defs[i] = stats.Def{Name: statScope(c.StatPrefix) + n, Kind: stats.KindCounter}
+	}
+	return defs
 }
 
 // Factory is a built local_ratelimit. It is immutable (but for its stats)
@@ -103,15 +126,16 @@ func fnv(b []byte) uint64 {
 // ends the stream with the configured status.
 func (l *filter) DecodeHeaders(h *httpfilter.RequestHeaders, _ bool) httpfilter.HeadersStatus {
 	f := l.f
-	f.stats.Enabled.Add(1)
+	f.stats.Enabled.Inc()
 	b, i := l.pick(h)
 	ok, rem, reset := b.Take(i, 1, f.now())
 	l.limit, l.remaining, l.reset, l.decided = b.Spec().MaxTokens, rem, reset, true
 	if ok {
-		f.stats.OK.Add(1)
+		f.stats.OK.Inc()
 		return httpfilter.HeadersContinue
 	}
-	f.stats.RateLimited.Add(1)
+	f.stats.RateLimited.Inc()
+	f.stats.Enforced.Inc()
 	r := httpfilter.LocalReply{Status: f.status, Body: "local_rate_limited", Details: "local_rate_limited"}
 	if f.headers {
 		r.Headers = l.headerFields()

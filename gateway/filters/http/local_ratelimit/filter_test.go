@@ -96,8 +96,8 @@ token_bucket = { max_tokens = 2, tokens_per_fill = 1, fill_interval = "1h" }
 	if reset := string(h.Get("x-ratelimit-reset")); reset == "" || reset == "0" || len(reset) > 4 {
 		t.Fatalf("x-ratelimit-reset %q, want seconds within the hour", reset)
 	}
-	if s := f.Stats(); s.OK.Load() != 2 || s.RateLimited.Load() != 1 || s.Enabled.Load() != 3 {
-		t.Fatalf("stats ok %d limited %d enabled %d", s.OK.Load(), s.RateLimited.Load(), s.Enabled.Load())
+	if s := f.Stats(); s.OK.Value() != 2 || s.RateLimited.Value() != 1 || s.Enabled.Value() != 3 {
+		t.Fatalf("stats ok %d limited %d enabled %d", s.OK.Value(), s.RateLimited.Value(), s.Enabled.Value())
 	}
 }
 

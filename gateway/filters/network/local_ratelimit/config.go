@@ -10,7 +10,6 @@ package localratelimit
 
 import (
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
@@ -18,6 +17,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/hoststate"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 	"github.com/sluice-proxy/sluice/gateway/registry"
+	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
 // Name is the filter's registered name.
@@ -76,14 +76,23 @@ func (c *Config) BuildWith(ctx *registry.BuildContext, store hoststate.Store) (*
 	if err != nil {
 		return nil, registry.Errorf("token_bucket", "%v", err)
 	}
-	return &Factory{statPrefix: c.StatPrefix, bucket: b, now: time.Now}, nil
+	slab, _ := ctx.Stats.(*stats.Slab)
+	return &Factory{statPrefix: c.StatPrefix, bucket: b, now: time.Now,
+		stats: Stats{RateLimited: slab.Counter(statName(c.StatPrefix))}}, nil
 }
 
-// Stats are the filter's counters in this worker
-// (local_rate_limit.<stat_prefix>.<name>).
+// Stats are the filter's counters, Envoy's
+// local_rate_limit.<stat_prefix>.rate_limited.
 type Stats struct {
 	// RateLimited: connections closed for lack of a token.
-	RateLimited atomic.Uint64
+	RateLimited *stats.Counter
+}
+
+func statName(prefix string) string { return "local_rate_limit." + prefix + ".rate_limited" }
+
+// StatDefs implements stats.FilterStats.
+func (c *Config) StatDefs(string) []stats.Def {
+	return []stats.Def{{Name: statName(c.StatPrefix), Kind: stats.KindCounter}}
 }
 
 // Factory is a built filter; safe for concurrent use.
@@ -120,7 +129,7 @@ func (l *filter) OnNewConnection() netfilter.Status {
 	if ok, _, _ := l.f.bucket.Take(0, 1, l.f.now()); ok {
 		return netfilter.Continue
 	}
-	l.f.stats.RateLimited.Add(1)
+	l.f.stats.RateLimited.Inc()
 	l.cb.Conn().Close()
 	return netfilter.StopIteration
 }

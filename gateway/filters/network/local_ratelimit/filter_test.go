@@ -80,7 +80,7 @@ token_bucket = { max_tokens = 3, fill_interval = "1h" }
 	if accepted != 3 {
 		t.Fatalf("%d connections accepted across two workers, want 3", accepted)
 	}
-	if got := w0.Stats().RateLimited.Load() + w1.Stats().RateLimited.Load(); got != 2 {
+	if got := w0.Stats().RateLimited.Value() + w1.Stats().RateLimited.Value(); got != 2 {
 		t.Fatalf("rate_limited %d, want 2", got)
 	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -71,5 +72,40 @@ func TestNonIdempotentRequestNotReplayedWhenReusedConnectionCloses(t *testing.T)
 	}
 	if n := up.ConnCount(); n != 1 {
 		t.Fatalf("upstream accepted %d connections, want 1 (a POST must not be replayed)", n)
+	}
+}
+
+// TestRetriedResponseKeepsItsConnection: a 503 that is retried, and that
+// arrived whole with keep-alive, leaves its connection in the pool; the
+// retry and later requests reuse it.
+func TestRetriedResponseKeepsItsConnection(t *testing.T) {
+	var n atomic.Int64
+	up := testutil.RawUpstream(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			if _, err := testutil.ReadRequest(br); err != nil {
+				return
+			}
+			if n.Add(1)%2 == 1 {
+				io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy")
+				continue
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	p := gwtest.Start(t, config(1, route(`prefix = "/"`, "up",
+		`retry_policy = { retry_on = ["5xx"], num_retries = 1, retry_back_off = { base_interval = "1ms" } }`),
+		cluster("up", up.Addr)))
+	c := newClient(nil)
+	for i := range 5 {
+		if resp, body := get(t, c, "http://"+p.Addr("http")+"/"); resp.StatusCode != 200 || string(body) != "ok" {
+			t.Fatalf("request %d: %d %q, want 200 ok after one retry", i, resp.StatusCode, body)
+		}
+	}
+	if got := n.Load(); got != 10 {
+		t.Fatalf("upstream saw %d requests, want 10 (each retried once)", got)
+	}
+	if got := up.ConnCount(); got != 1 {
+		t.Fatalf("upstream accepted %d connections, want 1 (a retried 503 keeps its connection)", got)
 	}
 }

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -205,9 +206,11 @@ func (f *filter) run() {
 		f.recordStatus()
 		if cond := retryOnStatus(p, f.resp.Headers.Status); cond != 0 && f.retryAllowed(try, cond) {
 			f.stats.Response(f.resp.Headers.Status) // a response sluice does not pass on
+			f.headRead = true
 			if f.again(try, cond) {
 				continue
 			}
+			f.headRead = false
 		}
 		if try > 0 {
 			f.route.Cluster.Overflow.RetryOK.Inc()
@@ -263,14 +266,15 @@ func (f *filter) again(try int, cond uint16) bool {
 	if !f.deadline.IsZero() && time.Now().Add(wait).After(f.deadline) {
 		return false
 	}
-	if f.stopWatch != nil {
-		f.stopWatch()
-		f.stopWatch = nil
-	}
+	watchOK := f.stopWatch == nil || f.stopWatch()
+	f.stopWatch = nil
 	if f.uc != nil {
-		f.uc.Close()
+		if !f.headRead || !watchOK || !f.putBack() {
+			f.uc.Close()
+		}
 		f.uc = nil
 	}
+	f.headRead = false
 	f.closeH2()
 	f.resp.Headers.Reset()
 	if wait > 0 {
@@ -287,6 +291,36 @@ func (f *filter) again(try int, cond uint16) bool {
 	}
 	cl.Overflow.Retry.Inc()
 	f.nextHost()
+	return true
+}
+
+// putBack returns f.uc to the pool after a response that is retried
+// rather than passed on, when that response has ended within the bytes
+// already read (a 503 usually comes in one segment) and the connection
+// stays alive; it reports whether it did. A body still on the way is not
+// waited for: the connection is closed instead.
+func (f *filter) putBack() bool {
+	r, uc := &f.resp, f.uc
+	if !r.KeepAlive || f.writeErr != nil {
+		return false
+	}
+	switch r.Framing {
+	case http1.NoBody:
+	case http1.ContentLength:
+		if int64(len(uc.R.Buffered())) < r.ContentLength {
+			return false
+		}
+		if _, err := io.Copy(io.Discard, uc.R.BodyReader(r.Framing, r.ContentLength)); err != nil {
+			return false
+		}
+	default:
+		return false
+	}
+	uc.Requests++
+	if max := f.route.Cluster.Cfg.MaxRequestsPerConnection; len(uc.R.Buffered()) > 0 || max > 0 && uc.Requests >= max {
+		return false
+	}
+	f.host.Pool.Put(uc)
 	return true
 }
 

@@ -78,6 +78,7 @@ type filter struct {
 	// request (body up to the policy's limit) before its first try.
 	rqHeld     bool
 	retryHeld  bool // holds a unit of the cluster's retry breaker
+	headRead   bool // the try being retried read a whole response head (putBack)
 	buffering  bool // retry route: the request is being buffered
 	noRetry    bool // the body outgrew the buffer: streamed, not retried
 	contentLen int64

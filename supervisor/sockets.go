@@ -72,7 +72,7 @@ func groupKey(l *config.Listener) string {
 }
 
 // openGroups returns the socket groups of cfg's listeners for workers
-// slots. A listener whose key matches a group of prev keeps that group's
+// slots (none for a listener with bind_to_port = false). A listener whose key matches a group of prev keeps that group's
 // sockets (duplicated, with sockets added or left out as the worker count
 // changed); else one of adopted (sockets passed by systemd) is used if its
 // address matches; else new sockets are bound. origins says, per group,
@@ -91,6 +91,11 @@ func openGroups(cfg *config.Config, workers int, prev []*socketGroup, adopted *a
 	}()
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
+		if !l.Bound() {
+			// bind_to_port = false: served only through another
+			// listener's hand-over, it owns no socket.
+			continue
+		}
 		b := l.Backlog
 		if b <= 0 {
 			if backlog == 0 {

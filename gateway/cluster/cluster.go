@@ -46,6 +46,9 @@ type Host struct {
 	// inFlight counts this worker's requests to the host in State (nil
 	// without State).
 	inFlight *hoststate.Breaker
+	// used is set by each pick of an original_dst cluster's host and
+	// cleared by its cleanup.
+	used atomic.Bool
 
 	active atomic.Int64
 }
@@ -92,6 +95,7 @@ type Cluster struct {
 	Limits Limits
 
 	set    atomic.Pointer[hostSet]
+	odst   *originalDst // original_dst clusters only
 	region *hoststate.Region
 	worker int
 	mu     sync.Mutex // serialises SetHosts
@@ -181,7 +185,11 @@ func (c *Cluster) HealthyLen() int { return c.set.Load().HealthyLen() }
 
 // Pick chooses a host by the cluster's load-balancing policy.
 // r carries the request's hash for ring hash and maglev; nil for none.
+// An original_dst cluster picks r's original destination instead.
 func (c *Cluster) Pick(r *lb.Request) (*Host, error) {
+	if c.odst != nil {
+		return c.odst.pick(r)
+	}
 	s := c.set.Load()
 	i := s.policy.Pick(r)
 	if i < 0 || i >= len(s.hosts) {
@@ -243,11 +251,17 @@ func NewManagerWith(cfg *config.Config, slab *stats.Slab, sh Shared) (*Manager, 
 	}
 	for i := range cfg.Clusters {
 		cc := &cfg.Clusters[i]
-		if _, err := lb.New(lbConfig(cc)); err != nil {
-			return nil, cfg.TableError(fmt.Sprintf("cluster[%d]", i), err)
-		}
 		c := &Cluster{Name: cc.Name, Cfg: cc, Stats: slab.Cluster(cc.Name), region: m.region, worker: sh.Worker}
 		if err := m.shared(c, slab, sh.Worker); err != nil {
+			return nil, cfg.TableError(fmt.Sprintf("cluster[%d]", i), err)
+		}
+		if IsOriginalDst(cc) {
+			c.odst = newOriginalDst(c)
+			c.set.Store(&hostSet{})
+			m.byName[cc.Name] = c
+			continue
+		}
+		if _, err := lb.New(lbConfig(cc)); err != nil {
 			return nil, cfg.TableError(fmt.Sprintf("cluster[%d]", i), err)
 		}
 		addrs := cc.Endpoints
@@ -266,6 +280,10 @@ func NewManagerWith(cfg *config.Config, slab *stats.Slab, sh Shared) (*Manager, 
 // IsDNS reports whether cc is a strict_dns or logical_dns cluster, whose
 // hosts the supervisor resolves and pushes (SetResolvedHosts).
 func IsDNS(cc *config.Cluster) bool { return cc.Type == "strict_dns" || cc.Type == "logical_dns" }
+
+// IsOriginalDst reports whether cc is an original_dst cluster, whose
+// hosts are its connections' original destinations.
+func IsOriginalDst(cc *config.Cluster) bool { return cc.Type == "original_dst" }
 
 // SetHosts makes addrs ("host:port") the cluster's hosts: hosts already
 // present keep their pool and counters, new ones get a pool and their
@@ -293,7 +311,7 @@ func (c *Cluster) SetHosts(addrs []string) error {
 			delete(old, ep)
 			continue
 		}
-		h, err := c.newHost(ep)
+		h, err := c.newHost(ep, true)
 		if err != nil {
 			for _, n := range ns.hosts {
 				if _, kept := old[n.Address]; !kept {
@@ -317,8 +335,9 @@ func (c *Cluster) SetHosts(addrs []string) error {
 	return nil
 }
 
-// newHost builds host ep of c: its pool and its shared record.
-func (c *Cluster) newHost(ep string) (*Host, error) {
+// newHost builds host ep of c: its pool and its record, in the shared
+// region or (not shared) private to the worker.
+func (c *Cluster) newHost(ep string, shared bool) (*Host, error) {
 	cc := c.Cfg
 	opts := pool.Options{
 		Address:        ep,
@@ -338,14 +357,17 @@ func (c *Cluster) newHost(ep string) (*Host, error) {
 		}
 		opts.TLS = tc
 	}
-	st, err := hostState(c.region, cc, ep)
-	if err != nil {
-		return nil, err
-	}
 	cb := c.Record.Breaker(hoststate.Connections)
 	opts.Connections = &cb
 	opts.MaxConnections = c.Limits.Connections
 	opts.Overflow = c.Overflow.Cx
+	if !shared {
+		return &Host{Address: ep, Pool: pool.New(opts), State: privateHostState(), weight: 1}, nil
+	}
+	st, err := hostState(c.region, cc, ep)
+	if err != nil {
+		return nil, err
+	}
 	inFlight := c.region.HostActive(st, c.worker)
 	return &Host{Address: ep, Pool: pool.New(opts), State: st, inFlight: &inFlight, weight: endpointWeight(cc, ep)}, nil
 }
@@ -426,6 +448,9 @@ func (m *Manager) Get(name string) *Cluster { return m.byName[name] }
 func (m *Manager) Close() {
 	unregister(m)
 	for _, c := range m.byName {
+		if c.odst != nil {
+			c.odst.close()
+		}
 		for _, h := range c.Hosts() {
 			h.Pool.Close()
 		}

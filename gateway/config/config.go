@@ -95,6 +95,15 @@ type Listener struct {
 	PerConnectionBufferLimitBytes int `toml:"per_connection_buffer_limit_bytes"`
 	// ListenerFiltersTimeout bounds the listener filter chain. Default 15s.
 	ListenerFiltersTimeout Duration `toml:"listener_filters_timeout"`
+	// BindToPort (default true): false makes a virtual listener that owns
+	// no socket and only serves connections a use_original_dst listener
+	// hands it (Envoy's bind_to_port).
+	BindToPort *bool `toml:"bind_to_port"`
+	// UseOriginalDst hands each connection whose local address a listener
+	// filter restored (original_dst, PROXY protocol) to the bind_to_port =
+	// false listener of that address (exact ip:port, else the wildcard
+	// address of its port); without one the connection stays here.
+	UseOriginalDst bool `toml:"use_original_dst"`
 
 	ListenerFilters []Filter      `toml:"listener_filter"`
 	FilterChains    []FilterChain `toml:"filter_chain"`
@@ -102,6 +111,9 @@ type Listener struct {
 
 // UDP reports whether the listener is a udp (HTTP/3) listener.
 func (l *Listener) UDP() bool { return l.Protocol == "udp" }
+
+// Bound reports whether the listener owns a socket (bind_to_port).
+func (l *Listener) Bound() bool { return l.BindToPort == nil || *l.BindToPort }
 
 // ReusePortEnabled reports the effective reuse_port setting.
 func (l *Listener) ReusePortEnabled() bool { return l.ReusePort == nil || *l.ReusePort }
@@ -292,9 +304,18 @@ type Redirect struct {
 type Cluster struct {
 	Name string `toml:"name"`
 	// Type is "static" (default), "strict_dns" (every address of every
-	// endpoint's name) or "logical_dns" (the first address of its single
-	// endpoint's name). DNS clusters are resolved by the supervisor.
+	// endpoint's name), "logical_dns" (the first address of its single
+	// endpoint's name) or "original_dst" (each connection goes to its
+	// downstream connection's original destination; no endpoints). DNS
+	// clusters are resolved by the supervisor.
 	Type string `toml:"type"`
+	// CleanupInterval, for an original_dst cluster, removes hosts unused
+	// for this long (default 5s, Envoy's).
+	CleanupInterval Duration `toml:"cleanup_interval"`
+	// UseHTTPHeader, for an original_dst cluster, takes an HTTP request's
+	// destination from its x-envoy-original-dst-host header ("ip:port")
+	// when present.
+	UseHTTPHeader bool `toml:"use_http_header"`
 	// Endpoints are host:port addresses.
 	Endpoints []string `toml:"endpoints"`
 	// EndpointWeights, for a static cluster, weigh its endpoints for the
@@ -312,7 +333,8 @@ type Cluster struct {
 	// ConnectTimeout bounds connecting to a host. Default 5s.
 	ConnectTimeout Duration `toml:"connect_timeout"`
 	// LBPolicy is round_robin (default), least_request, random, ring_hash
-	// or maglev (see docs/load_balancing.md).
+	// or maglev (see docs/load_balancing.md); cluster_provided, the
+	// default and only policy of an original_dst cluster.
 	LBPolicy string `toml:"lb_policy"`
 	// PanicThreshold is the percentage of healthy hosts below which all
 	// hosts are used (default 50; 0 disables).

@@ -28,6 +28,8 @@ const (
 	DefaultIdleTimeout            = 60 * time.Second
 	DefaultRouteTimeout           = 15 * time.Second
 	DefaultRedirectStatus         = 301
+	// DefaultCleanupInterval is an original_dst cluster's cleanup_interval.
+	DefaultCleanupInterval = 5 * time.Second
 )
 
 // applyDefaults fills unset fields; it never overrides a set value.
@@ -58,6 +60,10 @@ func (c *Config) applyDefaults() {
 		cl := &c.Clusters[i]
 		setString(&cl.Type, DefaultClusterType)
 		setDuration(&cl.ConnectTimeout, DefaultConnectTimeout)
+		if cl.Type == "original_dst" {
+			setString(&cl.LBPolicy, "cluster_provided")
+			setDuration(&cl.CleanupInterval, DefaultCleanupInterval)
+		}
 		setString(&cl.LBPolicy, DefaultLBPolicy)
 		setInt(&cl.MaxIdleConnections, DefaultMaxIdleConnections)
 		setDuration(&cl.IdleTimeout, DefaultIdleTimeout)

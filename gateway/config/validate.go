@@ -143,6 +143,7 @@ func (v *validator) listeners() {
 			v.errorf(p+".per_connection_buffer_limit_bytes", "must be >= 0")
 		}
 		v.duration(p+".listener_filters_timeout", l.ListenerFiltersTimeout.Duration)
+		v.virtualListener(p, l)
 		if len(l.FilterChains) == 0 {
 			v.errorf(p, "listener %q has no filter_chain", l.Name)
 		}
@@ -199,11 +200,23 @@ func (v *validator) clusters() {
 		case "static":
 		case "strict_dns", "logical_dns":
 			v.dnsCluster(p, cl)
+		case "original_dst":
+			v.originalDstCluster(p, cl)
 		default:
-			v.errorf(p+".type", "unsupported cluster type %q (static, strict_dns, logical_dns)", cl.Type)
+			v.errorf(p+".type", "unsupported cluster type %q (static, strict_dns, logical_dns, original_dst)", cl.Type)
+		}
+		if cl.Type != "original_dst" && (cl.CleanupInterval.Duration != 0 || cl.UseHTTPHeader) {
+			v.errorf(p+".type", "cleanup_interval and use_http_header are for original_dst clusters")
 		}
 		switch cl.LBPolicy {
 		case "round_robin", "least_request", "random", "ring_hash", "maglev":
+			if cl.Type == "original_dst" {
+				v.errorf(p+".lb_policy", "an original_dst cluster's lb_policy is cluster_provided")
+			}
+		case "cluster_provided":
+			if cl.Type != "original_dst" {
+				v.errorf(p+".lb_policy", "cluster_provided is the policy of original_dst clusters")
+			}
 		default:
 			v.errorf(p+".lb_policy", "unsupported lb_policy %q (round_robin, least_request, random, ring_hash, maglev)", cl.LBPolicy)
 		}
@@ -218,7 +231,7 @@ func (v *validator) clusters() {
 				}
 			}
 		}
-		if len(cl.Endpoints) == 0 {
+		if len(cl.Endpoints) == 0 && cl.Type != "original_dst" {
 			v.errorf(p+".endpoints", "cluster %q has no endpoints", cl.Name)
 		}
 		for j, ep := range cl.Endpoints {
@@ -327,4 +340,44 @@ func isLoopback(host string) bool {
 	}
 	a, err := netip.ParseAddr(host)
 	return err == nil && a.Unmap().IsLoopback()
+}
+
+// virtualListener checks bind_to_port and use_original_dst: a listener
+// without a socket is tcp, has a fixed port (the hand-over matches on it),
+// and hands nothing over itself.
+func (v *validator) virtualListener(p string, l *Listener) {
+	if l.Bound() {
+		return
+	}
+	if l.UDP() {
+		v.errorf(p+".bind_to_port", "a udp listener must bind to its port")
+	}
+	if l.UseOriginalDst {
+		v.errorf(p+".use_original_dst", "a listener with bind_to_port = false accepts nothing to hand over")
+	}
+	if _, port, err := splitAddress(l.Address); err == nil && port == 0 {
+		v.errorf(p+".address", "a listener with bind_to_port = false needs a port: connections are handed to it by their original destination")
+	} else if err == nil {
+		if _, err := netip.ParseAddrPort(l.Address); err != nil {
+			v.errorf(p+".address", "a listener with bind_to_port = false needs an IP address, not %q", l.Address)
+		}
+	}
+}
+
+// originalDstCluster checks an original_dst cluster: its hosts are the
+// connections' original destinations, so it lists none and nothing
+// watches their health.
+func (v *validator) originalDstCluster(p string, cl *Cluster) {
+	if len(cl.Endpoints) > 0 {
+		v.errorf(p+".endpoints", "an original_dst cluster has no endpoints")
+	}
+	if len(cl.HealthChecks) > 0 {
+		v.errorf(p+".health_check", "an original_dst cluster has no health checks")
+	}
+	if cl.OutlierDetection != nil {
+		v.errorf(p+".outlier_detection", "an original_dst cluster has no outlier detection")
+	}
+	if cl.CleanupInterval.Duration <= 0 {
+		v.errorf(p+".cleanup_interval", "must be positive")
+	}
 }

@@ -331,7 +331,13 @@ func (c *Conn) Handoff(readAhead []byte) bool {
 		return false
 	}
 	defer f.Close()
-	if err := c.tracker.handoff(c.info.Listener, f, readAhead); err != nil {
+	// The next generation adopts it on the listener whose socket accepted
+	// it, which runs the use_original_dst hand-over again.
+	name := c.info.Socket
+	if name == "" {
+		name = c.info.Listener
+	}
+	if err := c.tracker.handoff(name, f, readAhead); err != nil {
 		c.log.Debug("handoff failed", zap.Uint64("conn", c.info.ID), zap.Error(err))
 		return false
 	}

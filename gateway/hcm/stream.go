@@ -94,6 +94,7 @@ func (s *stream) begin(req *http1.Request) {
 		Start:            time.Now(),
 		DownstreamRemote: c.info.RemoteAddr,
 		DownstreamLocal:  c.info.LocalAddr,
+		OriginalDst:      c.info.OriginalDst(),
 		ServerName:       c.info.ServerName,
 		TLS:              c.info.TLSState,
 		Protocol:         "HTTP/1.1",

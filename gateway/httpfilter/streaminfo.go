@@ -64,7 +64,10 @@ type StreamInfo struct {
 	Protocol         string // "HTTP/1.1", "HTTP/1.0", "HTTP/2", "HTTP/3"
 	DownstreamRemote netip.AddrPort
 	DownstreamLocal  netip.AddrPort
-	ServerName       string // SNI, if any
+	// OriginalDst is DownstreamLocal when a listener filter restored it
+	// (original_dst, PROXY protocol), else the zero AddrPort.
+	OriginalDst netip.AddrPort
+	ServerName  string // SNI, if any
 	// TLS is the downstream connection's TLS state (peer certificates,
 	// ALPN), nil on plaintext. It must not be modified.
 	TLS             *tls.ConnectionState

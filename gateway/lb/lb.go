@@ -2,6 +2,7 @@ package lb
 
 import (
 	"errors"
+	"net/netip"
 	"time"
 )
 
@@ -42,6 +43,12 @@ type Request struct {
 	// Hash is the request's hash; it is meaningful when HasHash is true.
 	Hash    uint64
 	HasHash bool
+	// OriginalDst is the downstream connection's original destination
+	// (zero when none was restored): an original_dst cluster's host.
+	OriginalDst netip.AddrPort
+	// Header, when set, reads the request's headers (an original_dst
+	// cluster with use_http_header reads x-envoy-original-dst-host).
+	Header interface{ Get(name string) []byte }
 }
 
 // Policy picks a host for each request.

@@ -56,6 +56,10 @@ type Listener struct {
 	// IDBase is OR-ed into connection ids so that ids are unique across
 	// workers (the worker's slot in the high bits).
 	IDBase uint64
+	// Lookup, for a listener with use_original_dst, returns the listener
+	// (bind_to_port = false) configured for an original destination, or
+	// nil.
+	Lookup func(netip.AddrPort) *Listener
 }
 
 var connIDs atomic.Uint64
@@ -85,6 +89,10 @@ func (l *Listener) Serve(ln net.Listener) error {
 // accepted connection. readAhead, when non-empty, holds bytes already read
 // from nc by a previous generation: they are served first. The caller has
 // counted the connection with Tracker.Accepted.
+//
+// With use_original_dst, a connection whose listener filters restored its
+// local address is handed to the listener Lookup finds for that address:
+// that listener's filters, filter chains and stats serve it.
 func (l *Listener) Handle(nc net.Conn, readAhead []byte) {
 	running := false
 	defer func() {
@@ -106,22 +114,58 @@ func (l *Listener) Handle(nc net.Conn, readAhead []byte) {
 		LocalAddr:         addrPort(nc.LocalAddr()),
 		TransportProtocol: "raw_buffer",
 		Listener:          l.Name,
+		Socket:            l.Name,
 		BufferLimit:       l.Cfg.PerConnectionBufferLimitBytes,
 	}
-	if len(l.ListenerFilters) > 0 {
-		pk := &peeker{nc: nc, buf: readAhead, info: &info}
-		_ = nc.SetReadDeadline(time.Now().Add(l.Cfg.ListenerFiltersTimeout.Duration))
-		for _, f := range l.ListenerFilters {
-			if f.NewFilter().OnAccept(pk) != netfilter.Continue {
-				l.Log.Debug("listener filter closed connection", zap.Uint64("conn", info.ID), zap.String("listener", l.Name))
+	readAhead, ok := l.runListenerFilters(nc, readAhead, &info)
+	if !ok {
+		nc.Close()
+		return
+	}
+	t := l
+	if l.Cfg.UseOriginalDst && info.LocalAddrRestored && l.Lookup != nil {
+		if v := l.Lookup(info.LocalAddr); v != nil && v != l {
+			t = v
+			info.Listener, info.BufferLimit = v.Name, v.Cfg.PerConnectionBufferLimitBytes
+			if ce := l.Log.Check(zap.DebugLevel, "connection handed to listener"); ce != nil {
+				ce.Write(zap.Uint64("conn", info.ID), zap.String("from", l.Name), zap.String("to", v.Name),
+					zap.Stringer("original_dst", info.LocalAddr))
+			}
+			if readAhead, ok = v.runListenerFilters(nc, readAhead, &info); !ok {
 				nc.Close()
 				return
 			}
 		}
-		_ = nc.SetReadDeadline(time.Time{})
-		readAhead = pk.buf
 	}
-	chain := l.match(&info)
+	t.serve(nc, readAhead, &info, &running)
+}
+
+// runListenerFilters runs l's listener filters on nc within
+// listener_filters_timeout. It returns the bytes read ahead (readAhead
+// and what the filters peeked), and false when a filter closed the
+// connection.
+func (l *Listener) runListenerFilters(nc net.Conn, readAhead []byte, info *netfilter.Info) ([]byte, bool) {
+	if len(l.ListenerFilters) == 0 {
+		return readAhead, true
+	}
+	pk := &peeker{nc: nc, buf: readAhead, info: info}
+	_ = nc.SetReadDeadline(time.Now().Add(l.Cfg.ListenerFiltersTimeout.Duration))
+	for _, f := range l.ListenerFilters {
+		if f.NewFilter().OnAccept(pk) != netfilter.Continue {
+			l.Log.Debug("listener filter closed connection", zap.Uint64("conn", info.ID), zap.String("listener", l.Name))
+			return nil, false
+		}
+	}
+	_ = nc.SetReadDeadline(time.Time{})
+	return pk.buf, true
+}
+
+// serve picks l's filter chain for the connection, terminates TLS if the
+// chain does, and runs the chain's network filters, setting *running
+// before they run (a connection closed before is for the caller to
+// abandon).
+func (l *Listener) serve(nc net.Conn, readAhead []byte, info *netfilter.Info, running *bool) {
+	chain := l.match(info)
 	if chain == nil {
 		l.Stats.NoFilterChainMatch.Inc()
 		l.Log.Debug("no filter chain matched", zap.Uint64("conn", info.ID), zap.String("listener", l.Name),
@@ -156,9 +200,9 @@ func (l *Listener) Handle(nc net.Conn, readAhead []byte) {
 		}
 		nc, rd = tc, nil
 	}
-	c := conn.New(nc, rd, info, l.Tracker, l.Log)
+	c := conn.New(nc, rd, *info, l.Tracker, l.Log)
 	c.Stats = l.Stats
-	running = true
+	*running = true
 	c.Run(chain.Factories)
 }
 

@@ -45,9 +45,13 @@ const (
 // Info is what is known about a downstream connection once its filter chain
 // is chosen. It is immutable after the listener filters ran.
 type Info struct {
-	ID                uint64
-	RemoteAddr        netip.AddrPort       // after PROXY protocol, if any
-	LocalAddr         netip.AddrPort       // after original_dst / PROXY protocol
+	ID         uint64
+	RemoteAddr netip.AddrPort // after PROXY protocol, if any
+	LocalAddr  netip.AddrPort // after original_dst / PROXY protocol
+	// LocalAddrRestored is set by a listener filter that replaced
+	// LocalAddr with a destination other than the socket's own (Envoy's
+	// localAddressRestored): the connection's original destination.
+	LocalAddrRestored bool
 	ServerName        string               // SNI
 	ALPN              []string             // offered by the client
 	TransportProtocol string               // "raw_buffer" or "tls"
@@ -55,8 +59,22 @@ type Info struct {
 	NegotiatedALPN    string               // after the TLS handshake
 	TLSState          *tls.ConnectionState // nil without TLS
 	Listener          string               // listener name
-	FilterChain       string               // filter chain name
-	BufferLimit       int                  // per_connection_buffer_limit_bytes
+	// Socket is the listener whose socket accepted the connection: the
+	// one a hot-restart handoff names. It differs from Listener after a
+	// use_original_dst hand-over.
+	Socket      string
+	FilterChain string // filter chain name
+	BufferLimit int    // per_connection_buffer_limit_bytes
+}
+
+// OriginalDst returns the connection's original destination: LocalAddr
+// when a listener filter restored it, else the zero AddrPort. original_dst
+// clusters forward there.
+func (i *Info) OriginalDst() netip.AddrPort {
+	if !i.LocalAddrRestored {
+		return netip.AddrPort{}
+	}
+	return i.LocalAddr
 }
 
 // Conn is a downstream connection as network filters see it. Read and Write

@@ -157,7 +157,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		}
 		h.Set("x-envoy-expected-rq-timeout-ms", strconv.FormatInt(expected.Milliseconds(), 10))
 	}
-	f.lbReq = lb.Request{}
+	f.lbReq = lb.Request{OriginalDst: info.OriginalDst, Header: h}
 	if rt.Hasher != nil {
 		f.lbReq.Hash, f.lbReq.HasHash = rt.Hasher.Hash(h, info.DownstreamRemote.Addr())
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -191,8 +192,47 @@ func Build(cfg *config.Config, opts Options) (*Generation, error) {
 		}
 		g.listeners[lc.Name] = l
 	}
+	g.linkVirtualListeners()
 	return g, nil
 }
+
+// linkVirtualListeners gives each use_original_dst listener the lookup of
+// the bind_to_port = false listeners by address.
+func (g *Generation) linkVirtualListeners() {
+	virtual := map[netip.AddrPort]*listener.Listener{}
+	for i := range g.cfg.Listeners {
+		lc := &g.cfg.Listeners[i]
+		if lc.Bound() {
+			continue
+		}
+		if a, err := netip.ParseAddrPort(lc.Address); err == nil { // validated
+			virtual[unmap(a)] = g.listeners[lc.Name]
+		}
+	}
+	if len(virtual) == 0 {
+		return
+	}
+	lookup := func(dst netip.AddrPort) *listener.Listener {
+		dst = unmap(dst)
+		if l := virtual[dst]; l != nil {
+			return l
+		}
+		// Envoy's fallback: the wildcard address of the same family and port.
+		wild := netip.IPv4Unspecified()
+		if dst.Addr().Is6() {
+			wild = netip.IPv6Unspecified()
+		}
+		return virtual[netip.AddrPortFrom(wild, dst.Port())]
+	}
+	for _, l := range g.listeners {
+		if l.Cfg.UseOriginalDst {
+			l.Lookup = lookup
+		}
+	}
+}
+
+// unmap turns an IPv4-mapped IPv6 address into its IPv4 form.
+func unmap(a netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()) }
 
 // buildFilter builds one filter and checks it is of the expected kind.
 func buildFilter[T any](cfg *config.Config, f *config.Filter, opts Options, rt func(string) (httpfilter.RouteTable, error), clusters *cluster.Manager) (T, error) {

@@ -12,7 +12,8 @@ type filter struct{}
 
 // OnAccept implements netfilter.ListenerFilter. The listener's callbacks
 // give the filter the accepted socket through syscall.Conn. When the
-// kernel knows an original destination, it replaces Info.LocalAddr; when it
+// kernel knows an original destination other than the socket's address, it
+// replaces Info.LocalAddr and sets Info.LocalAddrRestored; when it
 // does not (no connection tracking entry, no socket, a Unix socket), the
 // connection keeps its address, as in Envoy. The filter never closes a
 // connection and never reads from it.
@@ -26,7 +27,13 @@ func (filter) OnAccept(cb netfilter.ListenerCallbacks) netfilter.Status {
 		return netfilter.Continue
 	}
 	if dst, err := originalDst(rc); err == nil && dst.IsValid() {
-		cb.Info().LocalAddr = dst
+		info := cb.Info()
+		// A connection made to the listener's own address (conntrack knows
+		// every connection) keeps it unrestored: forwarding it to its
+		// "original" destination would loop back here.
+		if dst != info.LocalAddr {
+			info.LocalAddr, info.LocalAddrRestored = dst, true
+		}
 	}
 	return netfilter.Continue
 }

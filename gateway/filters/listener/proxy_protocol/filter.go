@@ -30,7 +30,9 @@ func (f *filter) OnAccept(cb netfilter.ListenerCallbacks) netfilter.Status {
 	if !h.Local {
 		info := cb.Info()
 		info.RemoteAddr = h.Source
-		info.LocalAddr = h.Destination
+		if h.Destination != info.LocalAddr {
+			info.LocalAddr, info.LocalAddrRestored = h.Destination, true
+		}
 	}
 	return netfilter.Continue
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/cluster"
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/lb"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 	"github.com/sluice-proxy/sluice/gateway/stats"
 )
@@ -77,8 +78,10 @@ const maxWeight = 1 << 20
 
 // target is a resolved cluster with its cumulative weight.
 type target struct {
-	name           string
-	pick           func() (*cluster.Host, error)
+	name string
+	// pick chooses a host; r carries the connection's original
+	// destination (for original_dst clusters).
+	pick           func(r *lb.Request) (*cluster.Host, error)
 	connectTimeout time.Duration
 	cum            int
 	// connectFail counts failed connects on the cluster's own stats
@@ -100,7 +103,7 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 		if cl == nil {
 			return target{}, false
 		}
-		t := target{name: cl.Name, pick: func() (*cluster.Host, error) { return cl.Pick(nil) }}
+		t := target{name: cl.Name, pick: cl.Pick}
 		if cl.Cfg != nil {
 			t.connectTimeout = cl.Cfg.ConnectTimeout.Duration
 		}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluice-proxy/sluice/gateway/cluster"
+	"github.com/sluice-proxy/sluice/gateway/lb"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 	"github.com/sluice-proxy/sluice/gateway/stats"
 )
@@ -71,7 +72,7 @@ func (p *filter) Serve(c netfilter.Conn) {
 	_ = c.SetReadDeadline(time.Time{})
 	_ = c.SetWriteDeadline(time.Time{})
 
-	up, host := p.connect()
+	up, host := p.connect(info)
 	if up == nil {
 		return
 	}
@@ -96,13 +97,14 @@ func (p *filter) Serve(c netfilter.Conn) {
 // connect picks the connection's cluster and dials its hosts, each picked
 // afresh by the load balancer, until one answers or max_connect_attempts
 // have failed. On success the host's Begin has been called.
-func (p *filter) connect() (net.Conn, *cluster.Host) {
+func (p *filter) connect(info *netfilter.Info) (net.Conn, *cluster.Host) {
 	f, s := p.f, &p.sess
 	cl := f.pick()
+	r := lb.Request{OriginalDst: info.OriginalDst()}
 	s.Cluster = cl.name
 	d := net.Dialer{Timeout: cl.connectTimeout}
 	for s.ConnectAttempts < f.attempts {
-		h, err := cl.pick()
+		h, err := cl.pick(&r)
 		if err != nil {
 			s.NoHealthyUpstream = true
 			f.stats.DownstreamCxNoRoute.Add(1)

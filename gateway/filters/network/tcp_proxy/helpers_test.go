@@ -11,6 +11,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/cluster"
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
+	"github.com/sluice-proxy/sluice/gateway/lb"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 )
 
@@ -67,7 +68,7 @@ func roundRobin(name string, addrs ...string) (target, []*cluster.Host) {
 	return target{
 		name:           name,
 		connectTimeout: time.Second,
-		pick: func() (*cluster.Host, error) {
+		pick: func(*lb.Request) (*cluster.Host, error) {
 			if len(hosts) == 0 {
 				return nil, cluster.ErrNoHealthyUpstream
 			}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/quic-go/qlogwriter"
 
 	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
 	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
@@ -295,5 +299,105 @@ func TestHTTP3EarlyDataIsOffByDefault(t *testing.T) {
 	<-conn.HandshakeComplete()
 	if cs := conn.ConnectionState(); cs.Used0RTT || !cs.TLS.DidResume {
 		t.Fatalf("connection state Used0RTT=%t DidResume=%t, want a resumed connection without 0-RTT", cs.Used0RTT, cs.TLS.DidResume)
+	}
+}
+
+// qlogBuffer collects a client connection's qlog.
+type qlogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (q *qlogBuffer) Write(b []byte) (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.buf.Write(b)
+}
+
+func (q *qlogBuffer) Close() error { return nil }
+
+func (q *qlogBuffer) String() string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.buf.String()
+}
+
+func TestHTTP3FlowControlWindowsComeFromTheConfig(t *testing.T) {
+	ca := testutil.NewCA(t)
+	cert, key, _ := ca.Leaf(t, "h3.test")
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	}))
+	p := gwtest.Start(t, h3ConfigWith("127.0.0.1:0", "127.0.0.1:0", cert, key, up.Addr,
+		"http3_protocol_options = { initial_stream_window_size = 4096, max_stream_window_size = 8192, "+
+			"initial_connection_window_size = 12288, max_connection_window_size = 65536 }", ""))
+	ql := &qlogBuffer{}
+	tr := &http3.Transport{
+		TLSClientConfig: &tls.Config{ServerName: "h3.test", RootCAs: ca.Pool},
+		QUICConfig: &quic.Config{Tracer: func(_ context.Context, isClient bool, id quic.ConnectionID) qlogwriter.Trace {
+			fs := qlogwriter.NewConnectionFileSeq(ql, isClient, id)
+			go fs.Run()
+			return fs
+		}},
+	}
+	defer tr.Close()
+	// 1 MB through windows of a few kB: many window updates, no stall.
+	body := bytes.Repeat([]byte("window "), 150_000)
+	resp, err := (&http.Client{Transport: tr}).Post("https://"+p.Addr("h3")+"/up", "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || !bytes.Equal(got, body) {
+		t.Fatalf("upload: %d, %d bytes back (%v), want 200 and %d bytes", resp.StatusCode, len(got), err, len(body))
+	}
+	// The server's transport parameters, as the client logged them.
+	for _, want := range []string{`"initial_max_stream_data_bidi_remote":4096`, `"initial_max_data":12288`} {
+		waitFor(t, "the server's transport parameters "+want+" in the client's qlog", 5*time.Second, func() bool {
+			return strings.Contains(ql.String(), want)
+		})
+	}
+	// Auto-tuning never grants a stream more than max_stream_window_size
+	// beyond what was read: the largest MAX_STREAM_DATA offset stays below
+	// the body size plus that window.
+	var updates [][]string
+	re := regexp.MustCompile(`"frame_type":"max_stream_data","stream_id":0,"maximum":(\d+)`)
+	for _, rec := range strings.Split(ql.String(), "\x1e") {
+		if strings.Contains(rec, "packet_received") { // not the client's own updates
+			updates = append(updates, re.FindAllStringSubmatch(rec, -1)...)
+		}
+	}
+	if len(updates) < 10 {
+		i := strings.Index(ql.String(), `"max_stream_data"`)
+		t.Fatalf("the client logged %d MAX_STREAM_DATA frames for the upload, want many: %.300s", len(updates), ql.String()[max(i-100, 0):])
+	}
+	for _, m := range updates {
+		if n, _ := strconv.Atoi(m[1]); n > len(body)+8192+1024 {
+			t.Fatalf("the server granted stream 0 up to %d bytes, more than the body and an 8 KiB window", n)
+		}
+	}
+}
+
+func TestHTTP3FlowControlWindowErrorsNameFileLineAndKey(t *testing.T) {
+	ca := testutil.NewCA(t)
+	cert, key, _ := ca.Leaf(t, "h3.test")
+	for _, tc := range []struct{ opts, key string }{
+		{"initial_stream_window_size = 10", `http3_protocol_options\.initial_stream_window_size: must be in 1024\.\.`},
+		{"initial_stream_window_size = 65536, max_stream_window_size = 4096", `http3_protocol_options\.max_stream_window_size: must be at least initial_stream_window_size`},
+		{"max_connection_window_size = 2000000000", `http3_protocol_options\.max_connection_window_size: must be in`},
+	} {
+		text := h3ConfigWith("127.0.0.1:0", "127.0.0.1:0", cert, key, "127.0.0.1:1",
+			"http3_protocol_options = { "+tc.opts+" }", "")
+		path := filepath.Join(t.TempDir(), "bad.toml")
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, out := gwtest.Exec(t, 30*time.Second, "validate", "-c", path)
+		want := fmt.Sprintf("%s:%d:", path, lineOf(t, text, tc.opts))
+		if code != 1 || !strings.Contains(out, want) || !regexp.MustCompile(tc.key).MatchString(out) {
+			t.Errorf("%s: validate exit %d, want 1 and %q and /%s/; output:\n%s", tc.opts, code, want, tc.key, out)
+		}
 	}
 }

@@ -364,10 +364,17 @@ func TestHTTP3FlowControlWindowsComeFromTheConfig(t *testing.T) {
 	// the body size plus that window.
 	var updates [][]string
 	re := regexp.MustCompile(`"frame_type":"max_stream_data","stream_id":0,"maximum":(\d+)`)
+	ecn := false
 	for _, rec := range strings.Split(ql.String(), "\x1e") {
 		if strings.Contains(rec, "packet_received") { // not the client's own updates
 			updates = append(updates, re.FindAllStringSubmatch(rec, -1)...)
+			ecn = ecn || strings.Contains(rec, `"ecn":"ECT(0)"`)
 		}
+	}
+	// quic-go keeps ECN on the worker's socket (a *net.UDPConn from the
+	// passed descriptor): its packets arrive marked ECT(0).
+	if !ecn {
+		t.Error("no packet from sluice arrived with an ECT(0) mark")
 	}
 	if len(updates) < 10 {
 		i := strings.Index(ql.String(), `"max_stream_data"`)

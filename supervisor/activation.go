@@ -19,10 +19,12 @@ const (
 	envListenNames = "LISTEN_FDNAMES"
 )
 
-// adoptedSocket is one listening socket passed by systemd.
+// adoptedSocket is one socket passed by systemd: a listening TCP socket
+// (ListenStream=) or a bound UDP socket (ListenDatagram=).
 type adoptedSocket struct {
 	fd   int
 	name string // from LISTEN_FDNAMES, may be empty
+	udp  bool
 	sa   unix.Sockaddr
 	addr string
 }
@@ -35,8 +37,8 @@ type adoptedSet struct {
 
 // adoptListenFDs takes the sockets systemd passed to this process, if
 // LISTEN_PID names it, and unsets the LISTEN_* variables so that workers do
-// not see them. Passed descriptors that are not listening TCP sockets are
-// closed and reported in skipped.
+// not see them. Passed descriptors that are neither listening TCP sockets
+// nor bound UDP sockets are closed and reported in skipped.
 func adoptListenFDs() (set *adoptedSet, skipped []string, err error) {
 	nStr, pidStr, names := os.Getenv(envListenFDs), os.Getenv(envListenPID), os.Getenv(envListenNames)
 	os.Unsetenv(envListenFDs)
@@ -64,7 +66,8 @@ func adoptListenFDs() (set *adoptedSet, skipped []string, err error) {
 			s.name = nameList[i]
 		}
 		unix.CloseOnExec(fd)
-		if why := checkListening(fd); why != "" {
+		var why string
+		if s.udp, why = checkSocket(fd); why != "" {
 			unix.Close(fd)
 			skipped = append(skipped, fmt.Sprintf("fd %d (%s): %s", fd, s.name, why))
 			continue
@@ -80,27 +83,32 @@ func adoptListenFDs() (set *adoptedSet, skipped []string, err error) {
 	return set, skipped, nil
 }
 
-// checkListening returns why fd is not a listening TCP socket, or "".
-func checkListening(fd int) string {
+// checkSocket returns whether fd is a UDP socket, and why it is neither a
+// listening TCP socket nor a UDP socket ("" if it is one of them).
+func checkSocket(fd int) (udp bool, why string) {
 	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
 	if err != nil {
-		return "not a socket"
-	}
-	if typ != unix.SOCK_STREAM {
-		return "not a stream socket"
-	}
-	if acc, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || acc == 0 {
-		return "not listening"
+		return false, "not a socket"
 	}
 	dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
 	if err != nil || (dom != unix.AF_INET && dom != unix.AF_INET6) {
-		return "not a TCP socket"
+		return false, "not an IP socket"
 	}
-	return ""
+	switch typ {
+	case unix.SOCK_DGRAM:
+		return true, ""
+	case unix.SOCK_STREAM:
+		if acc, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || acc == 0 {
+			return false, "not listening"
+		}
+		return false, ""
+	}
+	return false, "neither a stream nor a datagram socket"
 }
 
-// take returns, and removes from the set, the socket bound to address.
-func (a *adoptedSet) take(address string) (int, bool) {
+// take returns, and removes from the set, the socket bound to address: a
+// UDP socket with udp, else a TCP one.
+func (a *adoptedSet) take(address string, udp bool) (int, bool) {
 	if a == nil || len(a.socks) == 0 {
 		return -1, false
 	}
@@ -109,7 +117,7 @@ func (a *adoptedSet) take(address string) (int, bool) {
 		return -1, false
 	}
 	for i, s := range a.socks {
-		if sameSockaddr(s.sa, want) {
+		if s.udp == udp && sameSockaddr(s.sa, want) {
 			a.socks = append(a.socks[:i], a.socks[i+1:]...)
 			return s.fd, true
 		}
@@ -130,7 +138,7 @@ func (a *adoptedSet) closeRest() []adoptedSocket {
 	return rest
 }
 
-// sameSockaddr reports whether two TCP socket addresses are equal. Port 0
+// sameSockaddr reports whether two socket addresses are equal. Port 0
 // never matches: a bound socket has a real port.
 func sameSockaddr(a, b unix.Sockaddr) bool {
 	switch a := a.(type) {

@@ -117,8 +117,8 @@ func openGroups(cfg *config.Config, workers int, prev []*socketGroup, adopted *a
 				break
 			}
 		}
-		if g == nil && err == nil && !l.UDP() {
-			if fd, ok := adopted.take(l.Address); ok {
+		if g == nil && err == nil {
+			if fd, ok := adopted.take(l.Address, l.UDP()); ok {
 				g, err = adoptGroup(l.Name, key, fd, n, l.ReusePortEnabled(), b)
 				origin = "adopted"
 			}
@@ -162,10 +162,10 @@ func (g *socketGroup) derive(name string, n, backlog int) (*socketGroup, error) 
 	return ng, nil
 }
 
-// adoptGroup makes a group of an adopted listening socket. With reusePort
-// and SO_REUSEPORT set on fd, sockets for the other slots are bound beside
-// it; otherwise fd is shared by every slot. The group owns fd, also on
-// error.
+// adoptGroup makes a group of an adopted socket (TCP, or UDP when key is a
+// udp listener's). With reusePort and SO_REUSEPORT set on fd, sockets for
+// the other slots are bound beside it; otherwise fd is shared by every
+// slot, which a UDP socket cannot be. The group owns fd, also on error.
 func adoptGroup(name, key string, fd, n int, reusePort bool, backlog int) (*socketGroup, error) {
 	sa, err := unix.Getsockname(fd)
 	if err != nil {
@@ -174,6 +174,12 @@ func adoptGroup(name, key string, fd, n int, reusePort bool, backlog int) (*sock
 	}
 	g := &socketGroup{name: name, key: key, addr: sockaddrString(sa), fds: []int{fd}}
 	if on, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT); !reusePort || err != nil || on == 0 {
+		if g.udp() && n > 1 {
+			// Workers sharing one UDP socket would each get packets of
+			// the others' QUIC connections.
+			g.close()
+			return nil, fmt.Errorf("supervisor: listener %q: the UDP socket passed by systemd has no SO_REUSEPORT (ReusePort=yes in the .socket unit): QUIC needs one socket per worker", name)
+		}
 		g.shared = true
 		return g, nil
 	}

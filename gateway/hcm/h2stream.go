@@ -23,6 +23,7 @@ type h2stream struct {
 	flusher  http.Flusher
 	fieldBuf []byte // request field bytes (lowercased names, values)
 	wrote    bool   // head or body bytes were written since the last flush
+	tooEarly bool   // an HTTP/3 request in 0-RTT data that is not replay-safe: answer 425
 }
 
 var h2streamPool = sync.Pool{New: func() any { return new(h2stream) }}
@@ -34,10 +35,16 @@ const protoHTTP2 = "HTTP/2"
 // through the filter chain, answering on w. It reports whether the stream
 // must be reset.
 func serveStream(c *connection, w http.ResponseWriter, r *http.Request, proto string) (abort bool) {
+	return serveStreamEarly(c, w, r, proto, false)
+}
+
+// serveStreamEarly is serveStream; with tooEarly the stream runs its filter
+// chain's setup but answers 425 Too Early without running the filters.
+func serveStreamEarly(c *connection, w http.ResponseWriter, r *http.Request, proto string, tooEarly bool) (abort bool) {
 	s := streamPool.Get().(*stream)
 	s.conn = c
 	hs := h2streamPool.Get().(*h2stream)
-	hs.proto, hs.w, hs.r = proto, w, r
+	hs.proto, hs.w, hs.r, hs.tooEarly = proto, w, r, tooEarly
 	hs.flusher, _ = w.(http.Flusher)
 	s.h2 = hs
 	abort = s.runH2()
@@ -67,7 +74,14 @@ func (s *stream) runH2() (abort bool) {
 	s.createFilters()
 	s.noBody = r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
 	s.bodyDone = s.noBody
-	s.advance()
+	if hs.tooEarly {
+		// RFC 8470: a request that may not be replayed, received as
+		// early data, is refused; the client retries it after the
+		// handshake.
+		s.SendLocalReply(httpfilter.LocalReply{Status: 425, Details: "too_early"})
+	} else {
+		s.advance()
+	}
 	if !s.noBody && !s.ended() {
 		s.h2ReadBody()
 	}

@@ -1,6 +1,7 @@
 package hcm
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -28,7 +29,8 @@ import (
 // on it; each request stream runs on its own goroutine through the same
 // stream code as an HTTP/2 stream (h2stream.go): the filter chain and the
 // router see a request like any other, with StreamInfo.Protocol "HTTP/3".
-// 0-RTT is off. A drain sends GOAWAY and lets in-flight streams finish.
+// 0-RTT is off unless enable_early_data; then requests in early data that
+// are not replay-safe get 425 Too Early. A drain sends GOAWAY and lets in-flight streams finish.
 
 // protoHTTP3 is StreamInfo.Protocol of an HTTP/3 stream.
 const protoHTTP3 = "HTTP/3"
@@ -41,7 +43,33 @@ type HTTP3Options struct {
 	// IdleTimeout closes a QUIC connection that carried no packet for this
 	// long (default 30s).
 	IdleTimeout *config.Duration `toml:"idle_timeout"`
+	// EnableEarlyData accepts 0-RTT data on resumed connections (Envoy's
+	// enable_early_data; default false). Requests received as early data
+	// are served only for replay-safe methods (GET, HEAD, OPTIONS); others
+	// get 425 Too Early (RFC 8470), Envoy's default early_data_policy.
+	EnableEarlyData bool `toml:"enable_early_data"`
+	// InitialStreamWindowSize is each request stream's initial receive
+	// window, in bytes (default 256 KiB, as HTTP/2's).
+	InitialStreamWindowSize int64 `toml:"initial_stream_window_size"`
+	// MaxStreamWindowSize bounds the stream receive window that QUIC
+	// auto-tuning grows to while the stream is read fast (default 16 MiB,
+	// Envoy's QUIC stream window).
+	MaxStreamWindowSize int64 `toml:"max_stream_window_size"`
+	// InitialConnectionWindowSize is each connection's initial receive
+	// window, in bytes (default 1 MiB, as HTTP/2's).
+	InitialConnectionWindowSize int64 `toml:"initial_connection_window_size"`
+	// MaxConnectionWindowSize bounds the auto-tuned connection receive
+	// window (default 24 MiB, Envoy's QUIC connection window).
+	MaxConnectionWindowSize int64 `toml:"max_connection_window_size"`
 }
+
+// Flow-control window bounds: a window below minQUICWindow stalls every
+// upload on round trips; above maxQUICWindow one connection could make a
+// worker hold more than that of unread request bytes.
+const (
+	minQUICWindow = 1 << 10
+	maxQUICWindow = 1 << 30
+)
 
 func (o *HTTP3Options) withDefaults() {
 	if o.MaxConcurrentStreams == 0 {
@@ -50,14 +78,52 @@ func (o *HTTP3Options) withDefaults() {
 	if o.IdleTimeout == nil {
 		o.IdleTimeout = &config.Duration{Duration: 30 * time.Second}
 	}
+	if o.InitialStreamWindowSize == 0 {
+		o.InitialStreamWindowSize = 256 << 10
+	}
+	if o.MaxStreamWindowSize == 0 {
+		o.MaxStreamWindowSize = max(16<<20, o.InitialStreamWindowSize)
+	}
+	if o.InitialConnectionWindowSize == 0 {
+		o.InitialConnectionWindowSize = 1 << 20
+	}
+	if o.MaxConnectionWindowSize == 0 {
+		o.MaxConnectionWindowSize = max(24<<20, o.InitialConnectionWindowSize)
+	}
 }
 
 func (o *HTTP3Options) validate() error {
+	const p = "http3_protocol_options."
+	window := func(key string, v int64) error {
+		if v < minQUICWindow || v > maxQUICWindow {
+			return registry.Errorf(p+key, "must be in %d..%d bytes, got %d", minQUICWindow, maxQUICWindow, v)
+		}
+		return nil
+	}
 	switch {
 	case o.MaxConcurrentStreams < 1 || o.MaxConcurrentStreams > 1<<20:
-		return registry.Errorf("http3_protocol_options.max_concurrent_streams", "must be in 1..1048576")
+		return registry.Errorf(p+"max_concurrent_streams", "must be in 1..1048576")
 	case o.IdleTimeout.Duration <= 0:
-		return registry.Errorf("http3_protocol_options.idle_timeout", "must be positive")
+		return registry.Errorf(p+"idle_timeout", "must be positive")
+	}
+	for _, w := range []struct {
+		key string
+		v   int64
+	}{
+		{"initial_stream_window_size", o.InitialStreamWindowSize},
+		{"max_stream_window_size", o.MaxStreamWindowSize},
+		{"initial_connection_window_size", o.InitialConnectionWindowSize},
+		{"max_connection_window_size", o.MaxConnectionWindowSize},
+	} {
+		if err := window(w.key, w.v); err != nil {
+			return err
+		}
+	}
+	switch {
+	case o.MaxStreamWindowSize < o.InitialStreamWindowSize:
+		return registry.Errorf(p+"max_stream_window_size", "must be at least initial_stream_window_size (%d)", o.InitialStreamWindowSize)
+	case o.MaxConnectionWindowSize < o.InitialConnectionWindowSize:
+		return registry.Errorf(p+"max_connection_window_size", "must be at least initial_connection_window_size (%d)", o.InitialConnectionWindowSize)
 	}
 	return nil
 }
@@ -90,10 +156,13 @@ func (s *stream) addAltSvc(h *httpfilter.ResponseHeaders) {
 type HTTP3Server struct {
 	f        *Factory
 	tr       *quic.Transport
-	ln       *quic.Listener
+	ln       http3.QUICListener
 	srv      *http3.Server
 	base     netfilter.Info
 	draining func() bool
+	// earlyData: 0-RTT is on, so a request may arrive before the handshake
+	// completes.
+	earlyData bool
 }
 
 // CheckHTTP3 reports why the manager cannot serve a udp listener, or nil.
@@ -116,27 +185,76 @@ func (f *Factory) NewHTTP3Server(pc net.PacketConn, tlsConf *tls.Config, base ne
 	}
 	o := &f.cfg.HTTP3
 	qc := &quic.Config{
-		MaxIncomingStreams:    o.MaxConcurrentStreams,
-		MaxIncomingUniStreams: 16,
-		MaxIdleTimeout:        o.IdleTimeout.Duration,
-		Allow0RTT:             false,
+		MaxIncomingStreams:             o.MaxConcurrentStreams,
+		MaxIncomingUniStreams:          16,
+		MaxIdleTimeout:                 o.IdleTimeout.Duration,
+		InitialStreamReceiveWindow:     uint64(o.InitialStreamWindowSize),
+		MaxStreamReceiveWindow:         uint64(o.MaxStreamWindowSize),
+		InitialConnectionReceiveWindow: uint64(o.InitialConnectionWindowSize),
+		MaxConnectionReceiveWindow:     uint64(o.MaxConnectionWindowSize),
+		Allow0RTT:                      o.EnableEarlyData,
 	}
+	maxHeaderBytes := f.cfg.MaxRequestHeadersKB << 10
+	conf := h3TLSConfig(tlsConf, maxHeaderBytes)
 	tr := &quic.Transport{Conn: pc}
-	ln, err := tr.Listen(http3.ConfigureTLSConfig(tlsConf), qc)
+	var ln http3.QUICListener
+	var err error
+	if o.EnableEarlyData {
+		// An early listener hands out connections before the handshake
+		// completes, so that requests in 0-RTT data are served at once.
+		ln, err = tr.ListenEarly(conf, qc)
+	} else {
+		ln, err = tr.Listen(conf, qc)
+	}
 	if err != nil {
 		tr.Close()
 		pc.Close()
 		return nil, fmt.Errorf("hcm: http3 listen: %w", err)
 	}
 	base.TLS, base.TransportProtocol = true, "tls"
-	s := &HTTP3Server{f: f, tr: tr, ln: ln, base: base, draining: draining}
+	s := &HTTP3Server{f: f, tr: tr, ln: ln, base: base, draining: draining, earlyData: o.EnableEarlyData}
 	s.srv = &http3.Server{
 		Handler:        http.HandlerFunc(s.serveHTTP),
-		MaxHeaderBytes: f.cfg.MaxRequestHeadersKB << 10,
+		MaxHeaderBytes: maxHeaderBytes,
 		IdleTimeout:    f.cfg.IdleTimeout.Duration,
 		ConnContext:    s.connContext,
 	}
 	return s, nil
+}
+
+// h3TicketPrefix marks the extra data sluice adds to a session ticket of
+// an HTTP/3 connection: the SETTINGS_MAX_FIELD_SECTION_SIZE it announced.
+const h3TicketPrefix = "sluice h3 max_field_section_size="
+
+// h3TLSConfig returns the TLS config of an HTTP/3 listener: tlsConf with
+// ALPN h3, whose session tickets are sealed with tlsConf's keys at the time
+// of use (the supervisor rotates them in tlsConf, not in a clone) and carry
+// the field section size the server announced. A client sends 0-RTT
+// requests under the SETTINGS it remembers, so a ticket from a server that
+// allowed larger header blocks than this one does may not carry early
+// data (RFC 9114 section 7.2.4.2).
+func h3TLSConfig(tlsConf *tls.Config, maxHeaderBytes int) *tls.Config {
+	conf := http3.ConfigureTLSConfig(tlsConf)
+	extra := []byte(h3TicketPrefix + strconv.Itoa(maxHeaderBytes))
+	conf.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		ss.Extra = append(ss.Extra, extra)
+		return tlsConf.EncryptTicket(cs, ss)
+	}
+	conf.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		ss, err := tlsConf.DecryptTicket(identity, cs)
+		if err != nil || ss == nil || !ss.EarlyData {
+			return ss, err
+		}
+		ss.EarlyData = false
+		for _, e := range ss.Extra {
+			if v, ok := bytes.CutPrefix(e, []byte(h3TicketPrefix)); ok {
+				n, err := strconv.Atoi(string(v))
+				ss.EarlyData = err == nil && n <= maxHeaderBytes
+			}
+		}
+		return ss, nil
+	}
+	return conf
 }
 
 // Serve serves HTTP/3 until Shutdown or Close; it then returns nil.
@@ -211,9 +329,33 @@ func (s *HTTP3Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no connection", http.StatusInternalServerError)
 		return
 	}
-	if serveStream(c, w, r, protoHTTP3) {
+	if serveStreamEarly(c, w, r, protoHTTP3, s.earlyData && !replaySafe(r.Method) && inEarlyData(c.c.(*quicConn).qc)) {
 		// Reset the stream: the response could not be completed.
 		panic(http.ErrAbortHandler)
+	}
+}
+
+// replaySafe reports whether a request with method may be served from
+// 0-RTT data, which an attacker can replay: GET, HEAD and OPTIONS, the safe
+// methods of RFC 9110 section 9.2.1 without TRACE (it echoes the request).
+func replaySafe(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return true
+	}
+	return false
+}
+
+// inEarlyData reports whether a request on qc arrives as early data: the
+// connection accepted 0-RTT and its handshake is not complete. Once the
+// client's Finished arrived the request cannot be a replay (a replayed
+// handshake never completes), so it is served.
+func inEarlyData(qc *quic.Conn) bool {
+	select {
+	case <-qc.HandshakeComplete():
+		return false
+	default:
+		return qc.ConnectionState().Used0RTT
 	}
 }
 

@@ -12,7 +12,9 @@
 #   BENCH_IDLE_SETTLE seconds the idle connections sit before RSS is read (default 3)
 #   BENCH_PROXIES     proxies to run, in order (default "sluice nginx haproxy")
 #   BENCH_TLS         if 0, skips the TLS part (default 1): HTTP/2 over TLS
-#                     (h2load -c20 -m10) and full TLS handshakes per second
+#                     (h2load -c20 -m10), HTTP/3 for sluice only (h3load -c20
+#                     -m10, tools/bench/cmd/h3load on quic-go; Debian's nginx
+#                     has no HTTP/3) and full TLS handshakes per second
 #                     (openssl s_time -new: a new connection and handshake
 #                     per request, no session resumption), sluice and nginx
 #   BENCH_PORT_BASE   origin port; the proxies use the next three, and the
@@ -324,6 +326,29 @@ backlog = 4096
 
       [[listener.filter_chain.filter.config.http_filter]]
       name = "sluice.filters.http.router"
+
+[[listener]]
+name = "bench-h3"
+address = "127.0.0.1:${TLS_PORT[sluice]}"
+protocol = "udp"
+
+  [[listener.filter_chain]]
+  name = "tls"
+  [listener.filter_chain.tls]
+  [[listener.filter_chain.tls.certificate]]
+  cert_file = "$WORK/certs/server.pem"
+  key_file = "$WORK/certs/server-key.pem"
+
+    [[listener.filter_chain.filter]]
+    name = "sluice.filters.network.http_connection_manager"
+    [listener.filter_chain.filter.config]
+    stat_prefix = "bench_h3"
+    route_config = "bench"
+    generate_request_id = false
+    http3_protocol_options = { max_concurrent_streams = 100 }
+
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.router"
 EOF
 }
 
@@ -526,9 +551,10 @@ measure() {
 # s_time -new (one request per connection, no resumption), with the CPU time
 # of proxy NAME's process tree per request and per handshake. Appends a line
 # to TLS_RESULTS: name h2_rps h2_cpu_us h2_requests h2_errors hs_per_s
-# hs_cpu_us handshakes.
+# hs_cpu_us handshakes h3_rps h3_cpu_us h3_requests h3_errors (HTTP/3 with
+# h3load, the same connections and streams as h2load; "-" but for sluice).
 measure_tls() {
-	local name=$1 port=${TLS_PORT[$1]} out t0 t1 w0 w1 h2_rps h2_req h2_err h2_cpu hs hs_rate hs_cpu
+	local name=$1 port=${TLS_PORT[$1]} out t0 t1 w0 w1 h2_rps h2_req h2_err h2_cpu hs hs_rate hs_cpu h3_rps h3_cpu h3_req h3_err
 	log "$name: HTTP/2 over TLS warm-up ${WARMUP}s"
 	taskset -c "$LOAD_CPU" h2load -c"$H2_CONNS" -m"$H2_STREAMS" -D"$WARMUP" "https://127.0.0.1:$port/" >"$WORK/$name-h2-warmup.txt" 2>&1 || true
 	log "$name: HTTP/2 over TLS measuring ${DURATION}s"
@@ -549,6 +575,23 @@ measure_tls() {
 	else
 		h2_cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$h2_req" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')
 	fi
+	h3_rps=- h3_cpu=- h3_req=- h3_err=-
+	if [[ $name == sluice ]]; then
+		log "$name: HTTP/3 warm-up ${WARMUP}s"
+		taskset -c "$LOAD_CPU" "$WORK/h3load" -c "$H2_CONNS" -m "$H2_STREAMS" -warmup 0 -d "${WARMUP}s" -url "https://127.0.0.1:$port/" >"$WORK/$name-h3-warmup.txt" 2>&1 || true
+		log "$name: HTTP/3 measuring ${DURATION}s"
+		t0=$(cpu_ticks "$PROXY_PID")
+		taskset -c "$LOAD_CPU" "$WORK/h3load" -c "$H2_CONNS" -m "$H2_STREAMS" -warmup 0 -d "${DURATION}s" -url "https://127.0.0.1:$port/" >"$WORK/$name-h3.txt" 2>&1 || true
+		t1=$(cpu_ticks "$PROXY_PID")
+		# "BENCH_H3 requests=N rps=R errors=E p50_ms=... p99_ms=..."
+		read -r h3_req h3_rps h3_err < <(awk '/^BENCH_H3/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } print v["requests"], v["rps"], v["errors"] }' "$WORK/$name-h3.txt") || true
+		if [[ -z ${h3_req:-} || $h3_req -eq 0 ]]; then
+			log "$name: h3load served no request (see $WORK/$name-h3.txt)"
+			h3_req=0 h3_rps=0 h3_err=- h3_cpu=-
+		else
+			h3_cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$h3_req" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')
+		fi
+	fi
 	log "$name: full TLS handshakes ${DURATION}s"
 	t0=$(cpu_ticks "$PROXY_PID")
 	w0=$EPOCHREALTIME
@@ -564,7 +607,7 @@ measure_tls() {
 		hs_rate=$(awk -v n="$hs" -v d="$w0" -v e="$w1" 'BEGIN { printf "%.0f", n / (e - d) }')
 		hs_cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$hs" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')
 	fi
-	TLS_RESULTS+=("$name $h2_rps $h2_cpu $h2_req ${h2_err:-0} $hs_rate $hs_cpu $hs")
+	TLS_RESULTS+=("$name $h2_rps $h2_cpu $h2_req ${h2_err:-0} $hs_rate $hs_cpu $hs $h3_rps $h3_cpu $h3_req $h3_err")
 }
 
 # idle_test NAME: opens IDLE_N idle keep-alive connections to proxy NAME
@@ -634,22 +677,22 @@ report() {
 # handshake as a ratio of nginx's.
 report_tls() {
 	((${#TLS_RESULTS[@]} > 0)) || return 0
-	local r name h2_rps h2_cpu h2_req h2_err hs_rate hs_cpu hs ng_h2=0 ng_hs=0 h2_ratio hs_ratio lines=()
+	local r name h2_rps h2_cpu h2_req h2_err hs_rate hs_cpu hs h3_rps h3_cpu h3_req h3_err ng_h2=0 ng_hs=0 h2_ratio hs_ratio lines=()
 	for r in "${TLS_RESULTS[@]}"; do
-		read -r name h2_rps h2_cpu h2_req h2_err hs_rate hs_cpu hs <<<"$r"
+		read -r name h2_rps h2_cpu h2_req h2_err hs_rate hs_cpu hs h3_rps h3_cpu h3_req h3_err <<<"$r"
 		if [[ $name == nginx ]]; then
 			ng_h2=$h2_cpu ng_hs=$hs_cpu
 		fi
 	done
-	printf '\nTLS: HTTP/2 (h2load -c%s -m%s) and full handshakes (openssl s_time -new, one request each), %s s\n' "$H2_CONNS" "$H2_STREAMS" "$DURATION"
-	printf '%-8s %10s %12s %8s %7s %8s %12s %8s\n' proxy h2_req/s cpu_us/req ratio errors hs/s cpu_us/hs ratio
+	printf '\nTLS: HTTP/2 (h2load -c%s -m%s), HTTP/3 (h3load -c%s -m%s) and full handshakes (openssl s_time -new, one request each), %s s\n' "$H2_CONNS" "$H2_STREAMS" "$H2_CONNS" "$H2_STREAMS" "$DURATION"
+	printf '%-8s %10s %12s %8s %7s %10s %12s %7s %8s %12s %8s\n' proxy h2_req/s cpu_us/req ratio errors h3_req/s cpu_us/req errors hs/s cpu_us/hs ratio
 	for r in "${TLS_RESULTS[@]}"; do
-		read -r name h2_rps h2_cpu h2_req h2_err hs_rate hs_cpu hs <<<"$r"
+		read -r name h2_rps h2_cpu h2_req h2_err hs_rate hs_cpu hs h3_rps h3_cpu h3_req h3_err <<<"$r"
 		h2_ratio=$(awk -v b="$ng_h2" -v c="$h2_cpu" 'BEGIN { if (b + 0 > 0 && c + 0 > 0) printf "%.2f", c / b; else print "-" }')
 		hs_ratio=$(awk -v b="$ng_hs" -v c="$hs_cpu" 'BEGIN { if (b + 0 > 0 && c + 0 > 0) printf "%.2f", c / b; else print "-" }')
-		printf '%-8s %10s %12s %8s %7s %8s %12s %8s\n' "$name" "$h2_rps" "$h2_cpu" "$h2_ratio" "$h2_err" "$hs_rate" "$hs_cpu" "$hs_ratio"
-		lines+=("$(printf 'BENCH_TLS proxy=%s h2_rps=%s h2_cpu_us_per_req=%s h2_ratio=%s h2_requests=%s h2_errors=%s handshakes_per_s=%s cpu_us_per_handshake=%s handshake_ratio=%s handshakes=%s h2_conns=%s h2_streams=%s duration_s=%s' \
-			"$name" "$h2_rps" "$h2_cpu" "$h2_ratio" "$h2_req" "$h2_err" "$hs_rate" "$hs_cpu" "$hs_ratio" "$hs" "$H2_CONNS" "$H2_STREAMS" "$DURATION")")
+		printf '%-8s %10s %12s %8s %7s %10s %12s %7s %8s %12s %8s\n' "$name" "$h2_rps" "$h2_cpu" "$h2_ratio" "$h2_err" "$h3_rps" "$h3_cpu" "$h3_err" "$hs_rate" "$hs_cpu" "$hs_ratio"
+		lines+=("$(printf 'BENCH_TLS proxy=%s h2_rps=%s h2_cpu_us_per_req=%s h2_ratio=%s h2_requests=%s h2_errors=%s h3_rps=%s h3_cpu_us_per_req=%s h3_requests=%s h3_errors=%s handshakes_per_s=%s cpu_us_per_handshake=%s handshake_ratio=%s handshakes=%s h2_conns=%s h2_streams=%s duration_s=%s' \
+			"$name" "$h2_rps" "$h2_cpu" "$h2_ratio" "$h2_req" "$h2_err" "$h3_rps" "$h3_cpu" "$h3_req" "$h3_err" "$hs_rate" "$hs_cpu" "$hs_ratio" "$hs" "$H2_CONNS" "$H2_STREAMS" "$DURATION")")
 	done
 	echo
 	printf '%s\n' "${lines[@]}"
@@ -662,6 +705,7 @@ main() {
 	install_tools
 	raise_fd_limit
 	go build -o "$WORK/idleconns" ./tools/bench/cmd/idleconns
+	go build -o "$WORK/h3load" ./tools/bench/cmd/h3load
 	if [[ $TLS == 1 ]]; then
 		go run ./tools/gencert -dir "$WORK/certs" >/dev/null
 	fi

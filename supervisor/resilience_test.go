@@ -302,3 +302,59 @@ func TestRetryBudgetReplacesMaxRetries(t *testing.T) {
 		})
 	}
 }
+
+// TestCircuitBreakersPerPriority checks that a route with priority = "high"
+// counts against the cluster's [circuit_breakers.high] thresholds, apart
+// from the default priority's: with one request slot each, a held default
+// request refuses default requests but not high ones, and the other way
+// round.
+func TestCircuitBreakersPerPriority(t *testing.T) {
+	t.Parallel()
+	h := newFakeHost(t)
+	cfg := resilienceConfig(controlPath(t), []string{h.addr}, `
+  [cluster.circuit_breakers]
+  max_requests = 1
+  [cluster.circuit_breakers.high]
+  max_requests = 1
+`, "")
+	const dflt = "    [[route_config.virtual_host.route]]\n    name = \"default\""
+	if !strings.Contains(cfg, dflt) {
+		t.Fatal("config has no default route to put the high-priority route before")
+	}
+	cfg = strings.Replace(cfg, dflt, `    [[route_config.virtual_host.route]]
+    name = "high"
+    match = { prefix = "/high/" }
+    prefix_rewrite = "/"
+    cluster = "backend"
+    priority = "high"
+
+`+dflt, 1)
+	s := start(t, cfg)
+	addr := s.listenAddr(t, "public")
+	s.wait(t, "ready", nil, nil)
+	held := make(chan int, 2)
+	hold := func(path string) {
+		go func() {
+			code, _ := getNoFail(addr, path)
+			held <- code
+		}()
+		<-h.arrived
+	}
+	hold("/slow")
+	if code, _ := get(t, addr, "/"); code != 503 {
+		t.Fatalf("default request with the default slot taken = %d, want 503", code)
+	}
+	if code, body := get(t, addr, "/high/x"); code != 200 {
+		t.Fatalf("high-priority request with only the default slot taken = %d %q, want 200", code, body)
+	}
+	hold("/high/slow")
+	if code, _ := get(t, addr, "/high/x"); code != 503 {
+		t.Fatalf("high-priority request with the high slot taken = %d, want 503", code)
+	}
+	close(h.release)
+	for range 2 {
+		if code := <-held; code != 200 {
+			t.Fatalf("a request holding a breaker got %d", code)
+		}
+	}
+}

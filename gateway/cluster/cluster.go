@@ -91,8 +91,9 @@ type Cluster struct {
 	// Outlier records upstream results for outlier detection; nil when the
 	// cluster has none.
 	Outlier *outlier.Recorder
-	// Limits are the circuit-breaker thresholds (global across workers).
-	Limits Limits
+	// Limits are the circuit-breaker thresholds (global across workers) of
+	// the default priority, HighLimits those of priority high.
+	Limits, HighLimits Limits
 
 	set    atomic.Pointer[hostSet]
 	odst   *originalDst // original_dst clusters only
@@ -115,15 +116,35 @@ type RetryBudget struct {
 	Min     uint64
 }
 
-// RetryLimit returns how many retries may be in flight now: Retries, or
-// the budget's share of the requests active and pending across workers.
-func (c *Cluster) RetryLimit() uint64 {
-	b := c.Limits.Budget
-	if b == nil {
-		return c.Limits.Retries
+// newLimits compiles one priority's thresholds.
+func newLimits(cb *config.CircuitBreakersConfig) Limits {
+	var l Limits
+	l.Connections, l.Pending, l.Requests, l.Retries = cb.Limits()
+	if rb := cb.RetryBudget; rb != nil {
+		l.Budget = &RetryBudget{}
+		l.Budget.Percent, l.Budget.Min = rb.Budget()
 	}
-	active := c.Record.Breaker(hoststate.Requests).Count() + c.Record.Breaker(hoststate.Pending).Count()
-	return max(b.Min, uint64(b.Percent/100*float64(active)))
+	return l
+}
+
+// LimitsOf returns priority p's thresholds.
+func (c *Cluster) LimitsOf(p hoststate.Priority) *Limits {
+	if p == hoststate.PriorityHigh {
+		return &c.HighLimits
+	}
+	return &c.Limits
+}
+
+// RetryLimit returns how many retries of priority p may be in flight now:
+// Retries, or the budget's share of that priority's requests active and
+// pending across workers.
+func (c *Cluster) RetryLimit(p hoststate.Priority) uint64 {
+	l := c.LimitsOf(p)
+	if l.Budget == nil {
+		return l.Retries
+	}
+	active := c.Record.PriorityBreaker(p, hoststate.Requests).Count() + c.Record.PriorityBreaker(p, hoststate.Pending).Count()
+	return max(l.Budget.Min, uint64(l.Budget.Percent/100*float64(active)))
 }
 
 // OverflowStats count requests and connections refused by a circuit
@@ -402,12 +423,8 @@ func (m *Manager) shared(c *Cluster, slab *stats.Slab, worker int) error {
 		}
 		c.Outlier = outlier.NewRecorder(p, rec, len(cc.Endpoints))
 	}
-	l := &c.Limits
-	l.Connections, l.Pending, l.Requests, l.Retries = cc.CircuitBreakers.Limits()
-	if rb := cc.CircuitBreakers.RetryBudget; rb != nil {
-		l.Budget = &RetryBudget{}
-		l.Budget.Percent, l.Budget.Min = rb.Budget()
-	}
+	c.Limits = newLimits(&cc.CircuitBreakers)
+	c.HighLimits = newLimits(cc.CircuitBreakers.Thresholds())
 	p := stats.ClusterName(c.Name)
 	c.Overflow = OverflowStats{
 		RqPending:     slab.Counter(p + "upstream_rq_pending_overflow"),

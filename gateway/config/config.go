@@ -261,6 +261,10 @@ type Route struct {
 	// the cluster and tunnels raw bytes). An upgrade the route does not
 	// list is answered 403.
 	Upgrade []string `toml:"upgrade"`
+	// Priority is the route's routing priority, "default" or "high"
+	// (Envoy's RoutingPriority): which circuit-breaker thresholds of the
+	// cluster its requests count against.
+	Priority string `toml:"priority"`
 }
 
 // RouteMatch selects requests. Exactly one of Path, Prefix and Regex is set.

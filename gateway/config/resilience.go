@@ -37,6 +37,31 @@ type CircuitBreakersConfig struct {
 	// the retries in flight may be budget_percent of the requests active
 	// and pending, and at least min_retry_concurrency.
 	RetryBudget *RetryBudgetConfig `toml:"retry_budget"`
+	// High are the thresholds of requests on routes with priority =
+	// "high" (Envoy's Thresholds with priority HIGH), counted apart from
+	// the default priority's; unset keys take the same defaults.
+	High *PriorityThresholds `toml:"high"`
+}
+
+// PriorityThresholds is [cluster.circuit_breakers.high]. Upstream
+// connections are shared by both priorities (one pool per host), so the
+// connection limit is max_connections of the default thresholds.
+type PriorityThresholds struct {
+	MaxPendingRequests *int               `toml:"max_pending_requests"`
+	MaxRequests        *int               `toml:"max_requests"`
+	MaxRetries         *int               `toml:"max_retries"`
+	RetryBudget        *RetryBudgetConfig `toml:"retry_budget"`
+}
+
+// Thresholds returns the high priority's thresholds as a
+// CircuitBreakersConfig (unset when High is nil: the defaults).
+func (c *CircuitBreakersConfig) Thresholds() *CircuitBreakersConfig {
+	h := &CircuitBreakersConfig{MaxConnections: c.MaxConnections}
+	if c.High != nil {
+		h.MaxPendingRequests, h.MaxRequests, h.MaxRetries, h.RetryBudget =
+			c.High.MaxPendingRequests, c.High.MaxRequests, c.High.MaxRetries, c.High.RetryBudget
+	}
+	return h
 }
 
 // RetryBudgetConfig is [cluster.circuit_breakers.retry_budget]; unset
@@ -248,22 +273,29 @@ func (v *validator) clusterResilience(p string, cl *Cluster) {
 			v.errorf(p+".outlier_detection", "%v", err)
 		}
 	}
-	cb := &cl.CircuitBreakers
+	v.thresholds(p+".circuit_breakers", &cl.CircuitBreakers)
+	if cl.CircuitBreakers.High != nil {
+		v.thresholds(p+".circuit_breakers.high", cl.CircuitBreakers.Thresholds())
+	}
+}
+
+// thresholds checks one priority's circuit-breaker thresholds at p.
+func (v *validator) thresholds(p string, cb *CircuitBreakersConfig) {
 	for _, f := range []struct {
 		k string
 		p *int
 	}{{"max_connections", cb.MaxConnections}, {"max_pending_requests", cb.MaxPendingRequests},
 		{"max_requests", cb.MaxRequests}, {"max_retries", cb.MaxRetries}} {
 		if f.p != nil && *f.p < 0 {
-			v.errorf(p+".circuit_breakers."+f.k, "must be >= 0")
+			v.errorf(p+"."+f.k, "must be >= 0")
 		}
 	}
 	if rb := cb.RetryBudget; rb != nil {
 		if rb.BudgetPercent != nil && (*rb.BudgetPercent < 0 || *rb.BudgetPercent > 100) {
-			v.errorf(p+".circuit_breakers.retry_budget.budget_percent", "must be between 0 and 100, got %v", *rb.BudgetPercent)
+			v.errorf(p+".retry_budget.budget_percent", "must be between 0 and 100, got %v", *rb.BudgetPercent)
 		}
 		if rb.MinRetryConcurrency != nil && *rb.MinRetryConcurrency < 0 {
-			v.errorf(p+".circuit_breakers.retry_budget.min_retry_concurrency", "must be >= 0")
+			v.errorf(p+".retry_budget.min_retry_concurrency", "must be >= 0")
 		}
 	}
 }

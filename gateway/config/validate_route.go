@@ -104,6 +104,11 @@ func (v *validator) route(r *Route, p string) {
 			v.errorf(indexKey(p+".upgrade", i), "must be \"websocket\" or \"CONNECT\", got %q", u)
 		}
 	}
+	switch strings.ToLower(r.Priority) {
+	case "", "default", "high":
+	default:
+		v.errorf(p+".priority", "must be \"default\" or \"high\", got %q", r.Priority)
+	}
 	if len(r.Upgrade) > 0 && r.Cluster == "" {
 		v.errorf(p+".upgrade", "needs a cluster")
 	}

@@ -50,6 +50,9 @@ func TestValidate(t *testing.T) {
 		{"statsd tcp unknown cluster", baseTOML + "[statsd]\ntcp_cluster_name = \"nope\"\n", `statsd.tcp_cluster_name: unknown cluster "nope"`},
 		{"statsd address and tcp cluster", baseTOML + "[statsd]\naddress = \"127.0.0.1:8125\"\ntcp_cluster_name = \"backend\"\n", "statsd.tcp_cluster_name: set either address or tcp_cluster_name, not both"},
 		{"retry budget percent too high", strings.Replace(baseTOML, "[[cluster]]\n", "[[cluster]]\ncircuit_breakers = { retry_budget = { budget_percent = 120.0 } }\n", 1), "circuit_breakers.retry_budget.budget_percent: must be between 0 and 100, got 120"},
+		{"high priority thresholds", strings.Replace(baseTOML, "[[cluster]]\n", "[[cluster]]\ncircuit_breakers = { high = { max_requests = 10, retry_budget = { budget_percent = 50.0 } } }\n", 1), ""},
+		{"high priority max_requests negative", strings.Replace(baseTOML, "[[cluster]]\n", "[[cluster]]\ncircuit_breakers = { high = { max_requests = -1 } }\n", 1), "circuit_breakers.high.max_requests: must be >= 0"},
+		{"high priority max_connections", strings.Replace(baseTOML, "[[cluster]]\n", "[[cluster]]\ncircuit_breakers = { high = { max_connections = 5 } }\n", 1), "circuit_breakers.high.max_connections: unknown key"},
 		{"retry budget min negative", strings.Replace(baseTOML, "[[cluster]]\n", "[[cluster]]\ncircuit_breakers = { retry_budget = { min_retry_concurrency = -1 } }\n", 1), "circuit_breakers.retry_budget.min_retry_concurrency: must be >= 0"},
 		// log
 		{"log level unknown", baseTOML + "[log]\nlevel = \"loud\"\n", `log.level: must be debug, info, warn or error, got "loud"`},
@@ -152,6 +155,8 @@ func TestValidate(t *testing.T) {
 		{"prefix rewrite with path match", withRoute("match = { path = \"/a\" }\ncluster = \"backend\"\nprefix_rewrite = \"/b\"\n"), "route[0].prefix_rewrite: only allowed with a prefix match"},
 		{"upgrade websocket and CONNECT", withRoute("match = { prefix = \"/\" }\ncluster = \"backend\"\nupgrade = [\"websocket\", \"CONNECT\"]\n"), ""},
 		{"upgrade unknown", withRoute("match = { prefix = \"/\" }\ncluster = \"backend\"\nupgrade = [\"websocket\", \"h2c\"]\n"), `route[0].upgrade[1]: must be "websocket" or "CONNECT", got "h2c"`},
+		{"priority high", withRoute("match = { prefix = \"/\" }\ncluster = \"backend\"\npriority = \"high\"\n"), ""},
+		{"priority unknown", withRoute("match = { prefix = \"/\" }\ncluster = \"backend\"\npriority = \"urgent\"\n"), `route[0].priority: must be "default" or "high", got "urgent"`},
 		{"upgrade without cluster", withRoute("match = { prefix = \"/\" }\ndirect_response = { status = 200 }\nupgrade = [\"websocket\"]\n"), "route[0].upgrade: needs a cluster"},
 		{"prefix rewrite with prefix match", withRoute("match = { prefix = \"/a\" }\ncluster = \"backend\"\nprefix_rewrite = \"/b\"\n"), ""},
 		{"route timeout negative", withRoute("match = { prefix = \"/\" }\ncluster = \"backend\"\ntimeout = \"-1s\"\n"), "route[0].timeout: must not be negative"},

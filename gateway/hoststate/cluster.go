@@ -7,8 +7,21 @@ import (
 )
 
 // BreakerKind names one of a cluster's circuit breakers (Envoy's
-// CircuitBreakers.Thresholds, default priority).
+// CircuitBreakers.Thresholds); each priority has one of each kind.
 type BreakerKind uint8
+
+// Priority is a routing priority (Envoy's RoutingPriority). Each has its
+// own set of breakers.
+type Priority uint8
+
+// Priorities.
+const (
+	// PriorityDefault is the priority of routes that set none.
+	PriorityDefault Priority = iota
+	// PriorityHigh is the priority of routes with priority = "high".
+	PriorityHigh
+	numPriorities
+)
 
 // Breaker kinds.
 const (
@@ -20,13 +33,14 @@ const (
 	Requests
 	// Retries counts retries in flight (max_retries).
 	Retries
-	numBreakers
+	numKinds
+	numBreakers = int(numKinds) * int(numPriorities)
 )
 
 // Cluster payload words (after the breaker counters, one per kind).
 const (
-	cEjected = int(numBreakers) + iota // hosts ejected by outlier detection
-	cTraffic                           // nonzero once the cluster had a request
+	cEjected = numBreakers + iota // hosts ejected by outlier detection
+	cTraffic                      // nonzero once the cluster had a request
 )
 
 // Cluster is one cluster's shared record, seen through one worker's shadow
@@ -84,11 +98,15 @@ func (r *Region) shadowWord(worker, slot, kind int) *uint64 {
 	return &r.shadow[(worker*r.slots+slot)*shadowWords+kind]
 }
 
-// Breaker returns the breaker of kind k.
-func (c *Cluster) Breaker(k BreakerKind) Breaker {
-	b := Breaker{global: &c.w[k]}
+// Breaker returns the default priority's breaker of kind k.
+func (c *Cluster) Breaker(k BreakerKind) Breaker { return c.PriorityBreaker(PriorityDefault, k) }
+
+// PriorityBreaker returns priority p's breaker of kind k.
+func (c *Cluster) PriorityBreaker(p Priority, k BreakerKind) Breaker {
+	i := int(p)*int(numKinds) + int(k)
+	b := Breaker{global: &c.w[i]}
 	if c.shadow != nil {
-		b.shadow = &c.shadow[k]
+		b.shadow = &c.shadow[i]
 	}
 	return b
 }
@@ -201,7 +219,7 @@ func (r *Region) ReleaseWorker(worker int) error {
 		default:
 			continue
 		}
-		for k := range int(numBreakers) {
+		for k := range numBreakers {
 			if n := atomic.SwapUint64(r.shadowWord(worker, i, k), 0); n != 0 {
 				atomic.AddUint64(&s[payloadWord+k], -n)
 			}

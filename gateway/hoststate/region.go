@@ -15,7 +15,7 @@ import (
 // Region layout constants. See the package doc.
 const (
 	magic         = "SLUICEHS"
-	layoutVersion = 1
+	layoutVersion = 2 // 2: a set of breakers per priority
 	pageSize      = 4096
 
 	hdrWorkers = 12 // uint32
@@ -30,7 +30,7 @@ const (
 	// payload starts on the slot's second half (its own two cache lines).
 	payloadWord  = 16
 	payloadWords = slotWords - payloadWord
-	shadowWords  = 4 // per worker and cluster: one per breaker kind
+	shadowWords  = numBreakers // per worker and cluster: one per breaker (kind and priority)
 )
 
 // Defaults of Options.

@@ -33,8 +33,8 @@ const retrySelectAttempts = 3
 // cluster's pending-requests breaker while it waits for one.
 func (f *filter) getConn() (*pool.Conn, error) {
 	cl := f.route.Cluster
-	pb := cl.Record.Breaker(hoststate.Pending)
-	if !pb.TryAcquire(cl.Limits.Pending) {
+	pb := cl.Record.PriorityBreaker(f.route.Priority, hoststate.Pending)
+	if !pb.TryAcquire(cl.LimitsOf(f.route.Priority).Pending) {
 		cl.Overflow.RqPending.Inc()
 		return nil, errPendingOverflow
 	}
@@ -255,7 +255,7 @@ func (f *filter) again(try int, cond uint16) bool {
 		return false
 	}
 	if !f.retryHeld {
-		if !cl.Record.Breaker(hoststate.Retries).TryAcquire(cl.RetryLimit()) {
+		if !cl.Record.PriorityBreaker(f.route.Priority, hoststate.Retries).TryAcquire(cl.RetryLimit(f.route.Priority)) {
 			cl.Overflow.RqRetry.Inc()
 			return false
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluice-proxy/sluice/gateway/cluster"
 	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/hoststate"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 )
 
@@ -59,6 +60,9 @@ type Route struct {
 	Mirrors []Mirror
 	// Upgrades are the upgrades the route allows ("websocket", "CONNECT").
 	Upgrades []string
+	// Priority selects the cluster's circuit-breaker thresholds its
+	// requests count against.
+	Priority hoststate.Priority
 }
 
 // Retry conditions (Envoy's x-envoy-retry-on values), a bit set.
@@ -194,6 +198,9 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 		HostRewrite:    rc.HostRewrite,
 		Timeout:        15 * time.Second,
 		Upgrades:       rc.Upgrade,
+	}
+	if strings.EqualFold(rc.Priority, "high") {
+		r.Priority = hoststate.PriorityHigh
 	}
 	if rc.Timeout != nil {
 		r.Timeout = rc.Timeout.Duration

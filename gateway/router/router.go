@@ -139,7 +139,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	info.UpstreamCluster = rt.Cluster.Name
 	cl := rt.Cluster
 	cl.Record.MarkTraffic()
-	if !cl.Record.Breaker(hoststate.Requests).TryAcquire(cl.Limits.Requests) {
+	if !cl.Record.PriorityBreaker(rt.Priority, hoststate.Requests).TryAcquire(cl.LimitsOf(rt.Priority).Requests) {
 		cl.Overflow.RqPending.Inc()
 		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamOverflow, Details: "upstream_rq_overflow"})
 		return httpfilter.HeadersStopIteration
@@ -325,10 +325,10 @@ func (f *filter) OnDestroy() {
 		f.stats.UpstreamRqActive.Dec()
 	}
 	if f.retryHeld {
-		f.route.Cluster.Record.Breaker(hoststate.Retries).Release()
+		f.route.Cluster.Record.PriorityBreaker(f.route.Priority, hoststate.Retries).Release()
 	}
 	if f.rqHeld {
-		f.route.Cluster.Record.Breaker(hoststate.Requests).Release()
+		f.route.Cluster.Record.PriorityBreaker(f.route.Priority, hoststate.Requests).Release()
 	}
 	f.resp.Headers.Reset()
 	*f = filter{pathBuf: f.pathBuf[:0], resp: f.resp, reqBody: f.reqBody[:0], tried: f.tried[:0]}

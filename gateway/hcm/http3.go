@@ -122,6 +122,13 @@ func (f *Factory) NewHTTP3Server(pc net.PacketConn, tlsConf *tls.Config, base ne
 		Allow0RTT:             false,
 	}
 	tr := &quic.Transport{Conn: pc}
+	if r, ok := pc.(interface {
+		ConnectionIDGenerator() quic.ConnectionIDGenerator
+	}); ok {
+		// Connection ids name the worker that owns the connection, so that
+		// packets reaching another worker find it (gateway/quicroute).
+		tr.ConnectionIDGenerator = r.ConnectionIDGenerator()
+	}
 	ln, err := tr.Listen(http3.ConfigureTLSConfig(tlsConf), qc)
 	if err != nil {
 		tr.Close()

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"go.uber.org/zap"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -156,6 +157,10 @@ func listen(name string) (*net.UnixConn, error) {
 // own: packets opening new connections go to that generation's worker of
 // the same slot from now on.
 func (c *Conn) SetSuccessor(gen int) { c.successor.Store(int64(uint32(gen) & genMask)) }
+
+// ConnectionIDGenerator returns the generator of the connection ids of
+// the worker, for its quic.Transport: ids that route to it.
+func (c *Conn) ConnectionIDGenerator() quic.ConnectionIDGenerator { return NewGenerator(c.self) }
 
 // Stats returns the Conn's counters.
 func (c *Conn) Stats() *Stats { return &c.stats }
@@ -431,6 +436,11 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.udp.SetWriteDeadli
 func (c *Conn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		st := &c.stats
+		c.log.Info("quic packets routed", zap.String("address", c.udp.LocalAddr().String()),
+			zap.Uint64("forwarded", st.Forwarded.Load()), zap.Uint64("forward_failed", st.ForwardFailed.Load()),
+			zap.Uint64("forward_dropped", st.ForwardDropped.Load()), zap.Uint64("received", st.Received.Load()),
+			zap.Uint64("rejected", st.Rejected.Load()))
 		close(c.closed)
 		err = c.udp.Close()
 		if c.in != nil {

@@ -363,3 +363,100 @@ func TestHTTP3WorkerKillLeavesOtherWorkersConnections(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTP3ConnectionMigratesAcrossWorkers: a client moves its connection
+// to new UDP sockets (new source ports, as after a NAT rebinding) several
+// times; the kernel hashes some of the new paths to the other worker's
+// socket, which forwards by connection id to the owner. Every request
+// succeeds on the one connection, and the workers report forwarded packets.
+func TestHTTP3ConnectionMigratesAcrossWorkers(t *testing.T) {
+	ca := testutil.NewCA(t)
+	cert, key, _ := ca.Leaf(t, "h3.test")
+	up := testutil.Upstream(t, http.HandlerFunc(slowEcho))
+	p := gwtest.Start(t, h3RestartConfig(t, 2, cert, key, up.Addr))
+	url := "https://" + p.Addr("h3") + "/work"
+
+	var conn *quic.Conn
+	var dials atomic.Int64
+	tr := &http3.Transport{
+		TLSClientConfig: &tls.Config{ServerName: "h3.test", RootCAs: ca.Pool},
+		Dial: func(ctx context.Context, addr string, tlsConf *tls.Config, qc *quic.Config) (*quic.Conn, error) {
+			raddr, err := net.ResolveUDPAddr("udp", addr)
+			if err != nil {
+				return nil, err
+			}
+			udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				return nil, err
+			}
+			t.Cleanup(func() { udp.Close() })
+			// A client with zero-length connection ids (quic-go's default)
+			// cannot move its connection to another path.
+			qt := &quic.Transport{Conn: udp, ConnectionIDLength: 8}
+			t.Cleanup(func() { qt.Close() })
+			c, err := qt.DialEarly(ctx, raddr, tlsConf, qc)
+			if err == nil {
+				conn = c
+				dials.Add(1)
+			}
+			return c, err
+		},
+	}
+	defer tr.Close()
+	c := &http.Client{Transport: tr, Timeout: ioTimeout}
+	post := func(what string) {
+		t.Helper()
+		resp, err := c.Post(url, "text/plain", strings.NewReader(what))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || string(b) != what {
+			t.Fatalf("%s: %d %q %v", what, resp.StatusCode, b, err)
+		}
+	}
+	post("before migrating")
+	const moves = 12
+	for i := range moves {
+		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer udp.Close()
+		qt := &quic.Transport{Conn: udp, ConnectionIDLength: 8}
+		defer qt.Close()
+		path, err := conn.AddPath(qt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+		err = path.Probe(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("move %d: probing the path from %s: %v", i, udp.LocalAddr(), err)
+		}
+		if err := path.Switch(); err != nil {
+			t.Fatalf("move %d: %v", i, err)
+		}
+		post(fmt.Sprintf("after move %d to %s", i, udp.LocalAddr()))
+	}
+	if d := dials.Load(); d != 1 {
+		t.Fatalf("the client dialed %d connections, want 1 (the connection migrated %d times)", d, moves)
+	}
+	if code := p.Stop(); code != 0 {
+		t.Fatalf("sluice exited %d", code)
+	}
+	var forwarded, received int
+	for _, e := range p.Logs() {
+		if e.Msg() == "quic packets routed" {
+			f, _ := e.Int("forwarded")
+			r, _ := e.Int("received")
+			forwarded, received = forwarded+f, received+r
+		}
+	}
+	if forwarded == 0 || received == 0 {
+		t.Fatalf("after %d moves no packet was forwarded between workers (forwarded %d, received %d)", moves, forwarded, received)
+	}
+	t.Logf("forwarded %d packets, received %d", forwarded, received)
+}

@@ -19,6 +19,27 @@ func init() { typeNames[TypeHandoff] = "handoff" }
 // there is no generation to take them: they close.
 var DrainWithHandoff = []byte{1}
 
+// DrainHandoffTo is the body of a TypeDrain message that lets the worker
+// hand its connections over (as DrainWithHandoff) and names the generation
+// that replaced the worker's, to which its HTTP/3 listeners pass packets
+// opening new QUIC connections.
+func DrainHandoffTo(successor int) []byte {
+	return binary.BigEndian.AppendUint32(append([]byte(nil), DrainWithHandoff...), uint32(successor))
+}
+
+// DecodeDrain decodes the body of a TypeDrain message: whether the worker
+// may hand connections over, and the generation that replaced its own (0
+// when unknown or at shutdown).
+func DecodeDrain(body []byte) (handoff bool, successor int) {
+	if len(body) == 0 || body[0] != DrainWithHandoff[0] {
+		return false, 0
+	}
+	if len(body) >= 5 {
+		successor = int(binary.BigEndian.Uint32(body[1:5]))
+	}
+	return true, successor
+}
+
 // Handoff is the body of a TypeHandoff message.
 type Handoff struct {
 	// Listener is the name of the listener that accepted the connection.

@@ -461,10 +461,22 @@ func (s *Supervisor) drainWorker(p *proc) {
 		s.send(p, hotrestart.TypeDrain)
 		return
 	}
-	if err := p.conn.Send(hotrestart.Message{Type: hotrestart.TypeDrain, Body: hotrestart.DrainWithHandoff}); err != nil {
+	if err := p.conn.Send(hotrestart.Message{Type: hotrestart.TypeDrain, Body: hotrestart.DrainHandoffTo(s.successor())}); err != nil {
 		s.log.Warn("cannot reach worker", append(s.procFields(p), zap.String("message", "drain"), zap.Error(err))...)
 		s.kill(p)
 	}
+}
+
+// successor is the generation that serves in place of the draining ones:
+// the new supervisor's after an upgrade, else the serving one (0 if none).
+func (s *Supervisor) successor() int {
+	switch {
+	case s.handedOver():
+		return s.up.newGen
+	case s.cur != nil:
+		return s.cur.num
+	}
+	return 0
 }
 
 // canHandOff reports whether the workers of g, told to drain now, may hand

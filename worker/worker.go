@@ -24,7 +24,6 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -339,8 +338,11 @@ func (w *worker) loop(conn *hotrestart.Conn, terms <-chan os.Signal) int {
 		case m := <-msgs:
 			switch m.Type {
 			case hotrestart.TypeDrain:
-				if bytes.Equal(m.Body, hotrestart.DrainWithHandoff) {
+				if handoff, successor := hotrestart.DecodeDrain(m.Body); handoff {
 					w.handoffOK.Store(true)
+					if successor > 0 {
+						w.gen.SetSuccessor(successor)
+					}
 				}
 				drain("drain message")
 			case hotrestart.TypeHandoff:

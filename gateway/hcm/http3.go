@@ -197,6 +197,13 @@ func (f *Factory) NewHTTP3Server(pc net.PacketConn, tlsConf *tls.Config, base ne
 	maxHeaderBytes := f.cfg.MaxRequestHeadersKB << 10
 	conf := h3TLSConfig(tlsConf, maxHeaderBytes)
 	tr := &quic.Transport{Conn: pc}
+	if r, ok := pc.(interface {
+		ConnectionIDGenerator() quic.ConnectionIDGenerator
+	}); ok {
+		// Connection ids name the worker that owns the connection, so that
+		// packets reaching another worker find it (gateway/quicroute).
+		tr.ConnectionIDGenerator = r.ConnectionIDGenerator()
+	}
 	var ln http3.QUICListener
 	var err error
 	if o.EnableEarlyData {

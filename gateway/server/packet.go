@@ -7,10 +7,13 @@ import (
 	"strconv"
 	"sync"
 
+	"go.uber.org/zap"
+
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/hcm"
 	"github.com/sluice-proxy/sluice/gateway/listener"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
+	"github.com/sluice-proxy/sluice/gateway/quicroute"
 )
 
 // quicListener is what serves a udp listener: its one chain's HTTP
@@ -54,6 +57,20 @@ func (g *Generation) ServePacket(listenerName string, pc net.PacketConn) error {
 		pc.Close()
 		return fmt.Errorf("server: no udp listener %q in this generation", listenerName)
 	}
+	if udp, ok := pc.(*net.UDPConn); ok {
+		rc, err := quicroute.New(udp, quicroute.NewOwner(g.opts.Generation, g.opts.Slot),
+			g.opts.Logger.With(zap.String("listener", listenerName)))
+		if err != nil {
+			return fmt.Errorf("server: listener %q: %w", listenerName, err)
+		}
+		g.mu.Lock()
+		g.routes = append(g.routes, rc)
+		if g.successor > 0 {
+			rc.SetSuccessor(g.successor)
+		}
+		g.mu.Unlock()
+		pc = rc
+	}
 	srv, err := q.factory.NewHTTP3Server(pc, q.chain.TLS, q.info, g.tracker.Draining)
 	if err != nil {
 		return fmt.Errorf("server: listener %q: %w", listenerName, err)
@@ -67,6 +84,18 @@ func (g *Generation) ServePacket(listenerName string, pc net.PacketConn) error {
 	g.h3 = append(g.h3, srv)
 	g.mu.Unlock()
 	return srv.Serve()
+}
+
+// SetSuccessor tells the HTTP/3 listeners of a draining generation which
+// generation replaced it: from then on, packets that open QUIC connections
+// go to that generation's worker of the same slot (gateway/quicroute).
+func (g *Generation) SetSuccessor(gen int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.successor = gen
+	for _, rc := range g.routes {
+		rc.SetSuccessor(gen)
+	}
 }
 
 // shutdownHTTP3 starts the graceful shutdown (HTTP/3 GOAWAY) of every

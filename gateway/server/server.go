@@ -27,6 +27,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 	"github.com/sluice-proxy/sluice/gateway/listener"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
+	"github.com/sluice-proxy/sluice/gateway/quicroute"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 	"github.com/sluice-proxy/sluice/gateway/router"
 	"github.com/sluice-proxy/sluice/gateway/stats"
@@ -77,6 +78,10 @@ type Generation struct {
 	h3  []*hcm.HTTP3Server // serving udp listeners
 	// quic holds what serves each udp listener (see packet.go).
 	quic map[string]*quicListener
+	// routes are the UDP sockets of the udp listeners, and successor the
+	// generation that replaced this one (0 while it serves).
+	routes    []*quicroute.Conn
+	successor int
 }
 
 // Build builds a generation from cfg. Errors are *config.Error values naming

@@ -1,0 +1,462 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
+	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
+	"github.com/sluice-proxy/sluice/gateway/quicroute"
+)
+
+// HTTP/3 across reloads, upgrades and worker crashes: QUIC connections are
+// owned by the worker whose id their connection ids carry, and packets the
+// kernel gives to another worker (another generation on the same socket,
+// another slot) are forwarded to it.
+
+// h3RestartConfig is h3Config with a short drain (old generations leave
+// soon, so that upgrades can follow each other) and workers workers.
+func h3RestartConfig(t *testing.T, workers int, cert, key, upstream string) string {
+	t.Helper()
+	cfg := h3Config("127.0.0.1:0", "127.0.0.1:0", cert, key, upstream)
+	out := strings.Replace(cfg, "[server]\nworkers = 2\n", fmt.Sprintf("[server]\nworkers = %d\ndrain_timeout = \"3s\"\ndrain_jitter = \"0s\"\n", workers), 1)
+	if out == cfg {
+		t.Fatal("h3Config changed: cannot set workers and drain_timeout")
+	}
+	return out
+}
+
+// ownerSniffer is a client's UDP socket that notes which sluice worker
+// answered its handshake: the source connection id of the server's long
+// header packets names the owner (quicroute.ParseID).
+type ownerSniffer struct {
+	net.PacketConn
+	owner *atomic.Int64 // generation<<16 | slot, +1; 0 = unknown
+}
+
+func (s *ownerSniffer) SetReadBuffer(n int) error {
+	return s.PacketConn.(*net.UDPConn).SetReadBuffer(n)
+}
+func (s *ownerSniffer) SetWriteBuffer(n int) error {
+	return s.PacketConn.(*net.UDPConn).SetWriteBuffer(n)
+}
+
+func (s *ownerSniffer) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, addr, err := s.PacketConn.ReadFrom(b)
+	if err == nil && n > 6 && b[0]&0x80 != 0 {
+		if d := 6 + int(b[5]); n > d {
+			if sl := int(b[d]); n >= d+1+sl {
+				if o, ok := quicroute.ParseID(b[d+1 : d+1+sl]); ok {
+					s.owner.Store(int64(o.Generation)<<16 | int64(o.Slot) + 1)
+				}
+			}
+		}
+	}
+	return n, addr, err
+}
+
+// h3LongClient is an HTTP/3 client that keeps one connection as long as the
+// server lets it, posts in a loop and records failures, dials, and the
+// worker that owns its current connection.
+type h3LongClient struct {
+	id    int
+	c     *http.Client
+	dials atomic.Int64
+	owner atomic.Int64
+	ok    atomic.Int64
+
+	mu       sync.Mutex
+	failures []string
+}
+
+func newH3LongClient(t *testing.T, id int, ca *testutil.CA, idle time.Duration) *h3LongClient {
+	cl := &h3LongClient{id: id}
+	tr := &http3.Transport{
+		TLSClientConfig: &tls.Config{ServerName: "h3.test", RootCAs: ca.Pool},
+		QUICConfig:      &quic.Config{MaxIdleTimeout: idle},
+		Dial: func(ctx context.Context, addr string, tlsConf *tls.Config, qc *quic.Config) (*quic.Conn, error) {
+			raddr, err := net.ResolveUDPAddr("udp", addr)
+			if err != nil {
+				return nil, err
+			}
+			udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				return nil, err
+			}
+			qt := &quic.Transport{Conn: &ownerSniffer{PacketConn: udp, owner: &cl.owner}}
+			conn, err := qt.DialEarly(ctx, raddr, tlsConf, qc)
+			if err != nil {
+				qt.Close()
+				udp.Close()
+				return nil, err
+			}
+			cl.dials.Add(1)
+			context.AfterFunc(conn.Context(), func() { qt.Close(); udp.Close() })
+			return conn, nil
+		},
+	}
+	t.Cleanup(func() { tr.Close() })
+	cl.c = &http.Client{Transport: tr, Timeout: ioTimeout}
+	return cl
+}
+
+// ownerOf returns the generation and slot of the client's connection.
+func (cl *h3LongClient) ownerOf() (gen, slot int, known bool) {
+	v := cl.owner.Load()
+	if v == 0 {
+		return 0, 0, false
+	}
+	v--
+	return int(v >> 16), int(v & 0xffff), true
+}
+
+// run posts until stop; every fourth request is slow upstream, so that
+// requests are in flight when a generation starts draining.
+func (cl *h3LongClient) run(url string, stop <-chan struct{}) {
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		body := fmt.Sprintf("client-%d-request-%d", cl.id, i)
+		u := url
+		if i%4 == 0 {
+			u += "?slow=1"
+		}
+		resp, err := cl.c.Post(u, "text/plain", strings.NewReader(body))
+		if err == nil {
+			var got []byte
+			got, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && (resp.StatusCode != 200 || string(got) != body) {
+				err = fmt.Errorf("status %d, body %q", resp.StatusCode, truncate(got, 80))
+			}
+		}
+		if err != nil {
+			cl.mu.Lock()
+			cl.failures = append(cl.failures, err.Error())
+			cl.mu.Unlock()
+			continue
+		}
+		cl.ok.Add(1)
+	}
+}
+
+func (cl *h3LongClient) failureList() []string {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return append([]string(nil), cl.failures...)
+}
+
+// waitH3Progress waits until every client completed n more requests.
+func waitH3Progress(t *testing.T, clients []*h3LongClient, n int64) {
+	t.Helper()
+	base := make([]int64, len(clients))
+	for i, cl := range clients {
+		base[i] = cl.ok.Load()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for i, cl := range clients {
+		for cl.ok.Load() < base[i]+n {
+			if time.Now().After(deadline) {
+				t.Fatalf("client %d made no progress: %d requests, failures %q", i, cl.ok.Load()-base[i], cl.failureList())
+			}
+			time.Sleep(5 * time.Millisecond) // polling a counter the clients advance
+		}
+	}
+}
+
+// slowEcho echoes the request body, after 300 ms for ?slow=1.
+func slowEcho(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("slow") != "" {
+		time.Sleep(300 * time.Millisecond) // the upstream's work, not synchronisation
+	}
+	io.Copy(w, r.Body)
+}
+
+// TestHTTP3ConnectionsSurviveReloadsAndUpgrades: HTTP/3 clients post
+// concurrently over long-lived connections while sluice reloads 5 times and
+// upgrades 5 times. No request may fail; after each restart every client
+// ends up on a connection owned by the new generation (the old one sent
+// GOAWAY, the new connection went to the new generation); and packets were
+// forwarded between generations, which is what keeps the old generation's
+// connections alive while both read the same sockets.
+func TestHTTP3ConnectionsSurviveReloadsAndUpgrades(t *testing.T) {
+	ca := testutil.NewCA(t)
+	cert, key, _ := ca.Leaf(t, "h3.test")
+	up := testutil.Upstream(t, http.HandlerFunc(slowEcho))
+	cfg := h3RestartConfig(t, 2, cert, key, up.Addr)
+	p := gwtest.Start(t, cfg)
+	control := p.RuntimeDir + "/control.sock"
+	url := "https://" + p.Addr("h3") + "/work"
+
+	var clients []*h3LongClient
+	for i := range 6 {
+		clients = append(clients, newH3LongClient(t, i, ca, 0))
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, cl := range clients {
+		wg.Go(func() { cl.run(url, stop) })
+	}
+	stopped := false
+	stopClients := func() {
+		if !stopped {
+			stopped = true
+			close(stop)
+			wg.Wait()
+		}
+	}
+	defer stopClients()
+	waitH3Progress(t, clients, 4)
+
+	// onGeneration waits until every client's connection is owned by gen.
+	onGeneration := func(gen int, what string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for _, cl := range clients {
+			for {
+				if g, _, ok := cl.ownerOf(); ok && g == gen {
+					break
+				}
+				if time.Now().After(deadline) {
+					g, s, _ := cl.ownerOf()
+					t.Fatalf("after %s client %d is on generation %d slot %d, want generation %d", what, cl.id, g, s, gen)
+				}
+				time.Sleep(5 * time.Millisecond) // polling the clients' connections
+			}
+		}
+	}
+	onGeneration(1, "start")
+
+	gen := 1
+	supervisor := p.Pid()
+	for r := 1; r <= 10; r++ {
+		gen++
+		if r%2 == 1 {
+			what := fmt.Sprintf("reload %d", r/2+1)
+			if code, out := gwtest.Exec(t, 60*time.Second, "reload", "-c", p.ConfigPath, "--control", control); code != 0 {
+				t.Fatalf("%s: exit %d: %s", what, code, out)
+			}
+			onGeneration(gen, what)
+		} else {
+			what := fmt.Sprintf("upgrade %d", r/2)
+			code, out := gwtest.Exec(t, 60*time.Second, "upgrade", "--control", control)
+			m := upgradedRE.FindStringSubmatch(out)
+			if code != 0 || m == nil {
+				t.Fatalf("%s: exit %d: %s", what, code, out)
+			}
+			next, _ := strconv.Atoi(m[1])
+			t.Cleanup(func() { syscall.Kill(next, syscall.SIGKILL) })
+			onGeneration(gen, what)
+			// The next upgrade needs the previous supervisor gone (its
+			// workers drain for up to drain_timeout).
+			waitPidGone(t, supervisor)
+			supervisor = next
+		}
+		waitH3Progress(t, clients, 3)
+	}
+	stopClients()
+	total := int64(0)
+	for _, cl := range clients {
+		total += cl.ok.Load()
+		if f := cl.failureList(); len(f) > 0 {
+			t.Errorf("client %d: %d failed requests: %q", cl.id, len(f), f)
+		}
+		if d := cl.dials.Load(); d > 11 {
+			t.Errorf("client %d dialed %d connections across 10 restarts, want at most 11", cl.id, d)
+		}
+	}
+	var forwarded, received uint64
+	for _, e := range p.Logs() {
+		if e.Msg() == "quic packets routed" {
+			f, _ := e.Int("forwarded")
+			r, _ := e.Int("received")
+			forwarded += uint64(f)
+			received += uint64(r)
+		}
+	}
+	t.Logf("%d requests; old generations' workers forwarded %d packets and received %d", total, forwarded, received)
+	if forwarded == 0 || received == 0 {
+		t.Errorf("no QUIC packet was forwarded between generations (forwarded %d, received %d): routing was not exercised", forwarded, received)
+	}
+}
+
+// TestHTTP3WorkerKillLeavesOtherWorkersConnections: kill -9 of one of two
+// workers; the clients whose connections the other worker owns go on with
+// no failure and no new connection, and the others recover on new
+// connections once they notice theirs died.
+func TestHTTP3WorkerKillLeavesOtherWorkersConnections(t *testing.T) {
+	ca := testutil.NewCA(t)
+	cert, key, _ := ca.Leaf(t, "h3.test")
+	up := testutil.Upstream(t, http.HandlerFunc(slowEcho))
+	p := gwtest.Start(t, h3RestartConfig(t, 2, cert, key, up.Addr))
+	url := "https://" + p.Addr("h3") + "/work"
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { close(stop); wg.Wait() }()
+	var clients []*h3LongClient
+	bySlot := map[int][]*h3LongClient{}
+	// The kernel spreads clients over the slots by their address: start
+	// clients until both slots have some.
+	for i := 0; len(bySlot[0]) < 2 || len(bySlot[1]) < 2; i++ {
+		if i == 40 {
+			t.Fatalf("40 clients and a slot has fewer than 2: %d on slot 0, %d on slot 1", len(bySlot[0]), len(bySlot[1]))
+		}
+		cl := newH3LongClient(t, i, ca, 2*time.Second)
+		clients = append(clients, cl)
+		wg.Go(func() { cl.run(url, stop) })
+		waitH3Progress(t, []*h3LongClient{cl}, 1)
+		_, slot, _ := cl.ownerOf()
+		bySlot[slot] = append(bySlot[slot], cl)
+	}
+	waitH3Progress(t, clients, 2)
+
+	victim := p.WorkerPids()[0]
+	mark := p.Mark()
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	started := p.WaitLogSince(t, mark, "worker started", func(e map[string]any) bool {
+		return intField(e, "slot") == 0 && intField(e, "pid") != victim
+	}, 15*time.Second)
+	newPid := intField(started, "pid")
+	p.WaitLogSince(t, mark, "worker ready", func(e map[string]any) bool { return intField(e, "pid") == newPid }, 15*time.Second)
+
+	survivors := bySlot[1]
+	dials := make([]int64, len(survivors))
+	fails := make([]int, len(survivors))
+	for i, cl := range survivors {
+		dials[i], fails[i] = cl.dials.Load(), len(cl.failureList())
+	}
+	waitH3Progress(t, survivors, 10)
+	for i, cl := range survivors {
+		if f := cl.failureList(); len(f) > 0 {
+			t.Errorf("client %d on the surviving worker: %d failed requests: %q", cl.id, len(f), f)
+		}
+		if d := cl.dials.Load(); d != dials[i] || d != 1 {
+			t.Errorf("client %d on the surviving worker dialed %d connections, want 1", cl.id, d)
+		}
+	}
+	// The killed worker's clients lose their connection (its state died
+	// with the process) and recover on a new one.
+	waitH3Progress(t, bySlot[0], 3)
+	for _, cl := range bySlot[0] {
+		if cl.dials.Load() < 2 {
+			t.Errorf("client %d of the killed worker still on its first connection", cl.id)
+		}
+	}
+}
+
+// TestHTTP3ConnectionMigratesAcrossWorkers: a client moves its connection
+// to new UDP sockets (new source ports, as after a NAT rebinding) several
+// times; the kernel hashes some of the new paths to the other worker's
+// socket, which forwards by connection id to the owner. Every request
+// succeeds on the one connection, and the workers report forwarded packets.
+func TestHTTP3ConnectionMigratesAcrossWorkers(t *testing.T) {
+	ca := testutil.NewCA(t)
+	cert, key, _ := ca.Leaf(t, "h3.test")
+	up := testutil.Upstream(t, http.HandlerFunc(slowEcho))
+	p := gwtest.Start(t, h3RestartConfig(t, 2, cert, key, up.Addr))
+	url := "https://" + p.Addr("h3") + "/work"
+
+	var conn *quic.Conn
+	var dials atomic.Int64
+	tr := &http3.Transport{
+		TLSClientConfig: &tls.Config{ServerName: "h3.test", RootCAs: ca.Pool},
+		Dial: func(ctx context.Context, addr string, tlsConf *tls.Config, qc *quic.Config) (*quic.Conn, error) {
+			raddr, err := net.ResolveUDPAddr("udp", addr)
+			if err != nil {
+				return nil, err
+			}
+			udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				return nil, err
+			}
+			t.Cleanup(func() { udp.Close() })
+			// A client with zero-length connection ids (quic-go's default)
+			// cannot move its connection to another path.
+			qt := &quic.Transport{Conn: udp, ConnectionIDLength: 8}
+			t.Cleanup(func() { qt.Close() })
+			c, err := qt.DialEarly(ctx, raddr, tlsConf, qc)
+			if err == nil {
+				conn = c
+				dials.Add(1)
+			}
+			return c, err
+		},
+	}
+	defer tr.Close()
+	c := &http.Client{Transport: tr, Timeout: ioTimeout}
+	post := func(what string) {
+		t.Helper()
+		resp, err := c.Post(url, "text/plain", strings.NewReader(what))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || string(b) != what {
+			t.Fatalf("%s: %d %q %v", what, resp.StatusCode, b, err)
+		}
+	}
+	post("before migrating")
+	const moves = 12
+	for i := range moves {
+		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer udp.Close()
+		qt := &quic.Transport{Conn: udp, ConnectionIDLength: 8}
+		defer qt.Close()
+		path, err := conn.AddPath(qt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+		err = path.Probe(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("move %d: probing the path from %s: %v", i, udp.LocalAddr(), err)
+		}
+		if err := path.Switch(); err != nil {
+			t.Fatalf("move %d: %v", i, err)
+		}
+		post(fmt.Sprintf("after move %d to %s", i, udp.LocalAddr()))
+	}
+	if d := dials.Load(); d != 1 {
+		t.Fatalf("the client dialed %d connections, want 1 (the connection migrated %d times)", d, moves)
+	}
+	if code := p.Stop(); code != 0 {
+		t.Fatalf("sluice exited %d", code)
+	}
+	var forwarded, received int
+	for _, e := range p.Logs() {
+		if e.Msg() == "quic packets routed" {
+			f, _ := e.Int("forwarded")
+			r, _ := e.Int("received")
+			forwarded, received = forwarded+f, received+r
+		}
+	}
+	if forwarded == 0 || received == 0 {
+		t.Fatalf("after %d moves no packet was forwarded between workers (forwarded %d, received %d)", moves, forwarded, received)
+	}
+	t.Logf("forwarded %d packets, received %d", forwarded, received)
+}

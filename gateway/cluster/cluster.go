@@ -16,6 +16,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -337,6 +338,13 @@ func (c *Cluster) newHost(ep string) (*Host, error) {
 			return nil, fmt.Errorf("cluster: %q: tls: %w", c.Name, err)
 		}
 		opts.TLS = tc
+		if cc.TLS.AutoSANValidation {
+			opts.TLS = tlsconn.WithServerName(tc, tc.ServerName, true)
+		}
+		if cc.TLS.AutoSNI {
+			validate := cc.TLS.AutoSANValidation
+			opts.ServerNameTLS = func(name string) *tls.Config { return tlsconn.WithServerName(tc, name, validate) }
+		}
 	}
 	st, err := hostState(c.region, cc, ep)
 	if err != nil {

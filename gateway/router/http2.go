@@ -148,7 +148,7 @@ func (f *filter) startH2(h *httpfilter.RequestHeaders, endStream bool) {
 		u2.pw = pw
 	}
 	f.h2 = u2
-	p := f.host.Pool
+	p := f.pool()
 	max := f.route.Cluster.Cfg.MaxRequestsPerConnection
 	go func() {
 		resp, err := p.RoundTrip(req, max)
@@ -337,7 +337,7 @@ func (f *filter) upstreamProtocol() (pool.Protocol, error) {
 	case "http2":
 		return pool.HTTP2, nil
 	case "auto":
-		return f.host.Pool.Negotiate(context.Background())
+		return f.pool().Negotiate(context.Background())
 	}
 	return pool.HTTP1, nil
 }

@@ -36,7 +36,7 @@ func (f *filter) getConn() (*pool.Conn, error) {
 		cl.Overflow.RqPending.Inc()
 		return nil, errPendingOverflow
 	}
-	uc, err := f.host.Pool.Get(context.Background())
+	uc, err := f.pool().Get(context.Background())
 	pb.Release()
 	return uc, err
 }

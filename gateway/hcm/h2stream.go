@@ -23,6 +23,7 @@ type h2stream struct {
 	flusher  http.Flusher
 	fieldBuf []byte // request field bytes (lowercased names, values)
 	wrote    bool   // head or body bytes were written since the last flush
+	upgrade  string // a tunnel request: UpgradeRequested's answer (tunnel.go)
 }
 
 var h2streamPool = sync.Pool{New: func() any { return new(h2stream) }}
@@ -62,10 +63,11 @@ func (s *stream) runH2() (abort bool) {
 	s.closeAfter = false
 	h := s.h
 	hs.fillHeaders(h, r)
+	hs.h2Upgrade(h, r)
 	s.decorate(h)
 	s.route, s.routeValid = s.conn.f.routes.Match(h), true
 	s.createFilters()
-	s.noBody = r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+	s.noBody = r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || hs.upgrade != ""
 	s.bodyDone = s.noBody
 	s.advance()
 	if !s.noBody && !s.ended() {

@@ -16,10 +16,12 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 )
 
-// Tunnels over HTTP/2, and the idle timeout of every tunnel.
+// Tunnels over HTTP/2 and HTTP/3, and the idle timeout of every tunnel.
 //
-// An HTTP/2 stream is a tunnel request when it is a CONNECT: with a
-// :protocol pseudo-header (extended CONNECT, RFC 8441) it is presented to the filter chain as the HTTP/1.1 upgrade it stands
+// An HTTP/2 or HTTP/3 stream is a tunnel request when it is a CONNECT:
+// with a :protocol pseudo-header (extended CONNECT, RFC 8441 and 9220;
+// x/net puts it in a ":protocol" header, quic-go in Request.Proto) it is
+// presented to the filter chain as the HTTP/1.1 upgrade it stands
 // for, as Envoy does: method GET, the :protocol value as the upgrade (the
 // router adds Upgrade and Connection towards the upstream), and a
 // Sec-WebSocket-Key made up when the client sent none (RFC 8441 has none;
@@ -30,7 +32,7 @@ import (
 // Sec-WebSocket-Accept, and bytes are copied between the stream and the
 // upstream connection until one side ends.
 
-// h2Upgrade recognises a tunnel request on an HTTP/2 stream,
+// h2Upgrade recognises a tunnel request on an HTTP/2 or HTTP/3 stream,
 // rewrites h into what the chain sees (see above) and records the upgrade
 // in hs.upgrade ("" for an ordinary request).
 func (hs *h2stream) h2Upgrade(h *httpfilter.RequestHeaders, r *http.Request) {
@@ -43,8 +45,11 @@ func (hs *h2stream) h2Upgrade(h *httpfilter.RequestHeaders, r *http.Request) {
 			i--
 		}
 	}
-	if r.Method != http.MethodConnect || hs.proto != protoHTTP2 {
-		return // HTTP/3 tunnels (RFC 9220) are not supported yet
+	if r.Method != http.MethodConnect {
+		return
+	}
+	if proto == "" && hs.proto == protoHTTP3 && !strings.HasPrefix(r.Proto, "HTTP/") {
+		proto = r.Proto // quic-go's http3 server puts :protocol in Proto
 	}
 	if proto == "" {
 		hs.upgrade = "CONNECT"
@@ -61,7 +66,7 @@ func (hs *h2stream) h2Upgrade(h *httpfilter.RequestHeaders, r *http.Request) {
 
 var methodGET = []byte("GET")
 
-// h2Tunnel is Tunnel on an HTTP/2 stream: it answers 200 on the
+// h2Tunnel is Tunnel on an HTTP/2 or HTTP/3 stream: it answers 200 on the
 // stream, then copies upstream bytes into DATA frames on the stream's
 // goroutine and the stream's DATA into upstream on a second one. The
 // client's END_STREAM is passed on as a half-close; the upstream's end

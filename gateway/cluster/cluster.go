@@ -16,6 +16,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -377,6 +378,13 @@ func (c *Cluster) newHost(ep string, shared bool) (*Host, error) {
 			return nil, fmt.Errorf("cluster: %q: tls: %w", c.Name, err)
 		}
 		opts.TLS = tc
+		if cc.TLS.AutoSANValidation {
+			opts.TLS = tlsconn.WithServerName(tc, tc.ServerName, true)
+		}
+		if cc.TLS.AutoSNI {
+			validate := cc.TLS.AutoSANValidation
+			opts.ServerNameTLS = func(name string) *tls.Config { return tlsconn.WithServerName(tc, name, validate) }
+		}
 	}
 	cb := c.Record.Breaker(hoststate.Connections)
 	opts.Connections = &cb

@@ -381,6 +381,14 @@ type Cluster struct {
 type UpstreamTLSContext struct {
 	// SNI is the server name sent; default: the host part of the endpoint.
 	SNI string `toml:"sni"`
+	// AutoSNI sends as SNI the host of the request's :authority (Host),
+	// without its port, instead of SNI (Envoy's auto_sni); a request without
+	// one uses SNI. Connections are pooled per server name.
+	AutoSNI bool `toml:"auto_sni"`
+	// AutoSANValidation checks that the host's certificate has a subject
+	// alternative name matching the server name sent (Envoy's
+	// auto_san_validation), also when insecure_skip_verify skips the chain.
+	AutoSANValidation bool `toml:"auto_san_validation"`
 	// CAFile verifies the hosts' certificates; without it the system roots
 	// do, unless InsecureSkipVerify is set.
 	CAFile               string   `toml:"ca_file"`

@@ -346,7 +346,7 @@ var _ httpfilter.Tunneler = (*stream)(nil)
 // removed the field), as Envoy does without HTTP/2 upgrade support.
 func (s *stream) UpgradeRequested() string {
 	if s.h2 != nil {
-		return ""
+		return s.h2.upgrade
 	}
 	if string(s.req.Headers.Method) == "CONNECT" {
 		return "CONNECT"
@@ -359,13 +359,10 @@ func (s *stream) UpgradeRequested() string {
 
 var h2cToken = []byte("h2c")
 
-// errTunnelProtocol is Tunnel's answer on a stream that is not HTTP/1.
-var errTunnelProtocol = errors.New("hcm: tunnels need an HTTP/1.1 downstream")
-
 // Tunnel implements httpfilter.Tunneler.
 func (s *stream) Tunnel(h *httpfilter.ResponseHeaders, up httpfilter.TunnelConn) error {
 	if s.h2 != nil {
-		return errTunnelProtocol
+		return s.h2Tunnel(h, up)
 	}
 	if s.ended() || s.respStarted {
 		return errStreamEnded
@@ -397,17 +394,22 @@ func (s *stream) Tunnel(h *httpfilter.ResponseHeaders, up httpfilter.TunnelConn)
 // upstream on the connection's goroutine, starting with what the reader
 // already holds past the request head. A clean end of one direction is
 // passed on as a half-close; an error aborts both. It returns when both
-// directions are over. The tunnel is never handed off: during a drain it
+// directions are over, or stream_idle_timeout passed with no byte moving
+// either way (flag SI). The tunnel is never handed off: during a drain it
 // runs until it ends or the worker closes the connection at drain_timeout.
 func (c *connection) tunnel(s *stream, up httpfilter.TunnelConn) {
 	_ = c.c.SetReadDeadline(time.Time{})
 	_ = c.c.SetWriteDeadline(time.Time{})
 	var sent int64
+	idle := s.watchTunnel(func() {
+		_ = up.Close()
+		_ = c.c.Close()
+	})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		buf := make([]byte, bodyChunk)
-		n, err := io.CopyBuffer(writerOnly{c.c}, readerOnly{up}, buf)
+		n, err := io.CopyBuffer(writerOnly{c.c}, idle.reader(up), buf)
 		sent = n
 		if err == nil && c.c.CloseWrite() == nil {
 			return
@@ -419,12 +421,17 @@ func (c *connection) tunnel(s *stream, up httpfilter.TunnelConn) {
 		s.bodyBuf = make([]byte, bodyChunk)
 	}
 	down := c.r.BodyReader(http1.UntilClose, -1)
-	n, err := io.CopyBuffer(writerOnly{up}, readerOnly{down}, s.bodyBuf)
+	n, err := io.CopyBuffer(writerOnly{up}, idle.reader(down), s.bodyBuf)
 	if err != nil || up.CloseWrite() != nil {
 		_ = up.Close()
 		_ = c.c.Close()
 	}
 	<-done
+	idle.stop()
+	if idle.fired() {
+		s.info.ResponseFlags |= httpfilter.FlagStreamIdleTimeout
+		c.f.stats.DownstreamRqIdleTimeout.Inc()
+	}
 	s.info.BytesReceived += n
 	s.info.BytesSent += sent
 }

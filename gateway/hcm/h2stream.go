@@ -24,6 +24,7 @@ type h2stream struct {
 	fieldBuf []byte // request field bytes (lowercased names, values)
 	wrote    bool   // head or body bytes were written since the last flush
 	tooEarly bool   // an HTTP/3 request in 0-RTT data that is not replay-safe: answer 425
+	upgrade  string // a tunnel request: UpgradeRequested's answer (tunnel.go)
 }
 
 var h2streamPool = sync.Pool{New: func() any { return new(h2stream) }}
@@ -69,10 +70,11 @@ func (s *stream) runH2() (abort bool) {
 	s.closeAfter = false
 	h := s.h
 	hs.fillHeaders(h, r)
+	hs.h2Upgrade(h, r)
 	s.decorate(h)
 	s.route, s.routeValid = s.conn.f.routes.Match(h), true
 	s.createFilters()
-	s.noBody = r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+	s.noBody = r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || hs.upgrade != ""
 	s.bodyDone = s.noBody
 	if hs.tooEarly {
 		// RFC 8470: a request that may not be replayed, received as

@@ -191,7 +191,10 @@ type Tunneler interface {
 	// UpgradeRequested returns what the request asks to switch to: the
 	// Upgrade field value of an HTTP/1.1 request whose Connection field has
 	// the "upgrade" option (e.g. "websocket"), "CONNECT" for a CONNECT
-	// request, or "" for neither (always "" for HTTP/2 and HTTP/3 streams).
+	// request, or "" for neither. On HTTP/2 and HTTP/3 streams, an
+	// extended CONNECT (RFC 8441, RFC 9220) answers its :protocol (the
+	// request headers then read as the equivalent HTTP/1.1 upgrade: method
+	// GET) and a plain CONNECT "CONNECT".
 	UpgradeRequested() string
 	// Tunnel sends the response head h downstream (through the encoder
 	// filters, with no framing fields: a 101, or a 2xx for CONNECT), then
@@ -199,9 +202,12 @@ type Tunneler interface {
 	// upstream until both directions have ended, passing a half-close
 	// (EOF) on with CloseWrite; an error in either direction aborts both
 	// (upstream.Close). It blocks until the tunnel is over; the stream is
-	// then complete and the downstream connection closes. The caller keeps
-	// ownership of upstream and releases it after Tunnel returns. It
-	// returns an error when the stream cannot tunnel (HTTP/2, HTTP/3, a
+	// then complete and an HTTP/1.1 downstream connection closes. On an
+	// HTTP/2 or HTTP/3 stream the head goes out as a 200 (a 101 included)
+	// and the stream's DATA is the tunnel. The manager's
+	// stream_idle_timeout closes a tunnel on which no byte moved. The
+	// caller keeps ownership of upstream and releases it after Tunnel
+	// returns. It returns an error when the stream cannot tunnel (a
 	// response already started) or the head could not be written.
 	Tunnel(h *ResponseHeaders, upstream TunnelConn) error
 }

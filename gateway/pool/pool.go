@@ -53,6 +53,10 @@ type Options struct {
 	Connections    *hoststate.Breaker
 	MaxConnections uint64
 	Overflow       *stats.Counter
+	// ServerNameTLS, when set (auto_sni), builds the TLS config of the
+	// connections made for server name n; ForServerName then keeps a child
+	// pool per name (see sni.go).
+	ServerNameTLS func(n string) *tls.Config
 }
 
 // Conn is one upstream connection. It is owned by whoever checked it out
@@ -106,6 +110,8 @@ type Pool struct {
 
 	h2once sync.Once
 	h2p    *h2pool
+
+	sni sniPools // children by server name (auto_sni)
 }
 
 // New returns an empty pool.
@@ -298,6 +304,7 @@ func (p *Pool) Close() {
 	if h2p != nil {
 		h2p.close()
 	}
+	p.closeServerNames()
 }
 
 // closedByPeer peeks without blocking: EOF or an error means the upstream

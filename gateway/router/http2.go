@@ -208,7 +208,7 @@ func (f *filter) newH2(deadline time.Time, hasBody bool) *h2req {
 
 // goH2 runs the RoundTrip of u on its own goroutine.
 func (f *filter) goH2(u *h2req) {
-	p := f.host.Pool
+	p := f.pool()
 	max := f.route.Cluster.Cfg.MaxRequestsPerConnection
 	req := u.req
 	go func() {
@@ -557,7 +557,7 @@ func (f *filter) upstreamProtocol() (pool.Protocol, error) {
 	case "http2":
 		return pool.HTTP2, nil
 	case "auto":
-		return f.host.Pool.Negotiate(context.Background())
+		return f.pool().Negotiate(context.Background())
 	}
 	return pool.HTTP1, nil
 }

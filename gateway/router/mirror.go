@@ -139,19 +139,23 @@ func (s *shadow) exchange(c *cluster.Cluster) error {
 	c.Stats.UpstreamRqTotal.Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
+	hp := host.Pool
+	if tc := c.Cfg.TLS; tc != nil && tc.AutoSNI {
+		hp = hp.ForServerName(authorityHost(s.head.Authority))
+	}
 	proto := pool.HTTP1
 	switch c.Cfg.Protocol {
 	case "http2":
 		proto = pool.HTTP2
 	case "auto":
-		if proto, err = host.Pool.Negotiate(ctx); err != nil {
+		if proto, err = hp.Negotiate(ctx); err != nil {
 			return fmt.Errorf("router: mirror to %q: %w", c.Name, err)
 		}
 	}
 	if proto == pool.HTTP2 {
-		return s.exchangeH2(ctx, c, host)
+		return s.exchangeH2(ctx, c, hp)
 	}
-	uc, err := host.Pool.Get(ctx)
+	uc, err := hp.Get(ctx)
 	if err != nil {
 		return fmt.Errorf("router: mirror to %q: %w", c.Name, err)
 	}
@@ -159,7 +163,7 @@ func (s *shadow) exchange(c *cluster.Cluster) error {
 	defer func() {
 		if ok {
 			_ = uc.SetDeadline(time.Time{})
-			host.Pool.Put(uc)
+			hp.Put(uc)
 		} else {
 			uc.Close()
 		}
@@ -193,9 +197,9 @@ func (s *shadow) exchange(c *cluster.Cluster) error {
 	return nil
 }
 
-// exchangeH2 sends the copy on host's HTTP/2 pool and reads the response to
+// exchangeH2 sends the copy on the HTTP/2 connections of hp and reads the response to
 // its end.
-func (s *shadow) exchangeH2(ctx context.Context, c *cluster.Cluster, host *cluster.Host) error {
+func (s *shadow) exchangeH2(ctx context.Context, c *cluster.Cluster, hp *pool.Pool) error {
 	scheme := "http"
 	if c.Cfg.TLS != nil {
 		scheme = "https"
@@ -209,7 +213,7 @@ func (s *shadow) exchangeH2(ctx context.Context, c *cluster.Cluster, host *clust
 		req.ContentLength = int64(len(s.body))
 		req.Body = io.NopCloser(bytes.NewReader(s.body))
 	}
-	resp, err := host.Pool.RoundTrip(req, c.Cfg.MaxRequestsPerConnection)
+	resp, err := hp.RoundTrip(req, c.Cfg.MaxRequestsPerConnection)
 	if err != nil {
 		return fmt.Errorf("router: mirror to %q: %w", c.Name, err)
 	}

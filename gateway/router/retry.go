@@ -38,7 +38,7 @@ func (f *filter) getConn() (*pool.Conn, error) {
 		cl.Overflow.RqPending.Inc()
 		return nil, errPendingOverflow
 	}
-	uc, err := f.host.Pool.Get(context.Background())
+	uc, err := f.pool().Get(context.Background())
 	pb.Release()
 	return uc, err
 }
@@ -320,7 +320,7 @@ func (f *filter) putBack() bool {
 	if max := f.route.Cluster.Cfg.MaxRequestsPerConnection; len(uc.R.Buffered()) > 0 || max > 0 && uc.Requests >= max {
 		return false
 	}
-	f.host.Pool.Put(uc)
+	f.pool().Put(uc)
 	return true
 }
 

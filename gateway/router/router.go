@@ -401,7 +401,7 @@ func (f *filter) deliver(sent time.Time) {
 		reuse = false // the watch fired: the connection has a past deadline
 	}
 	if reuse {
-		f.host.Pool.Put(uc)
+		f.pool().Put(uc)
 	} else {
 		uc.Close()
 	}
@@ -449,7 +449,7 @@ func (f *filter) retryable(err error) bool {
 func (f *filter) retry(deadline time.Time) error {
 	f.uc.Close()
 	f.uc = nil
-	uc, err := f.host.Pool.Dial(context.Background())
+	uc, err := f.pool().Dial(context.Background())
 	if err != nil {
 		return err
 	}
@@ -722,7 +722,7 @@ func (f *filter) tunnel(tn httpfilter.Tunneler, upgrade string, endStream bool) 
 			Details: "upgrade_with_body"})
 		return
 	}
-	uc, err := f.host.Pool.Dial(context.Background())
+	uc, err := f.pool().Dial(context.Background())
 	if err != nil {
 		if !errors.Is(err, pool.ErrOverflow) {
 			f.recordFailure(err)

@@ -41,6 +41,9 @@ type HTTPStats struct {
 	// DownstreamRqHeaderTimeout counts requests answered 408 because
 	// their head did not arrive within request_headers_timeout.
 	DownstreamRqHeaderTimeout *Counter
+	// DownstreamRqIdleTimeout counts tunnels (WebSocket, CONNECT) closed
+	// by stream_idle_timeout with no byte moving either way.
+	DownstreamRqIdleTimeout *Counter
 	// DownstreamRqXx counts responses by class: [0] is 1xx … [4] is 5xx.
 	DownstreamRqXx   [5]*Counter
 	DownstreamRqTime *Histogram
@@ -61,6 +64,7 @@ func (s *Slab) HTTP(statPrefix string) *HTTPStats {
 		DownstreamRqTotal:              s.Counter(p + "downstream_rq_total"),
 		DownstreamRqActive:             s.Gauge(p + "downstream_rq_active"),
 		DownstreamRqHeaderTimeout:      s.Counter(p + "downstream_rq_header_timeout"),
+		DownstreamRqIdleTimeout:        s.Counter(p + "downstream_rq_idle_timeout"),
 		DownstreamRqTime:               s.Histogram(p + "downstream_rq_time"),
 		NoRoute:                        s.Counter(p + "no_route"),
 	}

@@ -36,6 +36,7 @@ var httpStats = []stat{
 	{"downstream_rq_total", KindCounter},
 	{"downstream_rq_active", KindGauge},
 	{"downstream_rq_header_timeout", KindCounter},
+	{"downstream_rq_idle_timeout", KindCounter},
 	{"downstream_rq_1xx", KindCounter},
 	{"downstream_rq_2xx", KindCounter},
 	{"downstream_rq_3xx", KindCounter},

@@ -95,7 +95,8 @@ func Server(c *config.TLSContext, alpnDefault []string, keys TicketKeys) (*tls.C
 }
 
 // Client returns the tls.Config for dialling a cluster's host at hostName
-// (the endpoint's host, the default SNI).
+// (the endpoint's host, the default SNI). auto_sni and auto_san_validation
+// are applied per server name by WithServerName.
 func Client(c *config.UpstreamTLSContext, hostName string) (*tls.Config, error) {
 	tc := &tls.Config{
 		ServerName:         c.SNI,
@@ -134,6 +135,34 @@ func Client(c *config.UpstreamTLSContext, hostName string) (*tls.Config, error) 
 		}
 	}
 	return tc, nil
+}
+
+// WithServerName returns a copy of the client config base (as Client built
+// it, before any auto_san_validation) that sends serverName as SNI and, with
+// validateSAN, accepts only a host certificate with a subject alternative
+// name matching serverName (a DNS name, wildcards as in RFC 6125, or an IP
+// address), whether or not the chain is verified. It shares base's session
+// cache, whose entries are keyed by server name.
+func WithServerName(base *tls.Config, serverName string, validateSAN bool) *tls.Config {
+	tc := base.Clone()
+	tc.ServerName = serverName
+	if !validateSAN {
+		return tc
+	}
+	next := base.VerifyConnection
+	tc.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("tlsconn: upstream sent no certificate")
+		}
+		if err := cs.PeerCertificates[0].VerifyHostname(serverName); err != nil {
+			return fmt.Errorf("tlsconn: auto_san_validation: %w", err)
+		}
+		if next != nil {
+			return next(cs)
+		}
+		return nil
+	}
+	return tc
 }
 
 func loadPool(path string) (*x509.CertPool, error) {

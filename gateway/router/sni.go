@@ -1,0 +1,32 @@
+package router
+
+import (
+	"net"
+
+	"github.com/sluice-proxy/sluice/gateway/pool"
+)
+
+// pool returns the pool of f.host the request's connection comes from: for
+// a cluster with auto_sni, the one for the TLS server name taken from the
+// request's :authority (after host_rewrite), so that a connection made
+// for one name never carries a request for another.
+func (f *filter) pool() *pool.Pool {
+	p := f.host.Pool
+	if tc := f.route.Cluster.Cfg.TLS; tc == nil || !tc.AutoSNI || f.req == nil {
+		return p
+	}
+	return p.ForServerName(authorityHost(f.req.Authority))
+}
+
+// authorityHost is the host of an authority, without its port or an IPv6
+// literal's brackets.
+func authorityHost(a []byte) string {
+	s := string(a)
+	if h, _, err := net.SplitHostPort(s); err == nil {
+		return h
+	}
+	if len(s) > 1 && s[0] == '[' && s[len(s)-1] == ']' {
+		return s[1 : len(s)-1]
+	}
+	return s
+}

@@ -188,9 +188,8 @@ func (s *HTTP3Server) serveConn(q *quicConn) {
 	defer s.wg.Done()
 	if d := s.f.cfg.MaxConnectionDuration.Duration; d > 0 {
 		t := time.AfterFunc(d, func() {
-			if q.goAway() {
-				s.f.stats.DownstreamCxMaxDurationReached.Inc()
-			}
+			s.f.stats.DownstreamCxMaxDurationReached.Inc()
+			q.goAway() // a no-op when a drain sent the GOAWAY already
 		})
 		defer t.Stop()
 	}

@@ -62,8 +62,8 @@ type Config struct {
 	// MaxConnectionDuration ends a downstream connection this long after it
 	// was accepted (Envoy's common_http_protocol_options
 	// .max_connection_duration): HTTP/1.1 closes it when idle and sends
-	// Connection: close on the next response, HTTP/2 sends GOAWAY and lets
-	// in-flight streams finish (default 0: none).
+	// Connection: close on the next response, HTTP/2 and HTTP/3 send GOAWAY
+	// and let in-flight streams finish (default 0: none).
 	MaxConnectionDuration config.Duration `toml:"max_connection_duration"`
 	// AccessLog lists where each finished request is logged (Envoy's
 	// format operators or json_format; see docs/observability.md).

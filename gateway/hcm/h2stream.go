@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 )
@@ -147,16 +149,29 @@ func appendLower(b []byte, s string) []byte {
 	return b
 }
 
-// h2ReadBody reads the request body from the HTTP/2 stream and feeds the
-// chain. Each read credits the client's flow-control window, so a chain that
-// stops taking data stops the client.
+// h2ReadBody reads the request body from the HTTP/2 or HTTP/3 stream and
+// feeds the chain. Each read credits the client's flow-control window, so a
+// chain that stops taking data stops the client. A read that waits longer
+// than stream_idle_timeout ends the stream as on HTTP/1 (see bodyIdle).
 func (s *stream) h2ReadBody() {
 	r := s.h2.r
 	if s.bodyBuf == nil {
 		s.bodyBuf = make([]byte, bodyChunk)
 	}
+	var bi *bodyIdle
+	if t := s.conn.f.cfg.StreamIdleTimeout.Duration; t > 0 {
+		bi = newBodyIdle(t, s.h2.w)
+		defer bi.stop()
+	}
 	for !s.ended() {
+		if bi != nil {
+			bi.reading()
+		}
 		n, err := r.Body.Read(s.bodyBuf)
+		if bi != nil && bi.done() {
+			s.idleTimeout()
+			return
+		}
 		if n > 0 {
 			s.info.BytesReceived += int64(n)
 			s.cur.Set(s.bodyBuf[:n])
@@ -184,6 +199,80 @@ func (s *stream) h2ReadBody() {
 		}
 		if err != nil {
 			s.downstreamGone()
+			return
+		}
+	}
+}
+
+// bodyIdle applies stream_idle_timeout to the request body reads of one
+// HTTP/2 or HTTP/3 stream: one timer per stream that reads a body, not reset
+// per read. A read stores its deadline; when the timer fires it re-arms for
+// the deadline of the read under way (or, with no read under way, for a
+// whole period), and once a read's deadline has passed it sets a past read
+// deadline on the stream (http.ResponseController, which both the
+// x/net/http2 and the quic-go http3 response writers implement), which
+// unblocks the read with an error. The stream's goroutine then sees done.
+// The time the stream spends passing data down the chain does not count, as
+// on HTTP/1, where the read deadline is set before each read.
+type bodyIdle struct {
+	idle time.Duration
+	// deadline is when the read under way expires (nanoseconds since
+	// idleEpoch, monotonic); 0: no read under way; expired: the timer
+	// fired for it; stopped: the body is no longer read.
+	deadline atomic.Int64
+	timer    *time.Timer
+	w        http.ResponseWriter
+}
+
+const (
+	bodyIdleExpired = -1
+	bodyIdleStopped = -2
+)
+
+// idleEpoch is the origin of bodyIdle's monotonic clock.
+var idleEpoch = time.Now()
+
+func monoNow() int64 { return int64(time.Since(idleEpoch)) }
+
+func newBodyIdle(idle time.Duration, w http.ResponseWriter) *bodyIdle {
+	b := &bodyIdle{idle: idle, w: w}
+	b.timer = time.AfterFunc(idle, b.fire)
+	return b
+}
+
+// reading starts the clock of a read.
+func (b *bodyIdle) reading() { b.deadline.Store(monoNow() + int64(b.idle)) }
+
+// done ends the clock of a read and reports whether its deadline passed.
+func (b *bodyIdle) done() bool {
+	return b.deadline.Swap(0) == bodyIdleExpired
+}
+
+// stop ends the clock when the stream no longer reads its body. A fire
+// running concurrently re-arms at most once more and then stops.
+func (b *bodyIdle) stop() {
+	b.deadline.Store(bodyIdleStopped)
+	b.timer.Stop()
+}
+
+// fire runs on the timer's goroutine.
+func (b *bodyIdle) fire() {
+	for {
+		d := b.deadline.Load()
+		switch {
+		case d < 0: // stopped, or already expired
+			return
+		case d == 0: // between reads: look again a period later
+			b.timer.Reset(b.idle)
+			return
+		}
+		if now := monoNow(); now < d {
+			b.timer.Reset(time.Duration(d - now))
+			return
+		}
+		if b.deadline.CompareAndSwap(d, bodyIdleExpired) {
+			// A past deadline unblocks the pending read at once.
+			_ = http.NewResponseController(b.w).SetReadDeadline(time.Unix(1, 0))
 			return
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,7 +31,15 @@ import (
 // stream code as an HTTP/2 stream (h2stream.go): the filter chain and the
 // router see a request like any other, with StreamInfo.Protocol "HTTP/3".
 // 0-RTT is off unless enable_early_data; then requests in early data that
-// are not replay-safe get 425 Too Early. A drain sends GOAWAY and lets in-flight streams finish.
+// are not replay-safe get 425 Too Early. A drain, and max_connection_duration for one connection,
+// send GOAWAY and let in-flight streams finish.
+//
+// quic-go's http3.Server sends GOAWAY only from Shutdown, and then to every
+// connection it serves; it has no per-connection graceful close. So each
+// QUIC connection gets its own http3.Server (a few hundred bytes next to the
+// connection's own state): that server's Shutdown is the GOAWAY of exactly
+// one connection. The HTTP3Server accepts connections itself and keeps the
+// set of connections it serves, for a drain and for Close.
 
 // protoHTTP3 is StreamInfo.Protocol of an HTTP/3 stream.
 const protoHTTP3 = "HTTP/3"
@@ -157,12 +166,17 @@ type HTTP3Server struct {
 	f        *Factory
 	tr       *quic.Transport
 	ln       http3.QUICListener
-	srv      *http3.Server
+	handler  http.Handler
 	base     netfilter.Info
 	draining func() bool
 	// earlyData: 0-RTT is on, so a request may arrive before the handshake
 	// completes.
 	earlyData bool
+
+	mu      sync.Mutex
+	conns   map[*quicConn]struct{} // connections being served
+	stopped bool                   // Shutdown or Close began: accept no more
+	wg      sync.WaitGroup         // one per connection being served
 }
 
 // CheckHTTP3 reports why the manager cannot serve a udp listener, or nil.
@@ -219,14 +233,21 @@ func (f *Factory) NewHTTP3Server(pc net.PacketConn, tlsConf *tls.Config, base ne
 		return nil, fmt.Errorf("hcm: http3 listen: %w", err)
 	}
 	base.TLS, base.TransportProtocol = true, "tls"
-	s := &HTTP3Server{f: f, tr: tr, ln: ln, base: base, draining: draining, earlyData: o.EnableEarlyData}
-	s.srv = &http3.Server{
-		Handler:        http.HandlerFunc(s.serveHTTP),
-		MaxHeaderBytes: maxHeaderBytes,
-		IdleTimeout:    f.cfg.IdleTimeout.Duration,
-		ConnContext:    s.connContext,
-	}
+	s := &HTTP3Server{f: f, tr: tr, ln: ln, base: base, draining: draining, earlyData: o.EnableEarlyData, conns: map[*quicConn]struct{}{}}
+	s.handler = http.HandlerFunc(s.serveHTTP)
 	return s, nil
+}
+
+// connServer returns the HTTP/3 server of the one connection q.
+func (s *HTTP3Server) connServer(q *quicConn) *http3.Server {
+	return &http3.Server{
+		Handler:        s.handler,
+		MaxHeaderBytes: s.f.cfg.MaxRequestHeadersKB << 10,
+		IdleTimeout:    s.f.cfg.IdleTimeout.Duration,
+		ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context {
+			return s.connContext(ctx, q)
+		},
+	}
 }
 
 // h3TicketPrefix marks the extra data sluice adds to a session ticket of
@@ -266,27 +287,116 @@ func h3TLSConfig(tlsConf *tls.Config, maxHeaderBytes int) *tls.Config {
 
 // Serve serves HTTP/3 until Shutdown or Close; it then returns nil.
 func (s *HTTP3Server) Serve() error {
-	err := s.srv.ServeListener(s.ln)
-	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, quic.ErrServerClosed) {
-		return nil
+	for {
+		qc, err := s.ln.Accept(context.Background())
+		if err != nil {
+			if s.isStopped() || errors.Is(err, quic.ErrServerClosed) {
+				return nil
+			}
+			return fmt.Errorf("hcm: http3 accept: %w", err)
+		}
+		q := &quicConn{qc: qc, draining: s.draining}
+		q.srv = s.connServer(q)
+		if !s.add(q) {
+			_ = qc.CloseWithError(h3NoError, "")
+			continue
+		}
+		go s.serveConn(q)
 	}
-	return err
+}
+
+// h3NoError is H3_NO_ERROR, the code of a graceful close.
+const h3NoError = quic.ApplicationErrorCode(http3.ErrCodeNoError)
+
+// serveConn serves one QUIC connection until it closes.
+func (s *HTTP3Server) serveConn(q *quicConn) {
+	defer s.wg.Done()
+	if d := s.f.cfg.MaxConnectionDuration.Duration; d > 0 {
+		t := time.AfterFunc(d, func() {
+			s.f.stats.DownstreamCxMaxDurationReached.Inc()
+			q.goAway() // a no-op when a drain sent the GOAWAY already
+		})
+		defer t.Stop()
+	}
+	// It returns when the connection is closed (by the client, by an idle
+	// timeout, or by goAway once its streams are done) and every stream's
+	// handler has returned.
+	_ = q.srv.ServeQUICConn(q.qc)
+	_ = q.qc.CloseWithError(h3NoError, "")
+	s.mu.Lock()
+	delete(s.conns, q)
+	s.mu.Unlock()
+}
+
+// add registers a connection to serve, unless the server stopped.
+func (s *HTTP3Server) add(q *quicConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return false
+	}
+	s.conns[q] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *HTTP3Server) isStopped() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped
+}
+
+// stop makes the server accept no more connections and returns those it
+// serves. The listener keeps connections that finished their handshake in
+// its queue: Serve accepts and closes them.
+func (s *HTTP3Server) stop() []*quicConn {
+	s.mu.Lock()
+	s.stopped = true
+	conns := make([]*quicConn, 0, len(s.conns))
+	for q := range s.conns {
+		conns = append(conns, q)
+	}
+	s.mu.Unlock()
+	_ = s.ln.Close()
+	return conns
 }
 
 // Shutdown stops accepting connections, sends every connection an HTTP/3
 // GOAWAY and waits until their streams finish or ctx ends (then it closes
 // them). The socket is closed on return.
 func (s *HTTP3Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
+	conns := s.stop()
+	for _, q := range conns {
+		q.goAway()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		for _, q := range conns {
+			_ = q.qc.CloseWithError(h3NoError, "")
+		}
+		<-done
+	}
 	s.closeTransport()
 	return err
 }
 
-// Close closes every connection and the socket at once.
+// Close closes every connection and the socket at once; it returns when
+// the streams' handlers have returned.
 func (s *HTTP3Server) Close() error {
-	err := s.srv.Close()
+	for _, q := range s.stop() {
+		_ = q.qc.CloseWithError(h3NoError, "")
+	}
+	s.wg.Wait()
 	s.closeTransport()
-	return err
+	return nil
 }
 
 func (s *HTTP3Server) closeTransport() {
@@ -297,9 +407,10 @@ func (s *HTTP3Server) closeTransport() {
 
 type connKey struct{}
 
-// connContext makes the connection value of a QUIC connection, which its
-// streams share, and counts the connection in the manager's stats.
-func (s *HTTP3Server) connContext(ctx context.Context, qc *quic.Conn) context.Context {
+// connContext makes the connection value of the QUIC connection of q,
+// which its streams share, and counts the connection in the manager's stats.
+func (s *HTTP3Server) connContext(ctx context.Context, q *quicConn) context.Context {
+	qc := q.qc
 	info := s.base
 	info.ID = h3ConnIDs.Add(1)
 	info.RemoteAddr = addrPort(qc.RemoteAddr())
@@ -309,7 +420,8 @@ func (s *HTTP3Server) connContext(ctx context.Context, qc *quic.Conn) context.Co
 	info.NegotiatedALPN = cs.NegotiatedProtocol
 	info.TLSState = &cs
 	c := &connection{f: s.f, info: &info}
-	c.c = &quicConn{qc: qc, info: &info, draining: s.draining}
+	q.info = &info
+	c.c = q
 	c.remoteIP = info.RemoteAddr.Addr().AppendTo(nil)
 	st := s.f.stats
 	st.DownstreamCxTotal.Inc()
@@ -336,7 +448,11 @@ func (s *HTTP3Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no connection", http.StatusInternalServerError)
 		return
 	}
-	if serveStreamEarly(c, w, r, protoHTTP3, s.earlyData && !replaySafe(r.Method) && inEarlyData(c.c.(*quicConn).qc)) {
+	q := c.c.(*quicConn)
+	q.streams.Add(1)
+	abort := serveStreamEarly(c, w, r, protoHTTP3, s.earlyData && !replaySafe(r.Method) && inEarlyData(q.qc))
+	q.streamDone()
+	if abort {
 		// Reset the stream: the response could not be completed.
 		panic(http.ErrAbortHandler)
 	}
@@ -378,11 +494,62 @@ func addrPort(a net.Addr) netip.AddrPort {
 
 // quicConn is the netfilter.Conn of a QUIC connection, as the streams of
 // its HTTP/3 connection see it: no byte stream, no parking, no handoff.
-// Its methods may be called from any stream's goroutine.
+// Its methods may be called from any stream's goroutine. It also holds the
+// connection's own HTTP/3 server and its graceful close.
 type quicConn struct {
 	qc       *quic.Conn
 	info     *netfilter.Info
 	draining func() bool
+	srv      *http3.Server // serves this connection only
+	streams  atomic.Int64  // request streams whose handler runs
+	// closeIdle, set by goAway, ends the server's Shutdown wait: the
+	// server then closes the connection with H3_NO_ERROR.
+	closeIdle atomic.Pointer[context.CancelFunc]
+}
+
+// h3GoawayGrace is how long a connection in GOAWAY with no stream running
+// stays open before it closes: a stream quic-go accepted before the GOAWAY
+// whose HEADERS frame has not arrived yet has no handler yet, and gets that
+// long for it to arrive.
+const h3GoawayGrace = time.Second
+
+// goAway sends the connection an HTTP/3 GOAWAY naming the next stream id
+// after the last one accepted: accepted streams finish, later ones are
+// rejected with H3_REQUEST_REJECTED (a client retries them on a new
+// connection), and the connection closes once no stream runs (clients close
+// it themselves by then; the server does after h3GoawayGrace). It reports
+// whether this call started the GOAWAY.
+func (q *quicConn) goAway() bool {
+	ctx, cancel := context.WithCancel(context.Background())
+	if !q.closeIdle.CompareAndSwap(nil, &cancel) {
+		cancel()
+		return false
+	}
+	// Shutdown sends the GOAWAY; once ctx ends it closes the connection.
+	go func() { _ = q.srv.Shutdown(ctx) }()
+	q.closeIfIdle()
+	return true
+}
+
+// streamDone ends a stream's handler; the last one closes a connection in
+// GOAWAY.
+func (q *quicConn) streamDone() {
+	if q.streams.Add(-1) == 0 && q.closeIdle.Load() != nil {
+		q.closeIfIdle()
+	}
+}
+
+// closeIfIdle closes a connection in GOAWAY if it still runs no stream
+// after h3GoawayGrace.
+func (q *quicConn) closeIfIdle() {
+	if q.streams.Load() != 0 {
+		return
+	}
+	time.AfterFunc(h3GoawayGrace, func() {
+		if q.streams.Load() == 0 {
+			(*q.closeIdle.Load())()
+		}
+	})
 }
 
 var _ netfilter.Conn = (*quicConn)(nil)

@@ -324,6 +324,9 @@ func (w *worker) loop(conn *hotrestart.Conn, terms <-chan os.Signal) int {
 		if drained != nil {
 			return
 		}
+		// Logged once accepting has stopped, so that "draining" means no
+		// new connection is taken (tests and operators rely on it).
+		w.gen.StopAccepting()
 		w.log.Info("draining", zap.String("cause", why), zap.Duration("drain_timeout", w.cfg.Server.DrainTimeout.Duration))
 		drained = make(chan struct{})
 		go func() {

@@ -334,6 +334,10 @@ func (g *Generation) Drain(ctx context.Context) {
 	g.clusters.Close()
 }
 
+// StopAccepting closes every listener of the generation: no connection is
+// accepted after it returns. Drain does it too; calling both is harmless.
+func (g *Generation) StopAccepting() { g.closeListeners() }
+
 // Close closes every listener and connection at once.
 func (g *Generation) Close() {
 	g.closeListeners()

@@ -77,10 +77,7 @@ type h3LongClient struct {
 	c     *http.Client
 	dials atomic.Int64
 	owner atomic.Int64
-	ok    atomic.Int64
-
-	mu       sync.Mutex
-	failures []string
+	tally
 }
 
 func newH3LongClient(t *testing.T, id int, ca *testutil.CA, idle time.Duration) *h3LongClient {
@@ -147,37 +144,7 @@ func (cl *h3LongClient) run(url string, stop <-chan struct{}) {
 				err = fmt.Errorf("status %d, body %q", resp.StatusCode, truncate(got, 80))
 			}
 		}
-		if err != nil {
-			cl.mu.Lock()
-			cl.failures = append(cl.failures, err.Error())
-			cl.mu.Unlock()
-			continue
-		}
-		cl.ok.Add(1)
-	}
-}
-
-func (cl *h3LongClient) failureList() []string {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	return append([]string(nil), cl.failures...)
-}
-
-// waitH3Progress waits until every client completed n more requests.
-func waitH3Progress(t *testing.T, clients []*h3LongClient, n int64) {
-	t.Helper()
-	base := make([]int64, len(clients))
-	for i, cl := range clients {
-		base[i] = cl.ok.Load()
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for i, cl := range clients {
-		for cl.ok.Load() < base[i]+n {
-			if time.Now().After(deadline) {
-				t.Fatalf("client %d made no progress: %d requests, failures %q", i, cl.ok.Load()-base[i], cl.failureList())
-			}
-			time.Sleep(5 * time.Millisecond) // polling a counter the clients advance
-		}
+		cl.record(err)
 	}
 }
 
@@ -223,7 +190,7 @@ func TestHTTP3ConnectionsSurviveReloadsAndUpgrades(t *testing.T) {
 		}
 	}
 	defer stopClients()
-	waitH3Progress(t, clients, 4)
+	waitProgress(t, clients, 4)
 
 	// onGeneration waits until every client's connection is owned by gen.
 	onGeneration := func(gen int, what string) {
@@ -269,7 +236,7 @@ func TestHTTP3ConnectionsSurviveReloadsAndUpgrades(t *testing.T) {
 			waitPidGone(t, supervisor)
 			supervisor = next
 		}
-		waitH3Progress(t, clients, 3)
+		waitProgress(t, clients, 3)
 	}
 	stopClients()
 	total := int64(0)
@@ -322,11 +289,11 @@ func TestHTTP3WorkerKillLeavesOtherWorkersConnections(t *testing.T) {
 		cl := newH3LongClient(t, i, ca, 2*time.Second)
 		clients = append(clients, cl)
 		wg.Go(func() { cl.run(url, stop) })
-		waitH3Progress(t, []*h3LongClient{cl}, 1)
+		waitProgress(t, []*h3LongClient{cl}, 1)
 		_, slot, _ := cl.ownerOf()
 		bySlot[slot] = append(bySlot[slot], cl)
 	}
-	waitH3Progress(t, clients, 2)
+	waitProgress(t, clients, 2)
 
 	victim := p.WorkerPids()[0]
 	mark := p.Mark()
@@ -345,7 +312,7 @@ func TestHTTP3WorkerKillLeavesOtherWorkersConnections(t *testing.T) {
 	for i, cl := range survivors {
 		dials[i], fails[i] = cl.dials.Load(), len(cl.failureList())
 	}
-	waitH3Progress(t, survivors, 10)
+	waitProgress(t, survivors, 10)
 	for i, cl := range survivors {
 		if f := cl.failureList(); len(f) > 0 {
 			t.Errorf("client %d on the surviving worker: %d failed requests: %q", cl.id, len(f), f)
@@ -356,7 +323,7 @@ func TestHTTP3WorkerKillLeavesOtherWorkersConnections(t *testing.T) {
 	}
 	// The killed worker's clients lose their connection (its state died
 	// with the process) and recover on a new one.
-	waitH3Progress(t, bySlot[0], 3)
+	waitProgress(t, bySlot[0], 3)
 	for _, cl := range bySlot[0] {
 		if cl.dials.Load() < 2 {
 			t.Errorf("client %d of the killed worker still on its first connection", cl.id)

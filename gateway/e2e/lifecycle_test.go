@@ -56,10 +56,53 @@ type lifecycleClient struct {
 	kind  clientKind
 	c     *http.Client
 	dials atomic.Int64
-	ok    atomic.Int64
+	tally
+}
 
+// tally counts a load client's successful requests and keeps every
+// failed one's error. Safe for concurrent use.
+type tally struct {
+	ok       atomic.Int64
 	mu       sync.Mutex
-	failures []string // every failed request, with its error
+	failures []string
+}
+
+// record counts a request that ended with err (nil: success).
+func (t *tally) record(err error) {
+	if err == nil {
+		t.ok.Add(1)
+		return
+	}
+	t.mu.Lock()
+	t.failures = append(t.failures, err.Error())
+	t.mu.Unlock()
+}
+
+func (t *tally) failureList() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.failures...)
+}
+
+func (t *tally) counts() *tally { return t }
+
+// waitProgress waits until every client completed n more requests.
+func waitProgress[C interface{ counts() *tally }](t *testing.T, clients []C, n int64) {
+	t.Helper()
+	base := make([]int64, len(clients))
+	for i, c := range clients {
+		base[i] = c.counts().ok.Load()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for i, c := range clients {
+		tl := c.counts()
+		for tl.ok.Load() < base[i]+n {
+			if time.Now().After(deadline) {
+				t.Fatalf("client %d made no progress: %d requests, failures %q", i, tl.ok.Load()-base[i], tl.failureList())
+			}
+			time.Sleep(5 * time.Millisecond) // polling a counter the clients advance
+		}
+	}
 }
 
 func newLifecycleClient(kind clientKind) *lifecycleClient {
@@ -98,39 +141,9 @@ func (lc *lifecycleClient) run(url string, stop <-chan struct{}) {
 				err = fmt.Errorf("status %d, body %q", resp.StatusCode, truncate(got, 80))
 			}
 		}
-		if err != nil {
-			lc.mu.Lock()
-			lc.failures = append(lc.failures, err.Error())
-			lc.mu.Unlock()
-			continue
-		}
-		lc.ok.Add(1)
-		if lc.kind == idleGaps {
+		lc.record(err)
+		if err == nil && lc.kind == idleGaps {
 			time.Sleep(rand.N(400 * time.Millisecond)) // the client's think time, not synchronisation
-		}
-	}
-}
-
-func (lc *lifecycleClient) failureList() []string {
-	lc.mu.Lock()
-	defer lc.mu.Unlock()
-	return append([]string(nil), lc.failures...)
-}
-
-// waitProgress waits until every client completed n more requests.
-func waitProgress(t *testing.T, clients []*lifecycleClient, n int64) {
-	t.Helper()
-	base := make([]int64, len(clients))
-	for i, lc := range clients {
-		base[i] = lc.ok.Load()
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for i, lc := range clients {
-		for lc.ok.Load() < base[i]+n {
-			if time.Now().After(deadline) {
-				t.Fatalf("client %d (%s) made no progress: %d requests, failures %q", i, lc.kind, lc.ok.Load()-base[i], lc.failureList())
-			}
-			time.Sleep(5 * time.Millisecond) // polling a counter the clients advance
 		}
 	}
 }

@@ -20,7 +20,7 @@ PROXY=$((BASE + 1))
 log() { echo "plugin-bench: $*" >&2; }
 # shellcheck source=tools/bench/lib.sh
 source "$ROOT/tools/bench/lib.sh"
-bench_tools sluice apikey
+bench_tools
 
 WORK=$(mktemp -d /tmp/sluice-plugin.XXXXXX)
 SUP=
@@ -44,24 +44,12 @@ EOF2
 	if [[ $1 == yes ]]; then
 		printf '[[plugin]]\nname = "apikey"\npath = "%s"\nargs = ["-keys", "%s"]\n' "$ROOT/bin/apikey" "$WORK/keys"
 	fi
-	cat <<EOF2
-[[listener]]
-name = "http"
-address = "127.0.0.1:$PROXY"
-  [[listener.filter_chain]]
-    [[listener.filter_chain.filter]]
-    name = "sluice.filters.network.http_connection_manager"
-    [listener.filter_chain.filter.config]
-    stat_prefix = "bench"
-    route_config = "r"
-    generate_request_id = false
-EOF2
+	local authz=
 	if [[ $1 == yes ]]; then
-		printf '      [[listener.filter_chain.filter.config.http_filter]]\n      name = "sluice.filters.http.ext_authz"\n      [listener.filter_chain.filter.config.http_filter.config]\n      plugin = "apikey"\n'
+		authz=$'      [[listener.filter_chain.filter.config.http_filter]]\n      name = "sluice.filters.http.ext_authz"\n      [listener.filter_chain.filter.config.http_filter.config]\n      plugin = "apikey"\n'
 	fi
+	hcm_listener http "127.0.0.1:$PROXY" bench "$authz"
 	cat <<EOF2
-      [[listener.filter_chain.filter.config.http_filter]]
-      name = "sluice.filters.http.router"
 [[route_config]]
 name = "r"
   [[route_config.virtual_host]]

@@ -66,7 +66,7 @@ die() {
 
 # shellcheck source=tools/bench/lib.sh
 source "$ROOT/tools/bench/lib.sh"
-bench_tools sluice
+bench_tools
 for c in wrk curl taskset pgrep go; do
 	command -v "$c" >/dev/null 2>&1 || die "$c is missing"
 done
@@ -180,35 +180,13 @@ control_socket = "$WORK/control.sock"
 address = "127.0.0.1:$ADMIN"
 [log]
 level = "warn"
-[[listener]]
-name = "http"
-address = "127.0.0.1:$PROXY"
-  [[listener.filter_chain]]
-    [[listener.filter_chain.filter]]
-    name = "sluice.filters.network.http_connection_manager"
-    [listener.filter_chain.filter.config]
-    stat_prefix = "bench"
-    route_config = "r"
-    generate_request_id = false
-      [[listener.filter_chain.filter.config.http_filter]]
-      name = "sluice.filters.http.router"
-[[listener]]
-name = "limited"
-address = "127.0.0.1:$LIMITED"
-  [[listener.filter_chain]]
-    [[listener.filter_chain.filter]]
-    name = "sluice.filters.network.http_connection_manager"
-    [listener.filter_chain.filter.config]
-    stat_prefix = "limited"
-    route_config = "r"
-    generate_request_id = false
-      [[listener.filter_chain.filter.config.http_filter]]
+$(hcm_listener http "127.0.0.1:$PROXY" bench)
+$(hcm_listener limited "127.0.0.1:$LIMITED" limited '      [[listener.filter_chain.filter.config.http_filter]]
       name = "sluice.filters.http.local_ratelimit"
       [listener.filter_chain.filter.config.http_filter.config]
       stat_prefix = "bench"
-      token_bucket = { max_tokens = $TOKENS, tokens_per_fill = 1, fill_interval = "1h" }
-      [[listener.filter_chain.filter.config.http_filter]]
-      name = "sluice.filters.http.router"
+      token_bucket = { max_tokens = '"$TOKENS"', tokens_per_fill = 1, fill_interval = "1h" }
+')
 [[route_config]]
 name = "r"
   [[route_config.virtual_host]]
@@ -314,8 +292,9 @@ for w in "$WORKERS_A" "$WORKERS_B"; do
 	ok=$(sluice_stat http.limited.downstream_rq_2xx)
 	[[ $ok == "${ADMITTED[$w]}" ]] ||
 		log "warning: sluice's http.limited.downstream_rq_2xx is $ok, the origin counted ${ADMITTED[$w]} admitted"
-	[[ $(sluice_stat http_local_rate_limit.bench.ok) != absent ]] ||
-		log "note: the admin API has no http_local_rate_limit.bench.* counters (documented by the filter's README)"
+	ok=$(sluice_stat http_local_rate_limit.bench.ok)
+	[[ $ok == "${ADMITTED[$w]}" ]] ||
+		log "warning: sluice's http_local_rate_limit.bench.ok is $ok, the origin counted ${ADMITTED[$w]} admitted"
 
 	log "$w worker(s): circuit breaker, wrk -c$CONNS ${LIMIT_DURATION}s on /slow"
 	curl -sf --max-time 2 "http://127.0.0.1:$ORIGIN/_stats?reset=1" >/dev/null || die "origin does not answer /_stats"

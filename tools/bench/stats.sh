@@ -18,7 +18,7 @@ ORIGIN=$BASE
 PROXY=$((BASE + 1))
 # shellcheck source=tools/bench/lib.sh
 source "$ROOT/tools/bench/lib.sh"
-bench_tools sluice
+bench_tools
 
 WORK=$(mktemp -d /tmp/sluice-stats.XXXXXX)
 SUP=
@@ -37,18 +37,7 @@ workers = 1
 control_socket = "$WORK/control.sock"
 [log]
 level = "warn"
-[[listener]]
-name = "http"
-address = "127.0.0.1:$PROXY"
-  [[listener.filter_chain]]
-    [[listener.filter_chain.filter]]
-    name = "sluice.filters.network.http_connection_manager"
-    [listener.filter_chain.filter.config]
-    stat_prefix = "bench"
-    route_config = "r"
-    generate_request_id = false
-      [[listener.filter_chain.filter.config.http_filter]]
-      name = "sluice.filters.http.router"
+$(hcm_listener http "127.0.0.1:$PROXY" bench)
 [[route_config]]
 name = "r"
   [[route_config.virtual_host]]

@@ -101,15 +101,24 @@ func Start(t testing.TB, tomlText string, opts ...Option) *Proxy {
 	}
 	w.Close()
 	p := &Proxy{ConfigPath: cfg, RuntimeDir: runtimeDir, t: t, cmd: cmd, book: newLogBook(), exited: make(chan struct{})}
+	fed := make(chan struct{})
 	go func() {
 		p.book.feed(r)
 		r.Close()
+		close(fed)
 	}()
 	go func() {
 		err := cmd.Wait()
 		p.exitCode = cmd.ProcessState.ExitCode()
 		if err != nil && p.exitCode == 0 {
 			p.exitCode = -1
+		}
+		// The last lines the supervisor and its workers wrote may still be
+		// in the pipe: exited means Logs has them. A process that outlives
+		// the supervisor and keeps the pipe open is not waited for long.
+		select {
+		case <-fed:
+		case <-time.After(feedDrainTimeout):
 		}
 		close(p.exited)
 	}()
@@ -214,6 +223,10 @@ func (p *Proxy) Wait() int {
 	<-p.exited
 	return p.exitCode
 }
+
+// feedDrainTimeout bounds how long exited waits, after the supervisor
+// exited, for the end of its output.
+const feedDrainTimeout = 2 * time.Second
 
 // Stop sends SIGTERM to the supervisor and waits for it to exit; if it has
 // not exited within 10s, it kills the whole process group with SIGKILL. It

@@ -274,3 +274,22 @@ func portOf(t *testing.T, addr string) int {
 	}
 	return ta.Port
 }
+
+// recvTimeout bounds recv: longer than waitTimeout, since what it waits for
+// (an upstream reached through sluice, a client's whole exchange) may
+// itself include a waitTimeout.
+const recvTimeout = 5 * waitTimeout
+
+// recv returns the next value from ch, failing the test with what if none
+// arrives within recvTimeout, so that a lost request fails its test by name
+// instead of hanging the package until go test's timeout.
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(recvTimeout):
+		t.Fatalf("no %s within %v", what, recvTimeout)
+		panic("unreachable")
+	}
+}

@@ -558,7 +558,7 @@ func TestDrainListenersClosesListenersAndKeepsServing(t *testing.T) {
 			// A request in flight when the listeners drain.
 			inflight := make(chan int, 1)
 			go func() {
-				resp, err := http.Get("http://" + addr + "/slow")
+				resp, err := (&http.Client{Timeout: recvTimeout}).Get("http://" + addr + "/slow")
 				if err != nil {
 					inflight <- 0
 					return
@@ -566,7 +566,7 @@ func TestDrainListenersClosesListenersAndKeepsServing(t *testing.T) {
 				resp.Body.Close()
 				inflight <- resp.StatusCode
 			}()
-			<-up.arrived
+			recv(t, up.arrived, "request at the upstream")
 
 			path := "/drain_listeners"
 			if graceful {
@@ -577,10 +577,10 @@ func TestDrainListenersClosesListenersAndKeepsServing(t *testing.T) {
 			}
 			if graceful {
 				close(up.release)
-				if code := <-inflight; code != 200 {
+				if code := recv(t, inflight, "answer to the request in flight"); code != 200 {
 					t.Fatalf("the request in flight at the drain got %d, want 200", code)
 				}
-			} else if code := <-inflight; code != 0 {
+			} else if code := recv(t, inflight, "end of the request in flight"); code != 0 {
 				t.Fatalf("the request in flight at a non-graceful drain got %d, want its connection closed", code)
 			}
 			for slot, pid := range pids {
@@ -632,7 +632,7 @@ func TestClustersCountsHostRequestsInFlightAcrossWorkerKills(t *testing.T) {
 	}
 	defer c.Close()
 	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-	<-up.arrived
+	recv(t, up.arrived, "request at the upstream")
 	if _, body := adminDo(t, "GET", admin, "/clusters"); !strings.Contains(body, active(1)) {
 		t.Fatalf("/clusters while a request is in flight has no %q:\n%s", active(1), body)
 	}

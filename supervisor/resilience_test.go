@@ -207,7 +207,7 @@ func TestCircuitBreakerIsGlobalAcrossWorkers(t *testing.T) {
 		code, _ := getNoFail(addr, "/slow")
 		slow <- code
 	}()
-	<-h.arrived
+	recv(t, h.arrived, "request at the upstream")
 	// Whichever worker takes them, the next requests find the cluster's
 	// one request slot taken.
 	for range 6 {
@@ -216,7 +216,7 @@ func TestCircuitBreakerIsGlobalAcrossWorkers(t *testing.T) {
 		}
 	}
 	close(h.release)
-	if code := <-slow; code != 200 {
+	if code := recv(t, slow, "answer to the held request"); code != 200 {
 		t.Fatalf("the request holding the breaker got %d", code)
 	}
 	// The slot is given back when the stream ends in the worker, which may
@@ -240,7 +240,7 @@ func TestCircuitBreakerIsGlobalAcrossWorkers(t *testing.T) {
 
 // getNoFail is get for goroutines other than the test's.
 func getNoFail(addr, path string) (int, error) {
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	c := &http.Client{Timeout: recvTimeout, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get("http://" + addr + path)
 	if err != nil {
 		return 0, err
@@ -338,7 +338,7 @@ func TestCircuitBreakersPerPriority(t *testing.T) {
 			code, _ := getNoFail(addr, path)
 			held <- code
 		}()
-		<-h.arrived
+		recv(t, h.arrived, "request at the upstream")
 	}
 	hold("/slow")
 	if code, _ := get(t, addr, "/"); code != 503 {
@@ -353,7 +353,7 @@ func TestCircuitBreakersPerPriority(t *testing.T) {
 	}
 	close(h.release)
 	for range 2 {
-		if code := <-held; code != 200 {
+		if code := recv(t, held, "answer to a held request"); code != 200 {
 			t.Fatalf("a request holding a breaker got %d", code)
 		}
 	}

@@ -505,6 +505,7 @@ func TestUpgradeCountersTrackTunnels(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	c.SetDeadline(time.Now().Add(recvTimeout))
 	io.WriteString(c, "GET /chat HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
@@ -525,11 +526,16 @@ func TestUpgradeCountersTrackTunnels(t *testing.T) {
 	}
 	c.Close()
 	// The worker notices the close asynchronously; poll the admin API
-	// until the gauge drops (bounded by the test's deadline).
+	// until the gauge drops.
+	deadline := time.Now().Add(recvTimeout)
 	for {
 		st = counters(t, admin)
 		if st["http.ingress.downstream_cx_upgrades_active"] == 0 {
 			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("downstream_cx_upgrades_active still %v %v after the client closed the tunnel",
+				st["http.ingress.downstream_cx_upgrades_active"], recvTimeout)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

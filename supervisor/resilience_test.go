@@ -333,12 +333,34 @@ func TestCircuitBreakersPerPriority(t *testing.T) {
 	addr := s.listenAddr(t, "public")
 	s.wait(t, "ready", nil, nil)
 	held := make(chan int, 2)
+	// hold sends a request the upstream keeps until release. A slot is
+	// given back when the stream ends in the worker, which may be just
+	// after the client read the last byte of the previous request: a 503
+	// before the request arrived is retried until waitTimeout.
 	hold := func(path string) {
-		go func() {
-			code, _ := getNoFail(addr, path)
-			held <- code
-		}()
-		recv(t, h.arrived, "request at the upstream")
+		t.Helper()
+		deadline := time.After(waitTimeout)
+		for {
+			go func() {
+				code, _ := getNoFail(addr, path)
+				held <- code
+			}()
+			select {
+			case <-h.arrived:
+				return
+			case code := <-held:
+				if code != 503 {
+					t.Fatalf("%s ended with %d before reaching the upstream", path, code)
+				}
+			case <-time.After(recvTimeout):
+				t.Fatalf("%s did not reach the upstream within %v", path, recvTimeout)
+			}
+			select {
+			case <-deadline:
+				t.Fatalf("%s still refused with 503 after %v", path, waitTimeout)
+			default:
+			}
+		}
 	}
 	hold("/slow")
 	if code, _ := get(t, addr, "/"); code != 503 {

@@ -173,9 +173,9 @@ func TestHTTP2ClientCancelAbortsTheUpstreamRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	<-started
+	gwtest.Recv(t, started, "response headers from the upstream")
 	cancel() // RST_STREAM(CANCEL)
-	<-aborted
+	gwtest.Recv(t, aborted, "upstream request aborted")
 }
 
 func TestHTTP2UpstreamResetBeforeHeadersIsA503(t *testing.T) {
@@ -208,7 +208,7 @@ func TestHTTP2DrainSendsGoawayAndFinishesInFlightStreams(t *testing.T) {
 		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
 	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
-	<-started
+	gwtest.Recv(t, started, "request at the upstream")
 	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -286,14 +286,14 @@ func TestHTTP3RequestInFlightFinishesDuringDrain(t *testing.T) {
 		resp.Body.Close()
 		slow <- result{resp.StatusCode, string(b), err}
 	}()
-	<-arrived
+	gwtest.Recv(t, arrived, "request at the upstream")
 	mark := p.Mark()
 	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	p.WaitLogSince(t, mark, "draining", nil, 10*time.Second)
 	close(release)
-	r := <-slow
+	r := gwtest.Recv(t, slow, "answer to the request in flight")
 	if r.err != nil || r.code != 200 || r.body != "done /slow" {
 		t.Fatalf("request in flight at the drain: %d %q %v, want 200 \"done /slow\"", r.code, r.body, r.err)
 	}

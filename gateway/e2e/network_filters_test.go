@@ -123,7 +123,7 @@ func TestTCPProxyEchoesLargeTransfersBothWays(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read after %d bytes: %v", len(got), err)
 	}
-	if err := <-werr; err != nil {
+	if err := gwtest.Recv(t, werr, "end of the writer"); err != nil {
 		t.Fatalf("write: %v", err)
 	}
 	if len(got) != size || sha(got) != sha(msg) {

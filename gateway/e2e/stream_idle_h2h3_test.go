@@ -297,7 +297,7 @@ func TestHTTP3MaxConnectionDurationSendsGoaway(t *testing.T) {
 	if code, body, err := get("/first"); err != nil || code != 200 || body != "done /first" {
 		t.Fatalf("first request: %d %q %v", code, body, err)
 	}
-	first := <-conns
+	first := gwtest.Recv(t, conns, "upstream connection")
 	type result struct {
 		code int
 		body string
@@ -308,7 +308,7 @@ func TestHTTP3MaxConnectionDurationSendsGoaway(t *testing.T) {
 		code, body, err := get("/slow")
 		slow <- result{code, body, err}
 	}()
-	<-arrived
+	gwtest.Recv(t, arrived, "request at the upstream")
 	if elapsed := time.Since(start); elapsed >= maxDur {
 		t.Fatalf("two requests took %v, longer than max_connection_duration %v", elapsed, maxDur)
 	}
@@ -332,7 +332,7 @@ func TestHTTP3MaxConnectionDurationSendsGoaway(t *testing.T) {
 		t.Fatalf("the first connection closed with a request in flight: %v", context.Cause(first.Context()))
 	}
 	close(release)
-	if r := <-slow; r.err != nil || r.code != 200 || r.body != "done /slow" {
+	if r := gwtest.Recv(t, slow, "answer to the slow request"); r.err != nil || r.code != 200 || r.body != "done /slow" {
 		t.Fatalf("request in flight at max_connection_duration: %d %q %v, want 200 \"done /slow\"", r.code, r.body, r.err)
 	}
 	select {

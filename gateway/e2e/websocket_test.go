@@ -191,7 +191,7 @@ func TestConnectTunnelsToTCPEcho(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read after %d bytes: %v", len(got), err)
 	}
-	if err := <-werr; err != nil {
+	if err := gwtest.Recv(t, werr, "end of the writer"); err != nil {
 		t.Fatalf("write: %v", err)
 	}
 	if !bytes.Equal(got, msg) {

@@ -332,10 +332,11 @@ func TestHTTP3WorkerKillLeavesOtherWorkersConnections(t *testing.T) {
 }
 
 // TestHTTP3ConnectionMigratesAcrossWorkers: a client moves its connection
-// to new UDP sockets (new source ports, as after a NAT rebinding) several
-// times; the kernel hashes some of the new paths to the other worker's
-// socket, which forwards by connection id to the owner. Every request
-// succeeds on the one connection, and the workers report forwarded packets.
+// to new UDP sockets (new source ports, as after a NAT rebinding) three
+// times, each a port the kernel hashes to the socket of the worker that
+// does not own the connection, which forwards by connection id to the
+// owner. Every request succeeds on the one connection, and the workers
+// report forwarded packets.
 func TestHTTP3ConnectionMigratesAcrossWorkers(t *testing.T) {
 	ca := testutil.NewCA(t)
 	cert, key, _ := ca.Leaf(t, "h3.test")
@@ -344,7 +345,11 @@ func TestHTTP3ConnectionMigratesAcrossWorkers(t *testing.T) {
 	url := "https://" + p.Addr("h3") + "/work"
 
 	var conn *quic.Conn
-	var dials atomic.Int64
+	var dials, owner atomic.Int64
+	raddr, err := net.ResolveUDPAddr("udp", p.Addr("h3"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	tr := &http3.Transport{
 		TLSClientConfig: &tls.Config{ServerName: "h3.test", RootCAs: ca.Pool},
 		Dial: func(ctx context.Context, addr string, tlsConf *tls.Config, qc *quic.Config) (*quic.Conn, error) {
@@ -359,7 +364,7 @@ func TestHTTP3ConnectionMigratesAcrossWorkers(t *testing.T) {
 			t.Cleanup(func() { udp.Close() })
 			// A client with zero-length connection ids (quic-go's default)
 			// cannot move its connection to another path.
-			qt := &quic.Transport{Conn: udp, ConnectionIDLength: 8}
+			qt := &quic.Transport{Conn: &ownerSniffer{PacketConn: udp, owner: &owner}, ConnectionIDLength: 8}
 			t.Cleanup(func() { qt.Close() })
 			c, err := qt.DialEarly(ctx, raddr, tlsConf, qc)
 			if err == nil {
@@ -384,51 +389,74 @@ func TestHTTP3ConnectionMigratesAcrossWorkers(t *testing.T) {
 		}
 	}
 	post("before migrating")
-	// Four moves: under CPU load, path validation after about six rapid moves
-	// stops succeeding (no packet is lost in forwarding; not diagnosed, see
-	// docs/ARCHITECTURE.md#http3).
-	const moves = 4
-	// newPath opens a client socket on a new port and validates the path
-	// from it. Path validation is the client's to retry: a probe needs a
-	// connection id the server has not issued yet when moves come faster
-	// than the NEW_CONNECTION_ID / RETIRE_CONNECTION_ID round trips (under
-	// load), and then times out while the client stays on its current
-	// path, as a real client would. A failed move sends a request on the
-	// current path (round trips that replenish the ids) and tries a fresh
-	// path, up to five times.
-	newPath := func(i int) (*quic.Path, net.Addr) {
+	ownerSlot := -1
+	if o := owner.Load(); o != 0 {
+		ownerSlot = int((o - 1) & 0xffff)
+	} else {
+		t.Fatal("the server's handshake packets named no owner")
+	}
+	// Each move goes to a client port that the kernel hashes to the worker
+	// that does not own the connection, so that every packet on the new
+	// path needs forwarding. Which worker a port hashes to is learnt with a
+	// throwaway connection from it: its handshake names the worker that
+	// took its first packet.
+	const moves = 3
+	otherPort := func(i int) *quic.Transport {
+		for range 64 {
+			udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { udp.Close() })
+			var o atomic.Int64
+			qt := &quic.Transport{Conn: &ownerSniffer{PacketConn: udp, owner: &o}, ConnectionIDLength: 8}
+			t.Cleanup(func() { qt.Close() })
+			ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+			probe, err := qt.Dial(ctx, raddr, &tls.Config{ServerName: "h3.test", RootCAs: ca.Pool, NextProtos: []string{http3.NextProtoH3}}, nil)
+			cancel()
+			if err != nil {
+				t.Fatalf("move %d: throwaway connection: %v", i, err)
+			}
+			probe.CloseWithError(0, "")
+			if v := o.Load(); v != 0 && int((v-1)&0xffff) != ownerSlot {
+				return qt
+			}
+		}
+		t.Fatalf("move %d: 64 client ports all hashed to the owner's socket", i)
+		return nil
+	}
+	// Path validation is the client's to retry: a probe needs a connection
+	// id the server has not issued yet when moves come faster than the
+	// NEW_CONNECTION_ID / RETIRE_CONNECTION_ID round trips (under load), and
+	// then times out while the client stays on its current path, as a real
+	// client would. A failed move sends a request on the current path
+	// (round trips that replenish the ids) and tries again, up to five
+	// times.
+	for i := range moves {
+		var path *quic.Path
 		var err error
 		for attempt := range 5 {
 			if attempt > 0 {
 				post(fmt.Sprintf("on the current path before move %d, attempt %d", i, attempt+1))
 			}
-			udp, lerr := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-			if lerr != nil {
-				t.Fatal(lerr)
-			}
-			t.Cleanup(func() { udp.Close() })
-			qt := &quic.Transport{Conn: udp, ConnectionIDLength: 8}
-			t.Cleanup(func() { qt.Close() })
-			path, aerr := conn.AddPath(qt)
-			if aerr != nil {
-				t.Fatal(aerr)
+			qt := otherPort(i)
+			if path, err = conn.AddPath(qt); err != nil {
+				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			err = path.Probe(ctx)
 			cancel()
 			if err == nil {
-				return path, udp.LocalAddr()
+				break
 			}
 		}
-		t.Fatalf("move %d: five paths failed validation, the last: %v", i, err)
-		return nil, nil
-	}
-	for i := range moves {
-		path, addr := newPath(i)
+		if err != nil {
+			t.Fatalf("move %d: five paths failed validation, the last: %v", i, err)
+		}
 		if err := path.Switch(); err != nil {
 			t.Fatalf("move %d: %v", i, err)
 		}
-		post(fmt.Sprintf("after move %d to %s", i, addr))
+		post(fmt.Sprintf("after move %d", i))
 	}
 	if d := dials.Load(); d != 1 {
 		t.Fatalf("the client dialed %d connections, want 1 (the connection migrated %d times)", d, moves)

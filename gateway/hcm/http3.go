@@ -173,11 +173,29 @@ type HTTP3Server struct {
 	// completes.
 	earlyData bool
 
-	mu      sync.Mutex
-	conns   map[*quicConn]struct{} // connections being served
-	stopped bool                   // Shutdown or Close began: accept no more
-	wg      sync.WaitGroup         // one per connection being served
+	mu    sync.Mutex
+	conns map[*quicConn]struct{} // connections being served
+	// handshakes holds the connections quic-go admitted (Transport's
+	// ConnContext) that Serve has not accepted yet: their handshake runs,
+	// or they wait in the listener's queue.
+	handshakes map[*handshake]struct{}
+	stopped    bool           // Shutdown or Close began: admit no new connection
+	settled    chan struct{}  // closed once stopped and no handshake is left
+	lnClosed   bool           // the listener is closed: accept no more
+	wg         sync.WaitGroup // one per connection being served
 }
+
+// handshake marks, in its context, a connection between its first packet
+// and Serve's Accept.
+type handshake struct{}
+
+type handshakeKey struct{}
+
+// errStopped refuses a connection that opens while the server stops (the
+// client gets CONNECTION_REFUSED). While a worker drains, the packets of new
+// connections go to its successor (gateway/quicroute), so this is for those
+// that reach a worker shutting down for good.
+var errStopped = errors.New("hcm: http3 server is stopping")
 
 // CheckHTTP3 reports why the manager cannot serve a udp listener, or nil.
 func (f *Factory) CheckHTTP3() error {
@@ -233,8 +251,10 @@ func (f *Factory) NewHTTP3Server(pc net.PacketConn, tlsConf *tls.Config, base ne
 		return nil, fmt.Errorf("hcm: http3 listen: %w", err)
 	}
 	base.TLS, base.TransportProtocol = true, "tls"
-	s := &HTTP3Server{f: f, tr: tr, ln: ln, base: base, draining: draining, earlyData: o.EnableEarlyData, conns: map[*quicConn]struct{}{}}
+	s := &HTTP3Server{f: f, tr: tr, ln: ln, base: base, draining: draining, earlyData: o.EnableEarlyData,
+		conns: map[*quicConn]struct{}{}, handshakes: map[*handshake]struct{}{}, settled: make(chan struct{})}
 	s.handler = http.HandlerFunc(s.serveHTTP)
+	tr.ConnContext = s.admit
 	return s, nil
 }
 
@@ -295,13 +315,53 @@ func (s *HTTP3Server) Serve() error {
 			}
 			return fmt.Errorf("hcm: http3 accept: %w", err)
 		}
-		q := &quicConn{qc: qc, draining: s.draining}
+		if h, ok := qc.Context().Value(handshakeKey{}).(*handshake); ok {
+			s.settle(h)
+		}
+		q := &quicConn{qc: qc, draining: s.draining, serving: make(chan struct{})}
 		q.srv = s.connServer(q)
-		if !s.add(q) {
+		ok, stopping := s.add(q)
+		if !ok {
 			_ = qc.CloseWithError(h3NoError, "")
 			continue
 		}
 		go s.serveConn(q)
+		if stopping {
+			// Its handshake began before the drain: it is served like the
+			// connections open then, its streams so far handled and the
+			// later ones refused for the client to retry elsewhere.
+			q.goAway()
+		}
+	}
+}
+
+// admit is the Transport's ConnContext: it records a new connection's
+// handshake, until Serve accepts the connection or it ends, and refuses new
+// connections once the server stops.
+func (s *HTTP3Server) admit(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return nil, errStopped
+	}
+	h := &handshake{}
+	s.handshakes[h] = struct{}{}
+	ctx = context.WithValue(ctx, handshakeKey{}, h)
+	context.AfterFunc(ctx, func() { s.settle(h) }) // the handshake failed or the connection ended
+	return ctx, nil
+}
+
+// settle forgets the handshake h; the last one of a stopped server closes
+// settled.
+func (s *HTTP3Server) settle(h *handshake) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.handshakes[h]; !ok {
+		return
+	}
+	delete(s.handshakes, h)
+	if s.stopped && len(s.handshakes) == 0 {
+		close(s.settled)
 	}
 }
 
@@ -328,16 +388,18 @@ func (s *HTTP3Server) serveConn(q *quicConn) {
 	s.mu.Unlock()
 }
 
-// add registers a connection to serve, unless the server stopped.
-func (s *HTTP3Server) add(q *quicConn) bool {
+// add registers a connection to serve, unless the listener closed;
+// stopping says that the server stops and the connection is to get a
+// GOAWAY.
+func (s *HTTP3Server) add(q *quicConn) (ok, stopping bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopped {
-		return false
+	if s.lnClosed {
+		return false, false
 	}
 	s.conns[q] = struct{}{}
 	s.wg.Add(1)
-	return true
+	return true, s.stopped
 }
 
 func (s *HTTP3Server) isStopped() bool {
@@ -346,29 +408,55 @@ func (s *HTTP3Server) isStopped() bool {
 	return s.stopped
 }
 
-// stop makes the server accept no more connections and returns those it
-// serves. The listener keeps connections that finished their handshake in
-// its queue: Serve accepts and closes them.
+// stop makes the server admit no new connection and returns those it
+// serves. Connections whose handshake already began are still accepted
+// (and get a GOAWAY) until closeListener.
 func (s *HTTP3Server) stop() []*quicConn {
 	s.mu.Lock()
-	s.stopped = true
+	defer s.mu.Unlock()
+	if !s.stopped {
+		s.stopped = true
+		if len(s.handshakes) == 0 {
+			close(s.settled)
+		}
+	}
 	conns := make([]*quicConn, 0, len(s.conns))
 	for q := range s.conns {
 		conns = append(conns, q)
 	}
-	s.mu.Unlock()
-	_ = s.ln.Close()
 	return conns
 }
 
-// Shutdown stops accepting connections, sends every connection an HTTP/3
-// GOAWAY and waits until their streams finish or ctx ends (then it closes
-// them). The socket is closed on return.
+// closeListener makes Serve accept no more connections and return; quic-go
+// refuses the connections still in their handshake.
+func (s *HTTP3Server) closeListener() {
+	s.mu.Lock()
+	s.lnClosed = true
+	s.mu.Unlock()
+	_ = s.ln.Close()
+}
+
+// Shutdown stops admitting connections, sends every connection an HTTP/3
+// GOAWAY, lets the connections whose handshake had begun complete it and
+// get their GOAWAY (a client that sent a request right after its handshake
+// is not refused), and waits until their streams finish or ctx ends (then
+// it closes them). The socket is closed on return.
 func (s *HTTP3Server) Shutdown(ctx context.Context) error {
 	conns := s.stop()
 	for _, q := range conns {
 		q.goAway()
 	}
+	select {
+	case <-s.settled:
+	case <-ctx.Done():
+	}
+	s.closeListener()
+	s.mu.Lock()
+	conns = conns[:0]
+	for q := range s.conns {
+		conns = append(conns, q)
+	}
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
@@ -391,6 +479,9 @@ func (s *HTTP3Server) Shutdown(ctx context.Context) error {
 // Close closes every connection and the socket at once; it returns when
 // the streams' handlers have returned.
 func (s *HTTP3Server) Close() error {
+	s.stop()
+	s.closeListener()
+	// Again: Serve may have accepted a connection before the listener closed.
 	for _, q := range s.stop() {
 		_ = q.qc.CloseWithError(h3NoError, "")
 	}
@@ -410,6 +501,7 @@ type connKey struct{}
 // connContext makes the connection value of the QUIC connection of q,
 // which its streams share, and counts the connection in the manager's stats.
 func (s *HTTP3Server) connContext(ctx context.Context, q *quicConn) context.Context {
+	close(q.serving)
 	qc := q.qc
 	info := s.base
 	info.ID = h3ConnIDs.Add(1)
@@ -501,6 +593,7 @@ type quicConn struct {
 	info     *netfilter.Info
 	draining func() bool
 	srv      *http3.Server // serves this connection only
+	serving  chan struct{} // closed once srv serves the connection
 	streams  atomic.Int64  // request streams whose handler runs
 	// closeIdle, set by goAway, ends the server's Shutdown wait: the
 	// server then closes the connection with H3_NO_ERROR.
@@ -526,7 +619,16 @@ func (q *quicConn) goAway() bool {
 		return false
 	}
 	// Shutdown sends the GOAWAY; once ctx ends it closes the connection.
-	go func() { _ = q.srv.Shutdown(ctx) }()
+	// Before srv serves the connection it would make ServeQUICConn refuse
+	// it (closing it with its streams unanswered): wait for that.
+	go func() {
+		select {
+		case <-q.serving:
+		case <-q.qc.Context().Done():
+			return
+		}
+		_ = q.srv.Shutdown(ctx)
+	}()
 	q.closeIfIdle()
 	return true
 }

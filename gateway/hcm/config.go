@@ -52,7 +52,9 @@ type Config struct {
 	// this long (default 1h; 0s disables).
 	IdleTimeout *config.Duration `toml:"idle_timeout"`
 	// RequestHeadersTimeout bounds receiving a request head once its first
-	// byte arrived (default 0: disabled, as in Envoy).
+	// byte arrived (default 0: disabled, as in Envoy): HTTP/1.1 answers 408
+	// and closes, HTTP/2 closes a connection whose request header block
+	// stays open longer (h2headers.go); not enforced on HTTP/3.
 	RequestHeadersTimeout config.Duration `toml:"request_headers_timeout"`
 	// StreamIdleTimeout ends a stream on which nothing moved (request body
 	// bytes from the client, response bytes from the upstream, a filter

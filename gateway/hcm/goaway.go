@@ -76,7 +76,6 @@ type goaway struct {
 	wmu     sync.Mutex // serialises writes to the connection
 	wr      io.Writer  // the connection, once the server wrote to it
 	out     frameScanner
-	in      frameScanner
 	pending atomic.Bool // the first GOAWAY waits for a frame boundary
 	pinged  atomic.Bool // it was written: a PING ACK ends the wait
 	final   func()
@@ -84,11 +83,7 @@ type goaway struct {
 	timer   *time.Timer
 }
 
-func newGoaway() *goaway {
-	g := &goaway{}
-	g.in.skip = len(h2Preface)
-	return g
-}
+func newGoaway() *goaway { return &goaway{} }
 
 // start writes the first GOAWAY as soon as the connection is at a frame
 // boundary, then runs final after one round trip.
@@ -162,16 +157,10 @@ func (g *goaway) track(p []byte) {
 	}
 }
 
-// sawInbound follows the boundaries of bytes read, watching for the PING
-// ACK that answers the first GOAWAY.
-func (g *goaway) sawInbound(p []byte) {
-	for len(p) > 0 {
-		p = p[g.in.scan(p, g.onInbound):]
-	}
-}
-
-func (g *goaway) onInbound(h *[9]byte) {
-	if h[3] == 0x6 && h[4]&0x1 != 0 && g.pinged.Load() {
+// sawPingAck sees a PING ACK from the client (see h2Inbound): it answers
+// the first GOAWAY's PING once that was written.
+func (g *goaway) sawPingAck() {
+	if g.pinged.Load() {
 		go g.finish() // the server's reader must not wait on its own writer
 	}
 }

@@ -83,6 +83,13 @@ func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	hc := &h2conn{conn: c, nc: nc, readAhead: readAhead, hs: hs, goaway: newGoaway()}
+	var bounds headBounds
+	if t := f.cfg.RequestHeadersTimeout.Duration; t > 0 {
+		ht := newHeaderTimer(t, hc.headersTimedOut)
+		defer ht.close()
+		bounds = ht
+	}
+	hc.in = newH2Inbound(hc.goaway, bounds)
 	// The read side always counts as idle: a drain wakes the blocked frame
 	// read with a past deadline, and h2conn.Read turns that into a graceful
 	// GOAWAY instead of an error.
@@ -117,6 +124,7 @@ type h2conn struct {
 	hs        *http.Server
 	drainOnce sync.Once
 	goaway    *goaway
+	in        *h2Inbound // follows what the server reads
 }
 
 var _ net.Conn = (*h2conn)(nil)
@@ -127,7 +135,7 @@ func (h *h2conn) Read(p []byte) (int, error) {
 	if len(h.readAhead) > 0 {
 		n := copy(p, h.readAhead)
 		h.readAhead = h.readAhead[n:]
-		h.goaway.sawInbound(p[:n])
+		h.in.see(p[:n])
 		return n, nil
 	}
 	for {
@@ -139,10 +147,18 @@ func (h *h2conn) Read(p []byte) (int, error) {
 			continue
 		}
 		if n > 0 {
-			h.goaway.sawInbound(p[:n])
+			h.in.see(p[:n])
 		}
 		return n, err
 	}
+}
+
+// headersTimedOut ends the connection when a request header block stayed
+// open longer than request_headers_timeout (see h2headers.go).
+func (h *h2conn) headersTimedOut() {
+	h.conn.f.stats.DownstreamRqHeaderTimeout.Inc()
+	h.conn.f.log.Debug("http2 request headers timeout", zap.Uint64("conn", h.conn.info.ID))
+	_ = h.nc.Close()
 }
 
 // Write implements net.Conn.

@@ -66,8 +66,13 @@ func TestPerTryIdleTimeoutFailsASilentTryAndRetries(t *testing.T) {
 	}
 	hits := silent.hits.Load()
 	c := counters(t, admin)
-	if c["cluster.backend.upstream_rq_per_try_timeout"] != float64(hits) || c["cluster.backend.upstream_rq_retry"] != float64(hits) {
-		t.Errorf("upstream_rq_per_try_timeout %v, upstream_rq_retry %v; want %d each", c["cluster.backend.upstream_rq_per_try_timeout"],
+	// As in Envoy, a try ended by per_try_idle_timeout counts in
+	// upstream_rq_per_try_idle_timeout, not in upstream_rq_per_try_timeout.
+	if c["cluster.backend.upstream_rq_per_try_idle_timeout"] != float64(hits) || c["cluster.backend.upstream_rq_retry"] != float64(hits) {
+		t.Errorf("upstream_rq_per_try_idle_timeout %v, upstream_rq_retry %v; want %d each", c["cluster.backend.upstream_rq_per_try_idle_timeout"],
 			c["cluster.backend.upstream_rq_retry"], hits)
+	}
+	if n := c["cluster.backend.upstream_rq_per_try_timeout"]; n != 0 {
+		t.Errorf("upstream_rq_per_try_timeout %v, want 0 (no per_try_timeout is set)", n)
 	}
 }

@@ -380,3 +380,70 @@ func TestCircuitBreakersPerPriority(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxConnectionsPerPriority checks that each routing priority has its
+// own connection pool, bounded by its own max_connections (counted across
+// both workers): with the default priority's one connection held by a slow
+// request, a high-priority request still gets a connection of its own,
+// while a second default request and a second high-priority one overflow
+// their priority's limit (503, upstream_cx_overflow) as the default
+// priority's max_connections overflow always has.
+func TestMaxConnectionsPerPriority(t *testing.T) {
+	t.Parallel()
+	h := newFakeHost(t)
+	cfg := resilienceConfig(controlPath(t), []string{h.addr}, `
+  [cluster.circuit_breakers]
+  max_connections = 1
+  [cluster.circuit_breakers.high]
+  max_connections = 1
+`, "")
+	const dflt = "    [[route_config.virtual_host.route]]\n    name = \"default\""
+	if !strings.Contains(cfg, dflt) {
+		t.Fatal("config has no default route to put the high-priority route before")
+	}
+	cfg = strings.Replace(cfg, dflt, `    [[route_config.virtual_host.route]]
+    name = "high"
+    match = { prefix = "/high/" }
+    prefix_rewrite = "/"
+    cluster = "backend"
+    priority = "high"
+
+`+dflt, 1)
+	s := start(t, cfg)
+	addr := s.listenAddr(t, "public")
+	admin := s.adminAddr(t)
+	s.wait(t, "ready", nil, nil)
+	held := make(chan int, 2)
+	hold := func(path string) {
+		go func() {
+			code, _ := getNoFail(addr, path)
+			held <- code
+		}()
+		select {
+		case <-h.arrived:
+		case code := <-held:
+			t.Fatalf("GET %s answered %d instead of reaching the upstream", path, code)
+		case <-time.After(recvTimeout):
+			t.Fatalf("GET %s did not reach the upstream within %v", path, recvTimeout)
+		}
+	}
+	hold("/slow")
+	if code, _ := get(t, addr, "/"); code != 503 {
+		t.Fatalf("default request with the default priority's connection busy = %d, want 503", code)
+	}
+	// The high priority's pool is its own: the default connection being
+	// busy (and at its limit) does not stop it.
+	hold("/high/slow")
+	if code, _ := get(t, addr, "/high/x"); code != 503 {
+		t.Fatalf("high-priority request with the high priority's connection busy = %d, want 503", code)
+	}
+	if n := counters(t, admin)["cluster.backend.upstream_cx_overflow"]; n != 2 {
+		t.Fatalf("upstream_cx_overflow = %v, want 2 (one per priority)", n)
+	}
+	close(h.release)
+	for range 2 {
+		if code := recv(t, held, "answer to a held request"); code != 200 {
+			t.Fatalf("a request holding its priority's connection got %d", code)
+		}
+	}
+}

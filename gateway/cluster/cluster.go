@@ -1,6 +1,6 @@
 // Package cluster holds a worker's upstream clusters: their hosts, the
 // load-balancing policy that picks among them, and each host's connection
-// pool.
+// pools (one per routing priority).
 //
 // A Manager is built once per config generation and is then read-only: its
 // methods are safe for concurrent use. Host runtime state (active requests)
@@ -40,8 +40,13 @@ var ErrNoHealthyUpstream = errors.New("cluster: no healthy upstream")
 // atomically; Host values must not be copied.
 type Host struct {
 	Address string
-	Pool    *pool.Pool
-	weight  uint32 // load-balancing weight, >= 1
+	// Pool holds the connections of the default priority's requests (and
+	// of mirrors); HighPool those of routes with priority = "high". As in
+	// Envoy, each priority has its own pool, so each is bounded by its
+	// own max_connections and a high-priority request never waits behind
+	// default-priority connections.
+	Pool, HighPool *pool.Pool
+	weight         uint32 // load-balancing weight, >= 1
 	// State is the host's shared record: health flags, outlier counters.
 	State *hoststate.Host
 	// inFlight counts this worker's requests to the host in State (nil
@@ -75,6 +80,20 @@ func (h *Host) End() {
 
 // Active returns the number of requests in flight to h.
 func (h *Host) Active() int64 { return h.active.Load() }
+
+// PoolOf returns the pool of priority p's requests.
+func (h *Host) PoolOf(p hoststate.Priority) *pool.Pool {
+	if p == hoststate.PriorityHigh {
+		return h.HighPool
+	}
+	return h.Pool
+}
+
+// closePools closes both priorities' pools.
+func (h *Host) closePools() {
+	h.Pool.Close()
+	h.HighPool.Close()
+}
 
 // Cluster is a named group of hosts. Its host list is an immutable
 // snapshot swapped atomically when a DNS cluster's addresses change, so
@@ -157,6 +176,10 @@ type OverflowStats struct {
 	Retry         *stats.Counter // upstream_rq_retry
 	RetryOK       *stats.Counter // upstream_rq_retry_success
 	PerTryTimeout *stats.Counter // upstream_rq_per_try_timeout
+	// PerTryIdleTimeout counts tries failed by per_try_idle_timeout
+	// (upstream_rq_per_try_idle_timeout; not in upstream_rq_per_try_timeout,
+	// as in Envoy).
+	PerTryIdleTimeout *stats.Counter
 }
 
 // hostSet is one immutable snapshot of a cluster's hosts with the
@@ -337,7 +360,7 @@ func (c *Cluster) SetHosts(addrs []string) error {
 		if err != nil {
 			for _, n := range ns.hosts {
 				if _, kept := old[n.Address]; !kept {
-					n.Pool.Close()
+					n.closePools()
 				}
 			}
 			return err
@@ -352,12 +375,12 @@ func (c *Cluster) SetHosts(addrs []string) error {
 	c.Stats.MembershipTotal.Set(int64(len(ns.hosts)))
 	c.Stats.MembershipHealthy.Set(int64(len(ns.hosts)))
 	for _, h := range old {
-		h.Pool.Close()
+		h.closePools()
 	}
 	return nil
 }
 
-// newHost builds host ep of c: its pool and its record, in the shared
+// newHost builds host ep of c: its pools (one per priority) and its record, in the shared
 // region or (not shared) private to the worker.
 func (c *Cluster) newHost(ep string, shared bool) (*Host, error) {
 	cc := c.Cfg
@@ -386,19 +409,28 @@ func (c *Cluster) newHost(ep string, shared bool) (*Host, error) {
 			opts.ServerNameTLS = func(name string) *tls.Config { return tlsconn.WithServerName(tc, name, validate) }
 		}
 	}
-	cb := c.Record.Breaker(hoststate.Connections)
-	opts.Connections = &cb
-	opts.MaxConnections = c.Limits.Connections
 	opts.Overflow = c.Overflow.Cx
+	h := &Host{Address: ep, Pool: c.newPool(opts, hoststate.PriorityDefault), HighPool: c.newPool(opts, hoststate.PriorityHigh), weight: 1}
 	if !shared {
-		return &Host{Address: ep, Pool: pool.New(opts), State: privateHostState(), weight: 1}, nil
+		h.State = privateHostState()
+		return h, nil
 	}
 	st, err := hostState(c.region, cc, ep)
 	if err != nil {
 		return nil, err
 	}
 	inFlight := c.region.HostActive(st, c.worker)
-	return &Host{Address: ep, Pool: pool.New(opts), State: st, inFlight: &inFlight, weight: endpointWeight(cc, ep)}, nil
+	h.State, h.inFlight, h.weight = st, &inFlight, endpointWeight(cc, ep)
+	return h, nil
+}
+
+// newPool returns a pool for priority p's connections: opts with p's
+// max_connections breaker (global across workers) and limit.
+func (c *Cluster) newPool(opts pool.Options, p hoststate.Priority) *pool.Pool {
+	cb := c.Record.PriorityBreaker(p, hoststate.Connections)
+	opts.Connections = &cb
+	opts.MaxConnections = c.LimitsOf(p).Connections
+	return pool.New(opts)
 }
 
 // endpointWeight is the configured weight of a static cluster's endpoint
@@ -435,12 +467,13 @@ func (m *Manager) shared(c *Cluster, slab *stats.Slab, worker int) error {
 	c.HighLimits = newLimits(cc.CircuitBreakers.Thresholds())
 	p := stats.ClusterName(c.Name)
 	c.Overflow = OverflowStats{
-		RqPending:     slab.Counter(p + "upstream_rq_pending_overflow"),
-		Cx:            slab.Counter(p + "upstream_cx_overflow"),
-		RqRetry:       slab.Counter(p + "upstream_rq_retry_overflow"),
-		Retry:         slab.Counter(p + "upstream_rq_retry"),
-		RetryOK:       slab.Counter(p + "upstream_rq_retry_success"),
-		PerTryTimeout: slab.Counter(p + "upstream_rq_per_try_timeout"),
+		RqPending:         slab.Counter(p + "upstream_rq_pending_overflow"),
+		Cx:                slab.Counter(p + "upstream_cx_overflow"),
+		RqRetry:           slab.Counter(p + "upstream_rq_retry_overflow"),
+		Retry:             slab.Counter(p + "upstream_rq_retry"),
+		RetryOK:           slab.Counter(p + "upstream_rq_retry_success"),
+		PerTryTimeout:     slab.Counter(p + "upstream_rq_per_try_timeout"),
+		PerTryIdleTimeout: slab.Counter(p + "upstream_rq_per_try_idle_timeout"),
 	}
 	return nil
 }
@@ -477,7 +510,7 @@ func (m *Manager) Close() {
 			c.odst.close()
 		}
 		for _, h := range c.Hosts() {
-			h.Pool.Close()
+			h.closePools()
 		}
 	}
 }

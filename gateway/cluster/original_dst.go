@@ -127,7 +127,7 @@ func (o *originalDst) cleanup() {
 	o.c.Stats.MembershipTotal.Set(int64(n))
 	o.c.Stats.MembershipHealthy.Set(int64(n))
 	for _, h := range gone {
-		h.Pool.Close()
+		h.closePools()
 	}
 }
 
@@ -151,7 +151,7 @@ func (o *originalDst) close() {
 	o.hosts = map[netip.AddrPort]*Host{}
 	o.mu.Unlock()
 	for _, h := range hosts {
-		h.Pool.Close()
+		h.closePools()
 	}
 }
 

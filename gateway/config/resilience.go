@@ -43,10 +43,12 @@ type CircuitBreakersConfig struct {
 	High *PriorityThresholds `toml:"high"`
 }
 
-// PriorityThresholds is [cluster.circuit_breakers.high]. Upstream
-// connections are shared by both priorities (one pool per host), so the
-// connection limit is max_connections of the default thresholds.
+// PriorityThresholds is [cluster.circuit_breakers.high]. Each priority
+// has its own connection pool per host (as in Envoy), so max_connections
+// here bounds the high priority's upstream connections, counted apart from
+// the default priority's.
 type PriorityThresholds struct {
+	MaxConnections     *int               `toml:"max_connections"`
 	MaxPendingRequests *int               `toml:"max_pending_requests"`
 	MaxRequests        *int               `toml:"max_requests"`
 	MaxRetries         *int               `toml:"max_retries"`
@@ -54,12 +56,13 @@ type PriorityThresholds struct {
 }
 
 // Thresholds returns the high priority's thresholds as a
-// CircuitBreakersConfig (unset when High is nil: the defaults).
+// CircuitBreakersConfig (unset when High is nil: Envoy's defaults, not the
+// default priority's values).
 func (c *CircuitBreakersConfig) Thresholds() *CircuitBreakersConfig {
-	h := &CircuitBreakersConfig{MaxConnections: c.MaxConnections}
+	h := &CircuitBreakersConfig{}
 	if c.High != nil {
-		h.MaxPendingRequests, h.MaxRequests, h.MaxRetries, h.RetryBudget =
-			c.High.MaxPendingRequests, c.High.MaxRequests, c.High.MaxRetries, c.High.RetryBudget
+		h.MaxConnections, h.MaxPendingRequests, h.MaxRequests, h.MaxRetries, h.RetryBudget =
+			c.High.MaxConnections, c.High.MaxPendingRequests, c.High.MaxRequests, c.High.MaxRetries, c.High.RetryBudget
 	}
 	return h
 }

@@ -52,7 +52,8 @@ func TestValidate(t *testing.T) {
 		{"retry budget percent too high", strings.Replace(baseTOML, "[[cluster]]\n", "[[cluster]]\ncircuit_breakers = { retry_budget = { budget_percent = 120.0 } }\n", 1), "circuit_breakers.retry_budget.budget_percent: must be between 0 and 100, got 120"},
 		{"high priority thresholds", strings.Replace(baseTOML, "[[cluster]]\n", "[[cluster]]\ncircuit_breakers = { high = { max_requests = 10, retry_budget = { budget_percent = 50.0 } } }\n", 1), ""},
 		{"high priority max_requests negative", strings.Replace(baseTOML, "[[cluster]]\n", "[[cluster]]\ncircuit_breakers = { high = { max_requests = -1 } }\n", 1), "circuit_breakers.high.max_requests: must be >= 0"},
-		{"high priority max_connections", strings.Replace(baseTOML, "[[cluster]]\n", "[[cluster]]\ncircuit_breakers = { high = { max_connections = 5 } }\n", 1), "circuit_breakers.high.max_connections: unknown key"},
+		{"high priority max_connections", strings.Replace(baseTOML, "[[cluster]]\n", "[[cluster]]\ncircuit_breakers = { high = { max_connections = 5 } }\n", 1), ""},
+		{"high priority max_connections negative", strings.Replace(baseTOML, "[[cluster]]\n", "[[cluster]]\ncircuit_breakers = { high = { max_connections = -1 } }\n", 1), "circuit_breakers.high.max_connections: must be >= 0"},
 		{"retry budget min negative", strings.Replace(baseTOML, "[[cluster]]\n", "[[cluster]]\ncircuit_breakers = { retry_budget = { min_retry_concurrency = -1 } }\n", 1), "circuit_breakers.retry_budget.min_retry_concurrency: must be >= 0"},
 		// log
 		{"log level unknown", baseTOML + "[log]\nlevel = \"loud\"\n", `log.level: must be debug, info, warn or error, got "loud"`},

@@ -84,19 +84,24 @@ func (p *Pool) Negotiate(ctx context.Context) (Protocol, error) {
 	}
 	cfg := p.opts.TLS.Clone()
 	cfg.NextProtos = []string{"h2", "http/1.1"}
+	held, err := p.acquire()
+	if err != nil {
+		return Unknown, err
+	}
 	nc, err := p.dial(ctx, cfg)
 	if err != nil {
+		p.release(held)
 		return Unknown, err
 	}
 	if tc, ok := nc.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
 		h.learned.Store(int32(HTTP2))
-		if err := h.add(p, nc); err != nil {
+		if err := h.add(p, nc, held); err != nil {
 			return Unknown, err
 		}
 		return HTTP2, nil
 	}
 	h.learned.Store(int32(HTTP1))
-	c := &Conn{Conn: nc, R: newReader(nc), born: time.Now(), pool: p}
+	c := &Conn{Conn: nc, R: newReader(nc), born: time.Now(), pool: p, breaker: held}
 	p.Put(c)
 	return HTTP1, nil
 }
@@ -150,21 +155,29 @@ func (h *h2pool) get(ctx context.Context, p *Pool, maxRequests int) (*h2conn, er
 			return c, nil
 		}
 		h.mu.Unlock()
-		nc, err := p.dial(ctx, h.tls)
+		held, err := p.acquire()
 		if err != nil {
 			return nil, err
 		}
-		if err := h.add(p, nc); err != nil {
+		nc, err := p.dial(ctx, h.tls)
+		if err != nil {
+			p.release(held)
+			return nil, err
+		}
+		if err := h.add(p, nc, held); err != nil {
 			return nil, err
 		}
 	}
 }
 
-// add starts an HTTP/2 client connection on nc.
-func (h *h2pool) add(p *Pool, nc net.Conn) error {
-	cc, err := h.t.NewClientConn(&countedConn{Conn: nc, p: p})
+// add starts an HTTP/2 client connection on nc, which holds a unit of the
+// max_connections breaker when held: the connection gives it back when it
+// closes.
+func (h *h2pool) add(p *Pool, nc net.Conn, held bool) error {
+	cn := &countedConn{Conn: nc, p: p, breaker: held}
+	cc, err := h.t.NewClientConn(cn)
 	if err != nil {
-		nc.Close()
+		cn.Close()
 		return fmt.Errorf("%w: %s: http2: %w", ErrConnect, p.opts.Address, err)
 	}
 	h.mu.Lock()
@@ -209,11 +222,13 @@ func (b *h2body) Close() error {
 	return err
 }
 
-// countedConn decrements upstream_cx_active once when closed.
+// countedConn decrements upstream_cx_active, and gives back its unit of
+// the max_connections breaker, once when closed.
 type countedConn struct {
 	net.Conn
-	once sync.Once
-	p    *Pool
+	once    sync.Once
+	p       *Pool
+	breaker bool // holds a unit of the connections breaker
 }
 
 func (c *countedConn) Close() error {
@@ -221,6 +236,7 @@ func (c *countedConn) Close() error {
 		if st := c.p.opts.Stats; st != nil {
 			st.UpstreamCxActive.Dec()
 		}
+		c.p.release(c.breaker)
 	})
 	return c.Conn.Close()
 }

@@ -45,10 +45,11 @@ type Options struct {
 	// TLS, when set, wraps every connection in a TLS client with this
 	// config (its session cache lets reconnections resume).
 	TLS *tls.Config
-	// Connections is the cluster's max_connections circuit breaker, shared
-	// by every pool of the cluster in every worker; MaxConnections its
-	// limit. An HTTP/1 connection holds one unit from Dial to Close; a
-	// Dial over the limit fails with ErrOverflow and counts Overflow. Nil
+	// Connections is the max_connections circuit breaker of the cluster's
+	// priority the pool serves, shared by every pool of that priority of
+	// the cluster in every worker; MaxConnections its limit. A connection
+	// (HTTP/1 or HTTP/2) holds one unit from its dial to its close; a
+	// dial over the limit fails with ErrOverflow and counts Overflow. Nil
 	// limits nothing.
 	Connections    *hoststate.Breaker
 	MaxConnections uint64
@@ -149,22 +150,40 @@ func (p *Pool) Get(ctx context.Context) (*Conn, error) {
 
 // Dial always opens a new connection (for a retry after a stale reuse).
 func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
-	b := p.opts.Connections
-	held := b != nil
-	if held && !b.TryAcquire(p.opts.MaxConnections) {
-		if p.opts.Overflow != nil {
-			p.opts.Overflow.Inc()
-		}
-		return nil, fmt.Errorf("%w: %s", ErrOverflow, p.opts.Address)
+	held, err := p.acquire()
+	if err != nil {
+		return nil, err
 	}
 	nc, err := p.dial(ctx, p.opts.TLS)
 	if err != nil {
-		if held {
-			b.Release()
-		}
+		p.release(held)
 		return nil, err
 	}
 	return &Conn{Conn: nc, R: http1.NewReader(nc), born: time.Now(), pool: p, breaker: held}, nil
+}
+
+// acquire takes a unit of the max_connections breaker for a new
+// connection and reports whether one is held (false without a breaker); a
+// breaker at its limit counts Overflow and fails with ErrOverflow.
+func (p *Pool) acquire() (bool, error) {
+	b := p.opts.Connections
+	if b == nil {
+		return false, nil
+	}
+	if !b.TryAcquire(p.opts.MaxConnections) {
+		if p.opts.Overflow != nil {
+			p.opts.Overflow.Inc()
+		}
+		return false, fmt.Errorf("%w: %s", ErrOverflow, p.opts.Address)
+	}
+	return true, nil
+}
+
+// release gives back the unit acquire took, if held.
+func (p *Pool) release(held bool) {
+	if held {
+		p.opts.Connections.Release()
+	}
 }
 
 // tooOld reports whether a connection opened at born has passed

@@ -352,6 +352,10 @@ func (f *filter) tryH2(try int) bool {
 			f.idleReply()
 			return false
 		}
+		if overflowed(err) {
+			f.connectFailed(err) // as an HTTP/1 try: not retried
+			return false
+		}
 		f.recordFailure(err)
 		cond := RetryReset | Retry5xx | RetryGatewayError
 		switch {
@@ -360,7 +364,7 @@ func (f *filter) tryH2(try int) bool {
 		case errors.Is(err, errRefused):
 			cond |= RetryRefusedStream
 		case errors.Is(err, errPerTryIdle):
-			f.route.Cluster.Overflow.PerTryTimeout.Inc()
+			f.route.Cluster.Overflow.PerTryIdleTimeout.Inc()
 			err = errTimeout
 		case isTimeout(err):
 			if !perTry {
@@ -497,7 +501,11 @@ func (f *filter) failH2(err error, started bool) {
 		return
 	case errors.Is(err, errPerTryIdle):
 		// After the response head: the stream is reset, as Envoy does.
+		f.route.Cluster.Overflow.PerTryIdleTimeout.Inc()
 		err = errTimeout
+	case !started && overflowed(err):
+		f.connectFailed(err)
+		return
 	}
 	if !started {
 		f.recordFailure(err)

@@ -43,11 +43,19 @@ func (f *filter) getConn() (*pool.Conn, error) {
 	return uc, err
 }
 
+// overflowed reports whether err is a circuit breaker refusing a
+// connection: max_pending_requests, or max_connections of the route's
+// priority. It is not a failure of the host (outlier detection does not
+// see it) and is not retried.
+func overflowed(err error) bool {
+	return errors.Is(err, errPendingOverflow) || errors.Is(err, pool.ErrOverflow)
+}
+
 // connectFailed answers a request whose connection could not be had:
 // 503 UO when a breaker refused it, 503 UF when the connect failed (the
 // caller has recorded that failure).
 func (f *filter) connectFailed(err error) {
-	if errors.Is(err, errPendingOverflow) || errors.Is(err, pool.ErrOverflow) {
+	if overflowed(err) {
 		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamOverflow, Details: "upstream_rq_overflow"})
 		return
 	}
@@ -63,7 +71,9 @@ func (f *filter) stream() bool {
 	if f.route.Cluster.Cfg.Protocol != "http1" {
 		proto, err := f.upstreamProtocol()
 		if err != nil {
-			f.recordFailure(err)
+			if !overflowed(err) {
+				f.recordFailure(err)
+			}
 			f.connectFailed(err)
 			return false
 		}
@@ -118,9 +128,11 @@ func (f *filter) run() {
 		if f.route.Cluster.Cfg.Protocol != "http1" {
 			proto, err := f.upstreamProtocol()
 			if err != nil {
-				f.recordFailure(err)
-				if f.again(try, RetryConnectFailure|Retry5xx|RetryGatewayError) {
-					continue
+				if !overflowed(err) {
+					f.recordFailure(err)
+					if f.again(try, RetryConnectFailure|Retry5xx|RetryGatewayError) {
+						continue
+					}
 				}
 				f.connectFailed(err)
 				return
@@ -134,7 +146,7 @@ func (f *filter) run() {
 		}
 		uc, err := f.getConn()
 		if err != nil {
-			if !errors.Is(err, errPendingOverflow) && !errors.Is(err, pool.ErrOverflow) {
+			if !overflowed(err) {
 				f.recordFailure(err)
 				if f.again(try, RetryConnectFailure|Retry5xx|RetryGatewayError) {
 					continue
@@ -167,11 +179,12 @@ func (f *filter) run() {
 			}
 		}
 		f.tryDeadline = deadline
+		tryIdle := false
 		if p.PerTryIdleTimeout > 0 {
 			// Until the response head: no byte for that long fails the
 			// try as a per-try timeout. copyBody renews it per read.
 			if d := time.Now().Add(p.PerTryIdleTimeout); deadline.IsZero() || d.Before(deadline) {
-				deadline, perTry = d, true
+				deadline, perTry, tryIdle = d, true, true
 			}
 		}
 		deadline = f.idleDeadline(deadline)
@@ -191,9 +204,12 @@ func (f *filter) run() {
 			f.recordFailure(err)
 			cond := RetryReset | Retry5xx | RetryGatewayError
 			if isTimeout(err) {
-				if !perTry {
+				switch {
+				case !perTry:
 					cond = 0 // the route timeout: nothing left to retry in
-				} else {
+				case tryIdle:
+					f.route.Cluster.Overflow.PerTryIdleTimeout.Inc()
+				default:
 					f.route.Cluster.Overflow.PerTryTimeout.Inc()
 				}
 			}

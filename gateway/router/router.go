@@ -190,7 +190,9 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		// A retry route picks the protocol per try (run).
 		proto, err := f.upstreamProtocol()
 		if err != nil {
-			f.recordFailure(err)
+			if !overflowed(err) {
+				f.recordFailure(err)
+			}
 			f.connectFailed(err)
 			return httpfilter.HeadersStopIteration
 		}
@@ -232,7 +234,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 func (f *filter) connect() bool {
 	uc, err := f.getConn()
 	if err != nil {
-		if !errors.Is(err, errPendingOverflow) && !errors.Is(err, pool.ErrOverflow) {
+		if !overflowed(err) {
 			f.recordFailure(err)
 		}
 		f.connectFailed(err)
@@ -474,6 +476,7 @@ func (f *filter) copyBody() bool {
 	defer chunkPool.Put(bp)
 	buf := *bp
 	remaining := resp.ContentLength
+	tryIdle := false // the read deadline is per_try_idle_timeout's
 	for {
 		if len(f.uc.R.Buffered()) == 0 {
 			f.data.Set(nil)
@@ -486,7 +489,8 @@ func (f *filter) copyBody() bool {
 			if end.IsZero() {
 				end = f.deadline
 			}
-			if !end.IsZero() && end.Before(d) {
+			tryIdle = end.IsZero() || !end.Before(d)
+			if !tryIdle {
 				d = end
 			}
 			_ = f.uc.SetReadDeadline(f.idleDeadline(d))
@@ -521,6 +525,9 @@ func (f *filter) copyBody() bool {
 		}
 		if err != nil {
 			if !f.streamIdleTimedOut(err) {
+				if tryIdle && !f.idleBound && isTimeout(err) && !f.downstreamCancelled() {
+					f.route.Cluster.Overflow.PerTryIdleTimeout.Inc()
+				}
 				f.fail(err, true)
 			}
 			return false

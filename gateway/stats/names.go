@@ -70,6 +70,7 @@ var clusterStats = []stat{
 	{"upstream_rq_retry", KindCounter},
 	{"upstream_rq_retry_success", KindCounter},
 	{"upstream_rq_per_try_timeout", KindCounter},
+	{"upstream_rq_per_try_idle_timeout", KindCounter},
 }
 
 // Process-wide stats: server.<suffix> and access_log.<suffix>.

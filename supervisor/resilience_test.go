@@ -381,26 +381,28 @@ func TestCircuitBreakersPerPriority(t *testing.T) {
 	}
 }
 
-// TestMaxConnectionsPerPriority checks that each routing priority has its
-// own connection pool, bounded by its own max_connections (counted across
-// both workers): with the default priority's one connection held by a slow
-// request, a high-priority request still gets a connection of its own,
-// while a second default request and a second high-priority one overflow
-// their priority's limit (503, upstream_cx_overflow) as the default
-// priority's max_connections overflow always has.
+// TestMaxConnectionsPerPriority checks Envoy's max_connections: each
+// routing priority has its own pools and limit; a request that finds its
+// priority's connections at the limit waits, pending (within
+// max_pending_requests), until a connection is free or its route timeout
+// passes (504 UT); a request beyond max_pending_requests is refused (503
+// UO). One worker, so that every request meets the same pools (a pool with
+// no connection may always open one, as in Envoy).
 func TestMaxConnectionsPerPriority(t *testing.T) {
 	t.Parallel()
 	h := newFakeHost(t)
 	cfg := resilienceConfig(controlPath(t), []string{h.addr}, `
   [cluster.circuit_breakers]
   max_connections = 1
+  max_pending_requests = 1
   [cluster.circuit_breakers.high]
   max_connections = 1
 `, "")
 	const dflt = "    [[route_config.virtual_host.route]]\n    name = \"default\""
-	if !strings.Contains(cfg, dflt) {
-		t.Fatal("config has no default route to put the high-priority route before")
+	if !strings.Contains(cfg, dflt) || !strings.Contains(cfg, "workers = 2\n") {
+		t.Fatal("config has no default route to put the other routes before, or no workers = 2")
 	}
+	cfg = strings.Replace(cfg, "workers = 2\n", "workers = 1\n", 1)
 	cfg = strings.Replace(cfg, dflt, `    [[route_config.virtual_host.route]]
     name = "high"
     match = { prefix = "/high/" }
@@ -408,17 +410,28 @@ func TestMaxConnectionsPerPriority(t *testing.T) {
     cluster = "backend"
     priority = "high"
 
+    [[route_config.virtual_host.route]]
+    name = "timed"
+    match = { prefix = "/timed/" }
+    prefix_rewrite = "/"
+    cluster = "backend"
+    timeout = "300ms"
+
 `+dflt, 1)
 	s := start(t, cfg)
 	addr := s.listenAddr(t, "public")
 	admin := s.adminAddr(t)
 	s.wait(t, "ready", nil, nil)
-	held := make(chan int, 2)
-	hold := func(path string) {
+	held := make(chan int, 3)
+	send := func(path string) {
 		go func() {
 			code, _ := getNoFail(addr, path)
 			held <- code
 		}()
+	}
+	hold := func(path string) {
+		t.Helper()
+		send(path)
 		select {
 		case <-h.arrived:
 		case code := <-held:
@@ -427,23 +440,46 @@ func TestMaxConnectionsPerPriority(t *testing.T) {
 			t.Fatalf("GET %s did not reach the upstream within %v", path, recvTimeout)
 		}
 	}
-	hold("/slow")
-	if code, _ := get(t, addr, "/"); code != 503 {
-		t.Fatalf("default request with the default priority's connection busy = %d, want 503", code)
+	stat := func(name string) float64 { return counters(t, admin)["cluster.backend."+name] }
+
+	hold("/slow") // the default priority's one connection is busy
+	began := time.Now()
+	if code, _ := get(t, addr, "/timed/x"); code != 504 {
+		t.Fatalf("request waiting for the busy connection past its 300ms route timeout = %d, want 504", code)
+	}
+	if d := time.Since(began); d < 300*time.Millisecond {
+		t.Fatalf("the 504 came after %v, before the route timeout", d)
+	}
+	// A request without a short timeout waits, pending, for the connection.
+	send("/")
+	for deadline := time.Now().Add(waitTimeout); stat("upstream_rq_pending_active") != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("upstream_rq_pending_active = %v, want 1 request waiting", stat("upstream_rq_pending_active"))
+		}
+		time.Sleep(10 * time.Millisecond) // polling the admin API
+	}
+	// It holds the one max_pending_requests unit: the next is refused.
+	if code, _ := get(t, addr, "/x"); code != 503 {
+		t.Fatalf("request beyond max_pending_requests = %d, want 503", code)
 	}
 	// The high priority's pool is its own: the default connection being
 	// busy (and at its limit) does not stop it.
 	hold("/high/slow")
-	if code, _ := get(t, addr, "/high/x"); code != 503 {
-		t.Fatalf("high-priority request with the high priority's connection busy = %d, want 503", code)
-	}
-	if n := counters(t, admin)["cluster.backend.upstream_cx_overflow"]; n != 2 {
-		t.Fatalf("upstream_cx_overflow = %v, want 2 (one per priority)", n)
-	}
 	close(h.release)
-	for range 2 {
-		if code := recv(t, held, "answer to a held request"); code != 200 {
-			t.Fatalf("a request holding its priority's connection got %d", code)
+	for range 3 {
+		if code := recv(t, held, "answer to a held or waiting request"); code != 200 {
+			t.Fatalf("a request holding or waiting for its priority's connection got %d", code)
+		}
+	}
+	for name, want := range map[string]float64{
+		"upstream_cx_overflow":         2, // the timed request and the waiting one
+		"upstream_rq_pending_total":    2,
+		"upstream_rq_pending_active":   0,
+		"upstream_rq_pending_overflow": 1,
+		"upstream_rq_timeout":          1,
+	} {
+		if got := stat(name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
 }

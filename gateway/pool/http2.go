@@ -34,6 +34,7 @@ const (
 // max_requests_per_connection requests takes no new stream, and the next
 // request opens a new connection.
 type h2pool struct {
+	p       *Pool // the pool it belongs to
 	t       http2.Transport
 	tls     *tls.Config // ALPN h2 (protocol http2) or h2, http/1.1 (auto)
 	learned atomic.Int32
@@ -53,7 +54,7 @@ type h2conn struct {
 // h2 returns the pool's HTTP/2 state, created on first use.
 func (p *Pool) h2() *h2pool {
 	p.h2once.Do(func() {
-		h := &h2pool{}
+		h := &h2pool{p: p}
 		h.t.AllowHTTP = true
 		h.t.StrictMaxConcurrentStreams = false
 		if p.opts.TLS != nil {
@@ -84,7 +85,7 @@ func (p *Pool) Negotiate(ctx context.Context) (Protocol, error) {
 	}
 	cfg := p.opts.TLS.Clone()
 	cfg.NextProtos = []string{"h2", "http/1.1"}
-	held, err := p.acquire()
+	held, err := p.acquire(true)
 	if err != nil {
 		return Unknown, err
 	}
@@ -126,8 +127,17 @@ func (p *Pool) RoundTrip(req *http.Request, maxRequests int) (*http.Response, er
 	return resp, nil
 }
 
-// get reserves a stream on a connection that can take one.
+// get reserves a stream on a connection that can take one, opening one if
+// none can; while max_connections refuses that, it waits (wait.go) until a
+// stream or a unit is given back or ctx ends.
 func (h *h2pool) get(ctx context.Context, p *Pool, maxRequests int) (*h2conn, error) {
+	count, waiting := true, false
+	pause := time.Millisecond
+	defer func() {
+		if waiting {
+			p.endWait()
+		}
+	}()
 	for {
 		now := time.Now()
 		h.mu.Lock()
@@ -155,7 +165,18 @@ func (h *h2pool) get(ctx context.Context, p *Pool, maxRequests int) (*h2conn, er
 			return c, nil
 		}
 		h.mu.Unlock()
-		held, err := p.acquire()
+		held, err := p.acquire(count)
+		if errors.Is(err, ErrOverflow) {
+			if !waiting {
+				waiting, count = true, false
+				p.beginWait()
+			}
+			if err := p.pause(ctx, pause); err != nil {
+				return nil, err
+			}
+			pause = min(2*pause, maxOverflowPoll)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -193,6 +214,7 @@ func (h *h2pool) done(c *h2conn) {
 	c.active--
 	closeIt := c.retired && c.active == 0
 	h.mu.Unlock()
+	h.p.signal()
 	if closeIt {
 		go c.cc.Shutdown(context.Background())
 	}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
@@ -84,7 +85,7 @@ func (c *Conn) Close() error {
 	c.R.Release()
 	if c.breaker {
 		c.breaker = false
-		c.pool.opts.Connections.Release()
+		c.pool.release(true)
 	}
 	if st := c.pool.opts.Stats; st != nil {
 		st.UpstreamCxActive.Dec()
@@ -113,6 +114,14 @@ type Pool struct {
 	h2p    *h2pool
 
 	sni sniPools // children by server name (auto_sni)
+
+	// waiters counts the requests waiting for room under max_connections
+	// (wait.go); room, made by the first, is closed to wake them.
+	waiters atomic.Int32
+	room    chan struct{}
+	// open counts the pool's connections holding a unit of the
+	// max_connections breaker (open or being dialled).
+	open atomic.Int64
 }
 
 // New returns an empty pool.
@@ -124,7 +133,10 @@ func New(opts Options) *Pool {
 
 // Get returns an idle connection or dials a new one. The context bounds the
 // dial.
-func (p *Pool) Get(ctx context.Context) (*Conn, error) {
+func (p *Pool) Get(ctx context.Context) (*Conn, error) { return p.get(ctx, true) }
+
+// get is Get; count says whether a max_connections overflow counts.
+func (p *Pool) get(ctx context.Context, count bool) (*Conn, error) {
 	now := time.Now()
 	for {
 		p.mu.Lock()
@@ -145,12 +157,14 @@ func (p *Pool) Get(ctx context.Context) (*Conn, error) {
 		c.Reused = true
 		return c, nil
 	}
-	return p.Dial(ctx)
+	return p.dialConn(ctx, count)
 }
 
 // Dial always opens a new connection (for a retry after a stale reuse).
-func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
-	held, err := p.acquire()
+func (p *Pool) Dial(ctx context.Context) (*Conn, error) { return p.dialConn(ctx, true) }
+
+func (p *Pool) dialConn(ctx context.Context, count bool) (*Conn, error) {
+	held, err := p.acquire(count)
 	if err != nil {
 		return nil, err
 	}
@@ -164,25 +178,37 @@ func (p *Pool) Dial(ctx context.Context) (*Conn, error) {
 
 // acquire takes a unit of the max_connections breaker for a new
 // connection and reports whether one is held (false without a breaker); a
-// breaker at its limit counts Overflow and fails with ErrOverflow.
-func (p *Pool) acquire() (bool, error) {
+// breaker at its limit counts Overflow (if count) and fails with
+// ErrOverflow — unless the pool has no connection at all: as in Envoy, a
+// pool may always open one, or a request waiting in it while other pools
+// (other workers, the other priority's, other server names') hold every
+// unit could never be served.
+func (p *Pool) acquire(count bool) (bool, error) {
 	b := p.opts.Connections
 	if b == nil {
 		return false, nil
 	}
-	if !b.TryAcquire(p.opts.MaxConnections) {
-		if p.opts.Overflow != nil {
-			p.opts.Overflow.Inc()
-		}
-		return false, fmt.Errorf("%w: %s", ErrOverflow, p.opts.Address)
+	if b.TryAcquire(p.opts.MaxConnections) {
+		p.open.Add(1)
+		return true, nil
 	}
-	return true, nil
+	if count && p.opts.Overflow != nil {
+		p.opts.Overflow.Inc()
+	}
+	if p.open.CompareAndSwap(0, 1) {
+		b.Acquire()
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: %s", ErrOverflow, p.opts.Address)
 }
 
-// release gives back the unit acquire took, if held.
+// release gives back the unit acquire took, if held, and wakes the
+// requests waiting for one.
 func (p *Pool) release(held bool) {
 	if held {
 		p.opts.Connections.Release()
+		p.open.Add(-1)
+		p.signal()
 	}
 }
 
@@ -269,6 +295,7 @@ func (p *Pool) Put(c *Conn) {
 		p.reaper = time.AfterFunc(every, p.reap)
 	}
 	p.mu.Unlock()
+	p.signal()
 }
 
 // Idle returns the number of idle connections.

@@ -30,7 +30,10 @@ var errPendingOverflow = errors.New("router: max_pending_requests circuit breake
 const retrySelectAttempts = 3
 
 // getConn checks out a connection to f.host, holding a unit of the
-// cluster's pending-requests breaker while it waits for one.
+// cluster's pending-requests breaker while it waits for one. When the
+// priority's connections are at max_connections the request stays pending,
+// as in Envoy, until a connection is free or may be opened, the route
+// timeout passes or the downstream goes away.
 func (f *filter) getConn() (*pool.Conn, error) {
 	cl := f.route.Cluster
 	pb := cl.Record.PriorityBreaker(f.route.Priority, hoststate.Pending)
@@ -38,23 +41,58 @@ func (f *filter) getConn() (*pool.Conn, error) {
 		cl.Overflow.RqPending.Inc()
 		return nil, errPendingOverflow
 	}
-	uc, err := f.pool().Get(context.Background())
+	p := f.pool()
+	uc, err := p.Get(context.Background())
+	if errors.Is(err, pool.ErrOverflow) {
+		ctx, cancel := f.pendingContext()
+		uc, err = p.WaitGet(ctx)
+		cancel()
+	}
 	pb.Release()
 	return uc, err
 }
 
+// pendingContext bounds a wait for a connection: the route's deadline and,
+// on HTTP/2 and HTTP/3, the downstream stream's life.
+func (f *filter) pendingContext() (context.Context, context.CancelFunc) {
+	ctx := context.Background()
+	if f.ctx != nil {
+		ctx = f.ctx
+	}
+	if f.deadline.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, f.deadline)
+}
+
 // overflowed reports whether err is a circuit breaker refusing a
-// connection: max_pending_requests, or max_connections of the route's
-// priority. It is not a failure of the host (outlier detection does not
-// see it) and is not retried.
+// connection (max_pending_requests, or max_connections of the route's
+// priority) or a request that waited for one until its timeout. It is not
+// a failure of the host (outlier detection does not see it) and is not
+// retried.
 func overflowed(err error) bool {
-	return errors.Is(err, errPendingOverflow) || errors.Is(err, pool.ErrOverflow)
+	return errors.Is(err, errPendingOverflow) || errors.Is(err, pool.ErrOverflow) ||
+		errors.Is(err, pool.ErrPendingTimeout)
 }
 
 // connectFailed answers a request whose connection could not be had:
-// 503 UO when a breaker refused it, 503 UF when the connect failed (the
-// caller has recorded that failure).
+// 503 UO when a breaker refused it, 504 UT when the route timeout passed
+// while it waited for one (nothing when the downstream went away), 503 UF
+// when the connect failed (the caller has recorded that failure).
 func (f *filter) connectFailed(err error) {
+	if errors.Is(err, pool.ErrPendingTimeout) {
+		if f.downstreamCancelled() {
+			f.cb.Info().ResponseFlags |= httpfilter.FlagDownstreamConnectionTermination
+			return
+		}
+		if errors.Is(err, errStreamIdle) {
+			f.idleReply()
+			return
+		}
+		f.stats.UpstreamRqTimeout.Inc()
+		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 504, Flags: httpfilter.FlagUpstreamRequestTimeout, Details: "upstream_response_timeout"})
+		return
+	}
 	if overflowed(err) {
 		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamOverflow, Details: "upstream_rq_overflow"})
 		return

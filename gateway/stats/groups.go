@@ -92,6 +92,10 @@ type ClusterStats struct {
 	UpstreamRqTotal          *Counter
 	UpstreamRqActive         *Gauge
 	UpstreamRqTimeout        *Counter
+	// UpstreamRqPendingTotal and UpstreamRqPendingActive count the
+	// requests that waited for a connection under max_connections.
+	UpstreamRqPendingTotal  *Counter
+	UpstreamRqPendingActive *Gauge
 	// UpstreamRqXx counts upstream responses by class: [0] is 1xx … [4] 5xx.
 	UpstreamRqXx      [5]*Counter
 	UpstreamRqTime    *Histogram
@@ -111,6 +115,8 @@ func (s *Slab) Cluster(name string) *ClusterStats {
 		UpstreamRqTotal:          s.Counter(p + "upstream_rq_total"),
 		UpstreamRqActive:         s.Gauge(p + "upstream_rq_active"),
 		UpstreamRqTimeout:        s.Counter(p + "upstream_rq_timeout"),
+		UpstreamRqPendingTotal:   s.Counter(p + "upstream_rq_pending_total"),
+		UpstreamRqPendingActive:  s.Gauge(p + "upstream_rq_pending_active"),
 		UpstreamRqTime:           s.Histogram(p + "upstream_rq_time"),
 		MembershipTotal:          s.Gauge(p + "membership_total"),
 		MembershipHealthy:        s.Gauge(p + "membership_healthy"),

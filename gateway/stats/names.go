@@ -56,6 +56,8 @@ var clusterStats = []stat{
 	{"upstream_rq_total", KindCounter},
 	{"upstream_rq_active", KindGauge},
 	{"upstream_rq_timeout", KindCounter},
+	{"upstream_rq_pending_total", KindCounter},
+	{"upstream_rq_pending_active", KindGauge},
 	{"upstream_rq_1xx", KindCounter},
 	{"upstream_rq_2xx", KindCounter},
 	{"upstream_rq_3xx", KindCounter},

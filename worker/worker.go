@@ -33,6 +33,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"sync/atomic"
 
 	"go.uber.org/zap"
@@ -87,7 +88,44 @@ func Run(opts Options) int {
 	}
 	defer w.log.Sync()
 	defer w.logs.Close() // flushes what is buffered
+	if stop := startCPUProfile(w.log, opts); stop != nil {
+		defer stop()
+	}
 	return w.loop(conn, terms)
+}
+
+// EnvCPUProfile names the environment variable that turns on a Go CPU
+// profile of every worker, for performance work (docs/benchmarks.md): each
+// worker writes its profile to the variable's value followed by
+// ".slot<N>.gen<G>" when it exits (a drain or "sluice stop"; a worker that
+// crashes or is killed writes nothing). Unset in production.
+const EnvCPUProfile = "SLUICE_CPUPROFILE"
+
+// startCPUProfile starts the worker's CPU profile when EnvCPUProfile is set
+// and returns the function that stops and writes it.
+func startCPUProfile(log *zap.Logger, opts Options) func() {
+	base := os.Getenv(EnvCPUProfile)
+	if base == "" {
+		return nil
+	}
+	path := fmt.Sprintf("%s.slot%d.gen%d", base, opts.Slot, opts.Generation)
+	f, err := os.Create(path)
+	if err != nil {
+		log.Warn("cpu profile not started", zap.Error(fmt.Errorf("worker: %w", err)))
+		return nil
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		log.Warn("cpu profile not started", zap.Error(fmt.Errorf("worker: %w", err)))
+		return nil
+	}
+	log.Info("cpu profile started", zap.String("path", path))
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			log.Warn("cpu profile not written", zap.Error(fmt.Errorf("worker: %w", err)))
+		}
+	}
 }
 
 // openControl returns the control channel on fd 3, or an error if fd 3 is

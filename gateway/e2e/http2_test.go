@@ -284,3 +284,38 @@ func TestHTTP2UpstreamInformationalResponsesReachTheClient(t *testing.T) {
 		t.Fatalf("informational responses %q, want one 103 with the Link field", got)
 	}
 }
+
+// TestHTTP2ResponseHeadersAreNotDuplicatedOrInvented: the upstream's
+// content-type, date and content-length reach an HTTP/2 client once each,
+// and a response without a content-type does not get a sniffed one.
+func TestHTTP2ResponseHeadersAreNotDuplicatedOrInvented(t *testing.T) {
+	const date = "Mon, 02 Jan 2006 15:04:05 GMT"
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/untyped" {
+			w.Header()["Content-Type"] = nil // Go's server sends none
+		} else {
+			w.Header().Set("Content-Type", "application/x-thing")
+		}
+		w.Header().Set("Date", date)
+		w.Header().Set("Content-Length", "13")
+		io.WriteString(w, "<html>x</html>"[:13])
+	}))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	c := h2cClient(nil)
+	resp, body := get(t, c, "http://"+p.Addr("http")+"/typed")
+	if resp.ProtoMajor != 2 || string(body) != "<html>x</html"[:13] {
+		t.Fatalf("got %s body %q", resp.Proto, body)
+	}
+	for name, want := range map[string]string{"Content-Type": "application/x-thing", "Date": date, "Content-Length": "13"} {
+		if got := resp.Header.Values(name); len(got) != 1 || got[0] != want {
+			t.Errorf("%s: got %q, want exactly [%q]", name, got, want)
+		}
+	}
+	resp, _ = get(t, c, "http://"+p.Addr("http")+"/untyped")
+	if got := resp.Header.Values("Content-Type"); len(got) != 0 {
+		t.Errorf("untyped response: content-type %q, want none (no sniffing by the proxy)", got)
+	}
+	if got := resp.Header.Values("Date"); len(got) != 1 || got[0] != date {
+		t.Errorf("untyped response: date %q, want exactly [%q]", got, date)
+	}
+}

@@ -308,16 +308,90 @@ func (s *stream) h2Head(h *httpfilter.ResponseHeaders, end bool) error {
 	return nil
 }
 
-// setH2Fields copies fields into a response header map.
+// setH2Fields copies fields into a response header map. The fields the
+// x/net/http2 and quic-go response writers look up by their canonical
+// names (content-length, content-type, date, content-encoding) go
+// under those names, so that the writer sees them instead of adding its
+// own: a sniffed content-type and a second date next to the upstream's,
+// and after the handler returns, a second content-length. A response
+// without a content-type gets none: the writer's sniffing is for origin
+// servers, not for a proxy. Values share one string and one slice backing
+// array (two allocations per head, not two per field).
 func setH2Fields(hdr http.Header, f *httpfilter.Headers) {
+	n, size := 0, 0
 	for i := range f.Fields {
-		fl := &f.Fields[i]
-		if hopByHop(fl.Name) {
-			continue
+		if fl := &f.Fields[i]; !hopByHop(fl.Name) {
+			n++
+			size += len(fl.Value)
 		}
-		k := string(fl.Name)
-		hdr[k] = append(hdr[k], string(fl.Value))
 	}
+	if n > 0 {
+		var sb strings.Builder
+		sb.Grow(size)
+		for i := range f.Fields {
+			if fl := &f.Fields[i]; !hopByHop(fl.Name) {
+				sb.Write(fl.Value)
+			}
+		}
+		all := sb.String()
+		vals := make([]string, n)
+		j, off := 0, 0
+		for i := range f.Fields {
+			fl := &f.Fields[i]
+			if hopByHop(fl.Name) {
+				continue
+			}
+			vals[j] = all[off : off+len(fl.Value)]
+			off += len(fl.Value)
+			k := h2FieldKey(fl.Name)
+			if vv, ok := hdr[k]; ok {
+				hdr[k] = append(vv, vals[j])
+			} else {
+				hdr[k] = vals[j : j+1 : j+1]
+			}
+			j++
+		}
+	}
+	if _, ok := hdr["Content-Type"]; !ok {
+		hdr["Content-Type"] = nil // present, without a value: no sniffing
+	}
+}
+
+// h2FieldKey is the header map key of a response field name: canonical for
+// the names the response writers look up, a constant for common names (no
+// allocation), else the lowercase name as it came.
+func h2FieldKey(name []byte) string {
+	switch string(name) {
+	case "content-length":
+		return "Content-Length"
+	case "content-type":
+		return "Content-Type"
+	case "date":
+		return "Date"
+	case "content-encoding":
+		return "Content-Encoding"
+	case "trailer":
+		return "trailer"
+	case "server":
+		return "server"
+	case "cache-control":
+		return "cache-control"
+	case "etag":
+		return "etag"
+	case "last-modified":
+		return "last-modified"
+	case "vary":
+		return "vary"
+	case "location":
+		return "location"
+	case "set-cookie":
+		return "set-cookie"
+	case "alt-svc":
+		return "alt-svc"
+	case "x-envoy-upstream-service-time":
+		return "x-envoy-upstream-service-time"
+	}
+	return string(name)
 }
 
 // h2Data writes a body chunk on the HTTP/2 stream. It blocks while the
@@ -360,13 +434,14 @@ func (s *stream) h2Trailers(t *httpfilter.Headers) error {
 	return s.h2Finish()
 }
 
-// h2Finish marks the response complete; the HTTP/2 server ends the stream
-// when the handler returns.
+// h2Finish marks the response complete. It does not flush: the server
+// writes what the response writer holds and ends the stream when the
+// handler returns, which follows at once (runH2), and then sends the head
+// and a short body as HEADERS and one DATA frame with END_STREAM, where a
+// flush here cost a round trip to the server's goroutine and a third,
+// empty, DATA frame.
 func (s *stream) h2Finish() error {
 	s.respDone = true
-	if s.h2.flusher != nil {
-		s.h2.flusher.Flush()
-	}
 	return nil
 }
 

@@ -82,7 +82,7 @@ func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	hc := &h2conn{conn: c, nc: nc, readAhead: readAhead, hs: hs, goaway: newGoaway()}
+	hc := &h2conn{conn: c, nc: nc, out: newH2writer(nc), readAhead: readAhead, hs: hs, goaway: newGoaway()}
 	var bounds headBounds
 	if t := f.cfg.RequestHeadersTimeout.Duration; t > 0 {
 		ht := newHeaderTimer(t, hc.headersTimedOut)
@@ -111,15 +111,18 @@ func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 		sc = &h2tlsconn{hc}
 	}
 	h2s.ServeConn(sc, &http2.ServeConnOpts{Context: ctx, BaseConfig: hs, Handler: hc})
+	hc.out.close() // the server closed it already; this only makes sure
 	nc.SetIdle(false)
 }
 
 // h2conn is the net.Conn the HTTP/2 server reads and writes, and the handler
 // of its streams. The server reads on one goroutine and writes on one
-// goroutine at a time, which netfilter.Conn allows.
+// goroutine at a time; its writes go through out, whose goroutine is the
+// only writer of nc (h2write.go).
 type h2conn struct {
 	conn      *connection
 	nc        netfilter.Conn
+	out       *h2writer
 	readAhead []byte
 	hs        *http.Server
 	drainOnce sync.Once
@@ -162,10 +165,14 @@ func (h *h2conn) headersTimedOut() {
 }
 
 // Write implements net.Conn.
-func (h *h2conn) Write(p []byte) (int, error) { return h.goaway.write(h.nc, p) }
+func (h *h2conn) Write(p []byte) (int, error) { return h.goaway.write(h.out, p) }
 
-// Close implements net.Conn.
-func (h *h2conn) Close() error { return h.nc.Close() }
+// Close implements net.Conn: what the server wrote is written out first
+// (bounded by h2CloseFlushLimit).
+func (h *h2conn) Close() error {
+	h.out.close()
+	return h.nc.Close()
+}
 
 // LocalAddr implements net.Conn.
 func (h *h2conn) LocalAddr() net.Addr { return net.TCPAddrFromAddrPort(h.conn.info.LocalAddr) }

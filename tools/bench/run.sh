@@ -17,6 +17,10 @@
 #                     has no HTTP/3) and full TLS handshakes per second
 #                     (openssl s_time -new: a new connection and handshake
 #                     per request, no session resumption), sluice and nginx
+#   BENCH_H2_ONLY     if 1, runs only the HTTP/2 over TLS measurement of each
+#                     proxy (no wrk run, idle test, HTTP/3 or handshakes):
+#                     BENCH_PROXIES="sluice nginx" BENCH_H2_ONLY=1 for a
+#                     quick sluice/nginx HTTP/2 comparison
 #   BENCH_PORT_BASE   origin port; the proxies use the next three, and the
 #                     TLS listeners of sluice and nginx the two after (default 18080)
 #   BENCH_OUT         if set, the results are also written to this file
@@ -42,6 +46,8 @@ ORIGIN_PORT=$PORT_BASE
 declare -A PORT=([sluice]=$((PORT_BASE + 1)) [nginx]=$((PORT_BASE + 2)) [haproxy]=$((PORT_BASE + 3)))
 declare -A TLS_PORT=([sluice]=$((PORT_BASE + 4)) [nginx]=$((PORT_BASE + 5)))
 TLS=${BENCH_TLS:-1}
+H2_ONLY=${BENCH_H2_ONLY:-0}
+[[ $H2_ONLY != 1 ]] || TLS=1
 H2_CONNS=20
 H2_STREAMS=10
 PROXY_CPU=0
@@ -576,6 +582,10 @@ measure_tls() {
 		h2_cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$h2_req" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')
 	fi
 	h3_rps=- h3_cpu=- h3_req=- h3_err=-
+	if [[ $H2_ONLY == 1 ]]; then
+		TLS_RESULTS+=("$name $h2_rps $h2_cpu $h2_req ${h2_err:-0} - - 0 - - - -")
+		return 0
+	fi
 	if [[ $name == sluice ]]; then
 		log "$name: HTTP/3 warm-up ${WARMUP}s"
 		taskset -c "$LOAD_CPU" "$WORK/h3load" -c "$H2_CONNS" -m "$H2_STREAMS" -warmup 0 -d "${WARMUP}s" -url "https://127.0.0.1:$port/" >"$WORK/$name-h3-warmup.txt" 2>&1 || true
@@ -646,6 +656,13 @@ idle_test() {
 
 report() {
 	local best=0 r name rps p99 cpu requests errors rss idle upstream idle_n other ratio
+	if ((${#RESULTS[@]} == 0)); then
+		report_tls
+		for r in "${FAILED[@]}"; do
+			printf 'BENCH proxy=%s status=failed\n' "$r"
+		done
+		return 0
+	fi
 	for r in "${RESULTS[@]}"; do
 		read -r name rps p99 cpu requests errors rss idle upstream idle_n other <<<"$r"
 		if [[ $name == nginx || $name == haproxy ]]; then
@@ -732,7 +749,7 @@ main() {
 			stop "$PROXY_PID"
 			continue
 		fi
-		measure "$name"
+		[[ $H2_ONLY == 1 ]] || measure "$name"
 		if [[ $TLS == 1 && -n ${TLS_PORT[$name]:-} ]]; then
 			measure_tls "$name"
 		fi

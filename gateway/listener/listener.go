@@ -105,9 +105,6 @@ func (l *Listener) Handle(nc net.Conn, readAhead []byte) {
 			l.Tracker.Abandon()
 		}
 	}()
-	if tc, ok := nc.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
-	}
 	info := netfilter.Info{
 		ID:                l.IDBase | connIDs.Add(1),
 		RemoteAddr:        addrPort(nc.RemoteAddr()),

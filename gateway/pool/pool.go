@@ -128,6 +128,10 @@ type Pool struct {
 func New(opts Options) *Pool {
 	p := &Pool{opts: opts}
 	p.dialer.Timeout = opts.ConnectTimeout
+	// No TCP keepalive probes, as Envoy's default upstream connection
+	// options (Go would set four socket options per connection); Go's
+	// connections have TCP_NODELAY already.
+	p.dialer.KeepAlive = -1
 	return p
 }
 
@@ -247,9 +251,6 @@ func (p *Pool) dial(ctx context.Context, tc *tls.Config) (net.Conn, error) {
 			}
 		}
 		return nil, fmt.Errorf("%w: %s: %w", ErrConnect, p.opts.Address, err)
-	}
-	if tcp, ok := nc.(*net.TCPConn); ok {
-		_ = tcp.SetNoDelay(true)
 	}
 	if tc != nil {
 		tlc := tls.Client(nc, tc)

@@ -303,6 +303,27 @@ func TestRetryBudgetReplacesMaxRetries(t *testing.T) {
 	}
 }
 
+// highRoute sends /high/... to the backend at routing priority high.
+const highRoute = `    [[route_config.virtual_host.route]]
+    name = "high"
+    match = { prefix = "/high/" }
+    prefix_rewrite = "/"
+    cluster = "backend"
+    priority = "high"
+
+`
+
+// routesBeforeDefault inserts routes (TOML route tables) before the
+// default route of a resilienceConfig, so that they match first.
+func routesBeforeDefault(t *testing.T, cfg, routes string) string {
+	t.Helper()
+	const dflt = "    [[route_config.virtual_host.route]]\n    name = \"default\""
+	if !strings.Contains(cfg, dflt) {
+		t.Fatal("config has no default route to put routes before")
+	}
+	return strings.Replace(cfg, dflt, routes+dflt, 1)
+}
+
 // TestCircuitBreakersPerPriority checks that a route with priority = "high"
 // counts against the cluster's [circuit_breakers.high] thresholds, apart
 // from the default priority's: with one request slot each, a held default
@@ -317,18 +338,7 @@ func TestCircuitBreakersPerPriority(t *testing.T) {
   [cluster.circuit_breakers.high]
   max_requests = 1
 `, "")
-	const dflt = "    [[route_config.virtual_host.route]]\n    name = \"default\""
-	if !strings.Contains(cfg, dflt) {
-		t.Fatal("config has no default route to put the high-priority route before")
-	}
-	cfg = strings.Replace(cfg, dflt, `    [[route_config.virtual_host.route]]
-    name = "high"
-    match = { prefix = "/high/" }
-    prefix_rewrite = "/"
-    cluster = "backend"
-    priority = "high"
-
-`+dflt, 1)
+	cfg = routesBeforeDefault(t, cfg, highRoute)
 	s := start(t, cfg)
 	addr := s.listenAddr(t, "public")
 	s.wait(t, "ready", nil, nil)
@@ -398,26 +408,18 @@ func TestMaxConnectionsPerPriority(t *testing.T) {
   [cluster.circuit_breakers.high]
   max_connections = 1
 `, "")
-	const dflt = "    [[route_config.virtual_host.route]]\n    name = \"default\""
-	if !strings.Contains(cfg, dflt) || !strings.Contains(cfg, "workers = 2\n") {
-		t.Fatal("config has no default route to put the other routes before, or no workers = 2")
+	if !strings.Contains(cfg, "workers = 2\n") {
+		t.Fatal("config has no workers = 2 to replace")
 	}
 	cfg = strings.Replace(cfg, "workers = 2\n", "workers = 1\n", 1)
-	cfg = strings.Replace(cfg, dflt, `    [[route_config.virtual_host.route]]
-    name = "high"
-    match = { prefix = "/high/" }
-    prefix_rewrite = "/"
-    cluster = "backend"
-    priority = "high"
-
-    [[route_config.virtual_host.route]]
+	cfg = routesBeforeDefault(t, cfg, highRoute+`    [[route_config.virtual_host.route]]
     name = "timed"
     match = { prefix = "/timed/" }
     prefix_rewrite = "/"
     cluster = "backend"
     timeout = "300ms"
 
-`+dflt, 1)
+`)
 	s := start(t, cfg)
 	addr := s.listenAddr(t, "public")
 	admin := s.adminAddr(t)

@@ -299,6 +299,14 @@ func (f *filter) retryAllowed(try int, cond uint16) bool {
 	return !f.noRetry && p.On&cond != 0 && try < p.NumRetries && !f.downstreamCancelled()
 }
 
+// backoff returns the wait before the retry after try (0 for the first):
+// Envoy's full-jitter exponential backoff, uniform in [0, base × 2^try]
+// capped at MaxInterval.
+func (p *RetryPolicy) backoff(try int) time.Duration {
+	ceiling := min(p.BaseInterval<<min(try, 20), p.MaxInterval)
+	return rand.N(ceiling + 1)
+}
+
 // again decides whether try (0 for the first) is retried for a failure
 // meeting cond. If so it drops the try's connection, waits the backoff,
 // picks the next host and returns true.
@@ -315,8 +323,7 @@ func (f *filter) again(try int, cond uint16) bool {
 		}
 		f.retryHeld = true
 	}
-	ceiling := min(p.BaseInterval<<min(try, 20), p.MaxInterval)
-	wait := rand.N(ceiling + 1)
+	wait := p.backoff(try)
 	if !f.deadline.IsZero() && time.Now().Add(wait).After(f.deadline) {
 		return false
 	}

@@ -200,8 +200,11 @@ func TestTCPProxyIdleTimeoutClosesIdleConnections(t *testing.T) {
 		tcpListener("tcp", "127.0.0.1:0", tcpProxy(`cluster = "echo"`, `idle_timeout = "200ms"`))+cluster("echo", up.Addr))
 
 	c := dial(t, p.Addr("tcp"))
-	echoes(t, c)
+	// Taken before the last bytes are sent: sluice sees them move after
+	// this (taken after the client read the echo, it could be later than
+	// sluice's last activity, which the idle timeout counts from).
 	last := time.Now()
+	echoes(t, c)
 	b, err := io.ReadAll(c)
 	if err != nil && !isReset(err) {
 		t.Fatalf("waiting for the idle close: %v", err)

@@ -77,7 +77,14 @@ type Conn struct {
 	idleSince time.Time
 	born      time.Time // when it was opened, for MaxConnectionDuration
 	pool      *Pool
-	breaker   bool // holds a unit of the connections breaker
+	breaker   bool        // holds a unit of the connections breaker
+	src       *sendReader // R's source (see WriteOnRead)
+}
+
+// newConn wraps nc as a pool connection with its response reader.
+func newConn(nc net.Conn, p *Pool, held bool) *Conn {
+	src := newSendReader(nc)
+	return &Conn{Conn: nc, R: http1.NewReader(src), src: src, born: time.Now(), pool: p, breaker: held}
 }
 
 // Close closes the connection for good.
@@ -177,7 +184,7 @@ func (p *Pool) dialConn(ctx context.Context, count bool) (*Conn, error) {
 		p.release(held)
 		return nil, err
 	}
-	return &Conn{Conn: nc, R: http1.NewReader(nc), born: time.Now(), pool: p, breaker: held}, nil
+	return newConn(nc, p, held), nil
 }
 
 // acquire takes a unit of the max_connections breaker for a new
@@ -231,8 +238,6 @@ func (p *Pool) reapEvery() time.Duration {
 	}
 	return d
 }
-
-func newReader(nc net.Conn) *http1.Reader { return http1.NewReader(nc) }
 
 // dial connects to the host, with TLS when tc is set, and counts it.
 func (p *Pool) dial(ctx context.Context, tc *tls.Config) (net.Conn, error) {

@@ -150,7 +150,6 @@ func (f *filter) endStreamed() {
 	if f.framing == http1.Chunked {
 		f.uc.W = http1.AppendLastChunk(f.uc.W, nil)
 	}
-	f.send()
 	f.exchange()
 }
 

@@ -223,7 +223,6 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		return httpfilter.HeadersStopIteration
 	}
 	if endStream {
-		f.send()
 		f.exchange()
 	}
 	return httpfilter.HeadersStopIteration
@@ -283,11 +282,10 @@ func (f *filter) DecodeData(b *buffer.Buffer, endStream bool) httpfilter.DataSta
 	} else {
 		f.uc.W = append(f.uc.W, data...)
 	}
-	if endStream || len(f.uc.W) >= bodyChunk {
-		f.send()
-	}
 	if endStream {
 		f.exchange()
+	} else if len(f.uc.W) >= bodyChunk {
+		f.send()
 	}
 	return httpfilter.DataStopNoBuffer
 }
@@ -309,7 +307,6 @@ func (f *filter) DecodeTrailers(t *httpfilter.Headers) httpfilter.TrailersStatus
 	if f.framing == http1.Chunked {
 		f.uc.W = http1.AppendLastChunk(f.uc.W, t)
 	}
-	f.send()
 	f.exchange()
 	return httpfilter.TrailersStopIteration
 }
@@ -347,21 +344,32 @@ func (f *filter) send() {
 	f.uc.W = f.uc.W[:0]
 }
 
-// exchange reads the response and passes it downstream. On return f.uc is
+// exchange sends what is buffered for the upstream (the end of the
+// request), reads the response and passes it downstream. On return f.uc is
 // back in the pool or closed.
 func (f *filter) exchange() {
 	uc := f.uc
 	sent := time.Now()
 	deadline := time.Time{}
 	if f.route.Timeout > 0 {
-		deadline = time.Now().Add(f.route.Timeout)
+		deadline = sent.Add(f.route.Timeout)
 	}
 	f.tryDeadline = deadline
 	deadline = f.idleDeadline(deadline)
 	// Only reads carry the route timeout; a pooled connection keeps its
 	// stale read deadline until the next exchange sets one.
 	_ = uc.SetReadDeadline(deadline)
+	// The request's last bytes are written by the first read of the
+	// response (pool.Conn.WriteOnRead): no read is tried before the
+	// answer can be there.
+	if f.writeErr == nil {
+		uc.WriteOnRead(uc.W)
+	}
 	err := f.readHead()
+	if werr := uc.WriteErr(); werr != nil && f.writeErr == nil {
+		f.writeErr = werr
+	}
+	uc.W = uc.W[:0]
 	if err != nil && f.retryable(err) {
 		err = f.retry(deadline)
 	}

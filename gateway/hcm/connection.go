@@ -33,6 +33,11 @@ type connection struct {
 	expires   time.Time     // end of max_connection_duration, or zero
 	expired   bool          // max_connection_duration was reached (and counted)
 	s         *stream       // nil while parked
+	// wor, when the connection has one, writes a finished response from
+	// inside the read of the next request (see stream.finish); deferred
+	// says c.w holds such a response, not yet handed to it.
+	wor      netfilter.WriteOnReader
+	deferred bool
 }
 
 var _ netfilter.Terminal = (*connection)(nil)
@@ -53,6 +58,7 @@ func (c *connection) Serve(nc netfilter.Conn) {
 		c.c = nc
 		c.info = nc.Info()
 		c.remoteIP = c.info.RemoteAddr.Addr().AppendTo(nil)
+		c.wor, _ = nc.(netfilter.WriteOnReader)
 		c.f.stats.DownstreamCxTotal.Inc()
 		c.f.stats.DownstreamCxActive.Inc()
 		if d := c.f.cfg.MaxConnectionDuration.Duration; d > 0 {
@@ -72,6 +78,9 @@ func (c *connection) Serve(nc netfilter.Conn) {
 	c.w = getWriteBuf()
 	for {
 		keep, park := c.serveOne()
+		if park || !keep {
+			c.flushDeferred()
+		}
 		if park {
 			c.release()
 			c.c.Park()
@@ -114,10 +123,12 @@ func (c *connection) release() {
 func (c *connection) serveOne() (keep, park bool) {
 	c.headLimit = time.Time{}
 	if c.c.Draining() {
+		c.flushDeferred()
 		return c.drainBetweenRequests(), false
 	}
 	if len(c.r.Buffered()) > 0 {
 		// (part of) the next request is here already
+		c.flushDeferred()
 		now, limit := time.Now(), time.Time{}
 		if t := c.f.cfg.IdleTimeout.Duration; t > 0 {
 			limit = now.Add(t)
@@ -156,9 +167,23 @@ func (c *connection) serveOne() (keep, park bool) {
 	c.c.SetIdle(true)
 	if c.c.Draining() {
 		c.c.SetIdle(false)
+		c.flushDeferred()
 		return c.drainBetweenRequests(), false
 	}
+	handed := false
+	if c.deferred {
+		// The last response goes out from inside the read of the next
+		// request, which waits for it without a read that finds nothing.
+		c.deferred = false
+		if handed = c.wor.WriteOnRead(c.w); !handed {
+			_ = c.flush()
+		}
+	}
 	err := c.r.ReadRequest(&c.s.req, &c.f.limits)
+	if handed {
+		_ = c.wor.FlushWrite() // written by the read, unless none came
+		c.w = c.w[:0]
+	}
 	c.c.SetIdle(false)
 	if err == nil {
 		return c.served(), false
@@ -311,6 +336,15 @@ func (c *connection) h2cAllowed() bool {
 
 // bufferLimit is per_connection_buffer_limit_bytes of the listener.
 func (c *connection) bufferLimit() int { return c.info.BufferLimit }
+
+// flushDeferred writes a finished response stream.finish left for the read
+// of the next request, when that read does not come.
+func (c *connection) flushDeferred() {
+	if c.deferred {
+		c.deferred = false
+		_ = c.flush()
+	}
+}
 
 // flush writes pending response bytes.
 func (c *connection) flush() error {

@@ -138,3 +138,24 @@ func (c *Conn) step(fd uintptr) bool {
 func (c *Conn) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: c.nc.LocalAddr(), Addr: c.nc.RemoteAddr(), Err: os.NewSyscallError(op, err)}
 }
+
+// TryRead reads what is there into p without waiting and whatever the read
+// deadline, for a WriteRead that timed out: bytes that arrived before it
+// started did not end its wait. It returns 0 when nothing was read (no
+// bytes, end of stream or an error; the next read reports those).
+func (c *Conn) TryRead(p []byte) int {
+	n := 0
+	_ = c.rc.Control(func(fd uintptr) {
+		for {
+			m, err := syscall.Read(int(fd), p)
+			if err == syscall.EINTR {
+				continue
+			}
+			if err == nil && m > 0 {
+				n = m
+			}
+			return
+		}
+	})
+	return n
+}

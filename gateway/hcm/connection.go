@@ -38,6 +38,9 @@ type connection struct {
 	// says c.w holds such a response, not yet handed to it.
 	wor      netfilter.WriteOnReader
 	deferred bool
+	// ended is when the last request ended (its stream's end read the
+	// clock), for the wait for the next one; zero once used.
+	ended time.Time
 }
 
 var _ netfilter.Terminal = (*connection)(nil)
@@ -136,7 +139,11 @@ func (c *connection) serveOne() (keep, park bool) {
 		c.setHeadDeadline(now, limit)
 		return c.readAndServe(), false
 	}
-	now := time.Now()
+	now := c.ended
+	if now.IsZero() {
+		now = time.Now()
+	}
+	c.ended = time.Time{}
 	if c.idleSince.IsZero() {
 		c.idleSince = now
 	}

@@ -219,7 +219,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		}
 		return httpfilter.HeadersStopIteration
 	}
-	if !f.connect() {
+	if !f.connect(f.started) {
 		return httpfilter.HeadersStopIteration
 	}
 	if endStream {
@@ -229,9 +229,10 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 }
 
 // connect checks out a connection to f.host and writes the request head
-// into its buffer; on failure it answers locally and reports false.
-func (f *filter) connect() bool {
-	uc, err := f.getConn()
+// into its buffer; on failure it answers locally and reports false. now is
+// the present as the caller last read the clock.
+func (f *filter) connect(now time.Time) bool {
+	uc, err := f.getConn(now)
 	if err != nil {
 		if !overflowed(err) {
 			f.recordFailure(err)
@@ -355,7 +356,7 @@ func (f *filter) exchange() {
 		deadline = sent.Add(f.route.Timeout)
 	}
 	f.tryDeadline = deadline
-	deadline = f.idleDeadline(deadline)
+	deadline = f.idleDeadlineAt(deadline, sent)
 	// Only reads carry the route timeout; a pooled connection keeps its
 	// stale read deadline until the next exchange sets one.
 	_ = uc.SetReadDeadline(deadline)
@@ -394,14 +395,18 @@ func (f *filter) deliver(sent time.Time) {
 	f.stats.Response(f.resp.Headers.Status)
 	resp := &f.resp
 	end := resp.Framing == http1.NoBody || (resp.Framing == http1.ContentLength && resp.ContentLength == 0)
-	resp.Headers.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(f.started).Milliseconds(), 10))
+	now := time.Now()
+	resp.Headers.Set("x-envoy-upstream-service-time", strconv.FormatInt(now.Sub(f.started).Milliseconds(), 10))
 	if f.cb.EncodeHeaders(&resp.Headers, end) != nil {
 		return // downstream gone; OnDestroy closes uc
 	}
-	if !end && !f.copyBody() {
-		return
+	if !end {
+		if !f.copyBody() {
+			return
+		}
+		now = time.Now()
 	}
-	f.stats.UpstreamRqTime.Record(time.Since(sent))
+	f.stats.UpstreamRqTime.Record(now.Sub(sent))
 	uc.Requests++
 	reuse := resp.KeepAlive && f.writeErr == nil
 	if max := f.route.Cluster.Cfg.MaxRequestsPerConnection; max > 0 && uc.Requests >= max {
@@ -411,7 +416,7 @@ func (f *filter) deliver(sent time.Time) {
 		reuse = false // the watch fired: the connection has a past deadline
 	}
 	if reuse {
-		f.pool().Put(uc)
+		f.pool().PutAt(uc, now)
 	} else {
 		uc.Close()
 	}
@@ -546,11 +551,20 @@ func (f *filter) copyBody() bool {
 // idleDeadline returns the earlier of d (zero: none) and now +
 // stream_idle_timeout, and records in f.idleBound which one it is.
 func (f *filter) idleDeadline(d time.Time) time.Time {
+	if f.streamIdle <= 0 {
+		f.idleBound = false
+		return d
+	}
+	return f.idleDeadlineAt(d, time.Now())
+}
+
+// idleDeadlineAt is idleDeadline with the clock read by the caller just now.
+func (f *filter) idleDeadlineAt(d, now time.Time) time.Time {
 	f.idleBound = false
 	if f.streamIdle <= 0 {
 		return d
 	}
-	if i := time.Now().Add(f.streamIdle); d.IsZero() || i.Before(d) {
+	if i := now.Add(f.streamIdle); d.IsZero() || i.Before(d) {
 		f.idleBound = true
 		return i
 	}

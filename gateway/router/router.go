@@ -63,6 +63,7 @@ type filter struct {
 	writeErr   error         // the upstream stopped taking the request
 	resp       http1.Response
 	pathBuf    []byte
+	svcTime    []byte // x-envoy-upstream-service-time's value
 	data       buffer.Buffer
 
 	// An HTTP/2 downstream stream: its context, done when the client resets
@@ -151,11 +152,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	}
 	if rt.Timeout > 0 {
 		f.deadline = f.started.Add(rt.Timeout)
-		expected := rt.Timeout
-		if rt.Retry != nil && rt.Retry.PerTryTimeout > 0 {
-			expected = min(expected, rt.Retry.PerTryTimeout)
-		}
-		h.Set("x-envoy-expected-rq-timeout-ms", strconv.FormatInt(expected.Milliseconds(), 10))
+		h.SetBytes(hdrExpectedRqTimeout, rt.expectedTimeoutMs(rt.expectedTimeout()))
 	}
 	f.lbReq = lb.Request{OriginalDst: info.OriginalDst, Header: h}
 	if rt.Hasher != nil {
@@ -331,7 +328,7 @@ func (f *filter) OnDestroy() {
 		f.route.Cluster.Record.PriorityBreaker(f.route.Priority, hoststate.Requests).Release()
 	}
 	f.resp.Headers.Reset()
-	*f = filter{pathBuf: f.pathBuf[:0], resp: f.resp, reqBody: f.reqBody[:0], tried: f.tried[:0]}
+	*f = filter{pathBuf: f.pathBuf[:0], svcTime: f.svcTime[:0], resp: f.resp, reqBody: f.reqBody[:0], tried: f.tried[:0]}
 	filterPool.Put(f)
 }
 
@@ -396,7 +393,8 @@ func (f *filter) deliver(sent time.Time) {
 	resp := &f.resp
 	end := resp.Framing == http1.NoBody || (resp.Framing == http1.ContentLength && resp.ContentLength == 0)
 	now := time.Now()
-	resp.Headers.Set("x-envoy-upstream-service-time", strconv.FormatInt(now.Sub(f.started).Milliseconds(), 10))
+	f.svcTime = strconv.AppendInt(f.svcTime[:0], now.Sub(f.started).Milliseconds(), 10)
+	resp.Headers.SetBytes(hdrUpstreamServiceTime, f.svcTime)
 	if f.cb.EncodeHeaders(&resp.Headers, end) != nil {
 		return // downstream gone; OnDestroy closes uc
 	}
@@ -740,8 +738,12 @@ func (r *Route) allowsUpgrade(upgrade string) bool {
 
 var (
 	hdrConnection = []byte("connection")
-	hdrUpgrade    = []byte("upgrade")
-	tokenUpgrade  = []byte("upgrade")
+	// hdrUpstreamServiceTime and hdrExpectedRqTimeout are set without a
+	// copy (Headers.SetBytes).
+	hdrUpstreamServiceTime = []byte("x-envoy-upstream-service-time")
+	hdrExpectedRqTimeout   = []byte("x-envoy-expected-rq-timeout-ms")
+	hdrUpgrade             = []byte("upgrade")
+	tokenUpgrade           = []byte("upgrade")
 )
 
 // tunnel serves an allowed upgrade or CONNECT request.

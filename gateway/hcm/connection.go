@@ -41,6 +41,14 @@ type connection struct {
 	// ended is when the last request ended (its stream's end read the
 	// clock), for the wait for the next one; zero once used.
 	ended time.Time
+	// rdl is the read deadline last set (setReadDeadline).
+	rdl time.Time
+}
+
+// setReadDeadline sets the connection's read deadline and remembers it.
+func (c *connection) setReadDeadline(t time.Time) {
+	c.rdl = t
+	_ = c.c.SetReadDeadline(t)
 }
 
 var _ netfilter.Terminal = (*connection)(nil)
@@ -170,7 +178,13 @@ func (c *connection) serveOne() (keep, park bool) {
 	}
 	// The deadline goes first: a drain that starts after SetIdle wakes the
 	// read with a past deadline, which must not be overwritten.
-	_ = c.c.SetReadDeadline(now.Add(wait))
+	// The wait's deadline only decides when the connection parks (and is
+	// never later than its limit): one that leaves at least half the wait
+	// is kept, which spares a timer update per request on a busy
+	// connection.
+	if d := now.Add(wait); c.rdl.IsZero() || c.rdl.After(d) || c.rdl.Sub(now) < wait/2 {
+		c.setReadDeadline(d)
+	}
 	c.c.SetIdle(true)
 	if c.c.Draining() {
 		c.c.SetIdle(false)
@@ -210,9 +224,9 @@ func (c *connection) serveOne() (keep, park bool) {
 	}
 	// Quiet for parkAfter: park until readable, the idle limit, or a drain.
 	if !limit.IsZero() {
-		_ = c.c.SetReadDeadline(limit)
+		c.setReadDeadline(limit)
 	} else {
-		_ = c.c.SetReadDeadline(time.Time{})
+		c.setReadDeadline(time.Time{})
 	}
 	c.c.SetIdle(true)
 	if c.c.Draining() {
@@ -235,7 +249,7 @@ func (c *connection) setHeadDeadline(now, idleLimit time.Time) {
 			d = c.headLimit
 		}
 	}
-	_ = c.c.SetReadDeadline(d)
+	c.setReadDeadline(d)
 }
 
 // pastDuration reports whether max_connection_duration has passed at now;
@@ -265,7 +279,7 @@ func (c *connection) readAndServe() bool {
 func (c *connection) served() bool {
 	c.idleSince = time.Time{}
 	if req := &c.s.req; req.Framing != http1.NoBody {
-		_ = c.c.SetReadDeadline(time.Time{})
+		c.setReadDeadline(time.Time{})
 	}
 	return c.s.run()
 }
@@ -321,7 +335,7 @@ func (c *connection) drainBetweenRequests() bool {
 	if len(c.r.Buffered()) == 0 {
 		return false
 	}
-	_ = c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	c.setReadDeadline(time.Now().Add(5 * time.Second))
 	err := c.r.ReadRequest(&c.s.req, &c.f.limits)
 	if err != nil {
 		var pe *http1.Error
@@ -330,7 +344,7 @@ func (c *connection) drainBetweenRequests() bool {
 		}
 		return false
 	}
-	_ = c.c.SetReadDeadline(time.Time{})
+	c.setReadDeadline(time.Time{})
 	c.s.run()
 	return false
 }
@@ -439,7 +453,7 @@ func (s *stream) Tunnel(h *httpfilter.ResponseHeaders, up httpfilter.TunnelConn)
 // either way (flag SI). The tunnel is never handed off: during a drain it
 // runs until it ends or the worker closes the connection at drain_timeout.
 func (c *connection) tunnel(s *stream, up httpfilter.TunnelConn) {
-	_ = c.c.SetReadDeadline(time.Time{})
+	c.setReadDeadline(time.Time{})
 	_ = c.c.SetWriteDeadline(time.Time{})
 	var sent int64
 	idle := s.watchTunnel(func() {

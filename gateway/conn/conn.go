@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
+	"github.com/sluice-proxy/sluice/gateway/internal/writeread"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 	"github.com/sluice-proxy/sluice/gateway/stats"
 )
@@ -49,7 +50,9 @@ type Conn struct {
 	resume       chan struct{}
 	parked       bool
 	start        time.Time
-	unread       []byte // read while waiting for a parked TLS connection
+	unread       []byte          // read while waiting for a parked TLS connection
+	wr           *writeread.Conn // write-then-read path (WriteOnRead), or nil
+	pending      []byte          // written by the next Read (WriteOnRead)
 
 	// Accessed atomically, for the parker:
 	parkFD       atomic.Int32 // the socket while parked in the parker's set, else -1
@@ -67,6 +70,7 @@ func New(nc net.Conn, read func([]byte) (int, error), info netfilter.Info, t *Tr
 	c.parkFD.Store(-1)
 	if c.rd == nil {
 		c.rd = nc.Read
+		c.wr = writeread.New(nc)
 	}
 	return c
 }
@@ -95,6 +99,9 @@ func (c *Conn) Run(factories []netfilter.Factory) {
 		if t, ok := inst.(netfilter.Terminal); ok {
 			c.terminal = t
 		}
+	}
+	if len(c.readFilters) > 0 || len(c.writeFilters) > 0 {
+		c.wr = nil // the filters see every byte through Read and Write
 	}
 	for _, r := range c.readFilters {
 		if r.OnNewConnection() == netfilter.StopIteration && !c.wait() {
@@ -220,6 +227,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 		c.unread = c.unread[n:]
 		return n, nil
 	}
+	if c.pending != nil {
+		return c.writeRead(p)
+	}
 	if len(c.readFilters) == 0 {
 		return c.rd(p)
 	}
@@ -242,9 +252,64 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// CanWriteOnRead implements netfilter.WriteOnReader.
+func (c *Conn) CanWriteOnRead() bool { return c.wr != nil && len(c.unread) == 0 }
+
+// WriteOnRead implements netfilter.WriteOnReader: on a plain TCP
+// connection without network filters, the next Read writes b first, then
+// waits for readability before its first read(2) (package writeread): the
+// answer to b cannot be there before b is out. It reports false, taking
+// nothing, where that cannot be done; the caller then writes b itself. b
+// must stay unchanged until the next Read, which returns the write's error
+// if it fails, or FlushWrite.
+func (c *Conn) WriteOnRead(b []byte) bool {
+	if !c.CanWriteOnRead() || len(b) == 0 {
+		return false
+	}
+	c.pending = b
+	return true
+}
+
+// FlushWrite implements netfilter.WriteOnReader.
+func (c *Conn) FlushWrite() error { return c.flushPending() }
+
+// writeRead is Read with a pending write.
+func (c *Conn) writeRead(p []byte) (int, error) {
+	b := c.pending
+	c.pending = nil
+	n, err, werr := c.wr.WriteRead(b, p)
+	if werr != nil {
+		return 0, werr
+	}
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		// Bytes the client sent before the write (a pipelined request)
+		// do not end the wait: look once, and if some were there, read
+		// this connection the plain way from now on.
+		if n := c.wr.TryRead(p); n > 0 {
+			c.wr = nil
+			return n, nil
+		}
+	}
+	return n, err
+}
+
+// flushPending writes what WriteOnRead left for a Read that did not come.
+func (c *Conn) flushPending() error {
+	if c.pending == nil {
+		return nil
+	}
+	b := c.pending
+	c.pending = nil
+	_, err := c.nc.Write(b)
+	return err
+}
+
 // Write implements netfilter.Conn: the bytes pass through the write filters
 // in reverse order.
 func (c *Conn) Write(p []byte) (int, error) {
+	if err := c.flushPending(); err != nil {
+		return 0, err
+	}
 	if len(c.writeFilters) == 0 {
 		return c.nc.Write(p)
 	}
@@ -287,6 +352,7 @@ func (c *Conn) Close() error {
 
 // CloseWrite implements netfilter.Conn.
 func (c *Conn) CloseWrite() error {
+	_ = c.flushPending()
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
@@ -324,6 +390,9 @@ func (c *Conn) CanHandoff() bool {
 // the receiving process.
 func (c *Conn) Handoff(readAhead []byte) bool {
 	if !c.CanHandoff() {
+		return false
+	}
+	if c.flushPending() != nil {
 		return false
 	}
 	f, err := c.nc.(*net.TCPConn).File()

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
 	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
@@ -60,4 +61,48 @@ func TestKeepAliveReusesConnections(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestPipelinedRequestArrivingDuringExchangeIsServed sends a second request
+// while the first is at the upstream, then lets the upstream answer. sluice
+// writes the first response from inside the read that waits for the next
+// request; that wait is not woken by bytes which arrived before it started,
+// so with an idle_timeout shorter than the wait the second request must
+// still be found and answered, not dropped with the connection.
+func TestPipelinedRequestArrivingDuringExchangeIsServed(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	gate := make(chan struct{})
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			arrived <- struct{}{}
+			select {
+			case <-gate:
+			case <-time.After(ioTimeout):
+			}
+		}
+		fmt.Fprintf(w, "path=%s", r.URL.Path)
+	}))
+	p := gwtest.Start(t, withHCM(simpleConfig(1, up.Addr), `idle_timeout = "50ms"`))
+	for round := range 3 {
+		conn := dial(t, p.Addr("http"))
+		fmt.Fprintf(conn, "GET /slow HTTP/1.1\r\nHost: e2e\r\n\r\n")
+		select {
+		case <-arrived:
+		case <-time.After(ioTimeout):
+			t.Fatalf("round %d: /slow never reached the upstream", round)
+		}
+		fmt.Fprintf(conn, "GET /next HTTP/1.1\r\nHost: e2e\r\n\r\n")
+		select {
+		case gate <- struct{}{}:
+		case <-time.After(ioTimeout):
+			t.Fatalf("round %d: the upstream handler stopped waiting", round)
+		}
+		br := bufio.NewReader(conn)
+		for _, want := range []string{"path=/slow", "path=/next"} {
+			resp, body := readResponse(t, br, "GET")
+			if resp.StatusCode != 200 || string(body) != want {
+				t.Fatalf("round %d: status %d, body %q; want 200, %q", round, resp.StatusCode, body, want)
+			}
+		}
+	}
 }

@@ -33,6 +33,22 @@ type connection struct {
 	expires   time.Time     // end of max_connection_duration, or zero
 	expired   bool          // max_connection_duration was reached (and counted)
 	s         *stream       // nil while parked
+	// wor, when the connection has one, writes a finished response from
+	// inside the read of the next request (see stream.finish); deferred
+	// says c.w holds such a response, not yet handed to it.
+	wor      netfilter.WriteOnReader
+	deferred bool
+	// ended is when the last request ended (its stream's end read the
+	// clock), for the wait for the next one; zero once used.
+	ended time.Time
+	// rdl is the read deadline last set (setReadDeadline).
+	rdl time.Time
+}
+
+// setReadDeadline sets the connection's read deadline and remembers it.
+func (c *connection) setReadDeadline(t time.Time) {
+	c.rdl = t
+	_ = c.c.SetReadDeadline(t)
 }
 
 var _ netfilter.Terminal = (*connection)(nil)
@@ -53,6 +69,7 @@ func (c *connection) Serve(nc netfilter.Conn) {
 		c.c = nc
 		c.info = nc.Info()
 		c.remoteIP = c.info.RemoteAddr.Addr().AppendTo(nil)
+		c.wor, _ = nc.(netfilter.WriteOnReader)
 		c.f.stats.DownstreamCxTotal.Inc()
 		c.f.stats.DownstreamCxActive.Inc()
 		if d := c.f.cfg.MaxConnectionDuration.Duration; d > 0 {
@@ -72,6 +89,9 @@ func (c *connection) Serve(nc netfilter.Conn) {
 	c.w = getWriteBuf()
 	for {
 		keep, park := c.serveOne()
+		if park || !keep {
+			c.flushDeferred()
+		}
 		if park {
 			c.release()
 			c.c.Park()
@@ -114,10 +134,12 @@ func (c *connection) release() {
 func (c *connection) serveOne() (keep, park bool) {
 	c.headLimit = time.Time{}
 	if c.c.Draining() {
+		c.flushDeferred()
 		return c.drainBetweenRequests(), false
 	}
 	if len(c.r.Buffered()) > 0 {
 		// (part of) the next request is here already
+		c.flushDeferred()
 		now, limit := time.Now(), time.Time{}
 		if t := c.f.cfg.IdleTimeout.Duration; t > 0 {
 			limit = now.Add(t)
@@ -125,7 +147,11 @@ func (c *connection) serveOne() (keep, park bool) {
 		c.setHeadDeadline(now, limit)
 		return c.readAndServe(), false
 	}
-	now := time.Now()
+	now := c.ended
+	if now.IsZero() {
+		now = time.Now()
+	}
+	c.ended = time.Time{}
 	if c.idleSince.IsZero() {
 		c.idleSince = now
 	}
@@ -152,13 +178,33 @@ func (c *connection) serveOne() (keep, park bool) {
 	}
 	// The deadline goes first: a drain that starts after SetIdle wakes the
 	// read with a past deadline, which must not be overwritten.
-	_ = c.c.SetReadDeadline(now.Add(wait))
+	// The wait's deadline only decides when the connection parks (and is
+	// never later than its limit): one that leaves at least half the wait
+	// is kept, which spares a timer update per request on a busy
+	// connection.
+	if d := now.Add(wait); c.rdl.IsZero() || c.rdl.After(d) || c.rdl.Sub(now) < wait/2 {
+		c.setReadDeadline(d)
+	}
 	c.c.SetIdle(true)
 	if c.c.Draining() {
 		c.c.SetIdle(false)
+		c.flushDeferred()
 		return c.drainBetweenRequests(), false
 	}
+	handed := false
+	if c.deferred {
+		// The last response goes out from inside the read of the next
+		// request, which waits for it without a read that finds nothing.
+		c.deferred = false
+		if handed = c.wor.WriteOnRead(c.w); !handed {
+			_ = c.flush()
+		}
+	}
 	err := c.r.ReadRequest(&c.s.req, &c.f.limits)
+	if handed {
+		_ = c.wor.FlushWrite() // written by the read, unless none came
+		c.w = c.w[:0]
+	}
 	c.c.SetIdle(false)
 	if err == nil {
 		return c.served(), false
@@ -178,9 +224,9 @@ func (c *connection) serveOne() (keep, park bool) {
 	}
 	// Quiet for parkAfter: park until readable, the idle limit, or a drain.
 	if !limit.IsZero() {
-		_ = c.c.SetReadDeadline(limit)
+		c.setReadDeadline(limit)
 	} else {
-		_ = c.c.SetReadDeadline(time.Time{})
+		c.setReadDeadline(time.Time{})
 	}
 	c.c.SetIdle(true)
 	if c.c.Draining() {
@@ -203,7 +249,7 @@ func (c *connection) setHeadDeadline(now, idleLimit time.Time) {
 			d = c.headLimit
 		}
 	}
-	_ = c.c.SetReadDeadline(d)
+	c.setReadDeadline(d)
 }
 
 // pastDuration reports whether max_connection_duration has passed at now;
@@ -233,7 +279,7 @@ func (c *connection) readAndServe() bool {
 func (c *connection) served() bool {
 	c.idleSince = time.Time{}
 	if req := &c.s.req; req.Framing != http1.NoBody {
-		_ = c.c.SetReadDeadline(time.Time{})
+		c.setReadDeadline(time.Time{})
 	}
 	return c.s.run()
 }
@@ -289,7 +335,7 @@ func (c *connection) drainBetweenRequests() bool {
 	if len(c.r.Buffered()) == 0 {
 		return false
 	}
-	_ = c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	c.setReadDeadline(time.Now().Add(5 * time.Second))
 	err := c.r.ReadRequest(&c.s.req, &c.f.limits)
 	if err != nil {
 		var pe *http1.Error
@@ -298,7 +344,7 @@ func (c *connection) drainBetweenRequests() bool {
 		}
 		return false
 	}
-	_ = c.c.SetReadDeadline(time.Time{})
+	c.setReadDeadline(time.Time{})
 	c.s.run()
 	return false
 }
@@ -311,6 +357,15 @@ func (c *connection) h2cAllowed() bool {
 
 // bufferLimit is per_connection_buffer_limit_bytes of the listener.
 func (c *connection) bufferLimit() int { return c.info.BufferLimit }
+
+// flushDeferred writes a finished response stream.finish left for the read
+// of the next request, when that read does not come.
+func (c *connection) flushDeferred() {
+	if c.deferred {
+		c.deferred = false
+		_ = c.flush()
+	}
+}
 
 // flush writes pending response bytes.
 func (c *connection) flush() error {
@@ -398,7 +453,7 @@ func (s *stream) Tunnel(h *httpfilter.ResponseHeaders, up httpfilter.TunnelConn)
 // either way (flag SI). The tunnel is never handed off: during a drain it
 // runs until it ends or the worker closes the connection at drain_timeout.
 func (c *connection) tunnel(s *stream, up httpfilter.TunnelConn) {
-	_ = c.c.SetReadDeadline(time.Time{})
+	c.setReadDeadline(time.Time{})
 	_ = c.c.SetWriteDeadline(time.Time{})
 	var sent int64
 	idle := s.watchTunnel(func() {

@@ -180,7 +180,7 @@ func (s *stream) readBody() {
 	idle := c.f.cfg.StreamIdleTimeout.Duration
 	for !s.ended() {
 		if idle > 0 && len(c.r.Buffered()) == 0 {
-			_ = c.c.SetReadDeadline(time.Now().Add(idle))
+			c.setReadDeadline(time.Now().Add(idle))
 		}
 		n, err := body.Read(s.bodyBuf)
 		end := false

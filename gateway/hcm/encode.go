@@ -160,6 +160,15 @@ func (s *stream) EncodeTrailers(t *httpfilter.Headers) error {
 // finish writes what is pending and marks the response complete.
 func (s *stream) finish() error {
 	s.respDone = true
+	c := s.conn
+	if s.h2 == nil && c.wor != nil && s.req.KeepAlive && !s.closeAfter && !s.reset && s.bodyDone &&
+		len(c.w) > 0 && c.wor.CanWriteOnRead() {
+		// The connection waits for the next request right after this:
+		// the response goes out from inside that read (flushDeferred
+		// writes it on any other way on).
+		c.deferred = true
+		return nil
+	}
 	if s.conn.flush() != nil {
 		s.downstreamGone()
 		return errStreamEnded

@@ -125,7 +125,11 @@ func (s *stream) end() {
 	f := s.conn.f
 	f.stats.DownstreamRqActive.Dec()
 	f.stats.Response(s.info.ResponseCode)
-	d := time.Since(s.info.Start)
+	now := time.Now()
+	d := now.Sub(s.info.Start)
+	if s.h2 == nil {
+		s.conn.ended = now // the wait for the next request starts now
+	}
 	f.stats.DownstreamRqTime.Record(d)
 	if s.info.ResponseFlags&httpfilter.FlagNoRoute != 0 {
 		f.stats.NoRoute.Inc()

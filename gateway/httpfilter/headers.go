@@ -66,6 +66,19 @@ func (h *Headers) Set(name, value string) {
 	h.Add(name, value)
 }
 
+// SetBytes is Set without copying: name (lowercase) and value must stay
+// valid and unmodified for the life of the stream.
+func (h *Headers) SetBytes(name, value []byte) {
+	for i := range h.Fields {
+		if string(h.Fields[i].Name) == string(name) {
+			h.Fields[i].Value = value
+			h.delFrom(string(name), i+1)
+			return
+		}
+	}
+	h.AddBytes(name, value)
+}
+
 // Del removes every field named name (lowercase) and reports how many it
 // removed.
 func (h *Headers) Del(name string) int {

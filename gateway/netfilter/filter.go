@@ -128,6 +128,21 @@ type Conn interface {
 	Handoff(readAhead []byte) bool
 }
 
+// WriteOnReader is implemented by a Conn that can do a write and the read
+// of its answer as one step (a plain TCP connection without network
+// filters): WriteOnRead makes the next Read write b first and wait for the
+// peer without a read that would find nothing. It reports false, taking
+// nothing, when it cannot (CanWriteOnRead false); the caller then writes b
+// itself. b must stay unchanged until that Read, which returns the write's
+// error if it fails, or FlushWrite. Any other use of the connection (Write,
+// CloseWrite, Handoff) writes b first.
+type WriteOnReader interface {
+	CanWriteOnRead() bool
+	WriteOnRead(b []byte) bool
+	// FlushWrite writes what WriteOnRead took if no Read did.
+	FlushWrite() error
+}
+
 // Callbacks is what the manager gives each network filter.
 type Callbacks interface {
 	// Conn returns the connection.

@@ -102,7 +102,7 @@ func (p *Pool) Negotiate(ctx context.Context) (Protocol, error) {
 		return HTTP2, nil
 	}
 	h.learned.Store(int32(HTTP1))
-	c := &Conn{Conn: nc, R: newReader(nc), born: time.Now(), pool: p, breaker: held}
+	c := newConn(nc, p, held)
 	p.Put(c)
 	return HTTP1, nil
 }

@@ -77,7 +77,14 @@ type Conn struct {
 	idleSince time.Time
 	born      time.Time // when it was opened, for MaxConnectionDuration
 	pool      *Pool
-	breaker   bool // holds a unit of the connections breaker
+	breaker   bool        // holds a unit of the connections breaker
+	src       *sendReader // R's source (see WriteOnRead)
+}
+
+// newConn wraps nc as a pool connection with its response reader.
+func newConn(nc net.Conn, p *Pool, held bool) *Conn {
+	src := newSendReader(nc)
+	return &Conn{Conn: nc, R: http1.NewReader(src), src: src, born: time.Now(), pool: p, breaker: held}
 }
 
 // Close closes the connection for good.
@@ -137,11 +144,16 @@ func New(opts Options) *Pool {
 
 // Get returns an idle connection or dials a new one. The context bounds the
 // dial.
-func (p *Pool) Get(ctx context.Context) (*Conn, error) { return p.get(ctx, true) }
+func (p *Pool) Get(ctx context.Context) (*Conn, error) { return p.get(ctx, true, time.Now()) }
+
+// GetAt is Get for a caller that read the clock just now: now, which must
+// not be later than the present, judges how long a connection was idle.
+func (p *Pool) GetAt(ctx context.Context, now time.Time) (*Conn, error) {
+	return p.get(ctx, true, now)
+}
 
 // get is Get; count says whether a max_connections overflow counts.
-func (p *Pool) get(ctx context.Context, count bool) (*Conn, error) {
-	now := time.Now()
+func (p *Pool) get(ctx context.Context, count bool, now time.Time) (*Conn, error) {
 	for {
 		p.mu.Lock()
 		n := len(p.idle)
@@ -177,7 +189,7 @@ func (p *Pool) dialConn(ctx context.Context, count bool) (*Conn, error) {
 		p.release(held)
 		return nil, err
 	}
-	return &Conn{Conn: nc, R: http1.NewReader(nc), born: time.Now(), pool: p, breaker: held}, nil
+	return newConn(nc, p, held), nil
 }
 
 // acquire takes a unit of the max_connections breaker for a new
@@ -232,8 +244,6 @@ func (p *Pool) reapEvery() time.Duration {
 	return d
 }
 
-func newReader(nc net.Conn) *http1.Reader { return http1.NewReader(nc) }
-
 // dial connects to the host, with TLS when tc is set, and counts it.
 func (p *Pool) dial(ctx context.Context, tc *tls.Config) (net.Conn, error) {
 	st := p.opts.Stats
@@ -275,12 +285,16 @@ func (p *Pool) dial(ctx context.Context, tc *tls.Config) (net.Conn, error) {
 
 // Put returns a connection that finished a response cleanly and may be
 // reused. The caller must not use c afterwards.
-func (p *Pool) Put(c *Conn) {
+func (p *Pool) Put(c *Conn) { p.PutAt(c, time.Now()) }
+
+// PutAt is Put for a caller that read the clock when the response ended:
+// the connection is idle from now.
+func (p *Pool) PutAt(c *Conn, now time.Time) {
 	if len(c.R.Buffered()) != 0 { // unexpected bytes after a response
 		c.Close()
 		return
 	}
-	c.idleSince = time.Now()
+	c.idleSince = now
 	if p.tooOld(c.born, c.idleSince) {
 		c.Close()
 		return

@@ -79,7 +79,7 @@ func (p *Pool) waitRoom(ctx context.Context, try func() error) error {
 func (p *Pool) WaitGet(ctx context.Context) (*Conn, error) {
 	var c *Conn
 	err := p.waitRoom(ctx, func() (err error) {
-		c, err = p.get(ctx, false)
+		c, err = p.get(ctx, false, time.Now())
 		return err
 	})
 	return c, err

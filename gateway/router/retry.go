@@ -34,7 +34,9 @@ const retrySelectAttempts = 3
 // priority's connections are at max_connections the request stays pending,
 // as in Envoy, until a connection is free or may be opened, the route
 // timeout passes or the downstream goes away.
-func (f *filter) getConn() (*pool.Conn, error) {
+// now is the present as the caller last read the clock (a pooled
+// connection's idle time is judged by it).
+func (f *filter) getConn(now time.Time) (*pool.Conn, error) {
 	cl := f.route.Cluster
 	pb := cl.Record.PriorityBreaker(f.route.Priority, hoststate.Pending)
 	if !pb.TryAcquire(cl.LimitsOf(f.route.Priority).Pending) {
@@ -42,7 +44,7 @@ func (f *filter) getConn() (*pool.Conn, error) {
 		return nil, errPendingOverflow
 	}
 	p := f.pool()
-	uc, err := p.Get(context.Background())
+	uc, err := p.GetAt(context.Background(), now)
 	if errors.Is(err, pool.ErrOverflow) {
 		ctx, cancel := f.pendingContext()
 		uc, err = p.WaitGet(ctx)
@@ -126,7 +128,7 @@ func (f *filter) stream() bool {
 			return true
 		}
 	}
-	if !f.connect() {
+	if !f.connect(time.Now()) {
 		return false
 	}
 	if f.framing == http1.Chunked {
@@ -150,7 +152,6 @@ func (f *filter) endStreamed() {
 	if f.framing == http1.Chunked {
 		f.uc.W = http1.AppendLastChunk(f.uc.W, nil)
 	}
-	f.send()
 	f.exchange()
 }
 
@@ -182,7 +183,7 @@ func (f *filter) run() {
 				return
 			}
 		}
-		uc, err := f.getConn()
+		uc, err := f.getConn(time.Now())
 		if err != nil {
 			if !overflowed(err) {
 				f.recordFailure(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +52,10 @@ type Route struct {
 	HostRewrite    string
 	// Timeout is the route timeout; 0 disables it.
 	Timeout time.Duration
+	// expectedMs is x-envoy-expected-rq-timeout-ms's value for
+	// expectedFor, formatted when the route is built.
+	expectedMs  []byte
+	expectedFor time.Duration
 	// Hasher computes the request hash for ring_hash and maglev clusters;
 	// nil without a hash_policy.
 	Hasher *Hasher
@@ -216,6 +221,9 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 		}
 		r.Retry = p
 	}
+	if r.Timeout > 0 {
+		r.expectedMs, r.expectedFor = strconv.AppendInt(nil, r.expectedTimeout().Milliseconds(), 10), r.expectedTimeout()
+	}
 	if len(rc.RequestMirrorPolicies) > 0 {
 		ms, err := newMirrors(rc.RequestMirrorPolicies, m)
 		if err != nil {
@@ -265,6 +273,25 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 		}
 	}
 	return r, nil
+}
+
+// expectedTimeout is what x-envoy-expected-rq-timeout-ms announces: the
+// route timeout, or the per-try timeout when shorter.
+func (r *Route) expectedTimeout() time.Duration {
+	expected := r.Timeout
+	if r.Retry != nil && r.Retry.PerTryTimeout > 0 {
+		expected = min(expected, r.Retry.PerTryTimeout)
+	}
+	return expected
+}
+
+// expectedTimeoutMs is x-envoy-expected-rq-timeout-ms's value for
+// expected, formatted once per route (routes are immutable once built).
+func (r *Route) expectedTimeoutMs(expected time.Duration) []byte {
+	if r.expectedMs != nil && r.expectedFor == expected {
+		return r.expectedMs
+	}
+	return strconv.AppendInt(nil, expected.Milliseconds(), 10)
 }
 
 // Match implements httpfilter.RouteTable: it picks the virtual host by the

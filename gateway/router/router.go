@@ -63,6 +63,7 @@ type filter struct {
 	writeErr   error         // the upstream stopped taking the request
 	resp       http1.Response
 	pathBuf    []byte
+	svcTime    []byte // x-envoy-upstream-service-time's value
 	data       buffer.Buffer
 
 	// An HTTP/2 downstream stream: its context, done when the client resets
@@ -151,11 +152,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	}
 	if rt.Timeout > 0 {
 		f.deadline = f.started.Add(rt.Timeout)
-		expected := rt.Timeout
-		if rt.Retry != nil && rt.Retry.PerTryTimeout > 0 {
-			expected = min(expected, rt.Retry.PerTryTimeout)
-		}
-		h.Set("x-envoy-expected-rq-timeout-ms", strconv.FormatInt(expected.Milliseconds(), 10))
+		h.SetBytes(hdrExpectedRqTimeout, rt.expectedTimeoutMs(rt.expectedTimeout()))
 	}
 	f.lbReq = lb.Request{OriginalDst: info.OriginalDst, Header: h}
 	if rt.Hasher != nil {
@@ -219,20 +216,20 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		}
 		return httpfilter.HeadersStopIteration
 	}
-	if !f.connect() {
+	if !f.connect(f.started) {
 		return httpfilter.HeadersStopIteration
 	}
 	if endStream {
-		f.send()
 		f.exchange()
 	}
 	return httpfilter.HeadersStopIteration
 }
 
 // connect checks out a connection to f.host and writes the request head
-// into its buffer; on failure it answers locally and reports false.
-func (f *filter) connect() bool {
-	uc, err := f.getConn()
+// into its buffer; on failure it answers locally and reports false. now is
+// the present as the caller last read the clock.
+func (f *filter) connect(now time.Time) bool {
+	uc, err := f.getConn(now)
 	if err != nil {
 		if !overflowed(err) {
 			f.recordFailure(err)
@@ -283,11 +280,10 @@ func (f *filter) DecodeData(b *buffer.Buffer, endStream bool) httpfilter.DataSta
 	} else {
 		f.uc.W = append(f.uc.W, data...)
 	}
-	if endStream || len(f.uc.W) >= bodyChunk {
-		f.send()
-	}
 	if endStream {
 		f.exchange()
+	} else if len(f.uc.W) >= bodyChunk {
+		f.send()
 	}
 	return httpfilter.DataStopNoBuffer
 }
@@ -309,7 +305,6 @@ func (f *filter) DecodeTrailers(t *httpfilter.Headers) httpfilter.TrailersStatus
 	if f.framing == http1.Chunked {
 		f.uc.W = http1.AppendLastChunk(f.uc.W, t)
 	}
-	f.send()
 	f.exchange()
 	return httpfilter.TrailersStopIteration
 }
@@ -333,7 +328,7 @@ func (f *filter) OnDestroy() {
 		f.route.Cluster.Record.PriorityBreaker(f.route.Priority, hoststate.Requests).Release()
 	}
 	f.resp.Headers.Reset()
-	*f = filter{pathBuf: f.pathBuf[:0], resp: f.resp, reqBody: f.reqBody[:0], tried: f.tried[:0]}
+	*f = filter{pathBuf: f.pathBuf[:0], svcTime: f.svcTime[:0], resp: f.resp, reqBody: f.reqBody[:0], tried: f.tried[:0]}
 	filterPool.Put(f)
 }
 
@@ -347,21 +342,32 @@ func (f *filter) send() {
 	f.uc.W = f.uc.W[:0]
 }
 
-// exchange reads the response and passes it downstream. On return f.uc is
+// exchange sends what is buffered for the upstream (the end of the
+// request), reads the response and passes it downstream. On return f.uc is
 // back in the pool or closed.
 func (f *filter) exchange() {
 	uc := f.uc
 	sent := time.Now()
 	deadline := time.Time{}
 	if f.route.Timeout > 0 {
-		deadline = time.Now().Add(f.route.Timeout)
+		deadline = sent.Add(f.route.Timeout)
 	}
 	f.tryDeadline = deadline
-	deadline = f.idleDeadline(deadline)
+	deadline = f.idleDeadlineAt(deadline, sent)
 	// Only reads carry the route timeout; a pooled connection keeps its
 	// stale read deadline until the next exchange sets one.
 	_ = uc.SetReadDeadline(deadline)
+	// The request's last bytes are written by the first read of the
+	// response (pool.Conn.WriteOnRead): no read is tried before the
+	// answer can be there.
+	if f.writeErr == nil {
+		uc.WriteOnRead(uc.W)
+	}
 	err := f.readHead()
+	if werr := uc.WriteErr(); werr != nil && f.writeErr == nil {
+		f.writeErr = werr
+	}
+	uc.W = uc.W[:0]
 	if err != nil && f.retryable(err) {
 		err = f.retry(deadline)
 	}
@@ -386,14 +392,19 @@ func (f *filter) deliver(sent time.Time) {
 	f.stats.Response(f.resp.Headers.Status)
 	resp := &f.resp
 	end := resp.Framing == http1.NoBody || (resp.Framing == http1.ContentLength && resp.ContentLength == 0)
-	resp.Headers.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(f.started).Milliseconds(), 10))
+	now := time.Now()
+	f.svcTime = strconv.AppendInt(f.svcTime[:0], now.Sub(f.started).Milliseconds(), 10)
+	resp.Headers.SetBytes(hdrUpstreamServiceTime, f.svcTime)
 	if f.cb.EncodeHeaders(&resp.Headers, end) != nil {
 		return // downstream gone; OnDestroy closes uc
 	}
-	if !end && !f.copyBody() {
-		return
+	if !end {
+		if !f.copyBody() {
+			return
+		}
+		now = time.Now()
 	}
-	f.stats.UpstreamRqTime.Record(time.Since(sent))
+	f.stats.UpstreamRqTime.Record(now.Sub(sent))
 	uc.Requests++
 	reuse := resp.KeepAlive && f.writeErr == nil
 	if max := f.route.Cluster.Cfg.MaxRequestsPerConnection; max > 0 && uc.Requests >= max {
@@ -403,7 +414,7 @@ func (f *filter) deliver(sent time.Time) {
 		reuse = false // the watch fired: the connection has a past deadline
 	}
 	if reuse {
-		f.pool().Put(uc)
+		f.pool().PutAt(uc, now)
 	} else {
 		uc.Close()
 	}
@@ -538,11 +549,20 @@ func (f *filter) copyBody() bool {
 // idleDeadline returns the earlier of d (zero: none) and now +
 // stream_idle_timeout, and records in f.idleBound which one it is.
 func (f *filter) idleDeadline(d time.Time) time.Time {
+	if f.streamIdle <= 0 {
+		f.idleBound = false
+		return d
+	}
+	return f.idleDeadlineAt(d, time.Now())
+}
+
+// idleDeadlineAt is idleDeadline with the clock read by the caller just now.
+func (f *filter) idleDeadlineAt(d, now time.Time) time.Time {
 	f.idleBound = false
 	if f.streamIdle <= 0 {
 		return d
 	}
-	if i := time.Now().Add(f.streamIdle); d.IsZero() || i.Before(d) {
+	if i := now.Add(f.streamIdle); d.IsZero() || i.Before(d) {
 		f.idleBound = true
 		return i
 	}
@@ -718,8 +738,12 @@ func (r *Route) allowsUpgrade(upgrade string) bool {
 
 var (
 	hdrConnection = []byte("connection")
-	hdrUpgrade    = []byte("upgrade")
-	tokenUpgrade  = []byte("upgrade")
+	// hdrUpstreamServiceTime and hdrExpectedRqTimeout are set without a
+	// copy (Headers.SetBytes).
+	hdrUpstreamServiceTime = []byte("x-envoy-upstream-service-time")
+	hdrExpectedRqTimeout   = []byte("x-envoy-expected-rq-timeout-ms")
+	hdrUpgrade             = []byte("upgrade")
+	tokenUpgrade           = []byte("upgrade")
 )
 
 // tunnel serves an allowed upgrade or CONNECT request.

@@ -110,6 +110,24 @@ func (b *logBook) tail(n int) []string {
 	return append([]string(nil), b.lines...)
 }
 
+// warnings returns up to n of the lines logged at level warn or above,
+// the last ones if there are more.
+func (b *logBook) warnings(n int) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, line := range b.lines {
+		if strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) ||
+			strings.Contains(line, `"level":"dpanic"`) || strings.Contains(line, `"level":"fatal"`) {
+			out = append(out, line)
+		}
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out
+}
+
 // wait returns the first entry at index >= from whose msg is msg and that
 // match accepts (nil accepts all); an empty msg matches any msg. It gives up at deadline or when the
 // output ends without such an entry, returning nil.

@@ -124,6 +124,11 @@ func Start(t testing.TB, tomlText string, opts ...Option) *Proxy {
 	}()
 	t.Cleanup(func() {
 		if t.Failed() {
+			// Warnings first: in a long run they are what explains a
+			// failure, and the tail may not reach back to them.
+			if w := p.book.warnings(dumpLines); len(w) > 0 {
+				t.Logf("gwtest: warnings and errors sluice (pid %d) logged:\n%s", p.Pid(), strings.Join(w, "\n"))
+			}
 			t.Logf("gwtest: last output lines of sluice (pid %d):\n%s", p.Pid(), strings.Join(p.book.tail(dumpLines), "\n"))
 		}
 	})

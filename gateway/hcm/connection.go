@@ -138,8 +138,12 @@ func (c *connection) serveOne() (keep, park bool) {
 		return c.drainBetweenRequests(), false
 	}
 	if len(c.r.Buffered()) > 0 {
-		// (part of) the next request is here already
+		// (part of) the next request is here already: the client
+		// pipelines. Its responses are written as they finish from now
+		// on, since a request it sends while another is at the upstream
+		// would not wake a wait that writes on read (see stream.finish).
 		c.flushDeferred()
+		c.wor = nil
 		now, limit := time.Now(), time.Time{}
 		if t := c.f.cfg.IdleTimeout.Duration; t > 0 {
 			limit = now.Add(t)

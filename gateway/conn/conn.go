@@ -51,7 +51,8 @@ type Conn struct {
 	parked       bool
 	start        time.Time
 	unread       []byte          // read while waiting for a parked TLS connection
-	wr           *writeread.Conn // write-then-read path (WriteOnRead), or nil
+	wr           *writeread.Conn // write-then-read state, made on first use, dropped when parked
+	wrOK         bool            // a plain TCP connection without network filters: WriteOnRead works
 	pending      []byte          // written by the next Read (WriteOnRead)
 
 	// Accessed atomically, for the parker:
@@ -70,7 +71,7 @@ func New(nc net.Conn, read func([]byte) (int, error), info netfilter.Info, t *Tr
 	c.parkFD.Store(-1)
 	if c.rd == nil {
 		c.rd = nc.Read
-		c.wr = writeread.New(nc)
+		_, c.wrOK = nc.(*net.TCPConn)
 	}
 	return c
 }
@@ -101,7 +102,7 @@ func (c *Conn) Run(factories []netfilter.Factory) {
 		}
 	}
 	if len(c.readFilters) > 0 || len(c.writeFilters) > 0 {
-		c.wr = nil // the filters see every byte through Read and Write
+		c.wrOK = false // the filters see every byte through Read and Write
 	}
 	for _, r := range c.readFilters {
 		if r.OnNewConnection() == netfilter.StopIteration && !c.wait() {
@@ -187,7 +188,12 @@ func (c *Conn) resumeWhenReadable() {
 }
 
 // Park implements netfilter.Conn.
-func (c *Conn) Park() { c.parked = true }
+func (c *Conn) Park() {
+	c.parked = true
+	if c.pending == nil {
+		c.wr = nil // an idle connection keeps no write-read state
+	}
+}
 
 // wait parks until ContinueReading or the connection closes.
 func (c *Conn) wait() bool {
@@ -253,7 +259,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 // CanWriteOnRead implements netfilter.WriteOnReader.
-func (c *Conn) CanWriteOnRead() bool { return c.wr != nil && len(c.unread) == 0 }
+func (c *Conn) CanWriteOnRead() bool { return c.wrOK && len(c.unread) == 0 }
 
 // WriteOnRead implements netfilter.WriteOnReader: on a plain TCP
 // connection without network filters, the next Read writes b first, then
@@ -265,6 +271,12 @@ func (c *Conn) CanWriteOnRead() bool { return c.wr != nil && len(c.unread) == 0 
 func (c *Conn) WriteOnRead(b []byte) bool {
 	if !c.CanWriteOnRead() || len(b) == 0 {
 		return false
+	}
+	if c.wr == nil {
+		if c.wr = writeread.New(c.nc); c.wr == nil {
+			c.wrOK = false
+			return false
+		}
 	}
 	c.pending = b
 	return true
@@ -286,7 +298,7 @@ func (c *Conn) writeRead(p []byte) (int, error) {
 		// do not end the wait: look once, and if some were there, read
 		// this connection the plain way from now on.
 		if n := c.wr.TryRead(p); n > 0 {
-			c.wr = nil
+			c.wr, c.wrOK = nil, false
 			return n, nil
 		}
 	}

@@ -220,14 +220,19 @@ func (h *h2pool) done(c *h2conn) {
 	}
 }
 
-// close closes every HTTP/2 connection.
-func (h *h2pool) close() {
+// close closes every HTTP/2 connection: at once, or gracefully (no new
+// stream; each closes once its streams are done).
+func (h *h2pool) close(graceful bool) {
 	h.mu.Lock()
 	conns := h.conns
 	h.conns = nil
 	h.mu.Unlock()
 	for _, c := range conns {
-		c.cc.Close()
+		if graceful {
+			go c.cc.Shutdown(context.Background())
+		} else {
+			c.cc.Close()
+		}
 	}
 }
 

@@ -348,8 +348,19 @@ func (p *Pool) reap() {
 	}
 }
 
-// Close closes every idle connection; later Puts close their connection.
+// Close closes every idle connection and every HTTP/2 connection; later
+// Puts close their connection.
 func (p *Pool) Close() {
+	if h2p := p.closeIdle(); h2p != nil {
+		h2p.close(false)
+	}
+	p.closeServerNames()
+}
+
+// closeIdle marks the pool closed, stops its reaper, closes its idle
+// HTTP/1 connections and returns its HTTP/2 state (nil if none), for the
+// caller to close abruptly or gracefully.
+func (p *Pool) closeIdle() *h2pool {
 	p.mu.Lock()
 	p.closed = true
 	idle := p.idle
@@ -362,10 +373,7 @@ func (p *Pool) Close() {
 	for _, c := range idle {
 		c.Close()
 	}
-	if h2p != nil {
-		h2p.close()
-	}
-	p.closeServerNames()
+	return h2p
 }
 
 // closedByPeer peeks without blocking: EOF or an error means the upstream

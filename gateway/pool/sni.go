@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"context"
 	"sync"
 )
 
@@ -97,26 +96,8 @@ func (p *Pool) closeServerNames() {
 // HTTP/1 connections close now and busy ones when put back; HTTP/2
 // connections take no new stream and close once their streams are done.
 func (p *Pool) retire() {
-	p.mu.Lock()
-	p.closed = true
-	idle := p.idle
-	p.idle = nil
-	h2p := p.h2p
-	if p.reaper != nil {
-		p.reaper.Stop()
-	}
-	p.mu.Unlock()
-	for _, c := range idle {
-		c.Close()
-	}
-	if h2p != nil {
-		h2p.mu.Lock()
-		conns := h2p.conns
-		h2p.conns = nil
-		h2p.mu.Unlock()
-		for _, c := range conns {
-			go c.cc.Shutdown(context.Background())
-		}
+	if h2p := p.closeIdle(); h2p != nil {
+		h2p.close(true)
 	}
 }
 

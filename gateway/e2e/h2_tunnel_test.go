@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,6 +97,55 @@ func wsReadText(r io.Reader) (string, error) {
 	}
 }
 
+// wsExchange checks a WebSocket session with wsUpstream through a tunnel
+// written to w and read from r: the upstream's greeting, each message
+// echoed, and one upgrade request seen by the upstream.
+func wsExchange(t *testing.T, w io.Writer, r io.Reader, hits *atomic.Int64, msgs ...string) {
+	t.Helper()
+	if hello, err := wsReadText(r); err != nil || hello != "hello" {
+		t.Fatalf("greeting %q, %v; want hello", hello, err)
+	}
+	for _, msg := range msgs {
+		if err := wsWriteText(w, msg); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+		got, err := wsReadText(r)
+		if err != nil || got != "echo: "+msg {
+			t.Fatalf("echo of a %d-byte message: %d bytes, %v", len(msg), len(got), err)
+		}
+	}
+	if n := hits.Load(); n != 1 {
+		t.Fatalf("upstream saw %d requests, want 1 upgrade", n)
+	}
+}
+
+// echoedThrough runs send(msg) on another goroutine (send ends the
+// sending side: a half-close, the end of a request body) and returns what
+// r yields until EOF, failing the test on a read or send error.
+func echoedThrough(t *testing.T, r io.Reader, msg []byte, send func([]byte) error) []byte {
+	t.Helper()
+	werr := make(chan error, 1)
+	go func() { werr <- send(msg) }()
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read after %d bytes: %v", len(got), err)
+	}
+	if err := gwtest.Recv(t, werr, "end of the writer"); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	return got
+}
+
+// writeThenCloseWrite is a send for echoedThrough on a TCP connection.
+func writeThenCloseWrite(c net.Conn) func([]byte) error {
+	return func(b []byte) error {
+		if _, err := c.Write(b); err != nil {
+			return err
+		}
+		return c.(*net.TCPConn).CloseWrite()
+	}
+}
+
 // TestWebSocketOverHTTP2ExtendedConnect opens a WebSocket with an HTTP/2
 // extended CONNECT (:protocol websocket, RFC 8441) from x/net's client,
 // which refuses unless sluice advertises SETTINGS_ENABLE_CONNECT_PROTOCOL.
@@ -126,21 +176,7 @@ func TestWebSocketOverHTTP2ExtendedConnect(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("Sec-Websocket-Accept") != "" {
 		t.Fatalf("extended CONNECT answered %d %v, want 200 without Sec-WebSocket-Accept", resp.StatusCode, resp.Header)
 	}
-	if hello, err := wsReadText(resp.Body); err != nil || hello != "hello" {
-		t.Fatalf("greeting %q, %v; want hello", hello, err)
-	}
-	for _, msg := range []string{"message 0", "message 1", strings.Repeat("x", 200<<10)} {
-		if err := wsWriteText(pw, msg); err != nil {
-			t.Fatalf("send: %v", err)
-		}
-		got, err := wsReadText(resp.Body)
-		if err != nil || got != "echo: "+msg {
-			t.Fatalf("echo of a %d-byte message: %d bytes, %v", len(msg), len(got), err)
-		}
-	}
-	if n := hits.Load(); n != 1 {
-		t.Fatalf("upstream saw %d requests, want 1 upgrade", n)
-	}
+	wsExchange(t, pw, resp.Body, hits, "message 0", "message 1", strings.Repeat("x", 200<<10))
 }
 
 // TestWebSocketOverHTTP2RefusedWithoutRouteUpgrade checks that an
@@ -197,19 +233,11 @@ func TestConnectOverHTTP2TunnelsToTCPEcho(t *testing.T) {
 	pr, pw := io.Pipe()
 	resp := connectH2(t, tr, p.Addr("http"), "tunnel.test:443", pr)
 	msg := pattern(1 << 20)
-	werr := make(chan error, 1)
-	go func() {
-		_, err := pw.Write(msg)
+	got := echoedThrough(t, resp.Body, msg, func(b []byte) error {
+		_, err := pw.Write(b)
 		pw.CloseWithError(err)
-		werr <- err
-	}()
-	got, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("read after %d bytes: %v", len(got), err)
-	}
-	if err := gwtest.Recv(t, werr, "end of the writer"); err != nil {
-		t.Fatalf("write: %v", err)
-	}
+		return err
+	})
 	if !bytes.Equal(got, msg) {
 		t.Fatalf("echoed %d bytes, want the %d sent", len(got), len(msg))
 	}

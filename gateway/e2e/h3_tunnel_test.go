@@ -47,21 +47,7 @@ func TestWebSocketOverHTTP3ExtendedConnect(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("Sec-Websocket-Accept") != "" {
 		t.Fatalf("extended CONNECT answered %d %v, want 200 without Sec-WebSocket-Accept", resp.StatusCode, resp.Header)
 	}
-	if hello, err := wsReadText(resp.Body); err != nil || hello != "hello" {
-		t.Fatalf("greeting %q, %v; want hello", hello, err)
-	}
-	for _, msg := range []string{"message 0", strings.Repeat("y", 100<<10)} {
-		if err := wsWriteText(pw, msg); err != nil {
-			t.Fatalf("send: %v", err)
-		}
-		got, err := wsReadText(resp.Body)
-		if err != nil || got != "echo: "+msg {
-			t.Fatalf("echo of a %d-byte message: %d bytes, %v", len(msg), len(got), err)
-		}
-	}
-	if n := hits.Load(); n != 1 {
-		t.Fatalf("upstream saw %d requests, want 1 upgrade", n)
-	}
+	wsExchange(t, pw, resp.Body, hits, "message 0", strings.Repeat("y", 100<<10))
 }
 
 // TestConnectOverHTTP3TunnelsToTCPEcho sends a CONNECT over HTTP/3 to a

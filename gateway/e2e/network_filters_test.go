@@ -111,21 +111,7 @@ func TestTCPProxyEchoesLargeTransfersBothWays(t *testing.T) {
 	msg := pattern(size)
 	c := dial(t, p.Addr("tcp"))
 	c.SetDeadline(time.Now().Add(60 * time.Second))
-	werr := make(chan error, 1)
-	go func() {
-		_, err := c.Write(msg)
-		if err == nil {
-			err = c.(*net.TCPConn).CloseWrite()
-		}
-		werr <- err
-	}()
-	got, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("read after %d bytes: %v", len(got), err)
-	}
-	if err := gwtest.Recv(t, werr, "end of the writer"); err != nil {
-		t.Fatalf("write: %v", err)
-	}
+	got := echoedThrough(t, c, msg, writeThenCloseWrite(c))
 	if len(got) != size || sha(got) != sha(msg) {
 		t.Fatalf("echoed %d bytes (sha %s), want %d (sha %s)", len(got), sha(got), size, sha(msg))
 	}

@@ -179,21 +179,7 @@ func TestConnectTunnelsToTCPEcho(t *testing.T) {
 
 	c, br := connectThrough(t, p.Addr("http"))
 	msg := pattern(1 << 20)
-	werr := make(chan error, 1)
-	go func() {
-		_, err := c.Write(msg)
-		if err == nil {
-			err = c.(*net.TCPConn).CloseWrite()
-		}
-		werr <- err
-	}()
-	got, err := io.ReadAll(br)
-	if err != nil {
-		t.Fatalf("read after %d bytes: %v", len(got), err)
-	}
-	if err := gwtest.Recv(t, werr, "end of the writer"); err != nil {
-		t.Fatalf("write: %v", err)
-	}
+	got := echoedThrough(t, br, msg, writeThenCloseWrite(c))
 	if !bytes.Equal(got, msg) {
 		t.Fatalf("echoed %d bytes, want the %d sent", len(got), len(msg))
 	}

@@ -135,15 +135,7 @@ func (cl *h3LongClient) run(url string, stop <-chan struct{}) {
 		if i%4 == 0 {
 			u += "?slow=1"
 		}
-		resp, err := cl.c.Post(u, "text/plain", strings.NewReader(body))
-		if err == nil {
-			var got []byte
-			got, err = io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err == nil && (resp.StatusCode != 200 || string(got) != body) {
-				err = fmt.Errorf("status %d, body %q", resp.StatusCode, truncate(got, 80))
-			}
-		}
+		err := postEcho(cl.c, u, body)
 		cl.record(err)
 	}
 }

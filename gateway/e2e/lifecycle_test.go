@@ -124,6 +124,21 @@ func newLifecycleClient(kind clientKind) *lifecycleClient {
 	return lc
 }
 
+// postEcho posts body to an echoing upstream through c and reports an
+// error unless it comes back whole with a 200.
+func postEcho(c *http.Client, url, body string) error {
+	resp, err := c.Post(url, "text/plain", strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil && (resp.StatusCode != 200 || string(got) != body) {
+		err = fmt.Errorf("status %d, body %q", resp.StatusCode, truncate(got, 80))
+	}
+	return err
+}
+
 func (lc *lifecycleClient) run(url string, stop <-chan struct{}) {
 	for i := 0; ; i++ {
 		select {
@@ -132,15 +147,7 @@ func (lc *lifecycleClient) run(url string, stop <-chan struct{}) {
 		default:
 		}
 		body := fmt.Sprintf("%s-%d", lc.kind, i)
-		resp, err := lc.c.Post(url, "text/plain", strings.NewReader(body))
-		if err == nil {
-			var got []byte
-			got, err = io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err == nil && (resp.StatusCode != 200 || string(got) != body) {
-				err = fmt.Errorf("status %d, body %q", resp.StatusCode, truncate(got, 80))
-			}
-		}
+		err := postEcho(lc.c, url, body)
 		lc.record(err)
 		if err == nil && lc.kind == idleGaps {
 			time.Sleep(rand.N(400 * time.Millisecond)) // the client's think time, not synchronisation

@@ -189,6 +189,21 @@ func TestHTTP2UpstreamResetBeforeHeadersIsA503(t *testing.T) {
 	}
 }
 
+// ackControl answers what a raw framer client must: a PING with its ACK
+// and the server's SETTINGS with an ACK.
+func ackControl(fr *http2.Framer, f http2.Frame) {
+	switch f := f.(type) {
+	case *http2.PingFrame:
+		if !f.IsAck() {
+			fr.WritePing(true, f.Data)
+		}
+	case *http2.SettingsFrame:
+		if !f.IsAck() {
+			fr.WriteSettingsAck()
+		}
+	}
+}
+
 func TestHTTP2DrainSendsGoawayAndFinishesInFlightStreams(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
@@ -219,19 +234,12 @@ func TestHTTP2DrainSendsGoawayAndFinishesInFlightStreams(t *testing.T) {
 		if err != nil {
 			break // the connection closed after the final GOAWAY
 		}
+		ackControl(fr, f)
 		switch f := f.(type) {
 		case *http2.GoAwayFrame:
 			goaways = append(goaways, f.LastStreamID)
 			if len(goaways) == 1 {
 				close(release) // the in-flight stream finishes after the first GOAWAY
-			}
-		case *http2.PingFrame:
-			if !f.IsAck() {
-				fr.WritePing(true, f.Data)
-			}
-		case *http2.SettingsFrame:
-			if !f.IsAck() {
-				fr.WriteSettingsAck()
 			}
 		case *http2.DataFrame:
 			if f.StreamID == 1 && string(f.Data()) == "done" {

@@ -85,15 +85,10 @@ func (h *h2RawConn) readUntilEnd(id uint32, answer bool, status *string, body *[
 		if err != nil {
 			return err
 		}
+		if answer {
+			ackControl(h.fr, f)
+		}
 		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			if answer && !f.IsAck() {
-				h.fr.WriteSettingsAck()
-			}
-		case *http2.PingFrame:
-			if answer && !f.IsAck() {
-				h.fr.WritePing(true, f.Data)
-			}
 		case *http2.MetaHeadersFrame:
 			if f.StreamID == id {
 				*status = f.PseudoValue("status")

@@ -196,20 +196,13 @@ func TestMaxConnectionDurationEndsDownstreamConnections(t *testing.T) {
 			if err != nil {
 				break // the connection closed after the final GOAWAY
 			}
+			ackControl(fr, f)
 			switch f := f.(type) {
 			case *http2.GoAwayFrame:
 				if len(goaways) == 0 {
 					firstGoaway = time.Since(start)
 				}
 				goaways = append(goaways, f.LastStreamID)
-			case *http2.PingFrame:
-				if !f.IsAck() {
-					fr.WritePing(true, f.Data)
-				}
-			case *http2.SettingsFrame:
-				if !f.IsAck() {
-					fr.WriteSettingsAck()
-				}
 			case *http2.DataFrame:
 				if f.StreamID == 1 && string(f.Data()) == "ok" {
 					gotBody = true

@@ -307,6 +307,30 @@ EOF
 }
 
 # sluice_tls_listener: the TLS listener (ALPN h2, http/1.1) of the TLS part.
+# tls_chain STAT_PREFIX PROTOCOL_OPTIONS: the TLS filter chain with the
+# connection manager that both TLS listeners (TCP and UDP) use.
+tls_chain() {
+	cat <<EOF
+  [[listener.filter_chain]]
+  name = "tls"
+  [listener.filter_chain.tls]
+  [[listener.filter_chain.tls.certificate]]
+  cert_file = "$WORK/certs/server.pem"
+  key_file = "$WORK/certs/server-key.pem"
+
+    [[listener.filter_chain.filter]]
+    name = "sluice.filters.network.http_connection_manager"
+    [listener.filter_chain.filter.config]
+    stat_prefix = "$1"
+    route_config = "bench"
+    generate_request_id = false
+    $2
+
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.router"
+EOF
+}
+
 sluice_tls_listener() {
 	[[ $TLS == 1 ]] || return 0
 	cat <<EOF
@@ -315,46 +339,14 @@ name = "bench-tls"
 address = "127.0.0.1:${TLS_PORT[sluice]}"
 backlog = 4096
 
-  [[listener.filter_chain]]
-  name = "tls"
-  [listener.filter_chain.tls]
-  [[listener.filter_chain.tls.certificate]]
-  cert_file = "$WORK/certs/server.pem"
-  key_file = "$WORK/certs/server-key.pem"
-
-    [[listener.filter_chain.filter]]
-    name = "sluice.filters.network.http_connection_manager"
-    [listener.filter_chain.filter.config]
-    stat_prefix = "bench_tls"
-    route_config = "bench"
-    generate_request_id = false
-    http2_protocol_options = { max_concurrent_streams = 100 }
-
-      [[listener.filter_chain.filter.config.http_filter]]
-      name = "sluice.filters.http.router"
+$(tls_chain bench_tls "http2_protocol_options = { max_concurrent_streams = 100 }")
 
 [[listener]]
 name = "bench-h3"
 address = "127.0.0.1:${TLS_PORT[sluice]}"
 protocol = "udp"
 
-  [[listener.filter_chain]]
-  name = "tls"
-  [listener.filter_chain.tls]
-  [[listener.filter_chain.tls.certificate]]
-  cert_file = "$WORK/certs/server.pem"
-  key_file = "$WORK/certs/server-key.pem"
-
-    [[listener.filter_chain.filter]]
-    name = "sluice.filters.network.http_connection_manager"
-    [listener.filter_chain.filter.config]
-    stat_prefix = "bench_h3"
-    route_config = "bench"
-    generate_request_id = false
-    http3_protocol_options = { max_concurrent_streams = 100 }
-
-      [[listener.filter_chain.filter.config.http_filter]]
-      name = "sluice.filters.http.router"
+$(tls_chain bench_h3 "http3_protocol_options = { max_concurrent_streams = 100 }")
 EOF
 }
 

@@ -6,36 +6,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 	"github.com/sluice-proxy/sluice/gateway/lb"
-	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
 func originalDstCluster(t *testing.T, extra string) *Cluster {
 	t.Helper()
-	cfg, err := config.Parse("odst.toml", []byte(`
+	return testManager(t, "odst.toml", `
 [[cluster]]
 name = "odst"
 type = "original_dst"
-`+extra))
-	if err != nil {
-		t.Fatal(err)
-	}
-	schema, err := stats.FromConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	region, err := stats.NewRegion(schema, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := NewManager(cfg, region.Slab(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
-	return m.Get("odst")
+`+extra).Get("odst")
 }
 
 func TestOriginalDstPicksTheOriginalDestination(t *testing.T) {

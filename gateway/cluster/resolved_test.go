@@ -11,12 +11,19 @@ import (
 
 func dnsManager(t *testing.T, name string) *Manager {
 	t.Helper()
-	cfg, err := config.Parse(name+".toml", []byte(`
+	return testManager(t, name+".toml", `
 [[cluster]]
 name = "`+name+`"
 type = "strict_dns"
 endpoints = ["api.test:80"]
-`))
+`)
+}
+
+// testManager builds the clusters of the config text (file name for
+// errors) with a stats region of one slab.
+func testManager(t *testing.T, name, text string) *Manager {
+	t.Helper()
+	cfg, err := config.Parse(name, []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}

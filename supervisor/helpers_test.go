@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -205,20 +204,6 @@ func (k *keepAlive) send(path string) (int, string, error) {
 		return 0, "", fmt.Errorf("read body: %w", err)
 	}
 	return resp.StatusCode, string(body), nil
-}
-
-// expectCleanClose checks that the server closed the connection with a FIN
-// (the client reads EOF), not a reset.
-func (k *keepAlive) expectCleanClose(t *testing.T) {
-	t.Helper()
-	k.c.SetReadDeadline(time.Now().Add(waitTimeout))
-	n, err := k.br.Read(make([]byte, 1))
-	switch {
-	case errors.Is(err, syscall.ECONNRESET):
-		t.Fatalf("keep-alive connection reset: %v", err)
-	case err != io.EOF:
-		t.Fatalf("keep-alive connection read %d bytes, %v; want a clean close (EOF)", n, err)
-	}
 }
 
 // pidsOf returns the pids of the "worker ready" lines of generation gen,

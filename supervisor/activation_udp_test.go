@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,25 +19,7 @@ import (
 // udpSockets counts the UDP sockets bound to port.
 func udpSockets(t *testing.T, port int) int {
 	t.Helper()
-	n := 0
-	for _, file := range []string{"/proc/net/udp", "/proc/net/udp6"} {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 2 {
-				continue
-			}
-			i := strings.LastIndexByte(f[1], ':')
-			p, err := strconv.ParseUint(f[1][i+1:], 16, 16)
-			if err == nil && int(p) == port {
-				n++
-			}
-		}
-	}
-	return n
+	return socketsOnPort(t, port, "", "/proc/net/udp", "/proc/net/udp6")
 }
 
 func TestAdoptsUDPSocketPassedBySystemd(t *testing.T) {

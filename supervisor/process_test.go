@@ -318,15 +318,23 @@ func waitGone(t *testing.T, pids map[int]int) {
 // listeningSockets counts the TCP sockets in LISTEN state on port.
 func listeningSockets(t *testing.T, port int) int {
 	t.Helper()
+	return socketsOnPort(t, port, "0A", "/proc/net/tcp", "/proc/net/tcp6")
+}
+
+// socketsOnPort counts the sockets of the /proc/net tables files whose
+// local port is port and, unless state is empty, whose state is state (hex,
+// as the table shows it).
+func socketsOnPort(t *testing.T, port int, state string, files ...string) int {
+	t.Helper()
 	n := 0
-	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+	for _, file := range files {
 		b, err := os.ReadFile(file)
 		if err != nil {
 			continue
 		}
 		for _, line := range strings.Split(string(b), "\n")[1:] {
 			f := strings.Fields(line)
-			if len(f) < 4 || f[3] != "0A" {
+			if len(f) < 4 || (state != "" && f[3] != state) {
 				continue
 			}
 			i := strings.LastIndexByte(f[1], ':')

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -63,28 +64,55 @@ var (
 )
 
 // idleTimer cancels a request with a cause when it is not touched for d. A
-// nil *idleTimer does nothing.
+// nil *idleTimer does nothing. touch only records the time (it runs per
+// response chunk); the timer, when it fires, re-arms for what is left since
+// the last touch, so it fires about once per d whatever the traffic.
 type idleTimer struct {
-	t *time.Timer
-	d time.Duration
+	t       *time.Timer
+	d       time.Duration
+	last    atomic.Int64 // when something last moved, nanoseconds since idleEpoch
+	stopped atomic.Bool
 }
+
+// idleEpoch is the origin of idleTimer's monotonic clock.
+var idleEpoch = time.Now()
+
+func monoNow() int64 { return int64(time.Since(idleEpoch)) }
 
 func newIdleTimer(d time.Duration, cancel context.CancelCauseFunc, cause error) *idleTimer {
 	if d <= 0 {
 		return nil
 	}
-	return &idleTimer{t: time.AfterFunc(d, func() { cancel(cause) }), d: d}
+	it := &idleTimer{d: d}
+	it.last.Store(monoNow())
+	// Made stopped, then armed: fire reads it.t.
+	it.t = time.AfterFunc(time.Hour, func() { it.fire(cancel, cause) })
+	it.t.Reset(d)
+	return it
 }
 
-// touch restarts the timer: something moved.
+// fire runs on the timer's goroutine.
+func (t *idleTimer) fire(cancel context.CancelCauseFunc, cause error) {
+	if t.stopped.Load() {
+		return
+	}
+	if left := t.d - time.Duration(monoNow()-t.last.Load()); left > 0 {
+		t.t.Reset(left)
+		return
+	}
+	cancel(cause)
+}
+
+// touch records that something moved.
 func (t *idleTimer) touch() {
 	if t != nil {
-		t.t.Reset(t.d)
+		t.last.Store(monoNow())
 	}
 }
 
 func (t *idleTimer) stop() {
 	if t != nil {
+		t.stopped.Store(true)
 		t.t.Stop()
 	}
 }

@@ -21,6 +21,8 @@
 #                     proxy (no wrk run, idle test, HTTP/3 or handshakes):
 #                     BENCH_PROXIES="sluice nginx" BENCH_H2_ONLY=1 for a
 #                     quick sluice/nginx HTTP/2 comparison
+#   BENCH_UPSTREAM_IDLE idle upstream connections sluice and nginx keep
+#                     (default 256, above h2load's 200 streams in flight)
 #   BENCH_PORT_BASE   origin port; the proxies use the next three, and the
 #                     TLS listeners of sluice and nginx the two after (default 18080)
 #   BENCH_OUT         if set, the results are also written to this file
@@ -40,6 +42,11 @@ WARMUP=${WARMUP%s}
 CONNS=${BENCH_CONNS:-50}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 IDLE_SETTLE=${BENCH_IDLE_SETTLE:-3}
+# UPSTREAM_IDLE is the idle upstream connections a proxy keeps (sluice's
+# max_idle_connections, nginx's keepalive; HAProxy keeps every one): more than
+# the 200 streams h2load keeps in flight, so neither proxy dials and closes
+# upstream connections under a steady load.
+UPSTREAM_IDLE=${BENCH_UPSTREAM_IDLE:-256}
 PROXIES=${BENCH_PROXIES:-sluice nginx haproxy}
 PORT_BASE=${BENCH_PORT_BASE:-18080}
 ORIGIN_PORT=$PORT_BASE
@@ -301,7 +308,7 @@ name = "bench"
 [[cluster]]
 name = "origin"
 endpoints = ["127.0.0.1:$ORIGIN_PORT"]
-max_idle_connections = 64
+max_idle_connections = $UPSTREAM_IDLE
 idle_timeout = "300s"
 EOF
 }
@@ -387,7 +394,7 @@ http {
     keepalive_timeout 300s;
     upstream origin {
         server 127.0.0.1:$ORIGIN_PORT;
-        keepalive 64;
+        keepalive $UPSTREAM_IDLE;
         keepalive_requests 100000000;
         keepalive_timeout 300s;
     }
@@ -552,13 +559,16 @@ measure() {
 # hs_cpu_us handshakes h3_rps h3_cpu_us h3_requests h3_errors (HTTP/3 with
 # h3load, the same connections and streams as h2load; "-" but for sluice).
 measure_tls() {
-	local name=$1 port=${TLS_PORT[$1]} out t0 t1 w0 w1 h2_rps h2_req h2_err h2_cpu hs hs_rate hs_cpu h3_rps h3_cpu h3_req h3_err
+	local name=$1 port=${TLS_PORT[$1]} out a0 a1 t0 t1 w0 w1 h2_rps h2_req h2_err h2_cpu hs hs_rate hs_cpu h3_rps h3_cpu h3_req h3_err
 	log "$name: HTTP/2 over TLS warm-up ${WARMUP}s"
 	taskset -c "$LOAD_CPU" h2load -c"$H2_CONNS" -m"$H2_STREAMS" -D"$WARMUP" "https://127.0.0.1:$port/" >"$WORK/$name-h2-warmup.txt" 2>&1 || true
 	log "$name: HTTP/2 over TLS measuring ${DURATION}s"
+	a0=$(origin_accepts)
 	t0=$(cpu_ticks "$PROXY_PID")
 	taskset -c "$LOAD_CPU" h2load -c"$H2_CONNS" -m"$H2_STREAMS" -D"$DURATION" "https://127.0.0.1:$port/" >"$WORK/$name-h2.txt" 2>&1 || true
 	t1=$(cpu_ticks "$PROXY_PID")
+	a1=$(origin_accepts)
+	log "$name: HTTP/2 upstream new connections: $((a1 - a0 - 1))"
 	out=$(<"$WORK/$name-h2.txt")
 	# "finished in 10.00s, 41234.50 req/s, ...",
 	# "requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout"

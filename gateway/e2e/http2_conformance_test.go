@@ -106,20 +106,9 @@ func h2specPath(t *testing.T) string {
 }
 
 // h2specKnownFailures are the h2spec cases sluice fails, each with the
-// reason it cannot pass. Any other failure fails the test, and so does a
+// reason it cannot pass: none. Any failure fails the test, and so does a
 // listed case that passes (the list must be kept exact).
-var h2specKnownFailures = map[string]string{
-	// x/net/http2's server hangs up on a SETTINGS frame that repeats an
-	// identifier (a deliberate hardening in its processSettings); RFC 9113
-	// wants the values applied in order.
-	"http2/6.5.3 Sends multiple values of SETTINGS_INITIAL_WINDOW_SIZE": "x/net/http2 rejects duplicate settings",
-	// x/net/http2's server answers a request carrying a connection-specific
-	// field or a TE other than "trailers" with its own 400 response instead
-	// of a stream error; the request never reaches sluice's handler (nor
-	// the upstream), so only a fork could change the answer.
-	"http2/8.1.2.2 Sends a HEADERS frame that contains the connection-specific header field":                       "x/net/http2 answers 400",
-	"http2/8.1.2.2 Sends a HEADERS frame that contains the TE header field with any value other than \"trailers\"": "x/net/http2 answers 400",
-}
+var h2specKnownFailures = map[string]string{}
 
 // h2specAutoFailures are the further known failures on a plaintext listener
 // with codec_type auto: bytes that are not the h2c preface are an HTTP/1

@@ -13,8 +13,6 @@ package hcm
 import (
 	"errors"
 	"fmt"
-	"log"
-	"sync"
 	"sync/atomic"
 
 	"go.uber.org/zap"
@@ -37,9 +35,6 @@ type Factory struct {
 	log     *zap.Logger
 	stats   *stats.HTTPStats
 	loggers []*accesslog.Logger
-
-	h2LogOnce sync.Once
-	h2Log     *log.Logger // the HTTP/2 server's error log, at debug level
 }
 
 type httpFilter struct {

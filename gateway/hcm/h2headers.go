@@ -17,17 +17,13 @@ import (
 // when a request header block opens and when its last frame has been read
 // whole. headerTimer, the headBounds of a connection with
 // request_headers_timeout, closes the connection when a block stays open
-// longer than that. Closing is all it can do: the server owns the write
-// side, and a frame of ours could not be slipped in safely in the middle of
-// its writes (goaway.go does so only at a frame boundary it waits for).
+// longer than that (nothing else can be sent while a header block is open).
 
 // HTTP/2 frame types and flags h2Inbound looks at (RFC 9113 §6).
 const (
 	h2FrameHeaders      = 0x1
-	h2FramePing         = 0x6
 	h2FrameContinuation = 0x9
 	h2FlagEndHeaders    = 0x4
-	h2FlagAck           = 0x1
 )
 
 // headBounds is told when a request header block opens and when it ends.
@@ -41,7 +37,6 @@ type headBounds interface {
 // and does not allocate.
 type h2Inbound struct {
 	sc        frameScanner
-	g         *goaway    // sees every frame header (the PING ACK); nil: none
 	bounds    headBounds // nil: request_headers_timeout is off
 	maxStream uint32     // largest stream id a request header block opened
 	inBlock   bool       // a request header block is open
@@ -50,8 +45,8 @@ type h2Inbound struct {
 
 // newH2Inbound returns the watcher of a connection whose bytes start with
 // the client preface.
-func newH2Inbound(g *goaway, bounds headBounds) *h2Inbound {
-	w := &h2Inbound{g: g, bounds: bounds}
+func newH2Inbound(bounds headBounds) *h2Inbound {
+	w := &h2Inbound{bounds: bounds}
 	w.sc.skip = len(h2Preface)
 	return w
 }
@@ -70,9 +65,6 @@ func (w *h2Inbound) see(p []byte) {
 
 // frame sees one frame header.
 func (w *h2Inbound) frame(h *[9]byte) {
-	if h[3] == h2FramePing && h[4]&h2FlagAck != 0 && w.g != nil {
-		w.g.sawPingAck()
-	}
 	if w.bounds == nil {
 		return
 	}
@@ -158,4 +150,47 @@ func (h *headerTimer) close() {
 	h.dead.Store(true)
 	h.on.Store(true) // no start arms the timer again
 	h.t.Stop()
+}
+
+// frameScanner follows frame boundaries in one direction of a connection.
+type frameScanner struct {
+	skip int // bytes left of the current frame's payload (or the preface)
+	hdr  [9]byte
+	hdrN int
+}
+
+// boundary reports whether the scanner is between two frames.
+func (f *frameScanner) boundary() bool { return f.skip == 0 && f.hdrN == 0 }
+
+// scan consumes p up to the first frame boundary after at least one byte,
+// and returns how many bytes it consumed; onHeader sees each complete frame
+// header.
+func (f *frameScanner) scan(p []byte, onHeader func(h *[9]byte)) int {
+	i := 0
+	for i < len(p) {
+		if f.skip > 0 {
+			n := min(f.skip, len(p)-i)
+			f.skip -= n
+			i += n
+			if f.skip == 0 {
+				return i
+			}
+			continue
+		}
+		n := copy(f.hdr[f.hdrN:], p[i:])
+		f.hdrN += n
+		i += n
+		if f.hdrN < 9 {
+			return i
+		}
+		f.hdrN = 0
+		f.skip = int(f.hdr[0])<<16 | int(f.hdr[1])<<8 | int(f.hdr[2])
+		if onHeader != nil {
+			onHeader(&f.hdr)
+		}
+		if f.skip == 0 {
+			return i
+		}
+	}
+	return i
 }

@@ -40,7 +40,7 @@ func (b *boundsLog) stop()  { b.events = append(b.events, fmt.Sprintf("stop@%d",
 func feed(data []byte, sizes []byte) []string {
 	seen := 0
 	log := &boundsLog{seen: &seen}
-	w := newH2Inbound(nil, log)
+	w := newH2Inbound(log)
 	for i := 0; len(data) > 0; i++ {
 		n := 1
 		if len(sizes) > 0 {
@@ -160,7 +160,7 @@ func FuzzH2Inbound(f *testing.F) {
 func TestH2InboundDoesNotAllocate(t *testing.T) {
 	ht := newHeaderTimer(time.Hour, func() {})
 	defer ht.close()
-	w := newH2Inbound(newGoaway(), ht)
+	w := newH2Inbound(ht)
 	w.see([]byte(h2Preface))
 	var id uint32 = 1
 	hdr := []byte{0, 0, 40, 0, 0, 0, 0, 0, 0}
@@ -230,7 +230,7 @@ func BenchmarkH2InboundRequest(b *testing.B) {
 				defer ht.close()
 				bounds = ht
 			}
-			w := newH2Inbound(newGoaway(), bounds)
+			w := newH2Inbound(bounds)
 			w.see([]byte(h2Preface))
 			hdr := make([]byte, 9)
 			payload := make([]byte, 100)

@@ -2,21 +2,17 @@ package hcm
 
 import (
 	"bytes"
-	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"log"
-	"net"
 	"net/http"
 	"os"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/net/http2"
 
+	h2codec "github.com/sluice-proxy/sluice/gateway/codec/http2"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 )
 
@@ -24,15 +20,15 @@ import (
 //
 // A connection speaks HTTP/2 when TLS negotiated ALPN "h2", when the
 // manager's codec_type is http2, or (codec auto, plaintext) when its first
-// bytes are the h2c prior-knowledge preface. golang.org/x/net/http2 serves
-// it: its server runs each stream's handler on its own goroutine, and the
-// handler runs one stream of this package (see h2stream.go) through the same
-// filter chain as an HTTP/1 request. Flow control is the server's: a handler
-// blocked writing a response waits for the client's window, and a request
-// body is only credited back to the client as the stream reads it.
+// bytes are the h2c prior-knowledge preface. gateway/codec/http2 serves it:
+// it runs each stream's handler on its own goroutine, and the handler runs
+// one stream of this package (see h2stream.go) through the same filter chain
+// as an HTTP/1 request. Flow control is the codec's: a handler blocked
+// writing a response waits for the client's window, and a request body is
+// only credited back to the client as the stream reads it.
 
 // h2Preface is the client connection preface (RFC 9113 §3.4).
-const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+const h2Preface = h2codec.Preface
 
 // h2MaxFrameSize is the SETTINGS_MAX_FRAME_SIZE sluice advertises.
 const h2MaxFrameSize = 16384
@@ -61,35 +57,28 @@ func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 			return
 		}
 	}
-	// One http.Server per connection: its Shutdown starts the graceful
-	// GOAWAY of exactly this connection.
-	hs := &http.Server{
-		MaxHeaderBytes: opts.MaxHeaderListSize,
-		ErrorLog:       f.h2ErrorLog(),
-	}
-	h2s := &http2.Server{
-		MaxConcurrentStreams: opts.MaxConcurrentStreams,
-		// RFC 9113's initial SETTINGS_MAX_FRAME_SIZE, as Envoy: a larger
-		// value lets one DATA frame exceed the stream window.
-		MaxReadFrameSize:             h2MaxFrameSize,
-		MaxUploadBufferPerStream:     opts.InitialStreamWindowSize,
-		MaxUploadBufferPerConnection: opts.InitialConnectionWindowSize,
-		IdleTimeout:                  f.cfg.IdleTimeout.Duration,
-	}
-	if err := http2.ConfigureServer(hs, h2s); err != nil {
-		f.log.Debug("http2 configure", zap.Error(err))
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	hc := &h2conn{conn: c, nc: nc, out: newH2writer(nc), readAhead: readAhead, hs: hs, goaway: newGoaway()}
+	hc := &h2conn{conn: c, nc: nc, out: newH2writer(nc), readAhead: readAhead}
 	var bounds headBounds
 	if t := f.cfg.RequestHeadersTimeout.Duration; t > 0 {
 		ht := newHeaderTimer(t, hc.headersTimedOut)
 		defer ht.close()
 		bounds = ht
 	}
-	hc.in = newH2Inbound(hc.goaway, bounds)
+	hc.in = newH2Inbound(bounds)
+	var log *zap.Logger
+	if f.log != nil {
+		log = f.log.With(zap.Uint64("conn", c.info.ID), zap.String("codec", "http2"))
+	}
+	hc.srv = h2codec.NewConn(hc, h2codec.Options{
+		MaxConcurrentStreams:        opts.MaxConcurrentStreams,
+		InitialStreamWindowSize:     uint32(opts.InitialStreamWindowSize),
+		InitialConnectionWindowSize: uint32(opts.InitialConnectionWindowSize),
+		MaxHeaderListSize:           uint32(opts.MaxHeaderListSize),
+		IdleTimeout:                 f.cfg.IdleTimeout.Duration,
+		TLS:                         c.info.TLSState,
+		RemoteAddr:                  c.info.RemoteAddr.String(),
+		Log:                         log,
+	}, hc)
 	// The read side always counts as idle: a drain wakes the blocked frame
 	// read with a past deadline, and h2conn.Read turns that into a graceful
 	// GOAWAY instead of an error.
@@ -106,34 +95,26 @@ func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 		})
 		defer t.Stop()
 	}
-	var sc net.Conn = hc
-	if c.info.TLSState != nil {
-		sc = &h2tlsconn{hc}
-	}
-	h2s.ServeConn(sc, &http2.ServeConnOpts{Context: ctx, BaseConfig: hs, Handler: hc})
+	hc.srv.Serve()
 	hc.out.close() // the server closed it already; this only makes sure
 	nc.SetIdle(false)
 }
 
-// h2conn is the net.Conn the HTTP/2 server reads and writes, and the handler
-// of its streams. The server reads on one goroutine and writes on one
-// goroutine at a time; its writes go through out, whose goroutine is the
-// only writer of nc (h2write.go).
+// h2conn is the transport of the connection's HTTP/2 server and the
+// handler of its streams. The server reads on its own goroutine; its writes
+// go through out, whose goroutine is the only writer of nc (h2write.go).
 type h2conn struct {
 	conn      *connection
 	nc        netfilter.Conn
 	out       *h2writer
+	srv       *h2codec.Conn
 	readAhead []byte
-	hs        *http.Server
-	drainOnce sync.Once
-	goaway    *goaway
 	in        *h2Inbound // follows what the server reads
+	closing   atomic.Bool
 }
 
-var _ net.Conn = (*h2conn)(nil)
-
-// Read implements net.Conn. A deadline error while the worker drains is the
-// drain's wake-up: it starts the graceful GOAWAY and reads on.
+// Read implements h2codec.Transport. A deadline error while the worker
+// drains is the drain's wake-up: it starts the graceful GOAWAY and reads on.
 func (h *h2conn) Read(p []byte) (int, error) {
 	if len(h.readAhead) > 0 {
 		n := copy(p, h.readAhead)
@@ -143,7 +124,7 @@ func (h *h2conn) Read(p []byte) (int, error) {
 	}
 	for {
 		n, err := h.nc.Read(p)
-		if n == 0 && err != nil && errors.Is(err, os.ErrDeadlineExceeded) && h.nc.Draining() {
+		if n == 0 && err != nil && errors.Is(err, os.ErrDeadlineExceeded) && h.nc.Draining() && !h.closing.Load() {
 			h.nc.SetIdle(false)
 			_ = h.nc.SetReadDeadline(time.Time{})
 			h.drain()
@@ -164,56 +145,28 @@ func (h *h2conn) headersTimedOut() {
 	_ = h.nc.Close()
 }
 
-// Write implements net.Conn.
-func (h *h2conn) Write(p []byte) (int, error) { return h.goaway.write(h.out, p) }
+// Write implements h2codec.Transport.
+func (h *h2conn) Write(p []byte) (int, error) { return h.out.Write(p) }
 
-// Close implements net.Conn: what the server wrote is written out first
-// (bounded by h2CloseFlushLimit).
+// Close implements h2codec.Transport: what the server wrote is written out
+// first (bounded by h2CloseFlushLimit), then the connection closes with a
+// lingering close (see lingerClose), so that input the client sent after
+// it does not turn the close into a reset that would destroy the final
+// GOAWAY before the client read it. Only the first call does so.
 func (h *h2conn) Close() error {
+	if !h.closing.CompareAndSwap(false, true) {
+		return nil
+	}
 	h.out.close()
-	return h.nc.Close()
+	lingerClose(h.nc)
+	return nil
 }
-
-// LocalAddr implements net.Conn.
-func (h *h2conn) LocalAddr() net.Addr { return net.TCPAddrFromAddrPort(h.conn.info.LocalAddr) }
-
-// RemoteAddr implements net.Conn.
-func (h *h2conn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(h.conn.info.RemoteAddr) }
-
-// SetDeadline implements net.Conn.
-func (h *h2conn) SetDeadline(t time.Time) error {
-	_ = h.nc.SetReadDeadline(t)
-	return h.nc.SetWriteDeadline(t)
-}
-
-// SetReadDeadline implements net.Conn.
-func (h *h2conn) SetReadDeadline(t time.Time) error { return h.nc.SetReadDeadline(t) }
-
-// SetWriteDeadline implements net.Conn.
-func (h *h2conn) SetWriteDeadline(t time.Time) error { return h.nc.SetWriteDeadline(t) }
-
-// h2tlsconn is an h2conn over TLS.
-type h2tlsconn struct{ *h2conn }
-
-// ConnectionState lets the HTTP/2 server apply its TLS checks (RFC 9113
-// §9.2) and set http.Request.TLS.
-func (h *h2tlsconn) ConnectionState() tls.ConnectionState { return *h.conn.info.TLSState }
 
 // drain starts the graceful shutdown of the connection: a GOAWAY with the
 // largest stream id and a PING, then, once the PING is answered (one round
-// trip) or after goawayRTTLimit, the final GOAWAY naming the last stream
-// served. In-flight streams finish; the connection closes when they have.
-func (h *h2conn) drain() {
-	h.drainOnce.Do(func() {
-		h.goaway.start(func() {
-			ctx, cancel := context.WithCancel(context.Background())
-			cancel()
-			// Shutdown with a done context only triggers the GOAWAY: the
-			// server tracks no listener or connection of its own.
-			_ = h.hs.Shutdown(ctx)
-		})
-	})
-}
+// trip) or after a second, the final GOAWAY naming the last stream
+// opened. In-flight streams finish; the connection closes when they have.
+func (h *h2conn) drain() { h.srv.Shutdown() }
 
 // ServeHTTP implements http.Handler: it runs one stream.
 func (h *h2conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -225,20 +178,6 @@ func (h *h2conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// completed.
 		panic(http.ErrAbortHandler)
 	}
-}
-
-// h2ErrorLog is the error log of the factory's HTTP/2 servers: their
-// complaints about misbehaving clients go to the debug level.
-func (f *Factory) h2ErrorLog() *log.Logger {
-	f.h2LogOnce.Do(func() {
-		if f.log != nil {
-			f.h2Log, _ = zap.NewStdLogAt(f.log.With(zap.String("codec", "http2")), zap.DebugLevel)
-		}
-		if f.h2Log == nil {
-			f.h2Log = log.New(io.Discard, "", 0)
-		}
-	})
-	return f.h2Log
 }
 
 // h2PrefaceTimeout bounds the wait for the client's preface.
@@ -272,7 +211,17 @@ const lingerLimit = time.Second
 // reset that could destroy the GOAWAY before the client reads it.
 func rejectPreface(nc netfilter.Conn) {
 	_ = nc.SetWriteDeadline(time.Now().Add(lingerLimit))
-	if _, err := nc.Write(goawayBadPreface); err == nil && nc.CloseWrite() == nil {
+	if _, err := nc.Write(goawayBadPreface); err != nil {
+		_ = nc.Close()
+		return
+	}
+	lingerClose(nc)
+}
+
+// lingerClose half-closes nc, reads and discards what the client still
+// sends (at most 64 KiB, for at most lingerLimit) and closes it.
+func lingerClose(nc netfilter.Conn) {
+	if nc.CloseWrite() == nil {
 		_ = nc.SetReadDeadline(time.Now().Add(lingerLimit))
 		_, _ = io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
 	}

@@ -1,0 +1,943 @@
+package http2
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	xh2 "golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// Preface is the client connection preface (RFC 9113 §3.4).
+const Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+const (
+	frameHeaderLen = 9
+	// initialWindow is RFC 9113's initial flow-control window.
+	initialWindow = 65535
+	// maxWindow is the largest flow-control window (2^31-1).
+	maxWindow = 1<<31 - 1
+	// readFrameSize is the SETTINGS_MAX_FRAME_SIZE sluice keeps (the
+	// initial value, as Envoy: a larger one lets one DATA frame exceed a
+	// stream window).
+	readFrameSize = 16384
+	// bufferedData is how many response body bytes a stream collects
+	// before it writes them (a flush or the end of the response writes
+	// them earlier).
+	bufferedData = 4096
+	// shutdownRTTLimit bounds the wait for the PING that follows the first
+	// GOAWAY of a graceful shutdown.
+	shutdownRTTLimit = time.Second
+)
+
+// Frame types and flags this file writes (RFC 9113 §6).
+const (
+	frameData         = 0x0
+	frameHeaders      = 0x1
+	frameRSTStream    = 0x3
+	frameSettings     = 0x4
+	framePing         = 0x6
+	frameGoAway       = 0x7
+	frameWindowUpdate = 0x8
+	frameContinuation = 0x9
+
+	flagEndStream  = 0x1
+	flagAck        = 0x1
+	flagEndHeaders = 0x4
+)
+
+// settingEnableConnectProtocol is SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441).
+const settingEnableConnectProtocol = 0x8
+
+// shutdownPing is the opaque data of the PING sent with the first GOAWAY.
+var shutdownPing = [8]byte{'s', 'l', 'u', 'i', 'c', 'e', 'g', 'a'}
+
+// Options are the settings of a connection.
+type Options struct {
+	// MaxConcurrentStreams is SETTINGS_MAX_CONCURRENT_STREAMS.
+	MaxConcurrentStreams uint32
+	// InitialStreamWindowSize is SETTINGS_INITIAL_WINDOW_SIZE: the request
+	// body bytes a stream buffers before its handler reads them.
+	InitialStreamWindowSize uint32
+	// InitialConnectionWindowSize is the connection's receive window.
+	InitialConnectionWindowSize uint32
+	// MaxHeaderListSize is SETTINGS_MAX_HEADER_LIST_SIZE; a larger request
+	// header list is answered 431.
+	MaxHeaderListSize uint32
+	// IdleTimeout closes the connection (GOAWAY first) after this long
+	// without a stream; 0: never.
+	IdleTimeout time.Duration
+	// TLS is the connection's TLS state (Request.TLS); nil: plaintext.
+	TLS *tls.ConnectionState
+	// RemoteAddr is Request.RemoteAddr.
+	RemoteAddr string
+	// Log gets protocol errors at the debug level; nil: none.
+	Log *zap.Logger
+}
+
+// Transport is what a connection reads and writes.
+//
+// Read is called by Serve's goroutine only. Write is called with the
+// connection's lock held, from any goroutine, one call at a time: it must
+// not keep p, and it should not block for long (a writer that queues the
+// bytes for a goroutine of its own). Close flushes what was written and
+// closes the connection; it may be called more than once and concurrently
+// with Read (it must unblock it).
+type Transport interface {
+	io.Reader
+	Write(p []byte) (int, error)
+	Close() error
+}
+
+// Conn is one server HTTP/2 connection. Its methods are safe for
+// concurrent use.
+type Conn struct {
+	t       Transport
+	opts    Options
+	handler http.Handler
+	fr      *xh2.Framer
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	mu        sync.Mutex
+	streams   map[uint32]*stream
+	maxStream uint32 // largest stream id the client opened
+	wbuf      []byte // frames being built, written by flush
+	henc      *hpack.Encoder
+	hbuf      bytes.Buffer
+	// outbound flow control and the client's settings
+	sendWindow    int64
+	peerWindow    int64 // SETTINGS_INITIAL_WINDOW_SIZE of the client
+	peerFrameSize int
+	// inbound flow control of the connection
+	recvAvail  int64 // bytes the client may still send
+	recvUnsent int64 // consumed bytes not credited back yet
+	// settings and shutdown
+	unackedSettings int
+	sawSettings     bool
+	shutdown        bool   // the first GOAWAY was sent
+	finalGoaway     bool   // the final GOAWAY was sent: no new stream
+	lastStream      uint32 // the final GOAWAY's last stream id
+	shutdownTimer   *time.Timer
+	idleTimer       *time.Timer
+	closed          bool // the connection ended
+	writeErr        error
+}
+
+// NewConn returns a connection reading and writing t, whose streams h
+// serves: Request.Body is the request body, the ResponseWriter also
+// implements http.Flusher and SetReadDeadline (http.ResponseController),
+// and panicking with http.ErrAbortHandler resets the stream.
+func NewConn(t Transport, opts Options, h http.Handler) *Conn {
+	c := &Conn{
+		t:             t,
+		opts:          opts,
+		handler:       h,
+		streams:       make(map[uint32]*stream),
+		sendWindow:    initialWindow,
+		peerWindow:    initialWindow,
+		peerFrameSize: readFrameSize,
+		recvAvail:     initialWindow,
+	}
+	if c.opts.InitialStreamWindowSize == 0 {
+		c.opts.InitialStreamWindowSize = initialWindow
+	}
+	if c.opts.InitialConnectionWindowSize < initialWindow {
+		c.opts.InitialConnectionWindowSize = initialWindow
+	}
+	c.henc = hpack.NewEncoder(&c.hbuf)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c
+}
+
+// Serve reads the client preface and serves the connection until it ends.
+// It closes the transport before it returns.
+func (c *Conn) Serve() {
+	defer c.end()
+	var pre [len(Preface)]byte
+	if _, err := io.ReadFull(c.t, pre[:]); err != nil || string(pre[:]) != Preface {
+		c.debug("http2 preface", err)
+		c.connError(xh2.ErrCodeProtocol)
+		return
+	}
+	if c.opts.TLS != nil && c.opts.TLS.Version < tls.VersionTLS12 {
+		// RFC 9113 §9.2: HTTP/2 over TLS needs TLS 1.2 or later.
+		c.connError(xh2.ErrCodeInadequateSecurity)
+		return
+	}
+	c.fr = xh2.NewFramer(nil, c.t)
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.fr.MaxHeaderListSize = c.opts.MaxHeaderListSize
+	c.fr.SetMaxReadFrameSize(readFrameSize)
+	c.fr.SetReuseFrames()
+
+	c.mu.Lock()
+	c.writeSettings()
+	if c.opts.IdleTimeout > 0 {
+		c.idleTimer = time.AfterFunc(c.opts.IdleTimeout, c.onIdle)
+	}
+	c.flush()
+	c.mu.Unlock()
+
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			var se xh2.StreamError
+			var ce xh2.ConnectionError
+			switch {
+			case errors.As(err, &se):
+				c.mu.Lock()
+				c.streamError(se.StreamID, se.Code)
+				c.flush()
+				c.mu.Unlock()
+				continue
+			case errors.As(err, &ce):
+				c.debug("http2 connection error", err)
+				c.connError(xh2.ErrCode(ce))
+			case errors.Is(err, xh2.ErrFrameTooLarge):
+				c.debug("http2 frame too large", err)
+				c.connError(xh2.ErrCodeFrameSize)
+			}
+			return
+		}
+		c.mu.Lock()
+		code := c.process(f)
+		c.flush()
+		c.mu.Unlock()
+		if code != xh2.ErrCodeNo {
+			c.connError(code)
+			return
+		}
+	}
+}
+
+// Shutdown starts a graceful shutdown (RFC 9113 §6.8, as Envoy does): a
+// GOAWAY naming the largest stream id together with a PING; when the PING
+// is answered (one round trip later, or after a second) a GOAWAY naming the
+// last stream the client opened. Open streams finish; the connection
+// closes when the last one has.
+func (c *Conn) Shutdown() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.shutdown || c.closed {
+		return
+	}
+	c.shutdown = true
+	c.appendGoAway(maxWindow, xh2.ErrCodeNo)
+	c.appendFrameHeader(8, framePing, 0, 0)
+	c.wbuf = append(c.wbuf, shutdownPing[:]...)
+	c.flush()
+	c.shutdownTimer = time.AfterFunc(shutdownRTTLimit, c.sendFinalGoaway)
+}
+
+// sendFinalGoaway sends the final GOAWAY of a graceful shutdown.
+func (c *Conn) sendFinalGoaway() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.finalGoawayLocked()
+}
+
+func (c *Conn) finalGoawayLocked() {
+	if c.finalGoaway || c.closed {
+		return
+	}
+	c.finalGoaway = true
+	c.lastStream = c.maxStream
+	c.appendGoAway(c.maxStream, xh2.ErrCodeNo)
+	c.flush()
+	if len(c.streams) == 0 {
+		c.closeLocked()
+	}
+}
+
+// onIdle ends a connection that had no stream for the idle timeout.
+func (c *Conn) onIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.streams) == 0 && !c.closed {
+		c.shutdown = true
+		c.finalGoawayLocked()
+	}
+}
+
+// connError ends the connection with a GOAWAY carrying code.
+func (c *Conn) connError(code xh2.ErrCode) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.appendGoAway(c.maxStream, code)
+	c.flush()
+	c.closeLocked()
+}
+
+// closeLocked ends every stream and closes the transport (which unblocks
+// Serve's read).
+func (c *Conn) closeLocked() {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.cancel()
+	for _, st := range c.streams {
+		st.abortLocked(errConnClosed)
+	}
+	clear(c.streams)
+	if c.idleTimer != nil {
+		c.idleTimer.Stop()
+	}
+	if c.shutdownTimer != nil {
+		c.shutdownTimer.Stop()
+	}
+	go c.t.Close()
+}
+
+// end runs when Serve returns.
+func (c *Conn) end() {
+	c.mu.Lock()
+	c.closeLocked()
+	c.mu.Unlock()
+	_ = c.t.Close()
+}
+
+var (
+	errConnClosed   = errors.New("http2: connection closed")
+	errStreamReset  = errors.New("http2: stream reset by the client")
+	errStreamClosed = errors.New("http2: stream closed")
+	errBodyClosed   = errors.New("http2: request body closed")
+)
+
+func (c *Conn) debug(msg string, err error) {
+	if c.opts.Log != nil {
+		c.opts.Log.Debug(msg, zap.Error(err))
+	}
+}
+
+// process handles one frame; a code other than ErrCodeNo is a connection
+// error.
+func (c *Conn) process(f xh2.Frame) xh2.ErrCode {
+	if c.closed {
+		return xh2.ErrCodeNo
+	}
+	if !c.sawSettings {
+		if _, ok := f.(*xh2.SettingsFrame); !ok {
+			return xh2.ErrCodeProtocol
+		}
+		c.sawSettings = true
+	}
+	switch f := f.(type) {
+	case *xh2.SettingsFrame:
+		return c.processSettings(f)
+	case *xh2.MetaHeadersFrame:
+		return c.processHeaders(f)
+	case *xh2.DataFrame:
+		return c.processData(f)
+	case *xh2.WindowUpdateFrame:
+		return c.processWindowUpdate(f)
+	case *xh2.PingFrame:
+		if f.StreamID != 0 {
+			return xh2.ErrCodeProtocol
+		}
+		if f.IsAck() {
+			if f.Data == shutdownPing && c.shutdown {
+				c.finalGoawayLocked()
+			}
+			return xh2.ErrCodeNo
+		}
+		c.appendFrameHeader(8, framePing, flagAck, 0)
+		c.wbuf = append(c.wbuf, f.Data[:]...)
+	case *xh2.RSTStreamFrame:
+		if c.idle(f.StreamID) {
+			return xh2.ErrCodeProtocol
+		}
+		if st := c.streams[f.StreamID]; st != nil {
+			st.abortLocked(errStreamReset)
+			c.removeLocked(st)
+		}
+	case *xh2.PriorityFrame:
+		if f.StreamDep == f.StreamID {
+			c.streamError(f.StreamID, xh2.ErrCodeProtocol)
+		}
+	case *xh2.GoAwayFrame:
+		// The client leaves: no new streams; the open ones finish.
+		c.shutdown = true
+		c.finalGoawayLocked()
+	case *xh2.PushPromiseFrame:
+		return xh2.ErrCodeProtocol
+	}
+	// Other frame types (unknown ones included) are ignored.
+	return xh2.ErrCodeNo
+}
+
+// idle reports whether the client stream id was never opened.
+func (c *Conn) idle(id uint32) bool {
+	return id%2 == 0 || id > c.maxStream
+}
+
+func (c *Conn) processSettings(f *xh2.SettingsFrame) xh2.ErrCode {
+	if f.IsAck() {
+		c.unackedSettings--
+		if c.unackedSettings < 0 {
+			return xh2.ErrCodeProtocol
+		}
+		return xh2.ErrCodeNo
+	}
+	if f.NumSettings() > 100 {
+		return xh2.ErrCodeEnhanceYourCalm
+	}
+	code := xh2.ErrCodeNo
+	_ = f.ForeachSetting(func(s xh2.Setting) error {
+		if err := s.Valid(); err != nil {
+			var ce xh2.ConnectionError
+			if errors.As(err, &ce) {
+				code = xh2.ErrCode(ce)
+			} else {
+				code = xh2.ErrCodeProtocol
+			}
+			return err
+		}
+		switch s.ID {
+		case xh2.SettingHeaderTableSize:
+			c.henc.SetMaxDynamicTableSize(s.Val)
+		case xh2.SettingInitialWindowSize:
+			delta := int64(s.Val) - c.peerWindow
+			c.peerWindow = int64(s.Val)
+			for _, st := range c.streams {
+				st.sendWindow += delta
+				if st.sendWindow > maxWindow {
+					code = xh2.ErrCodeFlowControl
+					return errors.New("window overflow")
+				}
+				if delta > 0 {
+					st.cond.Broadcast()
+				}
+			}
+		case xh2.SettingMaxFrameSize:
+			c.peerFrameSize = int(s.Val)
+		}
+		return nil
+	})
+	if code != xh2.ErrCodeNo {
+		return code
+	}
+	c.appendFrameHeader(0, frameSettings, flagAck, 0)
+	return xh2.ErrCodeNo
+}
+
+func (c *Conn) processWindowUpdate(f *xh2.WindowUpdateFrame) xh2.ErrCode {
+	if f.StreamID == 0 {
+		c.sendWindow += int64(f.Increment)
+		if c.sendWindow > maxWindow {
+			return xh2.ErrCodeFlowControl
+		}
+		for _, st := range c.streams {
+			if st.waitingWindow {
+				st.cond.Broadcast()
+			}
+		}
+		return xh2.ErrCodeNo
+	}
+	if c.idle(f.StreamID) {
+		return xh2.ErrCodeProtocol
+	}
+	st := c.streams[f.StreamID]
+	if st == nil {
+		return xh2.ErrCodeNo // closed: allowed (RFC 9113 §5.1)
+	}
+	st.sendWindow += int64(f.Increment)
+	if st.sendWindow > maxWindow {
+		c.streamError(f.StreamID, xh2.ErrCodeFlowControl)
+		return xh2.ErrCodeNo
+	}
+	st.cond.Broadcast()
+	return xh2.ErrCodeNo
+}
+
+func (c *Conn) processData(f *xh2.DataFrame) xh2.ErrCode {
+	id := f.StreamID
+	if id == 0 || c.idle(id) {
+		return xh2.ErrCodeProtocol
+	}
+	n := int64(f.Length)
+	if n > c.recvAvail {
+		return xh2.ErrCodeFlowControl
+	}
+	c.recvAvail -= n
+	st := c.streams[id]
+	if st == nil || st.recvEnded {
+		// Not for a stream that reads: the connection's window comes
+		// back at once. A stream ignored after the final GOAWAY gets no
+		// answer; a closed one STREAM_CLOSED (RFC 9113 §6.1).
+		c.credit(nil, n)
+		if !c.finalGoaway || id <= c.lastStream {
+			c.streamError(id, xh2.ErrCodeStreamClosed)
+		}
+		return xh2.ErrCodeNo
+	}
+	if n > st.recvAvail {
+		c.credit(nil, n)
+		c.streamError(id, xh2.ErrCodeFlowControl)
+		return xh2.ErrCodeNo
+	}
+	st.recvAvail -= n
+	data := f.Data()
+	st.received += int64(len(data))
+	if st.declared >= 0 && st.received > st.declared {
+		// RFC 9113 §8.1.1: the body does not match content-length.
+		c.credit(nil, n)
+		c.streamError(id, xh2.ErrCodeProtocol)
+		return xh2.ErrCodeNo
+	}
+	if pad := n - int64(len(data)); pad > 0 {
+		c.credit(nil, pad)
+		c.credit(st, pad)
+	}
+	if len(data) > 0 && st.bodyClosed {
+		c.credit(nil, int64(len(data)))
+	} else if len(data) > 0 {
+		if st.in == nil {
+			st.in = getBuf()[:0]
+		}
+		if st.inOff > 0 && len(st.in)+len(data) > cap(st.in) {
+			// Move the unread bytes to the front before growing.
+			st.in = st.in[:copy(st.in, st.in[st.inOff:])]
+			st.inOff = 0
+		}
+		st.in = append(st.in, data...)
+		st.cond.Broadcast()
+	}
+	if f.StreamEnded() {
+		c.endRequest(st)
+	}
+	return xh2.ErrCodeNo
+}
+
+// endRequest ends the request body of st (END_STREAM).
+func (c *Conn) endRequest(st *stream) {
+	if st.declared >= 0 && st.received != st.declared {
+		c.streamError(st.id, xh2.ErrCodeProtocol)
+		return
+	}
+	st.recvEnded = true
+	st.inErr = io.EOF
+	st.cond.Broadcast()
+	if st.respEnded {
+		c.removeLocked(st)
+	}
+}
+
+// credit returns n consumed bytes of the connection's window (st nil) or
+// of a stream's, with a WINDOW_UPDATE once at least 4 KiB or as much as
+// the client has left are due.
+func (c *Conn) credit(st *stream, n int64) {
+	if st == nil {
+		c.recvUnsent += n
+		if c.recvUnsent >= 4096 || c.recvUnsent >= c.recvAvail {
+			c.appendWindowUpdate(0, c.recvUnsent)
+			c.recvAvail += c.recvUnsent
+			c.recvUnsent = 0
+		}
+		return
+	}
+	if st.recvEnded || st.reset {
+		return
+	}
+	st.recvUnsent += n
+	if st.recvUnsent >= 4096 || st.recvUnsent >= st.recvAvail {
+		c.appendWindowUpdate(st.id, st.recvUnsent)
+		st.recvAvail += st.recvUnsent
+		st.recvUnsent = 0
+	}
+}
+
+// connHeaders are the connection-specific fields a request must not carry
+// (RFC 9113 §8.2.2).
+var connHeaders = [...]string{"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
+
+func (c *Conn) processHeaders(f *xh2.MetaHeadersFrame) xh2.ErrCode {
+	id := f.StreamID
+	if id%2 != 1 {
+		return xh2.ErrCodeProtocol
+	}
+	if st := c.streams[id]; st != nil {
+		// A second header block: trailers.
+		if st.recvEnded || st.gotTrailers {
+			c.streamError(id, xh2.ErrCodeStreamClosed)
+			return xh2.ErrCodeNo
+		}
+		if !f.StreamEnded() || len(f.PseudoFields()) > 0 {
+			c.streamError(id, xh2.ErrCodeProtocol)
+			return xh2.ErrCodeNo
+		}
+		st.gotTrailers = true
+		if fields := f.RegularFields(); len(fields) > 0 {
+			tr := make(http.Header, len(fields))
+			for _, hf := range fields {
+				k := http.CanonicalHeaderKey(hf.Name)
+				tr[k] = append(tr[k], hf.Value)
+			}
+			st.req.Trailer = tr
+		}
+		c.endRequest(st)
+		return xh2.ErrCodeNo
+	}
+	if id <= c.maxStream {
+		return xh2.ErrCodeProtocol
+	}
+	c.maxStream = id
+	if c.finalGoaway && id > c.lastStream {
+		return xh2.ErrCodeNo // after the final GOAWAY: ignored
+	}
+	if f.HasPriority() && f.Priority.StreamDep == id {
+		c.streamError(id, xh2.ErrCodeProtocol)
+		return xh2.ErrCodeNo
+	}
+	if uint32(len(c.streams)) >= c.opts.MaxConcurrentStreams {
+		c.streamError(id, xh2.ErrCodeRefusedStream)
+		return xh2.ErrCodeNo
+	}
+	req, errCode := c.newRequest(f)
+	if errCode != xh2.ErrCodeNo {
+		c.streamError(id, errCode)
+		return xh2.ErrCodeNo
+	}
+	st := newStream(c, id, req)
+	if f.Truncated {
+		st.tooLarge = true
+	}
+	if f.StreamEnded() {
+		st.recvEnded = true
+		st.inErr = io.EOF
+		req.Body = http.NoBody
+		req.ContentLength = 0
+		if st.declared > 0 {
+			c.streamError(id, xh2.ErrCodeProtocol)
+			return xh2.ErrCodeNo
+		}
+	} else {
+		req.Body = &st.body
+	}
+	c.streams[id] = st
+	if c.idleTimer != nil {
+		c.idleTimer.Stop()
+	}
+	go c.run(st)
+	return xh2.ErrCodeNo
+}
+
+// newRequest builds the request of a HEADERS frame, or returns the stream
+// error of a malformed one (RFC 9113 §8.3).
+func (c *Conn) newRequest(f *xh2.MetaHeadersFrame) (*http.Request, xh2.ErrCode) {
+	method := f.PseudoValue("method")
+	scheme := f.PseudoValue("scheme")
+	authority := f.PseudoValue("authority")
+	path := f.PseudoValue("path")
+	protocol := f.PseudoValue("protocol")
+	if method == "CONNECT" {
+		if protocol == "" && (path != "" || scheme != "" || authority == "") {
+			return nil, xh2.ErrCodeProtocol
+		}
+		if protocol != "" && (path == "" || scheme == "" || authority == "") {
+			return nil, xh2.ErrCodeProtocol
+		}
+	} else if method == "" || path == "" || scheme == "" || protocol != "" {
+		return nil, xh2.ErrCodeProtocol
+	}
+	fields := f.RegularFields()
+	header := make(http.Header, len(fields)+1)
+	var cookies []string
+	for _, hf := range fields {
+		for _, ch := range connHeaders {
+			if hf.Name == ch {
+				return nil, xh2.ErrCodeProtocol
+			}
+		}
+		switch hf.Name {
+		case "te":
+			if hf.Value != "trailers" {
+				return nil, xh2.ErrCodeProtocol
+			}
+		case "cookie":
+			cookies = append(cookies, hf.Value)
+			continue
+		}
+		k := canonicalKey(hf.Name)
+		header[k] = append(header[k], hf.Value)
+	}
+	if len(cookies) > 0 {
+		header["Cookie"] = []string{strings.Join(cookies, "; ")}
+	}
+	if authority == "" {
+		authority = header.Get("Host")
+	}
+	if protocol != "" {
+		header[":protocol"] = []string{protocol}
+	}
+	declared := int64(-1)
+	if vv := header["Content-Length"]; len(vv) > 0 {
+		n, err := strconv.ParseUint(vv[0], 10, 63)
+		if err != nil || len(vv) > 1 {
+			return nil, xh2.ErrCodeProtocol
+		}
+		declared = int64(n)
+	}
+	uri := path
+	if method == "CONNECT" && protocol == "" {
+		uri = authority
+	}
+	req := &http.Request{
+		Method:        method,
+		Proto:         "HTTP/2.0",
+		ProtoMajor:    2,
+		Header:        header,
+		Host:          authority,
+		RequestURI:    uri,
+		ContentLength: declared,
+		RemoteAddr:    c.opts.RemoteAddr,
+	}
+	if scheme == "https" {
+		req.TLS = c.opts.TLS
+	}
+	return req, xh2.ErrCodeNo
+}
+
+// canonicalKey is http.CanonicalHeaderKey without an allocation for the
+// common request fields.
+func canonicalKey(name string) string {
+	switch name {
+	case "accept":
+		return "Accept"
+	case "accept-encoding":
+		return "Accept-Encoding"
+	case "accept-language":
+		return "Accept-Language"
+	case "user-agent":
+		return "User-Agent"
+	case "content-length":
+		return "Content-Length"
+	case "content-type":
+		return "Content-Type"
+	case "authorization":
+		return "Authorization"
+	case "host":
+		return "Host"
+	case "expect":
+		return "Expect"
+	}
+	return http.CanonicalHeaderKey(name)
+}
+
+// streamError resets stream id with code (RFC 9113 §5.4.2).
+func (c *Conn) streamError(id uint32, code xh2.ErrCode) {
+	if st := c.streams[id]; st != nil {
+		st.abortLocked(errStreamReset)
+		c.removeLocked(st)
+	}
+	c.appendRST(id, code)
+}
+
+// removeLocked forgets a stream that ended both ways or was reset.
+func (c *Conn) removeLocked(st *stream) {
+	if c.streams[st.id] != st {
+		return
+	}
+	delete(c.streams, st.id)
+	if len(c.streams) == 0 {
+		if c.finalGoaway {
+			c.closeLocked()
+		} else if c.idleTimer != nil {
+			c.idleTimer.Reset(c.opts.IdleTimeout)
+		}
+	}
+}
+
+// run serves one stream on its own goroutine.
+func (c *Conn) run(st *stream) {
+	abort := true
+	defer func() {
+		if abort {
+			if p := recover(); p != nil && p != http.ErrAbortHandler && c.opts.Log != nil {
+				c.opts.Log.Error("http2 stream handler panic", zap.Uint32("stream", st.id), zap.Any("panic", p))
+			}
+		}
+		c.mu.Lock()
+		if abort {
+			st.resetLocked(xh2.ErrCodeInternal)
+		} else {
+			st.finishLocked()
+		}
+		st.cancel()
+		st.releaseLocked()
+		c.mu.Unlock()
+	}()
+	if st.tooLarge {
+		st.WriteHeader(http.StatusRequestHeaderFieldsTooLarge)
+	} else {
+		c.handler.ServeHTTP(st, st.req)
+	}
+	abort = false
+}
+
+// writeSettings queues the server's SETTINGS and the connection window's
+// first WINDOW_UPDATE.
+func (c *Conn) writeSettings() {
+	type setting struct {
+		id  xh2.SettingID
+		val uint32
+	}
+	settings := []setting{
+		{xh2.SettingMaxConcurrentStreams, c.opts.MaxConcurrentStreams},
+		{xh2.SettingInitialWindowSize, c.opts.InitialStreamWindowSize},
+		{settingEnableConnectProtocol, 1},
+	}
+	if c.opts.MaxHeaderListSize > 0 {
+		settings = append(settings, setting{xh2.SettingMaxHeaderListSize, c.opts.MaxHeaderListSize})
+	}
+	c.appendFrameHeader(6*len(settings), frameSettings, 0, 0)
+	for _, s := range settings {
+		c.wbuf = append(c.wbuf, byte(s.id>>8), byte(s.id), byte(s.val>>24), byte(s.val>>16), byte(s.val>>8), byte(s.val))
+	}
+	c.unackedSettings++
+	if d := int64(c.opts.InitialConnectionWindowSize) - initialWindow; d > 0 {
+		c.appendWindowUpdate(0, d)
+		c.recvAvail += d
+	}
+}
+
+func (c *Conn) appendFrameHeader(length int, typ, flags byte, id uint32) {
+	c.wbuf = append(c.wbuf, byte(length>>16), byte(length>>8), byte(length), typ, flags,
+		byte(id>>24)&0x7f, byte(id>>16), byte(id>>8), byte(id))
+}
+
+func (c *Conn) appendGoAway(last uint32, code xh2.ErrCode) {
+	c.appendFrameHeader(8, frameGoAway, 0, 0)
+	c.wbuf = append(c.wbuf, byte(last>>24)&0x7f, byte(last>>16), byte(last>>8), byte(last),
+		byte(code>>24), byte(code>>16), byte(code>>8), byte(code))
+}
+
+func (c *Conn) appendRST(id uint32, code xh2.ErrCode) {
+	c.appendFrameHeader(4, frameRSTStream, 0, id)
+	c.wbuf = append(c.wbuf, byte(code>>24), byte(code>>16), byte(code>>8), byte(code))
+}
+
+func (c *Conn) appendWindowUpdate(id uint32, n int64) {
+	c.appendFrameHeader(4, frameWindowUpdate, 0, id)
+	c.wbuf = append(c.wbuf, byte(n>>24)&0x7f, byte(n>>16), byte(n>>8), byte(n))
+}
+
+// appendHeaders encodes a header block (status, then the fields of h
+// except trailer declarations written as http.TrailerPrefix keys; with
+// trailers set, only those) as HEADERS and CONTINUATION frames.
+func (c *Conn) appendHeaders(id uint32, status int, h http.Header, trailers, end bool) {
+	c.hbuf.Reset()
+	if !trailers {
+		c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(status)})
+	}
+	for k, vv := range h {
+		if trailers {
+			if !strings.HasPrefix(k, http.TrailerPrefix) {
+				continue
+			}
+			k = k[len(http.TrailerPrefix):]
+		} else if strings.HasPrefix(k, http.TrailerPrefix) {
+			continue
+		}
+		name := lowerKey(k)
+		if name == "connection" || name == "transfer-encoding" || name == "keep-alive" || name == "proxy-connection" || name == "upgrade" {
+			continue
+		}
+		for _, v := range vv {
+			c.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
+		}
+	}
+	block := c.hbuf.Bytes()
+	flags := byte(0)
+	if end {
+		flags |= flagEndStream
+	}
+	typ := byte(frameHeaders)
+	for {
+		n := min(len(block), c.peerFrameSize)
+		fl := flags
+		if n == len(block) {
+			fl |= flagEndHeaders
+		}
+		c.appendFrameHeader(n, typ, fl, id)
+		c.wbuf = append(c.wbuf, block[:n]...)
+		block = block[n:]
+		if len(block) == 0 {
+			return
+		}
+		typ, flags = frameContinuation, 0
+	}
+}
+
+// trailerFields reports whether h holds trailers with a value.
+func trailerFields(h http.Header) bool {
+	for k, vv := range h {
+		if len(vv) > 0 && strings.HasPrefix(k, http.TrailerPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// lowerKey is the HTTP/2 name of a header map key.
+func lowerKey(k string) string {
+	switch k {
+	case "Content-Length":
+		return "content-length"
+	case "Content-Type":
+		return "content-type"
+	case "Date":
+		return "date"
+	case "Content-Encoding":
+		return "content-encoding"
+	}
+	for i := 0; i < len(k); i++ {
+		if 'A' <= k[i] && k[i] <= 'Z' {
+			return strings.ToLower(k)
+		}
+	}
+	return k
+}
+
+var statusTexts [600]string
+
+func init() {
+	for i := 100; i < len(statusTexts); i++ {
+		statusTexts[i] = strconv.Itoa(i)
+	}
+}
+
+func statusText(code int) string {
+	if code >= 100 && code < len(statusTexts) {
+		return statusTexts[code]
+	}
+	return strconv.Itoa(code)
+}
+
+// flush hands the frames built so far to the transport.
+func (c *Conn) flush() {
+	if len(c.wbuf) == 0 {
+		return
+	}
+	if c.writeErr == nil {
+		if _, err := c.t.Write(c.wbuf); err != nil {
+			c.writeErr = fmt.Errorf("http2: write: %w", err)
+			c.closeLocked()
+		}
+	}
+	c.wbuf = c.wbuf[:0]
+}

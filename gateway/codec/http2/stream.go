@@ -1,0 +1,400 @@
+package http2
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	xh2 "golang.org/x/net/http2"
+)
+
+// stream is one request stream: its state on the connection, the request
+// body its handler reads and the http.ResponseWriter it answers with. The
+// fields are guarded by the connection's mu, except hdr (the handler's
+// alone until it writes the head) and req (built before the handler runs).
+type stream struct {
+	c      *Conn
+	id     uint32
+	req    *http.Request
+	ctx    context.Context
+	cancel context.CancelFunc
+	cond   sync.Cond // body bytes, window, reset or end; L is &c.mu
+	body   requestBody
+
+	// request side
+	in          []byte // body bytes; the handler has read those before inOff
+	inOff       int
+	inErr       error  // io.EOF after END_STREAM, or why the stream ended
+	recvAvail   int64  // bytes the client may still send on the stream
+	recvUnsent  int64  // consumed bytes not credited back yet
+	received    int64
+	declared    int64 // content-length, or -1
+	recvEnded   bool  // END_STREAM received
+	gotTrailers bool
+	continued   bool // 100 Continue was sent or is not due
+	bodyClosed  bool // the handler closed the request body
+	tooLarge    bool // the header list exceeded the limit: answer 431
+	deadline    time.Time
+	deadlineHit bool
+	timer       *time.Timer
+
+	// response side
+	hdr           http.Header
+	status        int
+	out           []byte // body bytes not written yet
+	headSent      bool
+	respEnded     bool // END_STREAM sent
+	reset         bool // RST_STREAM sent or received, or the connection ended
+	sendWindow    int64
+	waitingWindow bool
+	head          bool // a HEAD request: the body is not sent
+}
+
+func newStream(c *Conn, id uint32, req *http.Request) *stream {
+	st := &stream{
+		c:          c,
+		id:         id,
+		req:        req,
+		recvAvail:  int64(c.opts.InitialStreamWindowSize),
+		declared:   req.ContentLength,
+		sendWindow: c.peerWindow,
+		head:       req.Method == http.MethodHead,
+	}
+	st.cond.L = &c.mu
+	st.body.st = st
+	st.ctx, st.cancel = context.WithCancel(c.ctx)
+	*req = *req.WithContext(st.ctx)
+	st.continued = req.Header.Get("Expect") != "100-continue"
+	return st
+}
+
+// abortLocked ends the stream's waits: reads fail with err, writes fail.
+func (st *stream) abortLocked(err error) {
+	if st.reset {
+		return
+	}
+	st.reset = true
+	if st.inErr == nil {
+		st.inErr = err
+	}
+	st.cancel()
+	st.cond.Broadcast()
+}
+
+// resetLocked resets the stream from the server's side.
+func (st *stream) resetLocked(code xh2.ErrCode) {
+	c := st.c
+	if st.reset || st.respEnded || c.closed {
+		st.reset = true
+		c.removeLocked(st)
+		return
+	}
+	st.abortLocked(errStreamClosed)
+	c.appendRST(st.id, code)
+	c.flush()
+	c.removeLocked(st)
+}
+
+// finishLocked ends the response when the handler returns: the head if it
+// was not sent, the body bytes left, the trailers, END_STREAM.
+func (st *stream) finishLocked() {
+	c := st.c
+	if st.reset || c.closed {
+		c.removeLocked(st)
+		return
+	}
+	if st.status == 0 {
+		st.status = http.StatusOK
+	}
+	trailers := trailerFields(st.hdr)
+	if !st.headSent {
+		st.headSent = true
+		c.appendHeaders(st.id, st.status, st.hdr, false, len(st.out) == 0 && !trailers)
+		if len(st.out) == 0 && !trailers {
+			st.respEnded = true
+		}
+	}
+	if !st.respEnded {
+		if err := st.writeDataLocked(!trailers); err != nil {
+			c.removeLocked(st)
+			return
+		}
+		if trailers {
+			c.appendHeaders(st.id, 0, st.hdr, true, true)
+			st.respEnded = true
+		}
+	}
+	if !st.recvEnded {
+		// The response is complete before the request (RFC 9113 §8.1):
+		// the client may stop sending.
+		c.appendRST(st.id, xh2.ErrCodeNo)
+		st.reset = true
+	}
+	c.flush()
+	c.removeLocked(st)
+}
+
+// releaseLocked returns the stream's buffers once its handler is done.
+func (st *stream) releaseLocked() {
+	if st.timer != nil {
+		st.timer.Stop()
+	}
+	putBuf(st.in)
+	st.in = nil
+	putBuf(st.out)
+	st.out = nil
+}
+
+// writeDataLocked writes the buffered body as DATA frames within the flow
+// control windows, waiting for WINDOW_UPDATEs while they are closed; end
+// sets END_STREAM on the last frame. The lock is released while waiting.
+func (st *stream) writeDataLocked(end bool) error {
+	c := st.c
+	p := st.out
+	for {
+		if st.reset || c.closed {
+			return errStreamClosed
+		}
+		if len(p) == 0 {
+			if end {
+				c.appendFrameHeader(0, frameData, flagEndStream, st.id)
+				st.respEnded = true
+			}
+			break
+		}
+		n := int64(min(len(p), c.peerFrameSize))
+		n = min(n, c.sendWindow, st.sendWindow)
+		if n <= 0 {
+			c.flush()
+			st.waitingWindow = true
+			st.cond.Wait()
+			st.waitingWindow = false
+			continue
+		}
+		flags := byte(0)
+		if end && int(n) == len(p) {
+			flags = flagEndStream
+			st.respEnded = true
+		}
+		c.appendFrameHeader(int(n), frameData, flags, st.id)
+		c.wbuf = append(c.wbuf, p[:n]...)
+		c.sendWindow -= n
+		st.sendWindow -= n
+		p = p[n:]
+		if st.respEnded {
+			break
+		}
+		if len(c.wbuf) >= 64<<10 {
+			c.flush()
+		}
+	}
+	st.out = st.out[:0]
+	return nil
+}
+
+// Header implements http.ResponseWriter.
+func (st *stream) Header() http.Header {
+	if st.hdr == nil {
+		st.hdr = make(http.Header, 8)
+	}
+	return st.hdr
+}
+
+// WriteHeader implements http.ResponseWriter: a 1xx status (other than
+// 101) is sent at once as an informational head; the final head waits
+// for the body, a flush or the handler's return.
+func (st *stream) WriteHeader(code int) {
+	if st.status != 0 {
+		return
+	}
+	if code >= 100 && code < 200 {
+		if code == http.StatusSwitchingProtocols {
+			return
+		}
+		c := st.c
+		c.mu.Lock()
+		if !st.reset && !c.closed {
+			c.appendHeaders(st.id, code, st.hdr, false, false)
+			c.flush()
+		}
+		c.mu.Unlock()
+		return
+	}
+	st.status = code
+}
+
+// Write implements http.ResponseWriter.
+func (st *stream) Write(p []byte) (int, error) {
+	if st.status == 0 {
+		st.WriteHeader(http.StatusOK)
+	}
+	c := st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.reset || c.closed {
+		return 0, errStreamClosed
+	}
+	if st.head {
+		return len(p), nil
+	}
+	if st.out == nil {
+		st.out = getBuf()[:0]
+	}
+	st.out = append(st.out, p...)
+	if len(st.out) < bufferedData {
+		return len(p), nil
+	}
+	if err := st.flushLocked(); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// flushLocked writes the head if it waits and the buffered body.
+func (st *stream) flushLocked() error {
+	c := st.c
+	if st.reset || c.closed {
+		return errStreamClosed
+	}
+	if !st.headSent {
+		st.headSent = true
+		c.appendHeaders(st.id, st.status, st.hdr, false, false)
+	}
+	if err := st.writeDataLocked(false); err != nil {
+		return err
+	}
+	c.flush()
+	return nil
+}
+
+// Flush implements http.Flusher.
+func (st *stream) Flush() { _ = st.FlushError() }
+
+// FlushError is Flush with the error (http.ResponseController).
+func (st *stream) FlushError() error {
+	if st.status == 0 {
+		st.WriteHeader(http.StatusOK)
+	}
+	st.c.mu.Lock()
+	defer st.c.mu.Unlock()
+	return st.flushLocked()
+}
+
+// SetReadDeadline bounds the request body reads (http.ResponseController);
+// a past time unblocks a read under way.
+func (st *stream) SetReadDeadline(t time.Time) error {
+	c := st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st.deadline = t
+	st.deadlineHit = false
+	if st.timer != nil {
+		st.timer.Stop()
+	}
+	if t.IsZero() {
+		return nil
+	}
+	d := time.Until(t)
+	if d <= 0 {
+		st.deadlineHit = true
+		st.cond.Broadcast()
+		return nil
+	}
+	st.timer = time.AfterFunc(d, func() {
+		c.mu.Lock()
+		if st.deadline.Equal(t) {
+			st.deadlineHit = true
+			st.cond.Broadcast()
+		}
+		c.mu.Unlock()
+	})
+	return nil
+}
+
+// SetWriteDeadline is accepted and ignored: response writes wait only
+// for the client's flow-control window, which a reset or the end of the
+// connection ends.
+func (st *stream) SetWriteDeadline(time.Time) error { return nil }
+
+// requestBody is Request.Body of a stream with a body.
+type requestBody struct{ st *stream }
+
+// Read implements io.Reader; each read credits the client's windows.
+func (b *requestBody) Read(p []byte) (int, error) {
+	st := b.st
+	c := st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !st.continued {
+		st.continued = true
+		if !st.reset && !c.closed && !st.headSent {
+			c.appendHeaders(st.id, http.StatusContinue, nil, false, false)
+			c.flush()
+		}
+	}
+	for st.inOff == len(st.in) && st.inErr == nil {
+		if st.bodyClosed {
+			return 0, errBodyClosed
+		}
+		if st.deadlineHit {
+			return 0, fmt.Errorf("http2: request body: %w", os.ErrDeadlineExceeded)
+		}
+		st.cond.Wait()
+	}
+	if st.bodyClosed {
+		return 0, errBodyClosed
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if st.inOff == len(st.in) {
+		return 0, st.inErr
+	}
+	n := copy(p, st.in[st.inOff:])
+	st.inOff += n
+	if st.inOff == len(st.in) {
+		st.in, st.inOff = st.in[:0], 0
+	}
+	c.credit(nil, int64(n))
+	c.credit(st, int64(n))
+	c.flush()
+	return n, nil
+}
+
+// Close implements io.Closer: a read under way and later ones fail, and
+// body bytes that arrive later are dropped (their connection window comes
+// back at once).
+func (b *requestBody) Close() error {
+	st := b.st
+	st.c.mu.Lock()
+	defer st.c.mu.Unlock()
+	if !st.bodyClosed {
+		st.bodyClosed = true
+		if n := len(st.in) - st.inOff; n > 0 {
+			st.c.credit(nil, int64(n))
+			st.c.flush()
+		}
+		st.in, st.inOff = st.in[:0], 0
+		st.cond.Broadcast()
+	}
+	return nil
+}
+
+// Buffers of request and response body bytes.
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 2*bufferedData)
+	return &b
+}}
+
+func getBuf() []byte { return *bufPool.Get().(*[]byte) }
+
+func putBuf(b []byte) {
+	if b == nil || cap(b) > 64<<10 {
+		return
+	}
+	b = b[:0]
+	bufPool.Put(&b)
+}

@@ -19,8 +19,8 @@ import (
 // under way. Before it takes a batch it yields once (runtime.Gosched), so
 // that the stream goroutines that are ready to run (their upstream answers
 // came in the same poll of the network) add their frames first: with
-// h2load's 10 streams per connection that cut the writes per response from
-// about 0.75 to a fraction and the CPU per request by a fifth. Frames leave
+// h2load's 10 streams per connection, 0.15 write calls per response are
+// left (strace), and the CPU per request fell by a fifth. Frames leave
 // in the order they were written.
 //
 // Memory stays bounded: a flush waits while the pending bytes and its own

@@ -10,9 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	// Extended CONNECT (RFC 8441) in the HTTP/2 server.
-	_ "github.com/sluice-proxy/sluice/gateway/internal/h2xconnect"
-
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 )
 
@@ -20,7 +17,8 @@ import (
 //
 // An HTTP/2 or HTTP/3 stream is a tunnel request when it is a CONNECT:
 // with a :protocol pseudo-header (extended CONNECT, RFC 8441 and 9220;
-// x/net puts it in a ":protocol" header, quic-go in Request.Proto) it is
+// the HTTP/2 codec puts it in a ":protocol" header, quic-go in
+// Request.Proto) it is
 // presented to the filter chain as the HTTP/1.1 upgrade it stands
 // for, as Envoy does: method GET, the :protocol value as the upgrade (the
 // router adds Upgrade and Connection towards the upstream), and a
@@ -70,9 +68,8 @@ var methodGET = []byte("GET")
 // stream, then copies upstream bytes into DATA frames on the stream's
 // goroutine and the stream's DATA into upstream on a second one. The
 // client's END_STREAM is passed on as a half-close; the upstream's end
-// ends the stream (the x/net server cannot send END_STREAM before the
-// handler returns, so the client's side is then reset with NO_ERROR if
-// still open). An error either way resets the stream.
+// ends the stream (END_STREAM leaves when the handler returns, and the
+// client's side is then reset with NO_ERROR if still open). An error either way resets the stream.
 func (s *stream) h2Tunnel(h *httpfilter.ResponseHeaders, up httpfilter.TunnelConn) error {
 	if s.ended() || s.respStarted {
 		return errStreamEnded

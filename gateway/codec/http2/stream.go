@@ -27,9 +27,9 @@ type stream struct {
 	// request side
 	in          []byte // body bytes; the handler has read those before inOff
 	inOff       int
-	inErr       error  // io.EOF after END_STREAM, or why the stream ended
-	recvAvail   int64  // bytes the client may still send on the stream
-	recvUnsent  int64  // consumed bytes not credited back yet
+	inErr       error // io.EOF after END_STREAM, or why the stream ended
+	recvAvail   int64 // bytes the client may still send on the stream
+	recvUnsent  int64 // consumed bytes not credited back yet
 	received    int64
 	declared    int64 // content-length, or -1
 	recvEnded   bool  // END_STREAM received

@@ -470,3 +470,18 @@ func (s *stream) Context() context.Context {
 	}
 	return s.h2.r.Context()
 }
+
+// resetNotifier is implemented by the HTTP/2 codec's response writer.
+type resetNotifier interface {
+	AfterReset(f func()) (stop func() bool)
+}
+
+// AfterReset runs f on a goroutine of its own when the HTTP/2 or HTTP/3
+// stream is reset or its connection ends, as context.AfterFunc on Context
+// does (which it is for HTTP/3), without a context per call on HTTP/2.
+func (s *stream) AfterReset(f func()) (stop func() bool) {
+	if rn, ok := s.h2.w.(resetNotifier); ok {
+		return rn.AfterReset(f)
+	}
+	return context.AfterFunc(s.h2.r.Context(), f)
+}

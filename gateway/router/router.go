@@ -107,6 +107,15 @@ type filter struct {
 // contexter is implemented by the HTTP connection manager's streams.
 type contexter interface{ Context() context.Context }
 
+// resetWatcher is implemented by the HTTP connection manager's streams:
+// AfterReset is context.AfterFunc on the stream's context without its
+// allocations (f runs on a goroutine of its own, once, when the stream is
+// reset or its connection ends; stop unregisters f and reports whether it
+// had not run).
+type resetWatcher interface {
+	AfterReset(f func()) (stop func() bool)
+}
+
 // protoHTTP2 is StreamInfo.Protocol of an HTTP/2 downstream stream.
 const protoHTTP2 = "HTTP/2"
 
@@ -632,9 +641,12 @@ func (f *filter) fail(err error, started bool) {
 // watch aborts the exchange on uc when the downstream HTTP/2 stream is
 // reset: the blocked upstream read or write fails at once.
 func (f *filter) watch(uc *pool.Conn) {
-	f.stopWatch = context.AfterFunc(f.ctx, func() {
-		_ = uc.SetDeadline(time.Unix(1, 0))
-	})
+	abort := func() { _ = uc.SetDeadline(time.Unix(1, 0)) }
+	if rw, ok := f.cb.(resetWatcher); ok {
+		f.stopWatch = rw.AfterReset(abort)
+		return
+	}
+	f.stopWatch = context.AfterFunc(f.ctx, abort)
 }
 
 func isTimeout(err error) bool {

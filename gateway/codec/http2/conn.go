@@ -2,7 +2,6 @@ package http2
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -106,8 +105,6 @@ type Conn struct {
 	opts    Options
 	handler http.Handler
 	fr      *xh2.Framer
-	ctx     context.Context
-	cancel  context.CancelFunc
 
 	mu        sync.Mutex
 	streams   map[uint32]*stream
@@ -156,7 +153,6 @@ func NewConn(t Transport, opts Options, h http.Handler) *Conn {
 		c.opts.InitialConnectionWindowSize = initialWindow
 	}
 	c.henc = hpack.NewEncoder(&c.hbuf)
-	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
 
@@ -289,7 +285,6 @@ func (c *Conn) closeLocked() {
 		return
 	}
 	c.closed = true
-	c.cancel()
 	for _, st := range c.streams {
 		st.abortLocked(errConnClosed)
 	}

@@ -50,6 +50,7 @@ type stream struct {
 	reset         bool // RST_STREAM sent or received, or the connection ended
 	sendWindow    int64
 	waitingWindow bool
+	onReset       func() // see AfterReset
 	head          bool // a HEAD request: the body is not sent
 }
 
@@ -65,7 +66,10 @@ func newStream(c *Conn, id uint32, req *http.Request) *stream {
 	}
 	st.cond.L = &c.mu
 	st.body.st = st
-	st.ctx, st.cancel = context.WithCancel(c.ctx)
+	// Not derived from a connection context: the end of the connection
+	// cancels every stream it still has (closeLocked), and a stream that
+	// left the table was cancelled then or has returned.
+	st.ctx, st.cancel = context.WithCancel(context.Background())
 	*req = *req.WithContext(st.ctx)
 	st.continued = req.Header.Get("Expect") != "100-continue"
 	return st
@@ -81,6 +85,10 @@ func (st *stream) abortLocked(err error) {
 		st.inErr = err
 	}
 	st.cancel()
+	if f := st.onReset; f != nil {
+		st.onReset = nil
+		go f()
+	}
 	st.cond.Broadcast()
 }
 
@@ -193,6 +201,30 @@ func (st *stream) writeDataLocked(end bool) error {
 	}
 	st.out = st.out[:0]
 	return nil
+}
+
+// AfterReset arranges for f to run on a goroutine of its own when the
+// stream is reset (by either side) or its connection ends; at once if that
+// happened already. stop unregisters f and reports whether it had not run.
+// One f at a time: a second call replaces the first.
+func (st *stream) AfterReset(f func()) (stop func() bool) {
+	c := st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.reset || c.closed {
+		go f()
+		return func() bool { return false }
+	}
+	st.onReset = f
+	return st.stopReset
+}
+
+func (st *stream) stopReset() bool {
+	st.c.mu.Lock()
+	defer st.c.mu.Unlock()
+	registered := st.onReset != nil
+	st.onReset = nil
+	return registered
 }
 
 // Header implements http.ResponseWriter.

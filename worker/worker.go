@@ -98,7 +98,8 @@ func Run(opts Options) int {
 // profile of every worker, for performance work (docs/benchmarks.md): each
 // worker writes its profile to the variable's value followed by
 // ".slot<N>.gen<G>" when it exits (a drain or "sluice stop"; a worker that
-// crashes or is killed writes nothing). Unset in production.
+// crashes or is killed writes nothing), and its allocation profile to the
+// same path with ".allocs" appended. Unset in production.
 const EnvCPUProfile = "SLUICE_CPUPROFILE"
 
 // startCPUProfile starts the worker's CPU profile when EnvCPUProfile is set
@@ -124,6 +125,17 @@ func startCPUProfile(log *zap.Logger, opts Options) func() {
 		pprof.StopCPUProfile()
 		if err := f.Close(); err != nil {
 			log.Warn("cpu profile not written", zap.Error(fmt.Errorf("worker: %w", err)))
+		}
+		// The allocations since the worker started, next to it.
+		a, err := os.Create(path + ".allocs")
+		if err == nil {
+			err = pprof.Lookup("allocs").WriteTo(a, 0)
+			if cerr := a.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			log.Warn("allocation profile not written", zap.Error(fmt.Errorf("worker: %w", err)))
 		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http2/hpack"
+
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 )
 
@@ -98,10 +100,28 @@ func (s *stream) runH2() (abort bool) {
 	return abort
 }
 
-// fillHeaders converts the x/net/http2 request into h: pseudo-fields from
-// the request, fields with lowercase names (HTTP/2 sends them lowercase;
-// net/http canonicalised them). Cookies arrive joined by the server.
+// rawFields is implemented by the HTTP/2 codec's response writer (with
+// its RawFields option): the request fields as decoded.
+type rawFields interface {
+	RequestFields() []hpack.HeaderField
+}
+
+// fieldsWriter is implemented by the HTTP/2 codec's response writer: the
+// head and trailers as lists of fields, encoded without a header map.
+type fieldsWriter interface {
+	WriteHeaderFields(code int, fields []httpfilter.Field)
+	WriteTrailerFields(fields []httpfilter.Field)
+}
+
+// fillHeaders converts the HTTP/2 or HTTP/3 request into h: pseudo-fields
+// from the request, fields with lowercase names (HTTP/2 sends them
+// lowercase; net/http canonicalised them). Cookies arrive joined by the
+// HTTP/3 server; fillRawHeaders joins them for HTTP/2.
 func (hs *h2stream) fillHeaders(h *httpfilter.RequestHeaders, r *http.Request) {
+	if rf, ok := hs.w.(rawFields); ok {
+		hs.fillRawHeaders(h, r, rf.RequestFields())
+		return
+	}
 	h.Reset()
 	n := len(r.Method) + len(r.Host) + len(r.RequestURI)
 	for k, vv := range r.Header {
@@ -128,6 +148,62 @@ func (hs *h2stream) fillHeaders(h *httpfilter.RequestHeaders, r *http.Request) {
 			b, val = appendSlice(b, v)
 			h.Fields = append(h.Fields, httpfilter.Field{Name: name, Value: val})
 		}
+	}
+	hs.fieldBuf = b
+}
+
+// fillRawHeaders is fillHeaders from the fields as the HTTP/2 codec decoded
+// them: "host" is the authority's (RFC 9113 §8.3.1), and the cookie fields
+// become one, joined with "; " (§8.2.3), after the others.
+func (hs *h2stream) fillRawHeaders(h *httpfilter.RequestHeaders, r *http.Request, fields []hpack.HeaderField) {
+	h.Reset()
+	n := len(r.Method) + len(r.Host) + len(r.RequestURI)
+	for i := range fields {
+		n += len(fields[i].Name) + len(fields[i].Value) + 2
+	}
+	proto := r.Header[":protocol"]
+	if len(proto) > 0 {
+		n += len(":protocol") + len(proto[0])
+	}
+	b := hs.fieldBuf[:0]
+	if cap(b) < n {
+		b = make([]byte, 0, n)
+	}
+	b, h.Method = appendSlice(b, r.Method)
+	b, h.Authority = appendSlice(b, r.Host)
+	b, h.Path = appendSlice(b, r.RequestURI)
+	cookies := 0
+	for i := range fields {
+		switch f := &fields[i]; f.Name {
+		case "host":
+		case "cookie":
+			cookies++
+		default:
+			var name, val []byte
+			b, name = appendSlice(b, f.Name)
+			b, val = appendSlice(b, f.Value)
+			h.Fields = append(h.Fields, httpfilter.Field{Name: name, Value: val})
+		}
+	}
+	if cookies > 0 {
+		var name []byte
+		b, name = appendSlice(b, "cookie")
+		start := len(b)
+		for i := range fields {
+			if fields[i].Name == "cookie" {
+				if len(b) > start {
+					b = append(b, "; "...)
+				}
+				b = append(b, fields[i].Value...)
+			}
+		}
+		h.Fields = append(h.Fields, httpfilter.Field{Name: name, Value: b[start:len(b):len(b)]})
+	}
+	if len(proto) > 0 {
+		var name, val []byte
+		b, name = appendSlice(b, ":protocol")
+		b, val = appendSlice(b, proto[0])
+		h.Fields = append(h.Fields, httpfilter.Field{Name: name, Value: val})
 	}
 	hs.fieldBuf = b
 }
@@ -294,13 +370,16 @@ func (s *stream) h2Head(h *httpfilter.ResponseHeaders, end bool) error {
 	s.resp = h
 	s.info.ResponseCode = h.Status
 	hs := s.h2
-	hdr := hs.w.Header()
-	setH2Fields(hdr, &h.Headers)
 	if h.Status < 200 || h.Status > 999 {
 		s.reset = true
 		return errStreamEnded
 	}
-	hs.w.WriteHeader(h.Status)
+	if fw, ok := hs.w.(fieldsWriter); ok {
+		fw.WriteHeaderFields(h.Status, h.Headers.Fields)
+	} else {
+		setH2Fields(hs.w.Header(), &h.Headers)
+		hs.w.WriteHeader(h.Status)
+	}
 	hs.wrote = true // the head waits in the server's buffer until a flush
 	if end {
 		return s.h2Finish()
@@ -422,6 +501,10 @@ func (s *stream) h2Data(data []byte, end bool) error {
 
 // h2Trailers ends the response with trailers.
 func (s *stream) h2Trailers(t *httpfilter.Headers) error {
+	if fw, ok := s.h2.w.(fieldsWriter); ok {
+		fw.WriteTrailerFields(t.Fields)
+		return s.h2Finish()
+	}
 	hdr := s.h2.w.Header()
 	for i := range t.Fields {
 		fl := &t.Fields[i]
@@ -448,6 +531,14 @@ func (s *stream) h2Finish() error {
 // h2Info1xx sends an informational head.
 func (s *stream) h2Info1xx(h *httpfilter.ResponseHeaders) error {
 	if h.Status == 101 || h.Status < 100 || h.Status > 199 {
+		return nil
+	}
+	if fw, ok := s.h2.w.(fieldsWriter); ok {
+		fw.WriteHeaderFields(h.Status, h.Headers.Fields)
+		if err := s.h2.r.Context().Err(); err != nil {
+			s.downstreamGone()
+			return errStreamEnded
+		}
 		return nil
 	}
 	hdr := s.h2.w.Header()

@@ -78,6 +78,7 @@ func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 		TLS:                         c.info.TLSState,
 		RemoteAddr:                  c.info.RemoteAddr.String(),
 		Log:                         log,
+		RawFields:                   true,
 	}, hc)
 	// The read side always counts as idle: a drain wakes the blocked frame
 	// read with a past deadline, and h2conn.Read turns that into a graceful

@@ -1,7 +1,6 @@
 package http2
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -82,6 +81,10 @@ type Options struct {
 	RemoteAddr string
 	// Log gets protocol errors at the debug level; nil: none.
 	Log *zap.Logger
+	// RawFields leaves Request.Header empty but for the extended CONNECT
+	// protocol (":protocol"): the handler reads the request fields as
+	// decoded, through the ResponseWriter's RequestFields method.
+	RawFields bool
 }
 
 // Transport is what a connection reads and writes.
@@ -110,8 +113,7 @@ type Conn struct {
 	streams   map[uint32]*stream
 	maxStream uint32 // largest stream id the client opened
 	wbuf      []byte // frames being built, written by flush
-	henc      *hpack.Encoder
-	hbuf      bytes.Buffer
+	hbuf      []byte // header block scratch
 	// outbound flow control and the client's settings
 	sendWindow    int64
 	peerWindow    int64 // SETTINGS_INITIAL_WINDOW_SIZE of the client
@@ -152,7 +154,6 @@ func NewConn(t Transport, opts Options, h http.Handler) *Conn {
 	if c.opts.InitialConnectionWindowSize < initialWindow {
 		c.opts.InitialConnectionWindowSize = initialWindow
 	}
-	c.henc = hpack.NewEncoder(&c.hbuf)
 	return c
 }
 
@@ -403,8 +404,8 @@ func (c *Conn) processSettings(f *xh2.SettingsFrame) xh2.ErrCode {
 			return err
 		}
 		switch s.ID {
-		case xh2.SettingHeaderTableSize:
-			c.henc.SetMaxDynamicTableSize(s.Val)
+		// SETTINGS_HEADER_TABLE_SIZE needs nothing: the encoder never
+		// uses the dynamic table (hpack.go).
 		case xh2.SettingInitialWindowSize:
 			delta := int64(s.Val) - c.peerWindow
 			c.peerWindow = int64(s.Val)
@@ -556,10 +557,6 @@ func (c *Conn) credit(st *stream, n int64) {
 	}
 }
 
-// connHeaders are the connection-specific fields a request must not carry
-// (RFC 9113 §8.2.2).
-var connHeaders = [...]string{"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
-
 func (c *Conn) processHeaders(f *xh2.MetaHeadersFrame) xh2.ErrCode {
 	id := f.StreamID
 	if id%2 != 1 {
@@ -608,6 +605,7 @@ func (c *Conn) processHeaders(f *xh2.MetaHeadersFrame) xh2.ErrCode {
 		return xh2.ErrCodeNo
 	}
 	st := newStream(c, id, req)
+	st.fields = f.RegularFields()
 	if f.Truncated {
 		st.tooLarge = true
 	}
@@ -650,42 +648,51 @@ func (c *Conn) newRequest(f *xh2.MetaHeadersFrame) (*http.Request, xh2.ErrCode) 
 		return nil, xh2.ErrCodeProtocol
 	}
 	fields := f.RegularFields()
-	header := make(http.Header, len(fields)+1)
-	var cookies []string
+	declared := int64(-1)
+	host := ""
 	for _, hf := range fields {
-		for _, ch := range connHeaders {
-			if hf.Name == ch {
-				return nil, xh2.ErrCodeProtocol
-			}
-		}
 		switch hf.Name {
+		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+			return nil, xh2.ErrCodeProtocol
 		case "te":
 			if hf.Value != "trailers" {
 				return nil, xh2.ErrCodeProtocol
 			}
-		case "cookie":
-			cookies = append(cookies, hf.Value)
-			continue
+		case "content-length":
+			n, err := strconv.ParseUint(hf.Value, 10, 63)
+			if err != nil || declared >= 0 {
+				return nil, xh2.ErrCodeProtocol
+			}
+			declared = int64(n)
+		case "host":
+			if host == "" {
+				host = hf.Value
+			}
 		}
-		k := canonicalKey(hf.Name)
-		header[k] = append(header[k], hf.Value)
-	}
-	if len(cookies) > 0 {
-		header["Cookie"] = []string{strings.Join(cookies, "; ")}
 	}
 	if authority == "" {
-		authority = header.Get("Host")
+		authority = host
+	}
+	var header http.Header
+	if c.opts.RawFields {
+		header = make(http.Header, 1)
+	} else {
+		header = make(http.Header, len(fields)+1)
+		var cookies []string
+		for _, hf := range fields {
+			if hf.Name == "cookie" {
+				cookies = append(cookies, hf.Value)
+				continue
+			}
+			k := canonicalKey(hf.Name)
+			header[k] = append(header[k], hf.Value)
+		}
+		if len(cookies) > 0 {
+			header["Cookie"] = []string{strings.Join(cookies, "; ")}
+		}
 	}
 	if protocol != "" {
 		header[":protocol"] = []string{protocol}
-	}
-	declared := int64(-1)
-	if vv := header["Content-Length"]; len(vv) > 0 {
-		n, err := strconv.ParseUint(vv[0], 10, 63)
-		if err != nil || len(vv) > 1 {
-			return nil, xh2.ErrCodeProtocol
-		}
-		declared = int64(n)
 	}
 	uri := path
 	if method == "CONNECT" && protocol == "" {
@@ -835,9 +842,9 @@ func (c *Conn) appendWindowUpdate(id uint32, n int64) {
 // except trailer declarations written as http.TrailerPrefix keys; with
 // trailers set, only those) as HEADERS and CONTINUATION frames.
 func (c *Conn) appendHeaders(id uint32, status int, h http.Header, trailers, end bool) {
-	c.hbuf.Reset()
+	b := c.hbuf[:0]
 	if !trailers {
-		c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(status)})
+		b = appendStatus(b, status)
 	}
 	for k, vv := range h {
 		if trailers {
@@ -849,14 +856,29 @@ func (c *Conn) appendHeaders(id uint32, status int, h http.Header, trailers, end
 			continue
 		}
 		name := lowerKey(k)
-		if name == "connection" || name == "transfer-encoding" || name == "keep-alive" || name == "proxy-connection" || name == "upgrade" {
+		if connectionSpecific(name) {
 			continue
 		}
 		for _, v := range vv {
-			c.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
+			b = appendField(b, name, v)
 		}
 	}
-	block := c.hbuf.Bytes()
+	c.hbuf = b
+	c.appendBlock(id, b, end)
+}
+
+// connectionSpecific reports the fields HTTP/2 forbids (RFC 9113 §8.2.2).
+func connectionSpecific(name string) bool {
+	switch name {
+	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+		return true
+	}
+	return false
+}
+
+// appendBlock frames an encoded header block as HEADERS and CONTINUATION
+// frames.
+func (c *Conn) appendBlock(id uint32, block []byte, end bool) {
 	flags := byte(0)
 	if end {
 		flags |= flagEndStream

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	xh2 "golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 )
 
 // stream is one request stream: its state on the connection, the request
@@ -41,8 +44,13 @@ type stream struct {
 	deadlineHit bool
 	timer       *time.Timer
 
+	fields []hpack.HeaderField // the request's regular fields
+
 	// response side
 	hdr           http.Header
+	headBlock     []byte // the head encoded by WriteHeaderFields; nil: from hdr
+	trailerBlock  []byte // the trailers encoded by WriteTrailerFields
+	headArr       [192]byte
 	status        int
 	out           []byte // body bytes not written yet
 	headSent      bool
@@ -117,10 +125,10 @@ func (st *stream) finishLocked() {
 	if st.status == 0 {
 		st.status = http.StatusOK
 	}
-	trailers := trailerFields(st.hdr)
+	trailers := st.trailerBlock != nil || trailerFields(st.hdr)
 	if !st.headSent {
 		st.headSent = true
-		c.appendHeaders(st.id, st.status, st.hdr, false, len(st.out) == 0 && !trailers)
+		st.appendHead(len(st.out) == 0 && !trailers)
 		if len(st.out) == 0 && !trailers {
 			st.respEnded = true
 		}
@@ -131,7 +139,11 @@ func (st *stream) finishLocked() {
 			return
 		}
 		if trailers {
-			c.appendHeaders(st.id, 0, st.hdr, true, true)
+			if st.trailerBlock != nil {
+				c.appendBlock(st.id, st.trailerBlock, true)
+			} else {
+				c.appendHeaders(st.id, 0, st.hdr, true, true)
+			}
 			st.respEnded = true
 		}
 	}
@@ -227,6 +239,65 @@ func (st *stream) stopReset() bool {
 	return registered
 }
 
+// appendHead queues the response head.
+func (st *stream) appendHead(end bool) {
+	if st.headBlock != nil {
+		st.c.appendBlock(st.id, st.headBlock, end)
+		return
+	}
+	st.c.appendHeaders(st.id, st.status, st.hdr, false, end)
+}
+
+// RequestFields returns the request's fields other than pseudo-fields, as
+// decoded (lowercase names, in order, cookies not joined). The handler's
+// until it returns.
+func (st *stream) RequestFields() []hpack.HeaderField { return st.fields }
+
+// WriteHeaderFields is WriteHeader with the fields given as a list of
+// lowercase names and values instead of through Header: the head is
+// encoded at once (connection-specific fields left out); a 1xx status
+// (other than 101) is sent at once.
+func (st *stream) WriteHeaderFields(code int, fields []httpfilter.Field) {
+	if st.status != 0 {
+		return
+	}
+	b := appendStatus(st.headArr[:0], code)
+	for i := range fields {
+		if f := &fields[i]; !connectionSpecific(string(f.Name)) {
+			b = appendField(b, f.Name, f.Value)
+		}
+	}
+	if code >= 100 && code < 200 {
+		if code == http.StatusSwitchingProtocols {
+			return
+		}
+		c := st.c
+		c.mu.Lock()
+		if !st.reset && !c.closed {
+			c.appendBlock(st.id, b, false)
+			c.flush()
+		}
+		c.mu.Unlock()
+		return
+	}
+	st.status = code
+	st.headBlock = b
+}
+
+// WriteTrailerFields sets the trailers sent when the handler returns, as a
+// list of lowercase names and values.
+func (st *stream) WriteTrailerFields(fields []httpfilter.Field) {
+	var b []byte
+	for i := range fields {
+		if f := &fields[i]; !connectionSpecific(string(f.Name)) {
+			b = appendField(b, f.Name, f.Value)
+		}
+	}
+	if len(b) > 0 {
+		st.trailerBlock = b
+	}
+}
+
 // Header implements http.ResponseWriter.
 func (st *stream) Header() http.Header {
 	if st.hdr == nil {
@@ -293,7 +364,7 @@ func (st *stream) flushLocked() error {
 	}
 	if !st.headSent {
 		st.headSent = true
-		c.appendHeaders(st.id, st.status, st.hdr, false, false)
+		st.appendHead(false)
 	}
 	if err := st.writeDataLocked(false); err != nil {
 		return err

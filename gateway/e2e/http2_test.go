@@ -327,3 +327,34 @@ func TestHTTP2ResponseHeadersAreNotDuplicatedOrInvented(t *testing.T) {
 		t.Errorf("untyped response: date %q, want exactly [%q]", got, date)
 	}
 }
+
+// The client splits its Cookie field into one field per cookie (RFC 9113
+// §8.2.3, as x/net's transport does); an HTTP/1.1 upstream must get them
+// joined into one Cookie field with "; ", after the other fields, and
+// without the Host field the request's :authority stands for.
+func TestHTTP2CookieFieldsReachAnHTTP1UpstreamAsOneField(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "cookie=%q x=%q host=%s", r.Header.Values("Cookie"), r.Header.Values("X-Thing"), r.Host)
+	}))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	req, err := http.NewRequest("GET", "http://"+p.Addr("http")+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Cookie", "a=1; b=2; c=3")
+	req.Header.Add("X-Thing", "one")
+	req.Header.Add("X-Thing", "two")
+	resp, err := h2cClient(nil).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.ProtoMajor != 2 {
+		t.Fatalf("%s %v", resp.Proto, err)
+	}
+	want := fmt.Sprintf("cookie=%q x=%q host=%s", []string{"a=1; b=2; c=3"}, []string{"one", "two"}, p.Addr("http"))
+	if string(body) != want {
+		t.Fatalf("upstream saw %s, want %s", body, want)
+	}
+}

@@ -59,7 +59,7 @@ type stream struct {
 	sendWindow    int64
 	waitingWindow bool
 	onReset       func() // see AfterReset
-	head          bool // a HEAD request: the body is not sent
+	head          bool   // a HEAD request: the body is not sent
 }
 
 func newStream(c *Conn, id uint32, req *http.Request) *stream {

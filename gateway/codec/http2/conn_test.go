@@ -1,0 +1,557 @@
+package http2
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	xh2 "golang.org/x/net/http2"
+)
+
+func testOpts() Options { return Options{MaxConcurrentStreams: 100} }
+
+// pattern returns n bytes that differ with their offset, so that a lost,
+// repeated or reordered chunk shows.
+func pattern(n int) []byte {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(i*7 + i/251)
+	}
+	return p
+}
+
+func TestGetAndPostWithBodiesBothWays(t *testing.T) {
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, "hello "+r.RequestURI)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("X-Got", strconv.Itoa(len(body)))
+		w.Write(body)
+	}))
+	client := h2cClient(t)
+
+	resp, err := client.Get("http://" + s.addr + "/a/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || resp.ProtoMajor != 2 || string(body) != "hello /a/b" ||
+		resp.Header.Get("Content-Type") != "text/plain" {
+		t.Fatalf("GET: %v %d %d %q %v", err, resp.StatusCode, resp.ProtoMajor, body, resp.Header)
+	}
+
+	sent := pattern(300 << 10)
+	resp, err = client.Post("http://"+s.addr+"/echo", "application/octet-stream", bytes.NewReader(sent))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || resp.Header.Get("X-Got") != strconv.Itoa(len(sent)) || !bytes.Equal(body, sent) {
+		t.Fatalf("POST: %v %d %v, %d bytes back (equal %v)", err, resp.StatusCode, resp.Header, len(body), bytes.Equal(body, sent))
+	}
+}
+
+// The client's stream window is 16 KiB: the handler's single Write of a
+// larger body returns only after the client has granted it all, the server
+// never sends beyond the window, and every byte arrives in order.
+func TestDownloadWaitsForTheClientsWindow(t *testing.T) {
+	const window = 16384
+	want := pattern(200 << 10)
+	wrote := make(chan struct{})
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(want)
+		close(wrote)
+	}))
+	rc := dialRaw(t, s.addr, xh2.Setting{ID: xh2.SettingInitialWindowSize, Val: window})
+	if err := rc.fr.WriteWindowUpdate(0, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	rc.headers(1, "GET", true)
+
+	var got []byte
+	granted := window
+	for {
+		f := rc.next()
+		switch f := f.(type) {
+		case *xh2.RSTStreamFrame, *xh2.GoAwayFrame:
+			t.Fatalf("unexpected %v", f)
+		case *xh2.DataFrame:
+			got = append(got, f.Data()...)
+			if len(got) > granted {
+				t.Fatalf("server sent %d bytes, the window allowed %d", len(got), granted)
+			}
+			if f.StreamEnded() {
+				if !bytes.Equal(got, want) {
+					t.Fatalf("got %d bytes, want %d (equal %v)", len(got), len(want), bytes.Equal(got, want))
+				}
+				recv(t, "the handler's Write", wrote)
+				return
+			}
+			if len(got) == granted {
+				select {
+				case <-wrote:
+					t.Fatalf("Write returned with %d of %d bytes sent", len(got), len(want))
+				default:
+				}
+				granted += 10000
+				if err := rc.fr.WriteWindowUpdate(1, 10000); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+}
+
+// A 200 KiB upload on a 16 KiB stream window (64 KiB connection window),
+// read by a handler that reads only when told to: the server grants the
+// client no more than the handler has read, the client (which sends only
+// what it is granted) never gets an error, and the handler gets every
+// byte.
+func TestUploadIsCreditedAsTheHandlerReads(t *testing.T) {
+	const window = 16384
+	opts := testOpts()
+	opts.InitialStreamWindowSize = window
+	sent := pattern(200 << 10)
+	readReq := make(chan int)
+	var consumed atomic.Int64
+	type result struct {
+		body []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	s := startServer(t, opts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body []byte
+		for n := range readReq {
+			buf := make([]byte, n)
+			if _, err := io.ReadFull(r.Body, buf); err != nil {
+				done <- result{err: err}
+				return
+			}
+			body = append(body, buf...)
+			consumed.Add(int64(n))
+			readReq <- n
+		}
+		rest, err := io.ReadAll(r.Body)
+		done <- result{append(body, rest...), err}
+		io.WriteString(w, "ok")
+	}))
+	rc := dialRaw(t, s.addr)
+	rc.headers(1, "POST", false)
+
+	off := 0
+	streamWin, connWin := int64(window), int64(initialWindow)
+	streamGranted, connGranted := int64(window), int64(initialWindow)
+	for off < len(sent) {
+		if n := int(min(streamWin, connWin, 16384, int64(len(sent)-off))); n > 0 {
+			rc.data(1, false, sent[off:off+n])
+			off += n
+			streamWin -= int64(n)
+			connWin -= int64(n)
+			continue
+		}
+		// Out of window: let the handler read part of what it has, then
+		// wait for the credit.
+		n := int(min(5000, int64(off)-consumed.Load()))
+		readReq <- n
+		recv(t, "the handler's read", readReq)
+		for streamWin <= 0 || connWin <= 0 {
+			switch f := rc.next().(type) {
+			case *xh2.WindowUpdateFrame:
+				inc := int64(f.Increment)
+				if f.StreamID == 0 {
+					connWin += inc
+					connGranted += inc
+				} else {
+					streamWin += inc
+					streamGranted += inc
+				}
+				// The connection's first WINDOW_UPDATE may restore its
+				// window to the configured size: allow it.
+				if streamGranted > window+consumed.Load() || connGranted > int64(initialWindow)+consumed.Load() {
+					t.Fatalf("granted %d (stream) %d (connection) with %d bytes read", streamGranted, connGranted, consumed.Load())
+				}
+			case *xh2.RSTStreamFrame, *xh2.GoAwayFrame:
+				t.Fatalf("unexpected %v", f)
+			}
+		}
+	}
+	rc.data(1, true, nil)
+	close(readReq)
+	res := recv(t, "the request body", done)
+	if res.err != nil || !bytes.Equal(res.body, sent) {
+		t.Fatalf("handler read %d bytes (equal %v), error %v", len(res.body), bytes.Equal(res.body, sent), res.err)
+	}
+	if status, body := rc.response(1); status != 200 || string(body) != "ok" {
+		t.Fatalf("response %d %q", status, body)
+	}
+}
+
+func TestTrailersBothWays(t *testing.T) {
+	type seen struct{ trailer, body string }
+	got := make(chan seen, 1)
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// (Request.Trailer may be read only after the body's EOF.)
+		body, _ := io.ReadAll(r.Body)
+		got <- seen{r.Trailer.Get("X-Req-Sum"), string(body)}
+		w.Header().Set(http.TrailerPrefix+"X-Resp-Sum", "resp-42")
+		io.WriteString(w, "body")
+	}))
+	req, err := http.NewRequest("POST", "http://"+s.addr+"/", io.NopCloser(strings.NewReader("payload")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Trailer = http.Header{"X-Req-Sum": {"req-42"}}
+	resp, err := h2cClient(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || string(body) != "body" {
+		t.Fatalf("response: %v %d %q", err, resp.StatusCode, body)
+	}
+	if v := resp.Trailer.Get("X-Resp-Sum"); v != "resp-42" {
+		t.Errorf("response trailer %q, want resp-42 (trailers %v)", v, resp.Trailer)
+	}
+	if _, ok := resp.Header[http.TrailerPrefix+"X-Resp-Sum"]; ok {
+		t.Error("the trailer was sent in the response head")
+	}
+	v := recv(t, "the handler", got)
+	if v.body != "payload" || v.trailer != "req-42" {
+		t.Errorf("handler saw body %q, trailer %q", v.body, v.trailer)
+	}
+}
+
+func TestStreamsBeyondMaxConcurrentStreamsAreRefused(t *testing.T) {
+	opts := testOpts()
+	opts.MaxConcurrentStreams = 1
+	release := make(chan struct{})
+	s := startServer(t, opts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		io.WriteString(w, "first")
+	}))
+	rc := dialRaw(t, s.addr)
+	rc.until("the server's SETTINGS", func(f xh2.Frame) bool {
+		sf, ok := f.(*xh2.SettingsFrame)
+		if !ok || sf.IsAck() {
+			return false
+		}
+		if v, _ := sf.Value(xh2.SettingMaxConcurrentStreams); v != 1 {
+			t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS %d", v)
+		}
+		return true
+	})
+	rc.headers(1, "GET", true)
+	rc.headers(3, "GET", true)
+	if code := rc.rst(3); code != xh2.ErrCodeRefusedStream {
+		t.Fatalf("stream 3 reset with %v, want REFUSED_STREAM", code)
+	}
+	close(release)
+	if status, body := rc.response(1); status != 200 || string(body) != "first" {
+		t.Fatalf("stream 1: %d %q", status, body)
+	}
+	// With stream 1 done, a new stream is served.
+	rc.headers(5, "GET", true)
+	if status, _ := rc.response(5); status != 200 {
+		t.Fatalf("stream 5: %d", status)
+	}
+}
+
+func TestShutdownIsTwoGoAwaysAndWaitsForOpenStreams(t *testing.T) {
+	started := make(chan string, 4)
+	release := make(chan struct{})
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- r.RequestURI
+		<-release
+		io.WriteString(w, "done "+r.RequestURI)
+	}))
+	rc := dialRaw(t, s.addr)
+	rc.headers(1, "GET", true, ":path", "/one")
+	_ = recv(t, "stream 1's handler", started)
+	c := s.conn(t)
+	c.Shutdown()
+
+	ga := rc.until("the first GOAWAY", func(f xh2.Frame) bool { _, ok := f.(*xh2.GoAwayFrame); return ok }).(*xh2.GoAwayFrame)
+	if ga.LastStreamID != maxWindow || ga.ErrCode != xh2.ErrCodeNo {
+		t.Fatalf("first GOAWAY: last stream %d, code %v", ga.LastStreamID, ga.ErrCode)
+	}
+	ping := rc.next()
+	pf, ok := ping.(*xh2.PingFrame)
+	if !ok || pf.IsAck() {
+		t.Fatalf("after the first GOAWAY: %v, want a PING", ping)
+	}
+	// A stream opened before the client answers the PING is still served.
+	rc.headers(3, "GET", true)
+	_ = recv(t, "stream 3's handler", started)
+	if err := rc.fr.WritePing(true, pf.Data); err != nil {
+		t.Fatal(err)
+	}
+	ga = rc.until("the final GOAWAY", func(f xh2.Frame) bool {
+		switch f := f.(type) {
+		case *xh2.GoAwayFrame:
+			return true
+		case *xh2.MetaHeadersFrame, *xh2.DataFrame, *xh2.RSTStreamFrame:
+			t.Fatalf("before the final GOAWAY: %v", f)
+		}
+		return false
+	}).(*xh2.GoAwayFrame)
+	if ga.LastStreamID != 3 || ga.ErrCode != xh2.ErrCodeNo {
+		t.Fatalf("final GOAWAY: last stream %d, code %v", ga.LastStreamID, ga.ErrCode)
+	}
+	// A stream after the final GOAWAY is ignored.
+	rc.headers(5, "GET", true)
+	close(release)
+	got := map[uint32]string{}
+	for ended := 0; ended < 2; {
+		f := rc.next()
+		if f.Header().StreamID == 5 {
+			t.Fatalf("stream 5 was served after the final GOAWAY: %v", f)
+		}
+		switch f := f.(type) {
+		case *xh2.DataFrame:
+			got[f.StreamID] += string(f.Data())
+			if f.StreamEnded() {
+				ended++
+			}
+		case *xh2.MetaHeadersFrame:
+			if f.StreamEnded() {
+				ended++
+			}
+		case *xh2.RSTStreamFrame:
+			t.Fatalf("stream %d reset with %v", f.StreamID, f.ErrCode)
+		}
+	}
+	if got[1] != "done /one" || got[3] != "done /" {
+		t.Fatalf("responses %v", got)
+	}
+	rc.closed()
+}
+
+func TestIdleTimeoutSendsGoAwayAndCloses(t *testing.T) {
+	opts := testOpts()
+	opts.IdleTimeout = 100 * time.Millisecond
+	s := startServer(t, opts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	rc := dialRaw(t, s.addr)
+	ga := rc.until("GOAWAY", func(f xh2.Frame) bool { _, ok := f.(*xh2.GoAwayFrame); return ok }).(*xh2.GoAwayFrame)
+	if ga.ErrCode != xh2.ErrCodeNo || ga.LastStreamID != 0 {
+		t.Fatalf("GOAWAY last stream %d code %v", ga.LastStreamID, ga.ErrCode)
+	}
+	rc.closed()
+}
+
+func TestClientResetCancelsTheRequestContext(t *testing.T) {
+	started := make(chan struct{})
+	result := make(chan error, 1)
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		select {
+		case <-r.Context().Done():
+			result <- r.Context().Err()
+		case <-time.After(waitLimit):
+			result <- errors.New("context not canceled")
+		}
+	}))
+	rc := dialRaw(t, s.addr)
+	rc.headers(1, "GET", true)
+	recv(t, "the handler", started)
+	if err := rc.fr.WriteRSTStream(1, xh2.ErrCodeCancel); err != nil {
+		t.Fatal(err)
+	}
+	if err := recv(t, "the request context's end", result); !errors.Is(err, context.Canceled) {
+		t.Fatalf("context error %v", err)
+	}
+}
+
+func TestHandlerAbortResetsTheStream(t *testing.T) {
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.RequestURI == "/after-head" {
+			io.WriteString(w, "partial")
+			w.(http.Flusher).Flush()
+		}
+		panic(http.ErrAbortHandler)
+	}))
+	rc := dialRaw(t, s.addr)
+	rc.headers(1, "GET", true)
+	if code := rc.rst(1); code != xh2.ErrCodeInternal {
+		t.Fatalf("stream 1 reset with %v", code)
+	}
+	rc.headers(3, "GET", true, ":path", "/after-head")
+	var sawData bool
+	f := rc.until("RST_STREAM on stream 3", func(f xh2.Frame) bool {
+		switch f := f.(type) {
+		case *xh2.DataFrame:
+			if f.StreamID == 3 {
+				sawData = true
+				if f.StreamEnded() {
+					t.Fatal("the aborted response ended normally")
+				}
+			}
+		case *xh2.RSTStreamFrame:
+			return f.StreamID == 3
+		}
+		return false
+	}).(*xh2.RSTStreamFrame)
+	if f.ErrCode != xh2.ErrCodeInternal || !sawData {
+		t.Fatalf("stream 3 reset with %v, data before it %v", f.ErrCode, sawData)
+	}
+}
+
+func TestHeaderListOverTheLimitGets431(t *testing.T) {
+	opts := testOpts()
+	opts.MaxHeaderListSize = 1024
+	var served atomic.Bool
+	s := startServer(t, opts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Store(true) }))
+	rc := dialRaw(t, s.addr)
+	// Over the limit, but under twice it: x/net's Framer ends the
+	// connection for a header block larger than that, or for a single
+	// field longer than the limit.
+	big := strings.Repeat("a", 400)
+	rc.headers(1, "GET", true, "x-big-1", big, "x-big-2", big, "x-big-3", big)
+	if status, _ := rc.response(1); status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("status %d", status)
+	}
+	if served.Load() {
+		t.Fatal("the handler ran")
+	}
+	// The connection goes on.
+	rc.headers(3, "GET", true, "x-small", "b")
+	if status, _ := rc.response(3); status != 200 || !served.Load() {
+		t.Fatalf("next stream: %d, served %v", status, served.Load())
+	}
+}
+
+func TestExpectContinueIsSentOnTheFirstBodyRead(t *testing.T) {
+	readNow := make(chan struct{})
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-readNow:
+		case <-r.Context().Done():
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		w.Write(body)
+	}))
+	rc := dialRaw(t, s.addr)
+	rc.headers(1, "POST", false, "expect", "100-continue", "content-length", "5")
+	// The server answers a PING after the HEADERS frame: nothing of
+	// stream 1 may come before the handler reads.
+	if err := rc.fr.WritePing(false, [8]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	rc.until("PING ACK", func(f xh2.Frame) bool {
+		if f.Header().StreamID == 1 {
+			t.Fatalf("before the first read: %v", f)
+		}
+		p, ok := f.(*xh2.PingFrame)
+		return ok && p.IsAck()
+	})
+	close(readNow)
+	hf := rc.until("100", func(f xh2.Frame) bool { return f.Header().StreamID == 1 }).(*xh2.MetaHeadersFrame)
+	if s := hf.PseudoValue("status"); s != "100" || hf.StreamEnded() {
+		t.Fatalf("first head %q (end stream %v)", s, hf.StreamEnded())
+	}
+	rc.data(1, true, []byte("hello"))
+	if status, body := rc.response(1); status != 200 || string(body) != "hello" {
+		t.Fatalf("response %d %q", status, body)
+	}
+}
+
+// blockedReadHandler starts a body read that has nothing to read, ends it
+// with unblock and reports the read's error.
+func blockedReadHandler(unblock func(w http.ResponseWriter, r *http.Request), result chan<- error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		errc := make(chan error, 1)
+		go func() {
+			_, err := r.Body.Read(make([]byte, 10))
+			errc <- err
+		}()
+		unblock(w, r)
+		select {
+		case err := <-errc:
+			result <- err
+		case <-r.Context().Done():
+			result <- fmt.Errorf("read not unblocked: %w", r.Context().Err())
+		}
+	})
+}
+
+func TestRequestBodyCloseUnblocksARead(t *testing.T) {
+	result := make(chan error, 1)
+	s := startServer(t, testOpts(), blockedReadHandler(func(w http.ResponseWriter, r *http.Request) {
+		r.Body.Close()
+	}, result))
+	rc := dialRaw(t, s.addr)
+	rc.headers(1, "POST", false)
+	err := recv(t, "the read", result)
+	if err == nil || err == io.EOF || errors.Is(err, context.Canceled) {
+		t.Fatalf("read error %v", err)
+	}
+	if status, _ := rc.response(1); status != 200 {
+		t.Fatalf("status %d", status)
+	}
+}
+
+func TestPastReadDeadlineUnblocksARead(t *testing.T) {
+	result := make(chan error, 1)
+	s := startServer(t, testOpts(), blockedReadHandler(func(w http.ResponseWriter, r *http.Request) {
+		if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
+			panic(err)
+		}
+	}, result))
+	rc := dialRaw(t, s.addr)
+	rc.headers(1, "POST", false)
+	if err := recv(t, "the read", result); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read error %v", err)
+	}
+	if status, _ := rc.response(1); status != 200 {
+		t.Fatalf("status %d", status)
+	}
+}
+
+func TestContentLengthMismatchResetsTheStream(t *testing.T) {
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+	}))
+	rc := dialRaw(t, s.addr)
+	// Shorter than declared.
+	rc.headers(1, "POST", false, "content-length", "10")
+	rc.data(1, true, []byte("abc"))
+	if code := rc.rst(1); code != xh2.ErrCodeProtocol {
+		t.Fatalf("short body: stream reset with %v", code)
+	}
+	// Longer than declared.
+	rc.headers(3, "POST", false, "content-length", "2")
+	rc.data(3, false, []byte("abc"))
+	if code := rc.rst(3); code != xh2.ErrCodeProtocol {
+		t.Fatalf("long body: stream reset with %v", code)
+	}
+	// A declared body on a stream that ends with its head.
+	rc.headers(5, "POST", true, "content-length", "2")
+	if code := rc.rst(5); code != xh2.ErrCodeProtocol {
+		t.Fatalf("no body: stream reset with %v", code)
+	}
+	// A matching one is served.
+	rc.headers(7, "POST", false, "content-length", "3")
+	rc.data(7, true, []byte("abc"))
+	if status, _ := rc.response(7); status != 200 {
+		t.Fatalf("status %d", status)
+	}
+}

@@ -555,3 +555,32 @@ func TestContentLengthMismatchResetsTheStream(t *testing.T) {
 		t.Fatalf("status %d", status)
 	}
 }
+
+// A handler out of window whose frames fail to write (the connection's
+// writer failed) gets an error instead of waiting for a WINDOW_UPDATE that
+// cannot come.
+func TestWriteFailureEndsAWriteWaitingForWindow(t *testing.T) {
+	proceed := make(chan struct{})
+	result := make(chan error, 1)
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-proceed:
+		case <-r.Context().Done():
+		}
+		_, err := w.Write(make([]byte, 5000))
+		result <- err
+	}))
+	rc := dialRaw(t, s.addr, xh2.Setting{ID: xh2.SettingInitialWindowSize, Val: 0})
+	rc.headers(1, "GET", true)
+	// The PING's answer shows the server has the client's SETTINGS.
+	if err := rc.fr.WritePing(false, [8]byte{2}); err != nil {
+		t.Fatal(err)
+	}
+	rc.until("PING ACK", func(f xh2.Frame) bool { p, ok := f.(*xh2.PingFrame); return ok && p.IsAck() })
+	s.failWrites.Store(true)
+	close(proceed)
+	if err := recv(t, "the handler's Write", result); err == nil {
+		t.Fatal("Write succeeded on a failed connection")
+	}
+	rc.closed()
+}

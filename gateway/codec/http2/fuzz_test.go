@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -78,7 +79,7 @@ func FuzzConn(f *testing.F) {
 			defer ended.Add(1)
 			fuzzHandler(w, r)
 		})
-		c := NewConn(netTransport{server}, fuzzOpts, h)
+		c := NewConn(netTransport{server, nil}, fuzzOpts, h)
 		served := make(chan struct{})
 		go func() {
 			defer close(served)
@@ -138,7 +139,9 @@ func FuzzConn(f *testing.F) {
 		// goroutine may not have begun yet).
 		for deadline := time.Now().Add(5 * time.Second); started.Load() != ended.Load(); {
 			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d handlers still running", started.Load()-ended.Load(), started.Load())
+				stacks := make([]byte, 1<<20)
+				stacks = stacks[:runtime.Stack(stacks, true)]
+				t.Fatalf("%d of %d handlers still running:\n%s", started.Load()-ended.Load(), started.Load(), stacks)
 			}
 			time.Sleep(time.Millisecond)
 		}

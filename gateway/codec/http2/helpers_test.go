@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,18 +22,30 @@ import (
 const waitLimit = 10 * time.Second
 
 // netTransport is a Transport over a net.Conn: Write writes synchronously,
-// which is what the connection needs (its bytes are not kept).
-type netTransport struct{ nc net.Conn }
+// which is what the connection needs (its bytes are not kept). With fail
+// set, writes fail (a connection whose writer failed).
+type netTransport struct {
+	nc   net.Conn
+	fail *atomic.Bool
+}
 
-func (t netTransport) Read(p []byte) (int, error)  { return t.nc.Read(p) }
-func (t netTransport) Write(p []byte) (int, error) { return t.nc.Write(p) }
-func (t netTransport) Close() error                { return t.nc.Close() }
+func (t netTransport) Read(p []byte) (int, error) { return t.nc.Read(p) }
+func (t netTransport) Close() error               { return t.nc.Close() }
+
+func (t netTransport) Write(p []byte) (int, error) {
+	if t.fail != nil && t.fail.Load() {
+		return 0, errors.New("test transport: write failed")
+	}
+	return t.nc.Write(p)
+}
 
 // testServer accepts TCP connections on 127.0.0.1 and serves each with a
 // Conn.
 type testServer struct {
 	addr  string
 	conns chan *Conn
+	// failWrites makes the connections' writes fail.
+	failWrites atomic.Bool
 }
 
 // startServer serves h with opts; the test's cleanup requires every Serve
@@ -53,7 +66,7 @@ func startServer(t *testing.T, opts Options, h http.Handler) *testServer {
 			if err != nil {
 				return
 			}
-			c := NewConn(netTransport{nc}, opts, h)
+			c := NewConn(netTransport{nc, &s.failWrites}, opts, h)
 			s.conns <- c
 			wg.Add(1)
 			go func() {

@@ -189,6 +189,11 @@ func (st *stream) writeDataLocked(end bool) error {
 		n = min(n, c.sendWindow, st.sendWindow)
 		if n <= 0 {
 			c.flush()
+			if c.closed {
+				// The write failed and ended the connection: no
+				// WINDOW_UPDATE or broadcast will come.
+				return errStreamClosed
+			}
 			st.waitingWindow = true
 			st.cond.Wait()
 			st.waitingWindow = false

@@ -15,6 +15,9 @@ import (
 	"time"
 
 	xh2 "golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 )
 
 func testOpts() Options { return Options{MaxConcurrentStreams: 100} }
@@ -583,4 +586,94 @@ func TestWriteFailureEndsAWriteWaitingForWindow(t *testing.T) {
 		t.Fatal("Write succeeded on a failed connection")
 	}
 	rc.closed()
+}
+
+// fieldWriter is the field-list API of the stream (the ResponseWriter).
+type fieldWriter interface {
+	RequestFields() []hpack.HeaderField
+	WriteHeaderFields(code int, fields []httpfilter.Field)
+	WriteTrailerFields(fields []httpfilter.Field)
+}
+
+func field(name, value string) httpfilter.Field {
+	return httpfilter.Field{Name: []byte(name), Value: []byte(value)}
+}
+
+// With RawFields the handler gets the request fields as decoded and
+// answers with field lists: connection-specific fields are left out of
+// both the head and the trailers.
+func TestRawFieldsAndFieldListResponses(t *testing.T) {
+	opts := testOpts()
+	opts.RawFields = true
+	got := make(chan []hpack.HeaderField, 1)
+	s := startServer(t, opts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fw := w.(fieldWriter)
+		got <- append([]hpack.HeaderField(nil), fw.RequestFields()...)
+		if len(r.Header) != 0 {
+			t.Errorf("Request.Header %v with RawFields", r.Header)
+		}
+		fw.WriteHeaderFields(201, []httpfilter.Field{field("x-a", "1"), field("connection", "close"), field("x-b", "2")})
+		fw.WriteTrailerFields([]httpfilter.Field{field("x-sum", "s"), field("upgrade", "h2c")})
+		io.WriteString(w, "body")
+	}))
+	rc := dialRaw(t, s.addr)
+	rc.headers(1, "GET", true, "cookie", "a=1", "x-one", "v", "cookie", "b=2")
+	fields := recv(t, "the handler", got)
+	want := []hpack.HeaderField{{Name: "cookie", Value: "a=1"}, {Name: "x-one", Value: "v"}, {Name: "cookie", Value: "b=2"}}
+	if fmt.Sprint(fields) != fmt.Sprint(want) {
+		t.Fatalf("request fields %v, want %v", fields, want)
+	}
+	var head, trailers []hpack.HeaderField
+	var body []byte
+	for done := false; !done; {
+		switch f := rc.next().(type) {
+		case *xh2.MetaHeadersFrame:
+			if head == nil {
+				head = f.Fields
+			} else {
+				trailers = f.Fields
+			}
+			done = f.StreamEnded()
+		case *xh2.DataFrame:
+			body = append(body, f.Data()...)
+			done = f.StreamEnded()
+		case *xh2.RSTStreamFrame:
+			t.Fatalf("reset with %v", f.ErrCode)
+		}
+	}
+	if fmt.Sprint(head) != fmt.Sprint([]hpack.HeaderField{{Name: ":status", Value: "201"}, {Name: "x-a", Value: "1"}, {Name: "x-b", Value: "2"}}) ||
+		fmt.Sprint(trailers) != fmt.Sprint([]hpack.HeaderField{{Name: "x-sum", Value: "s"}}) || string(body) != "body" {
+		t.Fatalf("head %v, body %q, trailers %v", head, body, trailers)
+	}
+}
+
+// AfterReset runs its function when the client resets the stream, and at
+// once when registered on a stream already reset.
+func TestAfterResetRunsOnTheClientsReset(t *testing.T) {
+	type resetter interface {
+		AfterReset(f func()) (stop func() bool)
+	}
+	registered := make(chan struct{})
+	ran := make(chan string, 2)
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rs := w.(resetter)
+		rs.AfterReset(func() { ran <- "first" })
+		close(registered)
+		select {
+		case <-r.Context().Done():
+		case <-time.After(waitLimit):
+			return
+		}
+		rs.AfterReset(func() { ran <- "late" })
+	}))
+	rc := dialRaw(t, s.addr)
+	rc.headers(1, "GET", true)
+	recv(t, "the handler", registered)
+	if err := rc.fr.WriteRSTStream(1, xh2.ErrCodeCancel); err != nil {
+		t.Fatal(err)
+	}
+	a, b := recv(t, "AfterReset", ran), recv(t, "AfterReset", ran)
+	if !(a == "first" && b == "late" || a == "late" && b == "first") {
+		t.Fatalf("ran %q and %q", a, b)
+	}
 }

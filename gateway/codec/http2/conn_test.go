@@ -303,10 +303,10 @@ func TestShutdownIsTwoGoAwaysAndWaitsForOpenStreams(t *testing.T) {
 	}
 	// A stream opened before the client answers the PING is still served.
 	rc.headers(3, "GET", true)
-	_ = recv(t, "stream 3's handler", started)
 	if err := rc.fr.WritePing(true, pf.Data); err != nil {
 		t.Fatal(err)
 	}
+	_ = recv(t, "stream 3's handler", started)
 	ga = rc.until("the final GOAWAY", func(f xh2.Frame) bool {
 		switch f := f.(type) {
 		case *xh2.GoAwayFrame:

@@ -423,9 +423,9 @@ func TestHeaderListOverTheLimitGets431(t *testing.T) {
 	var served atomic.Bool
 	s := startServer(t, opts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Store(true) }))
 	rc := dialRaw(t, s.addr)
-	// Over the limit, but under twice it: x/net's Framer ends the
-	// connection for a header block larger than that, or for a single
-	// field longer than the limit.
+	// Over the limit in fields shorter than it, in one frame: x/net's
+	// Framer ends the connection for a field longer than the limit, a
+	// frame over four times it, or a CONTINUATION past it.
 	big := strings.Repeat("a", 400)
 	rc.headers(1, "GET", true, "x-big-1", big, "x-big-2", big, "x-big-3", big)
 	if status, _ := rc.response(1); status != http.StatusRequestHeaderFieldsTooLarge {

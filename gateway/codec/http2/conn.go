@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"go.uber.org/zap"
 	xh2 "golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 )
 
 // Preface is the client connection preface (RFC 9113 §3.4).
@@ -647,6 +650,12 @@ func (c *Conn) newRequest(f *xh2.MetaHeadersFrame) (*http.Request, xh2.ErrCode) 
 	} else if method == "" || path == "" || scheme == "" || protocol != "" {
 		return nil, xh2.ErrCodeProtocol
 	}
+	// What the router writes into an HTTP/1.1 request line upstream must
+	// pass the rules of one (RFC 9113 §8.3.1: a malformed request).
+	if !http1.ValidMethod(method) || (path != "" && !http1.ValidPath(path)) ||
+		(path == "*" && method != http.MethodOptions) {
+		return nil, xh2.ErrCodeProtocol
+	}
 	fields := f.RegularFields()
 	declared := int64(-1)
 	host := ""
@@ -673,6 +682,9 @@ func (c *Conn) newRequest(f *xh2.MetaHeadersFrame) (*http.Request, xh2.ErrCode) 
 	if authority == "" {
 		authority = host
 	}
+	if authority != "" && !http1.ValidAuthority(authority, method == "CONNECT" && protocol == "") {
+		return nil, xh2.ErrCodeProtocol
+	}
 	var header http.Header
 	if c.opts.RawFields {
 		header = make(http.Header, 1)
@@ -695,7 +707,8 @@ func (c *Conn) newRequest(f *xh2.MetaHeadersFrame) (*http.Request, xh2.ErrCode) 
 		header[":protocol"] = []string{protocol}
 	}
 	uri := path
-	if method == "CONNECT" && protocol == "" {
+	connectForm := method == "CONNECT" && protocol == ""
+	if connectForm {
 		uri = authority
 	}
 	req := &http.Request{
@@ -710,6 +723,17 @@ func (c *Conn) newRequest(f *xh2.MetaHeadersFrame) (*http.Request, xh2.ErrCode) 
 	}
 	if scheme == "https" {
 		req.TLS = c.opts.TLS
+	}
+	if !c.opts.RawFields {
+		// The http.Handler contract's URL; RawFields handlers use
+		// RequestURI and skip the parse.
+		if connectForm {
+			req.URL = &url.URL{Host: authority}
+		} else if u, err := url.ParseRequestURI(uri); err == nil {
+			req.URL = u
+		} else {
+			return nil, xh2.ErrCodeProtocol
+		}
 	}
 	return req, xh2.ErrCodeNo
 }

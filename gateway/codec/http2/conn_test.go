@@ -677,3 +677,57 @@ func TestAfterResetRunsOnTheClientsReset(t *testing.T) {
 		t.Fatalf("ran %q and %q", a, b)
 	}
 }
+
+// A request whose :method, :path or :authority could not be an HTTP/1.1
+// request line's is malformed (RFC 9113 §8.3.1): its stream is reset with
+// PROTOCOL_ERROR and the handler never sees it; the connection goes on.
+func TestMalformedRequestTargetsAreReset(t *testing.T) {
+	var served atomic.Int32
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+	}))
+	rc := dialRaw(t, s.addr)
+	id := uint32(1)
+	for _, tc := range []struct {
+		method string
+		fields []string
+	}{
+		{"GET", []string{":path", "/a b"}},
+		{"GET", []string{":path", "/a\x7fb"}},
+		{"GET", []string{":path", "a"}},
+		{"GET", []string{":path", "/a#frag"}},
+		{"GET", []string{":path", "*"}},
+		{"G ET", nil},
+		{"GET", []string{":authority", "user@example.test"}},
+		{"GET", []string{":authority", "exa mple.test"}},
+	} {
+		rc.headers(id, tc.method, true, tc.fields...)
+		if code := rc.rst(id); code != xh2.ErrCodeProtocol {
+			t.Errorf("%s %q: stream reset with %v, want PROTOCOL_ERROR", tc.method, tc.fields, code)
+		}
+		id += 2
+	}
+	rc.headers(id, "OPTIONS", true, ":path", "*")
+	if status, _ := rc.response(id); status != 200 {
+		t.Fatalf("OPTIONS *: status %d", status)
+	}
+	if n := served.Load(); n != 1 {
+		t.Fatalf("the handler served %d requests, want only the valid one", n)
+	}
+}
+
+// Without RawFields the request has the URL of the http.Handler contract.
+func TestRequestURLIsParsed(t *testing.T) {
+	got := make(chan string, 1)
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.URL.Path + " " + r.URL.RawQuery + " " + r.RequestURI
+	}))
+	rc := dialRaw(t, s.addr)
+	rc.headers(1, "GET", true, ":path", "/a/b?c=d")
+	if status, _ := rc.response(1); status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	if u := recv(t, "the handler's URL", got); u != "/a/b c=d /a/b?c=d" {
+		t.Fatalf("URL %q", u)
+	}
+}

@@ -1,6 +1,7 @@
 package http2
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -602,12 +603,18 @@ func (c *Conn) processHeaders(f *xh2.MetaHeadersFrame) xh2.ErrCode {
 		c.streamError(id, xh2.ErrCodeRefusedStream)
 		return xh2.ErrCodeNo
 	}
-	req, errCode := c.newRequest(f)
+	// Not derived from a connection context: the end of the connection
+	// cancels every stream it still has (closeLocked), and a stream that
+	// left the table was cancelled then or has returned.
+	ctx, cancel := context.WithCancel(context.Background())
+	req, expect, errCode := c.newRequest(f, ctx)
 	if errCode != xh2.ErrCodeNo {
+		cancel()
 		c.streamError(id, errCode)
 		return xh2.ErrCodeNo
 	}
-	st := newStream(c, id, req)
+	st := newStream(c, id, req, cancel)
+	st.continued = !expect
 	st.fields = f.RegularFields()
 	if f.Truncated {
 		st.tooLarge = true
@@ -634,7 +641,7 @@ func (c *Conn) processHeaders(f *xh2.MetaHeadersFrame) xh2.ErrCode {
 
 // newRequest builds the request of a HEADERS frame, or returns the stream
 // error of a malformed one (RFC 9113 §8.3).
-func (c *Conn) newRequest(f *xh2.MetaHeadersFrame) (*http.Request, xh2.ErrCode) {
+func (c *Conn) newRequest(f *xh2.MetaHeadersFrame, ctx context.Context) (_ *http.Request, expectContinue bool, _ xh2.ErrCode) {
 	method := f.PseudoValue("method")
 	scheme := f.PseudoValue("scheme")
 	authority := f.PseudoValue("authority")
@@ -642,19 +649,19 @@ func (c *Conn) newRequest(f *xh2.MetaHeadersFrame) (*http.Request, xh2.ErrCode) 
 	protocol := f.PseudoValue("protocol")
 	if method == "CONNECT" {
 		if protocol == "" && (path != "" || scheme != "" || authority == "") {
-			return nil, xh2.ErrCodeProtocol
+			return nil, false, xh2.ErrCodeProtocol
 		}
 		if protocol != "" && (path == "" || scheme == "" || authority == "") {
-			return nil, xh2.ErrCodeProtocol
+			return nil, false, xh2.ErrCodeProtocol
 		}
 	} else if method == "" || path == "" || scheme == "" || protocol != "" {
-		return nil, xh2.ErrCodeProtocol
+		return nil, false, xh2.ErrCodeProtocol
 	}
 	// What the router writes into an HTTP/1.1 request line upstream must
 	// pass the rules of one (RFC 9113 §8.3.1: a malformed request).
 	if !http1.ValidMethod(method) || (path != "" && !http1.ValidPath(path)) ||
 		(path == "*" && method != http.MethodOptions) {
-		return nil, xh2.ErrCodeProtocol
+		return nil, false, xh2.ErrCodeProtocol
 	}
 	fields := f.RegularFields()
 	declared := int64(-1)
@@ -662,28 +669,30 @@ func (c *Conn) newRequest(f *xh2.MetaHeadersFrame) (*http.Request, xh2.ErrCode) 
 	for _, hf := range fields {
 		switch hf.Name {
 		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
-			return nil, xh2.ErrCodeProtocol
+			return nil, false, xh2.ErrCodeProtocol
 		case "te":
 			if hf.Value != "trailers" {
-				return nil, xh2.ErrCodeProtocol
+				return nil, false, xh2.ErrCodeProtocol
 			}
 		case "content-length":
 			n, err := strconv.ParseUint(hf.Value, 10, 63)
 			if err != nil || declared >= 0 {
-				return nil, xh2.ErrCodeProtocol
+				return nil, false, xh2.ErrCodeProtocol
 			}
 			declared = int64(n)
 		case "host":
 			if host == "" {
 				host = hf.Value
 			}
+		case "expect":
+			expectContinue = strings.EqualFold(hf.Value, "100-continue")
 		}
 	}
 	if authority == "" {
 		authority = host
 	}
 	if authority != "" && !http1.ValidAuthority(authority, method == "CONNECT" && protocol == "") {
-		return nil, xh2.ErrCodeProtocol
+		return nil, false, xh2.ErrCodeProtocol
 	}
 	var header http.Header
 	if c.opts.RawFields {
@@ -711,7 +720,9 @@ func (c *Conn) newRequest(f *xh2.MetaHeadersFrame) (*http.Request, xh2.ErrCode) 
 	if connectForm {
 		uri = authority
 	}
-	req := &http.Request{
+	// One allocation: the literal stays on the stack when WithContext is
+	// inlined.
+	req := (&http.Request{
 		Method:        method,
 		Proto:         "HTTP/2.0",
 		ProtoMajor:    2,
@@ -720,7 +731,7 @@ func (c *Conn) newRequest(f *xh2.MetaHeadersFrame) (*http.Request, xh2.ErrCode) 
 		RequestURI:    uri,
 		ContentLength: declared,
 		RemoteAddr:    c.opts.RemoteAddr,
-	}
+	}).WithContext(ctx)
 	if scheme == "https" {
 		req.TLS = c.opts.TLS
 	}
@@ -732,10 +743,10 @@ func (c *Conn) newRequest(f *xh2.MetaHeadersFrame) (*http.Request, xh2.ErrCode) 
 		} else if u, err := url.ParseRequestURI(uri); err == nil {
 			req.URL = u
 		} else {
-			return nil, xh2.ErrCodeProtocol
+			return nil, false, xh2.ErrCodeProtocol
 		}
 	}
-	return req, xh2.ErrCodeNo
+	return req, expectContinue, xh2.ErrCodeNo
 }
 
 // canonicalKey is http.CanonicalHeaderKey without an allocation for the

@@ -62,11 +62,13 @@ type stream struct {
 	head          bool   // a HEAD request: the body is not sent
 }
 
-func newStream(c *Conn, id uint32, req *http.Request) *stream {
+func newStream(c *Conn, id uint32, req *http.Request, cancel context.CancelFunc) *stream {
 	st := &stream{
 		c:          c,
 		id:         id,
 		req:        req,
+		ctx:        req.Context(),
+		cancel:     cancel,
 		recvAvail:  int64(c.opts.InitialStreamWindowSize),
 		declared:   req.ContentLength,
 		sendWindow: c.peerWindow,
@@ -74,12 +76,6 @@ func newStream(c *Conn, id uint32, req *http.Request) *stream {
 	}
 	st.cond.L = &c.mu
 	st.body.st = st
-	// Not derived from a connection context: the end of the connection
-	// cancels every stream it still has (closeLocked), and a stream that
-	// left the table was cancelled then or has returned.
-	st.ctx, st.cancel = context.WithCancel(context.Background())
-	*req = *req.WithContext(st.ctx)
-	st.continued = req.Header.Get("Expect") != "100-continue"
 	return st
 }
 

@@ -186,3 +186,49 @@ func TestHTTP2RequestHeadersTimeoutClosesAStalledHeaderBlock(t *testing.T) {
 		waitCounter(t, admin2, "http.ingress_http.downstream_rq_header_timeout", 1)
 	})
 }
+
+// A request with Expect: 100-continue gets its 100 (Continue) head before
+// the client sends the body, and the body then reaches the upstream.
+func TestHTTP2ExpectContinueGets100BeforeTheBody(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(w, r.Body)
+	}))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	h := dialH2Raw(t, p.Addr("http"), nil)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "h2.test"}, {":path", "/"},
+		{"content-length", "5"}, {"expect", "100-continue"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := h.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("waiting for 100 (Continue): %v", err)
+		}
+		ackControl(h.fr, f)
+		if mh, ok := f.(*http2.MetaHeadersFrame); ok && mh.StreamID == 1 {
+			if s := mh.PseudoValue("status"); s != "100" || mh.StreamEnded() {
+				t.Fatalf("first head on the stream: status %s (end %v), want 100", s, mh.StreamEnded())
+			}
+			break
+		}
+		if rst, ok := f.(*http2.RSTStreamFrame); ok {
+			t.Fatalf("stream reset: %v", rst.ErrCode)
+		}
+	}
+	if err := h.fr.WriteData(1, true, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	var status string
+	var body []byte
+	if err := h.readUntilEnd(1, true, &status, &body); err != nil {
+		t.Fatal(err)
+	}
+	if status != "200" || string(body) != "hello" {
+		t.Fatalf("got %s %q, want 200 \"hello\"", status, body)
+	}
+}

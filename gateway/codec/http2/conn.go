@@ -507,7 +507,8 @@ func (c *Conn) processData(f *xh2.DataFrame) xh2.ErrCode {
 		c.credit(nil, int64(len(data)))
 	} else if len(data) > 0 {
 		if st.in == nil {
-			st.in = getBuf()[:0]
+			st.inBox = getBuf()
+			st.in = (*st.inBox)[:0]
 		}
 		if st.inOff > 0 && len(st.in)+len(data) > cap(st.in) {
 			// Move the unread bytes to the front before growing.

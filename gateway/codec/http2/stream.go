@@ -29,6 +29,7 @@ type stream struct {
 
 	// request side
 	in          []byte // body bytes; the handler has read those before inOff
+	inBox       *[]byte
 	inOff       int
 	inErr       error // io.EOF after END_STREAM, or why the stream ended
 	recvAvail   int64 // bytes the client may still send on the stream
@@ -53,6 +54,7 @@ type stream struct {
 	headArr       [192]byte
 	status        int
 	out           []byte // body bytes not written yet
+	outBox        *[]byte
 	headSent      bool
 	respEnded     bool // END_STREAM sent
 	reset         bool // RST_STREAM sent or received, or the connection ended
@@ -158,10 +160,10 @@ func (st *stream) releaseLocked() {
 	if st.timer != nil {
 		st.timer.Stop()
 	}
-	putBuf(st.in)
-	st.in = nil
-	putBuf(st.out)
-	st.out = nil
+	putBuf(st.inBox, st.in)
+	st.in, st.inBox = nil, nil
+	putBuf(st.outBox, st.out)
+	st.out, st.outBox = nil, nil
 }
 
 // writeDataLocked writes the buffered body as DATA frames within the flow
@@ -345,7 +347,8 @@ func (st *stream) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if st.out == nil {
-		st.out = getBuf()[:0]
+		st.outBox = getBuf()
+		st.out = (*st.outBox)[:0]
 	}
 	st.out = append(st.out, p...)
 	if len(st.out) < bufferedData {
@@ -493,12 +496,14 @@ var bufPool = sync.Pool{New: func() any {
 	return &b
 }}
 
-func getBuf() []byte { return *bufPool.Get().(*[]byte) }
+// getBuf returns a pooled buffer in its box; putBuf gives back the box
+// with the buffer as it grew, so that neither allocates.
+func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
 
-func putBuf(b []byte) {
-	if b == nil || cap(b) > 64<<10 {
+func putBuf(box *[]byte, b []byte) {
+	if box == nil || cap(b) > 64<<10 {
 		return
 	}
-	b = b[:0]
-	bufPool.Put(&b)
+	*box = b[:0]
+	bufPool.Put(box)
 }

@@ -122,20 +122,13 @@ func (hs *h2stream) fillHeaders(h *httpfilter.RequestHeaders, r *http.Request) {
 		hs.fillRawHeaders(h, r, rf.RequestFields())
 		return
 	}
-	h.Reset()
-	n := len(r.Method) + len(r.Host) + len(r.RequestURI)
+	n := 0
 	for k, vv := range r.Header {
 		for _, v := range vv {
 			n += len(k) + len(v)
 		}
 	}
-	b := hs.fieldBuf[:0]
-	if cap(b) < n {
-		b = make([]byte, 0, n)
-	}
-	b, h.Method = appendSlice(b, r.Method)
-	b, h.Authority = appendSlice(b, r.Host)
-	b, h.Path = appendSlice(b, r.RequestURI)
+	b := hs.startFields(h, r, n)
 	for k, vv := range r.Header {
 		if k == "Host" {
 			continue
@@ -156,8 +149,7 @@ func (hs *h2stream) fillHeaders(h *httpfilter.RequestHeaders, r *http.Request) {
 // them: "host" is the authority's (RFC 9113 §8.3.1), and the cookie fields
 // become one, joined with "; " (§8.2.3), after the others.
 func (hs *h2stream) fillRawHeaders(h *httpfilter.RequestHeaders, r *http.Request, fields []hpack.HeaderField) {
-	h.Reset()
-	n := len(r.Method) + len(r.Host) + len(r.RequestURI)
+	n := 0
 	for i := range fields {
 		n += len(fields[i].Name) + len(fields[i].Value) + 2
 	}
@@ -165,13 +157,7 @@ func (hs *h2stream) fillRawHeaders(h *httpfilter.RequestHeaders, r *http.Request
 	if len(proto) > 0 {
 		n += len(":protocol") + len(proto[0])
 	}
-	b := hs.fieldBuf[:0]
-	if cap(b) < n {
-		b = make([]byte, 0, n)
-	}
-	b, h.Method = appendSlice(b, r.Method)
-	b, h.Authority = appendSlice(b, r.Host)
-	b, h.Path = appendSlice(b, r.RequestURI)
+	b := hs.startFields(h, r, n)
 	cookies := 0
 	for i := range fields {
 		switch f := &fields[i]; f.Name {
@@ -206,6 +192,22 @@ func (hs *h2stream) fillRawHeaders(h *httpfilter.RequestHeaders, r *http.Request
 		h.Fields = append(h.Fields, httpfilter.Field{Name: name, Value: val})
 	}
 	hs.fieldBuf = b
+}
+
+// startFields resets h, makes room in the field buffer for the request's
+// pseudo-fields and fieldBytes more, and fills in method, authority and
+// path; it returns the buffer to append the fields to.
+func (hs *h2stream) startFields(h *httpfilter.RequestHeaders, r *http.Request, fieldBytes int) []byte {
+	h.Reset()
+	n := len(r.Method) + len(r.Host) + len(r.RequestURI) + fieldBytes
+	b := hs.fieldBuf[:0]
+	if cap(b) < n {
+		b = make([]byte, 0, n)
+	}
+	b, h.Method = appendSlice(b, r.Method)
+	b, h.Authority = appendSlice(b, r.Host)
+	b, h.Path = appendSlice(b, r.RequestURI)
+	return b
 }
 
 func appendSlice(b []byte, s string) ([]byte, []byte) {

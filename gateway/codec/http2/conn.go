@@ -874,11 +874,17 @@ func (c *Conn) appendWindowUpdate(id uint32, n int64) {
 	c.wbuf = append(c.wbuf, byte(n>>24)&0x7f, byte(n>>16), byte(n>>8), byte(n))
 }
 
-// appendHeaders encodes a header block (status, then the fields of h
-// except trailer declarations written as http.TrailerPrefix keys; with
-// trailers set, only those) as HEADERS and CONTINUATION frames.
+// appendHeaders queues a header block from a header map as HEADERS and
+// CONTINUATION frames (see encodeHeaderMap).
 func (c *Conn) appendHeaders(id uint32, status int, h http.Header, trailers, end bool) {
-	b := c.hbuf[:0]
+	c.hbuf = encodeHeaderMap(c.hbuf[:0], status, h, trailers)
+	c.appendBlock(id, c.hbuf, end)
+}
+
+// encodeHeaderMap encodes a header block: the status, then the fields of
+// h except trailer declarations written as http.TrailerPrefix keys; with
+// trailers set, only those and no status.
+func encodeHeaderMap(b []byte, status int, h http.Header, trailers bool) []byte {
 	if !trailers {
 		b = appendStatus(b, status)
 	}
@@ -899,8 +905,7 @@ func (c *Conn) appendHeaders(id uint32, status int, h http.Header, trailers, end
 			b = appendField(b, name, v)
 		}
 	}
-	c.hbuf = b
-	c.appendBlock(id, b, end)
+	return b
 }
 
 // connectionSpecific reports the fields HTTP/2 forbids (RFC 9113 §8.2.2).

@@ -264,39 +264,44 @@ func (st *stream) WriteHeaderFields(code int, fields []httpfilter.Field) {
 	if st.status != 0 {
 		return
 	}
-	b := appendStatus(st.headArr[:0], code)
-	for i := range fields {
-		if f := &fields[i]; !connectionSpecific(string(f.Name)) {
-			b = appendField(b, f.Name, f.Value)
-		}
-	}
+	b := appendFields(appendStatus(st.headArr[:0], code), fields)
 	if code >= 100 && code < 200 {
-		if code == http.StatusSwitchingProtocols {
-			return
-		}
-		c := st.c
-		c.mu.Lock()
-		if !st.reset && !c.closed {
-			c.appendBlock(st.id, b, false)
-			c.flush()
-		}
-		c.mu.Unlock()
+		st.sendInformational(code, b)
 		return
 	}
 	st.status = code
 	st.headBlock = b
 }
 
-// WriteTrailerFields sets the trailers sent when the handler returns, as a
-// list of lowercase names and values.
-func (st *stream) WriteTrailerFields(fields []httpfilter.Field) {
-	var b []byte
+// appendFields encodes fields, leaving out the connection-specific ones.
+func appendFields(b []byte, fields []httpfilter.Field) []byte {
 	for i := range fields {
 		if f := &fields[i]; !connectionSpecific(string(f.Name)) {
 			b = appendField(b, f.Name, f.Value)
 		}
 	}
-	if len(b) > 0 {
+	return b
+}
+
+// sendInformational sends the 1xx head block of code at once (none for
+// 101, which HTTP/2 has no use for).
+func (st *stream) sendInformational(code int, block []byte) {
+	if code == http.StatusSwitchingProtocols {
+		return
+	}
+	c := st.c
+	c.mu.Lock()
+	if !st.reset && !c.closed {
+		c.appendBlock(st.id, block, false)
+		c.flush()
+	}
+	c.mu.Unlock()
+}
+
+// WriteTrailerFields sets the trailers sent when the handler returns, as a
+// list of lowercase names and values.
+func (st *stream) WriteTrailerFields(fields []httpfilter.Field) {
+	if b := appendFields(nil, fields); len(b) > 0 {
 		st.trailerBlock = b
 	}
 }
@@ -317,16 +322,7 @@ func (st *stream) WriteHeader(code int) {
 		return
 	}
 	if code >= 100 && code < 200 {
-		if code == http.StatusSwitchingProtocols {
-			return
-		}
-		c := st.c
-		c.mu.Lock()
-		if !st.reset && !c.closed {
-			c.appendHeaders(st.id, code, st.hdr, false, false)
-			c.flush()
-		}
-		c.mu.Unlock()
+		st.sendInformational(code, encodeHeaderMap(nil, code, st.hdr, false))
 		return
 	}
 	st.status = code

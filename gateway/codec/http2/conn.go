@@ -608,7 +608,7 @@ func (c *Conn) processHeaders(f *xh2.MetaHeadersFrame) xh2.ErrCode {
 	// cancels every stream it still has (closeLocked), and a stream that
 	// left the table was cancelled then or has returned.
 	ctx, cancel := context.WithCancel(context.Background())
-	req, expect, errCode := c.newRequest(f, ctx)
+	req, fields, expect, errCode := c.newRequest(ctx, f)
 	if errCode != xh2.ErrCodeNo {
 		cancel()
 		c.streamError(id, errCode)
@@ -616,7 +616,7 @@ func (c *Conn) processHeaders(f *xh2.MetaHeadersFrame) xh2.ErrCode {
 	}
 	st := newStream(c, id, req, cancel)
 	st.continued = !expect
-	st.fields = f.RegularFields()
+	st.fields = fields
 	if f.Truncated {
 		st.tooLarge = true
 	}
@@ -642,43 +642,59 @@ func (c *Conn) processHeaders(f *xh2.MetaHeadersFrame) xh2.ErrCode {
 
 // newRequest builds the request of a HEADERS frame, or returns the stream
 // error of a malformed one (RFC 9113 §8.3).
-func (c *Conn) newRequest(f *xh2.MetaHeadersFrame, ctx context.Context) (_ *http.Request, expectContinue bool, _ xh2.ErrCode) {
-	method := f.PseudoValue("method")
-	scheme := f.PseudoValue("scheme")
-	authority := f.PseudoValue("authority")
-	path := f.PseudoValue("path")
-	protocol := f.PseudoValue("protocol")
+//
+// It returns the request, its regular fields (those after the
+// pseudo-fields) and whether it expects a 100 (Continue).
+func (c *Conn) newRequest(ctx context.Context, f *xh2.MetaHeadersFrame) (_ *http.Request, fields []hpack.HeaderField, expectContinue bool, _ xh2.ErrCode) {
+	// One pass over the pseudo-fields, which the Framer checked come
+	// first, are known and are not repeated.
+	var method, scheme, authority, path, protocol string
+	fields = f.Fields
+	for len(fields) > 0 && strings.HasPrefix(fields[0].Name, ":") {
+		switch v := fields[0].Value; fields[0].Name {
+		case ":method":
+			method = v
+		case ":scheme":
+			scheme = v
+		case ":authority":
+			authority = v
+		case ":path":
+			path = v
+		case ":protocol":
+			protocol = v
+		}
+		fields = fields[1:]
+	}
 	if method == "CONNECT" {
 		if protocol == "" && (path != "" || scheme != "" || authority == "") {
-			return nil, false, xh2.ErrCodeProtocol
+			return nil, nil, false, xh2.ErrCodeProtocol
 		}
 		if protocol != "" && (path == "" || scheme == "" || authority == "") {
-			return nil, false, xh2.ErrCodeProtocol
+			return nil, nil, false, xh2.ErrCodeProtocol
 		}
 	} else if method == "" || path == "" || scheme == "" || protocol != "" {
-		return nil, false, xh2.ErrCodeProtocol
+		return nil, nil, false, xh2.ErrCodeProtocol
 	}
 	// What the router writes into an HTTP/1.1 request line upstream must
 	// pass the rules of one (RFC 9113 §8.3.1: a malformed request).
 	if !http1.ValidMethod(method) || (path != "" && !http1.ValidPath(path)) ||
 		(path == "*" && method != http.MethodOptions) {
-		return nil, false, xh2.ErrCodeProtocol
+		return nil, nil, false, xh2.ErrCodeProtocol
 	}
-	fields := f.RegularFields()
 	declared := int64(-1)
 	host := ""
 	for _, hf := range fields {
 		switch hf.Name {
 		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
-			return nil, false, xh2.ErrCodeProtocol
+			return nil, nil, false, xh2.ErrCodeProtocol
 		case "te":
 			if hf.Value != "trailers" {
-				return nil, false, xh2.ErrCodeProtocol
+				return nil, nil, false, xh2.ErrCodeProtocol
 			}
 		case "content-length":
 			n, err := strconv.ParseUint(hf.Value, 10, 63)
 			if err != nil || declared >= 0 {
-				return nil, false, xh2.ErrCodeProtocol
+				return nil, nil, false, xh2.ErrCodeProtocol
 			}
 			declared = int64(n)
 		case "host":
@@ -693,7 +709,7 @@ func (c *Conn) newRequest(f *xh2.MetaHeadersFrame, ctx context.Context) (_ *http
 		authority = host
 	}
 	if authority != "" && !http1.ValidAuthority(authority, method == "CONNECT" && protocol == "") {
-		return nil, false, xh2.ErrCodeProtocol
+		return nil, nil, false, xh2.ErrCodeProtocol
 	}
 	var header http.Header
 	if c.opts.RawFields {
@@ -744,10 +760,10 @@ func (c *Conn) newRequest(f *xh2.MetaHeadersFrame, ctx context.Context) (_ *http
 		} else if u, err := url.ParseRequestURI(uri); err == nil {
 			req.URL = u
 		} else {
-			return nil, false, xh2.ErrCodeProtocol
+			return nil, nil, false, xh2.ErrCodeProtocol
 		}
 	}
-	return req, expectContinue, xh2.ErrCodeNo
+	return req, fields, expectContinue, xh2.ErrCodeNo
 }
 
 // canonicalKey is http.CanonicalHeaderKey without an allocation for the

@@ -69,6 +69,11 @@ func (s *stream) runH2() (abort bool) {
 	hs := s.h2
 	r := hs.r
 	req := &s.req
+	// The pooled stream's request may still point into the field buffer
+	// of the stream it served before, which another stream owns now:
+	// begin must not read it.
+	req.Headers.Reset()
+	req.Upgrade = nil
 	s.begin(req)
 	s.info.Protocol = hs.proto
 	s.closeAfter = false

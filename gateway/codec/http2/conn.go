@@ -834,6 +834,7 @@ func (c *Conn) run(st *stream) {
 		st.cancel()
 		st.releaseLocked()
 		c.mu.Unlock()
+		st.recycle()
 	}()
 	if st.tooLarge {
 		st.WriteHeader(http.StatusRequestHeaderFieldsTooLarge)

@@ -64,8 +64,12 @@ type stream struct {
 	head          bool   // a HEAD request: the body is not sent
 }
 
+// streamPool recycles the streams that can be (see recycle).
+var streamPool = sync.Pool{New: func() any { return new(stream) }}
+
 func newStream(c *Conn, id uint32, req *http.Request, cancel context.CancelFunc) *stream {
-	st := &stream{
+	st := streamPool.Get().(*stream)
+	*st = stream{
 		c:          c,
 		id:         id,
 		req:        req,
@@ -153,6 +157,20 @@ func (st *stream) finishLocked() {
 	}
 	c.flush()
 	c.removeLocked(st)
+}
+
+// recycle puts the stream back for a later one once its handler returned
+// and it left the connection's table, when nothing else can still reach
+// it: not a stream with a request body (Request.Body and a body-idle
+// timer of the handler's hold it) nor one whose read deadline timer ever
+// ran (its function may still be about to run). The router's reset watch
+// is stopped before the handler returns.
+func (st *stream) recycle() {
+	if st.req.Body != http.NoBody || st.timer != nil {
+		return
+	}
+	*st = stream{}
+	streamPool.Put(st)
 }
 
 // releaseLocked returns the stream's buffers once its handler is done.

@@ -7,12 +7,12 @@ FUZZTIME ?= 10s
 # Upper bound for one `go test` run (the end-to-end tests move several GiB).
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all help build gen run test fuzz bench lint clean
+.PHONY: all help build gen run test test-race-binary fuzz bench lint clean
 
 all: build
 
 help:
-	@echo "targets: build gen run test fuzz bench lint clean"
+	@echo "targets: build gen run test test-race-binary fuzz bench lint clean"
 
 ## build: bin/sluice and every shipped main package
 build:
@@ -45,6 +45,16 @@ run: build
 test:
 	$(GO) vet ./...
 	$(GO) test -race -shuffle=on -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## test-race-binary: the end-to-end and supervisor tests against a sluice
+## binary built with the race detector, so that a data race in the
+## supervisor, a worker or a plugin host stops that process and fails the
+## test that met it (`make test` runs the tests, not sluice, under the
+## detector). About five minutes; not part of `make test`.
+test-race-binary:
+	$(GO) build -race -ldflags "$(LDFLAGS)" -o bin/sluice-race .
+	GORACE=halt_on_error=1 SLUICE_BINARY="$(CURDIR)/bin/sluice-race" \
+		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./gateway/e2e/ ./supervisor/
 
 ## fuzz: every Fuzz target of every package for $(FUZZTIME)
 fuzz:

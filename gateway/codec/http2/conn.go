@@ -118,6 +118,8 @@ type Conn struct {
 	maxStream uint32 // largest stream id the client opened
 	wbuf      []byte // frames being built, written by flush
 	hbuf      []byte // header block scratch
+	hdec      *hpack.Decoder
+	block     headerBlock // the request header block being read (Serve's)
 	// outbound flow control and the client's settings
 	sendWindow    int64
 	peerWindow    int64 // SETTINGS_INITIAL_WINDOW_SIZE of the client
@@ -177,8 +179,7 @@ func (c *Conn) Serve() {
 		return
 	}
 	c.fr = xh2.NewFramer(nil, c.t)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.fr.MaxHeaderListSize = c.opts.MaxHeaderListSize
+	c.hdec = c.newHeaderDecoder()
 	c.fr.SetMaxReadFrameSize(readFrameSize)
 	c.fr.SetReuseFrames()
 
@@ -339,8 +340,11 @@ func (c *Conn) process(f xh2.Frame) xh2.ErrCode {
 	switch f := f.(type) {
 	case *xh2.SettingsFrame:
 		return c.processSettings(f)
-	case *xh2.MetaHeadersFrame:
-		return c.processHeaders(f)
+	case *xh2.HeadersFrame:
+		c.startBlock(f)
+		return c.headerFragment(f.HeaderBlockFragment(), f.HeadersEnded())
+	case *xh2.ContinuationFrame:
+		return c.headerFragment(f.HeaderBlockFragment(), f.HeadersEnded())
 	case *xh2.DataFrame:
 		return c.processData(f)
 	case *xh2.WindowUpdateFrame:
@@ -562,8 +566,25 @@ func (c *Conn) credit(st *stream, n int64) {
 	}
 }
 
-func (c *Conn) processHeaders(f *xh2.MetaHeadersFrame) xh2.ErrCode {
-	id := f.StreamID
+// headerFragment reads a fragment of the header block under way and, at its
+// end, processes the block.
+func (c *Conn) headerFragment(frag []byte, end bool) xh2.ErrCode {
+	if code := c.blockFragment(frag); code != xh2.ErrCodeNo || !end {
+		return code
+	}
+	connErr, streamErr := c.endBlock()
+	switch {
+	case connErr != xh2.ErrCodeNo:
+		return connErr
+	case streamErr != xh2.ErrCodeNo:
+		c.streamError(c.block.streamID, streamErr)
+		return xh2.ErrCodeNo
+	}
+	return c.processHeaders(&c.block)
+}
+
+func (c *Conn) processHeaders(f *headerBlock) xh2.ErrCode {
+	id := f.streamID
 	if id%2 != 1 {
 		return xh2.ErrCodeProtocol
 	}
@@ -573,12 +594,12 @@ func (c *Conn) processHeaders(f *xh2.MetaHeadersFrame) xh2.ErrCode {
 			c.streamError(id, xh2.ErrCodeStreamClosed)
 			return xh2.ErrCodeNo
 		}
-		if !f.StreamEnded() || len(f.PseudoFields()) > 0 {
+		if !f.endStream || f.pseudo() {
 			c.streamError(id, xh2.ErrCodeProtocol)
 			return xh2.ErrCodeNo
 		}
 		st.gotTrailers = true
-		if fields := f.RegularFields(); len(fields) > 0 {
+		if fields := f.fields; len(fields) > 0 {
 			tr := make(http.Header, len(fields))
 			for _, hf := range fields {
 				k := http.CanonicalHeaderKey(hf.Name)
@@ -596,7 +617,7 @@ func (c *Conn) processHeaders(f *xh2.MetaHeadersFrame) xh2.ErrCode {
 	if c.finalGoaway && id > c.lastStream {
 		return xh2.ErrCodeNo // after the final GOAWAY: ignored
 	}
-	if f.HasPriority() && f.Priority.StreamDep == id {
+	if f.hasPriority && f.priority.StreamDep == id {
 		c.streamError(id, xh2.ErrCodeProtocol)
 		return xh2.ErrCodeNo
 	}
@@ -616,11 +637,11 @@ func (c *Conn) processHeaders(f *xh2.MetaHeadersFrame) xh2.ErrCode {
 	}
 	st := newStream(c, id, req, cancel)
 	st.continued = !expect
-	st.fields = fields
-	if f.Truncated {
+	st.fields = append(st.fieldArr[:0], fields...)
+	if f.truncated {
 		st.tooLarge = true
 	}
-	if f.StreamEnded() {
+	if f.endStream {
 		st.recvEnded = true
 		st.inErr = io.EOF
 		req.Body = http.NoBody
@@ -645,11 +666,11 @@ func (c *Conn) processHeaders(f *xh2.MetaHeadersFrame) xh2.ErrCode {
 //
 // It returns the request, its regular fields (those after the
 // pseudo-fields) and whether it expects a 100 (Continue).
-func (c *Conn) newRequest(ctx context.Context, f *xh2.MetaHeadersFrame) (_ *http.Request, fields []hpack.HeaderField, expectContinue bool, _ xh2.ErrCode) {
+func (c *Conn) newRequest(ctx context.Context, f *headerBlock) (_ *http.Request, fields []hpack.HeaderField, expectContinue bool, _ xh2.ErrCode) {
 	// One pass over the pseudo-fields, which the Framer checked come
 	// first, are known and are not repeated.
 	var method, scheme, authority, path, protocol string
-	fields = f.Fields
+	fields = f.fields
 	for len(fields) > 0 && strings.HasPrefix(fields[0].Name, ":") {
 		switch v := fields[0].Value; fields[0].Name {
 		case ":method":

@@ -731,3 +731,45 @@ func TestRequestURLIsParsed(t *testing.T) {
 		t.Fatalf("URL %q", u)
 	}
 }
+
+// Header blocks that decode but break RFC 9113 §8.2-8.3 (an uppercase
+// field name, a pseudo-field after a regular one, an unknown or repeated
+// pseudo-field, a response pseudo-field, a value with a control character)
+// reset their stream with PROTOCOL_ERROR and reach no handler; the HPACK
+// state stays in step, so the connection serves the next request.
+func TestMalformedHeaderBlocksAreStreamErrors(t *testing.T) {
+	var served atomic.Int32
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+	}))
+	rc := dialRaw(t, s.addr)
+	id := uint32(1)
+	for _, fields := range [][]string{
+		{"X-Upper", "1"},
+		{"x-a", "1", ":path", "/late"},
+		{":bogus", "1"},
+		{":status", "200"},
+		{"x-ctl", "a\x01b"},
+	} {
+		rc.hbuf.Reset()
+		all := []string{":method", "GET", ":scheme", "http", ":authority", "example.test", ":path", "/"}
+		all = append(all, fields...)
+		for i := 0; i+1 < len(all); i += 2 {
+			rc.enc.WriteField(hpack.HeaderField{Name: all[i], Value: all[i+1]})
+		}
+		if err := rc.fr.WriteHeaders(xh2.HeadersFrameParam{StreamID: id, BlockFragment: rc.hbuf.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		if code := rc.rst(id); code != xh2.ErrCodeProtocol {
+			t.Errorf("%q: stream reset with %v, want PROTOCOL_ERROR", fields, code)
+		}
+		id += 2
+	}
+	rc.headers(id, "GET", true, "x-fine", "yes")
+	if status, _ := rc.response(id); status != 200 {
+		t.Fatalf("the request after them: status %d", status)
+	}
+	if n := served.Load(); n != 1 {
+		t.Fatalf("the handler served %d requests, want 1", n)
+	}
+}

@@ -45,7 +45,8 @@ type stream struct {
 	deadlineHit bool
 	timer       *time.Timer
 
-	fields []hpack.HeaderField // the request's regular fields
+	fields   []hpack.HeaderField // the request's regular fields
+	fieldArr [12]hpack.HeaderField
 
 	// response side
 	hdr           http.Header

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -217,4 +218,24 @@ func countingDial(d *net.Dialer, n *int64) func(ctx context.Context, network, ad
 		}
 		return c, err
 	}
+}
+
+// runUntilStopped runs each of runs on a goroutine of its own until stop
+// is called; stop closes their channel, waits for them and may be called
+// more than once. Callers defer it, so that the runs end before anything
+// deferred earlier (the proxy's stop) runs.
+func runUntilStopped(runs ...func(stop <-chan struct{})) (stop func()) {
+	ch := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, run := range runs {
+		wg.Go(func() { run(ch) })
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			close(ch)
+			wg.Wait()
+		})
+	}
+	return stop
 }

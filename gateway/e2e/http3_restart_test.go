@@ -165,22 +165,13 @@ func TestHTTP3ConnectionsSurviveReloadsAndUpgrades(t *testing.T) {
 	url := "https://" + p.Addr("h3") + "/work"
 
 	var clients []*h3LongClient
+	var runs []func(<-chan struct{})
 	for i := range 6 {
-		clients = append(clients, newH3LongClient(t, i, ca, 0))
+		cl := newH3LongClient(t, i, ca, 0)
+		clients = append(clients, cl)
+		runs = append(runs, func(stop <-chan struct{}) { cl.run(url, stop) })
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, cl := range clients {
-		wg.Go(func() { cl.run(url, stop) })
-	}
-	stopped := false
-	stopClients := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wg.Wait()
-		}
-	}
+	stopClients := runUntilStopped(runs...)
 	defer stopClients()
 	waitProgress(t, clients, 4)
 

@@ -5,8 +5,8 @@ import (
 	"fmt"
 )
 
-// Messages from the supervisor to its running workers, besides Drain, Stop
-// and Handoff.
+// Messages between the supervisor and its running workers, besides Ready,
+// Drain, Stop and Handoff.
 const (
 	// TypeLogLevel sets a worker's log level (the admin /logging). Body:
 	// the level's name ("debug", "info", "warn", "error").
@@ -20,6 +20,15 @@ const (
 	// TypeTicketKeys gives the TLS session ticket keys after a rotation
 	// (the first encrypts, all decrypt). Body: TicketKeys as JSON.
 	TypeTicketKeys Type = 16
+	// TypeStopAccepting asks a worker to stop accepting connections and
+	// serve those it has as before, undrained; it answers with
+	// TypeStoppedAccepting. The supervisor retiring a generation sends it to
+	// every worker of it and only then TypeDrain, so that no client a drain
+	// sends away is accepted by a worker of the same generation. No body.
+	TypeStopAccepting Type = 17
+	// TypeStoppedAccepting goes from a worker to the supervisor when it has
+	// stopped accepting after TypeStopAccepting. No body.
+	TypeStoppedAccepting Type = 18
 )
 
 func init() {
@@ -27,6 +36,8 @@ func init() {
 	typeNames[TypeReopenLogs] = "reopen logs"
 	typeNames[TypeClusterHosts] = "cluster hosts"
 	typeNames[TypeTicketKeys] = "ticket keys"
+	typeNames[TypeStopAccepting] = "stop accepting"
+	typeNames[TypeStoppedAccepting] = "stopped accepting"
 }
 
 // TicketKeys is the body of a TypeTicketKeys message.

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/hotrestart"
 )
 
 // genState is where a generation is in its life.
@@ -117,18 +118,32 @@ func (g *generation) summary() string {
 
 // retire makes g a draining generation: its restarts stop, its copies of
 // the sockets close (its workers close theirs as they stop accepting), its
-// workers are told to drain, and those still running after the drain
+// workers are told to stop accepting and, once all have (or after
+// stopAcceptingWait), to drain; those still running after the drain
 // timeout and killGrace are killed.
+//
+// The two steps keep a drained client off the old generation: the workers
+// of a slot share its socket across generations, and a client that one
+// worker's drain (an HTTP/2 GOAWAY, a Connection: close) sends to
+// reconnect would otherwise now and then be accepted by another worker of
+// g that has not heard of the drain yet, and be sent away a second time.
 func (s *Supervisor) retire(g *generation) {
 	g.state = genDraining
 	g.cancelRestarts()
 	g.stopTimer()
 	g.closeSockets()
 	for p := range s.procs {
-		if p.g == g && p.pid != 0 {
+		if p.g != g || p.pid == 0 {
+			continue
+		}
+		if p.conn != nil && p.conn.Send(hotrestart.Message{Type: hotrestart.TypeStopAccepting}) == nil {
+			p.stopping = true
+		} else {
 			s.drainWorker(p)
 		}
 	}
+	s.later(stopAcceptingWait, func() { s.drainStopped(g, true) })
+	s.drainStopped(g, false)
 	if g.live == 0 {
 		return
 	}
@@ -137,6 +152,31 @@ func (s *Supervisor) retire(g *generation) {
 		s.log.Warn("drain deadline passed, killing workers", zap.Int("generation", g.num), zap.Int("workers", g.live))
 		s.killGeneration(g)
 	})
+}
+
+// stopAcceptingWait bounds the wait for a retired generation's workers to
+// say that they stopped accepting: one that has not by then (busy, or
+// stuck) is drained with the others, as it would be without the first
+// step.
+const stopAcceptingWait = time.Second
+
+// drainStopped tells the workers of the retired generation g that were
+// asked to stop accepting to drain, once every one of them has said it
+// stopped (or exited), or at once if timedOut.
+func (s *Supervisor) drainStopped(g *generation, timedOut bool) {
+	if !timedOut {
+		for p := range s.procs {
+			if p.g == g && p.stopping && !p.stopped {
+				return
+			}
+		}
+	}
+	for p := range s.procs {
+		if p.g == g && p.stopping {
+			p.stopping = false
+			s.drainWorker(p)
+		}
+	}
 }
 
 // killGeneration kills every started worker of g; the others are killed

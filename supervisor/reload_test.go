@@ -289,3 +289,77 @@ func TestReloadWithoutSupervisorFails(t *testing.T) {
 		t.Fatalf("sluice reload with nobody listening = %d, %q; want non-zero naming %s", code, out, ctl)
 	}
 }
+
+// TestReloadStopsEveryOldWorkerAcceptingBeforeDrainingAny: the workers of
+// a slot share its socket across generations, so a client that a drained
+// worker sends away (GOAWAY, Connection: close) must not be accepted by
+// another worker of the old generation: every old worker says it stopped
+// accepting before any is told to drain.
+func TestReloadStopsEveryOldWorkerAcceptingBeforeDrainingAny(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t)
+	s := start(t, proxyConfig(up.addr, controlPath(t), "public"))
+	s.pidsOf(t, 1)
+	if out, code := runSluice(t, "reload", "-c", s.path); code != 0 {
+		t.Fatalf("sluice reload = %d, %q", code, out)
+	}
+	s.wait(t, "generation drained", map[string]any{"generation": 1}, nil)
+	s.mu.Lock()
+	lines := s.lines
+	s.mu.Unlock()
+	firstDrain, stopped := -1, map[string]int{}
+	for i, e := range lines {
+		if e.str("generation") != "1" {
+			continue
+		}
+		switch e.str("msg") {
+		case "stopped accepting":
+			stopped[e.str("slot")] = i
+		case "draining":
+			if firstDrain < 0 {
+				firstDrain = i
+			}
+		}
+	}
+	if len(stopped) != 2 || firstDrain < 0 {
+		t.Fatalf("generation 1: stopped accepting in slots %v, first draining line %d; want both slots and a drain", stopped, firstDrain)
+	}
+	for slot, i := range stopped {
+		if i > firstDrain {
+			t.Errorf("generation 1 slot %s stopped accepting (log line %d) after a worker of it began to drain (line %d)", slot, i, firstDrain)
+		}
+	}
+}
+
+// TestReloadDrainsOldWorkersWhenOneDoesNotSayItStopped: a worker that
+// cannot answer the request to stop accepting (stopped with SIGSTOP here)
+// holds its siblings back a second at most; they drain without it, and it
+// drains once it runs again.
+func TestReloadDrainsOldWorkersWhenOneDoesNotSayItStopped(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t)
+	s := start(t, proxyConfig(up.addr, controlPath(t), "public"))
+	old := s.pidsOf(t, 1)
+	if err := syscall.Kill(old[1], syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			syscall.Kill(old[1], syscall.SIGCONT)
+		}
+	}
+	defer resume()
+	if out, code := runSluice(t, "reload", "-c", s.path); code != 0 {
+		t.Fatalf("sluice reload = %d, %q", code, out)
+	}
+	s.wait(t, "draining", map[string]any{"generation": 1, "slot": 0}, nil)
+	waitGone(t, map[int]int{0: old[0]})
+	if n := s.count("stopped accepting", map[string]any{"generation": 1, "slot": 1}); n != 0 {
+		t.Fatalf("the stopped worker logged %d lines", n)
+	}
+	resume()
+	s.wait(t, "draining", map[string]any{"generation": 1, "slot": 1}, nil)
+	s.wait(t, "generation drained", map[string]any{"generation": 1}, nil)
+}

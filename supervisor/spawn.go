@@ -25,16 +25,21 @@ type proc struct {
 	conn    *hotrestart.Conn
 	started time.Time
 	ready   bool
+	// stopping: the worker's generation is being retired; it was told to
+	// stop accepting and is told to drain once every worker of the
+	// generation has stopped (stopped: it said so) or the wait ends.
+	stopping, stopped bool
 }
 
 // eventKind says what happened to a worker process.
 type eventKind uint8
 
 const (
-	evStarted eventKind = iota // the process runs and was sent its Hello
-	evReady                    // it sent Ready
-	evExited                   // it exited, or could not be started
-	evHandoff                  // it handed off a connection (msg)
+	evStarted          eventKind = iota // the process runs and was sent its Hello
+	evReady                             // it sent Ready
+	evExited                            // it exited, or could not be started
+	evHandoff                           // it handed off a connection (msg)
+	evStoppedAccepting                  // it stopped accepting, as asked
 )
 
 // event reports something about a worker process to the event loop.
@@ -174,6 +179,8 @@ func (s *Supervisor) readWorker(p *proc, conn *hotrestart.Conn) {
 			s.post(event{kind: evReady, p: p})
 		case hotrestart.TypeHandoff:
 			s.post(event{kind: evHandoff, p: p, msg: m})
+		case hotrestart.TypeStoppedAccepting:
+			s.post(event{kind: evStoppedAccepting, p: p})
 		default:
 			m.CloseFDs()
 		}

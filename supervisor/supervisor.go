@@ -438,6 +438,9 @@ func (s *Supervisor) handle(e event) {
 		s.exited(p, e)
 	case evHandoff:
 		s.forwardHandoff(p, e.msg)
+	case evStoppedAccepting:
+		p.stopped = true
+		s.drainStopped(p.g, false)
 	}
 }
 
@@ -543,6 +546,9 @@ func (s *Supervisor) exited(p *proc, e event) {
 	s.stats.reaped(g, p.slot)
 	s.hosts.reaped(g, p.slot)
 	defer s.generationGone(g)
+	if p.stopping {
+		defer s.drainStopped(g, false) // the others may wait for it no more
+	}
 	fields := s.procFields(p)
 	reason := "start failed"
 	switch {
@@ -638,6 +644,7 @@ func (s *Supervisor) drainWorkers() {
 	s.cur.cancelRestarts()
 	s.closeAllSockets()
 	for p := range s.procs {
+		p.stopping = false
 		if p.pid != 0 {
 			s.send(p, hotrestart.TypeDrain)
 		}
@@ -665,6 +672,7 @@ func (s *Supervisor) stop() {
 // killAll kills every worker.
 func (s *Supervisor) killAll() {
 	for p := range s.procs {
+		p.stopping = false
 		if p.pid != 0 {
 			s.kill(p)
 		}

@@ -370,6 +370,7 @@ func (w *worker) loop(conn *hotrestart.Conn, terms <-chan os.Signal) int {
 		}
 	}()
 	var drained chan struct{}
+	stopped := false // told to stop accepting: the listeners' ends are expected
 	drain := func(why string) {
 		if drained != nil {
 			return
@@ -398,6 +399,13 @@ func (w *worker) loop(conn *hotrestart.Conn, terms <-chan os.Signal) int {
 					}
 				}
 				drain("drain message")
+			case hotrestart.TypeStopAccepting:
+				w.gen.StopAccepting()
+				stopped = true
+				w.log.Info("stopped accepting")
+				if err := w.conn.Send(hotrestart.Message{Type: hotrestart.TypeStoppedAccepting}); err != nil {
+					w.log.Warn("cannot reach supervisor", zap.Stringer("message", hotrestart.TypeStoppedAccepting), zap.Error(err))
+				}
 			case hotrestart.TypeHandoff:
 				w.adopt(m)
 			case hotrestart.TypeLogLevel:
@@ -447,7 +455,7 @@ func (w *worker) loop(conn *hotrestart.Conn, terms <-chan os.Signal) int {
 			w.log.Info("drained, exiting")
 			return 0
 		case r := <-w.served:
-			if drained != nil {
+			if drained != nil || stopped {
 				continue
 			}
 			w.log.Error("listener stopped serving", zap.String("listener", r.name), zap.Error(r.err))

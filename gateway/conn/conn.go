@@ -541,9 +541,6 @@ func (t *Tracker) closeDone() {
 	}
 }
 
-// MarkDraining sets the draining flag without waking anyone (see Drain).
-func (t *Tracker) MarkDraining() { t.draining.Store(true) }
-
 // Draining reports whether a drain has started.
 func (t *Tracker) Draining() bool { return t.draining.Load() }
 

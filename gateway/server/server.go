@@ -73,9 +73,10 @@ type Generation struct {
 	listeners map[string]*listener.Listener
 	tracker   *conn.Tracker
 
-	mu  sync.Mutex
-	lns []net.Listener
-	h3  []*hcm.HTTP3Server // serving udp listeners
+	mu      sync.Mutex
+	lns     []net.Listener
+	stopped bool               // no listener accepts any more (StopAccepting, Drain, Close)
+	h3      []*hcm.HTTP3Server // serving udp listeners
 	// quic holds what serves each udp listener (see packet.go).
 	quic map[string]*quicListener
 	// routes are the UDP sockets of the udp listeners, and successor the
@@ -275,7 +276,7 @@ func (g *Generation) Serve(listenerName string, ln net.Listener) error {
 		return fmt.Errorf("server: no listener %q in this generation", listenerName)
 	}
 	g.mu.Lock()
-	if g.tracker.Draining() {
+	if g.stopped {
 		g.mu.Unlock()
 		ln.Close()
 		return nil
@@ -334,8 +335,14 @@ func (g *Generation) Drain(ctx context.Context) {
 	g.clusters.Close()
 }
 
-// StopAccepting closes every listener of the generation: no connection is
-// accepted after it returns. Drain does it too; calling both is harmless.
+// StopAccepting closes every TCP listener of the generation: no connection
+// is accepted after it returns. The connections it has are served as
+// before, undrained: a supervisor retiring a generation first stops every
+// worker of it from accepting, then drains them, so that a client a drain
+// sends away cannot land on a worker of the same generation that has not
+// heard of the drain yet. Drain and Close do it too; calling several is
+// harmless. Its udp (HTTP/3) listeners go on until Drain: their packets
+// follow the QUIC connection, not an accept.
 func (g *Generation) StopAccepting() { g.closeListeners() }
 
 // Close closes every listener and connection at once.
@@ -354,7 +361,7 @@ func (g *Generation) closeListeners() {
 	g.mu.Lock()
 	lns := g.lns
 	g.lns = nil
-	g.tracker.MarkDraining()
+	g.stopped = true
 	g.mu.Unlock()
 	for _, ln := range lns {
 		ln.Close()

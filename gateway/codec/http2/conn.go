@@ -131,6 +131,8 @@ type Conn struct {
 	unackedSettings int
 	sawSettings     bool
 	shutdown        bool   // the first GOAWAY was sent
+	started         bool   // Serve sent the server's SETTINGS
+	shutdownAtStart bool   // Shutdown was called before Serve sent them
 	finalGoaway     bool   // the final GOAWAY was sent: no new stream
 	lastStream      uint32 // the final GOAWAY's last stream id
 	shutdownTimer   *time.Timer
@@ -185,8 +187,12 @@ func (c *Conn) Serve() {
 
 	c.mu.Lock()
 	c.writeSettings()
+	c.started = true
 	if c.opts.IdleTimeout > 0 {
 		c.idleTimer = time.AfterFunc(c.opts.IdleTimeout, c.onIdle)
+	}
+	if c.shutdownAtStart {
+		c.shutdownLocked() // after the SETTINGS, which come first (RFC 9113 §3.4)
 	}
 	c.flush()
 	c.mu.Unlock()
@@ -227,10 +233,20 @@ func (c *Conn) Serve() {
 // GOAWAY naming the largest stream id together with a PING; when the PING
 // is answered (one round trip later, or after a second) a GOAWAY naming the
 // last stream the client opened. Open streams finish; the connection
-// closes when the last one has.
+// closes when the last one has. Called before Serve has sent the server's
+// SETTINGS, it takes effect right after them.
 func (c *Conn) Shutdown() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.started {
+		c.shutdownAtStart = true
+		return
+	}
+	c.shutdownLocked()
+	c.flush()
+}
+
+func (c *Conn) shutdownLocked() {
 	if c.shutdown || c.closed {
 		return
 	}
@@ -238,7 +254,6 @@ func (c *Conn) Shutdown() {
 	c.appendGoAway(maxWindow, xh2.ErrCodeNo)
 	c.appendFrameHeader(8, framePing, 0, 0)
 	c.wbuf = append(c.wbuf, shutdownPing[:]...)
-	c.flush()
 	c.shutdownTimer = time.AfterFunc(shutdownRTTLimit, c.sendFinalGoaway)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -772,4 +773,99 @@ func TestMalformedHeaderBlocksAreStreamErrors(t *testing.T) {
 	if n := served.Load(); n != 1 {
 		t.Fatalf("the handler served %d requests, want 1", n)
 	}
+}
+
+// A handler that answers without reading the body the client sent gives
+// that body's connection window back: the client may send as much again
+// on the next stream (without it, its bytes would exceed the window and
+// end the connection with FLOW_CONTROL_ERROR).
+func TestUnreadRequestBodyGivesTheConnectionWindowBack(t *testing.T) {
+	proceed := make(chan struct{})
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/refuse" {
+			<-proceed
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+	}))
+	rc := dialRaw(t, s.addr)
+	body := make([]byte, 15000)
+	send := func(id uint32, end bool) {
+		for i := range 4 { // 60,000 bytes, under the 65,535 of either window
+			rc.data(id, end && i == 3, body)
+		}
+	}
+	rc.headers(1, "POST", false, ":path", "/refuse")
+	send(1, false)
+	// The PING's ACK says the server has read the body (frames are
+	// processed in order); then the handler answers without reading it.
+	if err := rc.fr.WritePing(false, [8]byte{7}); err != nil {
+		t.Fatal(err)
+	}
+	rc.until("PING ACK", func(f xh2.Frame) bool { p, ok := f.(*xh2.PingFrame); return ok && p.IsAck() })
+	close(proceed)
+	if status, _ := rc.response(1); status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("stream 1: status %d", status)
+	}
+	rc.headers(3, "POST", false, ":path", "/read")
+	send(3, true)
+	f := rc.until("stream 3's response or a GOAWAY", func(f xh2.Frame) bool {
+		_, goaway := f.(*xh2.GoAwayFrame)
+		h, ok := f.(*xh2.MetaHeadersFrame)
+		return goaway || ok && h.StreamID == 3
+	})
+	if g, ok := f.(*xh2.GoAwayFrame); ok {
+		t.Fatalf("GOAWAY %v: the unread body's connection window was not given back", g.ErrCode)
+	}
+	if st := f.(*xh2.MetaHeadersFrame).PseudoValue("status"); st != "200" {
+		t.Fatalf("stream 3: status %s", st)
+	}
+}
+
+// Shutdown called before Serve (a connection accepted as its worker
+// drains) sends its GOAWAY after the server's SETTINGS, which must be the
+// first frame (RFC 9113 §3.4).
+func TestShutdownBeforeServeSendsSettingsFirst(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	b, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	c := NewConn(netTransport{a, nil}, testOpts(), http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	c.Shutdown()
+	served := make(chan struct{})
+	go func() { c.Serve(); close(served) }()
+	b.SetDeadline(time.Now().Add(waitLimit))
+	if _, err := b.Write([]byte(Preface)); err != nil {
+		t.Fatal(err)
+	}
+	if err := xh2.NewFramer(b, nil).WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	fr := xh2.NewFramer(nil, b)
+	var kinds []string
+	for len(kinds) < 2 {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("after %v: %v", kinds, err)
+		}
+		if _, ack := f.(*xh2.WindowUpdateFrame); !ack {
+			kinds = append(kinds, f.Header().Type.String())
+		}
+	}
+	if kinds[0] != "SETTINGS" || kinds[1] != "GOAWAY" {
+		t.Fatalf("the server's first frames are %v, want SETTINGS then GOAWAY", kinds)
+	}
+	b.Close()
+	recv(t, "Serve's end", served)
 }

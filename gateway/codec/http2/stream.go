@@ -175,12 +175,18 @@ func (st *stream) recycle() {
 }
 
 // releaseLocked returns the stream's buffers once its handler is done.
+// Body bytes the handler left unread give their connection window back,
+// as Close would have: the client may send them on other streams.
 func (st *stream) releaseLocked() {
 	if st.timer != nil {
 		st.timer.Stop()
 	}
+	if n := len(st.in) - st.inOff; n > 0 {
+		st.c.credit(nil, int64(n))
+		st.c.flush()
+	}
 	putBuf(st.inBox, st.in)
-	st.in, st.inBox = nil, nil
+	st.in, st.inOff, st.inBox = nil, 0, nil
 	putBuf(st.outBox, st.out)
 	st.out, st.outBox = nil, nil
 }

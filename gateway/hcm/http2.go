@@ -58,13 +58,12 @@ func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 		}
 	}
 	hc := &h2conn{conn: c, nc: nc, out: newH2writer(nc), readAhead: readAhead}
-	var bounds headBounds
 	if t := f.cfg.RequestHeadersTimeout.Duration; t > 0 {
+		// Only request_headers_timeout needs to follow the frames read.
 		ht := newHeaderTimer(t, hc.headersTimedOut)
 		defer ht.close()
-		bounds = ht
+		hc.in = newH2Inbound(ht)
 	}
-	hc.in = newH2Inbound(bounds)
 	var log *zap.Logger
 	if f.log != nil {
 		log = f.log.With(zap.Uint64("conn", c.info.ID), zap.String("codec", "http2"))
@@ -110,7 +109,7 @@ type h2conn struct {
 	out       *h2writer
 	srv       *h2codec.Conn
 	readAhead []byte
-	in        *h2Inbound // follows what the server reads
+	in        *h2Inbound // follows what the server reads; nil without request_headers_timeout
 	closing   atomic.Bool
 }
 
@@ -120,7 +119,9 @@ func (h *h2conn) Read(p []byte) (int, error) {
 	if len(h.readAhead) > 0 {
 		n := copy(p, h.readAhead)
 		h.readAhead = h.readAhead[n:]
-		h.in.see(p[:n])
+		if h.in != nil {
+			h.in.see(p[:n])
+		}
 		return n, nil
 	}
 	for {
@@ -131,7 +132,7 @@ func (h *h2conn) Read(p []byte) (int, error) {
 			h.drain()
 			continue
 		}
-		if n > 0 {
+		if n > 0 && h.in != nil {
 			h.in.see(p[:n])
 		}
 		return n, err

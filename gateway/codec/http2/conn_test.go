@@ -347,6 +347,13 @@ func TestShutdownIsTwoGoAwaysAndWaitsForOpenStreams(t *testing.T) {
 		t.Fatalf("responses %v", got)
 	}
 	rc.closed()
+	// The connection closed once its streams were done: a handler run for
+	// stream 5 would have said so by then.
+	select {
+	case u := <-started:
+		t.Fatalf("a handler ran after the final GOAWAY: %s", u)
+	default:
+	}
 }
 
 func TestIdleTimeoutSendsGoAwayAndCloses(t *testing.T) {

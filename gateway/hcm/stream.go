@@ -2,12 +2,12 @@ package hcm
 
 import (
 	"math/rand/v2"
-	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/accesslog"
 	"github.com/sluice-proxy/sluice/gateway/buffer"
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/internal/clock"
 )
 
 // stream is one request/response exchange on a connection. The connection
@@ -91,7 +91,7 @@ func (s *stream) begin(req *http1.Request) {
 	c := s.conn
 	s.id = streamIDs.Add(1)
 	s.info = httpfilter.StreamInfo{
-		Start:            time.Now(),
+		Start:            clock.Now(),
 		DownstreamRemote: c.info.RemoteAddr,
 		DownstreamLocal:  c.info.LocalAddr,
 		OriginalDst:      c.info.OriginalDst(),
@@ -125,7 +125,7 @@ func (s *stream) end() {
 	f := s.conn.f
 	f.stats.DownstreamRqActive.Dec()
 	f.stats.Response(s.info.ResponseCode)
-	now := time.Now()
+	now := clock.Now()
 	d := now.Sub(s.info.Start)
 	if s.h2 == nil {
 		s.conn.ended = now // the wait for the next request starts now

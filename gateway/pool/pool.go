@@ -76,6 +76,7 @@ type Conn struct {
 
 	idleSince time.Time
 	born      time.Time // when it was opened, for MaxConnectionDuration
+	rdl       time.Time // the read deadline last set through Conn
 	pool      *Pool
 	breaker   bool        // holds a unit of the connections breaker
 	src       *sendReader // R's source (see WriteOnRead)
@@ -98,6 +99,44 @@ func (c *Conn) Close() error {
 		st.UpstreamCxActive.Dec()
 	}
 	return c.Conn.Close()
+}
+
+// DeadlineSlack is how much later than asked a read deadline set by
+// SetReadDeadlineNear may end.
+const DeadlineSlack = 10 * time.Millisecond
+
+// SetReadDeadline sets the connection's read deadline (zero: none) and
+// remembers it for SetReadDeadlineNear. Only the connection's owner calls
+// it; another goroutine that must wake a blocked read sets the deadline on
+// the embedded net.Conn, and the connection is then not reused.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.rdl = t
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline sets the connection's read and write deadlines (zero: none),
+// as SetReadDeadline.
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.rdl = t
+	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadlineNear sets a read deadline between d and d+DeadlineSlack:
+// it keeps the one set when that is in the range, and otherwise sets
+// d+DeadlineSlack, so that a connection that serves request after request
+// with the same timeout updates its timer about once per DeadlineSlack
+// rather than once per request. A zero d sets no deadline.
+func (c *Conn) SetReadDeadlineNear(d time.Time) error {
+	if d.IsZero() {
+		if c.rdl.IsZero() {
+			return nil
+		}
+		return c.SetReadDeadline(d)
+	}
+	if !c.rdl.IsZero() && !c.rdl.Before(d) && c.rdl.Sub(d) <= DeadlineSlack {
+		return nil
+	}
+	return c.SetReadDeadline(d.Add(DeadlineSlack))
 }
 
 // ErrConnect wraps connection failures (flag UF).

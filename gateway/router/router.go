@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/hoststate"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/internal/clock"
 	"github.com/sluice-proxy/sluice/gateway/lb"
 	"github.com/sluice-proxy/sluice/gateway/pool"
 	"github.com/sluice-proxy/sluice/gateway/stats"
@@ -155,7 +156,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		return httpfilter.HeadersStopIteration
 	}
 	f.rqHeld = true
-	f.started = time.Now()
+	f.started = clock.Now()
 	if si, ok := f.cb.(httpfilter.StreamIdler); ok {
 		f.streamIdle = si.StreamIdleTimeout()
 	}
@@ -229,7 +230,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		return httpfilter.HeadersStopIteration
 	}
 	if endStream {
-		f.exchange()
+		f.exchangeAt(f.started)
 	}
 	return httpfilter.HeadersStopIteration
 }
@@ -354,9 +355,11 @@ func (f *filter) send() {
 // exchange sends what is buffered for the upstream (the end of the
 // request), reads the response and passes it downstream. On return f.uc is
 // back in the pool or closed.
-func (f *filter) exchange() {
+func (f *filter) exchange() { f.exchangeAt(clock.Now()) }
+
+// exchangeAt is exchange with the clock read by the caller just now.
+func (f *filter) exchangeAt(sent time.Time) {
 	uc := f.uc
-	sent := time.Now()
 	deadline := time.Time{}
 	if f.route.Timeout > 0 {
 		deadline = sent.Add(f.route.Timeout)
@@ -364,8 +367,10 @@ func (f *filter) exchange() {
 	f.tryDeadline = deadline
 	deadline = f.idleDeadlineAt(deadline, sent)
 	// Only reads carry the route timeout; a pooled connection keeps its
-	// stale read deadline until the next exchange sets one.
-	_ = uc.SetReadDeadline(deadline)
+	// stale read deadline until the next exchange sets one. The timeout
+	// may fire up to pool.DeadlineSlack late: a busy connection then does
+	// not update its timer for every request.
+	_ = uc.SetReadDeadlineNear(deadline)
 	// The request's last bytes are written by the first read of the
 	// response (pool.Conn.WriteOnRead): no read is tried before the
 	// answer can be there.
@@ -401,7 +406,7 @@ func (f *filter) deliver(sent time.Time) {
 	f.stats.Response(f.resp.Headers.Status)
 	resp := &f.resp
 	end := resp.Framing == http1.NoBody || (resp.Framing == http1.ContentLength && resp.ContentLength == 0)
-	now := time.Now()
+	now := clock.Now()
 	f.svcTime = strconv.AppendInt(f.svcTime[:0], now.Sub(f.started).Milliseconds(), 10)
 	resp.Headers.SetBytes(hdrUpstreamServiceTime, f.svcTime)
 	if f.cb.EncodeHeaders(&resp.Headers, end) != nil {
@@ -411,7 +416,7 @@ func (f *filter) deliver(sent time.Time) {
 		if !f.copyBody() {
 			return
 		}
-		now = time.Now()
+		now = clock.Now()
 	}
 	f.stats.UpstreamRqTime.Record(now.Sub(sent))
 	uc.Requests++
@@ -641,7 +646,9 @@ func (f *filter) fail(err error, started bool) {
 // watch aborts the exchange on uc when the downstream HTTP/2 stream is
 // reset: the blocked upstream read or write fails at once.
 func (f *filter) watch(uc *pool.Conn) {
-	abort := func() { _ = uc.SetDeadline(time.Unix(1, 0)) }
+	// On the net.Conn: the watch runs beside the connection's owner, and a
+	// connection it fired on is not reused.
+	abort := func() { _ = uc.Conn.SetDeadline(time.Unix(1, 0)) }
 	if rw, ok := f.cb.(resetWatcher); ok {
 		f.stopWatch = rw.AfterReset(abort)
 		return

@@ -105,15 +105,13 @@ type filter struct {
 	upgrading bool
 }
 
-// contexter is implemented by the HTTP connection manager's streams.
-type contexter interface{ Context() context.Context }
-
-// resetWatcher is implemented by the HTTP connection manager's streams:
-// AfterReset is context.AfterFunc on the stream's context without its
-// allocations (f runs on a goroutine of its own, once, when the stream is
-// reset or its connection ends; stop unregisters f and reports whether it
-// had not run).
-type resetWatcher interface {
+// streamWatcher is implemented by the HTTP connection manager's streams.
+// Context is the HTTP/2 or HTTP/3 stream's context (nil on HTTP/1.1).
+// AfterReset is context.AfterFunc on it without its allocations: f runs on
+// a goroutine of its own, once, when the stream is reset or its connection
+// ends; stop unregisters f and reports whether it had not run.
+type streamWatcher interface {
+	Context() context.Context
 	AfterReset(f func()) (stop func() bool)
 }
 
@@ -189,8 +187,8 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		f.startShadow(h, endStream)
 	}
 	if info.Protocol == protoHTTP2 {
-		if cx, ok := f.cb.(contexter); ok {
-			f.ctx = cx.Context()
+		if sw, ok := f.cb.(streamWatcher); ok {
+			f.ctx = sw.Context()
 		}
 	}
 	if rt.Retry == nil && rt.Cluster.Cfg.Protocol != "http1" {
@@ -649,11 +647,7 @@ func (f *filter) watch(uc *pool.Conn) {
 	// On the net.Conn: the watch runs beside the connection's owner, and a
 	// connection it fired on is not reused.
 	abort := func() { _ = uc.Conn.SetDeadline(time.Unix(1, 0)) }
-	if rw, ok := f.cb.(resetWatcher); ok {
-		f.stopWatch = rw.AfterReset(abort)
-		return
-	}
-	f.stopWatch = context.AfterFunc(f.ctx, abort)
+	f.stopWatch = f.cb.(streamWatcher).AfterReset(abort) // f.ctx came from it
 }
 
 func isTimeout(err error) bool {

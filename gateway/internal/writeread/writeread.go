@@ -25,6 +25,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"unsafe"
 )
 
 // Conn is one TCP connection's write-then-read path. It is used by one
@@ -101,7 +102,7 @@ func (c *Conn) step(fd uintptr) bool {
 	if b := c.w; b != nil {
 		c.w = nil
 		for len(b) > 0 {
-			n, err := syscall.Write(int(fd), b)
+			n, err := rawWrite(fd, b)
 			switch {
 			case err == syscall.EINTR:
 				continue
@@ -117,7 +118,7 @@ func (c *Conn) step(fd uintptr) bool {
 		return false // written: wait for the answer
 	}
 	for {
-		n, err := syscall.Read(int(fd), c.p)
+		n, err := rawRead(fd, c.p)
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -158,4 +159,25 @@ func (c *Conn) TryRead(p []byte) int {
 		}
 	})
 	return n
+}
+
+// rawWrite and rawRead are write(2) and read(2) as raw system calls: the
+// descriptor is non-blocking (the netpoller does every wait), so the call
+// cannot block, and the scheduler's bookkeeping of a system call that might
+// (entersyscall and exitsyscall, about a tenth of a microsecond a call) is
+// spent for nothing. A proxied HTTP/1.1 request makes four of them.
+func rawWrite(fd uintptr, b []byte) (int, error) {
+	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+func rawRead(fd uintptr, b []byte) (int, error) {
+	n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }

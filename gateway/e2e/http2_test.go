@@ -24,19 +24,25 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
 )
 
-// h2cClient speaks HTTP/2 with prior knowledge on plaintext; dials counts
-// its connections.
-func h2cClient(dials *int64) *http.Client {
-	return &http.Client{Timeout: ioTimeout, Transport: &http2.Transport{
+// h2cTransport speaks HTTP/2 with prior knowledge on plaintext; dials,
+// unless nil, counts the connections it dials.
+func h2cTransport(dials *atomic.Int64) *http2.Transport {
+	return &http2.Transport{
 		AllowHTTP: true,
 		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 			if dials != nil {
-				atomic.AddInt64(dials, 1)
+				dials.Add(1)
 			}
 			var d net.Dialer
 			return d.DialContext(ctx, network, addr)
 		},
-	}}
+	}
+}
+
+// h2cClient is an HTTP/2 client with prior knowledge on plaintext (see
+// h2cTransport).
+func h2cClient(dials *atomic.Int64) *http.Client {
+	return &http.Client{Timeout: ioTimeout, Transport: h2cTransport(dials)}
 }
 
 // h2Config is the plain listener config with extra lines in the manager's

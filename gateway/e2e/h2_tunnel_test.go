@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,17 +21,6 @@ import (
 
 	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
 )
-
-// h2cTransport speaks HTTP/2 with prior knowledge on plaintext.
-func h2cTransport() *http2.Transport {
-	return &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		},
-	}
-}
 
 // wsWriteText writes msg as one masked WebSocket text frame (RFC 6455 §5).
 func wsWriteText(w io.Writer, msg string) error {
@@ -155,7 +143,7 @@ func TestWebSocketOverHTTP2ExtendedConnect(t *testing.T) {
 	up, hits := wsUpstream(t)
 	p := gwtest.Start(t, config(1, route(`prefix = "/"`, "ws", `upgrade = ["websocket"]`), cluster("ws", up)))
 	addr := p.Addr("http")
-	tr := h2cTransport()
+	tr := h2cTransport(nil)
 	defer tr.CloseIdleConnections()
 	pr, pw := io.Pipe()
 	defer pw.Close()
@@ -185,7 +173,7 @@ func TestWebSocketOverHTTP2ExtendedConnect(t *testing.T) {
 func TestWebSocketOverHTTP2RefusedWithoutRouteUpgrade(t *testing.T) {
 	up, hits := wsUpstream(t)
 	p := gwtest.Start(t, simpleConfig(1, up))
-	tr := h2cTransport()
+	tr := h2cTransport(nil)
 	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 	defer cancel()
@@ -228,7 +216,7 @@ func connectH2(t *testing.T, tr *http2.Transport, addr, authority string, body i
 func TestConnectOverHTTP2TunnelsToTCPEcho(t *testing.T) {
 	up := echoUpstream(t)
 	p := gwtest.Start(t, connectConfig(up.Addr))
-	tr := h2cTransport()
+	tr := h2cTransport(nil)
 	defer tr.CloseIdleConnections()
 	pr, pw := io.Pipe()
 	resp := connectH2(t, tr, p.Addr("http"), "tunnel.test:443", pr)
@@ -317,7 +305,7 @@ func TestTunnelIdleTimeoutClosesIdleTunnels(t *testing.T) {
 	waitLogLine(t, logPath, `"flags":"SI"`, `"protocol":"HTTP/1.1"`)
 
 	// Idle HTTP/2 tunnel: the stream is reset.
-	tr := h2cTransport()
+	tr := h2cTransport(nil)
 	defer tr.CloseIdleConnections()
 	pr, pw := io.Pipe()
 	defer pw.Close()

@@ -159,7 +159,7 @@ func truncate(b []byte, n int) []byte {
 
 // newClient returns an HTTP client whose dials are counted in *dials (if
 // dials is not nil), with at most one connection per host.
-func newClient(dials *int64) *http.Client {
+func newClient(dials *atomic.Int64) *http.Client {
 	d := &net.Dialer{Timeout: ioTimeout}
 	tr := &http.Transport{
 		MaxConnsPerHost:     1,
@@ -209,12 +209,12 @@ func do(t *testing.T, c *http.Client, req *http.Request) (*http.Response, []byte
 	return resp, body
 }
 
-// countingDial wraps d.DialContext, counting successful dials in *n.
-func countingDial(d *net.Dialer, n *int64) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// countingDial wraps d.DialContext, counting successful dials in n.
+func countingDial(d *net.Dialer, n *atomic.Int64) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := d.DialContext(ctx, network, addr)
 		if err == nil {
-			atomic.AddInt64(n, 1)
+			n.Add(1)
 		}
 		return c, err
 	}

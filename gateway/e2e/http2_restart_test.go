@@ -1,47 +1,31 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
-	"crypto/tls"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/net/http2"
 
 	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
 	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
 )
 
 // h2LongClient posts over one HTTP/2 (h2c) connection at a time, as a
-// long-lived client of an edge proxy does, and counts what happens.
+// long-lived client of an edge proxy does, and counts its connections and
+// what happens to its requests.
 type h2LongClient struct {
-	id     int
-	client *http.Client
-	dials  atomic.Int64
-	ok     atomic.Int64
-	mu     sync.Mutex
-	failed []string
+	id    int
+	c     *http.Client
+	dials atomic.Int64
+	tally
 }
 
 func newH2LongClient(id int) *h2LongClient {
 	cl := &h2LongClient{id: id}
-	cl.client = &http.Client{Timeout: ioTimeout, Transport: &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			cl.dials.Add(1)
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		},
-	}}
+	cl.c = h2cClient(&cl.dials)
 	return cl
 }
 
@@ -54,31 +38,8 @@ func (cl *h2LongClient) run(url string, stop <-chan struct{}) {
 			return
 		default:
 		}
-		body := []byte(fmt.Sprintf("client %d request %d", cl.id, i))
-		req, err := http.NewRequest("POST", url, bytes.NewReader(body))
-		if err != nil {
-			cl.fail(err.Error())
-			return
-		}
-		resp, err := cl.client.Do(req)
-		if err != nil {
-			cl.fail(err.Error())
-			continue
-		}
-		got, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != 200 || !bytes.Equal(got, body) {
-			cl.fail(fmt.Sprintf("%d %q %v", resp.StatusCode, got, err))
-			continue
-		}
-		cl.ok.Add(1)
+		cl.record(postEcho(cl.c, url, fmt.Sprintf("client %d request %d", cl.id, i)))
 	}
-}
-
-func (cl *h2LongClient) fail(what string) {
-	cl.mu.Lock()
-	cl.failed = append(cl.failed, what)
-	cl.mu.Unlock()
 }
 
 // TestHTTP2ClientsLoseNoRequestAcrossReloadsAndUpgrades: HTTP/2 clients
@@ -105,21 +66,7 @@ func TestHTTP2ClientsLoseNoRequestAcrossReloadsAndUpgrades(t *testing.T) {
 	}
 	stopClients := runUntilStopped(runs...)
 	defer stopClients()
-	// progress waits until every client has n more good requests.
-	progress := func(n int64, what string) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for _, cl := range clients {
-			want := cl.ok.Load() + n
-			for cl.ok.Load() < want {
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: client %d made no progress (%d requests)", what, cl.id, cl.ok.Load())
-				}
-				time.Sleep(5 * time.Millisecond) // polling the clients' counters
-			}
-		}
-	}
-	progress(20, "start")
+	waitProgress(t, clients, 20)
 
 	supervisor := p.Pid()
 	restarts := 0
@@ -140,14 +87,15 @@ func TestHTTP2ClientsLoseNoRequestAcrossReloadsAndUpgrades(t *testing.T) {
 			waitPidGone(t, supervisor)
 			supervisor = next
 		}
-		progress(20, fmt.Sprintf("restart %d", r))
+		t.Logf("restart %d done", r)
+		waitProgress(t, clients, 20)
 	}
 	stopClients()
 	total := int64(0)
 	for _, cl := range clients {
 		total += cl.ok.Load()
-		if len(cl.failed) > 0 {
-			t.Errorf("client %d: %d failed requests: %q", cl.id, len(cl.failed), cl.failed)
+		if f := cl.failureList(); len(f) > 0 {
+			t.Errorf("client %d: %d failed requests: %q", cl.id, len(f), f)
 		}
 		if d := cl.dials.Load(); d > int64(restarts+1) || d < 2 {
 			t.Errorf("client %d dialled %d connections across %d restarts, want 2 to %d (the drains move it)", cl.id, d, restarts, restarts+1)

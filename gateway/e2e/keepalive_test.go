@@ -22,7 +22,7 @@ func TestKeepAliveReusesConnections(t *testing.T) {
 	base := "http://" + p.Addr("http")
 
 	t.Run("50 sequential requests over one client connection", func(t *testing.T) {
-		var dials int64
+		var dials atomic.Int64
 		c := newClient(&dials)
 		before := up.ConnCount()
 		for i := range 50 {
@@ -31,7 +31,7 @@ func TestKeepAliveReusesConnections(t *testing.T) {
 				t.Fatalf("request %d: status %d, body %q; want 200, %q", i, resp.StatusCode, body, want)
 			}
 		}
-		if n := atomic.LoadInt64(&dials); n != 1 {
+		if n := dials.Load(); n != 1 {
 			t.Errorf("client opened %d connections, want 1 (sluice closed a keep-alive connection)", n)
 		}
 		if n := up.ConnCount() - before; n < 1 || n > 3 {

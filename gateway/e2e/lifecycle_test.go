@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -112,13 +111,7 @@ func newLifecycleClient(kind clientKind) *lifecycleClient {
 		MaxConnsPerHost:     1,
 		MaxIdleConnsPerHost: 1,
 		DisableKeepAlives:   kind == newConns,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := d.DialContext(ctx, network, addr)
-			if err == nil {
-				lc.dials.Add(1)
-			}
-			return c, err
-		},
+		DialContext:         countingDial(d, &lc.dials),
 	}
 	lc.c = &http.Client{Transport: tr, Timeout: ioTimeout}
 	return lc
@@ -196,23 +189,13 @@ func TestRestartsLoseNoRequestAndKeepAliveClientsNeverReconnect(t *testing.T) {
 	url := "http://" + p.Addr("http") + "/work"
 
 	var clients []*lifecycleClient
+	var runs []func(<-chan struct{})
 	for _, k := range []clientKind{backToBack, backToBack, idleGaps, idleGaps, idleGaps, newConns, newConns} {
-		clients = append(clients, newLifecycleClient(k))
+		lc := newLifecycleClient(k)
+		clients = append(clients, lc)
+		runs = append(runs, func(stop <-chan struct{}) { lc.run(url, stop) })
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, lc := range clients {
-		wg.Add(1)
-		go func() { defer wg.Done(); lc.run(url, stop) }()
-	}
-	stopped := false
-	stopClients := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wg.Wait()
-		}
-	}
+	stopClients := runUntilStopped(runs...)
 	defer stopClients()
 	waitProgress(t, clients, 3)
 

@@ -34,13 +34,29 @@ func isAnyOf(b byte, set string) bool {
 	return false
 }
 
+// text is the type of the checks shared by this codec's parser, which
+// holds its head as bytes, and the exported checks (target.go), which other
+// codecs call with strings: one implementation serves both without a copy.
+type text interface{ ~string | ~[]byte }
+
 // validToken reports whether b is a non-empty token.
-func validToken(b []byte) bool {
+func validToken[T text](b T) bool {
 	if len(b) == 0 {
 		return false
 	}
-	for _, c := range b {
-		if !tokenTable[c] {
+	for i := 0; i < len(b); i++ {
+		if !tokenTable[b[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// validTargetBytes reports whether every byte of b may appear in a
+// request-target.
+func validTargetBytes[T text](b T) bool {
+	for i := 0; i < len(b); i++ {
+		if !targetTable[b[i]] {
 			return false
 		}
 	}
@@ -132,7 +148,7 @@ func nextElem(list []byte) (elem, rest []byte) {
 // validHost reports whether b is uri-host [ ":" port ] (RFC 3986), with a
 // non-empty host. requirePort demands a non-empty port, as authority-form
 // does.
-func validHost(b []byte, requirePort bool) bool {
+func validHost[T text](b T, requirePort bool) bool {
 	if len(b) == 0 {
 		return false
 	}
@@ -178,8 +194,8 @@ func validHost(b []byte, requirePort bool) bool {
 	if requirePort && len(port) == 0 {
 		return false
 	}
-	for _, c := range port {
-		if c < '0' || c > '9' {
+	for j := 0; j < len(port); j++ {
+		if !isDigit(port[j]) {
 			return false
 		}
 	}

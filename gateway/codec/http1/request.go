@@ -160,10 +160,8 @@ func parseRequestLine(req *Request, line []byte) (target []byte, err error) {
 	if len(target) == 0 {
 		return nil, errRequestLine
 	}
-	for _, c := range target {
-		if !targetTable[c] {
-			return nil, errTarget
-		}
+	if !validTargetBytes(target) {
+		return nil, errTarget
 	}
 	major, minor, err := parseVersion(version)
 	if err != nil {

@@ -8,17 +8,7 @@ package http1
 
 // ValidMethod reports whether m is a method: a non-empty token (RFC 9110
 // §9.1).
-func ValidMethod(m string) bool {
-	if len(m) == 0 {
-		return false
-	}
-	for i := 0; i < len(m); i++ {
-		if !tokenTable[m[i]] {
-			return false
-		}
-	}
-	return true
-}
+func ValidMethod(m string) bool { return validToken(m) }
 
 // ValidPath reports whether p is an origin-form request-target ("/" and
 // request-target bytes: visible ASCII but '#') or the asterisk form "*".
@@ -26,24 +16,10 @@ func ValidPath(p string) bool {
 	if p == "*" {
 		return true
 	}
-	if len(p) == 0 || p[0] != '/' {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		if !targetTable[p[i]] {
-			return false
-		}
-	}
-	return true
+	return len(p) > 0 && p[0] == '/' && validTargetBytes(p)
 }
 
 // ValidAuthority reports whether a is uri-host [ ":" port ] with a
 // non-empty host (RFC 3986) and no userinfo; requirePort demands a port,
 // as a CONNECT target does.
-func ValidAuthority(a string, requirePort bool) bool {
-	var buf [256]byte
-	if len(a) > len(buf) {
-		return validHost([]byte(a), requirePort)
-	}
-	return validHost(append(buf[:0], a...), requirePort)
-}
+func ValidAuthority(a string, requirePort bool) bool { return validHost(a, requirePort) }

@@ -97,8 +97,10 @@ type Options struct {
 // connection's lock held, from any goroutine, one call at a time: it must
 // not keep p, and it should not block for long (a writer that queues the
 // bytes for a goroutine of its own). Close flushes what was written and
-// closes the connection; it may be called more than once and concurrently
-// with Read (it must unblock it).
+// ends the connection's reads: it must unblock a Read under way and fail
+// later ones. It may be called more than once, from any goroutine and
+// concurrently with Read; a transport may leave the socket's close to
+// whoever called Serve, after it returns.
 type Transport interface {
 	io.Reader
 	Write(p []byte) (int, error)

@@ -141,6 +141,10 @@ type Conn struct {
 	idleTimer       *time.Timer
 	closed          bool // the connection ended
 	writeErr        error
+	// sentResets are the streams of the last RST_STREAM frames the
+	// server sent (0: none), nextReset where the next one goes.
+	sentResets [16]uint32
+	nextReset  uint32
 }
 
 // NewConn returns a connection reading and writing t, whose streams h
@@ -401,6 +405,18 @@ func (c *Conn) process(f xh2.Frame) xh2.ErrCode {
 	return xh2.ErrCodeNo
 }
 
+// resetRecently reports whether the server reset stream id among its last
+// len(sentResets) RST_STREAM frames: frames the client sent before it got
+// the RST_STREAM may still come.
+func (c *Conn) resetRecently(id uint32) bool {
+	for _, r := range c.sentResets {
+		if r == id {
+			return true
+		}
+	}
+	return false
+}
+
 // idle reports whether the client stream id was never opened.
 func (c *Conn) idle(id uint32) bool {
 	return id%2 == 0 || id > c.maxStream
@@ -628,7 +644,15 @@ func (c *Conn) processHeaders(f *headerBlock) xh2.ErrCode {
 		return xh2.ErrCodeNo
 	}
 	if id <= c.maxStream {
-		return xh2.ErrCodeProtocol
+		// A closed stream. One the server reset may still get what the
+		// client had in flight (trailers after a response that ended
+		// first with RST_STREAM(NO_ERROR)): ignored (RFC 9113 §5.1); its
+		// block was decoded, which keeps the HPACK state. A header block
+		// on a stream that ended otherwise is a connection error.
+		if c.resetRecently(id) {
+			return xh2.ErrCodeNo
+		}
+		return xh2.ErrCodeStreamClosed
 	}
 	c.maxStream = id
 	if c.finalGoaway && id > c.lastStream {
@@ -920,6 +944,8 @@ func (c *Conn) appendGoAway(last uint32, code xh2.ErrCode) {
 }
 
 func (c *Conn) appendRST(id uint32, code xh2.ErrCode) {
+	c.sentResets[c.nextReset%uint32(len(c.sentResets))] = id
+	c.nextReset++
 	c.appendFrameHeader(4, frameRSTStream, 0, id)
 	c.wbuf = append(c.wbuf, byte(code>>24), byte(code>>16), byte(code>>8), byte(code))
 }

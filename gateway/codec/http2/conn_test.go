@@ -876,3 +876,44 @@ func TestShutdownBeforeServeSendsSettingsFirst(t *testing.T) {
 	b.Close()
 	recv(t, "Serve's end", served)
 }
+
+// Trailers the client had in flight when the server answered and reset the
+// stream (RST_STREAM(NO_ERROR): the response ended before the request) are
+// ignored (RFC 9113 §5.1), not a connection error, and their header block
+// still reaches the HPACK decoder: a field the trailers added to the
+// dynamic table decodes on the next stream.
+func TestTrailersAfterTheServersResetAreIgnored(t *testing.T) {
+	seen := make(chan string, 2)
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Get("X-Trailer")
+	}))
+	rc := dialRaw(t, s.addr)
+	rc.headers(1, "POST", false)
+	rc.data(1, false, []byte("abc"))
+	if status, _ := rc.response(1); status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	if code := rc.rst(1); code != xh2.ErrCodeNo {
+		t.Fatalf("stream 1 reset with %v, want NO_ERROR", code)
+	}
+	// The trailers: the encoder adds the field to its dynamic table.
+	rc.hbuf.Reset()
+	if err := rc.enc.WriteField(hpack.HeaderField{Name: "x-trailer", Value: "in-flight"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.fr.WriteHeaders(xh2.HeadersFrameParam{
+		StreamID: 1, BlockFragment: rc.hbuf.Bytes(), EndStream: true, EndHeaders: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rc.headers(3, "GET", true, "x-trailer", "in-flight")
+	if status, _ := rc.response(3); status != 200 {
+		t.Fatalf("next stream: status %d", status)
+	}
+	if v := recv(t, "stream 1", seen); v != "" {
+		t.Fatalf("stream 1 saw x-trailer %q", v)
+	}
+	if v := recv(t, "stream 3", seen); v != "in-flight" {
+		t.Fatalf("stream 3 saw x-trailer %q, want the indexed field", v)
+	}
+}

@@ -204,11 +204,22 @@ func (c *Conn) Serve() {
 	c.mu.Unlock()
 
 	for {
-		f, err := c.fr.ReadFrame()
+		fh, err := c.fr.ReadFrameHeader()
+		var f xh2.Frame
+		if err == nil {
+			f, err = c.fr.ReadFrameForHeader(fh)
+		}
 		if err != nil {
 			var se xh2.StreamError
 			var ce xh2.ConnectionError
 			switch {
+			case errors.As(err, &se) && fh.Type == xh2.FrameHeaders:
+				// The Framer's stream error for a HEADERS frame (its
+				// padding longer than its payload) leaves the header
+				// block unread by the HPACK decoder, whose state would
+				// no longer match the client's: a connection error.
+				c.debug("http2 malformed HEADERS frame", err)
+				c.connError(xh2.ErrCodeProtocol)
 			case errors.As(err, &se):
 				c.mu.Lock()
 				c.streamError(se.StreamID, se.Code)

@@ -917,3 +917,38 @@ func TestTrailersAfterTheServersResetAreIgnored(t *testing.T) {
 		t.Fatalf("stream 3 saw x-trailer %q, want the indexed field", v)
 	}
 }
+
+// A HEADERS frame whose padding is longer than its payload never gets its
+// header block to the HPACK decoder, whose state would then differ from
+// the client's: a connection error (GOAWAY PROTOCOL_ERROR), not a stream
+// error (RFC 9113 §6.2).
+func TestHeadersWithPaddingOverThePayloadAreAConnectionError(t *testing.T) {
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	rc := dialRaw(t, s.addr)
+	rc.headers(1, "GET", true)
+	if status, _ := rc.response(1); status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	rc.hbuf.Reset()
+	for _, hf := range []hpack.HeaderField{{Name: ":method", Value: "GET"}, {Name: ":scheme", Value: "http"},
+		{Name: ":authority", Value: "example.test"}, {Name: ":path", Value: "/"}, {Name: "x-indexed", Value: "v"}} {
+		rc.enc.WriteField(hf)
+	}
+	block := rc.hbuf.Bytes()
+	payload := append([]byte{byte(len(block) + 1)}, block...) // the pad length
+	flags := xh2.FlagHeadersPadded | xh2.FlagHeadersEndHeaders | xh2.FlagHeadersEndStream
+	if err := rc.fr.WriteRawFrame(xh2.FrameHeaders, flags, 3, payload); err != nil {
+		t.Fatal(err)
+	}
+	f := rc.until("GOAWAY", func(f xh2.Frame) bool {
+		if r, ok := f.(*xh2.RSTStreamFrame); ok {
+			t.Fatalf("stream %d reset with %v: a stream error", r.StreamID, r.ErrCode)
+		}
+		_, ok := f.(*xh2.GoAwayFrame)
+		return ok
+	}).(*xh2.GoAwayFrame)
+	if f.ErrCode != xh2.ErrCodeProtocol || f.LastStreamID != 1 {
+		t.Fatalf("GOAWAY %v last stream %d, want PROTOCOL_ERROR and 1", f.ErrCode, f.LastStreamID)
+	}
+	rc.closed()
+}

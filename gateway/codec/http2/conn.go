@@ -37,6 +37,9 @@ const (
 	// before it writes them (a flush or the end of the response writes
 	// them earlier).
 	bufferedData = 4096
+	// defaultMaxConcurrentStreams is Options.MaxConcurrentStreams when
+	// it is 0.
+	defaultMaxConcurrentStreams = 100
 	// shutdownRTTLimit bounds the wait for the PING that follows the first
 	// GOAWAY of a graceful shutdown.
 	shutdownRTTLimit = time.Second
@@ -66,7 +69,10 @@ var shutdownPing = [8]byte{'s', 'l', 'u', 'i', 'c', 'e', 'g', 'a'}
 
 // Options are the settings of a connection.
 type Options struct {
-	// MaxConcurrentStreams is SETTINGS_MAX_CONCURRENT_STREAMS.
+	// MaxConcurrentStreams is SETTINGS_MAX_CONCURRENT_STREAMS: the
+	// streams served at once, beyond which a new one is refused
+	// (REFUSED_STREAM); 0: defaultMaxConcurrentStreams (100, Envoy's
+	// recommendation for an edge proxy and the manager's default).
 	MaxConcurrentStreams uint32
 	// InitialStreamWindowSize is SETTINGS_INITIAL_WINDOW_SIZE: the request
 	// body bytes a stream buffers before its handler reads them.
@@ -161,6 +167,9 @@ func NewConn(t Transport, opts Options, h http.Handler) *Conn {
 		peerWindow:    initialWindow,
 		peerFrameSize: readFrameSize,
 		recvAvail:     initialWindow,
+	}
+	if c.opts.MaxConcurrentStreams == 0 {
+		c.opts.MaxConcurrentStreams = defaultMaxConcurrentStreams
 	}
 	if c.opts.InitialStreamWindowSize == 0 {
 		c.opts.InitialStreamWindowSize = initialWindow

@@ -952,3 +952,21 @@ func TestHeadersWithPaddingOverThePayloadAreAConnectionError(t *testing.T) {
 	}
 	rc.closed()
 }
+
+// Options without MaxConcurrentStreams advertise and apply the default
+// (100), not 0, which would refuse every stream.
+func TestZeroMaxConcurrentStreamsMeansTheDefault(t *testing.T) {
+	s := startServer(t, Options{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	rc := dialRaw(t, s.addr)
+	sf := rc.until("SETTINGS", func(f xh2.Frame) bool {
+		sf, ok := f.(*xh2.SettingsFrame)
+		return ok && !sf.IsAck()
+	}).(*xh2.SettingsFrame)
+	if v, ok := sf.Value(xh2.SettingMaxConcurrentStreams); !ok || v != defaultMaxConcurrentStreams {
+		t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS %d (sent %v), want %d", v, ok, defaultMaxConcurrentStreams)
+	}
+	rc.headers(1, "GET", true)
+	if status, _ := rc.response(1); status != 200 {
+		t.Fatalf("status %d", status)
+	}
+}

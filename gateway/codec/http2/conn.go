@@ -41,7 +41,7 @@ const (
 	// it is 0.
 	defaultMaxConcurrentStreams = 100
 	// shutdownRTTLimit bounds the wait for the PING that follows the first
-	// GOAWAY of a graceful shutdown.
+	// GOAWAY of a graceful shutdown (Conn.shutdownRTT).
 	shutdownRTTLimit = time.Second
 )
 
@@ -144,6 +144,7 @@ type Conn struct {
 	finalGoaway     bool   // the final GOAWAY was sent: no new stream
 	lastStream      uint32 // the final GOAWAY's last stream id
 	shutdownTimer   *time.Timer
+	shutdownRTT     time.Duration // shutdownRTTLimit; tests raise it
 	idleTimer       *time.Timer
 	closed          bool // the connection ended
 	writeErr        error
@@ -167,6 +168,7 @@ func NewConn(t Transport, opts Options, h http.Handler) *Conn {
 		peerWindow:    initialWindow,
 		peerFrameSize: readFrameSize,
 		recvAvail:     initialWindow,
+		shutdownRTT:   shutdownRTTLimit,
 	}
 	if c.opts.MaxConcurrentStreams == 0 {
 		c.opts.MaxConcurrentStreams = defaultMaxConcurrentStreams
@@ -280,7 +282,7 @@ func (c *Conn) shutdownLocked() {
 	c.appendGoAway(maxWindow, xh2.ErrCodeNo)
 	c.appendFrameHeader(8, framePing, 0, 0)
 	c.wbuf = append(c.wbuf, shutdownPing[:]...)
-	c.shutdownTimer = time.AfterFunc(shutdownRTTLimit, c.sendFinalGoaway)
+	c.shutdownTimer = time.AfterFunc(c.shutdownRTT, c.sendFinalGoaway)
 }
 
 // sendFinalGoaway sends the final GOAWAY of a graceful shutdown.

@@ -24,7 +24,6 @@ import (
 const Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 const (
-	frameHeaderLen = 9
 	// initialWindow is RFC 9113's initial flow-control window.
 	initialWindow = 65535
 	// maxWindow is the largest flow-control window (2^31-1).
@@ -592,9 +591,6 @@ func (c *Conn) endRequest(st *stream) {
 	st.recvEnded = true
 	st.inErr = io.EOF
 	st.cond.Broadcast()
-	if st.respEnded {
-		c.removeLocked(st)
-	}
 }
 
 // credit returns n consumed bytes of the connection's window (st nil) or

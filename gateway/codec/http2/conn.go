@@ -1070,21 +1070,6 @@ func lowerKey(k string) string {
 	return k
 }
 
-var statusTexts [600]string
-
-func init() {
-	for i := 100; i < len(statusTexts); i++ {
-		statusTexts[i] = strconv.Itoa(i)
-	}
-}
-
-func statusText(code int) string {
-	if code >= 100 && code < len(statusTexts) {
-		return statusTexts[code]
-	}
-	return strconv.Itoa(code)
-}
-
 // flush hands the frames built so far to the transport.
 func (c *Conn) flush() {
 	if len(c.wbuf) == 0 {

@@ -45,7 +45,8 @@ func isH2Preface(buffered []byte) bool {
 }
 
 // serveH2 serves the connection as HTTP/2 until it ends. readAhead holds
-// bytes already read from nc (nil, or the whole preface and what follows).
+// bytes already read from nc: nil (serveH2 reads and checks the preface),
+// or the whole preface, checked, and what follows.
 func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 	f := c.f
 	opts := &f.cfg.HTTP2
@@ -57,12 +58,15 @@ func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 			return
 		}
 	}
-	hc := &h2conn{conn: c, nc: nc, out: newH2writer(nc), readAhead: readAhead}
+	// The preface was checked here (readPreface, readPrefaceRest): the
+	// server reads from the first frame on.
+	hc := &h2conn{conn: c, nc: nc, out: newH2writer(nc), readAhead: readAhead[len(h2Preface):]}
 	if t := f.cfg.RequestHeadersTimeout.Duration; t > 0 {
 		// Only request_headers_timeout needs to follow the frames read.
 		ht := newHeaderTimer(t, hc.headersTimedOut)
 		defer ht.close()
 		hc.in = newH2Inbound(ht)
+		hc.in.see(readAhead[:len(h2Preface)])
 	}
 	var log *zap.Logger
 	if f.log != nil {

@@ -181,16 +181,12 @@ func NewConn(t Transport, opts Options, h http.Handler) *Conn {
 	return c
 }
 
-// Serve reads the client preface and serves the connection until it ends.
-// It closes the transport before it returns.
+// Serve serves the connection until it ends. The caller has read the
+// client preface (Preface) off the transport and checked it: the first
+// bytes Serve reads are the client's first frame. Serve closes the
+// transport before it returns.
 func (c *Conn) Serve() {
 	defer c.end()
-	var pre [len(Preface)]byte
-	if _, err := io.ReadFull(c.t, pre[:]); err != nil || string(pre[:]) != Preface {
-		c.debug("http2 preface", err)
-		c.connError(xh2.ErrCodeProtocol)
-		return
-	}
 	if c.opts.TLS != nil && c.opts.TLS.Version < tls.VersionTLS12 {
 		// RFC 9113 §9.2: HTTP/2 over TLS needs TLS 1.2 or later.
 		c.connError(xh2.ErrCodeInadequateSecurity)

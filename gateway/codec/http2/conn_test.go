@@ -885,7 +885,14 @@ func TestShutdownBeforeServeSendsSettingsFirst(t *testing.T) {
 	c := NewConn(netTransport{a, nil}, testOpts(), http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	c.Shutdown()
 	served := make(chan struct{})
-	go func() { c.Serve(); close(served) }()
+	go func() {
+		defer close(served)
+		if err := readPreface(a); err != nil {
+			a.Close()
+			return
+		}
+		c.Serve()
+	}()
 	b.SetDeadline(time.Now().Add(waitLimit))
 	if _, err := b.Write([]byte(Preface)); err != nil {
 		t.Fatal(err)

@@ -86,6 +86,10 @@ func FuzzConn(f *testing.F) {
 		served := make(chan struct{})
 		go func() {
 			defer close(served)
+			if err := readPreface(server); err != nil {
+				server.Close()
+				return
+			}
 			c.Serve()
 		}()
 		acked := make(chan struct{})

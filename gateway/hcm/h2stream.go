@@ -69,16 +69,16 @@ func (s *stream) runH2() (abort bool) {
 	hs := s.h2
 	r := hs.r
 	req := &s.req
-	// The pooled stream's request may still point into the field buffer
-	// of the stream it served before, which another stream owns now:
-	// begin must not read it.
-	req.Headers.Reset()
 	req.Upgrade = nil
+	// The headers before begin, which reads them: the pooled stream's
+	// request may still point into the field buffer of the stream it
+	// served before, which another stream owns now. fillHeaders resets
+	// them first (startFields).
+	hs.fillHeaders(&req.Headers, r)
 	s.begin(req)
 	s.info.Protocol = hs.proto
 	s.closeAfter = false
 	h := s.h
-	hs.fillHeaders(h, r)
 	hs.h2Upgrade(h, r)
 	s.decorate(h)
 	s.route, s.routeValid = s.conn.f.routes.Match(h), true

@@ -760,9 +760,10 @@ func (c *Conn) newRequest(ctx context.Context, f *headerBlock) (_ *http.Request,
 	declared := int64(-1)
 	host := ""
 	for _, hf := range fields {
-		switch hf.Name {
-		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+		if ConnectionSpecific(hf.Name) {
 			return nil, nil, false, xh2.ErrCodeProtocol
+		}
+		switch hf.Name {
 		case "te":
 			if hf.Value != "trailers" {
 				return nil, nil, false, xh2.ErrCodeProtocol
@@ -993,7 +994,7 @@ func encodeHeaderMap(b []byte, status int, h http.Header, trailers bool) []byte 
 			continue
 		}
 		name := lowerKey(k)
-		if connectionSpecific(name) {
+		if ConnectionSpecific(name) {
 			continue
 		}
 		for _, v := range vv {
@@ -1003,9 +1004,12 @@ func encodeHeaderMap(b []byte, status int, h http.Header, trailers bool) []byte 
 	return b
 }
 
-// connectionSpecific reports the fields HTTP/2 forbids (RFC 9113 §8.2.2).
-func connectionSpecific(name string) bool {
-	switch name {
+// ConnectionSpecific reports whether name (lowercase) is one of the
+// connection-specific fields HTTP/2 forbids (RFC 9113 §8.2.2): a request
+// with one is malformed, and a response head or trailers leave them out.
+// "te" is not among them: a request may carry "te: trailers".
+func ConnectionSpecific[S ~string | ~[]byte](name S) bool {
+	switch string(name) {
 	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
 		return true
 	}

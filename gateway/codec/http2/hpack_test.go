@@ -70,7 +70,7 @@ func BenchmarkEncodeHead(b *testing.B) {
 		p := appendStatus(buf[:0], 200)
 		for i := range h.Fields {
 			f := &h.Fields[i]
-			if !connectionSpecific(string(f.Name)) {
+			if !ConnectionSpecific(f.Name) {
 				p = appendField(p, f.Name, f.Value)
 			}
 		}

@@ -299,7 +299,7 @@ func (st *stream) WriteHeaderFields(code int, fields []httpfilter.Field) {
 // appendFields encodes fields, leaving out the connection-specific ones.
 func appendFields(b []byte, fields []httpfilter.Field) []byte {
 	for i := range fields {
-		if f := &fields[i]; !connectionSpecific(string(f.Name)) {
+		if f := &fields[i]; !ConnectionSpecific(f.Name) {
 			b = appendField(b, f.Name, f.Value)
 		}
 	}

@@ -413,3 +413,80 @@ func TestHTTP2CookieFieldsReachAnHTTP1UpstreamAsOneField(t *testing.T) {
 		t.Errorf("upstream got x-thing fields %q, want [\"one\" \"two\"]; head:\n%s", things, body)
 	}
 }
+
+// A connection error while the client is still sending: the server's
+// GOAWAY (PROTOCOL_ERROR, naming the last stream it processed) reaches the
+// client whole, before the connection ends, every time. The input the
+// server leaves unread must not turn the close into a reset that destroys
+// the GOAWAY in the client's receive buffer.
+func TestHTTP2FinalGoawayReachesAClientThatKeepsSending(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	filler := make([]byte, 16384)
+	for i := 0; i < 30; i++ {
+		c := dial(t, p.Addr("http"))
+		fr := http2.NewFramer(c, c)
+		io.WriteString(c, http2.ClientPreface)
+		fr.WriteSettings()
+		var hb bytes.Buffer
+		enc := hpack.NewEncoder(&hb)
+		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "x"}, {":path", "/"}} {
+			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+		for done := false; !done; {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("connection %d: response: %v", i, err)
+			}
+			ackControl(fr, f)
+			done = f.Header().StreamID == 1 && f.Header().Flags.Has(http2.FlagDataEndStream)
+		}
+		// From here on the client writes on its own goroutine, which
+		// alone uses fr's writer: unknown frames (ignored), a DATA frame
+		// on stream 0 (a connection error), then more unknown frames that
+		// the server does not read, until the connection fails.
+		wfr := http2.NewFramer(c, nil)
+		wfr.AllowIllegalWrites = true
+		stop := make(chan struct{})
+		writerDone := make(chan struct{})
+		go func() {
+			defer close(writerDone)
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var err error
+				if j == 4 {
+					err = wfr.WriteData(0, false, []byte("x"))
+				} else {
+					err = wfr.WriteRawFrame(0xfa, 0, 0, filler)
+				}
+				if err != nil || j > 400 {
+					return
+				}
+			}
+		}()
+		var goaway *http2.GoAwayFrame
+		for goaway == nil {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				close(stop)
+				t.Fatalf("connection %d: no GOAWAY before the connection ended: %v", i, err)
+			}
+			if g, ok := f.(*http2.GoAwayFrame); ok {
+				goaway = g
+			}
+		}
+		if goaway.ErrCode != http2.ErrCodeProtocol || goaway.LastStreamID != 1 {
+			t.Fatalf("connection %d: GOAWAY %v last stream %d, want PROTOCOL_ERROR and 1", i, goaway.ErrCode, goaway.LastStreamID)
+		}
+		close(stop)
+		c.Close()
+		gwtest.Recv(t, writerDone, "the client's writer to stop")
+	}
+}

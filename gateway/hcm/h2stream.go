@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/net/http2/hpack"
 
+	h2codec "github.com/sluice-proxy/sluice/gateway/codec/http2"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 )
 
@@ -69,16 +70,16 @@ func (s *stream) runH2() (abort bool) {
 	hs := s.h2
 	r := hs.r
 	req := &s.req
-	// The pooled stream's request may still point into the field buffer
-	// of the stream it served before, which another stream owns now:
-	// begin must not read it.
-	req.Headers.Reset()
 	req.Upgrade = nil
+	// The headers before begin, which reads them: the pooled stream's
+	// request may still point into the field buffer of the stream it
+	// served before, which another stream owns now. fillHeaders resets
+	// them first (startFields).
+	hs.fillHeaders(&req.Headers, r)
 	s.begin(req)
 	s.info.Protocol = hs.proto
 	s.closeAfter = false
 	h := s.h
-	hs.fillHeaders(h, r)
 	hs.h2Upgrade(h, r)
 	s.decorate(h)
 	s.route, s.routeValid = s.conn.f.routes.Match(h), true
@@ -361,16 +362,6 @@ func (b *bodyIdle) fire() {
 	}
 }
 
-// hopByHop reports the connection-specific fields HTTP/2 forbids (RFC 9113
-// §8.2.2).
-func hopByHop(name []byte) bool {
-	switch string(name) {
-	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
-		return true
-	}
-	return false
-}
-
 // h2Head writes the response head on the HTTP/2 stream.
 func (s *stream) h2Head(h *httpfilter.ResponseHeaders, end bool) error {
 	s.respStarted = true
@@ -406,7 +397,7 @@ func (s *stream) h2Head(h *httpfilter.ResponseHeaders, end bool) error {
 func setH2Fields(hdr http.Header, f *httpfilter.Headers) {
 	n, size := 0, 0
 	for i := range f.Fields {
-		if fl := &f.Fields[i]; !hopByHop(fl.Name) {
+		if fl := &f.Fields[i]; !h2codec.ConnectionSpecific(fl.Name) {
 			n++
 			size += len(fl.Value)
 		}
@@ -415,7 +406,7 @@ func setH2Fields(hdr http.Header, f *httpfilter.Headers) {
 		var sb strings.Builder
 		sb.Grow(size)
 		for i := range f.Fields {
-			if fl := &f.Fields[i]; !hopByHop(fl.Name) {
+			if fl := &f.Fields[i]; !h2codec.ConnectionSpecific(fl.Name) {
 				sb.Write(fl.Value)
 			}
 		}
@@ -424,7 +415,7 @@ func setH2Fields(hdr http.Header, f *httpfilter.Headers) {
 		j, off := 0, 0
 		for i := range f.Fields {
 			fl := &f.Fields[i]
-			if hopByHop(fl.Name) {
+			if h2codec.ConnectionSpecific(fl.Name) {
 				continue
 			}
 			vals[j] = all[off : off+len(fl.Value)]
@@ -515,7 +506,7 @@ func (s *stream) h2Trailers(t *httpfilter.Headers) error {
 	hdr := s.h2.w.Header()
 	for i := range t.Fields {
 		fl := &t.Fields[i]
-		if hopByHop(fl.Name) {
+		if h2codec.ConnectionSpecific(fl.Name) {
 			continue
 		}
 		k := http.TrailerPrefix + string(fl.Name)

@@ -145,20 +145,18 @@ func (w *h2writer) run() {
 
 // close stops taking writes and waits, at most h2CloseFlushLimit, until the
 // pending bytes are written. The caller closes the connection after it.
+// Every call waits, not only the first: a second caller must not close
+// the connection under a flush the first one started.
 func (w *h2writer) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.closed {
-		return
-	}
-	w.closed = true
-	w.cond.Broadcast()
-	if !w.running {
-		return
-	}
-	if len(w.buf) > 0 || w.writing {
-		// A client that does not read fails the write at the deadline.
-		_ = w.nc.SetWriteDeadline(time.Now().Add(h2CloseFlushLimit))
+	if !w.closed {
+		w.closed = true
+		w.cond.Broadcast()
+		if w.running && (len(w.buf) > 0 || w.writing) {
+			// A client that does not read fails the write at the deadline.
+			_ = w.nc.SetWriteDeadline(time.Now().Add(h2CloseFlushLimit))
+		}
 	}
 	for w.running {
 		w.cond.Wait()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -104,6 +105,62 @@ func TestH2writerCloseWritesPendingBytes(t *testing.T) {
 	}
 	if _, err := w.Write([]byte("late")); err == nil {
 		t.Fatal("write after close succeeded")
+	}
+}
+
+// TestH2writerEveryCloseWaitsForTheFlush: a second close, while the first
+// one waits for the pending bytes (the final GOAWAY) to be written, waits
+// too: its caller closes the connection next, which must not cut them.
+func TestH2writerEveryCloseWaitsForTheFlush(t *testing.T) {
+	client, server := tcpPair(t)
+	g := &gatedConn{TCPConn: server, open: make(chan struct{})}
+	w := newH2writer(g)
+	if _, err := w.Write([]byte("goaway")); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan struct{})
+	go func() { w.close(); close(first) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		w.mu.Lock()
+		closed := w.closed
+		w.mu.Unlock()
+		if closed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first close did not start")
+		}
+		runtime.Gosched()
+	}
+	// The gate opens a little later: a second close that returned at
+	// once (the bug) finds nothing written.
+	var written atomic.Bool
+	go func() {
+		<-time.After(100 * time.Millisecond)
+		close(g.open)
+	}()
+	second := make(chan struct{})
+	go func() {
+		w.close()
+		// The writer has no bytes left only once the write returned.
+		w.mu.Lock()
+		written.Store(!w.running && g.writes.Load() == 1)
+		w.mu.Unlock()
+		close(second)
+	}()
+	for _, ch := range []chan struct{}{second, first} {
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatal("close did not return")
+		}
+	}
+	if !written.Load() {
+		t.Fatal("the second close returned before the pending bytes were written")
+	}
+	if got := string(readN(t, client, len("goaway"))); got != "goaway" {
+		t.Fatalf("read %q", got)
 	}
 }
 

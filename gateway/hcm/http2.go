@@ -45,7 +45,8 @@ func isH2Preface(buffered []byte) bool {
 }
 
 // serveH2 serves the connection as HTTP/2 until it ends. readAhead holds
-// bytes already read from nc (nil, or the whole preface and what follows).
+// bytes already read from nc: nil (serveH2 reads and checks the preface),
+// or the whole preface, checked, and what follows.
 func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 	f := c.f
 	opts := &f.cfg.HTTP2
@@ -57,12 +58,15 @@ func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 			return
 		}
 	}
-	hc := &h2conn{conn: c, nc: nc, out: newH2writer(nc), readAhead: readAhead}
+	// The preface was checked here (readPreface, readPrefaceRest): the
+	// server reads from the first frame on.
+	hc := &h2conn{conn: c, nc: nc, out: newH2writer(nc), readAhead: readAhead[len(h2Preface):]}
 	if t := f.cfg.RequestHeadersTimeout.Duration; t > 0 {
 		// Only request_headers_timeout needs to follow the frames read.
 		ht := newHeaderTimer(t, hc.headersTimedOut)
 		defer ht.close()
 		hc.in = newH2Inbound(ht)
+		hc.in.see(readAhead[:len(h2Preface)])
 	}
 	var log *zap.Logger
 	if f.log != nil {
@@ -96,8 +100,13 @@ func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 		defer t.Stop()
 	}
 	hc.srv.Serve()
-	hc.out.close() // the server closed it already; this only makes sure
+	// The lingering close runs here, on the connection's goroutine, once
+	// the server's reads are over: Close only flushed the writer and woke
+	// the read.
+	hc.closing.Store(true)
+	hc.out.close() // waits for the final frames, whoever closed it first
 	nc.SetIdle(false)
+	lingerClose(nc)
 }
 
 // h2conn is the transport of the connection's HTTP/2 server and the
@@ -129,6 +138,11 @@ func (h *h2conn) Read(p []byte) (int, error) {
 		if n == 0 && err != nil && errors.Is(err, os.ErrDeadlineExceeded) && h.nc.Draining() && !h.closing.Load() {
 			h.nc.SetIdle(false)
 			_ = h.nc.SetReadDeadline(time.Time{})
+			if h.closing.Load() {
+				// Close came between the check and the reset of the
+				// deadline, which undid its wake-up.
+				return 0, err
+			}
 			h.drain()
 			continue
 		}
@@ -151,16 +165,17 @@ func (h *h2conn) headersTimedOut() {
 func (h *h2conn) Write(p []byte) (int, error) { return h.out.Write(p) }
 
 // Close implements h2codec.Transport: what the server wrote is written out
-// first (bounded by h2CloseFlushLimit), then the connection closes with a
-// lingering close (see lingerClose), so that input the client sent after
-// it does not turn the close into a reset that would destroy the final
-// GOAWAY before the client read it. Only the first call does so.
+// (bounded by h2CloseFlushLimit), then the server's blocked read is woken
+// with a past deadline. It may run on any goroutine (the server calls it
+// from one of its own), so it does not close the socket: serveH2 does, on
+// the connection's goroutine once Serve returned, with a lingering close
+// (see lingerClose), so that input the client sent after the final GOAWAY
+// does not turn the close into a reset that would destroy the GOAWAY
+// before the client read it.
 func (h *h2conn) Close() error {
-	if !h.closing.CompareAndSwap(false, true) {
-		return nil
-	}
+	h.closing.Store(true)
 	h.out.close()
-	lingerClose(h.nc)
+	_ = h.nc.SetReadDeadline(time.Unix(1, 0))
 	return nil
 }
 

@@ -24,7 +24,6 @@ import (
 const Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 const (
-	frameHeaderLen = 9
 	// initialWindow is RFC 9113's initial flow-control window.
 	initialWindow = 65535
 	// maxWindow is the largest flow-control window (2^31-1).
@@ -37,8 +36,11 @@ const (
 	// before it writes them (a flush or the end of the response writes
 	// them earlier).
 	bufferedData = 4096
+	// defaultMaxConcurrentStreams is Options.MaxConcurrentStreams when
+	// it is 0.
+	defaultMaxConcurrentStreams = 100
 	// shutdownRTTLimit bounds the wait for the PING that follows the first
-	// GOAWAY of a graceful shutdown.
+	// GOAWAY of a graceful shutdown (Conn.shutdownRTT).
 	shutdownRTTLimit = time.Second
 )
 
@@ -66,7 +68,10 @@ var shutdownPing = [8]byte{'s', 'l', 'u', 'i', 'c', 'e', 'g', 'a'}
 
 // Options are the settings of a connection.
 type Options struct {
-	// MaxConcurrentStreams is SETTINGS_MAX_CONCURRENT_STREAMS.
+	// MaxConcurrentStreams is SETTINGS_MAX_CONCURRENT_STREAMS: the
+	// streams served at once, beyond which a new one is refused
+	// (REFUSED_STREAM); 0: defaultMaxConcurrentStreams (100, Envoy's
+	// recommendation for an edge proxy and the manager's default).
 	MaxConcurrentStreams uint32
 	// InitialStreamWindowSize is SETTINGS_INITIAL_WINDOW_SIZE: the request
 	// body bytes a stream buffers before its handler reads them.
@@ -97,8 +102,10 @@ type Options struct {
 // connection's lock held, from any goroutine, one call at a time: it must
 // not keep p, and it should not block for long (a writer that queues the
 // bytes for a goroutine of its own). Close flushes what was written and
-// closes the connection; it may be called more than once and concurrently
-// with Read (it must unblock it).
+// ends the connection's reads: it must unblock a Read under way and fail
+// later ones. It may be called more than once, from any goroutine and
+// concurrently with Read; a transport may leave the socket's close to
+// whoever called Serve, after it returns.
 type Transport interface {
 	io.Reader
 	Write(p []byte) (int, error)
@@ -136,9 +143,14 @@ type Conn struct {
 	finalGoaway     bool   // the final GOAWAY was sent: no new stream
 	lastStream      uint32 // the final GOAWAY's last stream id
 	shutdownTimer   *time.Timer
+	shutdownRTT     time.Duration // shutdownRTTLimit; tests raise it
 	idleTimer       *time.Timer
 	closed          bool // the connection ended
 	writeErr        error
+	// sentResets are the streams of the last RST_STREAM frames the
+	// server sent (0: none), nextReset where the next one goes.
+	sentResets [16]uint32
+	nextReset  uint32
 }
 
 // NewConn returns a connection reading and writing t, whose streams h
@@ -155,6 +167,10 @@ func NewConn(t Transport, opts Options, h http.Handler) *Conn {
 		peerWindow:    initialWindow,
 		peerFrameSize: readFrameSize,
 		recvAvail:     initialWindow,
+		shutdownRTT:   shutdownRTTLimit,
+	}
+	if c.opts.MaxConcurrentStreams == 0 {
+		c.opts.MaxConcurrentStreams = defaultMaxConcurrentStreams
 	}
 	if c.opts.InitialStreamWindowSize == 0 {
 		c.opts.InitialStreamWindowSize = initialWindow
@@ -165,16 +181,12 @@ func NewConn(t Transport, opts Options, h http.Handler) *Conn {
 	return c
 }
 
-// Serve reads the client preface and serves the connection until it ends.
-// It closes the transport before it returns.
+// Serve serves the connection until it ends. The caller has read the
+// client preface (Preface) off the transport and checked it: the first
+// bytes Serve reads are the client's first frame. Serve closes the
+// transport before it returns.
 func (c *Conn) Serve() {
 	defer c.end()
-	var pre [len(Preface)]byte
-	if _, err := io.ReadFull(c.t, pre[:]); err != nil || string(pre[:]) != Preface {
-		c.debug("http2 preface", err)
-		c.connError(xh2.ErrCodeProtocol)
-		return
-	}
 	if c.opts.TLS != nil && c.opts.TLS.Version < tls.VersionTLS12 {
 		// RFC 9113 §9.2: HTTP/2 over TLS needs TLS 1.2 or later.
 		c.connError(xh2.ErrCodeInadequateSecurity)
@@ -198,11 +210,22 @@ func (c *Conn) Serve() {
 	c.mu.Unlock()
 
 	for {
-		f, err := c.fr.ReadFrame()
+		fh, err := c.fr.ReadFrameHeader()
+		var f xh2.Frame
+		if err == nil {
+			f, err = c.fr.ReadFrameForHeader(fh)
+		}
 		if err != nil {
 			var se xh2.StreamError
 			var ce xh2.ConnectionError
 			switch {
+			case errors.As(err, &se) && fh.Type == xh2.FrameHeaders:
+				// The Framer's stream error for a HEADERS frame (its
+				// padding longer than its payload) leaves the header
+				// block unread by the HPACK decoder, whose state would
+				// no longer match the client's: a connection error.
+				c.debug("http2 malformed HEADERS frame", err)
+				c.connError(xh2.ErrCodeProtocol)
 			case errors.As(err, &se):
 				c.mu.Lock()
 				c.streamError(se.StreamID, se.Code)
@@ -254,7 +277,7 @@ func (c *Conn) shutdownLocked() {
 	c.appendGoAway(maxWindow, xh2.ErrCodeNo)
 	c.appendFrameHeader(8, framePing, 0, 0)
 	c.wbuf = append(c.wbuf, shutdownPing[:]...)
-	c.shutdownTimer = time.AfterFunc(shutdownRTTLimit, c.sendFinalGoaway)
+	c.shutdownTimer = time.AfterFunc(c.shutdownRTT, c.sendFinalGoaway)
 }
 
 // sendFinalGoaway sends the final GOAWAY of a graceful shutdown.
@@ -397,6 +420,18 @@ func (c *Conn) process(f xh2.Frame) xh2.ErrCode {
 	}
 	// Other frame types (unknown ones included) are ignored.
 	return xh2.ErrCodeNo
+}
+
+// resetRecently reports whether the server reset stream id among its last
+// len(sentResets) RST_STREAM frames: frames the client sent before it got
+// the RST_STREAM may still come.
+func (c *Conn) resetRecently(id uint32) bool {
+	for _, r := range c.sentResets {
+		if r == id {
+			return true
+		}
+	}
+	return false
 }
 
 // idle reports whether the client stream id was never opened.
@@ -552,9 +587,6 @@ func (c *Conn) endRequest(st *stream) {
 	st.recvEnded = true
 	st.inErr = io.EOF
 	st.cond.Broadcast()
-	if st.respEnded {
-		c.removeLocked(st)
-	}
 }
 
 // credit returns n consumed bytes of the connection's window (st nil) or
@@ -626,7 +658,15 @@ func (c *Conn) processHeaders(f *headerBlock) xh2.ErrCode {
 		return xh2.ErrCodeNo
 	}
 	if id <= c.maxStream {
-		return xh2.ErrCodeProtocol
+		// A closed stream. One the server reset may still get what the
+		// client had in flight (trailers after a response that ended
+		// first with RST_STREAM(NO_ERROR)): ignored (RFC 9113 §5.1); its
+		// block was decoded, which keeps the HPACK state. A header block
+		// on a stream that ended otherwise is a connection error.
+		if c.resetRecently(id) {
+			return xh2.ErrCodeNo
+		}
+		return xh2.ErrCodeStreamClosed
 	}
 	c.maxStream = id
 	if c.finalGoaway && id > c.lastStream {
@@ -720,9 +760,10 @@ func (c *Conn) newRequest(ctx context.Context, f *headerBlock) (_ *http.Request,
 	declared := int64(-1)
 	host := ""
 	for _, hf := range fields {
-		switch hf.Name {
-		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+		if ConnectionSpecific(hf.Name) {
 			return nil, nil, false, xh2.ErrCodeProtocol
+		}
+		switch hf.Name {
 		case "te":
 			if hf.Value != "trailers" {
 				return nil, nil, false, xh2.ErrCodeProtocol
@@ -918,6 +959,8 @@ func (c *Conn) appendGoAway(last uint32, code xh2.ErrCode) {
 }
 
 func (c *Conn) appendRST(id uint32, code xh2.ErrCode) {
+	c.sentResets[c.nextReset%uint32(len(c.sentResets))] = id
+	c.nextReset++
 	c.appendFrameHeader(4, frameRSTStream, 0, id)
 	c.wbuf = append(c.wbuf, byte(code>>24), byte(code>>16), byte(code>>8), byte(code))
 }
@@ -951,7 +994,7 @@ func encodeHeaderMap(b []byte, status int, h http.Header, trailers bool) []byte 
 			continue
 		}
 		name := lowerKey(k)
-		if connectionSpecific(name) {
+		if ConnectionSpecific(name) {
 			continue
 		}
 		for _, v := range vv {
@@ -961,9 +1004,12 @@ func encodeHeaderMap(b []byte, status int, h http.Header, trailers bool) []byte 
 	return b
 }
 
-// connectionSpecific reports the fields HTTP/2 forbids (RFC 9113 §8.2.2).
-func connectionSpecific(name string) bool {
-	switch name {
+// ConnectionSpecific reports whether name (lowercase) is one of the
+// connection-specific fields HTTP/2 forbids (RFC 9113 §8.2.2): a request
+// with one is malformed, and a response head or trailers leave them out.
+// "te" is not among them: a request may carry "te: trailers".
+func ConnectionSpecific[S ~string | ~[]byte](name S) bool {
+	switch string(name) {
 	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
 		return true
 	}
@@ -1022,21 +1068,6 @@ func lowerKey(k string) string {
 		}
 	}
 	return k
-}
-
-var statusTexts [600]string
-
-func init() {
-	for i := 100; i < len(statusTexts); i++ {
-		statusTexts[i] = strconv.Itoa(i)
-	}
-}
-
-func statusText(code int) string {
-	if code >= 100 && code < len(statusTexts) {
-		return statusTexts[code]
-	}
-	return strconv.Itoa(code)
 }
 
 // flush hands the frames built so far to the transport.

@@ -291,6 +291,11 @@ func TestShutdownIsTwoGoAwaysAndWaitsForOpenStreams(t *testing.T) {
 	rc.headers(1, "GET", true, ":path", "/one")
 	_ = recv(t, "stream 1's handler", started)
 	c := s.conn(t)
+	// The final GOAWAY must wait for the PING's answer, not for the
+	// one-second bound, which a loaded machine could reach first.
+	c.mu.Lock()
+	c.shutdownRTT = time.Hour
+	c.mu.Unlock()
 	c.Shutdown()
 
 	ga := rc.until("the first GOAWAY", func(f xh2.Frame) bool { _, ok := f.(*xh2.GoAwayFrame); return ok }).(*xh2.GoAwayFrame)
@@ -450,8 +455,10 @@ func TestHeaderListOverTheLimitGets431(t *testing.T) {
 }
 
 func TestExpectContinueIsSentOnTheFirstBodyRead(t *testing.T) {
+	started := make(chan struct{}, 1)
 	readNow := make(chan struct{})
 	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
 		select {
 		case <-readNow:
 		case <-r.Context().Done():
@@ -462,8 +469,9 @@ func TestExpectContinueIsSentOnTheFirstBodyRead(t *testing.T) {
 	}))
 	rc := dialRaw(t, s.addr)
 	rc.headers(1, "POST", false, "expect", "100-continue", "content-length", "5")
-	// The server answers a PING after the HEADERS frame: nothing of
-	// stream 1 may come before the handler reads.
+	// The handler runs but has not read: the server answers a PING sent
+	// now, and nothing of stream 1 may come before that answer.
+	recv(t, "the handler", started)
 	if err := rc.fr.WritePing(false, [8]byte{1}); err != nil {
 		t.Fatal(err)
 	}
@@ -474,6 +482,8 @@ func TestExpectContinueIsSentOnTheFirstBodyRead(t *testing.T) {
 		p, ok := f.(*xh2.PingFrame)
 		return ok && p.IsAck()
 	})
+	// The first read sends it: the client has sent no body byte yet, so
+	// the read is still waiting when the 100 arrives.
 	close(readNow)
 	hf := rc.until("100", func(f xh2.Frame) bool { return f.Header().StreamID == 1 }).(*xh2.MetaHeadersFrame)
 	if s := hf.PseudoValue("status"); s != "100" || hf.StreamEnded() {
@@ -486,14 +496,24 @@ func TestExpectContinueIsSentOnTheFirstBodyRead(t *testing.T) {
 }
 
 // blockedReadHandler starts a body read that has nothing to read, ends it
-// with unblock and reports the read's error.
-func blockedReadHandler(unblock func(w http.ResponseWriter, r *http.Request), result chan<- error) http.Handler {
+// with unblock once proceed is closed and reports the read's error. The
+// request expects 100-continue: the read sends the 100 under the
+// connection's lock, which it keeps until it waits, and unblock needs that
+// lock; so a client that got the 100 before closing proceed makes unblock
+// end a read that is waiting, not one yet to start.
+func blockedReadHandler(proceed <-chan struct{}, unblock func(w http.ResponseWriter, r *http.Request), result chan<- error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		errc := make(chan error, 1)
 		go func() {
 			_, err := r.Body.Read(make([]byte, 10))
 			errc <- err
 		}()
+		select {
+		case <-proceed:
+		case <-r.Context().Done():
+			result <- fmt.Errorf("no go-ahead: %w", r.Context().Err())
+			return
+		}
 		unblock(w, r)
 		select {
 		case err := <-errc:
@@ -504,13 +524,26 @@ func blockedReadHandler(unblock func(w http.ResponseWriter, r *http.Request), re
 	})
 }
 
+// startBlockedRead sends the request of blockedReadHandler, waits for the
+// 100 (Continue) that shows its read waits, and lets unblock run.
+func startBlockedRead(t *testing.T, rc *rawClient, proceed chan<- struct{}) {
+	t.Helper()
+	rc.headers(1, "POST", false, "expect", "100-continue")
+	hf := rc.until("100 (the read waits)", func(f xh2.Frame) bool { return f.Header().StreamID == 1 }).(*xh2.MetaHeadersFrame)
+	if s := hf.PseudoValue("status"); s != "100" {
+		t.Fatalf("first head %q, want 100", s)
+	}
+	close(proceed)
+}
+
 func TestRequestBodyCloseUnblocksARead(t *testing.T) {
 	result := make(chan error, 1)
-	s := startServer(t, testOpts(), blockedReadHandler(func(w http.ResponseWriter, r *http.Request) {
+	proceed := make(chan struct{})
+	s := startServer(t, testOpts(), blockedReadHandler(proceed, func(w http.ResponseWriter, r *http.Request) {
 		r.Body.Close()
 	}, result))
 	rc := dialRaw(t, s.addr)
-	rc.headers(1, "POST", false)
+	startBlockedRead(t, rc, proceed)
 	err := recv(t, "the read", result)
 	if err == nil || err == io.EOF || errors.Is(err, context.Canceled) {
 		t.Fatalf("read error %v", err)
@@ -522,13 +555,14 @@ func TestRequestBodyCloseUnblocksARead(t *testing.T) {
 
 func TestPastReadDeadlineUnblocksARead(t *testing.T) {
 	result := make(chan error, 1)
-	s := startServer(t, testOpts(), blockedReadHandler(func(w http.ResponseWriter, r *http.Request) {
+	proceed := make(chan struct{})
+	s := startServer(t, testOpts(), blockedReadHandler(proceed, func(w http.ResponseWriter, r *http.Request) {
 		if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
 			panic(err)
 		}
 	}, result))
 	rc := dialRaw(t, s.addr)
-	rc.headers(1, "POST", false)
+	startBlockedRead(t, rc, proceed)
 	if err := recv(t, "the read", result); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read error %v", err)
 	}
@@ -851,7 +885,14 @@ func TestShutdownBeforeServeSendsSettingsFirst(t *testing.T) {
 	c := NewConn(netTransport{a, nil}, testOpts(), http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	c.Shutdown()
 	served := make(chan struct{})
-	go func() { c.Serve(); close(served) }()
+	go func() {
+		defer close(served)
+		if err := readPreface(a); err != nil {
+			a.Close()
+			return
+		}
+		c.Serve()
+	}()
 	b.SetDeadline(time.Now().Add(waitLimit))
 	if _, err := b.Write([]byte(Preface)); err != nil {
 		t.Fatal(err)
@@ -875,4 +916,98 @@ func TestShutdownBeforeServeSendsSettingsFirst(t *testing.T) {
 	}
 	b.Close()
 	recv(t, "Serve's end", served)
+}
+
+// Trailers the client had in flight when the server answered and reset the
+// stream (RST_STREAM(NO_ERROR): the response ended before the request) are
+// ignored (RFC 9113 §5.1), not a connection error, and their header block
+// still reaches the HPACK decoder: a field the trailers added to the
+// dynamic table decodes on the next stream.
+func TestTrailersAfterTheServersResetAreIgnored(t *testing.T) {
+	seen := make(chan string, 2)
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Get("X-Trailer")
+	}))
+	rc := dialRaw(t, s.addr)
+	rc.headers(1, "POST", false)
+	rc.data(1, false, []byte("abc"))
+	if status, _ := rc.response(1); status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	if code := rc.rst(1); code != xh2.ErrCodeNo {
+		t.Fatalf("stream 1 reset with %v, want NO_ERROR", code)
+	}
+	// The trailers: the encoder adds the field to its dynamic table.
+	rc.hbuf.Reset()
+	if err := rc.enc.WriteField(hpack.HeaderField{Name: "x-trailer", Value: "in-flight"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.fr.WriteHeaders(xh2.HeadersFrameParam{
+		StreamID: 1, BlockFragment: rc.hbuf.Bytes(), EndStream: true, EndHeaders: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rc.headers(3, "GET", true, "x-trailer", "in-flight")
+	if status, _ := rc.response(3); status != 200 {
+		t.Fatalf("next stream: status %d", status)
+	}
+	if v := recv(t, "stream 1", seen); v != "" {
+		t.Fatalf("stream 1 saw x-trailer %q", v)
+	}
+	if v := recv(t, "stream 3", seen); v != "in-flight" {
+		t.Fatalf("stream 3 saw x-trailer %q, want the indexed field", v)
+	}
+}
+
+// A HEADERS frame whose padding is longer than its payload never gets its
+// header block to the HPACK decoder, whose state would then differ from
+// the client's: a connection error (GOAWAY PROTOCOL_ERROR), not a stream
+// error (RFC 9113 §6.2).
+func TestHeadersWithPaddingOverThePayloadAreAConnectionError(t *testing.T) {
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	rc := dialRaw(t, s.addr)
+	rc.headers(1, "GET", true)
+	if status, _ := rc.response(1); status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	rc.hbuf.Reset()
+	for _, hf := range []hpack.HeaderField{{Name: ":method", Value: "GET"}, {Name: ":scheme", Value: "http"},
+		{Name: ":authority", Value: "example.test"}, {Name: ":path", Value: "/"}, {Name: "x-indexed", Value: "v"}} {
+		rc.enc.WriteField(hf)
+	}
+	block := rc.hbuf.Bytes()
+	payload := append([]byte{byte(len(block) + 1)}, block...) // the pad length
+	flags := xh2.FlagHeadersPadded | xh2.FlagHeadersEndHeaders | xh2.FlagHeadersEndStream
+	if err := rc.fr.WriteRawFrame(xh2.FrameHeaders, flags, 3, payload); err != nil {
+		t.Fatal(err)
+	}
+	f := rc.until("GOAWAY", func(f xh2.Frame) bool {
+		if r, ok := f.(*xh2.RSTStreamFrame); ok {
+			t.Fatalf("stream %d reset with %v: a stream error", r.StreamID, r.ErrCode)
+		}
+		_, ok := f.(*xh2.GoAwayFrame)
+		return ok
+	}).(*xh2.GoAwayFrame)
+	if f.ErrCode != xh2.ErrCodeProtocol || f.LastStreamID != 1 {
+		t.Fatalf("GOAWAY %v last stream %d, want PROTOCOL_ERROR and 1", f.ErrCode, f.LastStreamID)
+	}
+	rc.closed()
+}
+
+// Options without MaxConcurrentStreams advertise and apply the default
+// (100), not 0, which would refuse every stream.
+func TestZeroMaxConcurrentStreamsMeansTheDefault(t *testing.T) {
+	s := startServer(t, Options{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	rc := dialRaw(t, s.addr)
+	sf := rc.until("SETTINGS", func(f xh2.Frame) bool {
+		sf, ok := f.(*xh2.SettingsFrame)
+		return ok && !sf.IsAck()
+	}).(*xh2.SettingsFrame)
+	if v, ok := sf.Value(xh2.SettingMaxConcurrentStreams); !ok || v != defaultMaxConcurrentStreams {
+		t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS %d (sent %v), want %d", v, ok, defaultMaxConcurrentStreams)
+	}
+	rc.headers(1, "GET", true)
+	if status, _ := rc.response(1); status != 200 {
+		t.Fatalf("status %d", status)
+	}
 }

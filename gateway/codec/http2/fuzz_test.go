@@ -52,6 +52,9 @@ var (
 	endAck  = []byte{0, 0, 8, framePing, flagAck, 0, 0, 0, 0, 'f', 'u', 'z', 'z', '-', 'e', 'n', 'd'}
 )
 
+// frameHeaderLen is the length of a frame header (RFC 9113 §4.1).
+const frameHeaderLen = 9
+
 // wholeFrames reports whether p is a sequence of complete frames.
 func wholeFrames(p []byte) bool {
 	for len(p) >= frameHeaderLen {
@@ -83,6 +86,10 @@ func FuzzConn(f *testing.F) {
 		served := make(chan struct{})
 		go func() {
 			defer close(served)
+			if err := readPreface(server); err != nil {
+				server.Close()
+				return
+			}
 			c.Serve()
 		}()
 		acked := make(chan struct{})

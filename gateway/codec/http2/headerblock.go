@@ -155,14 +155,14 @@ func (c *Conn) endBlock() (connErr, streamErr xh2.ErrCode) {
 		c.debug("http2 header block", b.invalid)
 		return xh2.ErrCodeNo, xh2.ErrCodeProtocol
 	}
-	// Pseudo-fields: known request ones (or :status, which newRequest
-	// and the trailer check refuse), each once.
+	// Pseudo-fields: known request ones (not the response's :status),
+	// each once.
 	for i, hf := range b.fields {
 		if !strings.HasPrefix(hf.Name, ":") {
 			break
 		}
 		switch hf.Name {
-		case ":method", ":path", ":scheme", ":authority", ":protocol", ":status":
+		case ":method", ":path", ":scheme", ":authority", ":protocol":
 		default:
 			return xh2.ErrCodeNo, xh2.ErrCodeProtocol
 		}
@@ -170,9 +170,6 @@ func (c *Conn) endBlock() (connErr, streamErr xh2.ErrCode) {
 			if prev.Name == hf.Name {
 				return xh2.ErrCodeNo, xh2.ErrCodeProtocol
 			}
-		}
-		if hf.Name == ":status" {
-			return xh2.ErrCodeNo, xh2.ErrCodeProtocol // a response pseudo-field in a request
 		}
 	}
 	return xh2.ErrCodeNo, xh2.ErrCodeNo

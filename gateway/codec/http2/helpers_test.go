@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -71,6 +72,10 @@ func startServer(t *testing.T, opts Options, h http.Handler) *testServer {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				if err := readPreface(nc); err != nil {
+					nc.Close()
+					return
+				}
 				c.Serve()
 			}()
 		}
@@ -86,6 +91,21 @@ func startServer(t *testing.T, opts Options, h http.Handler) *testServer {
 		}
 	})
 	return s
+}
+
+// readPreface reads and checks the client preface, which the caller of
+// Serve does, within waitLimit.
+func readPreface(nc net.Conn) error {
+	_ = nc.SetReadDeadline(time.Now().Add(waitLimit))
+	defer nc.SetReadDeadline(time.Time{})
+	b := make([]byte, len(Preface))
+	if _, err := io.ReadFull(nc, b); err != nil {
+		return err
+	}
+	if string(b) != Preface {
+		return errors.New("bad preface")
+	}
+	return nil
 }
 
 // conn returns the server side of the next accepted connection.

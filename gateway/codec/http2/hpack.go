@@ -1,5 +1,7 @@
 package http2
 
+import "strconv"
+
 // Response header blocks are encoded without the HPACK dynamic table
 // (RFC 7541): each field is a literal without indexing, its name an index
 // into the static table when it is there, and the common statuses are
@@ -162,7 +164,12 @@ func appendStatus(b []byte, code int) []byte {
 		return append(b, 0x80|i)
 	}
 	b = appendInt(b, 0, 4, 8) // literal without indexing, name :status
-	return appendString(b, statusText(code))
+	if code >= 100 && code <= 999 {
+		// Three digits: a string literal of length 3.
+		return append(b, 3, byte('0'+code/100), byte('0'+code/10%10), byte('0'+code%10))
+	}
+	var digits [20]byte
+	return appendString(b, strconv.AppendInt(digits[:0], int64(code), 10))
 }
 
 // appendField appends a field as a literal without indexing; name must be

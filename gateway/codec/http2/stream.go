@@ -22,7 +22,6 @@ type stream struct {
 	c      *Conn
 	id     uint32
 	req    *http.Request
-	ctx    context.Context
 	cancel context.CancelFunc
 	cond   sync.Cond // body bytes, window, reset or end; L is &c.mu
 	body   requestBody
@@ -74,7 +73,6 @@ func newStream(c *Conn, id uint32, req *http.Request, cancel context.CancelFunc)
 		c:          c,
 		id:         id,
 		req:        req,
-		ctx:        req.Context(),
 		cancel:     cancel,
 		recvAvail:  int64(c.opts.InitialStreamWindowSize),
 		declared:   req.ContentLength,
@@ -301,7 +299,7 @@ func (st *stream) WriteHeaderFields(code int, fields []httpfilter.Field) {
 // appendFields encodes fields, leaving out the connection-specific ones.
 func appendFields(b []byte, fields []httpfilter.Field) []byte {
 	for i := range fields {
-		if f := &fields[i]; !connectionSpecific(string(f.Name)) {
+		if f := &fields[i]; !ConnectionSpecific(f.Name) {
 			b = appendField(b, f.Name, f.Value)
 		}
 	}

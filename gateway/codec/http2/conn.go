@@ -90,9 +90,10 @@ type Options struct {
 	RemoteAddr string
 	// Log gets protocol errors at the debug level; nil: none.
 	Log *zap.Logger
-	// RawFields leaves Request.Header empty but for the extended CONNECT
-	// protocol (":protocol"): the handler reads the request fields as
-	// decoded, through the ResponseWriter's RequestFields method.
+	// RawFields leaves Request.Header nil (no map per request) but for
+	// the extended CONNECT protocol (":protocol"): the handler reads the
+	// request fields as decoded, through the ResponseWriter's
+	// RequestFields method.
 	RawFields bool
 }
 
@@ -788,10 +789,8 @@ func (c *Conn) newRequest(ctx context.Context, f *headerBlock) (_ *http.Request,
 	if authority != "" && !http1.ValidAuthority(authority, method == "CONNECT" && protocol == "") {
 		return nil, nil, false, xh2.ErrCodeProtocol
 	}
-	var header http.Header
-	if c.opts.RawFields {
-		header = make(http.Header, 1)
-	} else {
+	var header http.Header // nil with RawFields, but for ":protocol"
+	if !c.opts.RawFields {
 		header = make(http.Header, len(fields)+1)
 		var cookies []string
 		for _, hf := range fields {
@@ -807,6 +806,9 @@ func (c *Conn) newRequest(ctx context.Context, f *headerBlock) (_ *http.Request,
 		}
 	}
 	if protocol != "" {
+		if header == nil {
+			header = make(http.Header, 1)
+		}
 		header[":protocol"] = []string{protocol}
 	}
 	uri := path

@@ -60,16 +60,22 @@ type stream struct {
 	reset         bool // RST_STREAM sent or received, or the connection ended
 	sendWindow    int64
 	waitingWindow bool
-	onReset       func() // see AfterReset
-	head          bool   // a HEAD request: the body is not sent
+	onReset       func()      // see AfterReset
+	stop          func() bool // stopReset, bound once (see streamPool)
+	head          bool        // a HEAD request: the body is not sent
 }
 
 // streamPool recycles the streams that can be (see recycle).
-var streamPool = sync.Pool{New: func() any { return new(stream) }}
+var streamPool = sync.Pool{New: func() any {
+	st := new(stream)
+	st.stop = st.stopReset // once per stream object, not per AfterReset
+	return st
+}}
 
 func newStream(c *Conn, id uint32, req *http.Request, cancel context.CancelFunc) *stream {
 	st := streamPool.Get().(*stream)
 	*st = stream{
+		stop:       st.stop,
 		c:          c,
 		id:         id,
 		req:        req,
@@ -168,7 +174,7 @@ func (st *stream) recycle() {
 	if st.req.Body != http.NoBody || st.timer != nil {
 		return
 	}
-	*st = stream{}
+	*st = stream{stop: st.stop}
 	streamPool.Put(st)
 }
 
@@ -254,7 +260,7 @@ func (st *stream) AfterReset(f func()) (stop func() bool) {
 		return func() bool { return false }
 	}
 	st.onReset = f
-	return st.stopReset
+	return st.stop
 }
 
 func (st *stream) stopReset() bool {

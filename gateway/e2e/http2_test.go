@@ -197,6 +197,23 @@ func TestHTTP2UpstreamResetBeforeHeadersIsA503(t *testing.T) {
 	}
 }
 
+// rawH2Get opens an h2c connection to addr with its preface and SETTINGS
+// and sends a GET for path as stream 1, for tests that read the frames.
+func rawH2Get(t *testing.T, addr, path string) (net.Conn, *http2.Framer) {
+	t.Helper()
+	c := dial(t, addr)
+	fr := http2.NewFramer(c, c)
+	io.WriteString(c, http2.ClientPreface)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "x"}, {":path", path}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	return c, fr
+}
+
 // ackControl answers what a raw framer client must: a PING with its ACK
 // and the server's SETTINGS with an ACK.
 func ackControl(fr *http2.Framer, f http2.Frame) {
@@ -221,16 +238,7 @@ func TestHTTP2DrainSendsGoawayAndFinishesInFlightStreams(t *testing.T) {
 		io.WriteString(w, "done")
 	}))
 	p := gwtest.Start(t, simpleConfig(1, up.Addr))
-	c := dial(t, p.Addr("http"))
-	fr := http2.NewFramer(c, c)
-	io.WriteString(c, http2.ClientPreface)
-	fr.WriteSettings()
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "x"}, {":path", "/slow"}} {
-		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
-	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	_, fr := rawH2Get(t, p.Addr("http"), "/slow")
 	gwtest.Recv(t, started, "request at the upstream")
 	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -426,16 +434,7 @@ func TestHTTP2FinalGoawayReachesAClientThatKeepsSending(t *testing.T) {
 	p := gwtest.Start(t, simpleConfig(1, up.Addr))
 	filler := make([]byte, 16384)
 	for i := 0; i < 30; i++ {
-		c := dial(t, p.Addr("http"))
-		fr := http2.NewFramer(c, c)
-		io.WriteString(c, http2.ClientPreface)
-		fr.WriteSettings()
-		var hb bytes.Buffer
-		enc := hpack.NewEncoder(&hb)
-		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "x"}, {":path", "/"}} {
-			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-		}
-		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+		c, fr := rawH2Get(t, p.Addr("http"), "/")
 		for done := false; !done; {
 			f, err := fr.ReadFrame()
 			if err != nil {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 
 	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
 	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
@@ -178,16 +176,7 @@ func TestMaxConnectionDurationEndsDownstreamConnections(t *testing.T) {
 
 	t.Run("HTTP/2 connection gets GOAWAY", func(t *testing.T) {
 		start := time.Now()
-		c := dial(t, p.Addr("http"))
-		fr := http2.NewFramer(c, c)
-		io.WriteString(c, http2.ClientPreface)
-		fr.WriteSettings()
-		var hb bytes.Buffer
-		enc := hpack.NewEncoder(&hb)
-		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "x"}, {":path", "/fast"}} {
-			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-		}
-		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+		_, fr := rawH2Get(t, p.Addr("http"), "/fast")
 		var goaways []uint32
 		var firstGoaway time.Duration
 		gotBody := false

@@ -533,9 +533,11 @@ func (c *Conn) processData(f *xh2.DataFrame) xh2.ErrCode {
 	if st == nil || st.recvEnded {
 		// Not for a stream that reads: the connection's window comes
 		// back at once. A stream ignored after the final GOAWAY gets no
-		// answer; a closed one STREAM_CLOSED (RFC 9113 §6.1).
+		// answer, nor one the server reset lately, whose client may
+		// still have data in flight (RFC 9113 §5.1); another closed one
+		// STREAM_CLOSED (§6.1).
 		c.credit(nil, n)
-		if !c.finalGoaway || id <= c.lastStream {
+		if (!c.finalGoaway || id <= c.lastStream) && (st != nil || !c.resetRecently(id)) {
 			c.streamError(id, xh2.ErrCodeStreamClosed)
 		}
 		return xh2.ErrCodeNo

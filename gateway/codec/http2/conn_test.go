@@ -959,6 +959,60 @@ func TestTrailersAfterTheServersResetAreIgnored(t *testing.T) {
 	}
 }
 
+// DATA the client had in flight when the server ended a stream with
+// RST_STREAM(NO_ERROR) (its response done before the request body) is
+// ignored (RFC 9113 §5.1): no RST_STREAM answers it, and its bytes still
+// give the connection's window back. DATA on a stream that ended both ways
+// without a reset still gets RST_STREAM(STREAM_CLOSED).
+func TestDataAfterTheServersResetIsIgnored(t *testing.T) {
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	rc := dialRaw(t, s.addr)
+	rc.headers(1, "POST", false)
+	rc.data(1, false, []byte("abc"))
+	if status, _ := rc.response(1); status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	if code := rc.rst(1); code != xh2.ErrCodeNo {
+		t.Fatalf("stream 1 reset with %v, want NO_ERROR", code)
+	}
+	// More than the connection's window in all: dropped bytes that were
+	// not credited back would stall stream 5's body.
+	chunk := make([]byte, 16384)
+	for sent := 0; sent < 80000; sent += len(chunk) {
+		rc.data(1, false, chunk)
+	}
+	rc.headers(3, "GET", true)
+	var resets []string
+	status := 0
+	rc.until("stream 3's response", func(f xh2.Frame) bool {
+		switch f := f.(type) {
+		case *xh2.RSTStreamFrame:
+			resets = append(resets, fmt.Sprintf("stream %d: %v", f.StreamID, f.ErrCode))
+		case *xh2.MetaHeadersFrame:
+			if f.StreamID == 3 {
+				status, _ = strconv.Atoi(f.PseudoValue("status"))
+				return f.StreamEnded()
+			}
+		case *xh2.DataFrame:
+			return f.StreamID == 3 && f.StreamEnded()
+		}
+		return false
+	})
+	if status != 200 || len(resets) > 0 {
+		t.Fatalf("stream 3 status %d, resets %v: want 200 and no RST_STREAM for the in-flight data", status, resets)
+	}
+	// Stream 3 ended both ways, with no reset: its DATA is an error.
+	rc.data(3, false, []byte("late"))
+	if code := rc.rst(3); code != xh2.ErrCodeStreamClosed {
+		t.Fatalf("DATA on a closed stream: RST_STREAM %v, want STREAM_CLOSED", code)
+	}
+	rc.headers(5, "POST", false)
+	rc.data(5, true, make([]byte, 60000))
+	if status, _ := rc.response(5); status != 200 {
+		t.Fatalf("stream 5 status %d", status)
+	}
+}
+
 // A HEADERS frame whose padding is longer than its payload never gets its
 // header block to the HPACK decoder, whose state would then differ from
 // the client's: a connection error (GOAWAY PROTOCOL_ERROR), not a stream

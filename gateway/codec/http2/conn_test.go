@@ -33,6 +33,36 @@ func pattern(n int) []byte {
 	return p
 }
 
+// Writes large enough to be framed from the handler's own slice and small
+// ones that collect in the stream's buffer arrive whole and in order, with
+// the buffer written before a large write that follows it; and the handler
+// may reuse its slice once Write returned.
+func TestLargeAndSmallWritesKeepTheirOrder(t *testing.T) {
+	body := pattern(40000)
+	sizes := []int{5000, 100, 10000, 3, 4096, 4095, 1, 16705}
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scratch := make([]byte, 0, len(body))
+		off := 0
+		for _, n := range sizes {
+			scratch = append(scratch[:0], body[off:off+n]...)
+			if _, err := w.Write(scratch); err != nil {
+				return
+			}
+			clear(scratch) // the codec must not keep a reference to it
+			off += n
+		}
+	}))
+	resp, err := h2cClient(t).Get("http://" + s.addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("read %d bytes (%v), equal to the %d written: %v", len(got), err, len(body), bytes.Equal(got, body))
+	}
+}
+
 func TestGetAndPostWithBodiesBothWays(t *testing.T) {
 	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet {

@@ -141,7 +141,9 @@ func (st *stream) finishLocked() {
 		}
 	}
 	if !st.respEnded {
-		if err := st.writeDataLocked(!trailers); err != nil {
+		err := st.writeDataLocked(st.out, !trailers)
+		st.out = st.out[:0]
+		if err != nil {
 			c.removeLocked(st)
 			return
 		}
@@ -195,12 +197,11 @@ func (st *stream) releaseLocked() {
 	st.out, st.outBox = nil, nil
 }
 
-// writeDataLocked writes the buffered body as DATA frames within the flow
-// control windows, waiting for WINDOW_UPDATEs while they are closed; end
+// writeDataLocked writes p (the buffered body, or a large Write's bytes)
+// as DATA frames within the flow control windows, waiting for WINDOW_UPDATEs while they are closed; end
 // sets END_STREAM on the last frame. The lock is released while waiting.
-func (st *stream) writeDataLocked(end bool) error {
+func (st *stream) writeDataLocked(p []byte, end bool) error {
 	c := st.c
-	p := st.out
 	for {
 		if st.reset || c.closed {
 			return errStreamClosed
@@ -243,7 +244,6 @@ func (st *stream) writeDataLocked(end bool) error {
 			c.flush()
 		}
 	}
-	st.out = st.out[:0]
 	return nil
 }
 
@@ -371,6 +371,19 @@ func (st *stream) Write(p []byte) (int, error) {
 	if st.head {
 		return len(p), nil
 	}
+	if len(st.out) == 0 && len(p) >= bufferedData {
+		// Large enough to go out now: framed from p itself, without
+		// a copy into the stream's buffer first.
+		if !st.headSent {
+			st.headSent = true
+			st.appendHead(false)
+		}
+		if err := st.writeDataLocked(p, false); err != nil {
+			return 0, err
+		}
+		c.flush()
+		return len(p), nil
+	}
 	if st.out == nil {
 		st.outBox = getBuf()
 		st.out = (*st.outBox)[:0]
@@ -395,7 +408,9 @@ func (st *stream) flushLocked() error {
 		st.headSent = true
 		st.appendHead(false)
 	}
-	if err := st.writeDataLocked(false); err != nil {
+	err := st.writeDataLocked(st.out, false)
+	st.out = st.out[:0]
+	if err != nil {
 		return err
 	}
 	c.flush()

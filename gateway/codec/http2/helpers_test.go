@@ -212,6 +212,21 @@ func (rc *rawClient) rst(id uint32) xh2.ErrCode {
 	return f.(*xh2.RSTStreamFrame).ErrCode
 }
 
+// answeredBeforeItsBody sends a POST on id with the start of a body and
+// requires the handler's 200 and then RST_STREAM(NO_ERROR): the server's
+// answer to a response that ended before its request.
+func (rc *rawClient) answeredBeforeItsBody(id uint32) {
+	rc.t.Helper()
+	rc.headers(id, "POST", false)
+	rc.data(id, false, []byte("abc"))
+	if status, _ := rc.response(id); status != 200 {
+		rc.t.Fatalf("stream %d: status %d", id, status)
+	}
+	if code := rc.rst(id); code != xh2.ErrCodeNo {
+		rc.t.Fatalf("stream %d reset with %v, want NO_ERROR", id, code)
+	}
+}
+
 // response reads stream id's final response: its status and body (the
 // DATA frames up to END_STREAM). Informational heads are skipped.
 func (rc *rawClient) response(id uint32) (int, []byte) {

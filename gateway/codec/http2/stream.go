@@ -198,8 +198,9 @@ func (st *stream) releaseLocked() {
 }
 
 // writeDataLocked writes p (the buffered body, or a large Write's bytes)
-// as DATA frames within the flow control windows, waiting for WINDOW_UPDATEs while they are closed; end
-// sets END_STREAM on the last frame. The lock is released while waiting.
+// as DATA frames within the flow control windows, waiting for
+// WINDOW_UPDATEs while they are closed; end sets END_STREAM on the last
+// frame. The lock is released while waiting.
 func (st *stream) writeDataLocked(p []byte, end bool) error {
 	c := st.c
 	for {
@@ -374,14 +375,9 @@ func (st *stream) Write(p []byte) (int, error) {
 	if len(st.out) == 0 && len(p) >= bufferedData {
 		// Large enough to go out now: framed from p itself, without
 		// a copy into the stream's buffer first.
-		if !st.headSent {
-			st.headSent = true
-			st.appendHead(false)
-		}
-		if err := st.writeDataLocked(p, false); err != nil {
+		if err := st.sendLocked(p); err != nil {
 			return 0, err
 		}
-		c.flush()
 		return len(p), nil
 	}
 	if st.out == nil {
@@ -400,6 +396,13 @@ func (st *stream) Write(p []byte) (int, error) {
 
 // flushLocked writes the head if it waits and the buffered body.
 func (st *stream) flushLocked() error {
+	err := st.sendLocked(st.out)
+	st.out = st.out[:0]
+	return err
+}
+
+// sendLocked writes the head if it waits and p as body bytes, and flushes.
+func (st *stream) sendLocked(p []byte) error {
 	c := st.c
 	if st.reset || c.closed {
 		return errStreamClosed
@@ -408,9 +411,7 @@ func (st *stream) flushLocked() error {
 		st.headSent = true
 		st.appendHead(false)
 	}
-	err := st.writeDataLocked(st.out, false)
-	st.out = st.out[:0]
-	if err != nil {
+	if err := st.writeDataLocked(p, false); err != nil {
 		return err
 	}
 	c.flush()

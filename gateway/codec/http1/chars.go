@@ -1,7 +1,5 @@
 package http1
 
-import "encoding/binary"
-
 // Character classes of RFC 9110 §5.6.2 (tchar), §5.5 (field-vchar), and RFC
 // 3986 (URI characters), as lookup tables.
 var (
@@ -66,13 +64,14 @@ func validTargetBytes[T text](b T) bool {
 // validValue reports whether every byte of b may appear in a field value.
 // It checks eight bytes at a time for a control byte (below 0x20, which
 // includes HTAB) or DEL, and looks closer only at words that have one.
-func validValue(b []byte) bool {
+func validValue[T text](b T) bool {
 	const (
 		ones  = 0x0101010101010101
 		highs = 0x8080808080808080
 	)
 	for len(b) >= 8 {
-		x := binary.LittleEndian.Uint64(b)
+		x := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+			uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 		ctl := (x - 0x20*ones) &^ x & highs // some byte < 0x20
 		y := x ^ 0x7f*ones
 		del := (y - ones) &^ y & highs // some byte == 0x7f
@@ -81,8 +80,8 @@ func validValue(b []byte) bool {
 		}
 		b = b[8:]
 	}
-	for _, c := range b {
-		if !valueTable[c] {
+	for i := 0; i < len(b); i++ {
+		if !valueTable[b[i]] {
 			return false
 		}
 	}

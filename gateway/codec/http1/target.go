@@ -1,14 +1,23 @@
 package http1
 
-// Checks of the request line's parts for other codecs: an HTTP/2 request
-// carries them as pseudo-fields (:method, :path, :authority), which HPACK
-// only checks as field values, and the router writes them into an HTTP/1.1
-// request line upstream. They apply the rules this codec applies to its own
-// request line.
+// Checks of the request line's parts and of fields for other codecs: an
+// HTTP/2 request carries its request line as pseudo-fields (:method, :path,
+// :authority), which HPACK only checks as field values, and the router
+// writes them into an HTTP/1.1 request line upstream. They apply the rules
+// this codec applies to its own request line and fields.
 
 // ValidMethod reports whether m is a method: a non-empty token (RFC 9110
 // §9.1).
 func ValidMethod(m string) bool { return validToken(m) }
+
+// ValidFieldName reports whether n is a field name: a non-empty token
+// (RFC 9110 §5.1), as this codec's parser requires.
+func ValidFieldName(n string) bool { return validToken(n) }
+
+// ValidFieldValue reports whether every byte of v may appear in a field
+// value (RFC 9110 §5.5: no control byte but HTAB, no DEL), as this
+// codec's parser requires.
+func ValidFieldValue(v string) bool { return validValue(v) }
 
 // ValidPath reports whether p is an origin-form request-target ("/" and
 // request-target bytes: visible ASCII but '#') or the asterisk form "*".

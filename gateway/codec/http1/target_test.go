@@ -3,6 +3,8 @@ package http1
 import (
 	"strings"
 	"testing"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Tricky authorities and methods, for the agreement of the exported checks
@@ -178,4 +180,35 @@ func FuzzExportedChecksAgreeWithParser(f *testing.F) {
 		checkAuthorityAgreement(t, s)
 		checkMethodAgreement(t, s)
 	})
+}
+
+// The field checks other codecs call accept what x/net's httpguts accepts
+// (the definitions HTTP/2's header blocks were checked with before).
+func checkFieldAgreement(t *testing.T, s string) {
+	t.Helper()
+	if got, want := ValidFieldValue(s), httpguts.ValidHeaderFieldValue(s); got != want {
+		t.Errorf("ValidFieldValue(%q) = %v, httpguts: %v", s, got, want)
+	}
+	if got, want := ValidFieldName(s), httpguts.ValidHeaderFieldName(s); got != want {
+		t.Errorf("ValidFieldName(%q) = %v, httpguts: %v", s, got, want)
+	}
+}
+
+var trickyFields = []string{
+	"", "x", "x-a", "X-Upper", "a b", "a:b", "a\tb", "a\x00", "\x7f", "caf\xc3\xa9", "\xff",
+	"value with spaces and\ttab", "12345678", "1234567\x01", "12345678\x1f", "abcdefghijklmno\x7fp",
+	"!#$%&'*+-.^_`|~", "a\"b", "a(b)", "a,b", "a;b", "a=b", "a\r\nb",
+}
+
+func TestFieldChecksAgreeWithHTTPGuts(t *testing.T) {
+	for _, s := range trickyFields {
+		checkFieldAgreement(t, s)
+	}
+}
+
+func FuzzFieldChecksAgreeWithHTTPGuts(f *testing.F) {
+	for _, s := range trickyFields {
+		f.Add(s)
+	}
+	f.Fuzz(checkFieldAgreement)
 }

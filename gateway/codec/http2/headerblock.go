@@ -4,7 +4,7 @@ import (
 	"errors"
 	"strings"
 
-	"golang.org/x/net/http/httpguts"
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	xh2 "golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -41,8 +41,6 @@ var (
 	errFieldValue     = errors.New("http2: invalid header field value")
 	errFieldName      = errors.New("http2: invalid header field name")
 	errPseudoLate     = errors.New("http2: pseudo-header field after a regular one")
-	errPseudoUnknown  = errors.New("http2: unknown or repeated pseudo-header field")
-	errBlockTooLarge  = errors.New("http2: header block fragment too large")
 	errHeaderDecoding = errors.New("http2: HPACK decoding")
 )
 
@@ -67,7 +65,7 @@ func (c *Conn) emit(hf hpack.HeaderField) {
 	if b.invalid != nil || b.truncated {
 		return
 	}
-	if !httpguts.ValidHeaderFieldValue(hf.Value) {
+	if !http1.ValidFieldValue(hf.Value) {
 		b.invalid = errFieldValue
 		return
 	}
@@ -95,16 +93,7 @@ func (c *Conn) emit(hf hpack.HeaderField) {
 
 // validFieldName reports whether name is a lowercase token.
 func validFieldName(name string) bool {
-	if len(name) == 0 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		ch := name[i]
-		if ch >= 0x80 || !httpguts.IsTokenRune(rune(ch)) || ('A' <= ch && ch <= 'Z') {
-			return false
-		}
-	}
-	return true
+	return http1.ValidFieldName(name) && strings.ToLower(name) == name
 }
 
 // startBlock begins reading the header block of a HEADERS frame.

@@ -73,6 +73,12 @@ type Conn struct {
 	// Requests counts the requests sent on the connection, for
 	// max_requests_per_connection; the user of the connection keeps it.
 	Requests int
+	// Abort fails a read or write under way at once, and every later one
+	// (a past deadline on the net.Conn). Any goroutine may call it; the
+	// connection is not reused after it. Made once per connection, so
+	// that registering it (to abort when a downstream stream is reset)
+	// allocates nothing.
+	Abort func()
 
 	idleSince time.Time
 	born      time.Time // when it was opened, for MaxConnectionDuration
@@ -85,7 +91,8 @@ type Conn struct {
 // newConn wraps nc as a pool connection with its response reader.
 func newConn(nc net.Conn, p *Pool, held bool) *Conn {
 	src := newSendReader(nc)
-	return &Conn{Conn: nc, R: http1.NewReader(src), src: src, born: time.Now(), pool: p, breaker: held}
+	abort := func() { _ = nc.SetDeadline(time.Unix(1, 0)) }
+	return &Conn{Conn: nc, R: http1.NewReader(src), Abort: abort, src: src, born: time.Now(), pool: p, breaker: held}
 }
 
 // Close closes the connection for good.
@@ -107,8 +114,7 @@ const DeadlineSlack = 10 * time.Millisecond
 
 // SetReadDeadline sets the connection's read deadline (zero: none) and
 // remembers it for SetReadDeadlineNear. Only the connection's owner calls
-// it; another goroutine that must wake a blocked read sets the deadline on
-// the embedded net.Conn, and the connection is then not reused.
+// it; another goroutine that must wake a blocked read calls Abort.
 func (c *Conn) SetReadDeadline(t time.Time) error {
 	c.rdl = t
 	return c.Conn.SetReadDeadline(t)

@@ -355,7 +355,11 @@ func (f *filter) send() {
 // back in the pool or closed.
 func (f *filter) exchange() { f.exchangeAt(clock.Now()) }
 
-// exchangeAt is exchange with the clock read by the caller just now.
+// exchangeAt is exchange with sent, the time the exchange counts from: the
+// caller's last clock read. For a request sent right after DecodeHeaders
+// that is the request's start, before the connection was checked out (or
+// dialled): the route timeout covers a connect too, as Envoy's does (it
+// starts once the downstream request is complete).
 func (f *filter) exchangeAt(sent time.Time) {
 	uc := f.uc
 	deadline := time.Time{}
@@ -644,10 +648,8 @@ func (f *filter) fail(err error, started bool) {
 // watch aborts the exchange on uc when the downstream HTTP/2 stream is
 // reset: the blocked upstream read or write fails at once.
 func (f *filter) watch(uc *pool.Conn) {
-	// On the net.Conn: the watch runs beside the connection's owner, and a
-	// connection it fired on is not reused.
-	abort := func() { _ = uc.Conn.SetDeadline(time.Unix(1, 0)) }
-	f.stopWatch = f.cb.(streamWatcher).AfterReset(abort) // f.ctx came from it
+	// A connection the watch fired on is not reused (deliver).
+	f.stopWatch = f.cb.(streamWatcher).AfterReset(uc.Abort) // f.ctx came from it
 }
 
 func isTimeout(err error) bool {

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
 )
 
 // ioTimeout bounds every single network wait of a test.
@@ -238,4 +240,87 @@ func runUntilStopped(runs ...func(stop <-chan struct{})) (stop func()) {
 		})
 	}
 	return stop
+}
+
+// controlSocket is the control socket of sluice p (its runtime directory's).
+func controlSocket(p *gwtest.Proxy) string { return p.RuntimeDir + "/control.sock" }
+
+// reload runs sluice reload of p's config file through its control socket.
+func reload(t *testing.T, p *gwtest.Proxy) (code int, out string) {
+	t.Helper()
+	return gwtest.Exec(t, 60*time.Second, "reload", "-c", p.ConfigPath, "--control", controlSocket(p))
+}
+
+// reloadOK reloads p and fails the test (naming what) unless it succeeds.
+func reloadOK(t *testing.T, p *gwtest.Proxy, what string) {
+	t.Helper()
+	if code, out := reload(t, p); code != 0 {
+		t.Fatalf("%s: exit %d: %s", what, code, out)
+	}
+}
+
+// upgradeOK runs sluice upgrade through p's control socket and returns the
+// new supervisor's pid, which the test's cleanup kills; it fails the test
+// (naming what) unless the upgrade succeeds.
+func upgradeOK(t *testing.T, p *gwtest.Proxy, what string) int {
+	t.Helper()
+	code, out := gwtest.Exec(t, 60*time.Second, "upgrade", "--control", controlSocket(p))
+	m := upgradedRE.FindStringSubmatch(out)
+	if code != 0 || m == nil {
+		t.Fatalf("%s: exit %d: %s", what, code, out)
+	}
+	next, _ := strconv.Atoi(m[1])
+	t.Cleanup(func() { syscall.Kill(next, syscall.SIGKILL) })
+	return next
+}
+
+// longClient posts to an echoing upstream (slowEcho) in a loop over one
+// connection at a time, as a long-lived client of an edge proxy does, and
+// counts its dials and what happens to its requests.
+type longClient struct {
+	id    int
+	c     *http.Client
+	dials atomic.Int64
+	tally
+}
+
+func (cl *longClient) base() *longClient { return cl }
+
+// run posts until stop; every fourth request is slow upstream, so that
+// requests are in flight when a generation starts draining.
+func (cl *longClient) run(url string, stop <-chan struct{}) {
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		u := url
+		if i%4 == 0 {
+			u += "?slow=1"
+		}
+		cl.record(postEcho(cl.c, u, fmt.Sprintf("client-%d-request-%d", cl.id, i)))
+	}
+}
+
+// check fails t for every failed request of cl and for a number of dials
+// outside [minDials, maxDials] (what: the restarts that allow them).
+func (cl *longClient) check(t *testing.T, minDials, maxDials int64, what string) {
+	t.Helper()
+	if f := cl.failureList(); len(f) > 0 {
+		t.Errorf("client %d: %d failed requests: %q", cl.id, len(f), f)
+	}
+	if d := cl.dials.Load(); d < minDials || d > maxDials {
+		t.Errorf("client %d dialled %d connections %s, want %d to %d", cl.id, d, what, minDials, maxDials)
+	}
+}
+
+// runLong runs every client against url until the returned stop is called.
+func runLong[C interface{ base() *longClient }](url string, clients []C) (stop func()) {
+	runs := make([]func(<-chan struct{}), len(clients))
+	for i, c := range clients {
+		cl := c.base()
+		runs[i] = func(stop <-chan struct{}) { cl.run(url, stop) }
+	}
+	return runUntilStopped(runs...)
 }

@@ -3,44 +3,11 @@ package e2e
 import (
 	"fmt"
 	"net/http"
-	"strconv"
-	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
 	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
 )
-
-// h2LongClient posts over one HTTP/2 (h2c) connection at a time, as a
-// long-lived client of an edge proxy does, and counts its connections and
-// what happens to its requests.
-type h2LongClient struct {
-	id    int
-	c     *http.Client
-	dials atomic.Int64
-	tally
-}
-
-func newH2LongClient(id int) *h2LongClient {
-	cl := &h2LongClient{id: id}
-	cl.c = h2cClient(&cl.dials)
-	return cl
-}
-
-// run posts until stop is closed; a failed request or a wrong echo is
-// recorded.
-func (cl *h2LongClient) run(url string, stop <-chan struct{}) {
-	for i := 0; ; i++ {
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		cl.record(postEcho(cl.c, url, fmt.Sprintf("client %d request %d", cl.id, i)))
-	}
-}
 
 // TestHTTP2ClientsLoseNoRequestAcrossReloadsAndUpgrades: HTTP/2 clients
 // post without pause over long-lived connections while sluice reloads
@@ -54,17 +21,15 @@ func (cl *h2LongClient) run(url string, stop <-chan struct{}) {
 func TestHTTP2ClientsLoseNoRequestAcrossReloadsAndUpgrades(t *testing.T) {
 	up := testutil.Upstream(t, http.HandlerFunc(slowEcho))
 	p := gwtest.Start(t, simpleConfig(2, up.Addr))
-	control := p.RuntimeDir + "/control.sock"
 	url := "http://" + p.Addr("http") + "/work"
 
-	var clients []*h2LongClient
-	var runs []func(<-chan struct{})
+	var clients []*longClient
 	for i := range 4 {
-		cl := newH2LongClient(i)
+		cl := &longClient{id: i}
+		cl.c = h2cClient(&cl.dials)
 		clients = append(clients, cl)
-		runs = append(runs, func(stop <-chan struct{}) { cl.run(url, stop) })
 	}
-	stopClients := runUntilStopped(runs...)
+	stopClients := runLong(url, clients)
 	defer stopClients()
 	waitProgress(t, clients, 20)
 
@@ -73,17 +38,9 @@ func TestHTTP2ClientsLoseNoRequestAcrossReloadsAndUpgrades(t *testing.T) {
 	for r := 1; r <= 4; r++ {
 		restarts++
 		if r%2 == 1 {
-			if code, out := gwtest.Exec(t, 60*time.Second, "reload", "-c", p.ConfigPath, "--control", control); code != 0 {
-				t.Fatalf("reload: exit %d: %s", code, out)
-			}
+			reloadOK(t, p, fmt.Sprintf("reload %d", r/2+1))
 		} else {
-			code, out := gwtest.Exec(t, 60*time.Second, "upgrade", "--control", control)
-			m := upgradedRE.FindStringSubmatch(out)
-			if code != 0 || m == nil {
-				t.Fatalf("upgrade: exit %d: %s", code, out)
-			}
-			next, _ := strconv.Atoi(m[1])
-			t.Cleanup(func() { syscall.Kill(next, syscall.SIGKILL) })
+			next := upgradeOK(t, p, fmt.Sprintf("upgrade %d", r/2))
 			waitPidGone(t, supervisor)
 			supervisor = next
 		}
@@ -94,12 +51,7 @@ func TestHTTP2ClientsLoseNoRequestAcrossReloadsAndUpgrades(t *testing.T) {
 	total := int64(0)
 	for _, cl := range clients {
 		total += cl.ok.Load()
-		if f := cl.failureList(); len(f) > 0 {
-			t.Errorf("client %d: %d failed requests: %q", cl.id, len(f), f)
-		}
-		if d := cl.dials.Load(); d > int64(restarts+1) || d < 2 {
-			t.Errorf("client %d dialled %d connections across %d restarts, want 2 to %d (the drains move it)", cl.id, d, restarts, restarts+1)
-		}
+		cl.check(t, 2, int64(restarts+1), fmt.Sprintf("across %d restarts (the drains move it)", restarts))
 	}
 	t.Logf("%d requests across %d restarts; dials %d %d %d %d", total, restarts,
 		clients[0].dials.Load(), clients[1].dials.Load(), clients[2].dials.Load(), clients[3].dials.Load())

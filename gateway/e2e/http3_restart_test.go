@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,15 +72,12 @@ func (s *ownerSniffer) ReadFrom(b []byte) (int, net.Addr, error) {
 // server lets it, posts in a loop and records failures, dials, and the
 // worker that owns its current connection.
 type h3LongClient struct {
-	id    int
-	c     *http.Client
-	dials atomic.Int64
+	longClient
 	owner atomic.Int64
-	tally
 }
 
 func newH3LongClient(t *testing.T, id int, ca *testutil.CA, idle time.Duration) *h3LongClient {
-	cl := &h3LongClient{id: id}
+	cl := &h3LongClient{longClient: longClient{id: id}}
 	tr := &http3.Transport{
 		TLSClientConfig: &tls.Config{ServerName: "h3.test", RootCAs: ca.Pool},
 		QUICConfig:      &quic.Config{MaxIdleTimeout: idle},
@@ -121,25 +117,6 @@ func (cl *h3LongClient) ownerOf() (gen, slot int, known bool) {
 	return int(v >> 16), int(v & 0xffff), true
 }
 
-// run posts until stop; every fourth request is slow upstream, so that
-// requests are in flight when a generation starts draining.
-func (cl *h3LongClient) run(url string, stop <-chan struct{}) {
-	for i := 0; ; i++ {
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		body := fmt.Sprintf("client-%d-request-%d", cl.id, i)
-		u := url
-		if i%4 == 0 {
-			u += "?slow=1"
-		}
-		err := postEcho(cl.c, u, body)
-		cl.record(err)
-	}
-}
-
 // slowEcho echoes the request body, after 300 ms for ?slow=1.
 func slowEcho(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("slow") != "" {
@@ -161,17 +138,13 @@ func TestHTTP3ConnectionsSurviveReloadsAndUpgrades(t *testing.T) {
 	up := testutil.Upstream(t, http.HandlerFunc(slowEcho))
 	cfg := h3RestartConfig(t, 2, cert, key, up.Addr)
 	p := gwtest.Start(t, cfg)
-	control := p.RuntimeDir + "/control.sock"
 	url := "https://" + p.Addr("h3") + "/work"
 
 	var clients []*h3LongClient
-	var runs []func(<-chan struct{})
 	for i := range 6 {
-		cl := newH3LongClient(t, i, ca, 0)
-		clients = append(clients, cl)
-		runs = append(runs, func(stop <-chan struct{}) { cl.run(url, stop) })
+		clients = append(clients, newH3LongClient(t, i, ca, 0))
 	}
-	stopClients := runUntilStopped(runs...)
+	stopClients := runLong(url, clients)
 	defer stopClients()
 	waitProgress(t, clients, 4)
 
@@ -200,19 +173,11 @@ func TestHTTP3ConnectionsSurviveReloadsAndUpgrades(t *testing.T) {
 		gen++
 		if r%2 == 1 {
 			what := fmt.Sprintf("reload %d", r/2+1)
-			if code, out := gwtest.Exec(t, 60*time.Second, "reload", "-c", p.ConfigPath, "--control", control); code != 0 {
-				t.Fatalf("%s: exit %d: %s", what, code, out)
-			}
+			reloadOK(t, p, what)
 			onGeneration(gen, what)
 		} else {
 			what := fmt.Sprintf("upgrade %d", r/2)
-			code, out := gwtest.Exec(t, 60*time.Second, "upgrade", "--control", control)
-			m := upgradedRE.FindStringSubmatch(out)
-			if code != 0 || m == nil {
-				t.Fatalf("%s: exit %d: %s", what, code, out)
-			}
-			next, _ := strconv.Atoi(m[1])
-			t.Cleanup(func() { syscall.Kill(next, syscall.SIGKILL) })
+			next := upgradeOK(t, p, what)
 			onGeneration(gen, what)
 			// The next upgrade needs the previous supervisor gone (its
 			// workers drain for up to drain_timeout).
@@ -225,12 +190,7 @@ func TestHTTP3ConnectionsSurviveReloadsAndUpgrades(t *testing.T) {
 	total := int64(0)
 	for _, cl := range clients {
 		total += cl.ok.Load()
-		if f := cl.failureList(); len(f) > 0 {
-			t.Errorf("client %d: %d failed requests: %q", cl.id, len(f), f)
-		}
-		if d := cl.dials.Load(); d > 11 {
-			t.Errorf("client %d dialed %d connections across 10 restarts, want at most 11", cl.id, d)
-		}
+		cl.check(t, 1, 11, "across 10 restarts")
 	}
 	var forwarded, received uint64
 	for _, e := range p.Logs() {

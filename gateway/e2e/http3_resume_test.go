@@ -6,11 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
@@ -78,7 +75,6 @@ func TestHTTP3SessionsResumeAcrossWorkersReloadAndUpgrade(t *testing.T) {
 		io.WriteString(w, "ok")
 	}))
 	p := gwtest.Start(t, h3RestartConfig(t, 2, cert, key, up.Addr))
-	control := p.RuntimeDir + "/control.sock"
 	addr := p.Addr("h3")
 	conf := resumableClient(t, ca, addr)
 
@@ -96,20 +92,12 @@ func TestHTTP3SessionsResumeAcrossWorkersReloadAndUpgrade(t *testing.T) {
 		t.Fatalf("64 connections all landed on slots %v: the other worker was not exercised", slots)
 	}
 
-	if code, out := gwtest.Exec(t, 60*time.Second, "reload", "-c", p.ConfigPath, "--control", control); code != 0 {
-		t.Fatalf("reload: exit %d: %s", code, out)
-	}
+	reloadOK(t, p, "reload")
 	if resumed, gen, _ := h3Resume(t, addr, conf); !resumed || gen != 2 {
 		t.Fatalf("after a reload: resumed %v on generation %d, want a resumed session on generation 2", resumed, gen)
 	}
 
-	code, out := gwtest.Exec(t, 60*time.Second, "upgrade", "--control", control)
-	m := upgradedRE.FindStringSubmatch(out)
-	if code != 0 || m == nil {
-		t.Fatalf("upgrade: exit %d: %s", code, out)
-	}
-	next, _ := strconv.Atoi(m[1])
-	t.Cleanup(func() { syscall.Kill(next, syscall.SIGKILL) })
+	upgradeOK(t, p, "upgrade")
 	if resumed, gen, _ := h3Resume(t, addr, conf); !resumed || gen != 3 {
 		t.Fatalf("after an upgrade: resumed %v on generation %d, want a resumed session on generation 3", resumed, gen)
 	}

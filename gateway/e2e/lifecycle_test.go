@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -185,7 +184,6 @@ func TestRestartsLoseNoRequestAndKeepAliveClientsNeverReconnect(t *testing.T) {
 		t.Fatalf("build v2: %v\n%s", err, out)
 	}
 	p := gwtest.Start(t, lifecycleConfig(up.Addr, "gen-1"), gwtest.WithBinary(exe))
-	control := p.RuntimeDir + "/control.sock"
 	url := "http://" + p.Addr("http") + "/work"
 
 	var clients []*lifecycleClient
@@ -222,9 +220,7 @@ func TestRestartsLoseNoRequestAndKeepAliveClientsNeverReconnect(t *testing.T) {
 			t.Fatal(err)
 		}
 		mark := p.Mark()
-		if code, out := gwtest.Exec(t, 60*time.Second, "reload", "-c", p.ConfigPath, "--control", control); code != 0 {
-			t.Fatalf("reload %d: exit %d: %s", i-1, code, out)
-		}
+		reloadOK(t, p, fmt.Sprintf("reload %d", i-1))
 		// Once the old generation is gone, the probe connection can only
 		// have been handed over: its next response must be the new one's.
 		done := p.WaitLogSince(t, mark, "reload complete", nil, 15*time.Second)
@@ -238,7 +234,7 @@ func TestRestartsLoseNoRequestAndKeepAliveClientsNeverReconnect(t *testing.T) {
 			if err := os.WriteFile(p.ConfigPath, bad, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if code, out := gwtest.Exec(t, 60*time.Second, "reload", "-c", p.ConfigPath, "--control", control); code == 0 || !strings.Contains(out, "workers") {
+			if code, out := reload(t, p); code == 0 || !strings.Contains(out, "workers") {
 				t.Fatalf("reload of an invalid config: exit %d, %q; want a failure naming the key", code, out)
 			}
 			if g := pr.gen(t); g != marker {
@@ -276,13 +272,7 @@ func TestRestartsLoseNoRequestAndKeepAliveClientsNeverReconnect(t *testing.T) {
 		if err := os.WriteFile(p.ConfigPath, []byte(lifecycleConfig(up.Addr, marker)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		code, out := gwtest.Exec(t, 60*time.Second, "upgrade", "--control", control)
-		m := upgradedRE.FindStringSubmatch(out)
-		if code != 0 || m == nil {
-			t.Fatalf("upgrade %d: exit %d: %s", u, code, out)
-		}
-		next, _ := strconv.Atoi(m[1])
-		t.Cleanup(func() { syscall.Kill(next, syscall.SIGKILL) })
+		next := upgradeOK(t, p, fmt.Sprintf("upgrade %d", u))
 		waitPidGone(t, supervisor)
 		supervisor = next
 		if g := pr.gen(t); g != marker {

@@ -267,7 +267,6 @@ func TestWebSocketTunnelSurvivesReload(t *testing.T) {
 	up, hits := wsUpstream(t)
 	cfg := config(1, route(`prefix = "/"`, "ws", `upgrade = ["websocket"]`), cluster("ws", up))
 	p := gwtest.Start(t, cfg)
-	control := p.RuntimeDir + "/control.sock"
 
 	ws := wsDial(t, p.Addr("http"))
 	wsEcho(t, ws, "before reload")
@@ -278,9 +277,7 @@ func TestWebSocketTunnelSurvivesReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	mark := p.Mark()
-	if code, out := gwtest.Exec(t, 60*time.Second, "reload", "-c", p.ConfigPath, "--control", control); code != 0 {
-		t.Fatalf("reload: exit %d: %s", code, out)
-	}
+	reloadOK(t, p, "reload")
 	prev := intField(p.WaitLogSince(t, mark, "reload complete", nil, 15*time.Second), "previous_generation")
 	isPrev := func(e map[string]any) bool { return intField(e, "generation") == prev }
 

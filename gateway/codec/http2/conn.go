@@ -1079,11 +1079,23 @@ func (c *Conn) flush() {
 	if len(c.wbuf) == 0 {
 		return
 	}
-	if c.writeErr == nil {
-		if _, err := c.t.Write(c.wbuf); err != nil {
-			c.writeErr = fmt.Errorf("http2: write: %w", err)
-			c.closeLocked()
-		}
-	}
+	c.write(c.wbuf)
 	c.wbuf = c.wbuf[:0]
+}
+
+// directPayload is the DATA payload size from which a frame's payload is
+// handed to the transport by itself, after its header, instead of being
+// copied into the frame buffer.
+const directPayload = 4 << 10
+
+// write hands p to the transport; the first failure ends the connection
+// and makes later writes no-ops.
+func (c *Conn) write(p []byte) {
+	if c.writeErr != nil {
+		return
+	}
+	if _, err := c.t.Write(p); err != nil {
+		c.writeErr = fmt.Errorf("http2: write: %w", err)
+		c.closeLocked()
+	}
 }

@@ -234,7 +234,15 @@ func (st *stream) writeDataLocked(p []byte, end bool) error {
 			st.respEnded = true
 		}
 		c.appendFrameHeader(int(n), frameData, flags, st.id)
-		c.wbuf = append(c.wbuf, p[:n]...)
+		if n >= directPayload {
+			// The transport copies what it is given into its queue:
+			// a large payload goes there as it is, without a copy
+			// into the frame buffer first.
+			c.flush()
+			c.write(p[:n])
+		} else {
+			c.wbuf = append(c.wbuf, p[:n]...)
+		}
 		c.sendWindow -= n
 		st.sendWindow -= n
 		p = p[n:]

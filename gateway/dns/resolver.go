@@ -166,24 +166,37 @@ func (r *Resolver) exchange(ctx context.Context, server string, name dnsmessage.
 		if err != nil {
 			return nil, 0, fmt.Errorf("dns: %s: %w", server, err)
 		}
-		var p dnsmessage.Parser
-		h, err := p.Start(buf[:n])
-		if err != nil || h.ID != id || !h.Response {
-			continue // not our answer: keep waiting until the deadline
+		if addrs, ttl, ok, err := reply(buf[:n], id, name, t, server); ok {
+			return addrs, ttl, err
 		}
-		qs, err := p.AllQuestions()
-		if err != nil || len(qs) != 1 || qs[0].Type != t || !strings.EqualFold(qs[0].Name.String(), name.String()) {
-			continue
-		}
-		switch h.RCode {
-		case dnsmessage.RCodeSuccess:
-		case dnsmessage.RCodeNameError:
-			return nil, 0, fmt.Errorf("%w for %s (NXDOMAIN)", ErrNoAddresses, name)
-		default:
-			return nil, 0, fmt.Errorf("dns: %s: %s for %s", server, h.RCode, name)
-		}
-		return answers(&p, t)
+		// not our answer: keep waiting until the deadline
 	}
+}
+
+// reply reads datagram b as the answer to query id for name and t (A or
+// AAAA) from server. ok is false when b is not that answer (not a DNS
+// response, another query's, or unreadable before its question); then
+// the caller waits for the next datagram. The bytes come from the network:
+// anything may be in them.
+func reply(b []byte, id uint16, name dnsmessage.Name, t dnsmessage.Type, server string) (addrs []netip.Addr, ttl uint32, ok bool, err error) {
+	var p dnsmessage.Parser
+	h, err := p.Start(b)
+	if err != nil || h.ID != id || !h.Response {
+		return nil, 0, false, nil
+	}
+	qs, err := p.AllQuestions()
+	if err != nil || len(qs) != 1 || qs[0].Type != t || !strings.EqualFold(qs[0].Name.String(), name.String()) {
+		return nil, 0, false, nil
+	}
+	switch h.RCode {
+	case dnsmessage.RCodeSuccess:
+	case dnsmessage.RCodeNameError:
+		return nil, 0, true, fmt.Errorf("%w for %s (NXDOMAIN)", ErrNoAddresses, name)
+	default:
+		return nil, 0, true, fmt.Errorf("dns: %s: %s for %s", server, h.RCode, name)
+	}
+	addrs, ttl, err = answers(&p, t)
+	return addrs, ttl, true, err
 }
 
 // answers collects the A or AAAA records of an answer section (following

@@ -3,6 +3,8 @@ package dns
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -16,11 +18,14 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 )
 
-// server is a real DNS server on 127.0.0.1 UDP port 0 answering from a
-// table it lets the test change.
+// server is a real DNS server on 127.0.0.1 port 0, UDP and TCP on the same
+// port, answering from a table it lets the test change. Over UDP it
+// truncates an answer larger than the client's EDNS0 payload size (512
+// bytes without EDNS0), as servers do: TC set, no answer records.
 type server struct {
-	addr    string
-	queries atomic.Int64
+	addr       string
+	queries    atomic.Int64
+	tcpQueries atomic.Int64
 
 	mu      sync.Mutex
 	records map[string][]netip.Addr // guarded by mu; name with final dot
@@ -29,25 +34,67 @@ type server struct {
 
 func newServer(t *testing.T) *server {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var pc net.PacketConn
+	var ln net.Listener
+	for i := 0; ln == nil; i++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err != nil {
+			pc.Close()
+			if i == 20 {
+				t.Fatalf("no port free for both UDP and TCP: %v", err)
+			}
+		}
 	}
-	t.Cleanup(func() { pc.Close() })
+	t.Cleanup(func() { pc.Close(); ln.Close() })
 	s := &server{addr: pc.LocalAddr().String(), records: map[string][]netip.Addr{}, ttl: 30}
 	go func() {
-		buf := make([]byte, 512)
+		buf := make([]byte, 4096)
 		for {
 			n, from, err := pc.ReadFrom(buf)
 			if err != nil {
 				return
 			}
-			if out := s.answer(buf[:n]); out != nil {
+			if out := s.answer(buf[:n], true); out != nil {
 				pc.WriteTo(out, from)
 			}
 		}
 	}()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go s.serveTCP(c)
+		}
+	}()
 	return s
+}
+
+// serveTCP answers the length-prefixed queries of one TCP connection.
+func (s *server) serveTCP(c net.Conn) {
+	defer c.Close()
+	for {
+		var l [2]byte
+		if _, err := io.ReadFull(c, l[:]); err != nil {
+			return
+		}
+		q := make([]byte, int(l[0])<<8|int(l[1]))
+		if _, err := io.ReadFull(c, q); err != nil {
+			return
+		}
+		s.tcpQueries.Add(1)
+		out := s.answer(q, false)
+		if out == nil {
+			return
+		}
+		if _, err := c.Write(append([]byte{byte(len(out) >> 8), byte(len(out))}, out...)); err != nil {
+			return
+		}
+	}
 }
 
 func (s *server) set(name string, addrs ...string) {
@@ -60,12 +107,19 @@ func (s *server) set(name string, addrs ...string) {
 	s.records[name] = as
 }
 
-func (s *server) answer(q []byte) []byte {
+func (s *server) answer(q []byte, udp bool) []byte {
 	s.queries.Add(1)
 	var m dnsmessage.Message
 	if err := m.Unpack(q); err != nil || len(m.Questions) != 1 {
 		return nil
 	}
+	limit := 512
+	for _, a := range m.Additionals {
+		if a.Header.Type == dnsmessage.TypeOPT {
+			limit = int(a.Header.Class)
+		}
+	}
+	m.Additionals = nil
 	qq := m.Questions[0]
 	s.mu.Lock()
 	addrs, ok := s.records[qq.Name.String()]
@@ -95,6 +149,13 @@ func (s *server) answer(q []byte) []byte {
 	if err != nil {
 		return nil
 	}
+	if udp && len(out) > limit {
+		m.Header.Truncated = true
+		m.Answers = nil
+		if out, err = m.Pack(); err != nil {
+			return nil
+		}
+	}
 	return out
 }
 
@@ -116,6 +177,45 @@ func TestLookupAAndAAAAWithTTL(t *testing.T) {
 	if a, _, err := r.Lookup(context.Background(), "192.0.2.7"); err != nil || a[0] != netip.MustParseAddr("192.0.2.7") {
 		t.Fatalf("IP literal: %v %v", a, err)
 	}
+}
+
+// TestLargeAnswersComeWhole: an answer over 512 bytes comes over UDP
+// (the query advertises 1232 bytes with EDNS0); one over 1232 bytes comes
+// truncated and is asked again over TCP: every address arrives.
+func TestLargeAnswersComeWhole(t *testing.T) {
+	s := newServer(t)
+	var mid, many []string
+	for i := range 200 {
+		a := fmt.Sprintf("10.0.%d.%d", i/250, i%250+1)
+		if i < 50 {
+			mid = append(mid, a)
+		}
+		many = append(many, a)
+	}
+	s.set("mid.example.", mid...)   // about 850 bytes
+	s.set("many.example.", many...) // about 3250 bytes
+	r := &Resolver{Servers: []string{s.addr}, Timeout: 5 * time.Second}
+	check := func(name string, want []string, wantTCP int64) {
+		t.Helper()
+		before := s.tcpQueries.Load()
+		addrs, _, err := r.Lookup(context.Background(), name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(addrs) != len(want) {
+			t.Fatalf("%s: %d addresses, want %d", name, len(addrs), len(want))
+		}
+		for i, a := range addrs {
+			if a.String() != want[i] {
+				t.Fatalf("%s: address %d is %v, want %s", name, i, a, want[i])
+			}
+		}
+		if got := s.tcpQueries.Load() - before; got != wantTCP {
+			t.Fatalf("%s: %d queries over TCP, want %d", name, got, wantTCP)
+		}
+	}
+	check("mid.example", mid, 0)
+	check("many.example", many, 1) // the A query; the AAAA answer is empty
 }
 
 func TestLookupFallsBackToNextServer(t *testing.T) {

@@ -82,8 +82,11 @@ var target = dnsmessage.MustNewName("pod-1.svc.example.")
 func corpusSeeds() map[string][]byte {
 	cname := dnsmessage.Resource{Header: dnsmessage.ResourceHeader{Name: fuzzName, Class: dnsmessage.ClassINET, TTL: 300}, Body: &dnsmessage.CNAMEResource{CNAME: target}}
 	a := answer(seedID, dnsmessage.TypeA, dnsmessage.RCodeSuccess, cname, rrA(target, 60, [4]byte{10, 0, 0, 1}), rrA(target, 30, [4]byte{10, 0, 0, 2}))
+	tc := slices.Clone(a)
+	tc[2] |= 0x02 // TC: the answer did not fit
 	return map[string][]byte{
 		"a_cname":    a,
+		"tc":         tc,
 		"aaaa":       answer(seedID, dnsmessage.TypeAAAA, dnsmessage.RCodeSuccess, rrAAAA(fuzzName, 120, [16]byte{0x20, 0x01, 0x0d, 0xb8, 15: 1})),
 		"nxdomain":   answer(seedID, dnsmessage.TypeA, dnsmessage.RCodeNameError),
 		"servfail":   answer(seedID, dnsmessage.TypeAAAA, dnsmessage.RCodeServerFailure),
@@ -96,7 +99,8 @@ func corpusSeeds() map[string][]byte {
 }
 
 // TestReplyReadsTheAnswerToItsQuery: the addresses of the answer section
-// with the smallest TTL, NXDOMAIN as ErrNoAddresses, other codes as errors;
+// with the smallest TTL, a truncated answer as errTruncated (none of its
+// addresses), NXDOMAIN as ErrNoAddresses, other codes as errors;
 // a datagram for another query, or not a response, is not taken.
 func TestReplyReadsTheAnswerToItsQuery(t *testing.T) {
 	seeds := corpusSeeds()
@@ -110,6 +114,9 @@ func TestReplyReadsTheAnswerToItsQuery(t *testing.T) {
 	}
 	if addrs, _, ok, err = reply(seeds["wrong_type"], seedID, fuzzName, dnsmessage.TypeA, "s"); !ok || err != nil || len(addrs) != 0 {
 		t.Fatalf("an AAAA record in an A answer: %v ok %v err %v", addrs, ok, err)
+	}
+	if addrs, _, ok, err = reply(seeds["tc"], seedID, fuzzName, dnsmessage.TypeA, "s"); !ok || !errors.Is(err, errTruncated) || addrs != nil {
+		t.Fatalf("a truncated answer: %v ok %v err %v, want errTruncated", addrs, ok, err)
 	}
 	if _, _, ok, err = reply(seeds["nxdomain"], seedID, fuzzName, dnsmessage.TypeA, "s"); !ok || !errors.Is(err, ErrNoAddresses) {
 		t.Fatalf("NXDOMAIN: ok %v err %v", ok, err)

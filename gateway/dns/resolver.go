@@ -1,7 +1,8 @@
 // Package dns resolves the hosts of strict_dns and logical_dns clusters and
 // keeps them current without a reload. It carries its own small DNS client
-// (A and AAAA over UDP, to the servers of /etc/resolv.conf) because
-// net.Resolver does not expose record TTLs, which respect_dns_ttl needs.
+// (A and AAAA over UDP with EDNS0, and over TCP for answers too large for
+// UDP, to the servers of /etc/resolv.conf) because net.Resolver does not
+// expose record TTLs, which respect_dns_ttl needs.
 //
 // Resolution runs once per sluice instance, in the supervisor, which
 // pushes each new host set to its workers: N workers do not multiply DNS
@@ -13,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -132,6 +134,18 @@ func (r *Resolver) query(ctx context.Context, name dnsmessage.Name, t dnsmessage
 	return nil, 0, last
 }
 
+// udpSize is the UDP payload the resolver advertises (EDNS0, RFC 6891) and
+// reads: the DNS flag day 2020 value, which avoids IP fragmentation. An
+// answer that does not fit comes back truncated and is asked again over
+// TCP (RFC 7766), so a name with many addresses is never cut short.
+const udpSize = 1232
+
+// errTruncated is reply's answer to a response with the TC bit: the full
+// answer must be asked for over TCP.
+var errTruncated = errors.New("dns: truncated answer")
+
+// exchange asks server for name's records of type t: over UDP, then over
+// TCP when the UDP answer was truncated.
 func (r *Resolver) exchange(ctx context.Context, server string, name dnsmessage.Name, t dnsmessage.Type) ([]netip.Addr, uint32, error) {
 	timeout := r.Timeout
 	if timeout == 0 {
@@ -139,6 +153,33 @@ func (r *Resolver) exchange(ctx context.Context, server string, name dnsmessage.
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	id := uint16(rand.Uint32())
+	msg := dnsmessage.Message{
+		Header:    dnsmessage.Header{ID: id, RecursionDesired: true},
+		Questions: []dnsmessage.Question{{Name: name, Type: t, Class: dnsmessage.ClassINET}},
+	}
+	var opt dnsmessage.ResourceHeader
+	if err := opt.SetEDNS0(udpSize, dnsmessage.RCodeSuccess, false); err != nil {
+		return nil, 0, fmt.Errorf("dns: packing query: %w", err)
+	}
+	msg.Additionals = []dnsmessage.Resource{{Header: opt, Body: &dnsmessage.OPTResource{}}}
+	q, err := msg.Pack()
+	if err != nil {
+		return nil, 0, fmt.Errorf("dns: packing query: %w", err)
+	}
+	addrs, ttl, err := exchangeUDP(ctx, server, q, id, name, t)
+	if errors.Is(err, errTruncated) {
+		addrs, ttl, err = exchangeTCP(ctx, server, q, id, name, t)
+		if errors.Is(err, errTruncated) {
+			err = fmt.Errorf("dns: %s: truncated answer over TCP for %s", server, name)
+		}
+	}
+	return addrs, ttl, err
+}
+
+// exchangeUDP sends query q (id) to server and reads datagrams until the
+// answer to it comes or ctx ends.
+func exchangeUDP(ctx context.Context, server string, q []byte, id uint16, name dnsmessage.Name, t dnsmessage.Type) ([]netip.Addr, uint32, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "udp", server)
 	if err != nil {
@@ -148,19 +189,10 @@ func (r *Resolver) exchange(ctx context.Context, server string, name dnsmessage.
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
-	id := uint16(rand.Uint32())
-	msg := dnsmessage.Message{
-		Header:    dnsmessage.Header{ID: id, RecursionDesired: true},
-		Questions: []dnsmessage.Question{{Name: name, Type: t, Class: dnsmessage.ClassINET}},
-	}
-	q, err := msg.Pack()
-	if err != nil {
-		return nil, 0, fmt.Errorf("dns: packing query: %w", err)
-	}
 	if _, err := c.Write(q); err != nil {
 		return nil, 0, fmt.Errorf("dns: %s: %w", server, err)
 	}
-	buf := make([]byte, 1232)
+	buf := make([]byte, udpSize)
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
@@ -171,6 +203,36 @@ func (r *Resolver) exchange(ctx context.Context, server string, name dnsmessage.
 		}
 		// not our answer: keep waiting until the deadline
 	}
+}
+
+// exchangeTCP sends query q (id) to server over TCP, each message after
+// its two-byte length (RFC 1035 §4.2.2), and reads the answer.
+func exchangeTCP(ctx context.Context, server string, q []byte, id uint16, name dnsmessage.Name, t dnsmessage.Type) ([]netip.Addr, uint32, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", server)
+	if err != nil {
+		return nil, 0, fmt.Errorf("dns: %s over TCP: %w", server, err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	if _, err := c.Write(append([]byte{byte(len(q) >> 8), byte(len(q))}, q...)); err != nil {
+		return nil, 0, fmt.Errorf("dns: %s over TCP: %w", server, err)
+	}
+	var l [2]byte
+	if _, err := io.ReadFull(c, l[:]); err != nil {
+		return nil, 0, fmt.Errorf("dns: %s over TCP: %w", server, err)
+	}
+	buf := make([]byte, int(l[0])<<8|int(l[1]))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return nil, 0, fmt.Errorf("dns: %s over TCP: %w", server, err)
+	}
+	addrs, ttl, ok, err := reply(buf, id, name, t, server)
+	if !ok {
+		return nil, 0, fmt.Errorf("dns: %s over TCP: not the answer to the query for %s", server, name)
+	}
+	return addrs, ttl, err
 }
 
 // reply reads datagram b as the answer to query id for name and t (A or
@@ -190,6 +252,9 @@ func reply(b []byte, id uint16, name dnsmessage.Name, t dnsmessage.Type, server 
 	}
 	switch h.RCode {
 	case dnsmessage.RCodeSuccess:
+		if h.Truncated {
+			return nil, 0, true, errTruncated
+		}
 	case dnsmessage.RCodeNameError:
 		return nil, 0, true, fmt.Errorf("%w for %s (NXDOMAIN)", ErrNoAddresses, name)
 	default:

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/fuzzcorpus"
 )
 
 // FuzzDetect checks the inspector on arbitrary first bytes: it never
@@ -60,21 +60,9 @@ var corpusSeeds = map[string]string{
 // TestWriteCorpus writes testdata/fuzz/FuzzDetect when
 // SLUICE_WRITE_CORPUS=1; otherwise it checks the committed seeds exist.
 func TestWriteCorpus(t *testing.T) {
-	dir := filepath.Join("testdata", "fuzz", "FuzzDetect")
-	if os.Getenv("SLUICE_WRITE_CORPUS") == "1" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for name, s := range corpusSeeds {
-			body := fmt.Sprintf("go test fuzz v1\n[]byte(%+q)\n", s)
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+	seeds := make(map[string][]byte, len(corpusSeeds))
+	for name, s := range corpusSeeds {
+		seeds[name] = []byte(s)
 	}
-	for name := range corpusSeeds {
-		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			t.Errorf("corpus seed missing (run with SLUICE_WRITE_CORPUS=1): %v", err)
-		}
-	}
+	fuzzcorpus.Sync(t, "FuzzDetect", seeds)
 }

@@ -4,11 +4,10 @@ package originaldst
 
 import (
 	"encoding/binary"
-	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/fuzzcorpus"
 
 	"golang.org/x/sys/unix"
 )
@@ -69,22 +68,5 @@ func corpusSeeds() map[string][]byte {
 // TestWriteCorpus writes testdata/fuzz/FuzzDecodeSockaddr when
 // SLUICE_WRITE_CORPUS=1; otherwise it checks the committed seeds exist.
 func TestWriteCorpus(t *testing.T) {
-	dir := filepath.Join("testdata", "fuzz", "FuzzDecodeSockaddr")
-	seeds := corpusSeeds()
-	if os.Getenv("SLUICE_WRITE_CORPUS") == "1" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for name, b := range seeds {
-			body := fmt.Sprintf("go test fuzz v1\n[]byte(%+q)\n", b)
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	for name := range seeds {
-		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			t.Errorf("corpus seed missing (run with SLUICE_WRITE_CORPUS=1): %v", err)
-		}
-	}
+	fuzzcorpus.Sync(t, "FuzzDecodeSockaddr", corpusSeeds())
 }

@@ -3,9 +3,9 @@ package proxyprotocol
 import (
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/fuzzcorpus"
 )
 
 // FuzzParse feeds arbitrary bytes to the PROXY header reader. It must
@@ -73,22 +73,5 @@ func corpusSeeds() map[string][]byte {
 // TestWriteCorpus writes testdata/fuzz/FuzzParse when
 // SLUICE_WRITE_CORPUS=1; otherwise it checks the committed seeds exist.
 func TestWriteCorpus(t *testing.T) {
-	dir := filepath.Join("testdata", "fuzz", "FuzzParse")
-	seeds := corpusSeeds()
-	if os.Getenv("SLUICE_WRITE_CORPUS") == "1" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for name, b := range seeds {
-			body := fmt.Sprintf("go test fuzz v1\n[]byte(%+q)\n", b)
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	for name := range seeds {
-		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			t.Errorf("corpus seed missing (run with SLUICE_WRITE_CORPUS=1): %v", err)
-		}
-	}
+	fuzzcorpus.Sync(t, "FuzzParse", corpusSeeds())
 }

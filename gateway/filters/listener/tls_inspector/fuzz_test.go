@@ -3,9 +3,9 @@ package tlsinspector
 import (
 	"crypto/tls"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/fuzzcorpus"
 )
 
 // FuzzInspect feeds arbitrary bytes to the ClientHello peek. It must never
@@ -97,21 +97,5 @@ func TestWriteCorpus(t *testing.T) {
 	seeds["h2c_preface"] = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 	seeds["server_hello_type"] = []byte{0x16, 0x03, 0x03, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00}
 	seeds["too_large"] = []byte{0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x01, 0x11, 0x70}
-	dir := filepath.Join("testdata", "fuzz", "FuzzInspect")
-	if os.Getenv("SLUICE_WRITE_CORPUS") == "1" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for name, b := range seeds {
-			body := fmt.Sprintf("go test fuzz v1\n[]byte(%+q)\n", b)
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	for name := range seeds {
-		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			t.Errorf("corpus seed missing (run with SLUICE_WRITE_CORPUS=1): %v", err)
-		}
-	}
+	fuzzcorpus.Sync(t, "FuzzInspect", seeds)
 }

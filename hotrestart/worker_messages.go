@@ -1,6 +1,7 @@
 package hotrestart
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 )
@@ -29,7 +30,29 @@ const (
 	// TypeStoppedAccepting goes from a worker to the supervisor when it has
 	// stopped accepting after TypeStopAccepting. No body.
 	TypeStoppedAccepting Type = 18
+	// TypeSuccessor names the generation that is starting to replace the
+	// worker's own (a reload's new generation, or an upgrade's new
+	// supervisor's first): from then on the worker's HTTP/3 listeners pass
+	// packets opening new QUIC connections to that generation's worker of
+	// the same slot once it exists, and keep them until it does. The
+	// workers of a slot share its UDP socket across generations, so
+	// without it a connection could open on the old worker in the moments
+	// before its drain, or be split between the two. Body: SuccessorBody;
+	// generation 0 (a failed reload or upgrade) withdraws it.
+	TypeSuccessor Type = 19
 )
+
+// SuccessorBody is the body of a TypeSuccessor message for generation gen
+// (0: none).
+func SuccessorBody(gen int) []byte { return binary.BigEndian.AppendUint32(nil, uint32(gen)) }
+
+// DecodeSuccessor decodes the body of a TypeSuccessor message.
+func DecodeSuccessor(body []byte) (gen int, err error) {
+	if len(body) != 4 {
+		return 0, fmt.Errorf("hotrestart: successor body of %d bytes, want 4", len(body))
+	}
+	return int(binary.BigEndian.Uint32(body)), nil
+}
 
 func init() {
 	typeNames[TypeLogLevel] = "log level"
@@ -38,6 +61,7 @@ func init() {
 	typeNames[TypeTicketKeys] = "ticket keys"
 	typeNames[TypeStopAccepting] = "stop accepting"
 	typeNames[TypeStoppedAccepting] = "stopped accepting"
+	typeNames[TypeSuccessor] = "successor"
 }
 
 // TicketKeys is the body of a TypeTicketKeys message.

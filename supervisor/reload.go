@@ -3,6 +3,7 @@ package supervisor
 import (
 	"fmt"
 
+	"github.com/sluice-proxy/sluice/hotrestart"
 	"go.uber.org/zap"
 )
 
@@ -53,6 +54,7 @@ func (s *Supervisor) reload(reply chan<- Response, cause string) {
 	})
 	s.log.Info("starting workers", zap.Int("workers", len(g.slots)), zap.Int("generation", g.num),
 		zap.Int("gomaxprocs", cfg.Server.GoMaxProcs))
+	s.announceSuccessor(g.num)
 	for i := range g.slots {
 		s.spawn(g, i)
 	}
@@ -88,6 +90,7 @@ func (s *Supervisor) abortReload(err error, notify bool) {
 	g.stopTimer()
 	g.closeSockets()
 	s.killGeneration(g)
+	s.announceSuccessor(0)
 	s.hosts.apply(s.cur.cfg)
 	if !notify {
 		s.log.Error("reload failed", zap.Int("generation", g.num), zap.Error(err))
@@ -110,5 +113,25 @@ func (s *Supervisor) reloadFailed(reply chan<- Response, err error) {
 func answer(reply chan<- Response, r Response) {
 	if reply != nil {
 		reply <- r
+	}
+}
+
+// announceSuccessor tells the serving generation's workers which generation
+// is starting to replace theirs (0: none after all): their HTTP/3 listeners
+// pass packets opening new QUIC connections to its worker of the same slot
+// as soon as that worker exists (hotrestart.TypeSuccessor). Sent before the
+// new workers start, it leaves no moment in which the old and the new
+// worker of a slot, reading the same UDP socket, both open connections.
+func (s *Supervisor) announceSuccessor(gen int) {
+	if s.cur == nil {
+		return
+	}
+	for p := range s.procs {
+		if p.g != s.cur || p.conn == nil {
+			continue
+		}
+		if err := p.conn.Send(hotrestart.Message{Type: hotrestart.TypeSuccessor, Body: hotrestart.SuccessorBody(gen)}); err != nil {
+			s.log.Warn("cannot reach worker", append(s.procFields(p), zap.String("message", "successor"), zap.Error(err))...)
+		}
 	}
 }

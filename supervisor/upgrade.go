@@ -194,10 +194,12 @@ func (s *Supervisor) upgradeMessage(u *upgrade, m hotrestart.Message) {
 			s.failUpgrade(errors.New(reason))
 			return
 		}
-		if err := u.conn.Send(s.upgradeState().Message()); err != nil {
+		st := s.upgradeState()
+		if err := u.conn.Send(st.Message()); err != nil {
 			s.failUpgrade(err)
 			return
 		}
+		s.announceSuccessor(st.NextGeneration)
 		if err := u.conn.Send(s.inherited().Message()); err != nil {
 			s.failUpgrade(err)
 		}
@@ -332,6 +334,7 @@ func (s *Supervisor) failUpgrade(err error) {
 		}
 	}
 	u.conn.Close()
+	s.announceSuccessor(0)
 	s.upgradeFailed(u.reply, err)
 }
 

@@ -252,6 +252,21 @@ func start(conn *hotrestart.Conn, opts Options) (*worker, error) {
 		g.Close()
 		return nil, err
 	}
+	for i := range lns {
+		// Before ready: the workers of the slot's other generation pass
+		// this one new QUIC connections from when it reports ready.
+		if lns[i].pc != nil {
+			if lns[i].pc, err = g.RoutePacket(h.Listeners[i].Name, lns[i].pc); err != nil {
+				for j, ln := range lns {
+					if j != i { // RoutePacket closed lns[i]
+						ln.close()
+					}
+				}
+				g.Close()
+				return nil, err
+			}
+		}
+	}
 	w.gen, w.served = g, make(chan serveResult, len(lns))
 	for i, ln := range lns {
 		name := h.Listeners[i].Name
@@ -399,6 +414,12 @@ func (w *worker) loop(conn *hotrestart.Conn, terms <-chan os.Signal) int {
 					}
 				}
 				drain("drain message")
+			case hotrestart.TypeSuccessor:
+				if gen, err := hotrestart.DecodeSuccessor(m.Body); err != nil {
+					w.log.Warn("bad successor message", zap.Error(err))
+				} else {
+					w.gen.SetSuccessor(gen)
+				}
 			case hotrestart.TypeStopAccepting:
 				w.gen.StopAccepting()
 				stopped = true

@@ -153,10 +153,17 @@ func listen(name string) (*net.UnixConn, error) {
 	return in, nil
 }
 
-// SetSuccessor tells a draining worker the generation that replaced its
-// own: packets opening new connections go to that generation's worker of
-// the same slot from now on.
-func (c *Conn) SetSuccessor(gen int) { c.successor.Store(int64(uint32(gen) & genMask)) }
+// SetSuccessor tells a worker the generation that replaces its own:
+// packets opening new connections go to that generation's worker of the
+// same slot from now on, whenever it exists (until then they stay here).
+// gen <= 0 withdraws it.
+func (c *Conn) SetSuccessor(gen int) {
+	if gen <= 0 {
+		c.successor.Store(-1)
+		return
+	}
+	c.successor.Store(int64(uint32(gen) & genMask))
+}
 
 // ConnectionIDGenerator returns the generator of the connection ids of
 // the worker, for its quic.Transport: ids that route to it.

@@ -48,6 +48,32 @@ func (g *Generation) addQUIC(lc *config.Listener, i int, chain *listener.Chain, 
 	return nil
 }
 
+// RoutePacket prepares a UDP socket of the named listener for ServePacket:
+// it joins the routing of QUIC packets between the workers sharing the
+// socket (gateway/quicroute), so that from its return other workers can
+// pass this one the packets of its connections and, while they drain, of
+// new ones. A worker calls it before it reports ready; ServePacket does it
+// for a socket that has not been through it. It takes ownership of pc and
+// returns what to serve.
+func (g *Generation) RoutePacket(listenerName string, pc net.PacketConn) (net.PacketConn, error) {
+	udp, ok := pc.(*net.UDPConn)
+	if !ok {
+		return pc, nil // routed already, or not a UDP socket of its own
+	}
+	rc, err := quicroute.New(udp, quicroute.NewOwner(g.opts.Generation, g.opts.Slot),
+		g.opts.Logger.With(zap.String("listener", listenerName)))
+	if err != nil {
+		return nil, fmt.Errorf("server: listener %q: %w", listenerName, err)
+	}
+	g.mu.Lock()
+	g.routes = append(g.routes, rc)
+	if g.successor > 0 {
+		rc.SetSuccessor(g.successor)
+	}
+	g.mu.Unlock()
+	return rc, nil
+}
+
 // ServePacket serves HTTP/3 on pc for the named udp listener until pc is
 // closed or Drain or Close is called; it returns nil after a drain or
 // close. It takes ownership of pc.
@@ -57,19 +83,9 @@ func (g *Generation) ServePacket(listenerName string, pc net.PacketConn) error {
 		pc.Close()
 		return fmt.Errorf("server: no udp listener %q in this generation", listenerName)
 	}
-	if udp, ok := pc.(*net.UDPConn); ok {
-		rc, err := quicroute.New(udp, quicroute.NewOwner(g.opts.Generation, g.opts.Slot),
-			g.opts.Logger.With(zap.String("listener", listenerName)))
-		if err != nil {
-			return fmt.Errorf("server: listener %q: %w", listenerName, err)
-		}
-		g.mu.Lock()
-		g.routes = append(g.routes, rc)
-		if g.successor > 0 {
-			rc.SetSuccessor(g.successor)
-		}
-		g.mu.Unlock()
-		pc = rc
+	pc, err := g.RoutePacket(listenerName, pc)
+	if err != nil {
+		return err
 	}
 	srv, err := q.factory.NewHTTP3Server(pc, q.chain.TLS, q.info, g.tracker.Draining)
 	if err != nil {
@@ -86,9 +102,10 @@ func (g *Generation) ServePacket(listenerName string, pc net.PacketConn) error {
 	return srv.Serve()
 }
 
-// SetSuccessor tells the HTTP/3 listeners of a draining generation which
-// generation replaced it: from then on, packets that open QUIC connections
-// go to that generation's worker of the same slot (gateway/quicroute).
+// SetSuccessor tells the HTTP/3 listeners of a generation which generation
+// replaces it: from then on, packets that open QUIC connections go to that
+// generation's worker of the same slot once it exists (gateway/quicroute).
+// gen <= 0 withdraws it (the replacement failed).
 func (g *Generation) SetSuccessor(gen int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()

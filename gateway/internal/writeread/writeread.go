@@ -148,7 +148,7 @@ func (c *Conn) TryRead(p []byte) int {
 	n := 0
 	_ = c.rc.Control(func(fd uintptr) {
 		for {
-			m, err := syscall.Read(int(fd), p)
+			m, err := rawRead(fd, p)
 			if err == syscall.EINTR {
 				continue
 			}

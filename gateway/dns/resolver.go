@@ -180,15 +180,11 @@ func (r *Resolver) exchange(ctx context.Context, server string, name dnsmessage.
 // exchangeUDP sends query q (id) to server and reads datagrams until the
 // answer to it comes or ctx ends.
 func exchangeUDP(ctx context.Context, server string, q []byte, id uint16, name dnsmessage.Name, t dnsmessage.Type) ([]netip.Addr, uint32, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "udp", server)
+	c, err := dial(ctx, "udp", server)
 	if err != nil {
-		return nil, 0, fmt.Errorf("dns: %s: %w", server, err)
+		return nil, 0, err
 	}
 	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
-	}
 	if _, err := c.Write(q); err != nil {
 		return nil, 0, fmt.Errorf("dns: %s: %w", server, err)
 	}
@@ -205,18 +201,28 @@ func exchangeUDP(ctx context.Context, server string, q []byte, id uint16, name d
 	}
 }
 
-// exchangeTCP sends query q (id) to server over TCP, each message after
-// its two-byte length (RFC 1035 §4.2.2), and reads the answer.
-func exchangeTCP(ctx context.Context, server string, q []byte, id uint16, name dnsmessage.Name, t dnsmessage.Type) ([]netip.Addr, uint32, error) {
+// dial connects to server over network ("udp" or "tcp") with ctx's
+// deadline on every read and write.
+func dial(ctx context.Context, network, server string) (net.Conn, error) {
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", server)
+	c, err := d.DialContext(ctx, network, server)
 	if err != nil {
-		return nil, 0, fmt.Errorf("dns: %s over TCP: %w", server, err)
+		return nil, fmt.Errorf("dns: %s over %s: %w", server, network, err)
 	}
-	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
+	return c, nil
+}
+
+// exchangeTCP sends query q (id) to server over TCP, each message after
+// its two-byte length (RFC 1035 §4.2.2), and reads the answer.
+func exchangeTCP(ctx context.Context, server string, q []byte, id uint16, name dnsmessage.Name, t dnsmessage.Type) ([]netip.Addr, uint32, error) {
+	c, err := dial(ctx, "tcp", server)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer c.Close()
 	if _, err := c.Write(append([]byte{byte(len(q) >> 8), byte(len(q))}, q...)); err != nil {
 		return nil, 0, fmt.Errorf("dns: %s over TCP: %w", server, err)
 	}

@@ -192,6 +192,86 @@ func TestConnOwnerGoneDeliversLocally(t *testing.T) {
 	}
 }
 
+// arrives waits until payload reached col.
+func arrives(t *testing.T, col *collector, payload string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok := col.has(payload); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never arrived", payload)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestConnSuccessorAnnouncedBeforeItExistsAndWithdrawn: the supervisor
+// names a reload's generation before its workers start. Until the
+// successor's worker exists, a packet opening a connection stays with the
+// worker that read it; once it exists, such packets go to it; a withdrawn
+// successor (a failed reload: 0) keeps them here again.
+func TestConnSuccessorAnnouncedBeforeItExistsAndWithdrawn(t *testing.T) {
+	socks := sharedSocket(t, 2)
+	old, err := New(socks[0], NewOwner(1, 0), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	old.SetSuccessor(2)
+	oldGot := collect(old)
+	client, err := net.DialUDP("udp", nil, old.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	opening := func(payload string) { client.Write(longPacket([]byte("client-chosen-id"), "|"+payload)) }
+
+	opening("before")
+	arrives(t, oldGot, "before")
+	if n := old.Stats().ForwardFailed.Load(); n != 1 {
+		t.Fatalf("ForwardFailed = %d before the successor exists, want 1", n)
+	}
+
+	// The successor's worker exists (its forwarding name is bound) but
+	// does not read the socket yet: only old reads what the client sends.
+	cur, err := New(socks[1], NewOwner(2, 0), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cur.Close()
+	opening("after")
+	deadline := time.Now().Add(5 * time.Second)
+	for old.Stats().Forwarded.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Forwarded = %d once the successor exists, want 1", old.Stats().Forwarded.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	old.SetSuccessor(0)
+	opening("withdrawn")
+	arrives(t, oldGot, "withdrawn")
+	if n := old.Stats().Forwarded.Load(); n != 1 {
+		t.Fatalf("Forwarded = %d after the successor was withdrawn, want still 1", n)
+	}
+	if n := old.Stats().ForwardFailed.Load(); n != 1 {
+		t.Fatalf("ForwardFailed = %d after the successor was withdrawn, want still 1: no forward is tried", n)
+	}
+
+	curGot := collect(cur)
+	arrives(t, curGot, "after")
+	for _, p := range []string{"before", "withdrawn"} {
+		if _, ok := curGot.has(p); ok {
+			t.Errorf("%s reached the successor", p)
+		}
+	}
+	if _, ok := oldGot.has("after"); ok {
+		t.Error("after reached the old worker too")
+	}
+}
+
 // TestConnCloseEndsRead: Close and a past read deadline end a blocked
 // ReadBatch, as quic-go's Transport.Close needs.
 func TestConnCloseEndsRead(t *testing.T) {

@@ -43,6 +43,12 @@ type connection struct {
 	ended time.Time
 	// rdl is the read deadline last set (setReadDeadline).
 	rdl time.Time
+	// linger says the connection ends while the client may still be
+	// sending (a request rejected or answered before its body was read,
+	// or pipelined requests not served): it closes with a lingering
+	// close, so that the unread input does not turn the close into a
+	// reset that can destroy the response before the client reads it.
+	linger bool
 }
 
 // setReadDeadline sets the connection's read deadline and remembers it.
@@ -98,7 +104,11 @@ func (c *connection) Serve(nc netfilter.Conn) {
 			return
 		}
 		if !keep {
+			linger := c.linger || len(c.r.Buffered()) > 0
 			c.release()
+			if linger {
+				lingerClose(c.c)
+			}
 			c.f.stats.DownstreamCxActive.Dec()
 			c.f.stats.DownstreamCxDestroy.Inc()
 			return

@@ -260,4 +260,5 @@ func (s *stream) headReply(r httpfilter.LocalReply) {
 	c.w = http1.AppendResponseHead(c.w[:0], 1, 1, &s.local, http1.ContentLength, int64(len(body)), false)
 	c.w = append(c.w, body...)
 	_ = c.flush()
+	c.linger = true // the rest of the request is still coming, or unread
 }

@@ -219,8 +219,12 @@ func readPreface(nc netfilter.Conn) ([]byte, error) {
 var goawayBadPreface = []byte{0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x1}
 
 // lingerLimit bounds how long a rejected connection's remaining input is
-// read and discarded before the socket closes.
-const lingerLimit = time.Second
+// read and discarded before the socket closes: Envoy's
+// delayed_close_timeout. lingerBytes bounds how much of it is read.
+const (
+	lingerLimit = time.Second
+	lingerBytes = 256 << 10
+)
 
 // rejectPreface ends a connection whose preface is invalid with a
 // connection error of type PROTOCOL_ERROR (RFC 9113 §3.4): a GOAWAY, then
@@ -236,11 +240,15 @@ func rejectPreface(nc netfilter.Conn) {
 }
 
 // lingerClose half-closes nc, reads and discards what the client still
-// sends (at most 64 KiB, for at most lingerLimit) and closes it.
+// sends (at most lingerBytes, for at most lingerLimit) and closes it. A
+// close with unread input would send a reset, which can make the client's
+// TCP stack drop what it received and has not read yet: the final
+// response, or GOAWAY. With the lingering close the client reads it, then
+// the end of the stream, and closes first.
 func lingerClose(nc netfilter.Conn) {
 	if nc.CloseWrite() == nil {
 		_ = nc.SetReadDeadline(time.Now().Add(lingerLimit))
-		_, _ = io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
+		_, _ = io.Copy(io.Discard, io.LimitReader(nc, lingerBytes))
 	}
 	_ = nc.Close()
 }

@@ -83,6 +83,10 @@ func (s *stream) run() bool {
 		d.OnDestroy()
 	}
 	keep := req.KeepAlive && !s.closeAfter && !s.reset && s.respDone && s.bodyDone
+	if !s.bodyDone && !s.reset {
+		// answered before the request's body was read
+		s.conn.linger = true
+	}
 	s.end()
 	return keep
 }

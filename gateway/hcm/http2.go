@@ -68,10 +68,6 @@ func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 		hc.in = newH2Inbound(ht)
 		hc.in.see(readAhead[:len(h2Preface)])
 	}
-	var log *zap.Logger
-	if f.log != nil {
-		log = f.log.With(zap.Uint64("conn", c.info.ID), zap.String("codec", "http2"))
-	}
 	hc.srv = h2codec.NewConn(hc, h2codec.Options{
 		MaxConcurrentStreams:        opts.MaxConcurrentStreams,
 		InitialStreamWindowSize:     uint32(opts.InitialStreamWindowSize),
@@ -80,7 +76,8 @@ func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 		IdleTimeout:                 f.cfg.IdleTimeout.Duration,
 		TLS:                         c.info.TLSState,
 		RemoteAddr:                  c.info.RemoteAddr.String(),
-		Log:                         log,
+		Log:                         f.log,
+		ConnID:                      c.info.ID,
 		RawFields:                   true,
 	}, hc)
 	// The read side always counts as idle: a drain wakes the blocked frame

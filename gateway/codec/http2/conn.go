@@ -88,8 +88,13 @@ type Options struct {
 	TLS *tls.ConnectionState
 	// RemoteAddr is Request.RemoteAddr.
 	RemoteAddr string
-	// Log gets protocol errors at the debug level; nil: none.
+	// Log gets protocol errors at the debug level; nil: none. Its lines
+	// carry ConnID as "conn" and "codec":"http2" (added per line, not
+	// with Logger.With, which would encode them for every connection
+	// whether it logs or not).
 	Log *zap.Logger
+	// ConnID is the connection's id in Log's lines.
+	ConnID uint64
 	// RawFields leaves Request.Header nil (no map per request) but for
 	// the extended CONNECT protocol (":protocol"): the handler reads the
 	// request fields as decoded, through the ResponseWriter's
@@ -360,7 +365,7 @@ var (
 
 func (c *Conn) debug(msg string, err error) {
 	if c.opts.Log != nil {
-		c.opts.Log.Debug(msg, zap.Error(err))
+		c.opts.Log.Debug(msg, zap.Uint64("conn", c.opts.ConnID), zap.String("codec", "http2"), zap.Error(err))
 	}
 }
 
@@ -903,7 +908,8 @@ func (c *Conn) run(st *stream) {
 	defer func() {
 		if abort {
 			if p := recover(); p != nil && p != http.ErrAbortHandler && c.opts.Log != nil {
-				c.opts.Log.Error("http2 stream handler panic", zap.Uint32("stream", st.id), zap.Any("panic", p))
+				c.opts.Log.Error("http2 stream handler panic", zap.Uint64("conn", c.opts.ConnID), zap.String("codec", "http2"),
+					zap.Uint32("stream", st.id), zap.Any("panic", p))
 			}
 		}
 		c.mu.Lock()

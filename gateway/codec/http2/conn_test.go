@@ -19,6 +19,8 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func testOpts() Options { return Options{MaxConcurrentStreams: 100} }
@@ -1089,5 +1091,33 @@ func TestZeroMaxConcurrentStreamsMeansTheDefault(t *testing.T) {
 	rc.headers(1, "GET", true)
 	if status, _ := rc.response(1); status != 200 {
 		t.Fatalf("status %d", status)
+	}
+}
+
+// A connection error is logged (debug) with the connection's id and the
+// codec, which the manager passes as Options.ConnID.
+func TestConnectionErrorsAreLoggedWithTheConnection(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	opts := testOpts()
+	opts.Log, opts.ConnID = zap.New(core), 42
+	s := startServer(t, opts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	rc := dialRaw(t, s.addr)
+	if err := rc.fr.WriteRawFrame(xh2.FrameData, 0, 0, []byte("x")); err != nil { // DATA on stream 0
+		t.Fatal(err)
+	}
+	rc.until("GOAWAY", func(f xh2.Frame) bool { _, ok := f.(*xh2.GoAwayFrame); return ok })
+	rc.closed()
+	var got []observer.LoggedEntry
+	for deadline := time.Now().Add(waitLimit); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if got = logs.FilterMessage("http2 connection error").All(); len(got) > 0 {
+			break
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d lines %q, want one (all lines: %v)", len(got), "http2 connection error", logs.All())
+	}
+	fields := got[0].ContextMap()
+	if fields["conn"] != uint64(42) || fields["codec"] != "http2" || fields["error"] == nil {
+		t.Errorf("line's fields %v, want conn 42, codec http2 and the error", fields)
 	}
 }

@@ -104,9 +104,8 @@ func (c *connection) Serve(nc netfilter.Conn) {
 			return
 		}
 		if !keep {
-			linger := c.linger || len(c.r.Buffered()) > 0
 			c.release()
-			if linger {
+			if c.linger {
 				lingerClose(c.c)
 			}
 			c.f.stats.DownstreamCxActive.Dec()

@@ -83,9 +83,10 @@ func (s *stream) run() bool {
 		d.OnDestroy()
 	}
 	keep := req.KeepAlive && !s.closeAfter && !s.reset && s.respDone && s.bodyDone
-	if !s.bodyDone && !s.reset {
-		// answered before the request's body was read
-		s.conn.linger = true
+	if !keep && !s.reset && (!s.bodyDone || len(c.r.Buffered()) > 0) {
+		// answered before the request's body was read, or with
+		// pipelined requests behind it
+		c.linger = true
 	}
 	s.end()
 	return keep

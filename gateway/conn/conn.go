@@ -8,6 +8,7 @@
 package conn
 
 import (
+	"crypto/tls"
 	"errors"
 	"math/rand/v2"
 	"net"
@@ -127,7 +128,11 @@ func (c *Conn) serve() {
 		}
 		if parked {
 			// Past this point another goroutine may be serving c.
-			if p := getParker(); p == nil || !p.add(c) {
+			// (A TLS connection is checked for records it holds on
+			// the goroutine that waits for it: see resumeWhenReadable.)
+			if _, isTLS := c.nc.(*tls.Conn); isTLS {
+				go c.resumeWhenReadable()
+			} else if p := getParker(); p == nil || !p.add(c, c.sysFD()) {
 				go c.resumeWhenReadable()
 			}
 			return
@@ -142,11 +147,17 @@ func (c *Conn) serve() {
 	c.parked = false
 }
 
-// sysFD returns the connection's socket descriptor, or -1 (a TLS
-// connection, whose buffered records the kernel does not see, cannot park
-// in the parker's set).
+// sysFD returns the socket descriptor of the connection, or -1 where it
+// has none (or may hold bytes read ahead of its socket). For a TLS
+// connection it is the descriptor of the connection under TLS: parking on
+// it is right only once the TLS connection was found to hold no records it
+// read (see resumeWhenReadable).
 func (c *Conn) sysFD() int32 {
-	sc, ok := c.nc.(syscall.Conn)
+	nc := c.nc
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return -1
 	}
@@ -165,9 +176,32 @@ func (c *Conn) sysFD() int32 {
 func (c *Conn) resumeWhenReadable() {
 	sc, ok := c.nc.(syscall.Conn)
 	if !ok {
-		// A TLS connection may hold records it already read: wait in a
-		// read of one byte, which the next Read returns first.
+		// A TLS connection may hold records it already read, which its
+		// socket's readiness does not show: a read that may not wait
+		// takes them first. With none, the connection parks in the
+		// parker's set on the socket under TLS, like any other.
 		var b [1]byte
+		if tc, isTLS := c.nc.(*tls.Conn); isTLS {
+			if p := getParker(); p != nil && c.unread == nil {
+				_ = tc.SetReadDeadline(pastDeadline)
+				n, err := tc.Read(b[:])
+				c.restoreReadDeadline()
+				if n == 1 {
+					c.unread = append(c.unread[:0], b[0])
+					c.serve()
+					return
+				}
+				if errors.Is(err, os.ErrDeadlineExceeded) && p.add(c, c.sysFD()) {
+					return
+				}
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					c.serve() // the terminal filter reads the error again
+					return
+				}
+			}
+		}
+		// Otherwise wait in a read of one byte, which the next Read
+		// returns first.
 		if n, _ := c.nc.Read(b[:]); n == 1 {
 			c.unread = append(c.unread[:0], b[0])
 		}
@@ -379,6 +413,16 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 		c.readDeadline.Store(t.UnixNano())
 	}
 	return c.nc.SetReadDeadline(t)
+}
+
+// restoreReadDeadline sets the socket's read deadline back to the one
+// last set through SetReadDeadline.
+func (c *Conn) restoreReadDeadline() {
+	var t time.Time
+	if d := c.readDeadline.Load(); d != 0 {
+		t = time.Unix(0, d)
+	}
+	_ = c.nc.SetReadDeadline(t)
 }
 
 // SetWriteDeadline implements netfilter.Conn.

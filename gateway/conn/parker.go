@@ -66,9 +66,9 @@ func getParker() *parker {
 	return theParker.Load()
 }
 
-// add parks c. It reports false if c cannot be parked here.
-func (p *parker) add(c *Conn) bool {
-	fd := c.sysFD()
+// add parks c, whose socket is fd. It reports false if c cannot be
+// parked here (fd < 0).
+func (p *parker) add(c *Conn, fd int32) bool {
 	if fd < 0 {
 		return false
 	}

@@ -176,11 +176,13 @@ func (l *Listener) serve(nc net.Conn, readAhead []byte, info *netfilter.Info, ru
 			zap.String("sni", info.ServerName), zap.String("transport", info.TransportProtocol))
 	}
 	var rd func([]byte) (int, error)
+	var pr *prefixReader
 	if len(readAhead) > 0 {
-		rd = (&prefixReader{pre: readAhead, nc: nc}).Read
+		pr = &prefixReader{pre: readAhead, nc: nc}
+		rd = pr.Read
 	}
 	if chain.TLS != nil {
-		tc := tls.Server(&prefixConn{Conn: nc, rd: rd}, chain.TLS)
+		tc := tls.Server(&prefixConn{Conn: nc, pr: pr}, chain.TLS)
 		_ = nc.SetDeadline(time.Now().Add(chain.HandshakeTimeout))
 		if err := tc.Handshake(); err != nil {
 			l.Log.Debug("tls handshake failed", zap.Uint64("conn", info.ID), zap.Error(err))
@@ -271,14 +273,32 @@ func (p *peeker) SyscallConn() (syscall.RawConn, error) {
 // prefixConn is a net.Conn whose reads go through rd (peeked bytes first).
 type prefixConn struct {
 	net.Conn
-	rd func([]byte) (int, error)
+	pr *prefixReader // nil: none
 }
 
 func (c *prefixConn) Read(p []byte) (int, error) {
-	if c.rd != nil {
-		return c.rd(p)
+	if c.pr != nil {
+		return c.pr.Read(p)
 	}
 	return c.Conn.Read(p)
+}
+
+// errReadAhead says a connection still holds bytes read ahead of its
+// socket, which the socket's readiness does not show.
+var errReadAhead = errors.New("listener: bytes read ahead pending")
+
+// SyscallConn implements syscall.Conn once the bytes read ahead are
+// consumed, so that an idle TLS connection can wait for its socket to
+// become readable without a goroutine (conn's parker).
+func (c *prefixConn) SyscallConn() (syscall.RawConn, error) {
+	if c.pr != nil && len(c.pr.pre) > 0 {
+		return nil, errReadAhead
+	}
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
 }
 
 func addrPort(a net.Addr) netip.AddrPort {

@@ -2,7 +2,9 @@ package server_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/conn"
+	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
 	"github.com/sluice-proxy/sluice/gateway/server"
 )
 
@@ -120,5 +123,100 @@ func TestDrainHandsOffParkedConnection(t *testing.T) {
 	<-drain(g1)
 	if body, _ := get(t, c, br, "/"); body != "gen2" {
 		t.Fatalf("after draining a parked connection: %q, want gen2", body)
+	}
+}
+
+// tlsGenConfig is genConfig with its filter chain terminating TLS with a
+// certificate for "parked.test" from ca.
+func tlsGenConfig(t *testing.T, ca *testutil.CA, name string) *config.Config {
+	t.Helper()
+	certFile, keyFile, _ := ca.Leaf(t, "parked.test")
+	text := strings.Replace(string(genConfig(t, name, "127.0.0.1:1").Source), "[[listener.filter_chain]]\n",
+		fmt.Sprintf("[[listener.filter_chain]]\n[listener.filter_chain.tls]\n[[listener.filter_chain.tls.certificate]]\ncert_file = %q\nkey_file = %q\n", certFile, keyFile), 1)
+	cfg, err := config.Parse(name+".toml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// splitConn holds back the tail of what is written through it while hold
+// is set, so that a test can leave a TLS record half sent.
+type splitConn struct {
+	net.Conn
+	hold []byte // nil: write through; else the bytes held back
+	keep int    // with hold set: the bytes of each write that go through
+}
+
+func (c *splitConn) Write(p []byte) (int, error) {
+	if c.hold == nil || len(p) <= c.keep {
+		return c.Conn.Write(p)
+	}
+	c.hold = append(c.hold, p[c.keep:]...)
+	if _, err := c.Conn.Write(p[:c.keep]); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Idle keep-alive connections over TLS park like plaintext ones: in the
+// parker's set on the socket under TLS, without a goroutine, and are
+// served again when the next request arrives, also when the TLS record
+// carrying it arrives in two parts, the first before the connection
+// parked (TLS holds the part it read; the socket's readiness shows the
+// rest).
+func TestIdleTLSConnectionsParkWithoutGoroutines(t *testing.T) {
+	ca := testutil.NewCA(t)
+	addr := serveGen(t, tlsGenConfig(t, ca, "tlsparked"))
+	base, parked := runtime.NumGoroutine(), conn.Parked()
+	const n = 100
+	conns := make([]*tls.Conn, n)
+	raw := make([]*splitConn, n)
+	readers := make([]*bufio.Reader, n)
+	for i := range conns {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		raw[i] = &splitConn{Conn: nc}
+		conns[i] = tls.Client(raw[i], &tls.Config{ServerName: "parked.test", RootCAs: ca.Pool, NextProtos: []string{"http/1.1"}})
+		readers[i] = bufio.NewReader(conns[i])
+		if body, _ := get(t, conns[i], readers[i], "/"); body != "tlsparked" {
+			t.Fatalf("conn %d: %q", i, body)
+		}
+	}
+	waitFor(t, "idle TLS connections to park", func() bool { return conn.Parked() >= parked+n })
+	if g := runtime.NumGoroutine(); g > base+n/10 {
+		t.Fatalf("%d goroutines with %d parked TLS connections, %d before they were opened", g, n, base)
+	}
+	for i, c := range conns {
+		if body, _ := get(t, c, readers[i], "/"); body != "tlsparked" {
+			t.Fatalf("conn %d after parking: %q", i, body)
+		}
+	}
+
+	// Half a record (its header's first 3 bytes) before the connection
+	// parks, the rest after.
+	c, rc, br := conns[0], raw[0], readers[0]
+	waitFor(t, "the connections to park again", func() bool { return conn.Parked() >= parked+n })
+	rc.hold, rc.keep = []byte{}, 3
+	if _, err := fmt.Fprintf(c, "GET /half HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	rest := rc.hold
+	rc.hold = nil
+	// The connection read the 3 bytes and waits in the parker's set, not
+	// on a goroutine of its own, before the rest is sent.
+	waitFor(t, "the half-sent connection to park", func() bool { return conn.Parked() >= parked+n })
+	if g := runtime.NumGoroutine(); g > base+n/10 {
+		t.Fatalf("%d goroutines with %d parked TLS connections, %d before they were opened", g, n, base)
+	}
+	if _, err := rc.Conn.Write(rest); err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := readResponse(t, br); body != "tlsparked" {
+		t.Fatalf("request sent in two parts around the park: %q", body)
 	}
 }

@@ -128,9 +128,10 @@ type Conn struct {
 
 	mu        sync.Mutex
 	streams   map[uint32]*stream
-	maxStream uint32 // largest stream id the client opened
-	wbuf      []byte // frames being built, written by flush
-	hbuf      []byte // header block scratch
+	maxStream uint32  // largest stream id the client opened
+	wbuf      []byte  // frames being built, written by flush; nil between flushes
+	wbufBox   *[]byte // wbuf's box in wbufPool, nil with wbuf
+	hbuf      []byte  // header block scratch
 	hdec      *hpack.Decoder
 	block     headerBlock // the request header block being read (Serve's)
 	// outbound flow control and the client's settings
@@ -958,6 +959,10 @@ func (c *Conn) writeSettings() {
 }
 
 func (c *Conn) appendFrameHeader(length int, typ, flags byte, id uint32) {
+	if c.wbuf == nil {
+		c.wbufBox = wbufPool.Get().(*[]byte)
+		c.wbuf = (*c.wbufBox)[:0]
+	}
 	c.wbuf = append(c.wbuf, byte(length>>16), byte(length>>8), byte(length), typ, flags,
 		byte(id>>24)&0x7f, byte(id>>16), byte(id>>8), byte(id))
 }
@@ -1080,14 +1085,30 @@ func lowerKey(k string) string {
 	return k
 }
 
-// flush hands the frames built so far to the transport.
+// flush hands the frames built so far to the transport (which copies
+// them) and gives the frame buffer back to wbufPool: an idle connection
+// holds none, whatever the size of the frames it built last.
 func (c *Conn) flush() {
 	if len(c.wbuf) == 0 {
 		return
 	}
 	c.write(c.wbuf)
-	c.wbuf = c.wbuf[:0]
+	if c.wbufBox != nil && cap(c.wbuf) <= maxPooledWbuf {
+		*c.wbufBox = c.wbuf[:0]
+		wbufPool.Put(c.wbufBox)
+	}
+	c.wbuf, c.wbufBox = nil, nil
 }
+
+// wbufPool holds the connections' frame buffers between flushes.
+var wbufPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 4<<10)
+	return &b
+}}
+
+// maxPooledWbuf bounds the frame buffers kept in wbufPool; a larger one
+// (a flush of many frames) is left to the collector.
+const maxPooledWbuf = 128 << 10
 
 // directPayload is the DATA payload size from which a frame's payload is
 // handed to the transport by itself, after its header, instead of being

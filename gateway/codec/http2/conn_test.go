@@ -1121,3 +1121,38 @@ func TestConnectionErrorsAreLoggedWithTheConnection(t *testing.T) {
 		t.Errorf("line's fields %v, want conn 42, codec http2 and the error", fields)
 	}
 }
+
+// Between flushes a connection holds no frame buffer: an idle connection
+// keeps none, however large the frames it built last (a response's
+// headers and small DATA frames go through it).
+func TestIdleConnectionHoldsNoFrameBuffer(t *testing.T) {
+	body := pattern(3000) // DATA below directPayload: copied into the frame buffer
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("x-padding", strings.Repeat("p", 2000))
+		w.Write(body)
+	}))
+	rc := dialRaw(t, s.addr)
+	rc.headers(1, "GET", true)
+	if status, got := rc.response(1); status != 200 || !bytes.Equal(got, body) {
+		t.Fatalf("status %d, %d bytes", status, len(got))
+	}
+	var c *Conn
+	select {
+	case c = <-s.conns:
+	case <-time.After(waitLimit):
+		t.Fatal("no connection")
+	}
+	// The stream's goroutine flushes the response before it ends; the
+	// connection's last flush may follow the client's read of the data.
+	for deadline := time.Now().Add(waitLimit); ; time.Sleep(time.Millisecond) {
+		c.mu.Lock()
+		held := c.wbuf != nil || c.wbufBox != nil
+		c.mu.Unlock()
+		if !held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("idle connection still holds a frame buffer of %d bytes", cap(c.wbuf))
+		}
+	}
+}

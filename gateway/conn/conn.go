@@ -182,7 +182,7 @@ func (c *Conn) resumeWhenReadable() {
 		// parker's set on the socket under TLS, like any other.
 		var b [1]byte
 		if tc, isTLS := c.nc.(*tls.Conn); isTLS {
-			if p := getParker(); p != nil && c.unread == nil {
+			if p := getParker(); p != nil && len(c.unread) == 0 {
 				_ = tc.SetReadDeadline(pastDeadline)
 				n, err := tc.Read(b[:])
 				c.restoreReadDeadline()

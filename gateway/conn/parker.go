@@ -85,6 +85,13 @@ func (p *parker) add(c *Conn, fd int32) bool {
 		p.take(c)
 		return false
 	}
+	// A drain that began after the terminal filter last looked (it parks
+	// only while no drain is under way) found c idle but not yet here,
+	// and its wake-up, a read deadline, has no reader: serve c again, to
+	// see the drain.
+	if c.tracker.Draining() && p.take(c) {
+		go c.serve()
+	}
 	return true
 }
 

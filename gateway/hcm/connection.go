@@ -43,6 +43,9 @@ type connection struct {
 	ended time.Time
 	// rdl is the read deadline last set (setReadDeadline).
 	rdl time.Time
+	// h2 is the HTTP/2 side of a connection that parked (serveH2), nil
+	// otherwise.
+	h2 *h2conn
 	// linger says the connection ends while the client may still be
 	// sending (a request rejected or answered before its body was read,
 	// or pipelined requests not served): it closes with a lingering
@@ -71,6 +74,14 @@ const parkAfter = 100 * time.Millisecond
 // Serve reads requests until the connection ends or parks. After a park it
 // is called again, on a new goroutine, when the socket is readable.
 func (c *connection) Serve(nc netfilter.Conn) {
+	if c.h2 != nil {
+		// a parked HTTP/2 connection, served again
+		if !c.resumeH2() {
+			c.f.stats.DownstreamCxActive.Dec()
+			c.f.stats.DownstreamCxDestroy.Inc()
+		}
+		return
+	}
 	if c.c == nil {
 		c.c = nc
 		c.info = nc.Info()
@@ -82,9 +93,10 @@ func (c *connection) Serve(nc netfilter.Conn) {
 			c.expires = time.Now().Add(d)
 		}
 		if c.info.NegotiatedALPN == "h2" || c.f.cfg.CodecType == "http2" {
-			c.serveH2(nc, nil)
-			c.f.stats.DownstreamCxActive.Dec()
-			c.f.stats.DownstreamCxDestroy.Inc()
+			if !c.serveH2(nc, nil, true) {
+				c.f.stats.DownstreamCxActive.Dec()
+				c.f.stats.DownstreamCxDestroy.Inc()
+			}
 			return
 		}
 	}
@@ -326,7 +338,7 @@ func (c *connection) readError(err error) bool {
 			rejectPreface(c.c)
 			return false
 		}
-		c.serveH2(c.c, readAhead)
+		c.serveH2(c.c, readAhead, false) // in the HTTP/1 loop, which cannot park it
 		return false
 	case errors.As(err, &pe):
 		c.f.log.Debug("bad request", zap.Uint64("conn", c.info.ID), zap.Int("status", pe.Status), zap.String("reason", pe.Reason))

@@ -60,6 +60,7 @@ type h2writer struct {
 	buf     []byte    // bytes written by the server, not yet on the connection
 	writing bool      // the writer goroutine is writing a batch
 	running bool      // the writer goroutine exists
+	parked  bool      // the connection parked: the writer goroutine ends once idle
 	closed  bool
 	err     error // the first write error: every later write fails with it
 }
@@ -109,7 +110,7 @@ func (w *h2writer) run() {
 			spare = nil
 			putH2writeBuf(w.buf)
 			w.buf = nil
-			for w.buf == nil && !w.closed && w.err == nil {
+			for w.buf == nil && !w.closed && w.err == nil && !w.parked {
 				w.cond.Wait()
 			}
 		}
@@ -140,6 +141,22 @@ func (w *h2writer) run() {
 	w.buf = nil
 	w.running = false
 	w.cond.Broadcast()
+	w.mu.Unlock()
+}
+
+// park makes the writer goroutine end once it has nothing left to write:
+// the connection parked. A later Write starts another.
+func (w *h2writer) park() {
+	w.mu.Lock()
+	w.parked = true
+	w.cond.Broadcast()
+	w.mu.Unlock()
+}
+
+// unpark undoes park: the connection is served again.
+func (w *h2writer) unpark() {
+	w.mu.Lock()
+	w.parked = false
 	w.mu.Unlock()
 }
 

@@ -44,10 +44,12 @@ func isH2Preface(buffered []byte) bool {
 	return n > 0 && string(buffered[:n]) == h2PrefaceTail[:n]
 }
 
-// serveH2 serves the connection as HTTP/2 until it ends. readAhead holds
-// bytes already read from nc: nil (serveH2 reads and checks the preface),
-// or the whole preface, checked, and what follows.
-func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
+// serveH2 serves the connection as HTTP/2 until it ends, or parks when
+// canPark (see h2conn.Idle): then it returns true, and resumeH2 serves the
+// connection again. readAhead holds bytes already read from nc: nil
+// (serveH2 reads and checks the preface), or the whole preface, checked,
+// and what follows.
+func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte, canPark bool) (parked bool) {
 	f := c.f
 	opts := &f.cfg.HTTP2
 	if readAhead == nil {
@@ -55,17 +57,16 @@ func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 		if readAhead, err = readPreface(nc); err != nil {
 			f.log.Debug("http2 preface", zap.Uint64("conn", c.info.ID), zap.Error(err))
 			rejectPreface(nc)
-			return
+			return false
 		}
 	}
 	// The preface was checked here (readPreface, readPrefaceRest): the
 	// server reads from the first frame on.
-	hc := &h2conn{conn: c, nc: nc, out: newH2writer(nc), readAhead: readAhead[len(h2Preface):]}
+	hc := &h2conn{conn: c, nc: nc, out: newH2writer(nc), readAhead: readAhead[len(h2Preface):], canPark: canPark}
 	if t := f.cfg.RequestHeadersTimeout.Duration; t > 0 {
 		// Only request_headers_timeout needs to follow the frames read.
-		ht := newHeaderTimer(t, hc.headersTimedOut)
-		defer ht.close()
-		hc.in = newH2Inbound(ht)
+		hc.headers = newHeaderTimer(t, hc.headersTimedOut)
+		hc.in = newH2Inbound(hc.headers)
 		hc.in.see(readAhead[:len(h2Preface)])
 	}
 	hc.srv = h2codec.NewConn(hc, h2codec.Options{
@@ -90,20 +91,99 @@ func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) {
 	}
 	if !c.expires.IsZero() {
 		// max_connection_duration: the same graceful GOAWAY as a drain.
-		t := time.AfterFunc(time.Until(c.expires), func() {
+		hc.expiry = time.AfterFunc(time.Until(c.expires), func() {
 			f.stats.DownstreamCxMaxDurationReached.Inc()
 			hc.drain()
 		})
-		defer t.Stop()
 	}
-	hc.srv.Serve()
-	// The lingering close runs here, on the connection's goroutine, once
-	// the server's reads are over: Close only flushed the writer and woke
-	// the read.
-	hc.closing.Store(true)
-	hc.out.close() // waits for the final frames, whoever closed it first
-	nc.SetIdle(false)
-	lingerClose(nc)
+	if hc.srv.Serve() {
+		c.h2 = hc
+		return true
+	}
+	hc.end()
+	return false
+}
+
+// resumeH2 serves the parked HTTP/2 connection again (its socket became
+// readable, its idle timeout closed it, or a drain woke it). It reports
+// whether the connection parked again.
+func (c *connection) resumeH2() (parked bool) {
+	hc := c.h2
+	hc.out.unpark()
+	if hc.nc.Draining() {
+		hc.nc.SetIdle(false)
+		hc.drain()
+	}
+	if hc.srv.Resume() {
+		return true
+	}
+	c.h2 = nil
+	hc.end()
+	return false
+}
+
+// end runs on the connection's goroutine once the server's reads are
+// over: Close only flushed the writer and woke the read. It stops the
+// connection's timers and closes it with a lingering close.
+func (h *h2conn) end() {
+	if h.headers != nil {
+		h.headers.close()
+	}
+	if h.expiry != nil {
+		h.expiry.Stop()
+	}
+	h.closing.Store(true)
+	h.out.close() // waits for the final frames, whoever closed it first
+	h.nc.SetIdle(false)
+	lingerClose(h.nc)
+}
+
+// Idle implements h2codec.Idler. With no stream open, the connection waits
+// parkAfter for the client's next bytes on its goroutine, as an HTTP/1
+// keep-alive connection does; with none, it parks (netfilter.Conn.Park):
+// its goroutine returns, and so does the writer's once it wrote what it
+// had. Bytes that arrive in the wait are kept for the next Read.
+func (h *h2conn) Idle() bool {
+	if !h.canPark || len(h.readAhead) > 0 || h.closing.Load() {
+		return false
+	}
+	h.woken.Store(false) // no stream ends while none is open
+	_ = h.nc.SetReadDeadline(time.Now().Add(parkAfter))
+	n, err := h.nc.Read(h.peek[:])
+	// Reset before the checks below: a Close or a drain that sets its
+	// past deadline after them still wakes the next read.
+	_ = h.nc.SetReadDeadline(time.Time{})
+	switch {
+	case n > 0:
+		h.readAhead = h.peek[:n]
+		return false
+	case h.closing.Load():
+		_ = h.nc.SetReadDeadline(time.Unix(1, 0)) // Close's wake-up, undone above
+		return false
+	case !errors.Is(err, os.ErrDeadlineExceeded):
+		return false // the next Read sees the end of the connection
+	case h.nc.Draining():
+		h.nc.SetIdle(false)
+		h.drain()
+		return false
+	}
+	h.out.park()
+	h.nc.Park()
+	return true
+}
+
+// Wake implements h2codec.Idler: the connection's last stream ended, and
+// the server's read may be blocked since before. A deadline parkAfter from
+// now wakes it unless bytes came, and Read returns h2codec.ErrWoken, so
+// that the server calls Idle. (A busy connection, whose next request
+// comes sooner, is not woken for nothing; a deadline that passes during a
+// later read costs one more read.)
+func (h *h2conn) Wake() {
+	if !h.canPark {
+		return
+	}
+	h.woken.Store(true)
+	_ = h.nc.SetReadDeadline(time.Now().Add(parkAfter))
 }
 
 // h2conn is the transport of the connection's HTTP/2 server and the
@@ -117,6 +197,12 @@ type h2conn struct {
 	readAhead []byte
 	in        *h2Inbound // follows what the server reads; nil without request_headers_timeout
 	closing   atomic.Bool
+	woken     atomic.Bool // Wake was called; Read has not returned ErrWoken since
+	// Owned by the connection's goroutine:
+	canPark bool         // Idle may park the connection
+	peek    [16]byte     // what Idle read, until the server reads it
+	headers *headerTimer // request_headers_timeout's timer, or nil
+	expiry  *time.Timer  // max_connection_duration's timer, or nil
 }
 
 // Read implements h2codec.Transport. A deadline error while the worker
@@ -132,16 +218,26 @@ func (h *h2conn) Read(p []byte) (int, error) {
 	}
 	for {
 		n, err := h.nc.Read(p)
-		if n == 0 && err != nil && errors.Is(err, os.ErrDeadlineExceeded) && h.nc.Draining() && !h.closing.Load() {
-			h.nc.SetIdle(false)
-			_ = h.nc.SetReadDeadline(time.Time{})
-			if h.closing.Load() {
-				// Close came between the check and the reset of the
-				// deadline, which undid its wake-up.
-				return 0, err
+		if n == 0 && err != nil && errors.Is(err, os.ErrDeadlineExceeded) && !h.closing.Load() {
+			woken, draining := h.woken.Swap(false), h.nc.Draining()
+			if woken || draining {
+				if draining {
+					h.nc.SetIdle(false)
+				}
+				_ = h.nc.SetReadDeadline(time.Time{})
+				if h.closing.Load() {
+					// Close came between the check and the reset of
+					// the deadline, which undid its wake-up.
+					return 0, err
+				}
+				if draining {
+					h.drain()
+				}
+				if woken {
+					return 0, h2codec.ErrWoken
+				}
+				continue
 			}
-			h.drain()
-			continue
 		}
 		if n > 0 && h.in != nil {
 			h.in.see(p[:n])

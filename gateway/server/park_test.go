@@ -2,13 +2,16 @@ package server_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +20,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/conn"
 	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
 	"github.com/sluice-proxy/sluice/gateway/server"
+	"golang.org/x/net/http2"
 )
 
 // waitFor polls cond (a state this process can only observe, not wait on)
@@ -219,4 +223,67 @@ func TestIdleTLSConnectionsParkWithoutGoroutines(t *testing.T) {
 	if body, _ := readResponse(t, br); body != "tlsparked" {
 		t.Fatalf("request sent in two parts around the park: %q", body)
 	}
+}
+
+// Idle HTTP/2 connections park too: after parkAfter without a stream or a
+// byte from the client, the frame reader's goroutine and the writer's
+// return, and the next request on the connection is served again.
+func TestIdleHTTP2ConnectionsParkWithoutGoroutines(t *testing.T) {
+	ca := testutil.NewCA(t)
+	addr := serveGen(t, tlsGenConfig(t, ca, "h2parked"))
+	base, parked := runtime.NumGoroutine(), conn.Parked()
+	const n = 50
+	clients := make([]*http2.ClientConn, n)
+	tr := &http2.Transport{}
+	for i := range clients {
+		tc, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "parked.test", RootCAs: ca.Pool, NextProtos: []string{"h2"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tc.Close() })
+		if p := tc.ConnectionState().NegotiatedProtocol; p != "h2" {
+			t.Fatalf("ALPN %q, want h2", p)
+		}
+		if clients[i], err = tr.NewClientConn(tc); err != nil {
+			t.Fatal(err)
+		}
+		if body := h2Get(t, clients[i]); body != "h2parked" {
+			t.Fatalf("conn %d: %q", i, body)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	t.Logf("parked %d base %d", conn.Parked()-parked, parked)
+	pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+	waitFor(t, "idle HTTP/2 connections to park", func() bool { return conn.Parked() >= parked+n })
+	// The client side of each connection keeps a reader goroutine of its
+	// own; the server side keeps none.
+	if g := runtime.NumGoroutine(); g > base+n+n/10 {
+		t.Fatalf("%d goroutines with %d parked HTTP/2 connections (%d of them the clients'), %d before they were opened", g, n, n, base)
+	}
+	for i, cc := range clients {
+		if body := h2Get(t, cc); body != "h2parked" {
+			t.Fatalf("conn %d after parking: %q", i, body)
+		}
+	}
+}
+
+// h2Get sends GET / on cc and returns the body of its 200 response.
+func h2Get(t *testing.T, cc *http2.ClientConn) string {
+	t.Helper()
+	req, err := http.NewRequest("GET", "https://parked.test/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cc.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("status %d, body %q, error %v", resp.StatusCode, body, err)
+	}
+	return string(body)
 }

@@ -118,6 +118,51 @@ type Transport interface {
 	Close() error
 }
 
+// An Idler is a Transport that can hold an idle connection without Serve's
+// goroutine.
+//
+// Serve calls Idle between frames while the connection has no stream and
+// is not shutting down, on its own goroutine without the connection's
+// lock. Idle reports true when the transport parked the connection: Serve
+// (or Resume) then returns true at once, and the transport's owner calls
+// Resume when the client sent more. With false, Serve reads the next frame
+// as usual; Idle may have read bytes of it, which the transport's next
+// Read returns first.
+//
+// The connection calls Wake, with its lock held and from any goroutine,
+// when its last stream ended: Serve may be blocked reading the next frame
+// since before. A Read under way, or the next one, then returns (0,
+// ErrWoken) once; Serve goes back to Idle if it was between frames, and
+// reads on otherwise.
+type Idler interface {
+	Idle() bool
+	Wake()
+}
+
+// ErrWoken is what the Read of an Idler returns after Wake.
+var ErrWoken = errors.New("http2: read woken for the idle check")
+
+// frameReader is what the connection's framer reads: the transport, with
+// ErrWoken passed on only between frames (inside a frame the framer would
+// lose the bytes it read of it; the read is tried again).
+type frameReader struct {
+	t        Transport
+	boundary bool // no byte of the frame being read was read yet
+}
+
+func (r *frameReader) Read(p []byte) (int, error) {
+	for {
+		n, err := r.t.Read(p)
+		if n == 0 && err == ErrWoken && !r.boundary {
+			continue
+		}
+		if n > 0 {
+			r.boundary = false
+		}
+		return n, err
+	}
+}
+
 // Conn is one server HTTP/2 connection. Its methods are safe for
 // concurrent use.
 type Conn struct {
@@ -125,6 +170,8 @@ type Conn struct {
 	opts    Options
 	handler http.Handler
 	fr      *xh2.Framer
+	rd      frameReader // fr's reader; Serve's
+	idler   Idler       // t, when it is one
 
 	mu        sync.Mutex
 	streams   map[uint32]*stream
@@ -176,6 +223,7 @@ func NewConn(t Transport, opts Options, h http.Handler) *Conn {
 		recvAvail:     initialWindow,
 		shutdownRTT:   shutdownRTTLimit,
 	}
+	c.idler, _ = t.(Idler)
 	if c.opts.MaxConcurrentStreams == 0 {
 		c.opts.MaxConcurrentStreams = defaultMaxConcurrentStreams
 	}
@@ -188,18 +236,21 @@ func NewConn(t Transport, opts Options, h http.Handler) *Conn {
 	return c
 }
 
-// Serve serves the connection until it ends. The caller has read the
-// client preface (Preface) off the transport and checked it: the first
-// bytes Serve reads are the client's first frame. Serve closes the
-// transport before it returns.
-func (c *Conn) Serve() {
-	defer c.end()
+// Serve serves the connection until it ends or parks. The caller has
+// read the client preface (Preface) off the transport and checked it: the
+// first bytes Serve reads are the client's first frame. It reports whether
+// the connection parked (see Idler): then the connection is not over, and
+// Resume serves it again once the client sent more. Otherwise Serve closed
+// the transport before it returned.
+func (c *Conn) Serve() (parked bool) {
 	if c.opts.TLS != nil && c.opts.TLS.Version < tls.VersionTLS12 {
 		// RFC 9113 §9.2: HTTP/2 over TLS needs TLS 1.2 or later.
 		c.connError(xh2.ErrCodeInadequateSecurity)
-		return
+		c.end()
+		return false
 	}
-	c.fr = xh2.NewFramer(nil, c.t)
+	c.rd.t = c.t
+	c.fr = xh2.NewFramer(nil, &c.rd)
 	c.hdec = c.newHeaderDecoder()
 	c.fr.SetMaxReadFrameSize(readFrameSize)
 	c.fr.SetReuseFrames()
@@ -215,9 +266,30 @@ func (c *Conn) Serve() {
 	}
 	c.flush()
 	c.mu.Unlock()
+	return c.serveFrames()
+}
 
+// Resume serves a parked connection again, as Serve does after its start;
+// it reports whether the connection parked again.
+func (c *Conn) Resume() (parked bool) { return c.serveFrames() }
+
+// serveFrames reads and processes frames until the connection ends, or
+// parks between two of them while it has no stream (see Idler).
+func (c *Conn) serveFrames() (parked bool) {
+	defer func() {
+		if !parked {
+			c.end()
+		}
+	}()
 	for {
+		if c.idler != nil && c.parkable() && c.idler.Idle() {
+			return true
+		}
+		c.rd.boundary = true
 		fh, err := c.fr.ReadFrameHeader()
+		if err == ErrWoken {
+			continue // the last stream ended while the read waited
+		}
 		var f xh2.Frame
 		if err == nil {
 			f, err = c.fr.ReadFrameForHeader(fh)
@@ -246,7 +318,7 @@ func (c *Conn) Serve() {
 				c.debug("http2 frame too large", err)
 				c.connError(xh2.ErrCodeFrameSize)
 			}
-			return
+			return false
 		}
 		c.mu.Lock()
 		code := c.process(f)
@@ -254,9 +326,17 @@ func (c *Conn) Serve() {
 		c.mu.Unlock()
 		if code != xh2.ErrCodeNo {
 			c.connError(code)
-			return
+			return false
 		}
 	}
+}
+
+// parkable reports whether the connection may park: no stream, no shutdown
+// under way, not closed.
+func (c *Conn) parkable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.streams) == 0 && !c.shutdown && !c.closed
 }
 
 // Shutdown starts a graceful shutdown (RFC 9113 §6.8, as Envoy does): a
@@ -897,8 +977,13 @@ func (c *Conn) removeLocked(st *stream) {
 	if len(c.streams) == 0 {
 		if c.finalGoaway {
 			c.closeLocked()
-		} else if c.idleTimer != nil {
+			return
+		}
+		if c.idleTimer != nil {
 			c.idleTimer.Reset(c.opts.IdleTimeout)
+		}
+		if c.idler != nil && !c.shutdown {
+			c.idler.Wake()
 		}
 	}
 }

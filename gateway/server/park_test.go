@@ -287,3 +287,59 @@ func h2Get(t *testing.T, cc *http2.ClientConn) string {
 	}
 	return string(body)
 }
+
+// A parked HTTP/2 connection still ends as a running one does: a drain
+// resumes it for its GOAWAY, and the idle timeout's final GOAWAY and close
+// reach it (the parker's sweep serves it again for the close).
+func TestParkedHTTP2ConnectionsEndOnDrainAndIdleTimeout(t *testing.T) {
+	ca := testutil.NewCA(t)
+	open := func(t *testing.T, cfg *config.Config) (*server.Generation, *http2.ClientConn) {
+		g, err := server.Build(cfg, server.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(g.Close)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go g.Serve("l", ln)
+		parked := conn.Parked()
+		tc, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: "parked.test", RootCAs: ca.Pool, NextProtos: []string{"h2"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tc.Close() })
+		cc, err := (&http2.Transport{}).NewClientConn(tc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h2Get(t, cc)
+		waitFor(t, "the connection to park", func() bool { return conn.Parked() > parked })
+		return g, cc
+	}
+	t.Run("drain", func(t *testing.T) {
+		g, cc := open(t, tlsGenConfig(t, ca, "drained"))
+		done := drain(g)
+		waitFor(t, "the drain's GOAWAY and close", func() bool { return cc.State().Closed })
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the drain did not end")
+		}
+	})
+	t.Run("idle timeout", func(t *testing.T) {
+		cfg := tlsGenConfig(t, ca, "idle")
+		cfg, err := config.Parse("idle.toml", []byte(strings.Replace(string(cfg.Source),
+			`route_config = "r"`, "route_config = \"r\"\nidle_timeout = \"500ms\"", 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, cc := open(t, cfg)
+		start := time.Now()
+		waitFor(t, "the idle timeout's GOAWAY and close", func() bool { return cc.State().Closed })
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("closed %v after parking, idle timeout 500ms", d)
+		}
+	})
+}

@@ -10,13 +10,17 @@
 #   BENCH_IDLE_CONNS  idle keep-alive connections for the memory test
 #                     (default 10000; 0 skips the test)
 #   BENCH_IDLE_SETTLE seconds the idle connections sit before RSS is read (default 3)
+#   BENCH_IDLE_TLS_CONNS idle keep-alive connections of the memory test over
+#                     TLS, run twice (HTTP/1.1 and HTTP/2) in the TLS part by
+#                     sluice and nginx (default 2000; 0 skips it)
 #   BENCH_PROXIES     proxies to run, in order (default "sluice nginx haproxy")
 #   BENCH_TLS         if 0, skips the TLS part (default 1): HTTP/2 over TLS
 #                     (h2load -c20 -m10), HTTP/3 for sluice only (h3load -c20
 #                     -m10, tools/bench/cmd/h3load on quic-go; Debian's nginx
 #                     has no HTTP/3) and full TLS handshakes per second
 #                     (openssl s_time -new: a new connection and handshake
-#                     per request, no session resumption), sluice and nginx
+#                     per request, no session resumption), sluice and nginx,
+#                     and the idle-connection memory test over TLS
 #   BENCH_H2_ONLY     if 1, runs only the HTTP/2 over TLS measurement of each
 #                     proxy (no wrk run, idle test, HTTP/3 or handshakes):
 #                     BENCH_PROXIES="sluice nginx" BENCH_H2_ONLY=1 for a
@@ -42,6 +46,7 @@ WARMUP=${WARMUP%s}
 CONNS=${BENCH_CONNS:-50}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 IDLE_SETTLE=${BENCH_IDLE_SETTLE:-3}
+IDLE_TLS_CONNS=${BENCH_IDLE_TLS_CONNS:-2000}
 # UPSTREAM_IDLE is the idle upstream connections a proxy keeps (sluice's
 # max_idle_connections, nginx's keepalive; HAProxy keeps every one): more than
 # the 200 streams h2load keeps in flight, so neither proxy dials and closes
@@ -68,6 +73,7 @@ WORK=$(mktemp -d /tmp/sluice-bench.XXXXXX)
 STARTED=()  # pids of every server started, each the leader of its own process group
 IDLE_PID=
 NOFILE=
+MAX_IDLE=  # the most idle connections a proxy holds at once (raise_fd_limit)
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -137,8 +143,15 @@ build_sluice() {
 	fi
 }
 
+# raise_fd_limit: raises the open-file limit to fit MAX_IDLE, the larger of
+# IDLE_CONNS and (with the TLS part) IDLE_TLS_CONNS, lowering those that do
+# not fit.
 raise_fd_limit() {
-	local want=$((IDLE_CONNS * 2 + 4096)) hard
+	MAX_IDLE=$IDLE_CONNS
+	if [[ $TLS == 1 ]] && ((IDLE_TLS_CONNS > MAX_IDLE)); then
+		MAX_IDLE=$IDLE_TLS_CONNS
+	fi
+	local want=$((MAX_IDLE * 2 + 4096)) hard
 	hard=$(ulimit -Hn)
 	if [[ $hard != unlimited ]] && ((hard < want)); then
 		ulimit -Hn "$want" 2>/dev/null || true
@@ -146,10 +159,17 @@ raise_fd_limit() {
 	fi
 	ulimit -n "$hard"
 	NOFILE=$(ulimit -n)
-	if [[ $hard != unlimited ]] && ((hard < IDLE_CONNS + 1024)); then
+	if [[ $hard != unlimited ]] && ((hard < MAX_IDLE + 1024)); then
 		local n=$((hard - 1024))
-		log "open-file limit is $hard: idle connections lowered from $IDLE_CONNS to $n"
-		IDLE_CONNS=$n
+		if ((IDLE_CONNS > n)); then
+			log "open-file limit is $hard: idle connections lowered from $IDLE_CONNS to $n"
+			IDLE_CONNS=$n
+		fi
+		if ((IDLE_TLS_CONNS > n)); then
+			log "open-file limit is $hard: idle TLS connections lowered from $IDLE_TLS_CONNS to $n"
+			IDLE_TLS_CONNS=$n
+		fi
+		((MAX_IDLE <= n)) || MAX_IDLE=$n
 	fi
 }
 
@@ -380,14 +400,14 @@ EOF
 
 nginx_conf() {
 	local NGINX_NOFILE=$NOFILE
-	[[ $NOFILE != unlimited ]] || NGINX_NOFILE=$((IDLE_CONNS * 2 + 4096))
+	[[ $NOFILE != unlimited ]] || NGINX_NOFILE=$((MAX_IDLE * 2 + 4096))
 	mkdir -p "$WORK/nginx"
 	cat >"$WORK/nginx.conf" <<EOF
 worker_processes 1;
 worker_rlimit_nofile $NGINX_NOFILE;
 error_log $WORK/nginx-error.log warn;
 pid $WORK/nginx.pid;
-events { worker_connections $(((IDLE_CONNS * 2 + 1024) < NGINX_NOFILE ? IDLE_CONNS * 2 + 1024 : NGINX_NOFILE - 64)); }
+events { worker_connections $(((MAX_IDLE * 2 + 1024) < NGINX_NOFILE ? MAX_IDLE * 2 + 1024 : NGINX_NOFILE - 64)); }
 http {
     access_log off;
     keepalive_requests 100000000;
@@ -541,7 +561,7 @@ measure() {
 		log "$name: $errors errors in the measured run (see $WORK/$name-wrk.txt)"
 	fi
 	if ((IDLE_CONNS > 0)); then
-		if idle_test "$name"; then
+		if idle_test "$name" "${PORT[$name]}" "$IDLE_CONNS"; then
 			idle=$IDLE_KIB
 			idle_n=$IDLE_N
 		else
@@ -557,9 +577,11 @@ measure() {
 # of proxy NAME's process tree per request and per handshake. Appends a line
 # to TLS_RESULTS: name h2_rps h2_cpu_us h2_requests h2_errors hs_per_s
 # hs_cpu_us handshakes h3_rps h3_cpu_us h3_requests h3_errors (HTTP/3 with
-# h3load, the same connections and streams as h2load; "-" but for sluice).
+# h3load, the same connections and streams as h2load; "-" but for sluice),
+# idle_tls idle_h2 idle_tls_conns (the idle-connection memory test over TLS,
+# HTTP/1.1 and HTTP/2, with IDLE_TLS_CONNS connections).
 measure_tls() {
-	local name=$1 port=${TLS_PORT[$1]} out a0 a1 t0 t1 w0 w1 h2_rps h2_req h2_err h2_cpu hs hs_rate hs_cpu h3_rps h3_cpu h3_req h3_err
+	local name=$1 port=${TLS_PORT[$1]} out a0 a1 t0 t1 w0 w1 h2_rps h2_req h2_err h2_cpu hs hs_rate hs_cpu h3_rps h3_cpu h3_req h3_err idle_tls=- idle_h2=- idle_n=0
 	log "$name: HTTP/2 over TLS warm-up ${WARMUP}s"
 	taskset -c "$LOAD_CPU" h2load -c"$H2_CONNS" -m"$H2_STREAMS" -D"$WARMUP" "https://127.0.0.1:$port/" >"$WORK/$name-h2-warmup.txt" 2>&1 || true
 	log "$name: HTTP/2 over TLS measuring ${DURATION}s"
@@ -585,7 +607,7 @@ measure_tls() {
 	fi
 	h3_rps=- h3_cpu=- h3_req=- h3_err=-
 	if [[ $H2_ONLY == 1 ]]; then
-		TLS_RESULTS+=("$name $h2_rps $h2_cpu $h2_req ${h2_err:-0} - - 0 - - - -")
+		TLS_RESULTS+=("$name $h2_rps $h2_cpu $h2_req ${h2_err:-0} - - 0 - - - - - - 0")
 		return 0
 	fi
 	if [[ $name == sluice ]]; then
@@ -619,24 +641,46 @@ measure_tls() {
 		hs_rate=$(awk -v n="$hs" -v d="$w0" -v e="$w1" 'BEGIN { printf "%.0f", n / (e - d) }')
 		hs_cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$hs" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')
 	fi
-	TLS_RESULTS+=("$name $h2_rps $h2_cpu $h2_req ${h2_err:-0} $hs_rate $hs_cpu $hs $h3_rps $h3_cpu $h3_req $h3_err")
+	# The idle-connection test over TLS, HTTP/1.1 then HTTP/2, each against a
+	# freshly started proxy: else the connections reuse memory that the load
+	# runs or the other test freed, and the growth understates their cost.
+	local mode
+	for mode in http/1.1 h2; do
+		((IDLE_TLS_CONNS > 0)) || break
+		stop "$PROXY_PID"
+		if ! start_proxy "$name"; then
+			log "$name: did not restart for the idle-connection test over TLS"
+			break
+		fi
+		if ! idle_test "$name" "$port" "$IDLE_TLS_CONNS" "$mode"; then
+			log "$name: idle-connection test over TLS ($mode) failed"
+			continue
+		fi
+		idle_n=$IDLE_N
+		if [[ $mode == h2 ]]; then idle_h2=$IDLE_KIB; else idle_tls=$IDLE_KIB; fi
+	done
+	TLS_RESULTS+=("$name $h2_rps $h2_cpu $h2_req ${h2_err:-0} $hs_rate $hs_cpu $hs $h3_rps $h3_cpu $h3_req $h3_err $idle_tls $idle_h2 $idle_n")
 }
 
-# idle_test NAME: opens IDLE_N idle keep-alive connections to proxy NAME
-# (IDLE_CONNS, or fewer where HAProxy's connection limit is lower) and sets
-# IDLE_KIB to the growth of its data-plane process's RSS per connection, KiB.
-# (coproc IDLE sets IDLE_PID, which cleanup also uses.)
+# idle_test NAME PORT N [TLS]: opens IDLE_N idle keep-alive connections to
+# proxy NAME on PORT (N, or fewer where HAProxy's connection limit is lower),
+# plaintext HTTP/1.1 or, with TLS "http/1.1" or "h2", that protocol over TLS
+# (idleconns -tls), and sets IDLE_KIB to the growth of its data-plane
+# process's RSS per connection, KiB. (coproc IDLE sets IDLE_PID, which
+# cleanup also uses.)
 idle_test() {
-	local name=$1 before after line
-	IDLE_N=$IDLE_CONNS
+	local name=$1 port=$2 mode=${4:-} before after line what=keep-alive logf
+	IDLE_N=$3
 	if [[ $name == haproxy ]] && ((IDLE_N > HAPROXY_MAXCONN - 256)); then
 		IDLE_N=$((HAPROXY_MAXCONN - 256))
 	fi
+	[[ -z $mode ]] || what="keep-alive TLS ($mode)"
+	logf=$WORK/$name-idle${mode:+-${mode//\//}}.log
 	before=$(rss_kib "$DATA_PID")
-	log "$name: opening $IDLE_N idle keep-alive connections"
-	coproc IDLE { exec taskset -c "$LOAD_CPU" "$WORK/idleconns" -addr "127.0.0.1:${PORT[$name]}" -n "$IDLE_N" 2>"$WORK/$name-idle.log"; }
+	log "$name: opening $IDLE_N idle $what connections"
+	coproc IDLE { exec taskset -c "$LOAD_CPU" "$WORK/idleconns" -addr "127.0.0.1:$port" -n "$IDLE_N" -tls "$mode" 2>"$logf"; }
 	if ! read -r -t 120 line <&"${IDLE[0]}" || [[ $line != "ready $IDLE_N" ]]; then
-		cat "$WORK/$name-idle.log" >&2
+		cat "$logf" >&2
 		kill "$IDLE_PID" 2>/dev/null || true
 		wait "$IDLE_PID" 2>/dev/null || true
 		IDLE_PID=
@@ -696,22 +740,22 @@ report() {
 # handshake as a ratio of nginx's.
 report_tls() {
 	((${#TLS_RESULTS[@]} > 0)) || return 0
-	local r name h2_rps h2_cpu h2_req h2_err hs_rate hs_cpu hs h3_rps h3_cpu h3_req h3_err ng_h2=0 ng_hs=0 h2_ratio hs_ratio lines=()
+	local r name h2_rps h2_cpu h2_req h2_err hs_rate hs_cpu hs h3_rps h3_cpu h3_req h3_err idle_tls idle_h2 idle_n ng_h2=0 ng_hs=0 h2_ratio hs_ratio lines=()
 	for r in "${TLS_RESULTS[@]}"; do
-		read -r name h2_rps h2_cpu h2_req h2_err hs_rate hs_cpu hs h3_rps h3_cpu h3_req h3_err <<<"$r"
+		read -r name h2_rps h2_cpu h2_req h2_err hs_rate hs_cpu hs h3_rps h3_cpu h3_req h3_err idle_tls idle_h2 idle_n <<<"$r"
 		if [[ $name == nginx ]]; then
 			ng_h2=$h2_cpu ng_hs=$hs_cpu
 		fi
 	done
-	printf '\nTLS: HTTP/2 (h2load -c%s -m%s), HTTP/3 (h3load -c%s -m%s) and full handshakes (openssl s_time -new, one request each), %s s\n' "$H2_CONNS" "$H2_STREAMS" "$H2_CONNS" "$H2_STREAMS" "$DURATION"
-	printf '%-8s %10s %12s %8s %7s %10s %12s %7s %8s %12s %8s\n' proxy h2_req/s cpu_us/req ratio errors h3_req/s cpu_us/req errors hs/s cpu_us/hs ratio
+	printf '\nTLS: HTTP/2 (h2load -c%s -m%s), HTTP/3 (h3load -c%s -m%s), full handshakes (openssl s_time -new, one request each), %s s; idle keep-alive memory over TLS, HTTP/1.1 and HTTP/2\n' "$H2_CONNS" "$H2_STREAMS" "$H2_CONNS" "$H2_STREAMS" "$DURATION"
+	printf '%-8s %10s %12s %8s %7s %10s %12s %7s %8s %12s %8s %18s %17s\n' proxy h2_req/s cpu_us/req ratio errors h3_req/s cpu_us/req errors hs/s cpu_us/hs ratio idle_tls_KiB/conn idle_h2_KiB/conn
 	for r in "${TLS_RESULTS[@]}"; do
-		read -r name h2_rps h2_cpu h2_req h2_err hs_rate hs_cpu hs h3_rps h3_cpu h3_req h3_err <<<"$r"
+		read -r name h2_rps h2_cpu h2_req h2_err hs_rate hs_cpu hs h3_rps h3_cpu h3_req h3_err idle_tls idle_h2 idle_n <<<"$r"
 		h2_ratio=$(awk -v b="$ng_h2" -v c="$h2_cpu" 'BEGIN { if (b + 0 > 0 && c + 0 > 0) printf "%.2f", c / b; else print "-" }')
 		hs_ratio=$(awk -v b="$ng_hs" -v c="$hs_cpu" 'BEGIN { if (b + 0 > 0 && c + 0 > 0) printf "%.2f", c / b; else print "-" }')
-		printf '%-8s %10s %12s %8s %7s %10s %12s %7s %8s %12s %8s\n' "$name" "$h2_rps" "$h2_cpu" "$h2_ratio" "$h2_err" "$h3_rps" "$h3_cpu" "$h3_err" "$hs_rate" "$hs_cpu" "$hs_ratio"
-		lines+=("$(printf 'BENCH_TLS proxy=%s h2_rps=%s h2_cpu_us_per_req=%s h2_ratio=%s h2_requests=%s h2_errors=%s h3_rps=%s h3_cpu_us_per_req=%s h3_requests=%s h3_errors=%s handshakes_per_s=%s cpu_us_per_handshake=%s handshake_ratio=%s handshakes=%s h2_conns=%s h2_streams=%s duration_s=%s' \
-			"$name" "$h2_rps" "$h2_cpu" "$h2_ratio" "$h2_req" "$h2_err" "$h3_rps" "$h3_cpu" "$h3_req" "$h3_err" "$hs_rate" "$hs_cpu" "$hs_ratio" "$hs" "$H2_CONNS" "$H2_STREAMS" "$DURATION")")
+		printf '%-8s %10s %12s %8s %7s %10s %12s %7s %8s %12s %8s %18s %17s\n' "$name" "$h2_rps" "$h2_cpu" "$h2_ratio" "$h2_err" "$h3_rps" "$h3_cpu" "$h3_err" "$hs_rate" "$hs_cpu" "$hs_ratio" "$idle_tls" "$idle_h2"
+		lines+=("$(printf 'BENCH_TLS proxy=%s h2_rps=%s h2_cpu_us_per_req=%s h2_ratio=%s h2_requests=%s h2_errors=%s h3_rps=%s h3_cpu_us_per_req=%s h3_requests=%s h3_errors=%s handshakes_per_s=%s cpu_us_per_handshake=%s handshake_ratio=%s handshakes=%s idle_tls_conns=%s idle_tls_kib_per_conn=%s idle_h2_kib_per_conn=%s h2_conns=%s h2_streams=%s duration_s=%s' \
+			"$name" "$h2_rps" "$h2_cpu" "$h2_ratio" "$h2_req" "$h2_err" "$h3_rps" "$h3_cpu" "$h3_req" "$h3_err" "$hs_rate" "$hs_cpu" "$hs_ratio" "$hs" "$idle_n" "$idle_tls" "$idle_h2" "$H2_CONNS" "$H2_STREAMS" "$DURATION")")
 	done
 	echo
 	printf '%s\n' "${lines[@]}"

@@ -107,6 +107,12 @@ func (c *connection) Serve(nc netfilter.Conn) {
 	c.w = getWriteBuf()
 	for {
 		keep, park := c.serveOne()
+		if c.h2 != nil {
+			// The client opened with the h2c preface: the connection
+			// is HTTP/2 now, and parked (resumeH2 serves it again).
+			c.release()
+			return
+		}
 		if park || !keep {
 			c.flushDeferred()
 		}
@@ -338,7 +344,7 @@ func (c *connection) readError(err error) bool {
 			rejectPreface(c.c)
 			return false
 		}
-		c.serveH2(c.c, readAhead, false) // in the HTTP/1 loop, which cannot park it
+		c.serveH2(c.c, readAhead, true)
 		return false
 	case errors.As(err, &pe):
 		c.f.log.Debug("bad request", zap.Uint64("conn", c.info.ID), zap.Int("status", pe.Status), zap.String("reason", pe.Reason))

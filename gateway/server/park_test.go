@@ -343,3 +343,26 @@ func TestParkedHTTP2ConnectionsEndOnDrainAndIdleTimeout(t *testing.T) {
 		}
 	})
 }
+
+// An h2c connection that a listener with codec_type "auto" read as HTTP/1
+// until its preface parks as well.
+func TestIdleH2CConnectionsPark(t *testing.T) {
+	addr := serveGen(t, genConfig(t, "h2c", "127.0.0.1:1"))
+	parked := conn.Parked()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	cc, err := (&http2.Transport{AllowHTTP: true}).NewClientConn(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := h2Get(t, cc); body != "h2c" {
+		t.Fatalf("first response %q", body)
+	}
+	waitFor(t, "the h2c connection to park", func() bool { return conn.Parked() > parked })
+	if body := h2Get(t, cc); body != "h2c" {
+		t.Fatalf("response after parking %q", body)
+	}
+}

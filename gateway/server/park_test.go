@@ -171,7 +171,15 @@ func (c *splitConn) Write(p []byte) (int, error) {
 // rest).
 func TestIdleTLSConnectionsParkWithoutGoroutines(t *testing.T) {
 	ca := testutil.NewCA(t)
-	addr := serveGen(t, tlsGenConfig(t, ca, "tlsparked"))
+	// With the TLS inspector, whose peek at the ClientHello reaches TLS
+	// as bytes read ahead (consumed by the handshake).
+	cfg := tlsGenConfig(t, ca, "tlsparked")
+	cfg, err := config.Parse("tlsparked.toml", []byte(strings.Replace(string(cfg.Source), "[[listener.filter_chain]]\n",
+		"[[listener.listener_filter]]\nname = \"sluice.filters.listener.tls_inspector\"\n[[listener.filter_chain]]\n", 1)))
+	if err != nil || len(cfg.Listeners[0].ListenerFilters) != 1 {
+		t.Fatalf("config: %v, listener filters %v", err, cfg.Listeners[0].ListenerFilters)
+	}
+	addr := serveGen(t, cfg)
 	base, parked := runtime.NumGoroutine(), conn.Parked()
 	const n = 100
 	conns := make([]*tls.Conn, n)

@@ -14,8 +14,9 @@
 // exactly "trailers"), Host and Expect: 100-continue are removed after what
 // they mean is recorded in Request or Response (Framing, ContentLength,
 // KeepAlive, Upgrade, ExpectContinue). Content-Length is end-to-end and stays
-// in Fields once validated; the serializers ignore it there and write the
-// framing from their arguments. Body reads the body
+// in Fields once validated (but for a 1xx or 204 response, or a 2xx answer
+// to CONNECT, which may not carry one: there it is dropped); the serializers
+// ignore it there and write the framing from their arguments. Body reads the body
 // that follows, decoding the chunked coding and its trailers. The Append
 // functions serialize heads and chunks into caller-owned slices.
 //

@@ -85,6 +85,14 @@ func (r *Reader) parseResponse(resp *Response, method, head []byte) error {
 	case status < 200 || status == 204,
 		string(method) == "CONNECT" && status < 300:
 		resp.Framing = NoBody
+		// These responses may not carry Content-Length (RFC 9110 §8.6,
+		// §9.3.6); one sent anyway describes nothing. Passed on to an
+		// HTTP/2 or HTTP/3 client it would make the response malformed
+		// (a length that END_STREAM without DATA contradicts, RFC 9113
+		// §8.1.1), so it is dropped here.
+		if s.contentLength >= 0 {
+			h.Del("content-length")
+		}
 	case status == 304 || string(method) == "HEAD":
 		resp.Framing = NoBody
 		resp.ContentLength = s.contentLength

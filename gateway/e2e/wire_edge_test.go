@@ -1,0 +1,137 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
+	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
+)
+
+// h2Reply is what a raw HTTP/2 client saw on stream 1: the fields of the
+// response head, the body, and the RST_STREAM code if the stream was reset.
+type h2Reply struct {
+	head  []hpack.HeaderField
+	body  []byte
+	reset bool
+	code  http2.ErrCode
+}
+
+// field returns the value of the head's field name and whether it is there.
+func (r *h2Reply) field(name string) (string, bool) {
+	for _, f := range r.head {
+		if f.Name == name {
+			return f.Value, true
+		}
+	}
+	return "", false
+}
+
+// rawH2Request opens an h2c connection to addr and sends fields (in order,
+// pseudo-headers included, unchecked) as the HEADERS of stream 1 with
+// END_STREAM, then reads the stream until it ends or is reset.
+func rawH2Request(t *testing.T, addr string, fields ...[2]string) *h2Reply {
+	t.Helper()
+	c := dial(t, addr)
+	fr := http2.NewFramer(c, c)
+	io.WriteString(c, http2.ClientPreface)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range fields {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	dec := hpack.NewDecoder(4096, nil)
+	r := &h2Reply{}
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reading stream 1: %v (so far: head %v, body %q)", err, r.head, r.body)
+		}
+		ackControl(fr, f)
+		if f.Header().StreamID != 1 {
+			continue
+		}
+		switch f := f.(type) {
+		case *http2.HeadersFrame:
+			fs, err := dec.DecodeFull(f.HeaderBlockFragment())
+			if err != nil {
+				t.Fatalf("decoding a response head: %v", err)
+			}
+			if r.head == nil || strings.HasPrefix(statusOf(r.head), "1") {
+				r.head = fs // a final head replaces an informational one
+			}
+			if f.StreamEnded() {
+				return r
+			}
+		case *http2.DataFrame:
+			r.body = append(r.body, f.Data()...)
+			if f.StreamEnded() {
+				return r
+			}
+		case *http2.RSTStreamFrame:
+			r.reset, r.code = true, f.ErrCode
+			return r
+		}
+	}
+}
+
+func statusOf(fs []hpack.HeaderField) string {
+	for _, f := range fs {
+		if f.Name == ":status" {
+			return f.Value
+		}
+	}
+	return ""
+}
+
+// TestHTTP2ClientGetsNoContentLengthOnA204FromAnHTTP1Upstream: an HTTP/1.1
+// upstream that sends Content-Length on a 204 (which RFC 9110 §8.6 forbids,
+// and which old servers do) must not make the response malformed for an
+// HTTP/2 client: a content-length of 5 on a stream that ends with no DATA is
+// a PROTOCOL_ERROR to curl and nghttp2 (RFC 9113 §8.1.1). The field is
+// dropped, as it is for HTTP/1.1 clients.
+func TestHTTP2ClientGetsNoContentLengthOnA204FromAnHTTP1Upstream(t *testing.T) {
+	up := testutil.RawUpstream(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			if _, err := testutil.ReadRequest(br); err != nil {
+				return
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-Up: 1\r\n\r\n"); err != nil {
+				return
+			}
+		}
+	})
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	r := rawH2Request(t, p.Addr("http"), [2]string{":method", "GET"}, [2]string{":scheme", "http"},
+		[2]string{":authority", "a"}, [2]string{":path", "/"})
+	if r.reset {
+		t.Fatalf("stream reset with %v, want a 204", r.code)
+	}
+	if s := statusOf(r.head); s != "204" {
+		t.Fatalf("status %q, want 204", s)
+	}
+	if v, ok := r.field("content-length"); ok {
+		t.Fatalf("204 carries content-length %q to the HTTP/2 client (head %v)", v, r.head)
+	}
+	if v, _ := r.field("x-up"); v != "1" {
+		t.Fatalf("x-up %q, want the upstream's other fields kept (head %v)", v, r.head)
+	}
+
+	// HTTP/1.1 clients get no content-length either.
+	c := dial(t, p.Addr("http"))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, _ := readResponse(t, bufio.NewReader(c), "GET")
+	if resp.StatusCode != 204 || resp.Header.Get("Content-Length") != "" {
+		t.Fatalf("HTTP/1.1: status %d content-length %q, want 204 without one", resp.StatusCode, resp.Header.Get("Content-Length"))
+	}
+}

@@ -3,8 +3,10 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -133,5 +135,34 @@ func TestHTTP2ClientGetsNoContentLengthOnA204FromAnHTTP1Upstream(t *testing.T) {
 	resp, _ := readResponse(t, bufio.NewReader(c), "GET")
 	if resp.StatusCode != 204 || resp.Header.Get("Content-Length") != "" {
 		t.Fatalf("HTTP/1.1: status %d content-length %q, want 204 without one", resp.StatusCode, resp.Header.Get("Content-Length"))
+	}
+}
+
+// TestRequestWithoutAuthorityReachesAnHTTP1UpstreamWithAHostField: an
+// HTTP/1.0 request without Host and an HTTP/2 request without :authority
+// are valid, but the router forwards them as HTTP/1.1, which must carry a
+// Host field (RFC 9112 §3.2: empty when there is no authority); without
+// one, an upstream answers 400 (Go's server: "missing required Host
+// header").
+func TestRequestWithoutAuthorityReachesAnHTTP1UpstreamWithAHostField(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "host=%q", r.Host)
+	}))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+
+	c := dial(t, p.Addr("http"))
+	io.WriteString(c, "GET /ten HTTP/1.0\r\n\r\n")
+	resp, body := readResponse(t, bufio.NewReader(c), "GET")
+	if resp.StatusCode != 200 || string(body) != `host=""` {
+		t.Fatalf("HTTP/1.0 without Host: %d %q, want 200 host=\"\"", resp.StatusCode, body)
+	}
+
+	r := rawH2Request(t, p.Addr("http"), [2]string{":method", "GET"}, [2]string{":scheme", "http"},
+		[2]string{":path", "/two"})
+	if r.reset {
+		t.Fatalf("HTTP/2 without :authority: stream reset with %v, want a response", r.code)
+	}
+	if s := statusOf(r.head); s != "200" || string(r.body) != `host=""` {
+		t.Fatalf("HTTP/2 without :authority: %s %q, want 200 host=\"\"", s, r.body)
 	}
 }

@@ -10,14 +10,17 @@ import (
 // extended slice:
 //
 //	METHOD SP path SP HTTP/1.1 CRLF
-//	host: authority CRLF                          (when Authority is set)
+//	host: authority CRLF                          (empty without an Authority)
 //	fields CRLF...
 //	content-length: N | transfer-encoding: chunked (from f and contentLength)
 //	connection: close                             (when !keepAlive)
 //	CRLF
 //
 // A nil or empty Path is written as the authority for CONNECT and as "/"
-// otherwise. With NoBody framing a non-negative contentLength is still
+// otherwise. A request without an Authority (HTTP/1.0 without Host, HTTP/2
+// or HTTP/3 without :authority) still gets a host field, empty: an HTTP/1.1
+// request must carry one (RFC 9112 §3.2), and servers answer 400 to one
+// without. With NoBody framing a non-negative contentLength is still
 // written. Fields named host, content-length or transfer-encoding are
 // skipped (the head carries them from its arguments), and so is any field
 // whose name is not a token or whose value holds a CR, LF or other control
@@ -37,11 +40,9 @@ func AppendRequestHead(dst []byte, h *httpfilter.RequestHeaders, f Framing, cont
 		dst = append(dst, '/')
 	}
 	dst = append(dst, " HTTP/1.1\r\n"...)
-	if len(h.Authority) > 0 {
-		dst = append(dst, "host: "...)
-		dst = append(dst, h.Authority...)
-		dst = append(dst, "\r\n"...)
-	}
+	dst = append(dst, "host: "...)
+	dst = append(dst, h.Authority...)
+	dst = append(dst, "\r\n"...)
 	dst = appendFields(dst, &h.Headers)
 	dst = appendFraming(dst, f, contentLength)
 	if !keepAlive {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/net/http2"
@@ -164,5 +165,38 @@ func TestRequestWithoutAuthorityReachesAnHTTP1UpstreamWithAHostField(t *testing.
 	}
 	if s := statusOf(r.head); s != "200" || string(r.body) != `host=""` {
 		t.Fatalf("HTTP/2 without :authority: %s %q, want 200 host=\"\"", s, r.body)
+	}
+}
+
+// TestHTTP2FieldValueWithOuterWhitespaceIsMalformed: RFC 9113 §8.2.1 makes
+// a request whose field value starts or ends with SP or HTAB malformed (a
+// stream error PROTOCOL_ERROR). Forwarded to HTTP/1.1 the whitespace
+// would be stripped as OWS, so the upstream would see another value than
+// the one routes matched here. Whitespace inside a value, and an empty
+// value, are fine.
+func TestHTTP2FieldValueWithOuterWhitespaceIsMalformed(t *testing.T) {
+	var served atomic.Int64
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		fmt.Fprintf(w, "x-a=%q", r.Header.Get("x-a"))
+	}))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	req := func(value string) *h2Reply {
+		return rawH2Request(t, p.Addr("http"), [2]string{":method", "GET"}, [2]string{":scheme", "http"},
+			[2]string{":authority", "a"}, [2]string{":path", "/"}, [2]string{"x-a", value})
+	}
+	for _, v := range []string{" b", "b ", "\tb", "b\t", " "} {
+		if r := req(v); !r.reset || r.code != http2.ErrCodeProtocol {
+			t.Errorf("value %q: reset %v code %v (status %q), want RST_STREAM PROTOCOL_ERROR", v, r.reset, r.code, statusOf(r.head))
+		}
+	}
+	if n := served.Load(); n != 0 {
+		t.Fatalf("the upstream served %d malformed requests", n)
+	}
+	for _, v := range []string{"b\tc d", ""} {
+		r := req(v)
+		if want := fmt.Sprintf("x-a=%q", v); r.reset || statusOf(r.head) != "200" || string(r.body) != want {
+			t.Errorf("value %q: reset %v status %q body %q, want 200 %s", v, r.reset, statusOf(r.head), r.body, want)
+		}
 	}
 }

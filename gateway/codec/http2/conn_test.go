@@ -808,8 +808,8 @@ func TestRequestURLIsParsed(t *testing.T) {
 
 // Header blocks that decode but break RFC 9113 §8.2-8.3 (an uppercase
 // field name, a pseudo-field after a regular one, an unknown or repeated
-// pseudo-field, a response pseudo-field, a value with a control character)
-// reset their stream with PROTOCOL_ERROR and reach no handler; the HPACK
+// pseudo-field, a response pseudo-field, a value with a control character
+// or with leading or trailing whitespace) reset their stream with PROTOCOL_ERROR and reach no handler; the HPACK
 // state stays in step, so the connection serves the next request.
 func TestMalformedHeaderBlocksAreStreamErrors(t *testing.T) {
 	var served atomic.Int32
@@ -824,6 +824,8 @@ func TestMalformedHeaderBlocksAreStreamErrors(t *testing.T) {
 		{":bogus", "1"},
 		{":status", "200"},
 		{"x-ctl", "a\x01b"},
+		{"x-lead", " a"},
+		{"x-trail", "a\t"},
 	} {
 		rc.hbuf.Reset()
 		all := []string{":method", "GET", ":scheme", "http", ":authority", "example.test", ":path", "/"}

@@ -65,7 +65,7 @@ func (c *Conn) emit(hf hpack.HeaderField) {
 	if b.invalid != nil || b.truncated {
 		return
 	}
-	if !http1.ValidFieldValue(hf.Value) {
+	if !http1.ValidFieldValue(hf.Value) || hasOuterWhitespace(hf.Value) {
 		b.invalid = errFieldValue
 		return
 	}
@@ -89,6 +89,14 @@ func (c *Conn) emit(hf hpack.HeaderField) {
 		b.remain -= size
 	}
 	b.fields = append(b.fields, hf)
+}
+
+// hasOuterWhitespace reports whether v starts or ends with SP or HTAB,
+// which makes an HTTP/2 request malformed (RFC 9113 §8.2.1). HTTP/1.1
+// strips such whitespace as OWS, so passing it on would let a header
+// match or filter here see a value that differs from the upstream's.
+func hasOuterWhitespace(v string) bool {
+	return v != "" && (v[0] == ' ' || v[0] == '\t' || v[len(v)-1] == ' ' || v[len(v)-1] == '\t')
 }
 
 // validFieldName reports whether name is a lowercase token.

@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -198,5 +200,89 @@ func TestHTTP2FieldValueWithOuterWhitespaceIsMalformed(t *testing.T) {
 		if want := fmt.Sprintf("x-a=%q", v); r.reset || statusOf(r.head) != "200" || string(r.body) != want {
 			t.Errorf("value %q: reset %v status %q body %q, want 200 %s", v, r.reset, statusOf(r.head), r.body, want)
 		}
+	}
+}
+
+// blackholeAddr returns the address of a listener whose accept queue is
+// full and never drained: connects to it hang until their timeout (the
+// kernel drops their SYNs).
+func blackholeAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("socket: %v", err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatalf("bind: %v", err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatalf("getsockname: %v", err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	// Backlog 0 queues one connection: fill it.
+	dial(t, addr)
+	return addr
+}
+
+// TestHTTP2RapidResetIsBoundedByMaxConcurrentStreams: a client that opens
+// streams and resets them at once (CVE-2023-44487) stays within its
+// connection's max_concurrent_streams even though each reset frees its
+// slot at once: the handlers of reset streams, here stuck in an upstream
+// connect, still count, new streams wait for them, and a client that has
+// 4×max_concurrent_streams waiting is cut off with GOAWAY
+// ENHANCE_YOUR_CALM. Before, every stream got a handler and an upstream
+// connect, however many the client reset.
+func TestHTTP2RapidResetIsBoundedByMaxConcurrentStreams(t *testing.T) {
+	hole := blackholeAddr(t)
+	p := gwtest.Start(t, h2Config("    http2_protocol_options = { max_concurrent_streams = 4 }",
+		route(`prefix = "/"`, "hole"),
+		fmt.Sprintf("\n[[cluster]]\nname = \"hole\"\nendpoints = [%q]\nconnect_timeout = \"30s\"\n", hole)))
+	c := dial(t, p.Addr("http"))
+	fr := http2.NewFramer(c, c)
+	io.WriteString(c, http2.ClientPreface)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	goaway := make(chan http2.ErrCode, 1)
+	go func() {
+		defer close(goaway)
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			// Nothing is written here (the test's goroutine writes): the
+			// server needs no SETTINGS ACK for this.
+			if g, ok := f.(*http2.GoAwayFrame); ok && g.ErrCode != http2.ErrCodeNo {
+				goaway <- g.ErrCode
+				return
+			}
+		}
+	}()
+	// 4 handlers and 16 waiting streams are allowed; the 21st stream is
+	// one too many. The client keeps going (writes may fail once the
+	// server closed) up to 200 streams.
+	for id := uint32(1); id < 400; id += 2 {
+		hb.Reset()
+		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/"}} {
+			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}) != nil ||
+			fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+			break
+		}
+	}
+	select {
+	case code, ok := <-goaway:
+		if !ok || code != http2.ErrCodeEnhanceYourCalm {
+			t.Fatalf("connection ended without GOAWAY ENHANCE_YOUR_CALM (got %v, %v)", code, ok)
+		}
+	case <-time.After(ioTimeout):
+		t.Fatal("no GOAWAY: the server keeps accepting streams whose reset handlers still run")
 	}
 }

@@ -205,6 +205,11 @@ type Conn struct {
 	// server sent (0: none), nextReset where the next one goes.
 	sentResets [16]uint32
 	nextReset  uint32
+	// handlers counts the stream handlers running, including those of
+	// streams already reset; queued holds new streams waiting for one of
+	// them to return (see startLocked).
+	handlers int
+	queued   []*stream
 }
 
 // NewConn returns a connection reading and writing t, whose streams h
@@ -442,6 +447,9 @@ var (
 	errStreamReset  = errors.New("http2: stream reset by the client")
 	errStreamClosed = errors.New("http2: stream closed")
 	errBodyClosed   = errors.New("http2: request body closed")
+	// errTooManyResets is logged when streams wait for the handlers of
+	// reset streams beyond the bound of startLocked.
+	errTooManyResets = errors.New("http2: too many streams waiting for the handlers of reset streams")
 )
 
 func (c *Conn) debug(msg string, err error) {
@@ -801,8 +809,57 @@ func (c *Conn) processHeaders(f *headerBlock) xh2.ErrCode {
 	if c.idleTimer != nil {
 		c.idleTimer.Stop()
 	}
-	go c.run(st)
+	return c.startLocked(st)
+}
+
+// maxQueuedPerStream times MaxConcurrentStreams is how many new streams may
+// wait for a handler before the connection is closed (x/net/http2's bound).
+const maxQueuedPerStream = 4
+
+// startLocked runs the handler of the new stream st, or queues st while
+// MaxConcurrentStreams handlers are running. A stream the client resets
+// leaves the stream table at once (it no longer counts against the
+// client's limit, RFC 9113 §5.1.2), but its handler may run on for a while
+// (an upstream connect or request being given up). Without this bound a
+// client opening and resetting streams in a loop (CVE-2023-44487, "rapid
+// reset") would have any number of handlers, and upstream requests, in
+// flight on one connection. A client that queues more than
+// maxQueuedPerStream×MaxConcurrentStreams streams this way gets a
+// connection error ENHANCE_YOUR_CALM, as from x/net/http2's server.
+func (c *Conn) startLocked(st *stream) xh2.ErrCode {
+	max := int(c.opts.MaxConcurrentStreams)
+	if c.handlers < max {
+		c.handlers++
+		go c.run(st)
+		return xh2.ErrCodeNo
+	}
+	if len(c.queued) >= maxQueuedPerStream*max {
+		c.debug("http2 connection error", errTooManyResets)
+		return xh2.ErrCodeEnhanceYourCalm
+	}
+	c.queued = append(c.queued, st)
 	return xh2.ErrCodeNo
+}
+
+// handlerDoneLocked counts a handler's return and starts queued streams'
+// handlers in its place; a queued stream that was reset (or whose
+// connection ended) meanwhile is dropped without one.
+func (c *Conn) handlerDoneLocked() {
+	c.handlers--
+	for len(c.queued) > 0 && c.handlers < int(c.opts.MaxConcurrentStreams) {
+		st := c.queued[0]
+		c.queued[0] = nil
+		c.queued = c.queued[1:]
+		if c.streams[st.id] != st {
+			st.releaseLocked()
+			continue
+		}
+		c.handlers++
+		go c.run(st)
+	}
+	if len(c.queued) == 0 {
+		c.queued = nil
+	}
 }
 
 // newRequest builds the request of a HEADERS frame, or returns the stream
@@ -1006,6 +1063,7 @@ func (c *Conn) run(st *stream) {
 		}
 		st.cancel()
 		st.releaseLocked()
+		c.handlerDoneLocked()
 		c.mu.Unlock()
 		st.recycle()
 	}()

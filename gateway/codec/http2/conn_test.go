@@ -1158,3 +1158,86 @@ func TestIdleConnectionHoldsNoFrameBuffer(t *testing.T) {
 		}
 	}
 }
+
+// A reset stream leaves the client's concurrency limit at once, but its
+// handler may still run: handlers, not open streams, are bounded by
+// MaxConcurrentStreams. New streams wait for the handlers of reset ones
+// (and run, in order, as those return); a reset waiting stream never gets
+// one; more than 4×MaxConcurrentStreams waiting is a connection error
+// ENHANCE_YOUR_CALM (the "rapid reset" attack, CVE-2023-44487).
+func TestHandlersOfResetStreamsCountAgainstMaxConcurrentStreams(t *testing.T) {
+	opts := testOpts()
+	opts.MaxConcurrentStreams = 2
+	var running, peak, served atomic.Int32
+	release := make(chan struct{})
+	s := startServer(t, opts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		served.Add(1)
+		<-release // a handler slow to notice its reset
+		io.WriteString(w, r.URL.Path)
+	}))
+	// served reaching n, or staying below it, within d.
+	reaches := func(n int32, d time.Duration) bool {
+		for deadline := time.Now().Add(d); served.Load() < n && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		return served.Load() >= n
+	}
+	rc := dialRaw(t, s.addr)
+	// Two streams whose handlers hold on after their reset.
+	for _, id := range []uint32{1, 3} {
+		rc.headers(id, "GET", true, ":path", "/hold")
+		if err := rc.fr.WriteRSTStream(id, xh2.ErrCodeCancel); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !reaches(2, waitLimit) {
+		t.Fatalf("%d handlers started, want 2", served.Load())
+	}
+	// Stream 5 waits; stream 7 is reset while waiting and never runs.
+	rc.headers(5, "GET", true, ":path", "/next")
+	rc.headers(7, "GET", true, ":path", "/reset-while-waiting")
+	if err := rc.fr.WriteRSTStream(7, xh2.ErrCodeCancel); err != nil {
+		t.Fatal(err)
+	}
+	// A PING answered shows that the server processed all of it; a
+	// handler started for stream 5 would then run within moments.
+	if err := rc.fr.WritePing(false, [8]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	rc.until("the PING's ACK", func(f xh2.Frame) bool { p, ok := f.(*xh2.PingFrame); return ok && p.IsAck() })
+	if reaches(3, 300*time.Millisecond) {
+		t.Fatalf("%d handlers started with two running, want 2", served.Load())
+	}
+	close(release)
+	if status, body := rc.response(5); status != 200 || string(body) != "/next" {
+		t.Fatalf("stream 5: %d %q", status, body)
+	}
+	if p := peak.Load(); p > 2 {
+		t.Fatalf("%d handlers ran at once, want at most 2", p)
+	}
+	if n := served.Load(); n != 3 {
+		t.Fatalf("%d handlers ran, want 3 (not the stream reset while it waited)", n)
+	}
+
+	// A client resetting streams faster than their handlers return is
+	// cut off once 8 wait.
+	release2 := make(chan struct{})
+	defer close(release2)
+	s2 := startServer(t, opts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release2 }))
+	rc2 := dialRaw(t, s2.addr)
+	for id := uint32(1); id < 2*(2+8); id += 2 {
+		rc2.headers(id, "GET", true)
+		if err := rc2.fr.WriteRSTStream(id, xh2.ErrCodeCancel); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc2.headers(2*(2+8)+1, "GET", true) // the eleventh stream: two run, eight wait
+	f := rc2.until("GOAWAY", func(f xh2.Frame) bool { _, ok := f.(*xh2.GoAwayFrame); return ok })
+	if code := f.(*xh2.GoAwayFrame).ErrCode; code != xh2.ErrCodeEnhanceYourCalm {
+		t.Fatalf("GOAWAY %v, want ENHANCE_YOUR_CALM", code)
+	}
+}

@@ -286,3 +286,25 @@ func TestHTTP2RapidResetIsBoundedByMaxConcurrentStreams(t *testing.T) {
 		t.Fatal("no GOAWAY: the server keeps accepting streams whose reset handlers still run")
 	}
 }
+
+// TestHTTP10UpgradeIsIgnored: RFC 9110 §7.8 has a server ignore Upgrade in
+// an HTTP/1.0 request (an HTTP/1.0 proxy may have forwarded it without
+// understanding Connection). Such a request is served as a plain one:
+// not refused with 403 where the route allows no upgrade, not tunnelled
+// where it does, and the upstream sees neither field.
+func TestHTTP10UpgradeIsIgnored(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "upgrade=%q connection=%q", r.Header.Get("Upgrade"), r.Header.Get("Connection"))
+	}))
+	p := gwtest.Start(t, config(1, route(`prefix = "/ws"`, "up", `upgrade = ["websocket"]`)+route(`prefix = "/"`, "up"),
+		cluster("up", up.Addr)))
+	for _, path := range []string{"/plain", "/ws"} {
+		c := dial(t, p.Addr("http"))
+		io.WriteString(c, "GET "+path+" HTTP/1.0\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
+			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+		resp, body := readResponse(t, bufio.NewReader(c), "GET")
+		if want := `upgrade="" connection=""`; resp.StatusCode != 200 || string(body) != want {
+			t.Errorf("%s: %d %q, want 200 %s", path, resp.StatusCode, body, want)
+		}
+	}
+}

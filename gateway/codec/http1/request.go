@@ -27,7 +27,7 @@ type Request struct {
 	// The Expect field is removed from Fields.
 	ExpectContinue bool
 	// Upgrade is the Upgrade field value when Connection has the "upgrade"
-	// option (e.g. "websocket"), else nil.
+	// option (e.g. "websocket") on an HTTP/1.1 request, else nil.
 	Upgrade []byte
 	// AbsoluteForm reports that the target was in absolute-form; Authority
 	// was taken from it rather than from Host.
@@ -133,7 +133,10 @@ func (r *Reader) parseRequest(req *Request, head []byte) error {
 		req.ContentLength = s.contentLength
 	}
 	req.KeepAlive = !s.close && (req.Minor == 1 || s.keepAlive)
-	if s.upgradeOpt {
+	if s.upgradeOpt && req.Minor == 1 {
+		// An HTTP/1.0 request's Upgrade is ignored (RFC 9110 §7.8): an
+		// HTTP/1.0 proxy may have passed it on without understanding
+		// Connection. The field is removed either way.
 		req.Upgrade = s.upgrade
 	}
 	r.removeNamed(&h.Headers)

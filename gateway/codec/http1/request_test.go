@@ -71,6 +71,8 @@ func TestReadRequestValid(t *testing.T) {
 			method: "PUT", authority: "h", path: "/", fields: "content-length=3;", minor: 1, framing: ContentLength, cl: 3, keepAlive: true, expect: true},
 		{name: "websocket upgrade", head: "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n",
 			method: "GET", authority: "h", path: "/ws", fields: "sec-websocket-key=k;", minor: 1, cl: -1, keepAlive: true, upgrade: "websocket"},
+		{name: "HTTP/1.0 upgrade is ignored", head: "GET /ws HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+			method: "GET", path: "/ws", minor: 0, cl: -1},
 		{name: "upgrade without connection option", head: "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n",
 			method: "GET", authority: "h", path: "/ws", minor: 1, cl: -1, keepAlive: true},
 		{name: "absolute-form", head: "GET http://Example.com:81/p?q HTTP/1.1\r\nHost: other\r\n\r\n",

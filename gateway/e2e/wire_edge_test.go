@@ -44,16 +44,35 @@ func (r *h2Reply) field(name string) (string, bool) {
 // END_STREAM, then reads the stream until it ends or is reset.
 func rawH2Request(t *testing.T, addr string, fields ...[2]string) *h2Reply {
 	t.Helper()
+	return rawH2Exchange(t, addr, fields, "", nil)
+}
+
+// rawH2Exchange is rawH2Request with a body (one DATA frame, unless
+// empty) and trailers (a second HEADERS frame, unless nil), the last of
+// them ending the stream.
+func rawH2Exchange(t *testing.T, addr string, fields [][2]string, body string, trailers [][2]string) *h2Reply {
+	t.Helper()
 	c := dial(t, addr)
 	fr := http2.NewFramer(c, c)
 	io.WriteString(c, http2.ClientPreface)
 	fr.WriteSettings()
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)
-	for _, f := range fields {
-		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	block := func(fields [][2]string) []byte {
+		hb.Reset()
+		for _, f := range fields {
+			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		return hb.Bytes()
 	}
-	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block(fields),
+		EndStream: body == "" && trailers == nil, EndHeaders: true})
+	if body != "" {
+		fr.WriteData(1, trailers == nil, []byte(body))
+	}
+	if trailers != nil {
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block(trailers), EndStream: true, EndHeaders: true})
+	}
 	dec := hpack.NewDecoder(4096, nil)
 	r := &h2Reply{}
 	for {
@@ -306,5 +325,31 @@ func TestHTTP10UpgradeIsIgnored(t *testing.T) {
 		if want := `upgrade="" connection=""`; resp.StatusCode != 200 || string(body) != want {
 			t.Errorf("%s: %d %q, want 200 %s", path, resp.StatusCode, body, want)
 		}
+	}
+}
+
+// TestHTTP2TrailersWithAConnectionSpecificFieldAreMalformed: RFC 9113
+// §8.2.2 makes any HTTP/2 message with a connection-specific field
+// malformed, trailers included (a stream error PROTOCOL_ERROR). Such
+// trailers were forwarded, and reached an HTTP/1.1 upstream as a chunked
+// trailer section with, e.g., "connection: close" or
+// "transfer-encoding: chunked" in it.
+func TestHTTP2TrailersWithAConnectionSpecificFieldAreMalformed(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "body=%s x-t=%s", b, r.Trailer.Get("x-t"))
+	}))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	head := [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/"}}
+	for _, name := range []string{"connection", "transfer-encoding", "keep-alive", "proxy-connection", "upgrade"} {
+		r := rawH2Exchange(t, p.Addr("http"), head, "abc", [][2]string{{"x-t", "1"}, {name, "close"}})
+		if !r.reset || r.code != http2.ErrCodeProtocol {
+			t.Errorf("trailer %s: reset %v code %v (status %q body %q), want RST_STREAM PROTOCOL_ERROR",
+				name, r.reset, r.code, statusOf(r.head), r.body)
+		}
+	}
+	r := rawH2Exchange(t, p.Addr("http"), head, "abc", [][2]string{{"x-t", "1"}})
+	if statusOf(r.head) != "200" || string(r.body) != "body=abc x-t=1" {
+		t.Fatalf("valid trailers: reset %v status %q body %q, want 200 body=abc x-t=1", r.reset, statusOf(r.head), r.body)
 	}
 }

@@ -738,7 +738,7 @@ func (c *Conn) processHeaders(f *headerBlock) xh2.ErrCode {
 			c.streamError(id, xh2.ErrCodeStreamClosed)
 			return xh2.ErrCodeNo
 		}
-		if !f.endStream || f.pseudo() {
+		if !f.endStream || f.pseudo() || f.connectionSpecific() {
 			c.streamError(id, xh2.ErrCodeProtocol)
 			return xh2.ErrCodeNo
 		}

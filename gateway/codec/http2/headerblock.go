@@ -37,6 +37,18 @@ func (b *headerBlock) pseudo() bool {
 	return len(b.fields) > 0 && strings.HasPrefix(b.fields[0].Name, ":")
 }
 
+// connectionSpecific reports whether the block has a connection-specific
+// field, which makes any HTTP/2 message malformed, trailers included
+// (RFC 9113 §8.2.2).
+func (b *headerBlock) connectionSpecific() bool {
+	for _, hf := range b.fields {
+		if ConnectionSpecific(hf.Name) {
+			return true
+		}
+	}
+	return false
+}
+
 var (
 	errFieldValue     = errors.New("http2: invalid header field value")
 	errFieldName      = errors.New("http2: invalid header field name")

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"net"
@@ -351,5 +352,55 @@ func TestHTTP2TrailersWithAConnectionSpecificFieldAreMalformed(t *testing.T) {
 	r := rawH2Exchange(t, p.Addr("http"), head, "abc", [][2]string{{"x-t", "1"}})
 	if statusOf(r.head) != "200" || string(r.body) != "body=abc x-t=1" {
 		t.Fatalf("valid trailers: reset %v status %q body %q, want 200 body=abc x-t=1", r.reset, statusOf(r.head), r.body)
+	}
+}
+
+// TestHTTP2UpstreamGetsTheClientsAcceptEncodingAndUserAgentOnly: requests
+// to an HTTP/2 cluster carry the client's Accept-Encoding and User-Agent
+// and no others, and the response body comes back as the upstream encoded
+// it. Go's HTTP/2 transport used to add "accept-encoding: gzip" (also next
+// to a client's own gzip, since it looked for the canonical key) and
+// "user-agent: Go-http-client/2.0", and then decompressed the response,
+// dropping its Content-Encoding: a client that asked for gzip got the
+// identity body under the gzip variant's ETag.
+func TestHTTP2UpstreamGetsTheClientsAcceptEncodingAndUserAgentOnly(t *testing.T) {
+	addr, _ := h2Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Seen", fmt.Sprintf("ae=%q ua=%q", r.Header.Values("Accept-Encoding"), r.Header.Values("User-Agent")))
+		if r.Header.Get("Accept-Encoding") == "gzip" {
+			w.Header().Set("Content-Encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			io.WriteString(zw, "compressed")
+			zw.Close()
+			return
+		}
+		io.WriteString(w, "plain")
+	}), false)
+	p := gwtest.Start(t, config(1, route(`prefix = "/"`, "up"), cluster("up", addr)+"protocol = \"http2\"\n"))
+	for _, tc := range []struct{ hdr, seen, encoding, body string }{
+		{"", `ae=[] ua=[]`, "", "plain"},
+		{"Accept-Encoding: gzip\r\nUser-Agent: me\r\n", `ae=["gzip"] ua=["me"]`, "gzip", "compressed"},
+		{"Accept-Encoding: br\r\n", `ae=["br"] ua=[]`, "", "plain"},
+	} {
+		c := dial(t, p.Addr("http"))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n"+tc.hdr+"\r\n")
+		resp, body := readResponse(t, bufio.NewReader(c), "GET")
+		if got := resp.Header.Get("X-Seen"); got != tc.seen {
+			t.Errorf("request with %q: the upstream saw %s, want %s", tc.hdr, got, tc.seen)
+		}
+		if got := resp.Header.Get("Content-Encoding"); got != tc.encoding {
+			t.Errorf("request with %q: content-encoding %q, want %q", tc.hdr, got, tc.encoding)
+		}
+		if tc.encoding == "gzip" {
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			if err != nil {
+				t.Fatalf("request with %q: body is not gzip: %v (%q)", tc.hdr, err, body)
+			}
+			if body, err = io.ReadAll(zr); err != nil {
+				t.Fatalf("request with %q: gunzip: %v", tc.hdr, err)
+			}
+		}
+		if string(body) != tc.body {
+			t.Errorf("request with %q: body %q, want %q", tc.hdr, body, tc.body)
+		}
 	}
 }

@@ -57,6 +57,12 @@ func (p *Pool) h2() *h2pool {
 		h := &h2pool{p: p}
 		h.t.AllowHTTP = true
 		h.t.StrictMaxConcurrentStreams = false
+		// A proxy passes Accept-Encoding on as the client sent it and the
+		// body as the host encoded it: without this the transport adds
+		// "accept-encoding: gzip" (also next to the client's own, which
+		// it looks up under its canonical key) and decompresses the
+		// response, dropping its Content-Encoding.
+		h.t.DisableCompression = true
 		if p.opts.TLS != nil {
 			h.tls = p.opts.TLS.Clone()
 			h.tls.NextProtos = []string{"h2"}

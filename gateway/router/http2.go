@@ -161,7 +161,8 @@ type h2result struct {
 
 // newH2Request converts a request head to an HTTP/2 request for an
 // upstream reached with scheme; the caller sets the body. Hop-by-hop fields
-// are dropped, and a content-length is kept only for a request with a body.
+// are dropped, a content-length is kept only for a request with a body, and
+// no user-agent is added.
 func newH2Request(ctx context.Context, h *httpfilter.RequestHeaders, scheme string, hasBody bool) (*http.Request, error) {
 	u, err := url.ParseRequestURI(string(h.Path))
 	if err != nil {
@@ -194,6 +195,11 @@ func newH2Request(ctx context.Context, h *httpfilter.RequestHeaders, scheme stri
 			continue
 		}
 		req.Header[name] = append(req.Header[name], string(fl.Value))
+	}
+	if _, ok := req.Header["user-agent"]; !ok {
+		// An empty value keeps the transport from sending its own
+		// (Go-http-client/2.0) for a client that sent none.
+		req.Header["user-agent"] = []string{""}
 	}
 	return req, nil
 }

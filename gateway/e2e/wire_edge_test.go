@@ -404,3 +404,67 @@ func TestHTTP2UpstreamGetsTheClientsAcceptEncodingAndUserAgentOnly(t *testing.T)
 		}
 	}
 }
+
+// TestHTTP2MaxHeadersCountIsEnforced: max_headers_count (default 100)
+// bounds HTTP/2 requests as it does HTTP/1.1 ones (431), as Envoy's
+// applies to every codec; HTTP/2 requests had no bound but the header list
+// size. Cookie crumbs (RFC 9113 §8.2.3, how browsers send cookies) count as
+// the one field they are joined into.
+func TestHTTP2MaxHeadersCountIsEnforced(t *testing.T) {
+	var served atomic.Int64
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		fmt.Fprintf(w, "cookies=%d", len(r.Cookies()))
+	}))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	req := func(n int, name string) *h2Reply {
+		fields := [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/"}}
+		for i := range n {
+			if name == "cookie" {
+				fields = append(fields, [2]string{name, fmt.Sprintf("c%d=v", i)})
+			} else {
+				fields = append(fields, [2]string{fmt.Sprintf("%s-%d", name, i), "v"})
+			}
+		}
+		return rawH2Request(t, p.Addr("http"), fields...)
+	}
+	if r := req(100, "x-h"); statusOf(r.head) != "200" {
+		t.Fatalf("100 fields: status %q (reset %v %v), want 200", statusOf(r.head), r.reset, r.code)
+	}
+	if r := req(101, "x-h"); statusOf(r.head) != "431" {
+		t.Fatalf("101 fields: status %q (reset %v %v), want 431", statusOf(r.head), r.reset, r.code)
+	}
+	if n := served.Load(); n != 1 {
+		t.Fatalf("the upstream served %d requests, want 1 (not the one over the limit)", n)
+	}
+	if r := req(150, "cookie"); statusOf(r.head) != "200" || string(r.body) != "cookies=150" {
+		t.Fatalf("150 cookie crumbs: status %q body %q, want 200 cookies=150", statusOf(r.head), r.body)
+	}
+}
+
+// TestHTTP3MaxHeadersCountIsEnforced is TestHTTP2MaxHeadersCountIsEnforced
+// over HTTP/3.
+func TestHTTP3MaxHeadersCountIsEnforced(t *testing.T) {
+	p, ca := startH3(t, "127.0.0.1:0", "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	c := h3Client(t, ca)
+	c.Timeout = ioTimeout
+	for _, tc := range []struct{ n, status int }{{100, 200}, {101, 431}} {
+		req, _ := http.NewRequest("GET", "https://"+p.Addr("h3")+"/", nil)
+		// The client's own two fields count too.
+		req.Header.Set("User-Agent", "test")
+		req.Header.Set("Accept-Encoding", "identity")
+		for i := range tc.n - 2 {
+			req.Header.Set(fmt.Sprintf("x-h-%d", i), "v")
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%d fields: %v", tc.n, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Fatalf("%d fields: status %d, want %d", tc.n, resp.StatusCode, tc.status)
+		}
+	}
+}

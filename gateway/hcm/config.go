@@ -46,7 +46,8 @@ type Config struct {
 	GenerateRequestID *bool `toml:"generate_request_id"`
 	// MaxRequestHeadersKB bounds a request head (default 60, at most 8192).
 	MaxRequestHeadersKB int `toml:"max_request_headers_kb"`
-	// MaxHeadersCount bounds the number of request header fields (default 100).
+	// MaxHeadersCount bounds the number of request header fields (default
+	// 100), on every protocol: more is answered 431.
 	MaxHeadersCount int `toml:"max_headers_count"`
 	// IdleTimeout closes a downstream connection with no active stream after
 	// this long (default 1h; 0s disables).

@@ -76,6 +76,10 @@ func (s *stream) runH2() (abort bool) {
 	// served before, which another stream owns now. fillHeaders resets
 	// them first (startFields).
 	hs.fillHeaders(&req.Headers, r)
+	// max_headers_count holds for every protocol, as in Envoy (the
+	// HTTP/1.1 codec answers 431 itself); cookie crumbs were joined into
+	// one field. Counted before decorate adds fields of its own.
+	tooMany := regularFields(&req.Headers) > s.conn.f.cfg.MaxHeadersCount
 	s.begin(req)
 	s.info.Protocol = hs.proto
 	s.closeAfter = false
@@ -86,12 +90,16 @@ func (s *stream) runH2() (abort bool) {
 	s.createFilters()
 	s.noBody = r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || hs.upgrade != ""
 	s.bodyDone = s.noBody
-	if hs.tooEarly {
+	switch {
+	case hs.tooEarly:
 		// RFC 8470: a request that may not be replayed, received as
 		// early data, is refused; the client retries it after the
 		// handshake.
 		s.SendLocalReply(httpfilter.LocalReply{Status: 425, Details: "too_early"})
-	} else {
+	case tooMany:
+		s.SendLocalReply(httpfilter.LocalReply{Status: 431, Flags: httpfilter.FlagDownstreamProtocolError,
+			Details: tooManyHeaders(hs.proto)})
+	default:
 		s.advance()
 	}
 	if !s.noBody && !s.ended() {
@@ -104,6 +112,27 @@ func (s *stream) runH2() (abort bool) {
 	abort = s.reset || !s.respDone
 	s.end()
 	return abort
+}
+
+// regularFields counts the request's fields but pseudo-fields (":protocol"
+// rides among them).
+func regularFields(h *httpfilter.RequestHeaders) int {
+	n := 0
+	for i := range h.Fields {
+		if name := h.Fields[i].Name; len(name) == 0 || name[0] != ':' {
+			n++
+		}
+	}
+	return n
+}
+
+// tooManyHeaders is the response details of a request over
+// max_headers_count: Envoy's "http2.too_many_headers", or http3's.
+func tooManyHeaders(proto string) string {
+	if proto == protoHTTP3 {
+		return "http3.too_many_headers"
+	}
+	return "http2.too_many_headers"
 }
 
 // rawFields is implemented by the HTTP/2 codec's response writer (with

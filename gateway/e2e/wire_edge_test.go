@@ -468,3 +468,48 @@ func TestHTTP3MaxHeadersCountIsEnforced(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTP2EmptyContinuationFloodIsCutOff: a HEADERS frame whose block
+// never ends, followed by empty CONTINUATION frames (or empty DATA frames
+// on an open stream), costs the worker a frame's processing each and
+// nothing else, so a client could keep a core busy with them indefinitely
+// (CVE-2019-9518 and the CONTINUATION floods of 2024). The second empty
+// frame in a row ends the connection with GOAWAY ENHANCE_YOUR_CALM, as
+// Envoy's max_consecutive_inbound_frames_with_empty_payload (1) does.
+func TestHTTP2EmptyContinuationFloodIsCutOff(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	c := dial(t, p.Addr("http"))
+	fr := http2.NewFramer(c, c)
+	io.WriteString(c, http2.ClientPreface)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	enc.WriteField(hpack.HeaderField{Name: ":method", Value: "GET"})
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes()})
+	goaway := make(chan http2.ErrCode, 1)
+	go func() {
+		defer close(goaway)
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if g, ok := f.(*http2.GoAwayFrame); ok {
+				goaway <- g.ErrCode
+				return
+			}
+		}
+	}()
+	// Up to 100000 frames; writes fail once the server closed.
+	for i := 0; i < 100000 && fr.WriteContinuation(1, false, nil) == nil; i++ {
+	}
+	select {
+	case code, ok := <-goaway:
+		if !ok || code != http2.ErrCodeEnhanceYourCalm {
+			t.Fatalf("connection ended without GOAWAY ENHANCE_YOUR_CALM (got %v, %v)", code, ok)
+		}
+	case <-time.After(ioTimeout):
+		t.Fatal("no GOAWAY: the server keeps reading empty CONTINUATION frames")
+	}
+}

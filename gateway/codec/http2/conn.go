@@ -210,6 +210,8 @@ type Conn struct {
 	// them to return (see startLocked).
 	handlers int
 	queued   []*stream
+	// emptyFrames counts the empty frames in a row (see countEmpty).
+	emptyFrames int
 }
 
 // NewConn returns a connection reading and writing t, whose streams h
@@ -450,6 +452,9 @@ var (
 	// errTooManyResets is logged when streams wait for the handlers of
 	// reset streams beyond the bound of startLocked.
 	errTooManyResets = errors.New("http2: too many streams waiting for the handlers of reset streams")
+	// errEmptyFrames is logged when a client sends empty frames in a row
+	// beyond the bound of countEmpty.
+	errEmptyFrames = errors.New("http2: too many empty HEADERS, CONTINUATION or DATA frames in a row")
 )
 
 func (c *Conn) debug(msg string, err error) {
@@ -469,6 +474,9 @@ func (c *Conn) process(f xh2.Frame) xh2.ErrCode {
 			return xh2.ErrCodeProtocol
 		}
 		c.sawSettings = true
+	}
+	if code := c.countEmpty(f); code != xh2.ErrCodeNo {
+		return code
 	}
 	switch f := f.(type) {
 	case *xh2.SettingsFrame:
@@ -810,6 +818,38 @@ func (c *Conn) processHeaders(f *headerBlock) xh2.ErrCode {
 		c.idleTimer.Stop()
 	}
 	return c.startLocked(st)
+}
+
+// maxConsecutiveEmptyFrames is how many HEADERS, CONTINUATION and DATA
+// frames in a row may arrive with an empty payload and without
+// END_STREAM: Envoy's max_consecutive_inbound_frames_with_empty_payload
+// default.
+const maxConsecutiveEmptyFrames = 1
+
+// countEmpty counts f if it is a HEADERS, CONTINUATION or DATA frame with
+// an empty payload (padding counts as payload) that does not end its
+// stream, and restarts the count at one with a payload. Such frames do
+// nothing but cost the server a frame's processing, a client can send
+// millions a second to keep a worker busy (CVE-2019-9518, and endless
+// empty CONTINUATION frames), so more than maxConsecutiveEmptyFrames in a
+// row are a connection error ENHANCE_YOUR_CALM, as in Envoy.
+func (c *Conn) countEmpty(f xh2.Frame) xh2.ErrCode {
+	fh := f.Header()
+	switch fh.Type {
+	case xh2.FrameHeaders, xh2.FrameContinuation, xh2.FrameData:
+	default:
+		return xh2.ErrCodeNo
+	}
+	if fh.Length > 0 || fh.Type != xh2.FrameContinuation && fh.Flags.Has(xh2.FlagDataEndStream) {
+		c.emptyFrames = 0
+		return xh2.ErrCodeNo
+	}
+	c.emptyFrames++
+	if c.emptyFrames > maxConsecutiveEmptyFrames {
+		c.debug("http2 connection error", errEmptyFrames)
+		return xh2.ErrCodeEnhanceYourCalm
+	}
+	return xh2.ErrCodeNo
 }
 
 // maxQueuedPerStream times MaxConcurrentStreams is how many new streams may

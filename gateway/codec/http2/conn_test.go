@@ -1241,3 +1241,51 @@ func TestHandlersOfResetStreamsCountAgainstMaxConcurrentStreams(t *testing.T) {
 		t.Fatalf("GOAWAY %v, want ENHANCE_YOUR_CALM", code)
 	}
 }
+
+// Frames with nothing in them and no END_STREAM (CVE-2019-9518; an endless
+// run of empty CONTINUATION frames) cost the server work for nothing: one
+// is let through, a second in a row is a connection error
+// ENHANCE_YOUR_CALM (Envoy's max_consecutive_inbound_frames_with_empty_payload
+// default). A frame with a payload starts the count again.
+func TestConsecutiveEmptyFramesAreAConnectionError(t *testing.T) {
+	s := startServer(t, testOpts(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	}))
+	calm := func(rc *rawClient) {
+		t.Helper()
+		f := rc.until("GOAWAY", func(f xh2.Frame) bool { _, ok := f.(*xh2.GoAwayFrame); return ok })
+		if code := f.(*xh2.GoAwayFrame).ErrCode; code != xh2.ErrCodeEnhanceYourCalm {
+			t.Fatalf("GOAWAY %v, want ENHANCE_YOUR_CALM", code)
+		}
+	}
+
+	// Empty DATA frames alternating with data are fine.
+	rc := dialRaw(t, s.addr)
+	rc.headers(1, "POST", false)
+	rc.data(1, false, nil)
+	rc.data(1, false, []byte("ab"))
+	rc.data(1, false, nil)
+	rc.data(1, true, []byte("c"))
+	if status, body := rc.response(1); status != 200 || string(body) != "abc" {
+		t.Fatalf("stream 1: %d %q", status, body)
+	}
+	// Two empty ones in a row are not.
+	rc.headers(3, "POST", false)
+	rc.data(3, false, nil)
+	rc.data(3, false, nil)
+	calm(rc)
+
+	// Nor is a header block that never ends.
+	rc = dialRaw(t, s.addr)
+	rc.enc.WriteField(hpack.HeaderField{Name: ":method", Value: "GET"})
+	if err := rc.fr.WriteHeaders(xh2.HeadersFrameParam{StreamID: 1, BlockFragment: rc.hbuf.Bytes()}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := rc.fr.WriteContinuation(1, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calm(rc)
+}

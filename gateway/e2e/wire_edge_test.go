@@ -513,3 +513,57 @@ func TestHTTP2EmptyContinuationFloodIsCutOff(t *testing.T) {
 		t.Fatal("no GOAWAY: the server keeps reading empty CONTINUATION frames")
 	}
 }
+
+// TestResponsesWithoutDateGetOne: RFC 9110 §6.6.1 has a proxy with a clock
+// add Date to a response it forwards without one, and an origin send it on
+// its own responses; Envoy's responses all carry one. An upstream response
+// without Date (over HTTP/1.1 and HTTP/2) and sluice's own replies get the
+// current time; an upstream's Date is kept, once.
+func TestResponsesWithoutDateGetOne(t *testing.T) {
+	const upDate = "Mon, 02 Jan 2006 15:04:05 GMT"
+	up := testutil.RawUpstream(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := testutil.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			extra := ""
+			if req.URL.Path == "/dated" {
+				extra = "Date: " + upDate + "\r\n"
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\n"+extra+"Content-Length: 2\r\n\r\nok"); err != nil {
+				return
+			}
+		}
+	})
+	direct := "\n    [[route_config.virtual_host.route]]\n    match = { prefix = \"/missing\" }\n    direct_response = { status = 404 }\n"
+	p := gwtest.Start(t, config(1, direct+route(`prefix = "/"`, "up"), cluster("up", up.Addr)))
+	recent := func(what string, vals []string) {
+		t.Helper()
+		if len(vals) != 1 {
+			t.Fatalf("%s: date %q, want exactly one", what, vals)
+		}
+		d, err := http.ParseTime(vals[0])
+		if err != nil || vals[0] != d.UTC().Format(http.TimeFormat) {
+			t.Fatalf("%s: date %q is not an IMF-fixdate (%v)", what, vals[0], err)
+		}
+		if age := time.Since(d); age < -2*time.Second || age > ioTimeout {
+			t.Fatalf("%s: date %q is %v from now", what, vals[0], age)
+		}
+	}
+	h1 := newClient(nil)
+	resp, _ := get(t, h1, "http://"+p.Addr("http")+"/plain")
+	recent("HTTP/1.1 upstream response", resp.Header.Values("Date"))
+	resp, _ = get(t, h2cClient(nil), "http://"+p.Addr("http")+"/plain")
+	recent("HTTP/2 upstream response", resp.Header.Values("Date"))
+	resp, _ = get(t, h1, "http://"+p.Addr("http")+"/missing")
+	if resp.StatusCode != 404 {
+		t.Fatalf("direct response: status %d", resp.StatusCode)
+	}
+	recent("local reply", resp.Header.Values("Date"))
+	resp, _ = get(t, h1, "http://"+p.Addr("http")+"/dated")
+	if got := resp.Header.Values("Date"); len(got) != 1 || got[0] != upDate {
+		t.Fatalf("upstream's date: got %q, want exactly [%q]", got, upDate)
+	}
+}

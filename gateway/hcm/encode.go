@@ -53,6 +53,7 @@ func (s *stream) EncodeHeaders(h *httpfilter.ResponseHeaders, end bool) error {
 
 func (s *stream) writeHead(h *httpfilter.ResponseHeaders, end bool) error {
 	s.addAltSvc(h)
+	addDate(h)
 	if s.h2 != nil {
 		return s.h2Head(h, end)
 	}
@@ -257,6 +258,7 @@ func (s *stream) headReply(r httpfilter.LocalReply) {
 	s.local.Reset()
 	s.local.Status = r.Status
 	s.local.AddBytes(hdrContentType, textPlain)
+	addDate(&s.local)
 	c.w = http1.AppendResponseHead(c.w[:0], 1, 1, &s.local, http1.ContentLength, int64(len(body)), false)
 	c.w = append(c.w, body...)
 	_ = c.flush()

@@ -147,7 +147,6 @@ func (h *h2conn) Idle() bool {
 	if !h.canPark || len(h.readAhead) > 0 || h.closing.Load() {
 		return false
 	}
-	h.woken.Store(false) // no stream ends while none is open
 	_ = h.nc.SetReadDeadline(time.Now().Add(parkAfter))
 	n, err := h.nc.Read(h.peek[:])
 	// Reset before the checks below: a Close or a drain that sets its
@@ -182,7 +181,6 @@ func (h *h2conn) Wake() {
 	if !h.canPark {
 		return
 	}
-	h.woken.Store(true)
 	_ = h.nc.SetReadDeadline(time.Now().Add(parkAfter))
 }
 
@@ -197,7 +195,6 @@ type h2conn struct {
 	readAhead []byte
 	in        *h2Inbound // follows what the server reads; nil without request_headers_timeout
 	closing   atomic.Bool
-	woken     atomic.Bool // Wake was called; Read has not returned ErrWoken since
 	// Owned by the connection's goroutine:
 	canPark bool         // Idle may park the connection
 	peek    [16]byte     // what Idle read, until the server reads it
@@ -206,7 +203,9 @@ type h2conn struct {
 }
 
 // Read implements h2codec.Transport. A deadline error while the worker
-// drains is the drain's wake-up: it starts the graceful GOAWAY and reads on.
+// drains is the drain's wake-up: it starts the graceful GOAWAY. That and
+// Wake's deadline make Read return h2codec.ErrWoken, after which the server
+// reads on.
 func (h *h2conn) Read(p []byte) (int, error) {
 	if len(h.readAhead) > 0 {
 		n := copy(p, h.readAhead)
@@ -216,34 +215,31 @@ func (h *h2conn) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	}
-	for {
-		n, err := h.nc.Read(p)
-		if n == 0 && err != nil && errors.Is(err, os.ErrDeadlineExceeded) && !h.closing.Load() {
-			woken, draining := h.woken.Swap(false), h.nc.Draining()
-			if woken || draining {
-				if draining {
-					h.nc.SetIdle(false)
-				}
-				_ = h.nc.SetReadDeadline(time.Time{})
-				if h.closing.Load() {
-					// Close came between the check and the reset of
-					// the deadline, which undid its wake-up.
-					return 0, err
-				}
-				if draining {
-					h.drain()
-				}
-				if woken {
-					return 0, h2codec.ErrWoken
-				}
-				continue
-			}
+	n, err := h.nc.Read(p)
+	if n == 0 && err != nil && errors.Is(err, os.ErrDeadlineExceeded) && !h.closing.Load() {
+		// Not Close's wake-up: a drain's, or Wake's deadline (which may
+		// pass during a later read, since only this read resets it).
+		draining := h.nc.Draining()
+		if draining {
+			h.nc.SetIdle(false)
 		}
-		if n > 0 && h.in != nil {
-			h.in.see(p[:n])
+		_ = h.nc.SetReadDeadline(time.Time{})
+		if h.closing.Load() {
+			// Close came between the check and the reset of the
+			// deadline, which undid its wake-up.
+			return 0, err
 		}
-		return n, err
+		if draining {
+			h.drain()
+		}
+		// Between frames the server checks whether the connection may
+		// park; inside one it reads on.
+		return 0, h2codec.ErrWoken
 	}
+	if n > 0 && h.in != nil {
+		h.in.see(p[:n])
+	}
+	return n, err
 }
 
 // headersTimedOut ends the connection when a request header block stayed

@@ -131,9 +131,9 @@ type Transport interface {
 //
 // The connection calls Wake, with its lock held and from any goroutine,
 // when its last stream ended: Serve may be blocked reading the next frame
-// since before. A Read under way, or the next one, then returns (0,
-// ErrWoken) once; Serve goes back to Idle if it was between frames, and
-// reads on otherwise.
+// since before. A Read under way, or a later one, then returns (0,
+// ErrWoken), as it may at other times; Serve goes back to Idle if it was
+// between frames, and reads on otherwise.
 type Idler interface {
 	Idle() bool
 	Wake()

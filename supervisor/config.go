@@ -20,12 +20,16 @@ func LoadConfig(path string) (*config.Config, error) {
 	if err := cfg.CheckPluginRefs(); err != nil {
 		return nil, err
 	}
-	if _, err := server.Build(cfg, server.Options{DryRun: true}); err != nil {
+	g, err := server.Build(cfg, server.Options{DryRun: true})
+	if err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	// The supervisor loads the file at every reload: the checked
+	// generation must not outlive the check (its stats memfd, its clusters).
+	g.Close()
 	return cfg, nil
 }

@@ -72,6 +72,10 @@ type Generation struct {
 	clusters  *cluster.Manager
 	listeners map[string]*listener.Listener
 	tracker   *conn.Tracker
+	// dryStats is the stats region a dry-run Build made for itself
+	// (Options.Stats nil); Close unmaps it, since nothing records into a
+	// generation that never serves.
+	dryStats *stats.Region
 
 	mu      sync.Mutex
 	lns     []net.Listener
@@ -87,10 +91,23 @@ type Generation struct {
 
 // Build builds a generation from cfg. Errors are *config.Error values naming
 // the file, line and key path.
-func Build(cfg *config.Config, opts Options) (*Generation, error) {
+func Build(cfg *config.Config, opts Options) (_ *Generation, err error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
+	var dryStats *stats.Region
+	var g *Generation
+	defer func() {
+		// A generation that fails to build never serves: let go of what
+		// it holds already.
+		switch {
+		case err == nil:
+		case g != nil:
+			g.Close()
+		case dryStats != nil:
+			dryStats.Close()
+		}
+	}()
 	if opts.Stats == nil {
 		schema, err := stats.FromConfig(cfg)
 		if err != nil {
@@ -101,6 +118,9 @@ func Build(cfg *config.Config, opts Options) (*Generation, error) {
 			return nil, fmt.Errorf("server: stats: %w", err)
 		}
 		opts.Stats = region.Slab(0)
+		if opts.DryRun {
+			dryStats = region
+		}
 	}
 	if opts.AccessLogs == nil {
 		opts.AccessLogs = accesslog.NewFiles(accesslog.Options{})
@@ -109,7 +129,8 @@ func Build(cfg *config.Config, opts Options) (*Generation, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Generation{
+	g = &Generation{
+		dryStats:  dryStats,
 		cfg:       cfg,
 		opts:      opts,
 		clusters:  clusters,
@@ -345,13 +366,19 @@ func (g *Generation) Drain(ctx context.Context) {
 // follow the QUIC connection, not an accept.
 func (g *Generation) StopAccepting() { g.closeListeners() }
 
-// Close closes every listener and connection at once.
+// Close closes every listener and connection at once. A dry-run
+// generation (Options.DryRun) must be closed too once checked: Close
+// unregisters its clusters and unmaps the stats region it made.
 func (g *Generation) Close() {
 	g.closeListeners()
 	g.tracker.Drain()
 	g.tracker.CloseAll()
 	g.closeHTTP3()
 	g.clusters.Close()
+	if g.dryStats != nil {
+		g.dryStats.Close()
+		g.dryStats = nil
+	}
 }
 
 // Connections returns the number of live downstream connections.

@@ -56,3 +56,27 @@ func TestReloadsDoNotLeakStatsRegions(t *testing.T) {
 		t.Fatalf("supervisor holds %d stats memfds after %d more reloads, %d before: a reload leaks one", n, reloads, before)
 	}
 }
+
+// TestClusterMembershipIsNotMultipliedByWorkers checks that
+// cluster.<name>.membership_total and membership_healthy count the
+// cluster's hosts, as in Envoy, whatever the number of workers: every
+// worker holds the whole cluster and sets the gauges in its own slab, and
+// the supervisor used to add them up (3 workers, 2 hosts: 6).
+func TestClusterMembershipIsNotMultipliedByWorkers(t *testing.T) {
+	cfg := config(3, route(`prefix = "/"`, "up"), cluster("up", "127.0.0.1:1", "127.0.0.1:2")) +
+		"\n[admin]\naddress = \"127.0.0.1:0\"\n"
+	p := gwtest.Start(t, cfg)
+	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
+	check := func(when string) {
+		t.Helper()
+		st := adminCounters(t, admin)
+		for _, name := range []string{"cluster.up.membership_total", "cluster.up.membership_healthy"} {
+			if got := st[name]; got != 2 {
+				t.Errorf("%s: %s = %v, want 2 (the cluster's hosts)", when, name, got)
+			}
+		}
+	}
+	check("after start")
+	reloadOK(t, p, "reload")
+	check("after a reload")
+}

@@ -28,7 +28,8 @@
 //
 // Region.Snapshot sums every slab: counters are retired + all slabs −
 // baseline; gauges are the sum over slabs (the supervisor zeroes a dead
-// worker's gauges with Region.ZeroGauges when it reaps it); histograms are
+// worker's gauges with Region.ZeroGauges when it reaps it), or their
+// largest value for a gauge every worker holds a copy of (Def.Max); histograms are
 // merged bucket by bucket. Shared memory outlives the writer, so a worker
 // killed with SIGKILL loses no increment and its replacement keeps counting
 // in the same slab. Region.Retire folds a slab into the retired slab before it

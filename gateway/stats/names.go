@@ -15,6 +15,10 @@ type stat struct {
 	kind   Kind
 }
 
+// maxGauges are the suffixes of gauges aggregated by Def.Max: every worker
+// holds the whole cluster, so its membership gauges are copies of one value.
+var maxGauges = map[string]bool{"membership_total": true, "membership_healthy": true}
+
 // Envoy's per-listener stats: listener.<address>.<suffix>.
 var listenerStats = []stat{
 	{"downstream_cx_total", KindCounter},
@@ -103,7 +107,7 @@ func ClusterName(name string) string { return "cluster." + name + "." }
 func scoped(scope, family string, label Label, list []stat) []Def {
 	defs := make([]Def, 0, len(list))
 	for _, s := range list {
-		d := Def{Name: scope + s.suffix, Kind: s.kind, Family: family + "_" + s.suffix, Labels: []Label{label}}
+		d := Def{Name: scope + s.suffix, Kind: s.kind, Family: family + "_" + s.suffix, Labels: []Label{label}, Max: maxGauges[s.suffix] && s.kind == KindGauge}
 		// downstream_rq_2xx -> downstream_rq_xx{response_code_class="2"}, as Envoy's tag extractor.
 		if n := len(s.suffix); n > 4 && s.suffix[n-2:] == "xx" && s.suffix[n-3] >= '1' && s.suffix[n-3] <= '5' && s.suffix[n-4] == '_' {
 			d.Family = family + "_" + s.suffix[:n-3] + "xx"

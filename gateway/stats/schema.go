@@ -43,11 +43,17 @@ type Label struct {
 // Def declares one stat: its Envoy-style dotted name, its kind, and how it is
 // exported to Prometheus (Family plus Labels; Family empty means the name
 // with '.' and other invalid characters replaced by '_').
+//
+// Max marks a gauge that every worker sets to the same process-independent
+// value (a cluster's membership, which each worker holds whole): it is
+// aggregated as the largest value over the writers, not their sum, which
+// would multiply it by the number of workers (and generations draining).
 type Def struct {
 	Name   string  `json:"name"`
 	Kind   Kind    `json:"kind"`
 	Family string  `json:"family,omitempty"`
 	Labels []Label `json:"labels,omitempty"`
+	Max    bool    `json:"max,omitempty"`
 }
 
 // Schema is an immutable, ordered set of stat definitions. Counters, gauges

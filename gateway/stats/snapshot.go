@@ -75,7 +75,8 @@ func (s Snapshot) Get(name string) (Stat, bool) {
 
 // Snapshot aggregates every slab: counters and histograms are the retired
 // accumulator plus every slab minus the reset baseline; gauges are the sum
-// over slabs (dead workers' gauges having been zeroed). It may run while
+// over slabs (dead workers' gauges having been zeroed), or the largest
+// value for a Def.Max gauge. It may run while
 // workers record: each word is read atomically, but the snapshot is not a
 // consistent cut across stats.
 func (r *Region) Snapshot() Snapshot {
@@ -108,7 +109,12 @@ func (r *Region) Snapshot() Snapshot {
 				if i == slabBaseline {
 					continue
 				}
-				st.Gauge += int64(atomic.LoadUint64(&s.words[w]))
+				v := int64(atomic.LoadUint64(&s.words[w]))
+				if d.Max {
+					st.Gauge = max(st.Gauge, v)
+				} else {
+					st.Gauge += v
+				}
 				st.Used = st.Used || atomic.LoadUint64(&s.words[w+1]) != 0
 			}
 		case KindHistogram:
@@ -154,7 +160,11 @@ func Merge(snaps ...Snapshot) Snapshot {
 				continue
 			}
 			m.Counter += st.Counter
-			m.Gauge += st.Gauge
+			if m.Def.Max {
+				m.Gauge = max(m.Gauge, st.Gauge)
+			} else {
+				m.Gauge += st.Gauge
+			}
 			m.Used = m.Used || st.Used
 			if st.Histogram != nil {
 				for b := range st.Histogram.Buckets {

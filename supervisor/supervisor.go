@@ -567,6 +567,9 @@ func (s *Supervisor) exited(p *proc, e event) {
 	case g == s.next:
 		s.log.Warn("worker exited", fields...)
 		s.abortReload(fmt.Errorf("supervisor: generation %d: worker slot %d exited before it was ready (%s)", g.num, p.slot, reason), true)
+	case s.mode == running && g == s.cur && !s.everReady && !p.ready && sl.proc == p:
+		s.log.Warn("worker exited", fields...)
+		s.failStart(fmt.Errorf("supervisor: worker slot %d exited before it was ready (%s)", p.slot, reason))
 	case s.mode != running || g != s.cur || sl.proc != p || g.state != genServing:
 		s.log.Info("worker exited", fields...)
 		if g.state == genDraining && g.live == 0 {
@@ -576,6 +579,21 @@ func (s *Supervisor) exited(p *proc, e event) {
 	default:
 		s.restart(p, fields)
 	}
+}
+
+// failStart gives up starting: a worker of the first generation exited
+// before it was ever ready, which is the config or the environment (an
+// access log that cannot be opened, a key file the workers cannot read),
+// not bad luck, so restarting it would crash-loop with the service never
+// ready (and systemd waiting for READY=1 until TimeoutStartSec). As Envoy
+// and nginx do, the supervisor exits 1 instead: the reason is in the log,
+// and systemd reports the start as failed (and retries per Restart=).
+func (s *Supervisor) failStart(err error) {
+	s.log.Error("start failed", zap.Error(err))
+	s.sdNotify(s.notify.Status("start failed: " + err.Error()))
+	s.exitCode = 1
+	s.stop()
+	s.deadline = time.After(reapWait)
 }
 
 // restart schedules a new process for p's slot after the slot's backoff.

@@ -80,3 +80,33 @@ func TestClusterMembershipIsNotMultipliedByWorkers(t *testing.T) {
 	reloadOK(t, p, "reload")
 	check("after a reload")
 }
+
+// TestStartFailsWhenWorkersCannotStart gives sluice a config that passes
+// validation but on which no worker can start (its access log's directory
+// does not exist): sluice run exits 1 at once and says why, as Envoy and
+// nginx do, instead of restarting the workers forever with the service
+// never ready (under systemd, an activation hanging until TimeoutStartSec).
+func TestStartFailsWhenWorkersCannotStart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := withHCM(simpleConfig(2, "127.0.0.1:1"),
+		"[[listener.filter_chain.filter.config.access_log]]",
+		fmt.Sprintf("path = %q", dir+"/missing/access.log"))
+	path := dir + "/sluice.toml"
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := gwtest.Exec(t, 60*time.Second, "validate", "-c", path); code != 0 {
+		t.Fatalf("validate: exit %d: %s", code, out)
+	}
+	// Before, the workers were restarted (with backoff) until Exec's
+	// timeout killed sluice.
+	code, out := gwtest.Exec(t, 30*time.Second, "run", "-c", path)
+	if code != 1 {
+		t.Fatalf("run: exit %d, want 1; output:\n%s", code, out)
+	}
+	for _, want := range []string{`"msg":"start failed"`, "exited before it was ready", "missing/access.log"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("run output lacks %q:\n%s", want, out)
+		}
+	}
+}

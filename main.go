@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 	"unsafe"
@@ -146,7 +147,15 @@ func control(cmd string, args []string) int {
 	if *path == "" {
 		*path = supervisor.ControlPath(*cfgPath)
 	}
-	resp, err := supervisor.Send(*path, cmd, controlTimeout)
+	req := supervisor.Request{Cmd: cmd}
+	if *cfgPath != "" {
+		// The supervisor re-reads its own file: it refuses a reload or an
+		// upgrade that names another one.
+		if abs, err := filepath.Abs(*cfgPath); err == nil {
+			req.Config = abs
+		}
+	}
+	resp, err := supervisor.SendRequest(*path, req, controlTimeout)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sluice %s: %s: %v\n", cmd, *path, err)
 		return 1

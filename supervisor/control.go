@@ -44,9 +44,14 @@ const (
 	requestTimeout = 10 * time.Second
 )
 
-// Request is a control socket request.
+// Request is a control socket request. Config is the absolute path of the
+// config file the requester was given (sluice reload -c FILE), if any: the
+// supervisor only ever re-reads the file it was started with, so it refuses
+// a reload or upgrade naming another file rather than report success for a
+// config it never read.
 type Request struct {
-	Cmd string `json:"cmd"`
+	Cmd    string `json:"cmd"`
+	Config string `json:"config,omitempty"`
 }
 
 // Response is a control socket response: OK with the generation now
@@ -156,6 +161,10 @@ func (s *Supervisor) handleRequest(c *net.UnixConn) Response {
 	if err := json.Unmarshal(line, &req); err != nil {
 		return Response{Error: fmt.Sprintf("supervisor: bad request: %v", err)}
 	}
+	if err := s.checkConfigPath(req); err != nil {
+		s.log.Warn(req.Cmd+" refused", zap.Error(err))
+		return Response{Error: err.Error()}
+	}
 	r := request{cmd: req.Cmd, reply: make(chan Response, 1)}
 	select {
 	case s.requests <- r:
@@ -173,6 +182,24 @@ func (s *Supervisor) handleRequest(c *net.UnixConn) Response {
 			return Response{Error: "supervisor: exited before the outcome was known"}
 		}
 	}
+}
+
+// checkConfigPath refuses a reload or upgrade whose requester named a
+// config file other than the one this supervisor was started with (and so
+// re-reads). A file the supervisor cannot stat (another mount namespace,
+// say) is not refused: the check is only for a file known to differ.
+func (s *Supervisor) checkConfigPath(req Request) error {
+	if req.Config == "" || (req.Cmd != CmdReload && req.Cmd != CmdUpgrade) {
+		return nil
+	}
+	own, err1 := os.Stat(s.path)
+	asked, err2 := os.Stat(req.Config)
+	if err1 != nil || err2 != nil || os.SameFile(own, asked) {
+		return nil
+	}
+	abs, _ := filepath.Abs(s.path)
+	return fmt.Errorf("supervisor: %s refused: sluice runs with %s, not %s (reload and upgrade re-read the file sluice run was started with: edit that one, or restart with -c %s)",
+		req.Cmd, abs, req.Config, req.Config)
 }
 
 // checkPeer accepts only root and the supervisor's own user, whatever the
@@ -217,13 +244,20 @@ func (s *Supervisor) request(r request) {
 // waits up to timeout for its answer. An error means the answer never came;
 // a refused or failed command is a Response with OK false.
 func Send(path, cmd string, timeout time.Duration) (Response, error) {
+	return SendRequest(path, Request{Cmd: cmd}, timeout)
+}
+
+// SendRequest is Send with a whole request (Request.Config names the
+// requester's config file).
+func SendRequest(path string, req Request, timeout time.Duration) (Response, error) {
+	cmd := req.Cmd
 	c, err := net.DialTimeout("unix", path, timeout)
 	if err != nil {
 		return Response{}, fmt.Errorf("supervisor: cannot reach the supervisor: %w", err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(timeout))
-	b, _ := json.Marshal(Request{Cmd: cmd})
+	b, _ := json.Marshal(req)
 	if _, err := c.Write(append(b, '\n')); err != nil {
 		return Response{}, fmt.Errorf("supervisor: send %s: %w", cmd, err)
 	}

@@ -3,7 +3,9 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,5 +110,41 @@ func TestStartFailsWhenWorkersCannotStart(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("run output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestReloadNamingAnotherFileIsRefused runs sluice reload -c with a valid
+// config file other than the one sluice run was started with. The
+// supervisor re-reads its own file, so it used to answer "generation N
+// serving" for a file it never read; it now refuses, naming both files,
+// and changes nothing. The same file by another path (a symlink) reloads.
+func TestReloadNamingAnotherFileIsRefused(t *testing.T) {
+	p := gwtest.Start(t, simpleConfig(1, "127.0.0.1:1"))
+	other := t.TempDir() + "/other.toml"
+	if err := os.WriteFile(other, []byte(simpleConfig(2, "127.0.0.1:2")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mark := p.Mark()
+	for _, cmd := range []string{"reload", "upgrade"} {
+		code, out := gwtest.Exec(t, 60*time.Second, cmd, "-c", other, "--control", controlSocket(p))
+		if m := upgradedRE.FindStringSubmatch(out); m != nil {
+			next, _ := strconv.Atoi(m[1]) // an upgrade that should not have been
+			syscall.Kill(next, syscall.SIGKILL)
+		}
+		if code != 1 || !strings.Contains(out, "refused") || !strings.Contains(out, p.ConfigPath) || !strings.Contains(out, other) {
+			t.Errorf("%s -c %s: exit %d, want 1 with a refusal naming both files; output: %s", cmd, other, code, out)
+		}
+	}
+	for _, e := range p.Logs()[mark:] {
+		if m := e.Msg(); m == "reloading" || m == "upgrading" {
+			t.Fatalf("a refused request started %q", m)
+		}
+	}
+	link := t.TempDir() + "/link.toml"
+	if err := os.Symlink(p.ConfigPath, link); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := gwtest.Exec(t, 60*time.Second, "reload", "-c", link, "--control", controlSocket(p)); code != 0 {
+		t.Fatalf("reload -c a symlink to the running file: exit %d: %s", code, out)
 	}
 }

@@ -75,8 +75,11 @@ func (v *validator) server() {
 	}
 	v.duration("server.drain_timeout", s.DrainTimeout.Duration)
 	v.duration("server.ticket_key_rotation", s.TicketKeyRotation.Duration)
-	if s.DrainJitter.Duration < 0 || s.DrainJitter.Duration > s.DrainTimeout.Duration {
-		v.errorf("server.drain_jitter", "must be within 0 and drain_timeout")
+	// A negative drain_timeout is its own error (and the default jitter
+	// derives from it): checking the jitter against it would only add a
+	// second, misplaced one.
+	if s.DrainTimeout.Duration >= 0 && (s.DrainJitter.Duration < 0 || s.DrainJitter.Duration > s.DrainTimeout.Duration) {
+		v.errorf("server.drain_jitter", "must be within 0 and drain_timeout (%v), got %v", s.DrainTimeout.Duration, s.DrainJitter.Duration)
 	}
 	if s.DrainStrategy != "gradual" && s.DrainStrategy != "immediate" {
 		v.errorf("server.drain_strategy", "must be gradual or immediate, got %q", s.DrainStrategy)

@@ -199,3 +199,13 @@ func TestValidateReportsEveryProblemInFileOrder(t *testing.T) {
 		t.Fatalf("errors.As found %+v, want the server.workers error", ce)
 	}
 }
+
+// A negative drain_timeout is reported once, at its own line: the default
+// drain_jitter derived from it (min(5s, drain_timeout)) used to add a
+// second error about a key the file does not set, at line 1.
+func TestNegativeDrainTimeoutIsOneError(t *testing.T) {
+	err := parseErr(t, baseTOML+"[server]\ndrain_timeout = \"-1s\"\n", "")
+	if want := "t.toml:28: server.drain_timeout: must not be negative, got -1s"; err.Error() != want {
+		t.Fatalf("errors:\n%v\nwant only:\n%s", err, want)
+	}
+}

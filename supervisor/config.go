@@ -20,6 +20,9 @@ func LoadConfig(path string) (*config.Config, error) {
 	if err := cfg.CheckPluginRefs(); err != nil {
 		return nil, err
 	}
+	if err := cfg.CheckPluginFiles(); err != nil {
+		return nil, err
+	}
 	g, err := server.Build(cfg, server.Options{DryRun: true})
 	if err != nil {
 		var ce *config.Error

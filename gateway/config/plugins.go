@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -73,6 +75,32 @@ func (c *Config) CheckPluginRefs() error {
 		return nil
 	}
 	return errs[0]
+}
+
+// CheckPluginFiles checks that every [[plugin]]'s path names an executable
+// regular file. The supervisor runs it on the configs it loads (sluice
+// validate, run, reload): a mistyped path would otherwise pass, and the
+// plugin would fail to launch over and over while its filters deny every
+// request. It is not part of Load, whose tests name plugins that need not
+// exist.
+func (c *Config) CheckPluginFiles() error {
+	var errs []error
+	for i := range c.Plugins {
+		p := &c.Plugins[i]
+		fi, err := os.Stat(p.Path)
+		switch {
+		case err != nil:
+			err = fmt.Errorf("plugin %q: %w", p.Name, err)
+		case !fi.Mode().IsRegular():
+			err = fmt.Errorf("plugin %q: %s is not a regular file", p.Name, p.Path)
+		case fi.Mode().Perm()&0o111 == 0:
+			err = fmt.Errorf("plugin %q: %s is not executable (mode %v)", p.Name, p.Path, fi.Mode().Perm())
+		}
+		if err != nil {
+			errs = append(errs, c.errorf(fmt.Sprintf("plugin[%d].path", i), err.Error()))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // pluginRef returns the plugin name a decoded filter config refers to: its

@@ -65,8 +65,32 @@ func TestInvalidConfigsAreRejectedWithFileLineAndKey(t *testing.T) {
 			text: strings.Replace(good, "workers = 1", "workers = = 1", 1),
 			line: "workers = = 1",
 		},
+		// A plugin's executable is checked as certificates are: a mistyped
+		// path used to pass, and the plugin then failed to launch forever.
+		{
+			name: "plugin path missing",
+			text: good + "\n[[plugin]]\nname = \"auth\"\npath = \"/nonexistent/sluice-plugin\"\n",
+			line: `path = "/nonexistent/sluice-plugin"`,
+			key:  `plugin\[0\]\.path: .*no such file`,
+		},
+		{
+			name: "plugin path a directory",
+			text: good + "\n[[plugin]]\nname = \"auth\"\npath = \"/\"\n",
+			line: `path = "/"`,
+			key:  `plugin\[0\]\.path: .*not a regular file`,
+		},
+		{
+			// Relative to the config file: the test writes it beside them.
+			name: "plugin not executable",
+			text: good + "\n[[plugin]]\nname = \"auth\"\npath = \"plugin.txt\"\n",
+			line: `path = "plugin.txt"`,
+			key:  `plugin\[0\]\.path: .*not executable`,
+		},
 	}
 	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "plugin.txt"), []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, fmt.Sprintf("bad%d.toml", i))

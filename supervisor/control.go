@@ -84,6 +84,21 @@ func (s *Supervisor) openControl(path string) {
 	go s.serveControl(ln)
 }
 
+// controlInUse reports, as an error, a supervisor already serving the
+// control socket at path: a second sluice run on the same config would
+// otherwise bind the same ports beside it (SO_REUSEPORT), splitting the
+// traffic between two supervisors, and replace its control socket, so that
+// sluice reload reached only the newcomer. A socket file nobody accepts on
+// is stale (a supervisor killed with SIGKILL) and is replaced later.
+func controlInUse(path string) error {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return nil
+	}
+	c.Close()
+	return fmt.Errorf("supervisor: control socket %s is in use: another sluice is running with it (stop that one, or give this one its own server.control_socket)", path)
+}
+
 // closeControl closes the control socket and removes its file.
 func (s *Supervisor) closeControl() {
 	if s.control != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,6 +149,19 @@ func start(t *testing.T, text string) *sluice {
 // collects its log lines.
 func startCmd(t *testing.T, path string, cmd *exec.Cmd) *sluice {
 	t.Helper()
+	// Each supervisor gets its own default control socket: with the
+	// system's /run/sluice/control.sock, a test's supervisor would find
+	// another one (a parallel test's, a sluice running on the machine)
+	// serving it and refuse to start.
+	env := cmd.Environ()
+	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "RUNTIME_DIRECTORY=") }) {
+		dir, err := os.MkdirTemp("", "sluice-run") // short: a unix socket path has at most 107 bytes
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		cmd.Env = append(env, "RUNTIME_DIRECTORY="+dir)
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)

@@ -289,6 +289,15 @@ func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet, inherited []*s
 	defer s.stopStatsd()
 	defer s.closeAdmin()
 
+	// Before binding anything: a second supervisor on the same ports would
+	// take a share of their connections.
+	if s.parent == nil {
+		if err := controlInUse(cfg.Server.ControlSocket); err != nil {
+			s.log.Error("already running", zap.Error(err))
+			adopted.closeRest()
+			return 1
+		}
+	}
 	g, err := s.newGeneration(cfg, inherited, adopted)
 	for _, a := range adopted.closeRest() {
 		s.log.Warn("adopted socket matches no listener, closed", zap.String("address", a.addr), zap.String("fd_name", a.name))

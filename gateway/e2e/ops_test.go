@@ -148,3 +148,30 @@ func TestReloadNamingAnotherFileIsRefused(t *testing.T) {
 		t.Fatalf("reload -c a symlink to the running file: exit %d: %s", code, out)
 	}
 }
+
+// TestSecondRunOnTheSameControlSocketIsRefused starts sluice run a second
+// time on the same ports and control socket while the first one serves
+// (a manual run beside the systemd one, say). The second exits 1 before it
+// binds anything; it used to bind the same ports beside the first
+// (SO_REUSEPORT, so the kernel split new connections between two
+// supervisors) and replace its control socket, so that sluice reload
+// reached only the newcomer.
+func TestSecondRunOnTheSameControlSocketIsRefused(t *testing.T) {
+	p := gwtest.Start(t, simpleConfig(1, "127.0.0.1:1"))
+	second := strings.Replace(simpleConfig(1, "127.0.0.1:1"), `address = "127.0.0.1:0"`,
+		fmt.Sprintf("address = %q", p.Addr("http")), 1)
+	second = strings.Replace(second, "[server]\n", fmt.Sprintf("[server]\ncontrol_socket = %q\n", controlSocket(p)), 1)
+	path := t.TempDir() + "/second.toml"
+	if err := os.WriteFile(path, []byte(second), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Before, the second one served until Exec's timeout killed it.
+	code, out := gwtest.Exec(t, 20*time.Second, "run", "-c", path)
+	if code != 1 || !strings.Contains(out, "another sluice is running") {
+		t.Fatalf("second run: exit %d, want 1 naming the running one; output:\n%s", code, out)
+	}
+	if strings.Contains(out, `"msg":"listening"`) {
+		t.Errorf("the second run bound its listeners before giving up:\n%s", out)
+	}
+	reloadOK(t, p, "reload of the first after the second gave up")
+}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/sluice-proxy/sluice/hotrestart"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // reload starts a config reload, on behalf of reply (nil for SIGHUP): the
@@ -69,6 +70,7 @@ func (s *Supervisor) completeReload(g *generation) {
 	s.cur, s.next, s.waiter = g, nil, nil
 	s.stats.serve(g)
 	s.restartStatsd(g.cfg)
+	s.applyLogLevel(old.cfg.Log.Level, g.cfg.Log.Level)
 	if g.cfg.Admin != old.cfg.Admin {
 		s.log.Warn("admin changed; the new address takes effect at the next start or upgrade",
 			zap.String("admin_address", old.cfg.Admin.Address))
@@ -78,6 +80,24 @@ func (s *Supervisor) completeReload(g *generation) {
 		zap.Int("workers", len(g.slots)))
 	s.sdNotify(s.notify.Ready(g.summary()))
 	answer(reply, Response{OK: true, Generation: g.num})
+}
+
+// applyLogLevel applies a log.level changed by a reload to the supervisor's
+// own logger, as the new workers take it from their config: the supervisor
+// used to keep the level it started with. A level set earlier through the
+// admin /logging gives way to the file's new one, for workers too. Called
+// by the loop.
+func (s *Supervisor) applyLogLevel(old, next string) {
+	if old == next {
+		return
+	}
+	var l zapcore.Level
+	if err := l.UnmarshalText([]byte(next)); err != nil {
+		return // validated; "" keeps the level
+	}
+	s.level.SetLevel(l)
+	s.workerLvl.Store("")
+	s.log.Info("log level changed", zap.String("level", l.String()), zap.String("previous_level", old))
 }
 
 // abortReload abandons the starting generation: its workers are killed,

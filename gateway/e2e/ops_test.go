@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -174,4 +176,37 @@ func TestSecondRunOnTheSameControlSocketIsRefused(t *testing.T) {
 		t.Errorf("the second run bound its listeners before giving up:\n%s", out)
 	}
 	reloadOK(t, p, "reload of the first after the second gave up")
+}
+
+// TestReloadAppliesLogLevelToTheSupervisor reloads a config whose
+// log.level changed: the supervisor's own logger takes it, as the new
+// workers do (it used to keep the level it was started with).
+func TestReloadAppliesLogLevelToTheSupervisor(t *testing.T) {
+	cfg := simpleConfig(1, "127.0.0.1:1") + "\n[admin]\naddress = \"127.0.0.1:0\"\n"
+	p := gwtest.Start(t, cfg+"\n[log]\nlevel = \"info\"\n")
+	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
+	if err := os.WriteFile(p.ConfigPath, []byte(cfg+"\n[log]\nlevel = \"warn\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reloadOK(t, p, "reload with log.level warn")
+	resp, err := (&http.Client{Timeout: ioTimeout}).Get("http://" + admin + "/logging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"supervisor: warn", "worker: warn"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/logging after the reload lacks %q:\n%s", want, body)
+		}
+	}
+	// And the supervisor logs accordingly: a second reload's info lines
+	// are gone.
+	mark := p.Mark()
+	reloadOK(t, p, "second reload")
+	for _, e := range p.Logs()[mark:] {
+		if e.Msg() == "reload complete" {
+			t.Fatalf("supervisor logged %q at info with log.level warn", e.Msg())
+		}
+	}
 }

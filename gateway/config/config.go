@@ -28,7 +28,7 @@ type Config struct {
 
 	// Path is the file the config was loaded from; Source its bytes.
 	Path   string `toml:"-"`
-	Source []byte `toml:"-"`
+	Source []byte `toml:"-" json:"-"` // never in /config_dump: the file holds every secret in clear
 	// lines maps key paths to line numbers (see Line).
 	lines map[string]int
 }

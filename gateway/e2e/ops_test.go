@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -209,4 +212,58 @@ func TestReloadAppliesLogLevelToTheSupervisor(t *testing.T) {
 			t.Fatalf("supervisor logged %q at info with log.level warn", e.Msg())
 		}
 	}
+}
+
+// TestConfigDumpDoesNotCarryTheFileItself checks that /config_dump, which
+// redacts the values of secret-named keys, does not also return the config
+// file's bytes: it used to, base64-encoded under "Source", with every
+// redacted secret in clear.
+func TestConfigDumpDoesNotCarryTheFileItself(t *testing.T) {
+	dir := t.TempDir()
+	bin := dir + "/apikey"
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sluice-proxy/sluice/plugins/apikey").CombinedOutput(); err != nil {
+		t.Fatalf("build apikey: %v\n%s", err, out)
+	}
+	keys := dir + "/keys.txt"
+	if err := os.WriteFile(keys, []byte("k1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const secret = "hunter2-do-not-show"
+	cfg := simpleConfig(1, "127.0.0.1:1") + "\n[admin]\naddress = \"127.0.0.1:0\"\n" +
+		fmt.Sprintf("\n[[plugin]]\nname = \"apikey\"\npath = %q\nargs = [\"-keys\", %q]\nenv = { DB_PASSWORD = %q }\n", bin, keys, secret)
+	p := gwtest.Start(t, cfg)
+	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
+	resp, err := (&http.Client{Timeout: ioTimeout}).Get("http://" + admin + "/config_dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"DB_PASSWORD": "[redacted]"`) {
+		t.Fatalf("/config_dump = %d, want 200 with the env value redacted:\n%s", resp.StatusCode, body)
+	}
+	// Every string of the dump, as it is and base64-decoded.
+	var doc any
+	if err := json.Unmarshal(body, &doc); err != nil {
+		t.Fatalf("/config_dump: %v", err)
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for _, e := range v {
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		case string:
+			dec, _ := base64.StdEncoding.DecodeString(v)
+			if strings.Contains(v, secret) || strings.Contains(string(dec), secret) {
+				t.Errorf("/config_dump carries the secret in %.60q…", v)
+			}
+		}
+	}
+	walk(doc)
 }

@@ -147,6 +147,11 @@ type Supervisor struct {
 // returns the process exit code: 0 after a requested shutdown, 1 if the
 // config is invalid or a listener cannot be bound.
 func Run(opts Options) int {
+	// A log line written to a stderr nobody reads any more (the pipe to a
+	// log collector that exited or restarted) raises SIGPIPE, which the Go
+	// runtime makes fatal for fds 1 and 2: the supervisor, and with it
+	// every worker, would die of it. Ignored, the write just fails.
+	signal.Ignore(unix.SIGPIPE)
 	// Take systemd's sockets and the upgrade channel first, so that their
 	// variables are gone from the environment whatever happens next.
 	adopted, skipped, adoptErr := adoptListenFDs()

@@ -71,7 +71,9 @@ type serveResult struct {
 // Run runs the worker until it is told to stop and returns the process
 // exit code.
 func Run(opts Options) int {
-	signal.Ignore(unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2)
+	// SIGPIPE too: a log line written once nobody reads stderr any more
+	// (a log pipe closed) must fail, not kill the worker.
+	signal.Ignore(unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPIPE)
 	terms := make(chan os.Signal, 1)
 	signal.Notify(terms, unix.SIGTERM)
 

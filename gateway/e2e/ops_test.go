@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
+	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
 )
 
 // Operational cases: what someone running sluice at the edge of a service
@@ -266,4 +269,103 @@ func TestConfigDumpDoesNotCarryTheFileItself(t *testing.T) {
 		}
 	}
 	walk(doc)
+}
+
+// TestClosedLogPipeDoesNotKillSluice runs sluice with its stderr (the log)
+// on a pipe whose reader goes away, as when a log collector sluice was
+// piped into exits: the next log lines must fail quietly. The Go runtime
+// turns a write to a broken stderr pipe into a fatal SIGPIPE, so the
+// supervisor (and its workers with it) used to die at its next log line,
+// a full outage.
+func TestClosedLogPipeDoesNotKillSluice(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	dir := t.TempDir()
+	ctl := filepath.Join(shortDir(t), "control.sock")
+	cfg := strings.Replace(simpleConfig(2, up.Addr), "[server]\n", fmt.Sprintf("[server]\ncontrol_socket = %q\n", ctl), 1)
+	path := filepath.Join(dir, "sluice.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(gwtest.Binary(t), "run", "-c", path)
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	// Read the log until sluice is ready, noting the listener's address,
+	// then stop reading it for good.
+	lines := make(chan map[string]any)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			var e map[string]any
+			if json.Unmarshal(sc.Bytes(), &e) == nil {
+				lines <- e
+			}
+		}
+		close(lines)
+	}()
+	addr := ""
+	deadline := time.After(15 * time.Second)
+	for ready := false; !ready; {
+		select {
+		case e, ok := <-lines:
+			if !ok {
+				t.Fatal("sluice's log ended before it was ready")
+			}
+			if e["msg"] == "listening" {
+				addr, _ = e["address"].(string)
+			}
+			ready = e["msg"] == "ready"
+		case <-deadline:
+			t.Fatal("sluice not ready within 15s")
+		}
+	}
+	r.Close()
+	go func() {
+		for range lines { // the reader goroutine ends on the closed pipe
+		}
+	}()
+
+	// A reload makes the supervisor and the new workers log.
+	if code, out := gwtest.Exec(t, 60*time.Second, "reload", "--control", ctl); code != 0 {
+		t.Fatalf("reload after the log pipe closed: exit %d: %s", code, out)
+	}
+	select {
+	case <-exited:
+		t.Fatalf("sluice exited after its log pipe closed: %v", cmd.ProcessState)
+	default:
+	}
+	resp, err := (&http.Client{Timeout: ioTimeout}).Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatalf("request after the log pipe closed: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok" {
+		t.Fatalf("request after the log pipe closed: %d %q", resp.StatusCode, body)
+	}
+}
+
+// shortDir is a temporary directory with a short path, for unix sockets
+// (at most 107 bytes).
+func shortDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }

@@ -85,7 +85,9 @@ func Run(opts Options) int {
 	defer conn.Close()
 	w, err := start(conn, opts)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "sluice worker: slot %d generation %d: %v\n", opts.Slot, opts.Generation, err)
+		if !errors.As(err, new(loggedError)) {
+			fmt.Fprintf(os.Stderr, "sluice worker: slot %d generation %d: %v\n", opts.Slot, opts.Generation, err)
+		}
 		return 1
 	}
 	defer w.log.Sync()
@@ -157,6 +159,12 @@ func openControl() (*hotrestart.Conn, error) {
 	return conn, nil
 }
 
+// loggedError is an error start already logged.
+type loggedError struct{ err error }
+
+func (e loggedError) Error() string { return e.err.Error() }
+func (e loggedError) Unwrap() error { return e.err }
+
 // worker is a started worker. Its fields are set by start and then only
 // read.
 type worker struct {
@@ -175,7 +183,7 @@ type worker struct {
 
 // start reads the Hello, builds the generation, serves every listener and
 // sends Ready.
-func start(conn *hotrestart.Conn, opts Options) (*worker, error) {
+func start(conn *hotrestart.Conn, opts Options) (_ *worker, err error) {
 	m, err := conn.Recv()
 	if err != nil {
 		return nil, fmt.Errorf("worker: read hello: %w", err)
@@ -228,6 +236,14 @@ func start(conn *hotrestart.Conn, opts Options) (*worker, error) {
 		level.UnmarshalText([]byte(h.LogLevel))
 	}
 	log = log.With(zap.Int("slot", h.Slot), zap.Int("pid", os.Getpid()), zap.Int("generation", h.Generation))
+	defer func() {
+		if err != nil {
+			// With a logger, the reason is a JSON line like every other
+			// one (the journal's readers parse them), not plain text.
+			log.Error("cannot start", zap.Error(err))
+			err = loggedError{err}
+		}
+	}()
 	slab, err := workerSlab(region, err, cfg, h.StatsSlab)
 	if err != nil {
 		return nil, err

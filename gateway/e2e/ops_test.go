@@ -93,7 +93,8 @@ func TestClusterMembershipIsNotMultipliedByWorkers(t *testing.T) {
 
 // TestStartFailsWhenWorkersCannotStart gives sluice a config that passes
 // validation but on which no worker can start (its access log's directory
-// does not exist): sluice run exits 1 at once and says why, as Envoy and
+// does not exist): sluice run exits 1 at once and says why (the worker's
+// reason a JSON line like every other, not plain text), as Envoy and
 // nginx do, instead of restarting the workers forever with the service
 // never ready (under systemd, an activation hanging until TimeoutStartSec).
 func TestStartFailsWhenWorkersCannotStart(t *testing.T) {
@@ -118,6 +119,21 @@ func TestStartFailsWhenWorkersCannotStart(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("run output lacks %q:\n%s", want, out)
 		}
+	}
+	// Every line is JSON, the worker's reason too.
+	workerSaid := false
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Errorf("output line is not JSON: %s", line)
+			continue
+		}
+		if e["msg"] == "cannot start" && e["slot"] != nil && strings.Contains(fmt.Sprint(e["error"]), "missing/access.log") {
+			workerSaid = true
+		}
+	}
+	if !workerSaid {
+		t.Errorf("no worker logged msg=\"cannot start\" with the access log error:\n%s", out)
 	}
 }
 

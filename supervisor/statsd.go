@@ -41,6 +41,10 @@ func (s *Supervisor) startStatsd(cfg *config.Config, base stats.Snapshot) {
 			s.log.Error("statsd sink unavailable", zap.String("address", c.Address), zap.Error(err))
 			return
 		}
+		if err := sink.Connect(); err != nil {
+			// Until it resolves, each flush tries again and keeps its deltas.
+			s.log.Warn("statsd server not reachable yet, retrying at every flush", zap.String("address", c.Address), zap.Error(err))
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &statsdRun{cfg: c, hosts: hosts, cancel: cancel, done: make(chan struct{})}

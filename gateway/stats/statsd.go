@@ -45,14 +45,35 @@ type Statsd struct {
 // NewStatsd returns a sink sending to the UDP address addr. prefix, if not
 // empty, is prepended with a '.' to every name (Envoy uses "envoy"); an
 // interval of 0 means DefaultStatsdInterval.
+//
+// A host name that does not resolve yet (DNS not up at boot) does not
+// fail it: like a TCP sink, it dials again at every flush until it has a
+// socket, and a flush without one loses no counter delta (see Connect).
+// Only a malformed address is an error.
 func NewStatsd(addr, prefix string, interval time.Duration, snapshot func() Snapshot) (*Statsd, error) {
-	conn, err := net.Dial("udp", addr)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, fmt.Errorf("stats: statsd: %w", err)
 	}
 	s := newStatsd(prefix, interval, snapshot)
-	s.conn = conn
+	s.dial = func() (net.Conn, error) { return net.Dial("udp", addr) }
+	s.conn, _ = s.dial()
 	return s, nil
+}
+
+// Connect dials the server now if the sink has no socket yet, and reports
+// why it cannot (a name that does not resolve); flushes keep trying.
+func (s *Statsd) Connect() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil {
+		return nil
+	}
+	c, err := s.dial()
+	if err != nil {
+		return fmt.Errorf("stats: statsd: %w", err)
+	}
+	s.conn = c
+	return nil
 }
 
 // NewStatsdTCP returns a sink sending newline-terminated lines over TCP to

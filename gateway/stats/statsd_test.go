@@ -121,3 +121,31 @@ func TestStatsdBatchesIntoSmallDatagrams(t *testing.T) {
 		t.Fatalf("only %d lines", len(lines))
 	}
 }
+
+// A statsd address whose name does not resolve yet (DNS not up when sluice
+// starts) used to disable the sink until the next restart. The sink now
+// tries again at every flush and, once it can send, sends the whole delta.
+func TestStatsdRetriesANameThatDidNotResolve(t *testing.T) {
+	srv := listenUDP(t)
+	r := filledRegion(t)
+	sd, err := NewStatsd("statsd.invalid:8125", "sluice", 0, r.Snapshot)
+	if err != nil {
+		t.Fatalf("NewStatsd with a name that does not resolve: %v", err)
+	}
+	defer sd.Close()
+	if err := sd.Connect(); err == nil {
+		t.Fatal("Connect to statsd.invalid succeeded")
+	}
+	if err := sd.Flush(); err == nil {
+		t.Fatal("Flush without a server succeeded")
+	}
+	// The name resolves now.
+	sd.dial = func() (net.Conn, error) { return net.Dial("udp", srv.LocalAddr().String()) }
+	if err := sd.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, srv, "sluice.cluster.backend.upstream_rq_total:7|c")
+	if _, err := NewStatsd("no-port", "sluice", 0, r.Snapshot); err == nil {
+		t.Fatal("NewStatsd accepted an address without a port")
+	}
+}

@@ -14,8 +14,8 @@ import (
 // TestExampleConfigIsValid keeps etc/sluice.toml (what make run serves)
 // loadable: every key known, every reference resolved, every file it names
 // readable. It lays the example out as make run does — the config and key
-// file under etc/, certificates from tools/gencert — and runs sluice
-// validate there.
+// file under etc/, certificates from tools/gencert, the apikey plugin in
+// bin/ — and runs sluice validate there.
 func TestExampleConfigIsValid(t *testing.T) {
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
@@ -36,6 +36,13 @@ func TestExampleConfigIsValid(t *testing.T) {
 	gen.Dir = root
 	if out, err := gen.CombinedOutput(); err != nil {
 		t.Fatalf("gencert: %v\n%s", err, out)
+	}
+	// The apikey plugin, where make build puts it (its path is relative to
+	// the config file, and validate checks it is an executable).
+	build := exec.Command("go", "build", "-o", filepath.Join(dir, "bin", "apikey"), "./plugins/apikey")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build apikey: %v\n%s", err, out)
 	}
 	cmd := exec.Command(gwtest.Binary(t), "validate", "-c", "etc/sluice.toml")
 	cmd.Dir = dir

@@ -160,7 +160,10 @@ func Merge(snaps ...Snapshot) Snapshot {
 				continue
 			}
 			m.Counter += st.Counter
-			if m.Def.Max {
+			// Either side says so: a region from an older binary (an
+			// upgrade) has no Max in its schema.
+			if m.Def.Max || st.Def.Max {
+				m.Def.Max = true
 				m.Gauge = max(m.Gauge, st.Gauge)
 			} else {
 				m.Gauge += st.Gauge

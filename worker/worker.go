@@ -101,7 +101,7 @@ func Run(opts Options) int {
 // EnvCPUProfile names the environment variable that turns on a Go CPU
 // profile of every worker, for performance work (docs/benchmarks.md): each
 // worker writes its profile to the variable's value followed by
-// ".slot<N>.gen<G>" when it exits (a drain or "sluice stop"; a worker that
+// ".slot<N>.gen<G>" when it exits (a drain: SIGTERM to the supervisor, a reload, an upgrade; a worker that
 // crashes or is killed writes nothing), and its allocation profile to the
 // same path with ".allocs" appended. Unset in production.
 const EnvCPUProfile = "SLUICE_CPUPROFILE"

@@ -25,6 +25,13 @@ func (s *Supervisor) reload(reply chan<- Response, cause string) {
 		s.log.Warn("reload refused", zap.String("cause", cause), zap.String("reason", "upgrade in progress"))
 		answer(reply, Response{Error: "supervisor: upgrade in progress; reload once it is answered"})
 		return
+	case s.next != nil && reply == nil:
+		// A signal has no one to answer: the file may have changed again
+		// since the reload in progress read it, so reload once more after.
+		s.hupPending = true
+		s.log.Info("reload queued", zap.String("cause", cause), zap.Int("generation", s.next.num),
+			zap.String("reason", "reload already in progress"))
+		return
 	case s.next != nil:
 		s.log.Warn("reload refused", zap.String("cause", cause), zap.Int("generation", s.next.num),
 			zap.String("reason", "reload already in progress"))
@@ -80,6 +87,16 @@ func (s *Supervisor) completeReload(g *generation) {
 		zap.Int("workers", len(g.slots)))
 	s.sdNotify(s.notify.Ready(g.summary()))
 	answer(reply, Response{OK: true, Generation: g.num})
+	s.queuedReload()
+}
+
+// queuedReload runs the reload a SIGHUP asked for while another one was in
+// progress, now that it is over. Called by the loop.
+func (s *Supervisor) queuedReload() {
+	if s.hupPending {
+		s.hupPending = false
+		s.reload(nil, "SIGHUP (queued)")
+	}
 }
 
 // applyLogLevel applies a log.level changed by a reload to the supervisor's
@@ -113,11 +130,13 @@ func (s *Supervisor) abortReload(err error, notify bool) {
 	s.announceSuccessor(0)
 	s.hosts.apply(s.cur.cfg)
 	if !notify {
+		s.hupPending = false // shutting down
 		s.log.Error("reload failed", zap.Int("generation", g.num), zap.Error(err))
 		answer(reply, Response{Error: "reload failed: " + err.Error()})
 		return
 	}
 	s.reloadFailed(reply, err)
+	s.queuedReload()
 }
 
 // reloadFailed reports a failed reload: in the log, to systemd, and to the

@@ -120,6 +120,9 @@ type Supervisor struct {
 	cur       *generation        // the serving generation
 	next      *generation        // a reload's starting generation, or nil
 	waiter    chan<- Response    // who asked for the reload in progress; nil for SIGHUP
+	// hupPending is a SIGHUP that came during a reload: nobody can be told
+	// to retry it, so it runs once that reload is over.
+	hupPending bool
 	lastGen   int                // the highest generation number given out
 	procs     map[*proc]struct{} // every process not yet reaped
 	everReady bool

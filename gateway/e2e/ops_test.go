@@ -385,3 +385,54 @@ func shortDir(t *testing.T) string {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
+
+// TestSIGHUPDuringAReloadIsNotLost sends a SIGHUP while a reload is in
+// progress, after the file changed again: that edit is applied once the
+// reload in progress is over. A signal has nobody to tell "retry", and
+// the SIGHUP used to be refused ("reload already in progress"), leaving
+// the last edit unapplied until some later reload.
+func TestSIGHUPDuringAReloadIsNotLost(t *testing.T) {
+	// The first reload starts a plugin that never launches, which holds
+	// it up to 10 s after it has read the file.
+	plug := t.TempDir() + "/never-a-plugin"
+	if err := os.WriteFile(plug, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	plugin := fmt.Sprintf("\n[[plugin]]\nname = \"slow\"\npath = %q\n", plug)
+	version := func(v string) string {
+		return config(2, fmt.Sprintf("\n    [[route_config.virtual_host.route]]\n    match = { path = \"/v\" }\n    direct_response = { status = 200, body = %q }\n", v))
+	}
+	p := gwtest.Start(t, version("v1"))
+	write := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(p.ConfigPath, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mark := p.Mark()
+	write(version("v2") + plugin)
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// The plugin's first launch failed: the reload has read v2 and waits.
+	p.WaitLogSince(t, mark, "plugin: launch failed", nil, ioTimeout)
+	write(version("v3") + plugin)
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Timeout: ioTimeout}
+	got := ""
+	for deadline := time.Now().Add(30 * time.Second); got != "v3" && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond) // polling the serving generation, which has no wait
+		resp, err := c.Get("http://" + p.Addr("http") + "/v")
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got = string(b)
+	}
+	if got != "v3" {
+		t.Fatalf("serving %q 30 s after the second SIGHUP, want v3", got)
+	}
+}

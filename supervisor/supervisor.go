@@ -120,9 +120,6 @@ type Supervisor struct {
 	cur       *generation        // the serving generation
 	next      *generation        // a reload's starting generation, or nil
 	waiter    chan<- Response    // who asked for the reload in progress; nil for SIGHUP
-	// hupPending is a SIGHUP that came during a reload: nobody can be told
-	// to retry it, so it runs once that reload is over.
-	hupPending bool
 	lastGen   int                // the highest generation number given out
 	procs     map[*proc]struct{} // every process not yet reaped
 	everReady bool
@@ -132,6 +129,10 @@ type Supervisor struct {
 	parent    *parent          // the supervisor this one takes over from, until it exits
 	exitCode  int              // returned once every worker is gone
 	deadline  <-chan time.Time // drain or reap deadline of a shutdown
+
+	// hupPending is a SIGHUP that came during a reload: nobody can be told
+	// to retry it, so it runs once that reload is over.
+	hupPending bool
 
 	version    string
 	level      zap.AtomicLevel // the supervisor's log level; safe for concurrent use

@@ -163,9 +163,28 @@ func (h *Handler) prometheus(w http.ResponseWriter, r *http.Request) {
 	stats.WritePrometheus(w, snap)
 }
 
+// textOrJSON reports whether r asks for JSON (format=json) rather than
+// text (no format, or format=text). Any other format is answered 400 and
+// reported as not ok.
+func textOrJSON(w http.ResponseWriter, r *http.Request) (json, ok bool) {
+	switch f := r.URL.Query().Get("format"); f {
+	case "", "text":
+		return false, true
+	case "json":
+		return true, true
+	default:
+		http.Error(w, fmt.Sprintf("admin: unknown format %q (text or json)", f), http.StatusBadRequest)
+		return false, false
+	}
+}
+
 func (h *Handler) clusters(w http.ResponseWriter, r *http.Request) {
+	asJSON, ok := textOrJSON(w, r)
+	if !ok {
+		return
+	}
 	cs := h.s.Clusters()
-	if r.URL.Query().Get("format") == "json" {
+	if asJSON {
 		writeJSON(w, map[string]any{"clusters": cs})
 		return
 	}
@@ -197,8 +216,12 @@ func (h *Handler) clusters(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) listeners(w http.ResponseWriter, r *http.Request) {
+	asJSON, ok := textOrJSON(w, r)
+	if !ok {
+		return
+	}
 	ls := h.s.Listeners()
-	if r.URL.Query().Get("format") == "json" {
+	if asJSON {
 		writeJSON(w, map[string]any{"listeners": ls})
 		return
 	}

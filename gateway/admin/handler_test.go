@@ -257,6 +257,12 @@ func TestInfoEndpoints(t *testing.T) {
 	if _, _, body = do(t, "GET", srv.URL+"/listeners?format=json"); !strings.Contains(body, `"address": "127.0.0.1:8080"`) {
 		t.Errorf("listeners json: %q", body)
 	}
+	// A format they do not have is refused, as /stats refuses one.
+	for _, u := range []string{"/clusters?format=yaml", "/listeners?format=yaml", "/stats?format=xml"} {
+		if code, _, body := do(t, "GET", srv.URL+u); code != 400 || !strings.Contains(body, "unknown format") {
+			t.Errorf("%s: %d %q, want 400 naming the unknown format", u, code, body)
+		}
+	}
 }
 
 func TestConfigDumpRedactsSecrets(t *testing.T) {

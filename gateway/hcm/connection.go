@@ -46,6 +46,8 @@ type connection struct {
 	// h2 is the HTTP/2 side of a connection that parked (serveH2), nil
 	// otherwise.
 	h2 *h2conn
+	// flushes counts the writes of w (flush).
+	flushes uint64
 	// linger says the connection ends while the client may still be
 	// sending (a request rejected or answered before its body was read,
 	// or pipelined requests not served): it closes with a lingering
@@ -405,6 +407,7 @@ func (c *connection) flush() error {
 	}
 	_, err := c.c.Write(c.w)
 	c.w = c.w[:0]
+	c.flushes++
 	return err
 }
 

@@ -98,6 +98,7 @@ func (s *stream) writeHead(h *httpfilter.ResponseHeaders, end bool) error {
 	if f == http1.NoBody && req.Minor == 0 && cl < 0 && string(req.Headers.Method) != "HEAD" && h.Status != 204 && h.Status != 304 {
 		s.respFraming = http1.UntilClose
 	}
+	s.headAt, s.headFlushes = len(c.w), c.flushes
 	c.w = http1.AppendResponseHead(c.w, req.Major, req.Minor, h, f, cl, req.KeepAlive && !s.closeAfter)
 	if end || s.respFraming == http1.NoBody {
 		return s.finish()
@@ -203,7 +204,7 @@ func (s *stream) SendLocalReply(r httpfilter.LocalReply) {
 	if s.ended() {
 		return
 	}
-	if s.respStarted {
+	if s.respStarted && !s.unsendHead() {
 		// Part of a response is out: the only honest signal is a reset.
 		s.reset = true
 		return
@@ -219,6 +220,25 @@ func (s *stream) SendLocalReply(r httpfilter.LocalReply) {
 		return
 	}
 	_ = s.EncodeData(&s.localBody, true)
+}
+
+// unsendHead takes back an HTTP/1 response none of whose bytes has left
+// (its head and any body are still in the connection's write buffer), so
+// that a local reply can take its place: an upstream that fails after its
+// response head but before anything was written gets the client a 503,
+// not an empty reply. It reports whether it did. The connection closes
+// after the reply: the upstream's failure may have left the request's
+// body unread.
+func (s *stream) unsendHead() bool {
+	c := s.conn
+	if s.h2 != nil || c.flushes != s.headFlushes || len(c.w) < s.headAt {
+		return false
+	}
+	c.w = c.w[:s.headAt]
+	s.respStarted = false
+	s.resp = nil
+	s.closeAfter = true
+	return true
 }
 
 // localBody is the short plain-text body of a generated error.

@@ -44,6 +44,11 @@ type stream struct {
 
 	// Response state.
 	respStarted bool // the response head was written (or is pending in conn.w)
+	// headAt is where the HTTP/1 response head starts in conn.w, and
+	// headFlushes conn.flushes then: while conn.flushes is unchanged, none
+	// of the response has left (see unsendHead).
+	headAt      int
+	headFlushes uint64
 	respDone    bool // the response is complete
 	reset       bool // the stream ended abnormally: close the connection
 	closeAfter  bool // close the connection after this response

@@ -57,8 +57,13 @@ type Conn struct {
 	pending      []byte          // written by the next Read (WriteOnRead)
 
 	// Accessed atomically, for the parker:
-	parkFD       atomic.Int32 // the socket while parked in the parker's set, else -1
-	readDeadline atomic.Int64 // UnixNano of the read deadline, 0 for none
+	parkFD atomic.Int32 // the socket while parked in the parker's set, else -1
+	// peer-close watch (peerwatch.go)
+	peerWatch    atomic.Uint64          // the watch's token; 0: none, or it fired
+	peerAbort    atomic.Pointer[func()] // the watch's abort
+	peerSeq      uint64                 // the last token; the connection's goroutine's
+	peerSwept    uint64                 // the token the last sweep saw; the sweep's
+	readDeadline atomic.Int64           // UnixNano of the read deadline, 0 for none
 
 	// Accessed atomically:
 	idle   atomic.Bool
@@ -487,6 +492,9 @@ type Tracker struct {
 	conns   map[*Conn]struct{}
 	pending int           // accepted, not yet running (see Accepted)
 	done    chan struct{} // closed when draining and the last connection ends
+
+	peerWatches atomic.Int64 // peer-close watches under way (peerwatch.go)
+	peerSweepOn atomic.Bool  // the sweep's timer is armed
 }
 
 // NewTracker returns an empty tracker. handoff may be nil.

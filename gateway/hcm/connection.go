@@ -48,6 +48,8 @@ type connection struct {
 	h2 *h2conn
 	// flushes counts the writes of w (flush).
 	flushes uint64
+	// pw is c's peer-close watch, when it has one (peerwatch.go).
+	pw netfilter.PeerCloseWatcher
 	// linger says the connection ends while the client may still be
 	// sending (a request rejected or answered before its body was read,
 	// or pipelined requests not served): it closes with a lingering
@@ -89,6 +91,7 @@ func (c *connection) Serve(nc netfilter.Conn) {
 		c.info = nc.Info()
 		c.remoteIP = c.info.RemoteAddr.Addr().AppendTo(nil)
 		c.wor, _ = nc.(netfilter.WriteOnReader)
+		c.pw, _ = nc.(netfilter.PeerCloseWatcher)
 		c.f.stats.DownstreamCxTotal.Inc()
 		c.f.stats.DownstreamCxActive.Inc()
 		if d := c.f.cfg.MaxConnectionDuration.Duration; d > 0 {

@@ -49,6 +49,10 @@ type stream struct {
 	// of the response has left (see unsendHead).
 	headAt      int
 	headFlushes uint64
+	// peerToken is the connection's peer-close watch while the router
+	// has one (peerwatch.go), peerFired whether one fired.
+	peerToken   uint64
+	peerFired   bool
 	respDone    bool // the response is complete
 	reset       bool // the stream ended abnormally: close the connection
 	closeAfter  bool // close the connection after this response
@@ -87,6 +91,10 @@ func (s *stream) run() bool {
 	for _, d := range s.destroyers {
 		d.OnDestroy()
 	}
+	s.UnwatchPeer() // the router ended its watch, unless it failed to
+	if s.peerFired {
+		s.reset = true // the client is gone
+	}
 	keep := req.KeepAlive && !s.closeAfter && !s.reset && s.respDone && s.bodyDone
 	if !keep && !s.reset && (!s.bodyDone || len(c.r.Buffered()) > 0) {
 		// answered before the request's body was read, or with
@@ -100,6 +108,7 @@ func (s *stream) run() bool {
 func (s *stream) begin(req *http1.Request) {
 	c := s.conn
 	s.id = streamIDs.Add(1)
+	s.peerToken, s.peerFired = 0, false
 	s.info = httpfilter.StreamInfo{
 		Start:            clock.Now(),
 		DownstreamRemote: c.info.RemoteAddr,

@@ -143,6 +143,26 @@ type WriteOnReader interface {
 	FlushWrite() error
 }
 
+// PeerCloseWatcher is implemented by a Conn that can notice, without a
+// read, that the peer closed or reset it while the terminal filter waits
+// on something else (an HTTP/1.1 request at its upstream), as nginx's
+// check for a broken connection does.
+//
+// WatchPeerClose starts a watch and returns its token: if the peer is
+// found gone while the watch lasts, *abort runs once, on another
+// goroutine. Connections are looked at about once a second, each from the
+// second look at one watch on, so a watch shorter than a second costs no
+// look. UnwatchPeerClose ends the watch and reports whether it fired (then
+// *abort has run or is about to). PeerCloseFired reports whether the watch
+// with token fired; it may be called until the next watch starts. All
+// three are called by the connection's goroutine; *abort must stay valid
+// and unchanged while the watch lasts (the upstream connection's Abort).
+type PeerCloseWatcher interface {
+	WatchPeerClose(abort *func()) (token uint64)
+	UnwatchPeerClose(token uint64) (fired bool)
+	PeerCloseFired(token uint64) bool
+}
+
 // Callbacks is what the manager gives each network filter.
 type Callbacks interface {
 	// Conn returns the connection.

@@ -549,7 +549,9 @@ func (f *filter) failH2(err error, started bool) {
 
 // downstreamCancelled reports whether the downstream HTTP/2 stream was
 // reset or its connection ended.
-func (f *filter) downstreamCancelled() bool { return f.ctx != nil && f.ctx.Err() != nil }
+func (f *filter) downstreamCancelled() bool {
+	return f.ctx != nil && f.ctx.Err() != nil || f.pw != nil && f.pw.PeerGone()
+}
 
 // closeH2 abandons the current try's upstream HTTP/2 request (a finished
 // one is only released).

@@ -195,7 +195,7 @@ func (f *filter) run() {
 			return
 		}
 		f.uc = uc
-		if f.ctx != nil {
+		if f.ctx != nil || f.pw != nil {
 			f.watch(uc)
 		}
 		uc.W = http1.AppendRequestHead(uc.W[:0], f.req, f.framing, f.contentLen, true)
@@ -328,8 +328,7 @@ func (f *filter) again(try int, cond uint16) bool {
 	if !f.deadline.IsZero() && time.Now().Add(wait).After(f.deadline) {
 		return false
 	}
-	watchOK := f.stopWatch == nil || f.stopWatch()
-	f.stopWatch = nil
+	watchOK := f.unwatch()
 	if f.uc != nil {
 		if !f.headRead || !watchOK || !f.putBack() {
 			f.uc.Close()

@@ -72,6 +72,11 @@ type filter struct {
 	// exchange then. Both nil for HTTP/1 downstreams.
 	ctx       context.Context
 	stopWatch func() bool
+	// An HTTP/1.1 downstream stream: the watch for the client going away
+	// while the request is at the upstream (nil for other streams), and
+	// whether one is under way.
+	pw           peerWatcher
+	peerWatching bool
 	// h2 is the upstream HTTP/2 request; nil for HTTP/1 upstreams.
 	h2 *h2req
 
@@ -105,6 +110,18 @@ type filter struct {
 	upgrading bool
 }
 
+// peerWatcher is implemented by the HTTP connection manager's HTTP/1.1
+// streams. WatchPeer makes *abort run, on another goroutine, if the client
+// is found gone while the watch lasts (netfilter.PeerCloseWatcher: looked
+// at about once a second); UnwatchPeer ends the watch and reports whether
+// it fired; PeerGone reports whether the current or last watch fired (the
+// stream then carries flag DC). Called by the stream's goroutine.
+type peerWatcher interface {
+	WatchPeer(abort *func())
+	UnwatchPeer() (fired bool)
+	PeerGone() bool
+}
+
 // streamWatcher is implemented by the HTTP connection manager's streams.
 // Context is the HTTP/2 or HTTP/3 stream's context (nil on HTTP/1.1).
 // AfterReset is context.AfterFunc on it without its allocations: f runs on
@@ -115,8 +132,12 @@ type streamWatcher interface {
 	AfterReset(f func()) (stop func() bool)
 }
 
-// protoHTTP2 is StreamInfo.Protocol of an HTTP/2 downstream stream.
-const protoHTTP2 = "HTTP/2"
+// StreamInfo.Protocol of HTTP/2, HTTP/1.1 and HTTP/1.0 downstream streams.
+const (
+	protoHTTP2  = "HTTP/2"
+	protoHTTP11 = "HTTP/1.1"
+	protoHTTP10 = "HTTP/1.0"
+)
 
 var _ httpfilter.DecoderFilter = (*filter)(nil)
 
@@ -190,6 +211,8 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		if sw, ok := f.cb.(streamWatcher); ok {
 			f.ctx = sw.Context()
 		}
+	} else if info.Protocol == protoHTTP11 || info.Protocol == protoHTTP10 {
+		f.pw, _ = f.cb.(peerWatcher)
 	}
 	if rt.Retry == nil && rt.Cluster.Cfg.Protocol != "http1" {
 		// A retry route picks the protocol per try (run).
@@ -246,7 +269,7 @@ func (f *filter) connect(now time.Time) bool {
 		return false
 	}
 	f.uc = uc
-	if f.ctx != nil {
+	if f.ctx != nil || f.pw != nil {
 		f.watch(uc)
 	}
 	uc.W = http1.AppendRequestHead(uc.W[:0], f.req, f.framing, f.contentLen, true)
@@ -318,9 +341,7 @@ func (f *filter) DecodeTrailers(t *httpfilter.Headers) httpfilter.TrailersStatus
 }
 
 func (f *filter) OnDestroy() {
-	if f.stopWatch != nil {
-		f.stopWatch()
-	}
+	f.unwatch()
 	f.closeH2()
 	if f.uc != nil { // the exchange did not finish: the connection's state is unknown
 		f.uc.Close()
@@ -426,7 +447,7 @@ func (f *filter) deliver(sent time.Time) {
 	if max := f.route.Cluster.Cfg.MaxRequestsPerConnection; max > 0 && uc.Requests >= max {
 		reuse = false
 	}
-	if f.stopWatch != nil && !f.stopWatch() {
+	if !f.unwatch() {
 		reuse = false // the watch fired: the connection has a past deadline
 	}
 	if reuse {
@@ -483,8 +504,8 @@ func (f *filter) retry(deadline time.Time) error {
 		return err
 	}
 	f.uc = uc
-	if f.stopWatch != nil {
-		f.stopWatch()
+	if f.stopWatch != nil || f.peerWatching {
+		f.unwatch()
 		f.watch(uc)
 	}
 	uc.W = http1.AppendRequestHead(uc.W[:0], f.req, http1.NoBody, -1, true)
@@ -646,10 +667,31 @@ func (f *filter) fail(err error, started bool) {
 }
 
 // watch aborts the exchange on uc when the downstream HTTP/2 stream is
-// reset: the blocked upstream read or write fails at once.
+// reset, or the HTTP/1.1 client is found gone: the blocked upstream read
+// or write fails at once.
 func (f *filter) watch(uc *pool.Conn) {
 	// A connection the watch fired on is not reused (deliver).
+	if f.pw != nil {
+		f.pw.WatchPeer(&uc.Abort)
+		f.peerWatching = true
+		return
+	}
 	f.stopWatch = f.cb.(streamWatcher).AfterReset(uc.Abort) // f.ctx came from it
+}
+
+// unwatch ends the watch on the current upstream connection and reports
+// whether it had not fired (a connection it fired on has a past deadline).
+func (f *filter) unwatch() bool {
+	ok := true
+	if f.stopWatch != nil {
+		ok = f.stopWatch()
+		f.stopWatch = nil
+	}
+	if f.peerWatching {
+		f.peerWatching = false
+		ok = !f.pw.UnwatchPeer() && ok
+	}
+	return ok
 }
 
 func isTimeout(err error) bool {

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -73,5 +75,41 @@ func TestHTTP1ClientGoneAbortsTheUpstreamRequest(t *testing.T) {
 	}
 	if !strings.Contains(lines, "/goes DC\n") || !strings.Contains(lines, "/stays -\n") {
 		t.Fatalf("access log %q, want /goes with flag DC and /stays with none", lines)
+	}
+}
+
+// Over TLS too, where a client closing properly sends close_notify before
+// its FIN: the alert's bytes wait unread on the socket, and the FIN behind
+// them is what counts.
+func TestHTTP1ClientGoneOverTLSAbortsTheUpstreamRequest(t *testing.T) {
+	gone := make(chan struct{}, 1)
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+			gone <- struct{}{}
+		case <-time.After(ioTimeout):
+		}
+	}))
+	ca := testutil.NewCA(t)
+	cert, key, _ := ca.Leaf(t, "gone.test")
+	p := gwtest.Start(t, tlsListenerConfig(fmt.Sprintf("  [[listener.filter_chain.tls.certificate]]\n  cert_file = %q\n  key_file = %q\n", cert, key), cluster("up", up.Addr)))
+	c, err := tls.Dial("tcp", p.Addr("https"), &tls.Config{ServerName: "gone.test", RootCAs: ca.Pool, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /goes HTTP/1.1\r\nHost: gone.test\r\n\r\n")
+	// close_notify, then FIN, with the socket left open: a close with the
+	// server's unread session tickets would send a reset instead.
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.NetConn().(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-gone:
+	case <-time.After(ioTimeout):
+		t.Fatal("the upstream request was not aborted after the TLS client went away")
 	}
 }

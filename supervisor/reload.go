@@ -91,11 +91,17 @@ func (s *Supervisor) completeReload(g *generation) {
 }
 
 // queuedReload runs the reload a SIGHUP asked for while another one was in
-// progress, now that it is over. Called by the loop.
+// progress, now that it is over; or, with none, the upgrade a SIGUSR2
+// asked for meanwhile (after the queued reload, if both are). Called by
+// the loop.
 func (s *Supervisor) queuedReload() {
-	if s.hupPending {
+	switch {
+	case s.hupPending:
 		s.hupPending = false
 		s.reload(nil, "SIGHUP (queued)")
+	case s.usr2Pending:
+		s.usr2Pending = false
+		s.startUpgrade(nil, "SIGUSR2 (queued)")
 	}
 }
 
@@ -130,7 +136,7 @@ func (s *Supervisor) abortReload(err error, notify bool) {
 	s.announceSuccessor(0)
 	s.hosts.apply(s.cur.cfg)
 	if !notify {
-		s.hupPending = false // shutting down
+		s.hupPending, s.usr2Pending = false, false // shutting down
 		s.log.Error("reload failed", zap.Int("generation", g.num), zap.Error(err))
 		answer(reply, Response{Error: "reload failed: " + err.Error()})
 		return

@@ -131,8 +131,10 @@ type Supervisor struct {
 	deadline  <-chan time.Time // drain or reap deadline of a shutdown
 
 	// hupPending is a SIGHUP that came during a reload: nobody can be told
-	// to retry it, so it runs once that reload is over.
-	hupPending bool
+	// to retry it, so it runs once that reload is over. usr2Pending is the
+	// same for a SIGUSR2 (an upgrade), which runs after a pending reload.
+	hupPending  bool
+	usr2Pending bool
 
 	version    string
 	level      zap.AtomicLevel // the supervisor's log level; safe for concurrent use

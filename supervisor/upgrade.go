@@ -68,6 +68,12 @@ func (s *Supervisor) startUpgrade(reply chan<- Response, cause string) {
 		refusal = fmt.Sprintf("supervisor: this supervisor has handed over to pid %d; send the upgrade there", s.up.pid)
 	case s.up != nil:
 		refusal = fmt.Sprintf("supervisor: upgrade already in progress (new supervisor pid %d is starting)", s.up.pid)
+	case s.next != nil && reply == nil:
+		// A signal has no one to answer: upgrade once the reload is over.
+		s.usr2Pending = true
+		s.log.Info("upgrade queued", zap.String("cause", cause), zap.Int("generation", s.next.num),
+			zap.String("reason", "reload in progress"))
+		return
 	case s.next != nil:
 		refusal = fmt.Sprintf("supervisor: reload in progress (generation %d is starting); upgrade once it is answered", s.next.num)
 	case s.parent != nil:

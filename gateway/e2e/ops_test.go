@@ -436,3 +436,41 @@ func TestSIGHUPDuringAReloadIsNotLost(t *testing.T) {
 		t.Fatalf("serving %q 30 s after the second SIGHUP, want v3", got)
 	}
 }
+
+// A SIGUSR2 that comes while a reload runs is queued, as a SIGHUP is: the
+// upgrade starts once the reload is over, instead of being refused with
+// no one to tell.
+func TestSIGUSR2DuringAReloadIsNotLost(t *testing.T) {
+	// The reload starts a plugin that never launches, which holds it up
+	// to 10 s after it has read the file.
+	plug := t.TempDir() + "/never-a-plugin"
+	if err := os.WriteFile(plug, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := gwtest.Start(t, config(1, route(`prefix = "/"`, "up"), cluster("up", testutil.DeadAddr(t))))
+	mark := p.Mark()
+	text, err := os.ReadFile(p.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.ConfigPath, append(text, fmt.Sprintf("\n[[plugin]]\nname = \"slow\"\npath = %q\n", plug)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitLogSince(t, mark, "plugin: launch failed", nil, ioTimeout)
+	if err := p.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitLogSince(t, mark, "upgrade queued", nil, 30*time.Second)
+	done := p.WaitLogSince(t, mark, "upgrade complete", nil, 60*time.Second)
+	if pid, ok := done["new_pid"].(float64); ok && pid > 0 {
+		t.Cleanup(func() { syscall.Kill(int(pid), syscall.SIGKILL) })
+	}
+	for _, e := range p.Logs()[mark:] {
+		if e["msg"] == "upgrade refused" {
+			t.Fatalf("the SIGUSR2 was refused: %v", e)
+		}
+	}
+}

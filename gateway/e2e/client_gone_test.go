@@ -113,3 +113,25 @@ func TestHTTP1ClientGoneOverTLSAbortsTheUpstreamRequest(t *testing.T) {
 		t.Fatal("the upstream request was not aborted after the TLS client went away")
 	}
 }
+
+// And when the cluster speaks HTTP/2 upstream: the HTTP/1.1 client going
+// away cancels the upstream stream.
+func TestHTTP1ClientGoneCancelsAnHTTP2UpstreamRequest(t *testing.T) {
+	gone := make(chan struct{}, 1)
+	addr, _ := h2Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+			gone <- struct{}{}
+		case <-time.After(ioTimeout):
+		}
+	}), false)
+	p := gwtest.Start(t, config(1, route(`prefix = "/"`, "up"), cluster("up", addr)+"protocol = \"http2\"\n"))
+	c := dial(t, p.Addr("http"))
+	fmt.Fprintf(c, "GET /goes HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.Close()
+	select {
+	case <-gone:
+	case <-time.After(ioTimeout):
+		t.Fatal("the upstream HTTP/2 request was not cancelled after the client went away")
+	}
+}

@@ -50,6 +50,9 @@ type h2req struct {
 	resp   *http.Response // the result's response; its body is closed by closeH2
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+	// abort cancels the request when an HTTP/1.1 client is found gone
+	// (the peer-close watch's abort; nil for other downstreams).
+	abort func()
 	// idle is stream_idle_timeout's timer, tryIdle per_try_idle_timeout's
 	// (until the response head); nil when not configured.
 	idle, tryIdle *idleTimer
@@ -232,6 +235,14 @@ func (f *filter) newH2(deadline time.Time, hasBody bool) *h2req {
 		return nil
 	}
 	u.req = req
+	if f.pw != nil {
+		// An HTTP/1.1 client: its stream has no context to end the
+		// request with; the peer-close watch cancels it instead.
+		f.unwatch()
+		u.abort = func() { cancel(errDownstreamGone) }
+		f.pw.WatchPeer(&u.abort)
+		f.peerWatching = true
+	}
 	u.idle = newIdleTimer(f.streamIdle, cancel, errStreamIdle)
 	if rp := f.route.Retry; rp != nil {
 		u.tryIdle = newIdleTimer(rp.PerTryIdleTimeout, cancel, errPerTryIdle)

@@ -34,7 +34,10 @@ type generation struct {
 	stats   *statsRegion          // the stats region its workers write; nil once released
 	slabs   []int                 // the worker slab of each slot in stats
 	plugins map[string]*pluginRun // the plugin processes its workers use, by name
-	hostIdx []int                 // each slot's worker index in the host-state region (-1: none)
+	// pluginsStarted are the plugin processes started for it, whose first
+	// launch its workers wait for (waitPlugins)
+	pluginsStarted []*pluginRun
+	hostIdx        []int // each slot's worker index in the host-state region (-1: none)
 }
 
 // slot is one worker slot of a generation.
@@ -65,7 +68,7 @@ func (s *Supervisor) newGeneration(cfg *config.Config, prev []*socketGroup, adop
 	if s.cur != nil {
 		running = s.cur.plugins
 	}
-	g.plugins = s.startPlugins(cfg, running)
+	g.plugins, g.pluginsStarted = s.startPlugins(cfg, running)
 	s.hosts.waitWarm()
 	s.lastGen++
 	for i, sg := range groups {

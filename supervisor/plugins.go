@@ -49,11 +49,11 @@ func (r *pluginRun) reattach() json.RawMessage {
 }
 
 // startPlugins returns the plugin runs of cfg: those of prev whose config is
-// Equal, and new ones for the others, which it waits for (up to
-// pluginStartWait). Called by the loop, or before it starts.
-func (s *Supervisor) startPlugins(cfg *config.Config, prev map[string]*pluginRun) map[string]*pluginRun {
-	runs := make(map[string]*pluginRun, len(cfg.Plugins))
-	var started []*pluginRun
+// Equal, and new ones for the others, whose processes it starts; started
+// lists the new ones, for waitPlugins. Called by the loop, or before it
+// starts.
+func (s *Supervisor) startPlugins(cfg *config.Config, prev map[string]*pluginRun) (runs map[string]*pluginRun, started []*pluginRun) {
+	runs = make(map[string]*pluginRun, len(cfg.Plugins))
 	for i := range cfg.Plugins {
 		pc := cfg.Plugins[i]
 		if old := prev[pc.Name]; old != nil && old.cfg.Equal(&pc) {
@@ -71,6 +71,17 @@ func (s *Supervisor) startPlugins(cfg *config.Config, prev map[string]*pluginRun
 		runs[pc.Name] = r
 		started = append(started, r)
 	}
+	return runs, started
+}
+
+// waitPlugins waits for the first launch of the plugins started, up to
+// pluginStartWait: workers that start before a plugin does attach to it
+// later. It runs on a goroutine of its own during a reload (the loop goes
+// on answering meanwhile), or before the loop starts.
+func (s *Supervisor) waitPlugins(started []*pluginRun) {
+	if len(started) == 0 {
+		return
+	}
 	deadline := time.NewTimer(pluginStartWait)
 	defer deadline.Stop()
 	for _, r := range started {
@@ -78,10 +89,9 @@ func (s *Supervisor) startPlugins(cfg *config.Config, prev map[string]*pluginRun
 		case <-r.first:
 		case <-deadline.C:
 			s.log.Warn("plugin not started yet; workers attach once it is", zap.String("plugin", r.cfg.Name))
-			return runs
+			return
 		}
 	}
-	return runs
 }
 
 // pluginStarted records a new process of r and tells the workers that use

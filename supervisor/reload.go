@@ -60,8 +60,28 @@ func (s *Supervisor) reload(reply chan<- Response, cause string) {
 			s.abortReload(fmt.Errorf("supervisor: generation %d: workers not ready within %v", g.num, readyTimeout), true)
 		}
 	})
+	if len(g.pluginsStarted) == 0 {
+		s.startWorkers(g)
+		return
+	}
+	// The new plugins' first launch is waited for on a goroutine of its
+	// own: meanwhile the loop answers signals, the control socket and the
+	// serving generation's workers.
+	go func() {
+		s.waitPlugins(g.pluginsStarted)
+		s.call(func() {
+			if s.next == g {
+				s.startWorkers(g)
+			}
+		})
+	}()
+}
+
+// startWorkers starts the workers of the reload's generation g, once its
+// new plugins are up (or were waited for long enough). Called by the loop.
+func (s *Supervisor) startWorkers(g *generation) {
 	s.log.Info("starting workers", zap.Int("workers", len(g.slots)), zap.Int("generation", g.num),
-		zap.Int("gomaxprocs", cfg.Server.GoMaxProcs))
+		zap.Int("gomaxprocs", g.cfg.Server.GoMaxProcs))
 	s.announceSuccessor(g.num)
 	for i := range g.slots {
 		s.spawn(g, i)

@@ -474,3 +474,35 @@ func TestSIGUSR2DuringAReloadIsNotLost(t *testing.T) {
 		}
 	}
 }
+
+// While a reload waits for a new plugin's first launch (up to 10 s), the
+// supervisor keeps answering: a second reload is refused at once as one is
+// in progress, not after the wait.
+func TestControlAnswersWhileAReloadWaitsForAPlugin(t *testing.T) {
+	plug := t.TempDir() + "/never-a-plugin"
+	if err := os.WriteFile(plug, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := gwtest.Start(t, config(1, route(`prefix = "/"`, "up"), cluster("up", testutil.DeadAddr(t))))
+	mark := p.Mark()
+	text, err := os.ReadFile(p.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.ConfigPath, append(text, fmt.Sprintf("\n[[plugin]]\nname = \"slow\"\npath = %q\n", plug)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitLogSince(t, mark, "plugin: launch failed", nil, ioTimeout)
+	code, out := reload(t, p)
+	if code == 0 || !strings.Contains(out, "reload already in progress") {
+		t.Fatalf("second reload: exit %d: %s; want it refused as one is in progress", code, out)
+	}
+	for _, e := range p.Logs()[mark:] {
+		if e["msg"] == "plugin not started yet; workers attach once it is" {
+			t.Fatal("the second reload was answered only once the first had stopped waiting for its plugin")
+		}
+	}
+}

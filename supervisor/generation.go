@@ -35,8 +35,11 @@ type generation struct {
 	slabs   []int                 // the worker slab of each slot in stats
 	plugins map[string]*pluginRun // the plugin processes its workers use, by name
 	// pluginsStarted are the plugin processes started for it, whose first
-	// launch its workers wait for (waitPlugins)
+	// launch its workers wait for (waitPlugins); warm waits for the health
+	// checks' first round (hostState.warmWaiter). Both before its workers
+	// start.
 	pluginsStarted []*pluginRun
+	warm           func()
 	hostIdx        []int // each slot's worker index in the host-state region (-1: none)
 }
 
@@ -69,7 +72,7 @@ func (s *Supervisor) newGeneration(cfg *config.Config, prev []*socketGroup, adop
 		running = s.cur.plugins
 	}
 	g.plugins, g.pluginsStarted = s.startPlugins(cfg, running)
-	s.hosts.waitWarm()
+	g.warm = s.hosts.warmWaiter()
 	s.lastGen++
 	for i, sg := range groups {
 		s.log.Info("listening", zap.String("listener", sg.name), zap.String("address", sg.addr),

@@ -277,23 +277,27 @@ func (hs *hostState) stop() {
 	hs.detCancel()
 }
 
-// waitWarm waits, up to twice the health checks' timeout (plus their
-// initial jitter), for the running checker's first check of every host,
-// so that a new generation's workers do not serve newly checked hosts in
-// panic mode meanwhile, as Envoy warms clusters. Called by the loop before
-// it starts a generation's workers.
-func (hs *hostState) waitWarm() {
-	if hs.warm == nil {
-		return
-	}
-	start := time.Now()
-	t := time.NewTimer(hs.warmBound)
-	defer t.Stop()
-	select {
-	case <-hs.warm:
-		hs.log.Info("health checks warmed", zap.Duration("waited", time.Since(start).Round(time.Millisecond)))
-	case <-t.C:
-		hs.log.Warn("health checks not warmed in time; starting workers", zap.Duration("waited", hs.warmBound))
+// warmWaiter returns the wait, up to twice the health checks' timeout
+// (plus their initial jitter), for the running checker's first check of
+// every host, so that a new generation's workers do not serve newly
+// checked hosts in panic mode meanwhile, as Envoy warms clusters. Called by
+// the loop; the wait runs before a generation's workers start, on another
+// goroutine during a reload (beside the loop).
+func (hs *hostState) warmWaiter() func() {
+	warm, bound, log := hs.warm, hs.warmBound, hs.log
+	return func() {
+		if warm == nil {
+			return
+		}
+		start := time.Now()
+		t := time.NewTimer(bound)
+		defer t.Stop()
+		select {
+		case <-warm:
+			log.Info("health checks warmed", zap.Duration("waited", time.Since(start).Round(time.Millisecond)))
+		case <-t.C:
+			log.Warn("health checks not warmed in time; starting workers", zap.Duration("waited", bound))
+		}
 	}
 }
 

@@ -60,15 +60,13 @@ func (s *Supervisor) reload(reply chan<- Response, cause string) {
 			s.abortReload(fmt.Errorf("supervisor: generation %d: workers not ready within %v", g.num, readyTimeout), true)
 		}
 	})
-	if len(g.pluginsStarted) == 0 {
-		s.startWorkers(g)
-		return
-	}
-	// The new plugins' first launch is waited for on a goroutine of its
-	// own: meanwhile the loop answers signals, the control socket and the
-	// serving generation's workers.
+	// The new plugins' first launch and the health checks' first round
+	// are waited for on a goroutine of its own: meanwhile the loop
+	// answers signals, the control socket and the serving generation's
+	// workers.
 	go func() {
 		s.waitPlugins(g.pluginsStarted)
+		g.warm()
 		s.call(func() {
 			if s.next == g {
 				s.startWorkers(g)

@@ -311,7 +311,9 @@ func (s *Supervisor) run(cfg *config.Config, adopted *adoptedSet, inherited []*s
 	}
 	g, err := s.newGeneration(cfg, inherited, adopted)
 	if err == nil {
-		s.waitPlugins(g.pluginsStarted) // before the loop: nothing else to answer yet
+		// Before the loop: nothing else to answer yet.
+		s.waitPlugins(g.pluginsStarted)
+		g.warm()
 	}
 	for _, a := range adopted.closeRest() {
 		s.log.Warn("adopted socket matches no listener, closed", zap.String("address", a.addr), zap.String("fd_name", a.name))

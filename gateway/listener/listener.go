@@ -202,29 +202,7 @@ func (l *Listener) serve(nc net.Conn, readAhead []byte, info *netfilter.Info, ru
 	c := conn.New(nc, rd, *info, l.Tracker, l.Log)
 	c.Stats = l.Stats
 	*running = true
-	if chain.TLS == nil {
-		c.Run(chain.Factories)
-		return
-	}
-	// The handshake's cryptography grew this goroutine's stack (to 16 KiB
-	// and more), which a connection that keeps its goroutine while idle
-	// (HTTP/2's frame reader, tcp_proxy) would hold for its whole life.
-	// The connection runs on a fresh goroutine instead, whose stack grows
-	// only as far as serving it needs.
-	go l.run(c, chain.Factories, info.ID)
-}
-
-// run runs the network filters of a connection whose TLS handshake ran on
-// another goroutine.
-func (l *Listener) run(c *conn.Conn, factories []netfilter.Factory, id uint64) {
-	defer func() {
-		if r := recover(); r != nil {
-			// Bad input must never take the worker down: log and close.
-			l.Log.Error("connection panicked", zap.Uint64("conn", id), zap.String("listener", l.Name), zap.Any("panic", r), zap.Stack("stack"))
-			c.Close()
-		}
-	}()
-	c.Run(factories)
+	c.Run(chain.Factories)
 }
 
 // peeker gives listener filters the first bytes of a connection without

@@ -152,17 +152,22 @@ func (c *Conn) serve() {
 	c.parked = false
 }
 
+// socket returns the connection's socket: the connection under TLS for a
+// TLS connection.
+func (c *Conn) socket() net.Conn {
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return c.nc
+}
+
 // sysFD returns the socket descriptor of the connection, or -1 where it
 // has none (or may hold bytes read ahead of its socket). For a TLS
 // connection it is the descriptor of the connection under TLS: parking on
 // it is right only once the TLS connection was found to hold no records it
 // read (see resumeWhenReadable).
 func (c *Conn) sysFD() int32 {
-	nc := c.nc
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
-	}
-	sc, ok := nc.(syscall.Conn)
+	sc, ok := c.socket().(syscall.Conn)
 	if !ok {
 		return -1
 	}

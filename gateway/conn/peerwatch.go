@@ -1,12 +1,9 @@
 package conn
 
 import (
-	"crypto/tls"
-	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/sluice-proxy/sluice/gateway/internal/sockpeek"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 )
 
@@ -96,40 +93,8 @@ func (t *Tracker) sweepPeers() {
 	}
 }
 
-// peerGone reports whether the client closed or reset the connection: its
-// socket has received the client's FIN (TCP state CLOSE_WAIT, whatever
-// unread bytes precede it: a TLS client sends close_notify first, and
-// nginx's check counts a pending end of stream too) or is closed, or a
-// peek finds the end of the stream or an error. Unread bytes without a FIN
-// (a pipelined request) and nothing at all mean the client is still there.
-func (c *Conn) peerGone() bool {
-	nc := c.nc
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
-	}
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	gone := false
-	_ = rc.Control(func(fd uintptr) {
-		if ti, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
-			if ti.State != tcpEstablished {
-				gone = true
-				return
-			}
-		}
-		var b [1]byte
-		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		gone = (n == 0 && err == nil) || (err != nil && err != unix.EAGAIN && err != unix.EINTR)
-	})
-	return gone
-}
-
-// tcpEstablished is TCP_ESTABLISHED, tcp_info's state of a connection
-// that neither side has closed (linux/tcp_states.h).
-const tcpEstablished = 1
+// peerGone reports whether the client closed or reset the connection
+// (sockpeek.Gone on the socket, the one under TLS for a TLS connection).
+// Unread bytes without a FIN (a pipelined request) and nothing at all mean
+// the client is still there.
+func (c *Conn) peerGone() bool { return sockpeek.Gone(c.socket()) }

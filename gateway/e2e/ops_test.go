@@ -441,25 +441,7 @@ func TestSIGHUPDuringAReloadIsNotLost(t *testing.T) {
 // upgrade starts once the reload is over, instead of being refused with
 // no one to tell.
 func TestSIGUSR2DuringAReloadIsNotLost(t *testing.T) {
-	// The reload starts a plugin that never launches, which holds it up
-	// to 10 s after it has read the file.
-	plug := t.TempDir() + "/never-a-plugin"
-	if err := os.WriteFile(plug, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p := gwtest.Start(t, config(1, route(`prefix = "/"`, "up"), cluster("up", testutil.DeadAddr(t))))
-	mark := p.Mark()
-	text, err := os.ReadFile(p.ConfigPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p.ConfigPath, append(text, fmt.Sprintf("\n[[plugin]]\nname = \"slow\"\npath = %q\n", plug)...), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	p.WaitLogSince(t, mark, "plugin: launch failed", nil, ioTimeout)
+	p, mark := reloadHeldByAPlugin(t)
 	if err := p.Signal(syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
@@ -479,6 +461,24 @@ func TestSIGUSR2DuringAReloadIsNotLost(t *testing.T) {
 // supervisor keeps answering: a second reload is refused at once as one is
 // in progress, not after the wait.
 func TestControlAnswersWhileAReloadWaitsForAPlugin(t *testing.T) {
+	p, mark := reloadHeldByAPlugin(t)
+	code, out := reload(t, p)
+	if code == 0 || !strings.Contains(out, "reload already in progress") {
+		t.Fatalf("second reload: exit %d: %s; want it refused as one is in progress", code, out)
+	}
+	for _, e := range p.Logs()[mark:] {
+		if e["msg"] == "plugin not started yet; workers attach once it is" {
+			t.Fatal("the second reload was answered only once the first had stopped waiting for its plugin")
+		}
+	}
+}
+
+// reloadHeldByAPlugin starts sluice and a reload (SIGHUP) that adds a
+// plugin which never launches, which holds the reload up to 10 s after it
+// has read the file; it returns once the plugin's first launch failed,
+// with the log mark from before the reload.
+func reloadHeldByAPlugin(t *testing.T) (*gwtest.Proxy, int) {
+	t.Helper()
 	plug := t.TempDir() + "/never-a-plugin"
 	if err := os.WriteFile(plug, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -496,13 +496,5 @@ func TestControlAnswersWhileAReloadWaitsForAPlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.WaitLogSince(t, mark, "plugin: launch failed", nil, ioTimeout)
-	code, out := reload(t, p)
-	if code == 0 || !strings.Contains(out, "reload already in progress") {
-		t.Fatalf("second reload: exit %d: %s; want it refused as one is in progress", code, out)
-	}
-	for _, e := range p.Logs()[mark:] {
-		if e["msg"] == "plugin not started yet; workers attach once it is" {
-			t.Fatal("the second reload was answered only once the first had stopped waiting for its plugin")
-		}
-	}
+	return p, mark
 }

@@ -268,22 +268,7 @@ func TestHTTP2RapidResetIsBoundedByMaxConcurrentStreams(t *testing.T) {
 	fr.WriteSettings()
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)
-	goaway := make(chan http2.ErrCode, 1)
-	go func() {
-		defer close(goaway)
-		for {
-			f, err := fr.ReadFrame()
-			if err != nil {
-				return
-			}
-			// Nothing is written here (the test's goroutine writes): the
-			// server needs no SETTINGS ACK for this.
-			if g, ok := f.(*http2.GoAwayFrame); ok && g.ErrCode != http2.ErrCodeNo {
-				goaway <- g.ErrCode
-				return
-			}
-		}
-	}()
+	goaway := watchGoAway(fr)
 	// 4 handlers and 16 waiting streams are allowed; the 21st stream is
 	// one too many. The client keeps going (writes may fail once the
 	// server closed) up to 200 streams.
@@ -297,14 +282,7 @@ func TestHTTP2RapidResetIsBoundedByMaxConcurrentStreams(t *testing.T) {
 			break
 		}
 	}
-	select {
-	case code, ok := <-goaway:
-		if !ok || code != http2.ErrCodeEnhanceYourCalm {
-			t.Fatalf("connection ended without GOAWAY ENHANCE_YOUR_CALM (got %v, %v)", code, ok)
-		}
-	case <-time.After(ioTimeout):
-		t.Fatal("no GOAWAY: the server keeps accepting streams whose reset handlers still run")
-	}
+	awaitCalm(t, goaway, "the server keeps accepting streams whose reset handlers still run")
 }
 
 // TestHTTP10UpgradeIsIgnored: RFC 9110 §7.8 has a server ignore Upgrade in
@@ -487,31 +465,11 @@ func TestHTTP2EmptyContinuationFloodIsCutOff(t *testing.T) {
 	enc := hpack.NewEncoder(&hb)
 	enc.WriteField(hpack.HeaderField{Name: ":method", Value: "GET"})
 	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes()})
-	goaway := make(chan http2.ErrCode, 1)
-	go func() {
-		defer close(goaway)
-		for {
-			f, err := fr.ReadFrame()
-			if err != nil {
-				return
-			}
-			if g, ok := f.(*http2.GoAwayFrame); ok {
-				goaway <- g.ErrCode
-				return
-			}
-		}
-	}()
+	goaway := watchGoAway(fr)
 	// Up to 100000 frames; writes fail once the server closed.
 	for i := 0; i < 100000 && fr.WriteContinuation(1, false, nil) == nil; i++ {
 	}
-	select {
-	case code, ok := <-goaway:
-		if !ok || code != http2.ErrCodeEnhanceYourCalm {
-			t.Fatalf("connection ended without GOAWAY ENHANCE_YOUR_CALM (got %v, %v)", code, ok)
-		}
-	case <-time.After(ioTimeout):
-		t.Fatal("no GOAWAY: the server keeps reading empty CONTINUATION frames")
-	}
+	awaitCalm(t, goaway, "the server keeps reading empty CONTINUATION frames")
 }
 
 // TestResponsesWithoutDateGetOne: RFC 9110 §6.6.1 has a proxy with a clock
@@ -565,5 +523,41 @@ func TestResponsesWithoutDateGetOne(t *testing.T) {
 	resp, _ = get(t, h1, "http://"+p.Addr("http")+"/dated")
 	if got := resp.Header.Values("Date"); len(got) != 1 || got[0] != upDate {
 		t.Fatalf("upstream's date: got %q, want exactly [%q]", got, upDate)
+	}
+}
+
+// watchGoAway reads fr's frames on a goroutine of its own and sends the
+// code of the first GOAWAY with an error; it closes the channel when the
+// connection ends without one. Nothing is written there (the test's
+// goroutine writes): the server needs no SETTINGS ACK for these tests.
+func watchGoAway(fr *http2.Framer) <-chan http2.ErrCode {
+	goaway := make(chan http2.ErrCode, 1)
+	go func() {
+		defer close(goaway)
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if g, ok := f.(*http2.GoAwayFrame); ok && g.ErrCode != http2.ErrCodeNo {
+				goaway <- g.ErrCode
+				return
+			}
+		}
+	}()
+	return goaway
+}
+
+// awaitCalm fails the test unless goaway delivers ENHANCE_YOUR_CALM within
+// ioTimeout; without a GOAWAY, stuck says what the server does instead.
+func awaitCalm(t *testing.T, goaway <-chan http2.ErrCode, stuck string) {
+	t.Helper()
+	select {
+	case code, ok := <-goaway:
+		if !ok || code != http2.ErrCodeEnhanceYourCalm {
+			t.Fatalf("connection ended without GOAWAY ENHANCE_YOUR_CALM (got %v, %v)", code, ok)
+		}
+	case <-time.After(ioTimeout):
+		t.Fatal("no GOAWAY: " + stuck)
 	}
 }

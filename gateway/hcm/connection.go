@@ -98,7 +98,7 @@ func (c *connection) Serve(nc netfilter.Conn) {
 			c.expires = time.Now().Add(d)
 		}
 		if c.info.NegotiatedALPN == "h2" || c.f.cfg.CodecType == "http2" {
-			if !c.serveH2(nc, nil, true) {
+			if !c.serveH2(nc, nil) {
 				c.f.stats.DownstreamCxActive.Dec()
 				c.f.stats.DownstreamCxDestroy.Inc()
 			}
@@ -349,7 +349,7 @@ func (c *connection) readError(err error) bool {
 			rejectPreface(c.c)
 			return false
 		}
-		c.serveH2(c.c, readAhead, true)
+		c.serveH2(c.c, readAhead)
 		return false
 	case errors.As(err, &pe):
 		c.f.log.Debug("bad request", zap.Uint64("conn", c.info.ID), zap.Int("status", pe.Status), zap.String("reason", pe.Reason))

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/internal/clock"
 )
 
 // hdrDate is the Date field's name.
@@ -38,6 +39,6 @@ func dateValue(now time.Time) []byte {
 // Envoy's responses do. An upstream's Date is kept.
 func addDate(h *httpfilter.ResponseHeaders) {
 	if !h.Has("date") {
-		h.AddBytes(hdrDate, dateValue(time.Now()))
+		h.AddBytes(hdrDate, dateValue(clock.Now()))
 	}
 }

@@ -225,7 +225,8 @@ func (s *stream) SendLocalReply(r httpfilter.LocalReply) {
 // unsendHead takes back an HTTP/1 response none of whose bytes has left
 // (its head and any body are still in the connection's write buffer), so
 // that a local reply can take its place: an upstream that fails after its
-// response head but before anything was written gets the client a 503,
+// response head but before anything was written gets the client a 502 or
+// 503 (whatever the router answers),
 // not an empty reply. It reports whether it did. The connection closes
 // after the reply: the upstream's failure may have left the request's
 // body unread.

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	h2codec "github.com/sluice-proxy/sluice/gateway/codec/http2"
+	"github.com/sluice-proxy/sluice/gateway/internal/clock"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 )
 
@@ -44,12 +45,12 @@ func isH2Preface(buffered []byte) bool {
 	return n > 0 && string(buffered[:n]) == h2PrefaceTail[:n]
 }
 
-// serveH2 serves the connection as HTTP/2 until it ends, or parks when
-// canPark (see h2conn.Idle): then it returns true, and resumeH2 serves the
-// connection again. readAhead holds bytes already read from nc: nil
+// serveH2 serves the connection as HTTP/2 until it ends, or parks (see
+// h2conn.Idle): then it returns true, and resumeH2 serves the connection
+// again. readAhead holds bytes already read from nc: nil
 // (serveH2 reads and checks the preface), or the whole preface, checked,
 // and what follows.
-func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte, canPark bool) (parked bool) {
+func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte) (parked bool) {
 	f := c.f
 	opts := &f.cfg.HTTP2
 	if readAhead == nil {
@@ -62,7 +63,7 @@ func (c *connection) serveH2(nc netfilter.Conn, readAhead []byte, canPark bool) 
 	}
 	// The preface was checked here (readPreface, readPrefaceRest): the
 	// server reads from the first frame on.
-	hc := &h2conn{conn: c, nc: nc, out: newH2writer(nc), readAhead: readAhead[len(h2Preface):], canPark: canPark}
+	hc := &h2conn{conn: c, nc: nc, out: newH2writer(nc), readAhead: readAhead[len(h2Preface):]}
 	if t := f.cfg.RequestHeadersTimeout.Duration; t > 0 {
 		// Only request_headers_timeout needs to follow the frames read.
 		hc.headers = newHeaderTimer(t, hc.headersTimedOut)
@@ -144,7 +145,7 @@ func (h *h2conn) end() {
 // its goroutine returns, and so does the writer's once it wrote what it
 // had. Bytes that arrive in the wait are kept for the next Read.
 func (h *h2conn) Idle() bool {
-	if !h.canPark || len(h.readAhead) > 0 || h.closing.Load() {
+	if len(h.readAhead) > 0 || h.closing.Load() {
 		return false
 	}
 	_ = h.nc.SetReadDeadline(time.Now().Add(parkAfter))
@@ -178,10 +179,7 @@ func (h *h2conn) Idle() bool {
 // comes sooner, is not woken for nothing; a deadline that passes during a
 // later read costs one more read.)
 func (h *h2conn) Wake() {
-	if !h.canPark {
-		return
-	}
-	_ = h.nc.SetReadDeadline(time.Now().Add(parkAfter))
+	_ = h.nc.SetReadDeadline(clock.Now().Add(parkAfter))
 }
 
 // h2conn is the transport of the connection's HTTP/2 server and the
@@ -196,7 +194,6 @@ type h2conn struct {
 	in        *h2Inbound // follows what the server reads; nil without request_headers_timeout
 	closing   atomic.Bool
 	// Owned by the connection's goroutine:
-	canPark bool         // Idle may park the connection
 	peek    [16]byte     // what Idle read, until the server reads it
 	headers *headerTimer // request_headers_timeout's timer, or nil
 	expiry  *time.Timer  // max_connection_duration's timer, or nil

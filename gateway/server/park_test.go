@@ -37,6 +37,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func serveGen(t *testing.T, cfg *config.Config) string {
+	addr, _ := serveGeneration(t, cfg)
+	return addr
+}
+
+// serveGeneration builds a generation for cfg and serves its listener "l"
+// on a loopback address; it returns the address and the generation.
+func serveGeneration(t *testing.T, cfg *config.Config) (string, *server.Generation) {
 	t.Helper()
 	g, err := server.Build(cfg, server.Options{})
 	if err != nil {
@@ -48,7 +55,7 @@ func serveGen(t *testing.T, cfg *config.Config) string {
 		t.Fatal(err)
 	}
 	go g.Serve("l", ln)
-	return ln.Addr().String()
+	return ln.Addr().String(), g
 }
 
 func TestIdleKeepAliveConnectionsParkWithoutGoroutines(t *testing.T) {
@@ -302,18 +309,9 @@ func h2Get(t *testing.T, cc *http2.ClientConn) string {
 func TestParkedHTTP2ConnectionsEndOnDrainAndIdleTimeout(t *testing.T) {
 	ca := testutil.NewCA(t)
 	open := func(t *testing.T, cfg *config.Config) (*server.Generation, *http2.ClientConn) {
-		g, err := server.Build(cfg, server.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(g.Close)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go g.Serve("l", ln)
+		addr, g := serveGeneration(t, cfg)
 		parked := conn.Parked()
-		tc, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: "parked.test", RootCAs: ca.Pool, NextProtos: []string{"h2"}})
+		tc, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "parked.test", RootCAs: ca.Pool, NextProtos: []string{"h2"}})
 		if err != nil {
 			t.Fatal(err)
 		}

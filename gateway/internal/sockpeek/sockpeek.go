@@ -54,3 +54,35 @@ func Peek(c net.Conn) State {
 	}
 	return st
 }
+
+// Gone reports whether the peer of c closed or reset the connection, also
+// behind bytes it sent before that wait unread: the socket has received
+// the peer's FIN (TCP state CLOSE_WAIT; a TLS client sends close_notify
+// first) or is closed, or a peek finds the end of the stream or an error.
+// Unlike Peek it takes no read lock of c, so it may run while another
+// goroutine waits in a read of c; it reports false where it cannot look.
+func Gone(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	gone := false
+	_ = rc.Control(func(fd uintptr) {
+		if ti, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil && ti.State != tcpEstablished {
+			gone = true
+			return
+		}
+		var b [1]byte
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		gone = (n == 0 && err == nil) || (err != nil && err != unix.EAGAIN && err != unix.EINTR)
+	})
+	return gone
+}
+
+// tcpEstablished is TCP_ESTABLISHED, tcp_info's state of a connection
+// that neither side has closed (linux/tcp_states.h).
+const tcpEstablished = 1

@@ -95,8 +95,9 @@ type jsonField struct {
 // %UPSTREAM_HOST%, %UPSTREAM_CLUSTER%, %DOWNSTREAM_REMOTE_ADDRESS%,
 // %DOWNSTREAM_LOCAL_ADDRESS%, %REQUESTED_SERVER_NAME%, %PROTOCOL% and
 // %ROUTE_NAME%. Header names are case-insensitive; :METHOD, :PATH,
-// :AUTHORITY and :SCHEME name the request's pseudo-headers. An empty
-// format means DefaultFormat. Missing values print as "-".
+// :AUTHORITY and :SCHEME name the request's pseudo-headers; "%%" is a
+// literal '%'. An empty format means DefaultFormat. Missing values print
+// as "-".
 func Compile(format string) (*Formatter, error) {
 	if format == "" {
 		format = DefaultFormat
@@ -128,6 +129,11 @@ func parse(format string) ([]op, error) {
 		}
 		lit(rest[:i])
 		rest = rest[i+1:]
+		if strings.HasPrefix(rest, "%") {
+			lit("%") // "%%" is a literal '%'
+			rest = rest[1:]
+			continue
+		}
 		j := strings.IndexByte(rest, '%')
 		if j < 0 {
 			return nil, fmt.Errorf("%w: unterminated operator %%%s", ErrFormat, rest)
@@ -190,6 +196,49 @@ func (f *Formatter) Format(dst []byte, rec *Record) []byte {
 	}
 	for i := range f.ops {
 		dst = f.ops[i].append(dst, rec)
+	}
+	return dst
+}
+
+// CompileValue parses a header value with the operators of Compile (Envoy
+// formats the values of request_headers_to_add the same way). Unlike a log
+// line, a value formatted by AppendValue prints nothing for a missing
+// operand.
+func CompileValue(value string) (*Formatter, error) {
+	ops, err := parse(value)
+	if err != nil {
+		return nil, err
+	}
+	return &Formatter{ops: ops}, nil
+}
+
+// Literal reports whether the format has no operators, and its text.
+func (f *Formatter) Literal() (string, bool) {
+	switch {
+	case f.json != nil:
+		return "", false
+	case len(f.ops) == 0:
+		return "", true
+	case len(f.ops) == 1 && f.ops[0].kind == opLiteral:
+		return f.ops[0].literal, true
+	}
+	return "", false
+}
+
+// AppendValue appends the formatted value for rec to dst: Format without
+// the "-" for missing operands. It is for formats built by CompileValue.
+func (f *Formatter) AppendValue(dst []byte, rec *Record) []byte {
+	for i := range f.ops {
+		o := &f.ops[i]
+		if o.kind == opLiteral {
+			dst = append(dst, o.literal...)
+			continue
+		}
+		start := len(dst)
+		dst = o.value(dst, rec)
+		if o.max > 0 && len(dst)-start > o.max {
+			dst = dst[:start+o.max]
+		}
 	}
 	return dst
 }

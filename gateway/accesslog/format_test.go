@@ -183,3 +183,43 @@ func TestFormatDoesNotAllocate(t *testing.T) {
 		t.Fatalf("Format allocates %v times", n)
 	}
 }
+
+// TestCompileValue checks header-value formats: missing operands print
+// nothing instead of "-", "%%" is a literal '%', and a format without
+// operators reports itself literal.
+func TestCompileValue(t *testing.T) {
+	rec := sampleRecord()
+	for _, tc := range []struct{ format, want string }{
+		{"%DOWNSTREAM_REMOTE_ADDRESS%", "192.0.2.7:51000"},
+		{"[%REQ(x-missing)%]", "[]"},
+		{"%REQ(x-missing?user-agent):4%", "curl"},
+		{"100%% of %UPSTREAM_CLUSTER%", "100% of backend"},
+		{"", ""},
+	} {
+		f, err := CompileValue(tc.format)
+		if err != nil {
+			t.Fatalf("CompileValue(%q): %v", tc.format, err)
+		}
+		if got := string(f.AppendValue(nil, rec)); got != tc.want {
+			t.Errorf("CompileValue(%q) formats %q, want %q", tc.format, got, tc.want)
+		}
+	}
+	if lit, ok := mustCompileValue(t, "a %% b").Literal(); !ok || lit != "a % b" {
+		t.Errorf("Literal() = %q, %v; want \"a %% b\", true", lit, ok)
+	}
+	if _, ok := mustCompileValue(t, "a %PROTOCOL%").Literal(); ok {
+		t.Error("a format with an operator reports itself literal")
+	}
+	if got := string(mustCompileValue(t, "%%%PROTOCOL%%%").AppendValue(nil, rec)); got != "%HTTP/1.1%" {
+		t.Errorf("%%%%%%PROTOCOL%%%%%% formats %q, want \"%%HTTP/1.1%%\"", got)
+	}
+}
+
+func mustCompileValue(t *testing.T, s string) *Formatter {
+	t.Helper()
+	f, err := CompileValue(s)
+	if err != nil {
+		t.Fatalf("CompileValue(%q): %v", s, err)
+	}
+	return f
+}

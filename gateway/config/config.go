@@ -215,6 +215,33 @@ type NestedFilters interface {
 type RouteConfig struct {
 	Name         string        `toml:"name"`
 	VirtualHosts []VirtualHost `toml:"virtual_host"`
+	HeaderMutations
+}
+
+// HeaderMutations are the headers a route table, virtual host or route adds
+// to and removes from the requests it sends upstream and the responses it
+// sends downstream (Envoy's request_headers_to_add and its three
+// siblings). Removals run before additions; the route's mutations run
+// first, then its virtual host's, then its route table's.
+type HeaderMutations struct {
+	RequestHeadersToAdd     []HeaderValueOption `toml:"request_headers_to_add"`
+	RequestHeadersToRemove  []string            `toml:"request_headers_to_remove"`
+	ResponseHeadersToAdd    []HeaderValueOption `toml:"response_headers_to_add"`
+	ResponseHeadersToRemove []string            `toml:"response_headers_to_remove"`
+}
+
+// HeaderValueOption is one header to add. Value may hold the access log's
+// command operators (%DOWNSTREAM_REMOTE_ADDRESS%, %REQ(x)%, ...); "%%" is
+// a literal '%'. A value that formats to nothing is not added unless
+// KeepEmptyValue.
+type HeaderValueOption struct {
+	Key   string `toml:"key"`
+	Value string `toml:"value"`
+	// AppendAction is "append_if_exists_or_add" (default: one more field),
+	// "add_if_absent", "overwrite_if_exists_or_add" or
+	// "overwrite_if_exists".
+	AppendAction   string `toml:"append_action"`
+	KeepEmptyValue bool   `toml:"keep_empty_value"`
 }
 
 // VirtualHost groups routes under a set of domains.
@@ -225,6 +252,7 @@ type VirtualHost struct {
 	// or "*". The most specific wins, as in Envoy.
 	Domains []string `toml:"domains"`
 	Routes  []Route  `toml:"route"`
+	HeaderMutations
 }
 
 // Route matches requests and says what to do with them.
@@ -265,6 +293,7 @@ type Route struct {
 	// (Envoy's RoutingPriority): which circuit-breaker thresholds of the
 	// cluster its requests count against.
 	Priority string `toml:"priority"`
+	HeaderMutations
 }
 
 // RouteMatch selects requests. Exactly one of Path, Prefix and Regex is set.

@@ -2,9 +2,11 @@ package config
 
 import (
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/sluice-proxy/sluice/gateway/accesslog"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 )
 
@@ -14,6 +16,7 @@ func (v *validator) routeConfigs() {
 		rc := &v.c.RouteConfigs[i]
 		p := indexKey("route_config", i)
 		v.name(p, rc.Name, names)
+		v.headerMutations(p, &rc.HeaderMutations)
 		domains := map[string]string{}
 		star := ""
 		for j := range rc.VirtualHosts {
@@ -22,6 +25,7 @@ func (v *validator) routeConfigs() {
 			if len(vh.Domains) == 0 {
 				v.errorf(vp+".domains", "virtual_host has no domains")
 			}
+			v.headerMutations(vp, &vh.HeaderMutations)
 			for k, d := range vh.Domains {
 				dk := indexKey(vp+".domains", k)
 				if msg := domainProblem(d); msg != "" {
@@ -109,6 +113,7 @@ func (v *validator) route(r *Route, p string) {
 	default:
 		v.errorf(p+".priority", "must be \"default\" or \"high\", got %q", r.Priority)
 	}
+	v.headerMutations(p, &r.HeaderMutations)
 	if len(r.Upgrade) > 0 && r.Cluster == "" {
 		v.errorf(p+".upgrade", "needs a cluster")
 	}
@@ -160,6 +165,46 @@ func (v *validator) route(r *Route, p string) {
 			v.errorf(indexKey(p+".disabled_filters", i), "%s", unknownFilter(name, registry.HTTP, info))
 		}
 	}
+}
+
+// AppendActions are the values of a header's append_action.
+var AppendActions = []string{"append_if_exists_or_add", "add_if_absent", "overwrite_if_exists_or_add", "overwrite_if_exists"}
+
+// headerMutations validates the header mutations of the table at path p.
+// As in Envoy, pseudo-headers and host cannot be added or removed: the
+// authority has host_rewrite.
+func (v *validator) headerMutations(p string, m *HeaderMutations) {
+	name := func(k, n string) {
+		switch {
+		case !isLowerToken(strings.ToLower(n)):
+			v.errorf(k, "header name %q must be a non-empty token", n)
+		case strings.EqualFold(n, "host"):
+			v.errorf(k, "header %q cannot be modified (use host_rewrite)", n)
+		}
+	}
+	adds := func(key string, opts []HeaderValueOption) {
+		for i := range opts {
+			o, k := &opts[i], indexKey(p+"."+key, i)
+			name(k+".key", o.Key)
+			if strings.ContainsAny(o.Value, "\r\n\x00") {
+				v.errorf(k+".value", "must not contain CR, LF or NUL")
+			} else if _, err := accesslog.CompileValue(o.Value); err != nil {
+				v.errorf(k+".value", "%v", err)
+			}
+			if o.AppendAction != "" && !slices.Contains(AppendActions, o.AppendAction) {
+				v.errorf(k+".append_action", "must be one of %s, got %q", strings.Join(AppendActions, ", "), o.AppendAction)
+			}
+		}
+	}
+	removes := func(key string, names []string) {
+		for i, n := range names {
+			name(indexKey(p+"."+key, i), n)
+		}
+	}
+	adds("request_headers_to_add", m.RequestHeadersToAdd)
+	removes("request_headers_to_remove", m.RequestHeadersToRemove)
+	adds("response_headers_to_add", m.ResponseHeadersToAdd)
+	removes("response_headers_to_remove", m.ResponseHeadersToRemove)
 }
 
 // headerMatcher validates one header matcher at path p.

@@ -86,6 +86,30 @@ func TestInvalidConfigsAreRejectedWithFileLineAndKey(t *testing.T) {
 			line: `path = "plugin.txt"`,
 			key:  `plugin\[0\]\.path: .*not executable`,
 		},
+		{
+			name: "header mutation of host",
+			text: config(1, route(`prefix = "/"`, "up", `request_headers_to_add = [{ key = "Host", value = "x" }]`), cluster("up", "127.0.0.1:1")),
+			line: `key = "Host"`,
+			key:  `route_config\[0\]\.virtual_host\[0\]\.route\[0\]\.request_headers_to_add\[0\]\.key: .*cannot be modified`,
+		},
+		{
+			name: "header removal of a pseudo-header",
+			text: config(1, route(`prefix = "/"`, "up", `response_headers_to_remove = [":status"]`), cluster("up", "127.0.0.1:1")),
+			line: `response_headers_to_remove`,
+			key:  `route_config\[0\]\.virtual_host\[0\]\.route\[0\]\.response_headers_to_remove\[0\]: .*token`,
+		},
+		{
+			name: "header value with an unknown operator",
+			text: config(1, route(`prefix = "/"`, "up", `response_headers_to_add = [{ key = "x-a", value = "%BOGUS%" }]`), cluster("up", "127.0.0.1:1")),
+			line: `%BOGUS%`,
+			key:  `route_config\[0\]\.virtual_host\[0\]\.route\[0\]\.response_headers_to_add\[0\]\.value: .*unknown operator`,
+		},
+		{
+			name: "header append action",
+			text: config(1, route(`prefix = "/"`, "up", `response_headers_to_add = [{ key = "x-a", value = "b", append_action = "replace" }]`), cluster("up", "127.0.0.1:1")),
+			line: `append_action`,
+			key:  `response_headers_to_add\[0\]\.append_action: must be one of`,
+		},
 	}
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "plugin.txt"), []byte("#!/bin/sh\n"), 0o644); err != nil {

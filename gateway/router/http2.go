@@ -231,7 +231,7 @@ func (f *filter) newH2(deadline time.Time, hasBody bool) *h2req {
 		f.req, scheme, hasBody)
 	if err != nil {
 		cancel(err)
-		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 400, Flags: httpfilter.FlagDownstreamProtocolError, Details: "invalid_path"})
+		f.reply(httpfilter.LocalReply{Status: 400, Flags: httpfilter.FlagDownstreamProtocolError, Details: "invalid_path"})
 		return nil
 	}
 	u.req = req
@@ -462,6 +462,7 @@ func (f *filter) deliverH2(resp *http.Response, sent time.Time) {
 	rh := &f.resp.Headers
 	rh.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(f.started).Milliseconds(), 10))
 	end := resp.Body == http.NoBody || resp.ContentLength == 0 && len(resp.Trailer) == 0
+	f.mutateResponse(rh)
 	if f.cb.EncodeHeaders(rh, end) != nil || end {
 		return
 	}

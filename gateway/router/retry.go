@@ -92,14 +92,14 @@ func (f *filter) connectFailed(err error) {
 			return
 		}
 		f.stats.UpstreamRqTimeout.Inc()
-		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 504, Flags: httpfilter.FlagUpstreamRequestTimeout, Details: "upstream_response_timeout"})
+		f.reply(httpfilter.LocalReply{Status: 504, Flags: httpfilter.FlagUpstreamRequestTimeout, Details: "upstream_response_timeout"})
 		return
 	}
 	if overflowed(err) {
-		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamOverflow, Details: "upstream_rq_overflow"})
+		f.reply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamOverflow, Details: "upstream_rq_overflow"})
 		return
 	}
-	f.cb.SendLocalReply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamConnectionFailure,
+	f.reply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamConnectionFailure,
 		Details: "upstream_reset_before_response_started{connection_failure}"})
 }
 

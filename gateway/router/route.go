@@ -68,6 +68,9 @@ type Route struct {
 	// Priority selects the cluster's circuit-breaker thresholds its
 	// requests count against.
 	Priority hoststate.Priority
+	// mutations are the header mutations of the route, its virtual host
+	// and its table, in the order they apply; nil when none has any.
+	mutations []*headerMutations
 }
 
 // Retry conditions (Envoy's x-envoy-retry-on values), a bit set.
@@ -161,13 +164,26 @@ func (r *Route) FilterDisabled(name string) bool { return slices.Contains(r.disa
 // NewTable builds the route table of rc, resolving cluster names in m.
 func NewTable(rc *config.RouteConfig, m *cluster.Manager) (*Table, error) {
 	t := &Table{name: rc.Name, exact: map[string]*virtualHost{}}
+	tableMu, err := newHeaderMutations(&rc.HeaderMutations)
+	if err != nil {
+		return nil, fmt.Errorf("route_config %q: %w", rc.Name, err)
+	}
 	for i := range rc.VirtualHosts {
 		vc := &rc.VirtualHosts[i]
 		vh := &virtualHost{name: vc.Name}
+		vhMu, err := newHeaderMutations(&vc.HeaderMutations)
+		if err != nil {
+			return nil, fmt.Errorf("route_config %q virtual_host %q: %w", rc.Name, vc.Name, err)
+		}
 		for j := range vc.Routes {
 			r, err := newRoute(&vc.Routes[j], m)
 			if err != nil {
 				return nil, fmt.Errorf("route_config %q virtual_host %q route[%d]: %w", rc.Name, vc.Name, j, err)
+			}
+			for _, mu := range []*headerMutations{vhMu, tableMu} {
+				if mu != nil {
+					r.mutations = append(r.mutations, mu)
+				}
 			}
 			vh.routes = append(vh.routes, r)
 		}
@@ -206,6 +222,13 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 	}
 	if strings.EqualFold(rc.Priority, "high") {
 		r.Priority = hoststate.PriorityHigh
+	}
+	mu, err := newHeaderMutations(&rc.HeaderMutations)
+	if err != nil {
+		return nil, err
+	}
+	if mu != nil {
+		r.mutations = append(r.mutations, mu)
 	}
 	if rc.Timeout != nil {
 		r.Timeout = rc.Timeout.Duration

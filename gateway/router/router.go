@@ -147,23 +147,23 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	info := f.cb.Info()
 	rt, _ := f.cb.Route().(*Route)
 	if rt == nil {
-		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 404, Flags: httpfilter.FlagNoRoute, Details: "route_not_found"})
+		f.reply(httpfilter.LocalReply{Status: 404, Flags: httpfilter.FlagNoRoute, Details: "route_not_found"})
 		return httpfilter.HeadersStopIteration
 	}
-	f.route = rt
+	f.route, f.req = rt, h
 	info.RouteName = rt.name
 	switch {
 	case rt.DirectResponse != nil:
-		f.cb.SendLocalReply(httpfilter.LocalReply{Status: rt.DirectResponse.Status, Body: rt.DirectResponse.Body, Details: "direct_response"})
+		f.reply(httpfilter.LocalReply{Status: rt.DirectResponse.Status, Body: rt.DirectResponse.Body, Details: "direct_response"})
 		return httpfilter.HeadersStopIteration
 	case rt.Redirect != nil:
-		f.cb.SendLocalReply(redirectReply(rt, h))
+		f.reply(redirectReply(rt, h))
 		return httpfilter.HeadersStopIteration
 	}
 	tn, upgrade := f.upgradeRequested()
 	if upgrade != "" && !rt.allowsUpgrade(upgrade) {
 		// Envoy's answer to an upgrade its config does not allow.
-		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 403, Details: "upgrade_failed"})
+		f.reply(httpfilter.LocalReply{Status: 403, Details: "upgrade_failed"})
 		return httpfilter.HeadersStopIteration
 	}
 	info.UpstreamCluster = rt.Cluster.Name
@@ -171,7 +171,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	cl.Record.MarkTraffic()
 	if !cl.Record.PriorityBreaker(rt.Priority, hoststate.Requests).TryAcquire(cl.LimitsOf(rt.Priority).Requests) {
 		cl.Overflow.RqPending.Inc()
-		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamOverflow, Details: "upstream_rq_overflow"})
+		f.reply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamOverflow, Details: "upstream_rq_overflow"})
 		return httpfilter.HeadersStopIteration
 	}
 	f.rqHeld = true
@@ -189,7 +189,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	}
 	host, err := rt.Cluster.Pick(&f.lbReq)
 	if err != nil {
-		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagNoHealthyUpstream, Details: "no_healthy_upstream"})
+		f.reply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagNoHealthyUpstream, Details: "no_healthy_upstream"})
 		return httpfilter.HeadersStopIteration
 	}
 	f.host = host
@@ -199,7 +199,9 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	f.stats.UpstreamRqTotal.Inc()
 	f.stats.UpstreamRqActive.Inc()
 	f.rewrite(h)
-	f.req = h
+	if len(rt.mutations) > 0 {
+		f.mutateRequest(h)
+	}
 	if upgrade != "" {
 		f.tunnel(tn, upgrade, endStream)
 		return httpfilter.HeadersStopIteration
@@ -432,6 +434,9 @@ func (f *filter) deliver(sent time.Time) {
 	now := clock.Now()
 	f.svcTime = strconv.AppendInt(f.svcTime[:0], now.Sub(f.started).Milliseconds(), 10)
 	resp.Headers.SetBytes(hdrUpstreamServiceTime, f.svcTime)
+	if len(f.route.mutations) > 0 {
+		f.mutateResponse(&resp.Headers)
+	}
 	if f.cb.EncodeHeaders(&resp.Headers, end) != nil {
 		return // downstream gone; OnDestroy closes uc
 	}
@@ -622,7 +627,7 @@ func (f *filter) streamIdleTimedOut(err error) bool {
 // idleReply ends the stream for stream_idle_timeout: 408 before the
 // response started, a reset after (flag SI).
 func (f *filter) idleReply() {
-	f.cb.SendLocalReply(httpfilter.LocalReply{Status: 408, Flags: httpfilter.FlagStreamIdleTimeout, Details: "stream_idle_timeout"})
+	f.reply(httpfilter.LocalReply{Status: 408, Flags: httpfilter.FlagStreamIdleTimeout, Details: "stream_idle_timeout"})
 }
 
 // fail ends the stream after an upstream error: a local reply before the
@@ -663,7 +668,7 @@ func (f *filter) fail(err error, started bool) {
 			zap.String("cluster", info.UpstreamCluster), zap.String("host", info.UpstreamHost),
 			zap.Int("status", r.Status), zap.String("flags", r.Flags.String()), zap.Error(err))
 	}
-	f.cb.SendLocalReply(r)
+	f.reply(r)
 }
 
 // watch aborts the exchange on uc when the downstream HTTP/2 stream is
@@ -806,7 +811,7 @@ var (
 // tunnel serves an allowed upgrade or CONNECT request.
 func (f *filter) tunnel(tn httpfilter.Tunneler, upgrade string, endStream bool) {
 	if !endStream {
-		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 400, Flags: httpfilter.FlagDownstreamProtocolError,
+		f.reply(httpfilter.LocalReply{Status: 400, Flags: httpfilter.FlagDownstreamProtocolError,
 			Details: "upgrade_with_body"})
 		return
 	}
@@ -863,6 +868,7 @@ func (f *filter) openTunnel(tn httpfilter.Tunneler) {
 	info.ResponseCode = f.resp.Headers.Status
 	f.stats.Response(f.resp.Headers.Status)
 	_ = uc.SetDeadline(time.Time{})
+	f.mutateResponse(&f.resp.Headers)
 	up := &upstreamTunnel{uc: uc, body: uc.R.BodyReader(http1.UntilClose, -1)}
 	if err := tn.Tunnel(&f.resp.Headers, up); err != nil && !errors.Is(err, errDownstreamGone) {
 		if ce := f.log.Check(zap.DebugLevel, "tunnel not opened"); ce != nil {

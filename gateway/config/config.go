@@ -260,10 +260,15 @@ type Route struct {
 	Name  string     `toml:"name"`
 	Match RouteMatch `toml:"match"`
 
-	// Exactly one action: Cluster, DirectResponse or Redirect.
-	Cluster        string          `toml:"cluster"`
-	DirectResponse *DirectResponse `toml:"direct_response"`
-	Redirect       *Redirect       `toml:"redirect"`
+	// Exactly one action: Cluster, WeightedClusters, DirectResponse or
+	// Redirect.
+	Cluster string `toml:"cluster"`
+	// WeightedClusters splits the route's requests over clusters, each
+	// picked with probability weight / sum of weights (Envoy's
+	// weighted_clusters).
+	WeightedClusters []RouteWeightedCluster `toml:"weighted_clusters"`
+	DirectResponse   *DirectResponse        `toml:"direct_response"`
+	Redirect         *Redirect              `toml:"redirect"`
 
 	// PrefixRewrite replaces the matched prefix (prefix routes only).
 	PrefixRewrite string `toml:"prefix_rewrite"`
@@ -295,6 +300,19 @@ type Route struct {
 	Priority string `toml:"priority"`
 	HeaderMutations
 }
+
+// RouteWeightedCluster is one entry of a route's weighted_clusters. Its
+// header mutations run before the route's.
+type RouteWeightedCluster struct {
+	Name string `toml:"name"`
+	// Weight is the cluster's share; 0 sends it nothing.
+	Weight int `toml:"weight"`
+	HeaderMutations
+}
+
+// MaxRouteClusterWeight bounds one weight of weighted_clusters, so that
+// their sum cannot overflow.
+const MaxRouteClusterWeight = 1 << 20
 
 // RouteMatch selects requests. Exactly one of Path, Prefix and Regex is set.
 type RouteMatch struct {

@@ -114,7 +114,7 @@ func (v *validator) route(r *Route, p string) {
 		v.errorf(p+".priority", "must be \"default\" or \"high\", got %q", r.Priority)
 	}
 	v.headerMutations(p, &r.HeaderMutations)
-	if len(r.Upgrade) > 0 && r.Cluster == "" {
+	if len(r.Upgrade) > 0 && r.Cluster == "" && len(r.WeightedClusters) == 0 {
 		v.errorf(p+".upgrade", "needs a cluster")
 	}
 
@@ -123,6 +123,25 @@ func (v *validator) route(r *Route, p string) {
 		actions++
 		if v.c.Cluster(r.Cluster) == nil {
 			v.errorf(p+".cluster", "unknown cluster %q", r.Cluster)
+		}
+	}
+	if len(r.WeightedClusters) > 0 {
+		actions++
+		sum := 0
+		for i := range r.WeightedClusters {
+			wc, k := &r.WeightedClusters[i], indexKey(p+".weighted_clusters", i)
+			if v.c.Cluster(wc.Name) == nil {
+				v.errorf(k+".name", "unknown cluster %q", wc.Name)
+			}
+			if wc.Weight < 0 || wc.Weight > MaxRouteClusterWeight {
+				v.errorf(k+".weight", "must be in 0..%d, got %d", MaxRouteClusterWeight, wc.Weight)
+			} else {
+				sum += wc.Weight
+			}
+			v.headerMutations(k, &wc.HeaderMutations)
+		}
+		if sum == 0 {
+			v.errorf(p+".weighted_clusters", "the weights add up to 0")
 		}
 	}
 	if r.DirectResponse != nil {
@@ -146,7 +165,7 @@ func (v *validator) route(r *Route, p string) {
 		}
 	}
 	if actions != 1 {
-		v.errorf(p, "set exactly one of cluster, direct_response and redirect")
+		v.errorf(p, "set exactly one of cluster, weighted_clusters, direct_response and redirect")
 	}
 	if r.PrefixRewrite != "" && m.Prefix == "" {
 		v.errorf(p+".prefix_rewrite", "only allowed with a prefix match")

@@ -87,6 +87,18 @@ func TestInvalidConfigsAreRejectedWithFileLineAndKey(t *testing.T) {
 			key:  `plugin\[0\]\.path: .*not executable`,
 		},
 		{
+			name: "weighted cluster that does not exist",
+			text: config(1, "\n    [[route_config.virtual_host.route]]\n    match = { prefix = \"/\" }\n    weighted_clusters = [{ name = \"nope\", weight = 1 }]\n", cluster("up", "127.0.0.1:1")),
+			line: `"nope"`,
+			key:  `route_config\[0\]\.virtual_host\[0\]\.route\[0\]\.weighted_clusters\[0\]\.name: unknown cluster "nope"`,
+		},
+		{
+			name: "weighted clusters of no weight",
+			text: config(1, "\n    [[route_config.virtual_host.route]]\n    match = { prefix = \"/\" }\n    weighted_clusters = [{ name = \"up\", weight = 0 }]\n", cluster("up", "127.0.0.1:1")),
+			line: `weighted_clusters`,
+			key:  `route\[0\]\.weighted_clusters: the weights add up to 0`,
+		},
+		{
 			name: "header mutation of host",
 			text: config(1, route(`prefix = "/"`, "up", `request_headers_to_add = [{ key = "Host", value = "x" }]`), cluster("up", "127.0.0.1:1")),
 			line: `key = "Host"`,

@@ -128,7 +128,7 @@ func (o *headerOps) apply(h *httpfilter.Headers, rec *accesslog.Record) {
 // route's own, then its virtual host's, then its route table's.
 func (f *filter) mutateRequest(h *httpfilter.RequestHeaders) {
 	rec := accesslog.Record{Info: f.cb.Info(), Request: h}
-	for _, m := range f.route.mutations {
+	for _, m := range f.mutations {
 		m.request.apply(&h.Headers, &rec)
 	}
 }
@@ -140,7 +140,7 @@ func (f *filter) mutateResponse(h *httpfilter.ResponseHeaders) {
 		return
 	}
 	rec := accesslog.Record{Info: f.cb.Info(), Request: f.req, Response: h}
-	for _, m := range f.route.mutations {
+	for _, m := range f.mutations {
 		m.response.apply(&h.Headers, &rec)
 	}
 }
@@ -149,7 +149,7 @@ func (f *filter) mutateResponse(h *httpfilter.ResponseHeaders) {
 // applied to its headers, as Envoy does for a route's direct responses,
 // redirects and the router's own error replies.
 func (f *filter) reply(r httpfilter.LocalReply) {
-	if f.route != nil && len(f.route.mutations) > 0 {
+	if f.route != nil && len(f.mutations) > 0 {
 		h := httpfilter.ResponseHeaders{Status: r.Status}
 		h.Fields = r.Headers
 		f.mutateResponse(&h)

@@ -223,7 +223,7 @@ func (f *filter) newH2(deadline time.Time, hasBody bool) *h2req {
 		cancel = func(cause error) { outer(cause); stop() }
 	}
 	scheme := "http"
-	if f.route.Cluster.Cfg.TLS != nil {
+	if f.cluster.Cfg.TLS != nil {
 		scheme = "https"
 	}
 	u := &h2req{done: make(chan h2result, 1), info: make(chan h2info, h2InfoQueue), ctx: ctx, cancel: cancel}
@@ -254,7 +254,7 @@ func (f *filter) newH2(deadline time.Time, hasBody bool) *h2req {
 // goH2 runs the RoundTrip of u on its own goroutine.
 func (f *filter) goH2(u *h2req) {
 	p := f.pool()
-	max := f.route.Cluster.Cfg.MaxRequestsPerConnection
+	max := f.cluster.Cfg.MaxRequestsPerConnection
 	req := u.req
 	go func() {
 		resp, err := p.RoundTrip(req, max)
@@ -409,13 +409,13 @@ func (f *filter) tryH2(try int) bool {
 		case errors.Is(err, errRefused):
 			cond |= RetryRefusedStream
 		case errors.Is(err, errPerTryIdle):
-			f.route.Cluster.Overflow.PerTryIdleTimeout.Inc()
+			f.cluster.Overflow.PerTryIdleTimeout.Inc()
 			err = errTimeout
 		case isTimeout(err):
 			if !perTry {
 				cond = 0 // the route timeout: nothing left to retry in
 			} else {
-				f.route.Cluster.Overflow.PerTryTimeout.Inc()
+				f.cluster.Overflow.PerTryTimeout.Inc()
 			}
 		}
 		if f.again(try, cond) {
@@ -433,7 +433,7 @@ func (f *filter) tryH2(try int) bool {
 		}
 	}
 	if try > 0 {
-		f.route.Cluster.Overflow.RetryOK.Inc()
+		f.cluster.Overflow.RetryOK.Inc()
 	}
 	f.deliverH2(res.resp, sent)
 	return false
@@ -547,7 +547,7 @@ func (f *filter) failH2(err error, started bool) {
 		return
 	case errors.Is(err, errPerTryIdle):
 		// After the response head: the stream is reset, as Envoy does.
-		f.route.Cluster.Overflow.PerTryIdleTimeout.Inc()
+		f.cluster.Overflow.PerTryIdleTimeout.Inc()
 		err = errTimeout
 	case !started && overflowed(err):
 		f.connectFailed(err)
@@ -609,7 +609,7 @@ func (timeoutError) Temporary() bool { return true }
 // upstreamProtocol reports which protocol the route's cluster speaks to
 // f.host.
 func (f *filter) upstreamProtocol() (pool.Protocol, error) {
-	switch f.route.Cluster.Cfg.Protocol {
+	switch f.cluster.Cfg.Protocol {
 	case "http2":
 		return pool.HTTP2, nil
 	case "auto":

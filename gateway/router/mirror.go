@@ -71,7 +71,7 @@ func (f *filter) startShadow(h *httpfilter.RequestHeaders, endStream bool) {
 		return
 	}
 	s := &shadow{to: to, limit: config.DefaultBufferLimitBytes, timeout: rt.Timeout, log: f.log}
-	if l := rt.Cluster.Cfg.PerConnectionBufferLimitBytes; l > 0 {
+	if l := f.cluster.Cfg.PerConnectionBufferLimitBytes; l > 0 {
 		s.limit = l
 	}
 	if s.timeout <= 0 {

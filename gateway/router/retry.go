@@ -37,7 +37,7 @@ const retrySelectAttempts = 3
 // now is the present as the caller last read the clock (a pooled
 // connection's idle time is judged by it).
 func (f *filter) getConn(now time.Time) (*pool.Conn, error) {
-	cl := f.route.Cluster
+	cl := f.cluster
 	pb := cl.Record.PriorityBreaker(f.route.Priority, hoststate.Pending)
 	if !pb.TryAcquire(cl.LimitsOf(f.route.Priority).Pending) {
 		cl.Overflow.RqPending.Inc()
@@ -108,7 +108,7 @@ func (f *filter) connectFailed(err error) {
 // streams as for any route. It reports whether a connection was had.
 func (f *filter) stream() bool {
 	f.buffering, f.noRetry = false, true
-	if f.route.Cluster.Cfg.Protocol != "http1" {
+	if f.cluster.Cfg.Protocol != "http1" {
 		proto, err := f.upstreamProtocol()
 		if err != nil {
 			if !overflowed(err) {
@@ -164,7 +164,7 @@ func (f *filter) endStreamed() {
 func (f *filter) run() {
 	p := f.route.Retry
 	for try := 0; ; try++ {
-		if f.route.Cluster.Cfg.Protocol != "http1" {
+		if f.cluster.Cfg.Protocol != "http1" {
 			proto, err := f.upstreamProtocol()
 			if err != nil {
 				if !overflowed(err) {
@@ -247,9 +247,9 @@ func (f *filter) run() {
 				case !perTry:
 					cond = 0 // the route timeout: nothing left to retry in
 				case tryIdle:
-					f.route.Cluster.Overflow.PerTryIdleTimeout.Inc()
+					f.cluster.Overflow.PerTryIdleTimeout.Inc()
 				default:
-					f.route.Cluster.Overflow.PerTryTimeout.Inc()
+					f.cluster.Overflow.PerTryTimeout.Inc()
 				}
 			}
 			if f.again(try, cond) {
@@ -268,7 +268,7 @@ func (f *filter) run() {
 			f.headRead = false
 		}
 		if try > 0 {
-			f.route.Cluster.Overflow.RetryOK.Inc()
+			f.cluster.Overflow.RetryOK.Inc()
 		}
 		f.deliver(sent)
 		return
@@ -313,7 +313,7 @@ func (p *RetryPolicy) backoff(try int) time.Duration {
 // picks the next host and returns true.
 func (f *filter) again(try int, cond uint16) bool {
 	p := f.route.Retry
-	cl := f.route.Cluster
+	cl := f.cluster
 	if !f.retryAllowed(try, cond) {
 		return false
 	}
@@ -378,7 +378,7 @@ func (f *filter) putBack() bool {
 		return false
 	}
 	uc.Requests++
-	if max := f.route.Cluster.Cfg.MaxRequestsPerConnection; len(uc.R.Buffered()) > 0 || max > 0 && uc.Requests >= max {
+	if max := f.cluster.Cfg.MaxRequestsPerConnection; len(uc.R.Buffered()) > 0 || max > 0 && uc.Requests >= max {
 		return false
 	}
 	f.pool().Put(uc)
@@ -391,7 +391,7 @@ func (f *filter) nextHost() {
 	f.tried = append(f.tried, f.host)
 	var next *cluster.Host
 	for range retrySelectAttempts {
-		h, err := f.route.Cluster.Pick(&f.lbReq)
+		h, err := f.cluster.Pick(&f.lbReq)
 		if err != nil {
 			break
 		}
@@ -419,7 +419,7 @@ func (f *filter) recordFailure(err error) {
 	if f.host.State != nil {
 		f.host.State.CountOutcome(false)
 	}
-	rec := f.route.Cluster.Outlier
+	rec := f.cluster.Outlier
 	if rec == nil {
 		return
 	}
@@ -438,7 +438,7 @@ func (f *filter) recordFailure(err error) {
 // detection, and fails the host at once if the response carries
 // x-envoy-immediate-health-check-fail and its cluster is health-checked.
 func (f *filter) recordStatus() {
-	cl := f.route.Cluster
+	cl := f.cluster
 	if f.host.State != nil {
 		f.host.State.CountOutcome(f.resp.Headers.Status < 500)
 	}
@@ -458,7 +458,7 @@ func (f *filter) recordStatus() {
 // none).
 func (f *filter) logEjection(why outlier.Reason) {
 	if why != 0 {
-		f.log.Info("outlier ejected host", zap.String("cluster", f.route.Cluster.Name),
+		f.log.Info("outlier ejected host", zap.String("cluster", f.cluster.Name),
 			zap.String("host", f.host.Address), zap.Stringer("reason", why))
 	}
 }

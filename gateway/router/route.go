@@ -3,6 +3,7 @@ package router
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"regexp"
 	"slices"
 	"strconv"
@@ -44,8 +45,13 @@ type Route struct {
 	headers  []headerMatcher
 	disabled []string
 
-	// Cluster is the target cluster (nil for direct responses and redirects).
-	Cluster        *cluster.Cluster
+	// Cluster is the target cluster (nil for weighted clusters, direct
+	// responses and redirects).
+	Cluster *cluster.Cluster
+	// weighted are the route's weighted clusters, each with its cumulative
+	// weight; a request goes to the first whose cum exceeds a random draw
+	// below the last cum.
+	weighted       []weightedCluster
 	DirectResponse *config.DirectResponse
 	Redirect       *config.Redirect
 	PrefixRewrite  string
@@ -71,6 +77,31 @@ type Route struct {
 	// mutations are the header mutations of the route, its virtual host
 	// and its table, in the order they apply; nil when none has any.
 	mutations []*headerMutations
+}
+
+// weightedCluster is one cluster of a route's weighted_clusters.
+type weightedCluster struct {
+	cluster *cluster.Cluster
+	cum     uint64
+	// own are the entry's header mutations; mutations are own followed by
+	// the route's (set by NewTable once the route's are complete).
+	own, mutations []*headerMutations
+}
+
+// target picks the cluster of one request, and returns it with the header
+// mutations that go with it. The cluster is nil for routes that answer
+// locally.
+func (r *Route) target() (*cluster.Cluster, []*headerMutations) {
+	if len(r.weighted) == 0 {
+		return r.Cluster, r.mutations
+	}
+	n := rand.Uint64N(r.weighted[len(r.weighted)-1].cum)
+	for i := range r.weighted {
+		if w := &r.weighted[i]; n < w.cum {
+			return w.cluster, w.mutations
+		}
+	}
+	return nil, nil // unreachable: n < the last cum
 }
 
 // Retry conditions (Envoy's x-envoy-retry-on values), a bit set.
@@ -114,8 +145,21 @@ var retryOnNames = map[string]uint16{
 	"refused-stream": RetryRefusedStream, "retriable-status-codes": RetryRetriableStatusCodes,
 }
 
-// newRetryPolicy compiles rp for a route to cl.
-func newRetryPolicy(rp *config.RetryPolicy, cl *config.Cluster) (*RetryPolicy, error) {
+// routeClusters returns the names of the clusters rc sends requests to.
+func routeClusters(rc *config.Route) []string {
+	if rc.Cluster != "" {
+		return []string{rc.Cluster}
+	}
+	names := make([]string, 0, len(rc.WeightedClusters))
+	for _, wc := range rc.WeightedClusters {
+		names = append(names, wc.Name)
+	}
+	return names
+}
+
+// newRetryPolicy compiles rp for a route to the clusters cls: a request
+// body is buffered for replays up to the smallest of their buffer limits.
+func newRetryPolicy(rp *config.RetryPolicy, cls []*config.Cluster) (*RetryPolicy, error) {
 	p := &RetryPolicy{NumRetries: config.DefaultNumRetries, PerTryTimeout: rp.PerTryTimeout.Duration,
 		PerTryIdleTimeout: rp.PerTryIdleTimeout.Duration, StatusCodes: rp.RetriableStatusCodes,
 		BaseInterval: rp.RetryBackOff.BaseInterval.Duration, MaxInterval: rp.RetryBackOff.MaxInterval.Duration}
@@ -139,9 +183,14 @@ func newRetryPolicy(rp *config.RetryPolicy, cl *config.Cluster) (*RetryPolicy, e
 		p.MaxInterval = 10 * p.BaseInterval
 	}
 	p.MaxInterval = max(p.MaxInterval, p.BaseInterval)
-	p.BodyLimit = config.DefaultBufferLimitBytes
-	if cl != nil && cl.PerConnectionBufferLimitBytes > 0 {
-		p.BodyLimit = cl.PerConnectionBufferLimitBytes
+	p.BodyLimit = 0
+	for _, cl := range cls {
+		if l := cl.PerConnectionBufferLimitBytes; l > 0 && (p.BodyLimit == 0 || l < p.BodyLimit) {
+			p.BodyLimit = l
+		}
+	}
+	if p.BodyLimit == 0 {
+		p.BodyLimit = config.DefaultBufferLimitBytes
 	}
 	return p, nil
 }
@@ -184,6 +233,10 @@ func NewTable(rc *config.RouteConfig, m *cluster.Manager) (*Table, error) {
 				if mu != nil {
 					r.mutations = append(r.mutations, mu)
 				}
+			}
+			for k := range r.weighted {
+				w := &r.weighted[k]
+				w.mutations = append(slices.Clip(w.own), r.mutations...)
 			}
 			vh.routes = append(vh.routes, r)
 		}
@@ -234,11 +287,13 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 		r.Timeout = rc.Timeout.Duration
 	}
 	if rc.RetryPolicy != nil {
-		var cc *config.Cluster
-		if c := m.Get(rc.Cluster); c != nil {
-			cc = c.Cfg
+		var ccs []*config.Cluster
+		for _, name := range routeClusters(rc) {
+			if c := m.Get(name); c != nil {
+				ccs = append(ccs, c.Cfg)
+			}
 		}
-		p, err := newRetryPolicy(rc.RetryPolicy, cc)
+		p, err := newRetryPolicy(rc.RetryPolicy, ccs)
 		if err != nil {
 			return nil, err
 		}
@@ -294,6 +349,29 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 		if r.Cluster == nil {
 			return nil, fmt.Errorf("cluster %q does not exist", rc.Cluster)
 		}
+	}
+	var cum uint64
+	for i, wc := range rc.WeightedClusters {
+		c := m.Get(wc.Name)
+		if c == nil {
+			return nil, fmt.Errorf("weighted_clusters[%d]: cluster %q does not exist", i, wc.Name)
+		}
+		if wc.Weight <= 0 {
+			continue
+		}
+		cum += uint64(wc.Weight)
+		w := weightedCluster{cluster: c, cum: cum}
+		mu, err := newHeaderMutations(&wc.HeaderMutations)
+		if err != nil {
+			return nil, fmt.Errorf("weighted_clusters[%d]: %w", i, err)
+		}
+		if mu != nil {
+			w.own = []*headerMutations{mu}
+		}
+		r.weighted = append(r.weighted, w)
+	}
+	if len(rc.WeightedClusters) > 0 && cum == 0 {
+		return nil, fmt.Errorf("weighted_clusters: the weights add up to 0")
 	}
 	return r, nil
 }

@@ -52,9 +52,14 @@ type filter struct {
 	cb    httpfilter.DecoderCallbacks
 	log   *zap.Logger
 	route *Route
-	host  *cluster.Host
-	uc    *pool.Conn
-	req   *httpfilter.RequestHeaders
+	// cluster is the cluster the request goes to (the route's, or the one
+	// its weighted_clusters picked); mutations are the header mutations
+	// that go with it.
+	cluster   *cluster.Cluster
+	mutations []*headerMutations
+	host      *cluster.Host
+	uc        *pool.Conn
+	req       *httpfilter.RequestHeaders
 
 	stats      *stats.ClusterStats
 	lbReq      lb.Request
@@ -151,6 +156,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		return httpfilter.HeadersStopIteration
 	}
 	f.route, f.req = rt, h
+	f.cluster, f.mutations = rt.target()
 	info.RouteName = rt.name
 	switch {
 	case rt.DirectResponse != nil:
@@ -166,8 +172,8 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		f.reply(httpfilter.LocalReply{Status: 403, Details: "upgrade_failed"})
 		return httpfilter.HeadersStopIteration
 	}
-	info.UpstreamCluster = rt.Cluster.Name
-	cl := rt.Cluster
+	cl := f.cluster
+	info.UpstreamCluster = cl.Name
 	cl.Record.MarkTraffic()
 	if !cl.Record.PriorityBreaker(rt.Priority, hoststate.Requests).TryAcquire(cl.LimitsOf(rt.Priority).Requests) {
 		cl.Overflow.RqPending.Inc()
@@ -187,7 +193,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	if rt.Hasher != nil {
 		f.lbReq.Hash, f.lbReq.HasHash = rt.Hasher.Hash(h, info.DownstreamRemote.Addr())
 	}
-	host, err := rt.Cluster.Pick(&f.lbReq)
+	host, err := cl.Pick(&f.lbReq)
 	if err != nil {
 		f.reply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagNoHealthyUpstream, Details: "no_healthy_upstream"})
 		return httpfilter.HeadersStopIteration
@@ -195,11 +201,11 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	f.host = host
 	info.UpstreamHost = host.Address
 	host.Begin()
-	f.stats = rt.Cluster.Stats
+	f.stats = cl.Stats
 	f.stats.UpstreamRqTotal.Inc()
 	f.stats.UpstreamRqActive.Inc()
 	f.rewrite(h)
-	if len(rt.mutations) > 0 {
+	if len(f.mutations) > 0 {
 		f.mutateRequest(h)
 	}
 	if upgrade != "" {
@@ -216,7 +222,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	} else if info.Protocol == protoHTTP11 || info.Protocol == protoHTTP10 {
 		f.pw, _ = f.cb.(peerWatcher)
 	}
-	if rt.Retry == nil && rt.Cluster.Cfg.Protocol != "http1" {
+	if rt.Retry == nil && cl.Cfg.Protocol != "http1" {
 		// A retry route picks the protocol per try (run).
 		proto, err := f.upstreamProtocol()
 		if err != nil {
@@ -353,10 +359,10 @@ func (f *filter) OnDestroy() {
 		f.stats.UpstreamRqActive.Dec()
 	}
 	if f.retryHeld {
-		f.route.Cluster.Record.PriorityBreaker(f.route.Priority, hoststate.Retries).Release()
+		f.cluster.Record.PriorityBreaker(f.route.Priority, hoststate.Retries).Release()
 	}
 	if f.rqHeld {
-		f.route.Cluster.Record.PriorityBreaker(f.route.Priority, hoststate.Requests).Release()
+		f.cluster.Record.PriorityBreaker(f.route.Priority, hoststate.Requests).Release()
 	}
 	f.resp.Headers.Reset()
 	*f = filter{pathBuf: f.pathBuf[:0], svcTime: f.svcTime[:0], resp: f.resp, reqBody: f.reqBody[:0], tried: f.tried[:0]}
@@ -434,7 +440,7 @@ func (f *filter) deliver(sent time.Time) {
 	now := clock.Now()
 	f.svcTime = strconv.AppendInt(f.svcTime[:0], now.Sub(f.started).Milliseconds(), 10)
 	resp.Headers.SetBytes(hdrUpstreamServiceTime, f.svcTime)
-	if len(f.route.mutations) > 0 {
+	if len(f.mutations) > 0 {
 		f.mutateResponse(&resp.Headers)
 	}
 	if f.cb.EncodeHeaders(&resp.Headers, end) != nil {
@@ -449,7 +455,7 @@ func (f *filter) deliver(sent time.Time) {
 	f.stats.UpstreamRqTime.Record(now.Sub(sent))
 	uc.Requests++
 	reuse := resp.KeepAlive && f.writeErr == nil
-	if max := f.route.Cluster.Cfg.MaxRequestsPerConnection; max > 0 && uc.Requests >= max {
+	if max := f.cluster.Cfg.MaxRequestsPerConnection; max > 0 && uc.Requests >= max {
 		reuse = false
 	}
 	if !f.unwatch() {
@@ -579,7 +585,7 @@ func (f *filter) copyBody() bool {
 		if err != nil {
 			if !f.streamIdleTimedOut(err) {
 				if tryIdle && !f.idleBound && isTimeout(err) && !f.downstreamCancelled() {
-					f.route.Cluster.Overflow.PerTryIdleTimeout.Inc()
+					f.cluster.Overflow.PerTryIdleTimeout.Inc()
 				}
 				f.fail(err, true)
 			}

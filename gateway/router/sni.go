@@ -14,7 +14,7 @@ import (
 // another.
 func (f *filter) pool() *pool.Pool {
 	p := f.host.PoolOf(f.route.Priority)
-	if tc := f.route.Cluster.Cfg.TLS; tc == nil || !tc.AutoSNI || f.req == nil {
+	if tc := f.cluster.Cfg.TLS; tc == nil || !tc.AutoSNI || f.req == nil {
 		return p
 	}
 	return p.ForServerName(authorityHost(f.req.Authority))

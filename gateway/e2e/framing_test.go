@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
 	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
@@ -288,4 +289,49 @@ func TestBodyFramingIsProxiedBothWays(t *testing.T) {
 			t.Errorf("1xx responses seen: %q, want [%q]", hints, want)
 		}
 	})
+}
+
+// TestStreamedResponseReachesTheClientAsTheUpstreamFlushes has an upstream
+// send a chunked response in two parts, the second only once the client
+// has read the first (as a server-sent event stream does): the first part
+// must not wait in the proxy for the second, over HTTP/1.1 and HTTP/2.
+func TestStreamedResponseReachesTheClientAsTheUpstreamFlushes(t *testing.T) {
+	release := make(chan struct{})
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, "data: second\n\n")
+	}))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	for _, client := range []struct {
+		name string
+		c    *http.Client
+	}{{"http1", newClient(nil)}, {"h2c", h2cClient(nil)}} {
+		t.Run(client.name, func(t *testing.T) {
+			resp, err := client.c.Get("http://" + p.Addr("http") + "/events")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			first := make([]byte, len("data: first\n\n"))
+			if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "data: first\n\n" {
+				t.Fatalf("first event %q, %v: it waited in the proxy for the rest of the body", first, err)
+			}
+			select {
+			case release <- struct{}{}:
+			case <-time.After(ioTimeout):
+				t.Fatal("the upstream handler is not waiting to send the second event")
+			}
+			rest, err := io.ReadAll(resp.Body)
+			if err != nil || string(rest) != "data: second\n\n" {
+				t.Errorf("rest %q, %v; want the second event", rest, err)
+			}
+		})
+	}
 }

@@ -133,6 +133,7 @@ func (b *Body) readChunked(p []byte) (int, error) {
 				if b.endBuffered() {
 					return n, io.EOF
 				}
+				b.takeCRLF()
 			}
 			if n > 0 {
 				return n, nil
@@ -150,6 +151,18 @@ func (b *Body) readChunked(p []byte) (int, error) {
 			r.r += 2
 			b.state = chunkSize
 		}
+	}
+}
+
+// takeCRLF consumes the CRLF after a chunk's data if it is buffered, so
+// that Reader.Buffered is empty when the next chunk has not arrived: the
+// caller can tell that its next Read would block (and flush what it has
+// passed on before).
+func (b *Body) takeCRLF() {
+	r := b.r
+	if r.w-r.r >= 2 && r.buf[r.r] == '\r' && r.buf[r.r+1] == '\n' {
+		r.r += 2
+		b.state = chunkSize
 	}
 }
 

@@ -335,3 +335,60 @@ func TestStreamedResponseReachesTheClientAsTheUpstreamFlushes(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamedRequestBodyReachesTheUpstreamAsTheClientSendsIt has a client
+// send a chunked request body in two parts, the second only once the
+// upstream has read the first: the first part must not wait in the proxy
+// for more.
+func TestStreamedRequestBodyReachesTheUpstreamAsTheClientSendsIt(t *testing.T) {
+	gotFirst := make(chan string, 1)
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		first := make([]byte, len("part one;"))
+		if _, err := io.ReadFull(r.Body, first); err != nil {
+			gotFirst <- "error: " + err.Error()
+			return
+		}
+		gotFirst <- string(first)
+		rest, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s%s", first, rest)
+	}))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() })
+	type result struct {
+		body string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := newClient(nil).Post("http://"+p.Addr("http")+"/upload", "text/plain", pr)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		done <- result{string(b), err}
+	}()
+	if _, err := io.WriteString(pw, "part one;"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-gotFirst:
+		if got != "part one;" {
+			t.Fatalf("the upstream read %q, want the first part", got)
+		}
+	case <-time.After(ioTimeout):
+		t.Fatal("the first part of the body did not reach the upstream: the proxy held it for more")
+	}
+	io.WriteString(pw, "part two")
+	pw.Close()
+	select {
+	case r := <-done:
+		if r.err != nil || r.body != "part one;part two" {
+			t.Errorf("response %q, %v; want the whole body echoed", r.body, r.err)
+		}
+	case <-time.After(ioTimeout):
+		t.Fatal("no response")
+	}
+}

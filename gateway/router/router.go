@@ -321,7 +321,9 @@ func (f *filter) DecodeData(b *buffer.Buffer, endStream bool) httpfilter.DataSta
 	}
 	if endStream {
 		f.exchange()
-	} else if len(f.uc.W) >= bodyChunk {
+	} else {
+		// What the client sent goes on now: it may wait for an answer
+		// before it sends more (a streamed request).
 		f.send()
 	}
 	return httpfilter.DataStopNoBuffer

@@ -111,12 +111,20 @@ func (s *stream) EncodeData(b *buffer.Buffer, end bool) error {
 	if s.ended() || !s.respStarted {
 		return errStreamEnded
 	}
+	// An empty non-final chunk asks for a flush, whatever the encoder
+	// filters make of it (a compressor turns it into the bytes it held).
+	flush := b.Len() == 0 && !end
 	for i := len(s.encoders) - 1; i >= 0; i-- {
 		s.encoders[i].EncodeData(b, end)
 	}
-	data := b.Bytes()
+	return s.writeData(b.Bytes(), end, flush)
+}
+
+// writeData passes response body bytes to the codec; flush sends what is
+// pending now.
+func (s *stream) writeData(data []byte, end, flush bool) error {
 	if s.h2 != nil {
-		return s.h2Data(data, end)
+		return s.h2Data(data, end, flush)
 	}
 	c := s.conn
 	s.info.BytesSent += int64(len(data))
@@ -133,7 +141,7 @@ func (s *stream) EncodeData(b *buffer.Buffer, end bool) error {
 	if end {
 		return s.finish()
 	}
-	if len(data) == 0 || len(c.w) >= flushAt {
+	if flush || len(c.w) >= flushAt {
 		if c.flush() != nil {
 			s.downstreamGone()
 			return errStreamEnded
@@ -147,6 +155,9 @@ func (s *stream) EncodeTrailers(t *httpfilter.Headers) error {
 	if s.ended() || !s.respStarted {
 		return errStreamEnded
 	}
+	if err := s.endBody(); err != nil {
+		return err
+	}
 	for i := len(s.encoders) - 1; i >= 0; i-- {
 		s.encoders[i].EncodeTrailers(t)
 	}
@@ -157,6 +168,30 @@ func (s *stream) EncodeTrailers(t *httpfilter.Headers) error {
 		s.conn.w = http1.AppendLastChunk(s.conn.w, t)
 	}
 	return s.finish()
+}
+
+// endBody asks the encoder filters that hold body bytes back
+// (httpfilter.BodyEnder) for them before the trailers, and sends them on
+// through the filters after each.
+func (s *stream) endBody() error {
+	for i := len(s.encoders) - 1; i >= 0; i-- {
+		be, ok := s.encoders[i].(httpfilter.BodyEnder)
+		if !ok {
+			continue
+		}
+		s.tail.Reset()
+		be.EndBody(&s.tail)
+		if s.tail.Len() == 0 {
+			continue
+		}
+		for j := i - 1; j >= 0; j-- {
+			s.encoders[j].EncodeData(&s.tail, false)
+		}
+		if err := s.writeData(s.tail.Bytes(), false, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // finish writes what is pending and marks the response complete.

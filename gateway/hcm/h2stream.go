@@ -501,8 +501,8 @@ func h2FieldKey(name []byte) string {
 }
 
 // h2Data writes a body chunk on the HTTP/2 stream. It blocks while the
-// client's flow-control window is closed. An empty non-final chunk flushes.
-func (s *stream) h2Data(data []byte, end bool) error {
+// client's flow-control window is closed; flush sends what is pending.
+func (s *stream) h2Data(data []byte, end, flush bool) error {
 	hs := s.h2
 	s.info.BytesSent += int64(len(data))
 	if len(data) > 0 {
@@ -515,7 +515,7 @@ func (s *stream) h2Data(data []byte, end bool) error {
 	if end {
 		return s.h2Finish()
 	}
-	if len(data) == 0 && hs.wrote && hs.flusher != nil {
+	if flush && hs.wrote && hs.flusher != nil {
 		hs.wrote = false
 		hs.flusher.Flush()
 		if err := hs.r.Context().Err(); err != nil {

@@ -61,6 +61,9 @@ type stream struct {
 	rec         accesslog.Record
 	local       httpfilter.ResponseHeaders
 	localBody   buffer.Buffer
+	// tail holds the body bytes an encoder filter held back, on their
+	// way out before the trailers (endBody).
+	tail buffer.Buffer
 
 	// h2 is set for an HTTP/2 stream: the codec seam's HTTP/2 paths.
 	h2 *h2stream

@@ -96,6 +96,15 @@ type EncoderFilter interface {
 	EncodeTrailers(t *Headers) TrailersStatus
 }
 
+// BodyEnder is implemented by encoder filters that hold response body bytes
+// back between EncodeData calls (a compressor). Before a response's
+// trailers run through the encoder filters, the manager calls EndBody,
+// which appends the held bytes to b; they go on through the filters after
+// it as the body's last data. Called on the stream's goroutine.
+type BodyEnder interface {
+	EndBody(b *buffer.Buffer)
+}
+
 // Factory builds a stream's instance of one HTTP filter. A Factory is built
 // once per config generation from the filter's config, is immutable and safe
 // for concurrent use. NewFilter must be cheap and must not block; the value

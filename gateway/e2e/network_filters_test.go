@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -365,4 +366,62 @@ func TestTCPProxyAccessLogRecordsEachConnection(t *testing.T) {
 	if len(want) != 0 {
 		t.Errorf("no access log line for %v", want)
 	}
+}
+
+// TestTCPProxyOriginatesTLSToATLSCluster proxies plaintext downstream
+// connections to a cluster with a tls table: the upstream, a TLS echo
+// server, sees a TLS handshake with the cluster's SNI (and the echo comes
+// back), and a host whose certificate the cluster's CA does not trust gets
+// no byte of the connection, which is closed (UF).
+func TestTCPProxyOriginatesTLSToATLSCluster(t *testing.T) {
+	ca := testutil.NewCA(t)
+	_, _, pair := ca.Leaf(t, "echo.test")
+	sni := make(chan string, 8)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{pair},
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			select {
+			case sni <- h.ServerName:
+			default:
+			}
+			return nil, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(ioTimeout))
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	wrongCA := testutil.NewCA(t)
+	tlsCluster := func(name, caFile string) string {
+		return cluster(name, ln.Addr().String()) + fmt.Sprintf("[cluster.tls]\nca_file = %q\nsni = \"echo.test\"\n", caFile)
+	}
+	p := gwtest.Start(t, fmt.Sprintf(tcpHead, 1)+
+		tcpListener("good", "127.0.0.1:0", tcpProxy(`cluster = "good"`))+
+		tcpListener("bad", "127.0.0.1:0", tcpProxy(`cluster = "bad"`))+
+		tlsCluster("good", ca.File)+tlsCluster("bad", wrongCA.File))
+
+	c := dial(t, p.Addr("good"))
+	echoes(t, c)
+	select {
+	case got := <-sni:
+		if got != "echo.test" {
+			t.Fatalf("upstream saw SNI %q, want echo.test", got)
+		}
+	case <-time.After(ioTimeout):
+		t.Fatal("the upstream saw no TLS handshake")
+	}
+	closedWithoutData(t, dial(t, p.Addr("bad")))
 }

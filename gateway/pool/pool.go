@@ -221,6 +221,12 @@ func (p *Pool) get(ctx context.Context, count bool, now time.Time) (*Conn, error
 	return p.dialConn(ctx, count)
 }
 
+// TLS returns the TLS client config the pool's connections use (the
+// cluster's tls table for this host), or nil for plaintext. Callers that
+// dial the host themselves (tcp_proxy) originate TLS with it; they must not
+// modify it.
+func (p *Pool) TLS() *tls.Config { return p.opts.TLS }
+
 // Dial always opens a new connection (for a retry after a stale reuse).
 func (p *Pool) Dial(ctx context.Context) (*Conn, error) { return p.dialConn(ctx, true) }
 

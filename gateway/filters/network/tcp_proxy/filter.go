@@ -1,7 +1,9 @@
 package tcpproxy
 
 import (
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -112,7 +114,7 @@ func (p *filter) connect(info *netfilter.Info) (net.Conn, *cluster.Host) {
 			return nil, nil
 		}
 		s.ConnectAttempts++
-		nc, err := d.Dial("tcp", h.Address)
+		nc, err := dial(&d, h)
 		if err == nil {
 			h.Begin()
 			s.UpstreamHost = h.Address
@@ -128,6 +130,29 @@ func (p *filter) connect(info *netfilter.Info) (net.Conn, *cluster.Host) {
 	s.UpstreamConnectFailure = true
 	f.stats.UpstreamConnectAttemptsExceeded.Add(1)
 	return nil, nil
+}
+
+// dial connects to h within d's timeout, and originates TLS when h's
+// cluster has a tls table (as Envoy's cluster transport socket does for
+// tcp_proxy): the handshake, with the cluster's SNI, verification, ALPN and
+// client certificate, is part of the connect and bounded by the same
+// connect_timeout; a failed handshake is a failed connect.
+func dial(d *net.Dialer, h *cluster.Host) (net.Conn, error) {
+	deadline := time.Now().Add(d.Timeout)
+	nc, err := d.Dial("tcp", h.Address)
+	if err != nil || h.Pool == nil || h.Pool.TLS() == nil {
+		return nc, err
+	}
+	tc := tls.Client(nc, h.Pool.TLS())
+	if d.Timeout > 0 {
+		_ = nc.SetDeadline(deadline)
+	}
+	if err := tc.Handshake(); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("tcp_proxy: tls handshake with %s: %w", h.Address, err)
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return tc, nil
 }
 
 // pump moves bytes from src to dst until src ends, then half-closes dst

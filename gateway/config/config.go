@@ -146,7 +146,9 @@ type FilterChainMatch struct {
 	ServerNames []string `toml:"server_names"`
 	// TransportProtocol is "raw_buffer" or "tls" (as the tls_inspector sets).
 	TransportProtocol string `toml:"transport_protocol"`
-	// ApplicationProtocols match any ALPN value the client offered.
+	// ApplicationProtocols match any ALPN value the client offered; when
+	// chains name different offered values, those naming the value the
+	// client lists first are kept (Envoy's order).
 	ApplicationProtocols []string `toml:"application_protocols"`
 	// SourceType is "any" (default), "local" or "external".
 	SourceType         string   `toml:"source_type"`

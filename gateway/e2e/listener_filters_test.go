@@ -310,3 +310,43 @@ func netnsRun(t *testing.T, name string, args ...string) {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 }
+
+// TestFilterChainMatchPrefersTheClientsFirstALPNProtocol offers several
+// ALPN protocols that different chains match: as in Envoy, the chain
+// matching the protocol the client lists first wins, whatever the order
+// of the chains in the config.
+func TestFilterChainMatchPrefersTheClientsFirstALPNProtocol(t *testing.T) {
+	cfg := `
+[server]
+workers = 1
+
+[log]
+level = "debug"
+
+[[listener]]
+name = "edge"
+address = "127.0.0.1:0"
+` + listenerFilter("tls_inspector", "") +
+		directChain("http11", `application_protocols = ["http/1.1"]`) +
+		directChain("h2", `application_protocols = ["h2"]`) +
+		directRoutes("http11") + directRoutes("h2")
+	p := gwtest.Start(t, cfg)
+	for i, tc := range []struct {
+		offer []string
+		want  string
+	}{
+		{[]string{"h2", "http/1.1"}, "h2"},
+		{[]string{"http/1.1", "h2"}, "http11"},
+		{[]string{"spdy/3", "h2"}, "h2"},
+	} {
+		sni := fmt.Sprintf("alpn%d.example", i)
+		mark := p.Mark()
+		c := dial(t, p.Addr("edge"))
+		// the chain answers the ClientHello in plaintext; the handshake
+		// fails, the chain was chosen
+		tls.Client(c, &tls.Config{ServerName: sni, NextProtos: tc.offer}).Handshake()
+		if got := chainChosen(t, p, mark, sni); got != tc.want {
+			t.Errorf("ALPN %v: chain %q, want %q", tc.offer, got, tc.want)
+		}
+	}
+}

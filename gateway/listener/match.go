@@ -80,17 +80,7 @@ var criteria = []criterion{
 		}
 		return -1
 	},
-	func(m *matcher, in *netfilter.Info) int {
-		if len(m.alpn) == 0 {
-			return 0
-		}
-		for _, p := range in.ALPN {
-			if slices.Contains(m.alpn, p) {
-				return 1
-			}
-		}
-		return -1
-	},
+	func(m *matcher, in *netfilter.Info) int { return alpnScore(m.alpn, in.ALPN) },
 	func(m *matcher, in *netfilter.Info) int {
 		if m.sourceType == "" {
 			return 0
@@ -127,6 +117,22 @@ func prefixScore(ranges []netip.Prefix, a netip.Addr) int {
 		}
 	}
 	return best
+}
+
+// alpnScore: unset 0; otherwise the earlier in the client's list the first
+// protocol the chain names, the higher: as in Envoy, the client's protocols
+// are tried in its order of preference, and the chains naming the first one
+// any chain names are kept.
+func alpnScore(names, offered []string) int {
+	if len(names) == 0 {
+		return 0
+	}
+	for i, p := range offered {
+		if slices.Contains(names, p) {
+			return len(offered) - i
+		}
+	}
+	return -1
 }
 
 // serverNameScore: unset 0; an exact name beats the longest wildcard.

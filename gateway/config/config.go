@@ -159,8 +159,8 @@ type FilterChainMatch struct {
 // TLSContext is a downstream TLS transport socket (Envoy's
 // DownstreamTlsContext).
 type TLSContext struct {
-	// Certificates are chosen by SNI (and key type); the first is the
-	// default.
+	// Certificates are chosen by SNI (and key type): one naming the SNI
+	// exactly, else one whose wildcard covers it, else the first.
 	Certificates []TLSCertificate `toml:"certificate"`
 	// ALPN protocols offered; default ["h2", "http/1.1"] when the chain ends
 	// in the HTTP connection manager, else none.

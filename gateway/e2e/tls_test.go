@@ -151,3 +151,34 @@ func TestUpstreamTLSVerifiesTheHost(t *testing.T) {
 		t.Fatalf("upstream with an untrusted certificate: %d %q, want 503 UF", resp.StatusCode, body)
 	}
 }
+
+// TestTLSTerminationPrefersTheExactCertificateOverAWildcard lists a
+// wildcard certificate before one for an exact name: as in Envoy, a
+// client asking for the exact name gets its certificate, one asking for
+// another name under the wildcard gets the wildcard, and one asking for
+// an unknown name (or none) gets the first.
+func TestTLSTerminationPrefersTheExactCertificateOverAWildcard(t *testing.T) {
+	ca := testutil.NewCA(t)
+	wildCert, wildKey, _ := ca.Leaf(t, "*.a.test", "127.0.0.1")
+	exactCert, exactKey, _ := ca.Leaf(t, "www.a.test")
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	p := gwtest.Start(t, tlsListenerConfig(fmt.Sprintf(`
+  [[listener.filter_chain.tls.certificate]]
+  cert_file = %q
+  key_file = %q
+  [[listener.filter_chain.tls.certificate]]
+  cert_file = %q
+  key_file = %q
+`, wildCert, wildKey, exactCert, exactKey), cluster("up", up.Addr)))
+	for sni, want := range map[string]string{"www.a.test": "www.a.test", "api.a.test": "*.a.test", "": "*.a.test"} {
+		c := dial(t, p.Addr("https"))
+		tc := tls.Client(c, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
+		if err := tc.Handshake(); err != nil {
+			t.Fatalf("SNI %q: %v", sni, err)
+		}
+		if got := tc.ConnectionState().PeerCertificates[0].DNSNames[0]; got != want {
+			t.Errorf("SNI %q got the certificate of %s, want %s", sni, got, want)
+		}
+		tc.Close()
+	}
+}

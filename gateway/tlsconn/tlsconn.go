@@ -48,6 +48,9 @@ func Server(c *config.TLSContext, alpnDefault []string, keys TicketKeys) (*tls.C
 		}
 		tc.Certificates = append(tc.Certificates, cert)
 	}
+	if len(tc.Certificates) > 1 {
+		tc.GetCertificate = exactNameCertificate(tc.Certificates)
+	}
 	var err error
 	if tc.MinVersion, err = version(c.MinVersion, tls.VersionTLS12); err != nil {
 		return nil, registry.Errorf("min_version", "%v", err)
@@ -163,6 +166,40 @@ func WithServerName(base *tls.Config, serverName string, validateSAN bool) *tls.
 		return nil
 	}
 	return tc
+}
+
+// exactNameCertificate returns a GetCertificate that picks, among certs,
+// the first whose DNS subject alternative names hold the client's server
+// name exactly (not through a wildcard) and that the client supports. It
+// returns no certificate otherwise, and crypto/tls then takes the first
+// certificate valid for the name (a wildcard one), else the first: Envoy's
+// order, exact name, then wildcard, then the first certificate, whatever
+// the order of the certificates in the config.
+func exactNameCertificate(certs []tls.Certificate) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	byName := map[string][]int{}
+	for i := range certs {
+		leaf := certs[i].Leaf
+		if leaf == nil {
+			var err error
+			if leaf, err = x509.ParseCertificate(certs[i].Certificate[0]); err != nil {
+				continue
+			}
+		}
+		for _, n := range leaf.DNSNames {
+			if !strings.Contains(n, "*") {
+				n = strings.ToLower(n)
+				byName[n] = append(byName[n], i)
+			}
+		}
+	}
+	return func(chi *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		for _, i := range byName[strings.ToLower(chi.ServerName)] {
+			if chi.SupportsCertificate(&certs[i]) == nil {
+				return &certs[i], nil
+			}
+		}
+		return nil, nil
+	}
 }
 
 func loadPool(path string) (*x509.CertPool, error) {

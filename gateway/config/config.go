@@ -171,7 +171,8 @@ type TLSContext struct {
 	CipherSuites []string `toml:"cipher_suites"` // TLS 1.2 suites by IANA name
 	Curves       []string `toml:"curves"`        // X25519, P256, P384, P521, X25519MLKEM768
 	// RequireClientCertificate turns on mTLS; CAFile verifies client
-	// certificates; MatchSubjectAltNames restricts them.
+	// certificates; MatchSubjectAltNames restricts them (both need
+	// CAFile).
 	RequireClientCertificate bool     `toml:"require_client_certificate"`
 	CAFile                   string   `toml:"ca_file"`
 	MatchSubjectAltNames     []string `toml:"match_subject_alt_names"`

@@ -6,8 +6,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
 	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
@@ -180,5 +183,30 @@ func TestTLSTerminationPrefersTheExactCertificateOverAWildcard(t *testing.T) {
 			t.Errorf("SNI %q got the certificate of %s, want %s", sni, got, want)
 		}
 		tc.Close()
+	}
+}
+
+// TestClientSANsWithoutACAFailValidation checks that a chain listing the
+// subject alt names its clients' certificates must carry, without the
+// ca_file that makes sluice ask for and verify client certificates, is a
+// config error (as in Envoy, "SAN-based verification of peer certificates
+// without trusted CA is insecure") rather than a chain that lets every
+// client in.
+func TestClientSANsWithoutACAFailValidation(t *testing.T) {
+	ca := testutil.NewCA(t)
+	srvCert, srvKey, _ := ca.Leaf(t, "127.0.0.1")
+	text := tlsListenerConfig(fmt.Sprintf(`
+  match_subject_alt_names = ["client.test"]
+  [[listener.filter_chain.tls.certificate]]
+  cert_file = %q
+  key_file = %q
+`, srvCert, srvKey), cluster("up", "127.0.0.1:1"))
+	path := filepath.Join(t.TempDir(), "sluice.toml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out := gwtest.Exec(t, 30*time.Second, "validate", "-c", path)
+	if code == 0 || !strings.Contains(out, "match_subject_alt_names") {
+		t.Fatalf("validate exited %d with %q, want an error naming match_subject_alt_names", code, out)
 	}
 }

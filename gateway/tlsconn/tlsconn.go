@@ -81,6 +81,11 @@ func Server(c *config.TLSContext, alpnDefault []string, keys TicketKeys) (*tls.C
 		return nil, registry.Errorf("require_client_certificate", "needs ca_file to verify client certificates")
 	}
 	if len(c.MatchSubjectAltNames) > 0 {
+		if c.CAFile == "" {
+			// without a CA no client certificate is asked for, so the
+			// names would never be checked (Envoy refuses this too)
+			return nil, registry.Errorf("match_subject_alt_names", "needs ca_file to verify client certificates")
+		}
 		sans := c.MatchSubjectAltNames
 		tc.VerifyConnection = func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {

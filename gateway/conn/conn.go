@@ -444,10 +444,13 @@ func (c *Conn) SetIdle(idle bool) { c.idle.Store(idle) }
 // Draining implements netfilter.Conn.
 func (c *Conn) Draining() bool { return c.tracker.draining.Load() }
 
-// CanHandoff implements netfilter.Conn.
+// CanHandoff implements netfilter.Conn. A connection whose listener
+// filters consumed a header (PROXY protocol) cannot move: the next
+// generation would run them again on a stream without it.
 func (c *Conn) CanHandoff() bool {
 	_, raw := c.nc.(*net.TCPConn)
-	return raw && c.tracker.handoff != nil && len(c.readFilters) == 0 && len(c.writeFilters) == 0
+	return raw && c.tracker.handoff != nil && len(c.readFilters) == 0 && len(c.writeFilters) == 0 &&
+		!c.info.HeaderConsumed
 }
 
 // Handoff implements netfilter.Conn: it duplicates the socket and gives it,

@@ -350,3 +350,73 @@ address = "127.0.0.1:0"
 		}
 	}
 }
+
+// TestProxyProtocolClientAddressSurvivesAReload keeps an HTTP/1.1
+// connection that began with a PROXY header open across a reload: the
+// header is gone from the stream, so the next generation, which would run
+// the listener filters again, must never serve the connection's next
+// request under the load balancer's address. The connection is either
+// served with the PROXY source or closed by the draining generation.
+func TestProxyProtocolClientAddressSurvivesAReload(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "xff=%s", r.Header.Get("X-Forwarded-For"))
+	}))
+	cfg := `
+[server]
+workers = 1
+drain_timeout = "5s"
+
+[[listener]]
+name = "lb"
+address = "127.0.0.1:0"
+` + listenerFilter("proxy_protocol", "allow_requests_without_proxy_protocol = true") + `
+  [[listener.filter_chain]]
+    [[listener.filter_chain.filter]]
+    name = "sluice.filters.network.http_connection_manager"
+    [listener.filter_chain.filter.config]
+    stat_prefix = "lb"
+    route_config = "local"
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.router"
+
+[[route_config]]
+name = "local"
+  [[route_config.virtual_host]]
+  name = "all"
+  domains = ["*"]
+` + route(`prefix = "/"`, "up") + cluster("up", up.Addr)
+	p := gwtest.Start(t, cfg)
+	c := dial(t, p.Addr("lb"))
+	br := bufio.NewReader(c)
+	get := func() (string, error) {
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			return "", err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	c.Write([]byte("PROXY TCP4 203.0.113.7 127.0.0.1 40001 80\r\n"))
+	if got, err := get(); err != nil || got != "xff=203.0.113.7" {
+		t.Fatalf("before the reload: %q, %v", got, err)
+	}
+	mark := p.Mark()
+	reloadOK(t, p, "reload")
+	// the first generation's worker is gone: the connection is either
+	// closed or in the second generation's hands
+	p.WaitLogSince(t, mark, "drained, exiting", func(e map[string]any) bool { return e["generation"] == 1.0 }, ioTimeout)
+	got, err := get()
+	if err == nil && got != "xff=203.0.113.7" {
+		t.Fatalf("after the reload the connection's request was served as %q, want xff=203.0.113.7", got)
+	}
+	// a new connection still gets its PROXY address
+	c2 := dial(t, p.Addr("lb"))
+	c2.Write([]byte("PROXY TCP4 203.0.113.8 127.0.0.1 40002 80\r\n"))
+	if got := rawGet(t, c2, "HTTP/1.1"); got != "xff=203.0.113.8" {
+		t.Fatalf("new connection after the reload: %q", got)
+	}
+}

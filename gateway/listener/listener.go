@@ -231,7 +231,12 @@ func (p *peeker) Peek(n int) ([]byte, error) {
 }
 
 // Consume implements netfilter.ListenerCallbacks.
-func (p *peeker) Consume(n int) { p.buf = p.buf[min(n, len(p.buf)):] }
+func (p *peeker) Consume(n int) {
+	if n > 0 {
+		p.info.HeaderConsumed = true
+	}
+	p.buf = p.buf[min(n, len(p.buf)):]
+}
 
 // Info implements netfilter.ListenerCallbacks.
 func (p *peeker) Info() *netfilter.Info { return p.info }

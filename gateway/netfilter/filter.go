@@ -52,6 +52,12 @@ type Info struct {
 	// LocalAddr with a destination other than the socket's own (Envoy's
 	// localAddressRestored): the connection's original destination.
 	LocalAddrRestored bool
+	// HeaderConsumed is set when a listener filter consumed bytes at the
+	// start of the stream (a PROXY protocol header, and the addresses it
+	// carried): running the listener filters again on the rest of the
+	// stream could not restore what they learnt, so the connection is
+	// never handed to another generation, which would.
+	HeaderConsumed    bool
 	ServerName        string               // SNI
 	ALPN              []string             // offered by the client
 	TransportProtocol string               // "raw_buffer" or "tls"

@@ -93,7 +93,8 @@ type Listener struct {
 	// PerConnectionBufferLimitBytes bounds what is buffered per connection
 	// and direction. Default 1 MiB.
 	PerConnectionBufferLimitBytes int `toml:"per_connection_buffer_limit_bytes"`
-	// ListenerFiltersTimeout bounds the listener filter chain. Default 15s.
+	// ListenerFiltersTimeout bounds the listener filter chain. Default
+	// 15s; "0s" disables it (Envoy's listener_filters_timeout).
 	ListenerFiltersTimeout Duration `toml:"listener_filters_timeout"`
 	// BindToPort (default true): false makes a virtual listener that owns
 	// no socket and only serves connections a use_original_dst listener

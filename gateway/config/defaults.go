@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -54,7 +55,11 @@ func (c *Config) applyDefaults() {
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		setInt(&l.PerConnectionBufferLimitBytes, DefaultBufferLimitBytes)
-		setDuration(&l.ListenerFiltersTimeout, DefaultListenerFiltersTimeout)
+		// "0s" disables the timeout, as in Envoy: only a missing key
+		// gets the default
+		if _, set := c.lines[fmt.Sprintf("listener[%d].listener_filters_timeout", i)]; !set {
+			setDuration(&l.ListenerFiltersTimeout, DefaultListenerFiltersTimeout)
+		}
 	}
 	for i := range c.Clusters {
 		cl := &c.Clusters[i]

@@ -100,3 +100,16 @@ func TestDefaultControlSocket(t *testing.T) {
 		})
 	}
 }
+
+// TestListenerFiltersTimeoutZeroDisablesIt checks Envoy's meaning of a
+// listener_filters_timeout of "0s": no timeout, rather than the default
+// a missing key gets.
+func TestListenerFiltersTimeoutZeroDisablesIt(t *testing.T) {
+	c := parse(t, strings.Replace(baseTOML, "address = \"127.0.0.1:0\"\n", "address = \"127.0.0.1:0\"\nlistener_filters_timeout = \"0s\"\n", 1))
+	if d := c.Listeners[0].ListenerFiltersTimeout.Duration; d != 0 {
+		t.Fatalf("listener_filters_timeout = \"0s\" became %v, want 0 (disabled)", d)
+	}
+	if d := parse(t, baseTOML).Listeners[0].ListenerFiltersTimeout.Duration; d != DefaultListenerFiltersTimeout {
+		t.Fatalf("without the key: %v, want %v", d, DefaultListenerFiltersTimeout)
+	}
+}

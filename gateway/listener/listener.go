@@ -138,7 +138,7 @@ func (l *Listener) Handle(nc net.Conn, readAhead []byte) {
 }
 
 // runListenerFilters runs l's listener filters on nc within
-// listener_filters_timeout. It returns the bytes read ahead (readAhead
+// listener_filters_timeout (no limit when it is 0). It returns the bytes read ahead (readAhead
 // and what the filters peeked), and false when a filter closed the
 // connection.
 func (l *Listener) runListenerFilters(nc net.Conn, readAhead []byte, info *netfilter.Info) ([]byte, bool) {
@@ -146,7 +146,9 @@ func (l *Listener) runListenerFilters(nc net.Conn, readAhead []byte, info *netfi
 		return readAhead, true
 	}
 	pk := &peeker{nc: nc, buf: readAhead, info: info}
-	_ = nc.SetReadDeadline(time.Now().Add(l.Cfg.ListenerFiltersTimeout.Duration))
+	if d := l.Cfg.ListenerFiltersTimeout.Duration; d > 0 {
+		_ = nc.SetReadDeadline(time.Now().Add(d))
+	}
 	for _, f := range l.ListenerFilters {
 		if f.NewFilter().OnAccept(pk) != netfilter.Continue {
 			l.Log.Debug("listener filter closed connection", zap.Uint64("conn", info.ID), zap.String("listener", l.Name))

@@ -210,3 +210,30 @@ func TestClientSANsWithoutACAFailValidation(t *testing.T) {
 		t.Fatalf("validate exited %d with %q, want an error naming match_subject_alt_names", code, out)
 	}
 }
+
+// TestTLSClientOfferingNoCommonALPNProtocolIsServed connects to a chain
+// offering h2 and http/1.1 with a client that offers only http/1.0 (curl
+// --http1.0 does): as in Envoy, the handshake completes without an
+// application protocol and the request is served, instead of failing with
+// no_application_protocol.
+func TestTLSClientOfferingNoCommonALPNProtocolIsServed(t *testing.T) {
+	ca := testutil.NewCA(t)
+	srvCert, srvKey, _ := ca.Leaf(t, "127.0.0.1")
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	p := gwtest.Start(t, tlsListenerConfig(fmt.Sprintf(`
+  [[listener.filter_chain.tls.certificate]]
+  cert_file = %q
+  key_file = %q
+`, srvCert, srvKey), cluster("up", up.Addr)))
+	c := dial(t, p.Addr("https"))
+	tc := tls.Client(c, &tls.Config{RootCAs: ca.Pool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.0"}})
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("handshake offering only http/1.0: %v", err)
+	}
+	if got := tc.ConnectionState().NegotiatedProtocol; got != "" {
+		t.Fatalf("negotiated %q, want no application protocol", got)
+	}
+	if got := rawGet(t, tc, "HTTP/1.0"); got != "ok" {
+		t.Fatalf("response body %q", got)
+	}
+}

@@ -201,6 +201,9 @@ func Build(cfg *config.Config, opts Options) (_ *Generation, err error) {
 				if chain.TLS, err = tlsconn.Server(fc.TLS, alpn, opts.TicketKeys); err != nil {
 					return nil, cfg.TableError(fmt.Sprintf("listener[%d].filter_chain[%d].tls", i, j), err)
 				}
+				if !lc.UDP() {
+					tlsconn.ServeWithoutCommonALPN(chain.TLS)
+				}
 				chain.HandshakeTimeout = fc.TLS.HandshakeTimeout.Duration
 				if chain.HandshakeTimeout <= 0 {
 					chain.HandshakeTimeout = 10 * time.Second

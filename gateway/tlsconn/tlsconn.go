@@ -102,6 +102,39 @@ func Server(c *config.TLSContext, alpnDefault []string, keys TicketKeys) (*tls.C
 	return tc, nil
 }
 
+// ServeWithoutCommonALPN makes tc, a chain's server config with ALPN
+// protocols, complete the handshake of a client whose ALPN protocols share
+// none with tc's without an application protocol, as Envoy does (BoringSSL
+// declines to select one and goes on), instead of failing it with
+// no_application_protocol as crypto/tls does: a client offering only
+// http/1.0 (curl --http1.0) is served. Such a handshake runs on a copy of
+// tc without NextProtos whose session tickets are sealed and opened with
+// tc's current keys, so that ticket-key rotation reaches it. Call it once
+// tc is complete, for TCP chains only (an HTTP/3 chain negotiates h3).
+func ServeWithoutCommonALPN(tc *tls.Config) {
+	if len(tc.NextProtos) == 0 || tc.GetConfigForClient != nil {
+		return
+	}
+	noALPN := tc.Clone()
+	noALPN.NextProtos = nil
+	noALPN.WrapSession = tc.EncryptTicket
+	noALPN.UnwrapSession = tc.DecryptTicket
+	protos := slices.Clone(tc.NextProtos)
+	tc.GetConfigForClient = func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
+		for _, p := range chi.SupportedProtos {
+			// crypto/tls itself lets an http/1.1 client on without
+			// ALPN when only h2 is offered
+			if slices.Contains(protos, p) || p == "http/1.1" && slices.Contains(protos, "h2") {
+				return nil, nil
+			}
+		}
+		if len(chi.SupportedProtos) == 0 {
+			return nil, nil
+		}
+		return noALPN, nil
+	}
+}
+
 // Client returns the tls.Config for dialling a cluster's host at hostName
 // (the endpoint's host, the default SNI). auto_sni and auto_san_validation
 // are applied per server name by WithServerName.

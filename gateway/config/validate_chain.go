@@ -9,7 +9,8 @@ import (
 
 // chainMatches checks each chain's match criteria, that at most one chain
 // is the default (and has no criteria), and that no two chains have the same
-// criteria: a connection must never match two chains equally well.
+// criteria or share a combination of values of their lists: a connection
+// must never match two chains equally well.
 func (v *validator) chainMatches(p string, l *Listener) {
 	seen := map[string]string{}
 	defaults := 0
@@ -64,9 +65,88 @@ func (v *validator) chainMatches(p string, l *Listener) {
 		}
 		if prev, dup := seen[key]; dup {
 			v.errorf(mp, "ambiguous: same match criteria as %s", prev)
+			continue
 		}
 		seen[key] = cp
+		// As Envoy does, expand the lists: two chains that share one
+		// combination of values (a server name, an ALPN protocol, ...)
+		// would match the same connections equally well.
+		leaves, ok := m.leaves(maxLeaves)
+		if !ok {
+			continue
+		}
+		for _, lf := range leaves {
+			if prev, dup := seen["leaf "+lf]; dup {
+				v.errorf(mp, "ambiguous: overlaps the match criteria of %s (a connection could match both equally well)", prev)
+				break
+			}
+		}
+		for _, lf := range leaves {
+			seen["leaf "+lf] = cp
+		}
 	}
+}
+
+// maxLeaves bounds the combinations of criteria values a chain is expanded
+// into for the overlap check; a chain with more is checked as a whole only.
+const maxLeaves = 1 << 14
+
+// leaves returns one key per combination of one value of each criterion
+// (an unset criterion counts as one empty value), or false when there are
+// more than limit.
+func (m *FilterChainMatch) leaves(limit int) ([]string, bool) {
+	list := func(ss []string, canon func(string) string) []string {
+		if len(ss) == 0 {
+			return []string{""}
+		}
+		out := make([]string, 0, len(ss))
+		for _, s := range ss {
+			out = append(out, canon(s))
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	prefix := func(s string) string {
+		if p, err := parsePrefix(s); err == nil {
+			return p.String()
+		}
+		return s
+	}
+	st := m.SourceType
+	if st == "any" {
+		st = ""
+	}
+	var ports []string
+	for _, p := range m.SourcePorts {
+		ports = append(ports, fmt.Sprint(p))
+	}
+	dims := [][]string{
+		{fmt.Sprint(m.DestinationPort)},
+		list(m.PrefixRanges, prefix),
+		list(m.ServerNames, strings.ToLower),
+		{m.TransportProtocol},
+		list(m.ApplicationProtocols, func(s string) string { return s }),
+		{st},
+		list(m.SourcePrefixRanges, prefix),
+		list(ports, func(s string) string { return s }),
+	}
+	n := 1
+	for _, d := range dims {
+		if n *= len(d); n > limit {
+			return nil, false
+		}
+	}
+	keys := []string{""}
+	for _, d := range dims {
+		next := make([]string, 0, len(keys)*len(d))
+		for _, k := range keys {
+			for _, val := range d {
+				next = append(next, k+"\x00"+val)
+			}
+		}
+		keys = next
+	}
+	return keys, true
 }
 
 // key is a canonical form of the criteria, for the ambiguity check.

@@ -27,6 +27,17 @@ func withDomains(text string) string {
 	return listenerTOML + clusterTOML + "[[route_config]]\nname = \"main\"\n" + text
 }
 
+// twoChains is a valid config whose listener has two chains with the
+// given match tables (inline table bodies).
+func twoChains(a, b string) string {
+	chain := func(m string) string {
+		return "[[listener.filter_chain]]\nmatch = { " + m + " }\n[[listener.filter_chain.filter]]\n" +
+			"name = \"sluice.filters.network.test_hcm\"\n[listener.filter_chain.filter.config]\nstat_prefix = \"s\"\n" +
+			"route_config = \"main\"\n[[listener.filter_chain.filter.config.http_filter]]\nname = \"sluice.filters.http.test_router\"\n"
+	}
+	return "[[listener]]\nname = \"l\"\naddress = \"127.0.0.1:0\"\n" + chain(a) + chain(b) + clusterTOML + routeTOML
+}
+
 // chainTOML is a listener whose only chain holds the given filter tables.
 func chainTOML(filters string) string {
 	return "[[listener]]\nname = \"l\"\naddress = \"127.0.0.1:0\"\n[[listener.filter_chain]]\n" + filters
@@ -84,6 +95,16 @@ func TestValidate(t *testing.T) {
 		{"filter chain without filter", chainTOML("") + clusterTOML + routeTOML, "t.toml:4: listener[0].filter_chain[0]: filter_chain has no filter"},
 		{"duplicate filter chain name", chainTOML("name = \"a\"\n[[listener.filter_chain.filter]]\nname = \"sluice.filters.network.test_hcm\"\n[[listener.filter_chain]]\nname = \"a\"\n[[listener.filter_chain.filter]]\nname = \"sluice.filters.network.test_hcm\"\n"),
 			`listener[0].filter_chain[1].name: duplicate filter_chain name "a"`},
+		{"overlapping server names", twoChains(`server_names = ["a.test", "b.test"]`, `server_names = ["B.test"]`),
+			"listener[0].filter_chain[1].match: ambiguous: overlaps the match criteria of listener[0].filter_chain[0]"},
+		{"overlapping alpn", twoChains(`application_protocols = ["h2", "http/1.1"]`, `application_protocols = ["http/1.1"]`),
+			"listener[0].filter_chain[1].match: ambiguous: overlaps"},
+		{"overlapping source prefix", twoChains(`source_prefix_ranges = ["10.0.0.0/8", "192.0.2.1"]`, `source_prefix_ranges = ["192.0.2.1/32"]`),
+			"listener[0].filter_chain[1].match: ambiguous: overlaps"},
+		{"identical criteria", twoChains(`server_names = ["a.test"]`, `server_names = ["a.test"]`),
+			"listener[0].filter_chain[1].match: ambiguous: same match criteria as listener[0].filter_chain[0]"},
+		{"disjoint server names", twoChains(`server_names = ["a.test"]`, `server_names = ["*.a.test"]`), ""},
+		{"different criteria", twoChains(`server_names = ["a.test"]`, `server_names = ["a.test"], transport_protocol = "tls"`), ""},
 		{"backlog negative", strings.Replace(baseTOML, "address = \"127.0.0.1:0\"\n", "address = \"127.0.0.1:0\"\nbacklog = -1\n", 1), "listener[0].backlog: must be >= 0"},
 		{"buffer limit negative", strings.Replace(baseTOML, "address = \"127.0.0.1:0\"\n", "address = \"127.0.0.1:0\"\nper_connection_buffer_limit_bytes = -1\n", 1), "listener[0].per_connection_buffer_limit_bytes: must be >= 0"},
 		{"listener filters timeout negative", strings.Replace(baseTOML, "address = \"127.0.0.1:0\"\n", "address = \"127.0.0.1:0\"\nlistener_filters_timeout = \"-5s\"\n", 1), "t.toml:4: listener[0].listener_filters_timeout: must not be negative"},

@@ -420,3 +420,40 @@ name = "local"
 		t.Fatalf("new connection after the reload: %q", got)
 	}
 }
+
+// TestDualStackListenerReportsIPv4ClientsAsIPv4 serves an IPv4 client on
+// a listener bound to every interface (a dual-stack IPv6 socket, which
+// sees the client as ::ffff:a.b.c.d): as in Envoy, the client's address
+// is its IPv4 one in x-forwarded-for and in source-based chain matching.
+func TestDualStackListenerReportsIPv4ClientsAsIPv4(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "xff=%s", r.Header.Get("X-Forwarded-For"))
+	}))
+	cfg := `
+[server]
+workers = 1
+
+[[listener]]
+name = "all"
+address = ":0"
+  [[listener.filter_chain]]
+    [[listener.filter_chain.filter]]
+    name = "sluice.filters.network.http_connection_manager"
+    [listener.filter_chain.filter.config]
+    stat_prefix = "all"
+    route_config = "local"
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.router"
+
+[[route_config]]
+name = "local"
+  [[route_config.virtual_host]]
+  name = "all"
+  domains = ["*"]
+` + route(`prefix = "/"`, "up") + cluster("up", up.Addr)
+	p := gwtest.Start(t, cfg)
+	_, port, _ := net.SplitHostPort(p.Addr("all"))
+	if got := rawGet(t, dial(t, net.JoinHostPort("127.0.0.1", port)), "HTTP/1.1"); got != "xff=127.0.0.1" {
+		t.Fatalf("IPv4 client on a dual-stack listener: upstream saw %q, want xff=127.0.0.1", got)
+	}
+}

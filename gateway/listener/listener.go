@@ -286,9 +286,17 @@ func (c *prefixConn) SyscallConn() (syscall.RawConn, error) {
 	return sc.SyscallConn()
 }
 
+// addrPort returns a connection's address, an IPv4-mapped IPv6 address
+// (an IPv4 peer of a dual-stack socket) as the IPv4 address it maps, as
+// Envoy reports it: x-forwarded-for, access logs and chain matching see
+// 192.0.2.1, not ::ffff:192.0.2.1.
 func addrPort(a net.Addr) netip.AddrPort {
 	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort()
+		ap := ta.AddrPort()
+		if ap.Addr().Is4In6() {
+			ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}
+		return ap
 	}
 	return netip.AddrPort{}
 }

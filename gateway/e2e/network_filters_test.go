@@ -320,9 +320,11 @@ func TestRBACAllowsAndDeniesBySourceAndDestination(t *testing.T) {
 
 // TestTCPProxyAccessLogRecordsEachConnection checks tcp_proxy's access_log:
 // one line per finished connection with the downstream address, the
-// cluster and host, the bytes each way, and UF when no connect succeeded.
+// cluster and host, the bytes each way, and UF when no connect succeeded
+// (with the host that failed, as Envoy logs it).
 func TestTCPProxyAccessLogRecordsEachConnection(t *testing.T) {
 	up := echoUpstream(t)
+	deadAddr := testutil.DeadAddr(t)
 	logPath := filepath.Join(t.TempDir(), "tcp.log")
 	accessLog := func(cl string) string {
 		return tcpProxy(`cluster = "`+cl+`"`, `[[listener.filter_chain.filter.config.access_log]]`, fmt.Sprintf("path = %q", logPath),
@@ -330,7 +332,7 @@ func TestTCPProxyAccessLogRecordsEachConnection(t *testing.T) {
 	}
 	p := gwtest.Start(t, fmt.Sprintf(tcpHead, 1)+
 		tcpListener("ok", "127.0.0.1:0", accessLog("echo"))+tcpListener("dead", "127.0.0.1:0", accessLog("dead"))+
-		cluster("echo", up.Addr)+cluster("dead", testutil.DeadAddr(t)))
+		cluster("echo", up.Addr)+cluster("dead", deadAddr))
 
 	c := dial(t, p.Addr("ok"))
 	if !roundTrip(c, "ping-1234") {
@@ -344,7 +346,7 @@ func TestTCPProxyAccessLogRecordsEachConnection(t *testing.T) {
 
 	want := map[string]string{
 		okFrom:   fmt.Sprintf("%s echo %s 9 9 -", okFrom, up.Addr),
-		deadFrom: fmt.Sprintf("%s dead - 0 0 UF", deadFrom),
+		deadFrom: fmt.Sprintf("%s dead %s 0 0 UF", deadFrom, deadAddr),
 	}
 	var lines []string
 	deadline := time.Now().Add(10 * time.Second)

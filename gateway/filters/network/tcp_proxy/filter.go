@@ -114,10 +114,12 @@ func (p *filter) connect(info *netfilter.Info) (net.Conn, *cluster.Host) {
 			return nil, nil
 		}
 		s.ConnectAttempts++
+		// as in Envoy, the host tried last is recorded, also when its
+		// connect fails (logged with UF)
+		s.UpstreamHost = h.Address
 		nc, err := dial(&d, h)
 		if err == nil {
 			h.Begin()
-			s.UpstreamHost = h.Address
 			return nc, h
 		}
 		f.stats.UpstreamCxConnectFail.Add(1)

@@ -19,8 +19,9 @@ type Session struct {
 	ServerName    string
 	// Cluster is the cluster picked for the connection.
 	Cluster string
-	// UpstreamHost is the address of the host connected to, empty when no
-	// connect succeeded.
+	// UpstreamHost is the address of the host connected to; when every
+	// connect failed, of the host tried last (as Envoy records it); empty
+	// when no host was picked.
 	UpstreamHost string
 	// ConnectAttempts counts the connects tried.
 	ConnectAttempts int

@@ -1,10 +1,12 @@
 // Command echo is a scripted test plugin. For HTTP checks: a request with an
 // x-deny header is denied with that status, body "denied by plugin\n" and
-// reply header x-deny-reason: test; otherwise it is allowed, the upstream
+// reply header x-deny-reason: test (and content-type set to the request's
+// x-deny-content-type, if any); otherwise it is allowed, the upstream
 // request gets x-auth-user: tester, x-seen (method, path, host, source
-// address), x-body (the body the plugin received) and x-partial, loses
-// x-remove-me, and the response gets x-auth-checked: yes. For connection
-// checks: denied when the context extension "deny" is "yes".
+// address), x-body (the body the plugin received, when at most 4 KiB),
+// x-body-len (its length) and x-partial, loses x-remove-me, and the
+// response gets x-auth-checked: yes. For connection checks: denied when the
+// context extension "deny" is "yes".
 package main
 
 import (
@@ -25,13 +27,22 @@ func check(_ context.Context, r *authapi.CheckRequest) (*authapi.CheckResponse, 
 	}
 	if v, ok := h.GetHeaders()["x-deny"]; ok {
 		status, _ := strconv.Atoi(v)
-		return authapi.Deny(status, "denied by plugin\n", "x-deny-reason", "test"), nil
+		hdrs := []string{"x-deny-reason", "test"}
+		if ct, ok := h.GetHeaders()["x-deny-content-type"]; ok {
+			hdrs = append(hdrs, "content-type", ct)
+		}
+		return authapi.Deny(status, "denied by plugin\n", hdrs...), nil
+	}
+	body := ""
+	if len(h.Body) <= 4096 {
+		body = string(h.Body)
 	}
 	ok := &authapi.OkResponse{
 		Headers: []*authapi.HeaderValueOption{
 			authapi.Header("x-auth-user", "tester"),
 			authapi.Header("x-seen", fmt.Sprintf("%s %s %s %s", h.Method, h.Path, h.Host, r.GetSource().GetAddress())),
-			authapi.Header("x-body", string(h.Body)),
+			authapi.Header("x-body", body),
+			authapi.Header("x-body-len", strconv.Itoa(len(h.Body))),
 			authapi.Header("x-partial", strconv.FormatBool(h.PartialBody)),
 		},
 		HeadersToRemove:      []string{"x-remove-me"},

@@ -1,0 +1,122 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"testing"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
+	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
+	"github.com/sluice-proxy/sluice/gateway/plugin/plugintest"
+)
+
+// testPlugins is the import path of the misbehaving and scripted plugins.
+const testPlugins = "github.com/sluice-proxy/sluice/plugins/internal/testplugins/"
+
+// pluginBin builds the test plugin name into the test's temporary
+// directory and returns its path.
+func pluginBin(t *testing.T, name string) string {
+	t.Helper()
+	return plugintest.Build(t, testPlugins+name)
+}
+
+// authzConfig returns a config with one HTTP listener "http" (extra listener
+// lines in listenerLines) whose connection manager runs ext_authz with the
+// [[plugin]] "auth" at bin (extra plugin lines in pluginLines) and the
+// filter config lines filterLines, then the router to upstream. Routes
+// under /open disable the filter.
+func authzConfig(bin, upstream, pluginLines, filterLines, listenerLines string) string {
+	return fmt.Sprintf(`
+[server]
+workers = 1
+drain_timeout = "2s"
+
+[[plugin]]
+name = "auth"
+path = %q
+%s
+
+[[listener]]
+name = "http"
+address = "127.0.0.1:0"
+%s
+
+  [[listener.filter_chain]]
+  name = "default"
+
+    [[listener.filter_chain.filter]]
+    name = "sluice.filters.network.http_connection_manager"
+    [listener.filter_chain.filter.config]
+    stat_prefix = "ingress_http"
+    route_config = "local"
+
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.ext_authz"
+      [listener.filter_chain.filter.config.http_filter.config]
+      plugin = "auth"
+%s
+
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.router"
+
+[[route_config]]
+name = "local"
+
+  [[route_config.virtual_host]]
+  name = "all"
+  domains = ["*"]
+`, bin, pluginLines, listenerLines, filterLines) +
+		route(`prefix = "/open"`, "up", `disabled_filters = ["sluice.filters.http.ext_authz"]`) +
+		route(`prefix = "/"`, "up") + cluster("up", upstream)
+}
+
+// headerEchoUpstream answers with every request header as x-up-<name> and
+// the request body's length as x-up-body-len.
+func headerEchoUpstream(t *testing.T) *testutil.Server {
+	t.Helper()
+	return testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, v := range r.Header {
+			w.Header()["X-Up-"+k] = v
+		}
+		n, _ := io.Copy(io.Discard, r.Body)
+		w.Header().Set("x-up-body-len", strconv.FormatInt(n, 10))
+	}))
+}
+
+// startAuthz starts sluice on cfg and waits until the plugin runs.
+func startAuthz(t *testing.T, cfg string, opts ...gwtest.Option) *gwtest.Proxy {
+	t.Helper()
+	p := gwtest.Start(t, cfg, opts...)
+	p.WaitLog(t, "plugin: running", nil, ioTimeout)
+	return p
+}
+
+// A body larger than gRPC's default 4 MiB message limit, within
+// max_request_bytes, reaches the plugin: the SDK's server accepts check
+// requests as large as the filter may send.
+func TestExtAuthzSendsBodiesLargerThanFourMiB(t *testing.T) {
+	up := headerEchoUpstream(t)
+	p := startAuthz(t, authzConfig(pluginBin(t, "echo"), up.Addr, "",
+		"      with_request_body = { max_request_bytes = 8388608 }\n      timeout = \"10s\"",
+		"per_connection_buffer_limit_bytes = 16777216"))
+	c := newClient(nil)
+	const n = 5 << 20
+	req, err := http.NewRequest("POST", "http://"+p.Addr("http")+"/upload", bytes.NewReader(bytes.Repeat([]byte("b"), n)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body := do(t, c, req)
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST of %d bytes: status %d body %q, want 200", n, resp.StatusCode, body)
+	}
+	if got := resp.Header.Get("x-up-x-body-len"); got != strconv.Itoa(n) {
+		t.Fatalf("plugin saw a body of %q bytes, want %d", got, n)
+	}
+	if got := resp.Header.Get("x-up-body-len"); got != strconv.Itoa(n) {
+		t.Fatalf("upstream got a body of %q bytes, want %d", got, n)
+	}
+}
+

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -120,3 +121,32 @@ func TestExtAuthzSendsBodiesLargerThanFourMiB(t *testing.T) {
 	}
 }
 
+// A denied response's headers replace the local reply's own (Envoy: append
+// defaults to false in DeniedHttpResponse): a plugin that answers JSON gets
+// one Content-Type, its own. Framing stays the reply's: a Content-Length
+// from the plugin that does not match the body must not desynchronise the
+// connection.
+func TestExtAuthzDeniedHeadersReplaceTheLocalReplys(t *testing.T) {
+	up := headerEchoUpstream(t)
+	p := startAuthz(t, authzConfig(pluginBin(t, "echo"), up.Addr, "", "", ""))
+	c := dial(t, p.Addr("http"))
+	br := bufio.NewReader(c)
+	fmt.Fprintf(c, "GET /a HTTP/1.1\r\nHost: x\r\nx-deny: 401\r\nx-deny-header-content-type: application/json\r\n"+
+		"x-deny-header-content-length: 3\r\n\r\n")
+	resp, body := readResponse(t, br, "GET")
+	if resp.StatusCode != 401 || string(body) != "denied by plugin\n" {
+		t.Fatalf("denied: status %d body %q, want 401 and the plugin's body", resp.StatusCode, body)
+	}
+	if ct := resp.Header.Values("Content-Type"); len(ct) != 1 || ct[0] != "application/json" {
+		t.Fatalf("denied reply Content-Type = %q, want only the plugin's application/json", ct)
+	}
+	if resp.Header.Get("x-deny-reason") != "test" {
+		t.Fatalf("denied reply lost the plugin's x-deny-reason: %v", resp.Header)
+	}
+	// The connection still frames requests: the next one is answered.
+	fmt.Fprintf(c, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, _ = readResponse(t, br, "GET")
+	if resp.StatusCode != 200 || resp.Header.Get("x-up-x-auth-user") != "tester" {
+		t.Fatalf("next request on the connection: status %d, headers %v", resp.StatusCode, resp.Header)
+	}
+}

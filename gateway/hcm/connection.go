@@ -414,14 +414,39 @@ func (c *connection) flush() error {
 	return err
 }
 
-// localReplyHeaders builds a local reply's head into h.
+// localReplyHeaders builds a local reply's head into h. The reply's own
+// headers come with it, but framing stays the manager's: a content-length,
+// transfer-encoding or connection field among them (an ext_authz plugin's
+// denial may carry any) is dropped, since it would not describe the body
+// sent. A content-type among them replaces the default text/plain.
 func localReplyHeaders(h *httpfilter.ResponseHeaders, r *httpfilter.LocalReply, body []byte) {
 	h.Reset()
 	h.Status = r.Status
-	if len(body) > 0 {
+	ownType := false
+	for _, f := range r.Headers {
+		if bytes.EqualFold(f.Name, hdrContentType) {
+			ownType = true
+		}
+	}
+	if len(body) > 0 && !ownType {
 		h.AddBytes(hdrContentType, textPlain)
 	}
-	h.Fields = append(h.Fields, r.Headers...)
+	for _, f := range r.Headers {
+		if !localReplyFraming(f.Name) {
+			h.Fields = append(h.Fields, f)
+		}
+	}
+}
+
+// localReplyFraming reports whether a local reply's header field name is
+// one the manager sets itself from the reply's body and connection.
+func localReplyFraming(name []byte) bool {
+	for _, n := range [...]string{"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "proxy-connection"} {
+		if len(name) == len(n) && bytes.EqualFold(name, []byte(n)) {
+			return true
+		}
+	}
+	return false
 }
 
 var (

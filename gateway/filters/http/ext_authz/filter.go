@@ -1,7 +1,9 @@
 package extauthz
 
 import (
+	"bytes"
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -145,8 +147,14 @@ func (fl *filter) check(h *httpfilter.RequestHeaders, partial bool) bool {
 			st = 403
 		}
 		r := httpfilter.LocalReply{Status: st, Body: d.Body, Flags: httpfilter.FlagUnauthorizedExternalService, Details: "ext_authz_denied"}
+		// Envoy: append defaults to false here, so a header replaces the
+		// reply's own field of that name (content-type) and earlier ones.
 		for _, o := range d.Headers {
-			r.Headers = append(r.Headers, httpfilter.Field{Name: []byte(strings.ToLower(o.Header.Key)), Value: []byte(o.Header.Value)})
+			name := []byte(strings.ToLower(o.Header.Key))
+			if !o.Append {
+				r.Headers = slices.DeleteFunc(r.Headers, func(f httpfilter.Field) bool { return bytes.Equal(f.Name, name) })
+			}
+			r.Headers = append(r.Headers, httpfilter.Field{Name: name, Value: []byte(o.Header.Value)})
 		}
 		fl.cb.SendLocalReply(r)
 		return false

@@ -1,7 +1,7 @@
 // Command echo is a scripted test plugin. For HTTP checks: a request with an
 // x-deny header is denied with that status, body "denied by plugin\n" and
-// reply header x-deny-reason: test (and content-type set to the request's
-// x-deny-content-type, if any); otherwise it is allowed, the upstream
+// reply header x-deny-reason: test, plus a reply header <name> for each
+// request header x-deny-header-<name> (its value); otherwise it is allowed, the upstream
 // request gets x-auth-user: tester, x-seen (method, path, host, source
 // address), x-body (the body the plugin received, when at most 4 KiB),
 // x-body-len (its length) and x-partial, loses x-remove-me, and the
@@ -12,7 +12,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/sluice-proxy/sluice/plugins/authapi"
 )
@@ -28,8 +30,15 @@ func check(_ context.Context, r *authapi.CheckRequest) (*authapi.CheckResponse, 
 	if v, ok := h.GetHeaders()["x-deny"]; ok {
 		status, _ := strconv.Atoi(v)
 		hdrs := []string{"x-deny-reason", "test"}
-		if ct, ok := h.GetHeaders()["x-deny-content-type"]; ok {
-			hdrs = append(hdrs, "content-type", ct)
+		names := make([]string, 0, len(h.GetHeaders()))
+		for k := range h.GetHeaders() {
+			if strings.HasPrefix(k, "x-deny-header-") {
+				names = append(names, k)
+			}
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			hdrs = append(hdrs, strings.TrimPrefix(k, "x-deny-header-"), h.GetHeaders()[k])
 		}
 		return authapi.Deny(status, "denied by plugin\n", hdrs...), nil
 	}

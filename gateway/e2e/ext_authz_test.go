@@ -150,3 +150,18 @@ func TestExtAuthzDeniedHeadersReplaceTheLocalReplys(t *testing.T) {
 		t.Fatalf("next request on the connection: status %d, headers %v", resp.StatusCode, resp.Header)
 	}
 }
+
+// A [[plugin]]'s env overrides a variable of the same name that the plugin
+// would otherwise inherit from sluice's environment.
+func TestExtAuthzPluginEnvOverridesInheritedVariables(t *testing.T) {
+	up := headerEchoUpstream(t)
+	p := startAuthz(t, authzConfig(pluginBin(t, "echo"), up.Addr, `env = { SLUICE_TEST_PLUGIN_ENV = "from-config" }`, "", ""),
+		gwtest.WithEnv("SLUICE_TEST_PLUGIN_ENV=from-sluice"))
+	resp, _ := get(t, newClient(nil), "http://"+p.Addr("http")+"/")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d, want 200", resp.StatusCode)
+	}
+	if got := resp.Header.Get("x-up-x-plugin-env"); got != "from-config" {
+		t.Fatalf("plugin's SLUICE_TEST_PLUGIN_ENV = %q, want the config's from-config", got)
+	}
+}

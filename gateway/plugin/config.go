@@ -30,7 +30,8 @@ type Config struct {
 	// SHA256 is the executable's expected SHA-256, in hex; when set, a
 	// mismatch refuses the launch (go-plugin SecureConfig).
 	SHA256 string `toml:"sha256"`
-	// Env is added to the environment the plugin inherits from sluice.
+	// Env is added to the environment the plugin inherits from sluice; a
+	// variable set here overrides an inherited one of the same name.
 	Env map[string]string `toml:"env"`
 }
 

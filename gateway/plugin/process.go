@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -41,14 +42,7 @@ func Launch(cfg Config, log *zap.Logger) (*Process, error) {
 		log = zap.NewNop()
 	}
 	cmd := exec.Command(cfg.Path, cfg.Args...)
-	keys := make([]string, 0, len(cfg.Env))
-	for k := range cfg.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		cmd.Env = append(cmd.Env, k+"="+cfg.Env[k])
-	}
+	cmd.Env = pluginEnv(os.Environ(), cfg.Env)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cc := &goplugin.ClientConfig{
 		HandshakeConfig:  authapi.Handshake,
@@ -57,6 +51,9 @@ func Launch(cfg Config, log *zap.Logger) (*Process, error) {
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		Logger:           hclogger(log, "plugin."+cfg.Name),
 		StartTimeout:     startTimeout,
+		// cmd.Env already holds sluice's environment: go-plugin would
+		// append it after cfg.Env, and the last value of a name wins.
+		SkipHostEnv: true,
 	}
 	if cfg.SHA256 != "" {
 		sum, _ := hex.DecodeString(cfg.SHA256) // checked by Validate
@@ -81,6 +78,27 @@ func Launch(cfg Config, log *zap.Logger) (*Process, error) {
 	}
 	go p.watch(log)
 	return p, nil
+}
+
+// pluginEnv is the environment of a plugin: sluice's (inherited) with the
+// [[plugin]] table's env set over it, sorted by name for the added ones.
+func pluginEnv(inherited []string, env map[string]string) []string {
+	out := make([]string, 0, len(inherited)+len(env))
+	for _, kv := range inherited {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := env[k]; !ok {
+			out = append(out, kv)
+		}
+	}
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		out = append(out, k+"="+env[k])
+	}
+	return out
 }
 
 // Reattach returns what workers need to connect to the process.

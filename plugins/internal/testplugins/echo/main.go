@@ -4,7 +4,8 @@
 // request header x-deny-header-<name> (its value); otherwise it is allowed, the upstream
 // request gets x-auth-user: tester, x-seen (method, path, host, source
 // address), x-body (the body the plugin received, when at most 4 KiB),
-// x-body-len (its length) and x-partial, loses x-remove-me, and the
+// x-body-len (its length), x-partial and x-plugin-env (the plugin's
+// $SLUICE_TEST_PLUGIN_ENV), loses x-remove-me, and the
 // response gets x-auth-checked: yes. For connection checks: denied when the
 // context extension "deny" is "yes".
 package main
@@ -12,6 +13,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,6 +55,7 @@ func check(_ context.Context, r *authapi.CheckRequest) (*authapi.CheckResponse, 
 			authapi.Header("x-body", body),
 			authapi.Header("x-body-len", strconv.Itoa(len(h.Body))),
 			authapi.Header("x-partial", strconv.FormatBool(h.PartialBody)),
+			authapi.Header("x-plugin-env", os.Getenv("SLUICE_TEST_PLUGIN_ENV")),
 		},
 		HeadersToRemove:      []string{"x-remove-me"},
 		ResponseHeadersToAdd: []*authapi.HeaderValueOption{authapi.Header("x-auth-checked", "yes")},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
@@ -163,5 +164,33 @@ func TestExtAuthzPluginEnvOverridesInheritedVariables(t *testing.T) {
 	}
 	if got := resp.Header.Get("x-up-x-plugin-env"); got != "from-config" {
 		t.Fatalf("plugin's SLUICE_TEST_PLUGIN_ENV = %q, want the config's from-config", got)
+	}
+}
+
+// A plugin that sets a framing header (content-length, transfer-encoding)
+// on an allowed request answered garbage: the request gets the failure
+// mode, and never reaches the upstream framed by the plugin's value (a
+// shorter content-length would smuggle the rest of the body to the
+// upstream as a request of its own).
+func TestExtAuthzFramingMutationsAreInvalid(t *testing.T) {
+	up := headerEchoUpstream(t)
+	p := startAuthz(t, authzConfig(pluginBin(t, "echo"), up.Addr, "", "", ""))
+	c := newClient(nil)
+	smuggled := "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+	req, err := http.NewRequest("POST", "http://"+p.Addr("http")+"/upload", strings.NewReader("x"+smuggled))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("x-allow-header-content-length", "1")
+	resp, body := do(t, c, req)
+	if resp.StatusCode != 403 {
+		t.Fatalf("content-length from the plugin: status %d body %q, want the failure mode 403", resp.StatusCode, body)
+	}
+	resp, body = get(t, c, "http://"+p.Addr("http")+"/get", "x-allow-response-header-transfer-encoding", "chunked")
+	if resp.StatusCode != 403 {
+		t.Fatalf("transfer-encoding on the response from the plugin: status %d body %q, want 403", resp.StatusCode, body)
+	}
+	if targets := up.Targets(); len(targets) != 0 {
+		t.Fatalf("the upstream saw %q, want nothing", targets)
 	}
 }

@@ -81,6 +81,11 @@ func TestValidate(t *testing.T) {
 		{"pseudo header", authapi.Allow(":path", "/"), false},
 		{"remove host", authapi.AllowWith(&authapi.OkResponse{HeadersToRemove: []string{"host"}}), false},
 		{"bad reply header", authapi.Deny(403, "", "x", "\n"), false},
+		{"set content-length", authapi.Allow("Content-Length", "1"), false},
+		{"set transfer-encoding", authapi.Allow("transfer-encoding", "chunked"), false},
+		{"response connection", authapi.AllowWith(&authapi.OkResponse{
+			ResponseHeadersToAdd: []*authapi.HeaderValueOption{authapi.Header("connection", "close")}}), false},
+		{"deny with content-type", authapi.Deny(401, "{}", "content-type", "application/json"), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := authapi.Validate(tc.resp); (err == nil) != tc.ok {

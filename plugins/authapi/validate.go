@@ -3,6 +3,7 @@ package authapi
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ErrInvalidResponse is wrapped by Validate's errors.
@@ -11,7 +12,11 @@ var ErrInvalidResponse = errors.New("authapi: invalid check response")
 // Validate checks a response as sluice does before applying it: exactly one
 // of OK and denied, a denied status of 0 or 200..599, and header names that
 // are HTTP tokens (lowercase is not required) and values without CR, LF or
-// NUL. Removing pseudo-headers or host is refused.
+// NUL. Removing pseudo-headers or host is refused, and so is setting a
+// framing or hop-by-hop field (content-length, transfer-encoding,
+// connection, ...) on an allowed request or its response: sluice frames
+// messages itself, and a content-length that does not match the body would
+// let its rest reach the upstream as another request.
 func Validate(r *CheckResponse) error {
 	if r == nil {
 		return fmt.Errorf("%w: empty", ErrInvalidResponse)
@@ -21,6 +26,12 @@ func Validate(r *CheckResponse) error {
 			return err
 		}
 		if err := validHeaders(ok.ResponseHeadersToAdd); err != nil {
+			return err
+		}
+		if err := noFraming(ok.Headers); err != nil {
+			return err
+		}
+		if err := noFraming(ok.ResponseHeadersToAdd); err != nil {
 			return err
 		}
 		for _, n := range ok.HeadersToRemove {
@@ -47,6 +58,22 @@ func validHeaders(hs []*HeaderValueOption) error {
 		}
 		if !validValue(hv.Value) {
 			return fmt.Errorf("%w: header %q value %q", ErrInvalidResponse, hv.Key, hv.Value)
+		}
+	}
+	return nil
+}
+
+// framingNames are the fields a plugin may not set on an allowed request
+// or its response.
+var framingNames = []string{"content-length", "transfer-encoding", "connection", "keep-alive",
+	"proxy-connection", "te", "trailer", "upgrade"}
+
+func noFraming(hs []*HeaderValueOption) error {
+	for _, h := range hs {
+		for _, n := range framingNames {
+			if strings.EqualFold(h.GetHeader().GetKey(), n) {
+				return fmt.Errorf("%w: cannot set framing header %q", ErrInvalidResponse, h.GetHeader().GetKey())
+			}
 		}
 	}
 	return nil

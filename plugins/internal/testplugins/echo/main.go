@@ -6,7 +6,9 @@
 // address), x-body (the body the plugin received, when at most 4 KiB),
 // x-body-len (its length), x-partial and x-plugin-env (the plugin's
 // $SLUICE_TEST_PLUGIN_ENV), loses x-remove-me, and the
-// response gets x-auth-checked: yes. For connection checks: denied when the
+// response gets x-auth-checked: yes; a request header
+// x-allow-header-<name> (x-allow-response-header-<name>) makes the plugin
+// also set <name> to its value on the upstream request (the response). For connection checks: denied when the
 // context extension "deny" is "yes".
 package main
 
@@ -32,14 +34,7 @@ func check(_ context.Context, r *authapi.CheckRequest) (*authapi.CheckResponse, 
 	if v, ok := h.GetHeaders()["x-deny"]; ok {
 		status, _ := strconv.Atoi(v)
 		hdrs := []string{"x-deny-reason", "test"}
-		names := make([]string, 0, len(h.GetHeaders()))
-		for k := range h.GetHeaders() {
-			if strings.HasPrefix(k, "x-deny-header-") {
-				names = append(names, k)
-			}
-		}
-		sort.Strings(names)
-		for _, k := range names {
+		for _, k := range prefixed(h.GetHeaders(), "x-deny-header-") {
 			hdrs = append(hdrs, strings.TrimPrefix(k, "x-deny-header-"), h.GetHeaders()[k])
 		}
 		return authapi.Deny(status, "denied by plugin\n", hdrs...), nil
@@ -60,7 +55,26 @@ func check(_ context.Context, r *authapi.CheckRequest) (*authapi.CheckResponse, 
 		HeadersToRemove:      []string{"x-remove-me"},
 		ResponseHeadersToAdd: []*authapi.HeaderValueOption{authapi.Header("x-auth-checked", "yes")},
 	}
+	for _, k := range prefixed(h.GetHeaders(), "x-allow-header-") {
+		ok.Headers = append(ok.Headers, authapi.Header(strings.TrimPrefix(k, "x-allow-header-"), h.GetHeaders()[k]))
+	}
+	for _, k := range prefixed(h.GetHeaders(), "x-allow-response-header-") {
+		ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd,
+			authapi.Header(strings.TrimPrefix(k, "x-allow-response-header-"), h.GetHeaders()[k]))
+	}
 	return authapi.AllowWith(ok), nil
+}
+
+// prefixed returns the names in h that start with prefix, sorted.
+func prefixed(h map[string]string, prefix string) []string {
+	var names []string
+	for k := range h {
+		if strings.HasPrefix(k, prefix) {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 func main() { authapi.Serve(authapi.AuthorizerFunc(check)) }

@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
 	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
@@ -192,5 +196,63 @@ func TestExtAuthzFramingMutationsAreInvalid(t *testing.T) {
 	}
 	if targets := up.Targets(); len(targets) != 0 {
 		t.Fatalf("the upstream saw %q, want nothing", targets)
+	}
+}
+
+// A plugin that fails one check with a gRPC Unavailable error of its own
+// (its backend is down) costs that request its failure mode, and nothing
+// else: a check in flight on the same worker at that moment still gets its
+// answer (the worker's connection to the plugin is not torn down), and the
+// plugin keeps its process.
+func TestExtAuthzPluginUnavailableErrorSparesConcurrentChecks(t *testing.T) {
+	up := headerEchoUpstream(t)
+	dir := t.TempDir()
+	fifo, release := filepath.Join(dir, "pending"), filepath.Join(dir, "release")
+	for _, f := range []string{fifo, release} {
+		if err := syscall.Mkfifo(f, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := startAuthz(t, authzConfig(pluginBin(t, "crash"), up.Addr,
+		fmt.Sprintf("env = { SLUICE_TEST_FIFO = %q, SLUICE_TEST_RELEASE = %q }", fifo, release),
+		`      timeout = "10s"`, ""))
+	base := "http://" + p.Addr("http")
+
+	held := make(chan int, 1)
+	go func() {
+		resp, err := newClient(nil).Get(base + "/hold")
+		if err != nil {
+			held <- 0
+			return
+		}
+		resp.Body.Close()
+		held <- resp.StatusCode
+	}()
+	f, err := os.Open(fifo) // returns once the plugin opened it for writing
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(f).ReadString('\n')
+	f.Close()
+	if line != "pending\n" {
+		t.Fatalf("plugin said %q", line)
+	}
+	// The /hold check is in the plugin: another one fails meanwhile.
+	if resp, _ := get(t, newClient(nil), base+"/unavailable"); resp.StatusCode != 403 {
+		t.Fatalf("check failing with Unavailable: status %d, want the failure mode 403", resp.StatusCode)
+	}
+	rel, err := os.OpenFile(release, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatalf("open the release FIFO: %v", err)
+	}
+	rel.WriteString("go\n")
+	rel.Close()
+	select {
+	case code := <-held:
+		if code != 200 {
+			t.Fatalf("check in flight when another failed with Unavailable: status %d, want 200", code)
+		}
+	case <-time.After(ioTimeout):
+		t.Fatal("the held request got no answer")
 	}
 }

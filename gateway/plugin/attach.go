@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
 	"github.com/sluice-proxy/sluice/plugins/authapi"
@@ -56,8 +57,9 @@ func attach(name string, ra *Reattach) (*attachment, error) {
 
 // Attached is an Authorizer backed by a plugin process that this process
 // attaches to but does not own. It dials on first use, and again after the
-// connection failed (a gRPC Unavailable error) or the plugin's Reattach info
-// changed (the supervisor restarted it). It is safe for concurrent use.
+// connection failed (a gRPC Unavailable error on a connection no longer
+// ready) or the plugin's Reattach info changed (the supervisor restarted
+// it). It is safe for concurrent use.
 //
 // While the plugin is unreachable, Check fails fast with a gRPC Unavailable
 // error, which filters treat as an authorization error (their failure mode).
@@ -88,7 +90,10 @@ func (a *Attached) Check(ctx context.Context, req *authapi.CheckRequest) (*autha
 		return nil, err
 	}
 	resp, err := at.authz.Check(ctx, req)
-	if err != nil && status.Code(err) == codes.Unavailable {
+	if err != nil && status.Code(err) == codes.Unavailable && at.grpc.Conn.GetState() != connectivity.Ready {
+		// The connection failed. An Unavailable error the plugin itself
+		// answered (its backend is down) leaves it Ready: dropping it then
+		// would cancel every other check in flight on it.
 		a.drop(at)
 	}
 	return resp, err

@@ -256,3 +256,21 @@ func TestExtAuthzPluginUnavailableErrorSparesConcurrentChecks(t *testing.T) {
 		t.Fatal("the held request got no answer")
 	}
 }
+
+// What a plugin writes to its standard error reaches sluice's log: lines
+// from the log package (the process's stderr, which the supervisor reads)
+// and lines written to os.Stderr while it serves (which go-plugin sends to
+// the attached workers).
+func TestExtAuthzPluginOutputReachesTheLog(t *testing.T) {
+	up := headerEchoUpstream(t)
+	p := startAuthz(t, authzConfig(pluginBin(t, "crash"), up.Addr, "", "", ""))
+	if resp, _ := get(t, newClient(nil), "http://"+p.Addr("http")+"/log"); resp.StatusCode != 200 {
+		t.Fatalf("status %d, want 200", resp.StatusCode)
+	}
+	for _, note := range []string{"crash: note via log", "crash: note via os.Stderr"} {
+		p.WaitLog(t, "", func(e map[string]any) bool {
+			msg, _ := e["msg"].(string)
+			return strings.Contains(msg, note) && e["plugin"] == "auth"
+		}, ioTimeout)
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
+	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
@@ -26,8 +27,10 @@ type attachment struct {
 // GRPCClient.Close, which would stop the plugin for every worker.
 func (a *attachment) close() { _ = a.grpc.Conn.Close() }
 
-// attach connects to the plugin process described by ra.
-func attach(name string, ra *Reattach) (*attachment, error) {
+// attach connects to the plugin process described by ra. What the plugin
+// writes to os.Stdout and os.Stderr while serving (go-plugin redirects them
+// to the clients attached) is logged on log.
+func attach(name string, ra *Reattach, log *zap.Logger) (*attachment, error) {
 	rc, err := ra.config()
 	if err != nil {
 		return nil, fmt.Errorf("plugin %q: reattach address: %w", name, err)
@@ -38,6 +41,8 @@ func attach(name string, ra *Reattach) (*attachment, error) {
 		Reattach:         rc,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		Logger:           hclog.NewNullLogger(),
+		SyncStdout:       outputWriter(log, name, "stdout"),
+		SyncStderr:       outputWriter(log, name, "stderr"),
 	})
 	cp, err := client.Client()
 	if err != nil {
@@ -65,6 +70,7 @@ func attach(name string, ra *Reattach) (*attachment, error) {
 // error, which filters treat as an authorization error (their failure mode).
 type Attached struct {
 	name   string
+	log    func() *zap.Logger        // for the plugin's output; nil: none
 	source *atomic.Pointer[Reattach] // latest known address; nil while unknown
 	cur    atomic.Pointer[attachment]
 	mu     sync.Mutex // serialises dialling
@@ -128,7 +134,11 @@ func (a *Attached) current() (*attachment, error) {
 	if ra == nil {
 		return nil, status.Errorf(codes.Unavailable, "plugin %q: not running", a.name)
 	}
-	at, err := attach(a.name, ra)
+	var log *zap.Logger
+	if a.log != nil {
+		log = a.log()
+	}
+	at, err := attach(a.name, ra, log)
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}

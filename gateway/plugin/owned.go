@@ -72,6 +72,13 @@ func (r *Registry) Resolve(name, path string, dryRun bool, log *zap.Logger) (aut
 	if dryRun {
 		return nil, nil
 	}
+	if log != nil {
+		r.mu.Lock()
+		if r.log == nil {
+			r.log = log
+		}
+		r.mu.Unlock()
+	}
 	if path != "" {
 		name = PathName(path)
 		if err := r.Own(Config{Name: name, Path: path}, log); err != nil {

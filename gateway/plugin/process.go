@@ -50,7 +50,10 @@ func Launch(cfg Config, log *zap.Logger) (*Process, error) {
 		Cmd:              cmd,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		Logger:           hclogger(log, "plugin."+cfg.Name),
-		StartTimeout:     startTimeout,
+		// What the plugin writes to its standard error before it serves,
+		// and with loggers made before (the log package's), comes here.
+		Stderr:       outputWriter(log, cfg.Name, "stderr"),
+		StartTimeout: startTimeout,
 		// cmd.Env already holds sluice's environment: go-plugin would
 		// append it after cfg.Env, and the last value of a name wins.
 		SkipHostEnv: true,

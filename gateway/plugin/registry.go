@@ -3,6 +3,8 @@ package plugin
 import (
 	"sync"
 	"sync/atomic"
+
+	"go.uber.org/zap"
 )
 
 // Registry holds, in a worker, the Reattach info of every plugin the
@@ -13,6 +15,7 @@ type Registry struct {
 	mu    sync.Mutex
 	m     map[string]*entry
 	owned map[string]bool // names this process runs itself (Own)
+	log   *zap.Logger     // logs plugins' output; set by Resolve
 }
 
 type entry struct {
@@ -34,10 +37,17 @@ func (r *Registry) entry(name string) *entry {
 	e := r.m[name]
 	if e == nil {
 		e = &entry{}
-		e.authz = &Attached{name: name, source: &e.ra}
+		e.authz = &Attached{name: name, source: &e.ra, log: r.logger}
 		r.m[name] = e
 	}
 	return e
+}
+
+// logger returns the logger of plugins' output, nil before Resolve got one.
+func (r *Registry) logger() *zap.Logger {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.log
 }
 
 // Set records where plugin name now runs; Authorizers of that name dial the

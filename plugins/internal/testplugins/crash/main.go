@@ -5,13 +5,17 @@
 // pending; /hold writes "pending" to that FIFO too, then waits for a line
 // on the FIFO named by $SLUICE_TEST_RELEASE and allows; /unavailable fails
 // with a gRPC Unavailable error of the plugin's own (its backend is down);
-// anything else is allowed with x-plugin-pid set to the plugin's process
+// /log writes "crash: note via log" with the log package (to the process's
+// standard error) and "crash: note via os.Stderr" to os.Stderr (which
+// go-plugin redirects while serving), then allows; anything else is allowed with x-plugin-pid set to the plugin's process
 // id.
 package main
 
 import (
 	"bufio"
 	"context"
+	"fmt"
+	"log"
 	"os"
 	"strconv"
 
@@ -42,6 +46,9 @@ func check(ctx context.Context, r *authapi.CheckRequest) (*authapi.CheckResponse
 			bufio.NewReader(f).ReadString('\n')
 			f.Close()
 		}
+	case "/log":
+		log.Print("crash: note via log")
+		fmt.Fprintln(os.Stderr, "crash: note via os.Stderr")
 	case "/unavailable":
 		return nil, status.Error(codes.Unavailable, "crash: backend unavailable")
 	}

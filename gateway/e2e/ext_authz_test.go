@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
 	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
 	"github.com/sluice-proxy/sluice/gateway/plugin/plugintest"
@@ -272,5 +274,38 @@ func TestExtAuthzPluginOutputReachesTheLog(t *testing.T) {
 			msg, _ := e["msg"].(string)
 			return strings.Contains(msg, note) && e["plugin"] == "auth"
 		}, ioTimeout)
+	}
+}
+
+// The jwt plugin forwards chosen claims as request headers; a client must
+// not be able to supply such a header itself when its (valid) token lacks
+// the claim: the upstream would take the forged value for a verified one.
+func TestJWTPluginForwardedClaimHeadersCannotBeForged(t *testing.T) {
+	up := headerEchoUpstream(t)
+	dir := t.TempDir()
+	secret := "0123456789abcdef0123456789abcdef"
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := plugintest.Build(t, "github.com/sluice-proxy/sluice/plugins/jwt")
+	p := startAuthz(t, authzConfig(bin, up.Addr,
+		fmt.Sprintf(`args = ["-hs256-secret-file", %q, "-claims", "sub=x-jwt-sub,email=x-jwt-email"]`, secretFile), "", ""))
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": "alice", "exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, _ := get(t, newClient(nil), "http://"+p.Addr("http")+"/",
+		"authorization", "Bearer "+tok, "x-jwt-email", "admin@example.com", "x-jwt-sub", "mallory")
+	if resp.StatusCode != 200 {
+		t.Fatalf("valid token: status %d, want 200", resp.StatusCode)
+	}
+	if got := resp.Header.Get("x-up-x-jwt-sub"); got != "alice" {
+		t.Fatalf("upstream x-jwt-sub = %q, want the token's alice", got)
+	}
+	if got := resp.Header.Values("x-up-x-jwt-email"); len(got) != 0 {
+		t.Fatalf("upstream x-jwt-email = %q for a token without an email claim: the client's forged value passed", got)
 	}
 }

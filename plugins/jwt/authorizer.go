@@ -113,6 +113,10 @@ func (a *authorizer) Check(_ context.Context, r *authapi.CheckRequest) (*authapi
 	for _, f := range a.forwards {
 		if v, found := claims[f.claim]; found {
 			ok.Headers = append(ok.Headers, authapi.Header(f.header, claimString(v)))
+		} else {
+			// The header speaks for the token: never let the client's own
+			// copy through as if it were a claim.
+			ok.HeadersToRemove = append(ok.HeadersToRemove, f.header)
 		}
 	}
 	return authapi.AllowWith(ok), nil

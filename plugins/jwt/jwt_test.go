@@ -144,6 +144,17 @@ func TestTokens(t *testing.T) {
 	}
 }
 
+func TestMissingClaimRemovesItsForwardedHeader(t *testing.T) {
+	f := newFixture(t)
+	ok := check(t, f.a, "Bearer "+f.sign(t, "HS256", func(c jwt.MapClaims) { delete(c, "email") })).GetOk()
+	if ok == nil || len(ok.Headers) != 1 || ok.Headers[0].Header.Key != "x-jwt-sub" {
+		t.Fatalf("want allowed with only x-jwt-sub set, got %v", ok)
+	}
+	if len(ok.HeadersToRemove) != 1 || ok.HeadersToRemove[0] != "x-jwt-email" {
+		t.Fatalf("headers_to_remove = %q, want [x-jwt-email]", ok.HeadersToRemove)
+	}
+}
+
 func TestForgedAndMalformedTokensAreDenied(t *testing.T) {
 	f := newFixture(t)
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

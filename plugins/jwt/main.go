@@ -1,7 +1,8 @@
 // Command jwt is a sluice authorization plugin that validates bearer JWTs:
 // HS256 with a shared secret, RS256 and ES256 with keys from a local JWKS
 // file; exp and nbf always, iss and aud when configured. Chosen claims are
-// forwarded upstream as headers. Requests without a valid token are denied
+// forwarded upstream as headers (a client's own copy of such a header is removed
+// when the token lacks the claim). Requests without a valid token are denied
 // with 401 and a www-authenticate: Bearer challenge.
 //
 // Usage: jwt [-hs256-secret-file F] [-jwks F] [-iss ISS] [-aud AUD]

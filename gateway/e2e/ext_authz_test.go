@@ -309,3 +309,28 @@ func TestJWTPluginForwardedClaimHeadersCannotBeForged(t *testing.T) {
 		t.Fatalf("upstream x-jwt-email = %q for a token without an email claim: the client's forged value passed", got)
 	}
 }
+
+// The apikey plugin forwards a key's name as x-api-key-name; a client
+// presenting an unnamed key must not be able to supply that header itself.
+func TestAPIKeyPluginNameHeaderCannotBeForged(t *testing.T) {
+	up := headerEchoUpstream(t)
+	keys := filepath.Join(t.TempDir(), "keys.txt")
+	if err := os.WriteFile(keys, []byte("k-alice alice\nk-anon\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := plugintest.Build(t, "github.com/sluice-proxy/sluice/plugins/apikey")
+	p := startAuthz(t, authzConfig(bin, up.Addr, fmt.Sprintf(`args = ["-keys", %q]`, keys), "", ""))
+	c := newClient(nil)
+	url := "http://" + p.Addr("http") + "/"
+	resp, _ := get(t, c, url, "x-api-key", "k-alice", "x-api-key-name", "admin")
+	if resp.StatusCode != 200 || resp.Header.Get("x-up-x-api-key-name") != "alice" {
+		t.Fatalf("named key: status %d, upstream x-api-key-name %q, want 200 and alice", resp.StatusCode, resp.Header.Get("x-up-x-api-key-name"))
+	}
+	resp, _ = get(t, c, url, "x-api-key", "k-anon", "x-api-key-name", "admin")
+	if resp.StatusCode != 200 {
+		t.Fatalf("unnamed key: status %d, want 200", resp.StatusCode)
+	}
+	if got := resp.Header.Values("x-up-x-api-key-name"); len(got) != 0 {
+		t.Fatalf("unnamed key: upstream x-api-key-name = %q, want none: the client's forged value passed", got)
+	}
+}

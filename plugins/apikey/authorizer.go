@@ -59,9 +59,13 @@ func (a *authorizer) Check(_ context.Context, r *authapi.CheckRequest) (*authapi
 	resp := &authapi.OkResponse{}
 	if name != "" {
 		resp.Headers = append(resp.Headers, authapi.Header("x-api-key-name", name))
+	} else {
+		// An unnamed key: the client's own x-api-key-name must not pass
+		// for the plugin's.
+		resp.HeadersToRemove = append(resp.HeadersToRemove, "x-api-key-name")
 	}
 	if !a.keep {
-		resp.HeadersToRemove = []string{a.header}
+		resp.HeadersToRemove = append(resp.HeadersToRemove, a.header)
 	}
 	return authapi.AllowWith(resp), nil
 }

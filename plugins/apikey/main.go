@@ -14,7 +14,7 @@ import (
 )
 
 func main() {
-	keys := flag.String("keys", "", "file of API keys: one per line, optionally followed by a name forwarded upstream as x-api-key-name; # starts a comment")
+	keys := flag.String("keys", "", "file of API keys: one per line, optionally followed by a name forwarded upstream as x-api-key-name (removed from requests with an unnamed key); # starts a comment")
 	header := flag.String("header", "x-api-key", "request header carrying the key")
 	recheck := flag.Duration("recheck", defaultRecheck, "how often, at most, the keys file is checked for changes")
 	keep := flag.Bool("keep-key", false, "forward the key header upstream (default: removed)")

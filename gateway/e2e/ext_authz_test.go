@@ -334,3 +334,37 @@ func TestAPIKeyPluginNameHeaderCannotBeForged(t *testing.T) {
 		t.Fatalf("unnamed key: upstream x-api-key-name = %q, want none: the client's forged value passed", got)
 	}
 }
+
+// The network ext_authz filter counts its outcomes in the stats the admin
+// API serves, under ext_authz.<stat_prefix>. (Envoy's names): a connection
+// allowed, one denied, and one whose check timed out (fail closed).
+func TestNetworkExtAuthzCountsOutcomesInStats(t *testing.T) {
+	up := echoUpstream(t)
+	cfg := fmt.Sprintf(tcpHead, 1) +
+		fmt.Sprintf("\n[[plugin]]\nname = \"auth\"\npath = %q\n\n[[plugin]]\nname = \"hang\"\npath = %q\n", pluginBin(t, "echo"), pluginBin(t, "hang")) +
+		tcpListener("allow", "127.0.0.1:0", netFilter("ext_authz", `plugin = "auth"`, `stat_prefix = "tcp_auth"`), tcpProxy(`cluster = "up"`)) +
+		tcpListener("deny", "127.0.0.1:0", netFilter("ext_authz", `plugin = "auth"`, `stat_prefix = "tcp_auth"`, `context_extensions = { deny = "yes" }`), tcpProxy(`cluster = "up"`)) +
+		tcpListener("hang", "127.0.0.1:0", netFilter("ext_authz", `plugin = "hang"`, `stat_prefix = "tcp_hang"`, `timeout = "50ms"`), tcpProxy(`cluster = "up"`)) +
+		cluster("up", up.Addr) + "\n[admin]\naddress = \"127.0.0.1:0\"\n"
+	p := gwtest.Start(t, cfg)
+	p.WaitLog(t, "plugin: running", func(e map[string]any) bool { return e["plugin"] == "auth" }, ioTimeout)
+	p.WaitLog(t, "plugin: running", func(e map[string]any) bool { return e["plugin"] == "hang" }, ioTimeout)
+	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
+
+	echoes(t, dial(t, p.Addr("allow")))
+	for _, l := range []string{"deny", "hang"} {
+		c := dial(t, p.Addr(l))
+		if roundTrip(c, "hello") {
+			t.Fatalf("listener %s: the connection echoed, want it closed", l)
+		}
+	}
+	for name, want := range map[string]float64{
+		"ext_authz.tcp_auth.ok": 1, "ext_authz.tcp_auth.denied": 1, "ext_authz.tcp_auth.error": 0,
+		"ext_authz.tcp_hang.error": 1, "ext_authz.tcp_hang.timeout": 1, "ext_authz.tcp_hang.failure_mode_allowed": 0,
+	} {
+		waitCounter(t, admin, name, want)
+		if _, ok := adminCounters(t, admin)[name]; !ok {
+			t.Errorf("counter %s missing from /stats", name)
+		}
+	}
+}

@@ -4,12 +4,12 @@
 package extauthz
 
 import (
-	"sync/atomic"
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/plugin"
 	"github.com/sluice-proxy/sluice/gateway/registry"
+	"github.com/sluice-proxy/sluice/gateway/stats"
 	"github.com/sluice-proxy/sluice/plugins/authapi"
 )
 
@@ -42,12 +42,42 @@ type Config struct {
 	IncludePeerCertificate bool `toml:"include_peer_certificate"`
 	// ContextExtensions are passed to the plugin with every check.
 	ContextExtensions map[string]string `toml:"context_extensions"`
+	// StatPrefix names the filter's stats: ext_authz.<stat_prefix>.*
+	// (default "ext_authz", as in Envoy's examples).
+	StatPrefix string `toml:"stat_prefix"`
+}
+
+// DefaultStatPrefix is stat_prefix when unset.
+const DefaultStatPrefix = "ext_authz"
+
+// statNames are the counters under ext_authz.<stat_prefix>., in the order
+// of the Stats fields.
+var statNames = []string{"ok", "denied", "error", "timeout", "failure_mode_allowed", "cx_closed"}
+
+func (c *Config) statPrefix() string {
+	if c.StatPrefix == "" {
+		return DefaultStatPrefix
+	}
+	return c.StatPrefix
+}
+
+// StatDefs implements stats.FilterStats: Envoy's network ext_authz
+// counters, ext_authz.<stat_prefix>.*.
+func (c *Config) StatDefs(string) []stats.Def {
+	defs := make([]stats.Def, len(statNames))
+	for i, n := range statNames {
+		defs[i] = stats.Def{Name: "ext_authz." + c.statPrefix() + "." + n, Kind: stats.KindCounter}
+	}
+	return defs
 }
 
 // Build implements registry.Config.
 func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
+	slab, _ := ctx.Stats.(*stats.Slab)
 	f := &Factory{timeout: DefaultTimeout, failOpen: c.FailureModeAllow, extensions: c.ContextExtensions,
 		includeDER: c.IncludePeerCertificate}
+	ctr := func(i int) *stats.Counter { return slab.Counter("ext_authz." + c.statPrefix() + "." + statNames[i]) }
+	f.Stats = Stats{OK: ctr(0), Denied: ctr(1), Error: ctr(2), Timeout: ctr(3), FailureModeAllowed: ctr(4), CxClosed: ctr(5)}
 	if c.Timeout != nil {
 		if c.Timeout.Duration <= 0 {
 			return nil, registry.Errorf("timeout", "must be > 0")
@@ -74,12 +104,14 @@ type Factory struct {
 	extensions map[string]string
 	includeDER bool
 
-	// Stats counts check outcomes; with stats wired they become
-	// <stat_prefix>.ext_authz.{ok,denied,error,timeout,failure_mode_allowed}.
+	// Stats counts check outcomes, ext_authz.<stat_prefix>.{ok,denied,
+	// error,timeout,failure_mode_allowed,cx_closed}, in the worker's slab
+	// of the shared stats region.
 	Stats Stats
 }
 
-// Stats are the filter's counters; Error includes timeouts.
+// Stats are the filter's counters; Error includes timeouts, CxClosed counts
+// the connections the filter closed (denied or failed closed).
 type Stats struct {
-	OK, Denied, Error, Timeout, FailureModeAllowed atomic.Uint64
+	OK, Denied, Error, Timeout, FailureModeAllowed, CxClosed *stats.Counter
 }

@@ -32,6 +32,7 @@ func (fl *filter) OnNewConnection() netfilter.Status {
 	if fl.allowed() {
 		return netfilter.Continue
 	}
+	fl.f.Stats.CxClosed.Add(1)
 	_ = fl.cb.Conn().Close()
 	return netfilter.StopIteration
 }

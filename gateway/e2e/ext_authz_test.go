@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -366,5 +367,29 @@ func TestNetworkExtAuthzCountsOutcomesInStats(t *testing.T) {
 		if _, ok := adminCounters(t, admin)[name]; !ok {
 			t.Errorf("counter %s missing from /stats", name)
 		}
+	}
+}
+
+// Over mutual TLS the check carries the client certificate's principal
+// (first DNS SAN here) and the SNI, also on a resumed session.
+func TestExtAuthzSeesTheClientCertificate(t *testing.T) {
+	ca := testutil.NewCA(t)
+	srvCert, srvKey, _ := ca.Leaf(t, "127.0.0.1", "a.test")
+	_, _, client := ca.Leaf(t, "client.test")
+	up := headerEchoUpstream(t)
+	cfg := authzConfig(pluginBin(t, "echo"), up.Addr, "", "", "")
+	cfg = strings.Replace(cfg, "  name = \"default\"\n", fmt.Sprintf("  name = \"default\"\n  [listener.filter_chain.tls]\n"+
+		"  ca_file = %q\n  [[listener.filter_chain.tls.certificate]]\n  cert_file = %q\n  key_file = %q\n", ca.File, srvCert, srvKey), 1)
+	p := startAuthz(t, cfg)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool, ServerName: "a.test",
+		Certificates: []tls.Certificate{client}, ClientSessionCache: tls.NewLRUClientSessionCache(4)}}
+	c := &http.Client{Transport: tr, Timeout: ioTimeout}
+	for i := range 2 {
+		resp, _ := get(t, c, "https://"+p.Addr("http")+"/x")
+		if resp.StatusCode != 200 || resp.Header.Get("x-up-x-principal") != "client.test" || resp.Header.Get("x-up-x-sni") != "a.test" {
+			t.Fatalf("connection %d (resumed %v): status %d, plugin saw principal %q sni %q, want client.test and a.test", i,
+				resp.TLS.DidResume, resp.StatusCode, resp.Header.Get("x-up-x-principal"), resp.Header.Get("x-up-x-sni"))
+		}
+		tr.CloseIdleConnections()
 	}
 }

@@ -4,8 +4,8 @@
 // request header x-deny-header-<name> (its value); otherwise it is allowed, the upstream
 // request gets x-auth-user: tester, x-seen (method, path, host, source
 // address), x-body (the body the plugin received, when at most 4 KiB),
-// x-body-len (its length), x-partial and x-plugin-env (the plugin's
-// $SLUICE_TEST_PLUGIN_ENV), loses x-remove-me, and the
+// x-body-len (its length), x-partial, x-plugin-env (the plugin's
+// $SLUICE_TEST_PLUGIN_ENV), x-principal (the source principal) and x-sni, loses x-remove-me, and the
 // response gets x-auth-checked: yes; a request header
 // x-allow-header-<name> (x-allow-response-header-<name>) makes the plugin
 // also set <name> to its value on the upstream request (the response). For connection checks: denied when the
@@ -51,6 +51,8 @@ func check(_ context.Context, r *authapi.CheckRequest) (*authapi.CheckResponse, 
 			authapi.Header("x-body-len", strconv.Itoa(len(h.Body))),
 			authapi.Header("x-partial", strconv.FormatBool(h.PartialBody)),
 			authapi.Header("x-plugin-env", os.Getenv("SLUICE_TEST_PLUGIN_ENV")),
+			authapi.Header("x-principal", r.GetSource().GetPrincipal()),
+			authapi.Header("x-sni", r.GetSni()),
 		},
 		HeadersToRemove:      []string{"x-remove-me"},
 		ResponseHeadersToAdd: []*authapi.HeaderValueOption{authapi.Header("x-auth-checked", "yes")},

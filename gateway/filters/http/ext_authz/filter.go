@@ -35,11 +35,17 @@ type filter struct {
 
 // httpfilter.DecoderFilter
 
+// hdrFailureModeAllowed marks a request let through by failure_mode_allow.
+const hdrFailureModeAllowed = "x-envoy-auth-failure-mode-allowed"
+
 func (fl *filter) DecodeHeaders(h *httpfilter.RequestHeaders, end bool) httpfilter.HeadersStatus {
 	if r := fl.cb.Route(); r != nil && r.FilterDisabled(Name) {
 		fl.f.Stats.Disabled.Add(1)
 		return httpfilter.HeadersContinue
 	}
+	// Only this filter says a request passed on a failed check: a
+	// client's own copy of the header must not reach the upstream.
+	h.Del(hdrFailureModeAllowed)
 	if fl.f.maxBody > 0 && !end {
 		if n, ok := contentLength(h); ok && n > int64(fl.f.maxBody) && !fl.f.partial {
 			fl.tooLarge()
@@ -188,7 +194,7 @@ func (fl *filter) failed(h *httpfilter.RequestHeaders, invalid bool) bool {
 	}
 	if f.failOpen {
 		f.Stats.FailureModeAllowed.Add(1)
-		h.Set("x-envoy-auth-failure-mode-allowed", "true")
+		h.Set(hdrFailureModeAllowed, "true")
 		return true
 	}
 	fl.cb.SendLocalReply(httpfilter.LocalReply{Status: f.statusOnErr, Flags: httpfilter.FlagUnauthorizedExternalService, Details: "ext_authz_error"})

@@ -203,3 +203,19 @@ func TestCrashedPluginCostsItsRequestsThenRecovers(t *testing.T) {
 		t.Fatalf("after the second restart: status %d", r.status)
 	}
 }
+
+// TestClientCannotForgeTheFailureModeHeader sends a request carrying its
+// own x-envoy-auth-failure-mode-allowed through a check that passes: the
+// upstream must not see it, since only a failed check let through adds it.
+func TestClientCannotForgeTheFailureModeHeader(t *testing.T) {
+	up := echoUpstream(t)
+	name, _ := launch(t, "echo")
+	url := proxy(t, up.Addr, fmt.Sprintf("plugin = %q", name))
+	r := do(t, "GET", url+"/", "", "X-Envoy-Auth-Failure-Mode-Allowed", "true")
+	if r.status != 200 {
+		t.Fatalf("status %d, want 200", r.status)
+	}
+	if got := r.header.Get("x-up-x-envoy-auth-failure-mode-allowed"); got != "" {
+		t.Fatalf("the upstream saw the client's x-envoy-auth-failure-mode-allowed %q", got)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"go.uber.org/zap"
@@ -69,6 +70,13 @@ func (r *Registry) Resolve(name, path string, dryRun bool, log *zap.Logger) (aut
 	case name != "" && !nameRE.MatchString(name):
 		return nil, fmt.Errorf("plugin: %q is not a valid plugin name", name)
 	}
+	if path != "" {
+		// Checked in dry runs too, so that sluice validate names a
+		// mistyped path instead of workers failing to launch it.
+		if err := checkExecutable(path); err != nil {
+			return nil, err
+		}
+	}
 	if dryRun {
 		return nil, nil
 	}
@@ -86,4 +94,18 @@ func (r *Registry) Resolve(name, path string, dryRun bool, log *zap.Logger) (aut
 		}
 	}
 	return r.Authorizer(name), nil
+}
+
+// checkExecutable reports why path cannot be a plugin executable, or nil.
+func checkExecutable(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return fmt.Errorf("plugin: plugin_path: %w", err)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("plugin: plugin_path: %s is not a regular file", path)
+	case fi.Mode().Perm()&0o111 == 0:
+		return fmt.Errorf("plugin: plugin_path: %s is not executable (mode %v)", path, fi.Mode().Perm())
+	}
+	return nil
 }

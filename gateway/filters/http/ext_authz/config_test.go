@@ -24,8 +24,10 @@ allowed_headers = ["Authorization", "cookie"]
 context_extensions = { tier = "gold" }`, ""},
 		{"no plugin", `timeout = "1s"`, "plugin: plugin: one of plugin and plugin_path is required"},
 		{"both", `plugin = "a"
-plugin_path = "/bin/a"`, "exclusive"},
+plugin_path = "/bin/sh"`, "exclusive"},
 		{"relative path", `plugin_path = "bin/a"`, "plugin_path: "},
+		{"missing path", `plugin_path = "/nonexistent/sluice-plugin"`, "plugin_path: stat /nonexistent/sluice-plugin: no such file or directory"},
+		{"directory path", `plugin_path = "/tmp"`, "plugin_path: /tmp is not a regular file"},
 		{"zero timeout", `plugin = "a"
 timeout = "0s"`, "timeout: must be > 0"},
 		{"bad status", `plugin = "a"

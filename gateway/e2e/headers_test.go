@@ -108,3 +108,42 @@ func TestRequestHeadersAddedAndHopByHopStripped(t *testing.T) {
 		}
 	})
 }
+
+// TestInternalAndExternalClients checks Envoy's treatment of x-envoy-*
+// request headers at the edge: a client in the internal ranges (127.0.0.1
+// by default) gets x-envoy-internal and keeps its x-envoy-* headers; an
+// external one (here every client, with cidr_ranges = []) loses the
+// internal-only ones, whatever it sent, and the upstream learns its
+// address from x-envoy-external-address.
+func TestInternalAndExternalClients(t *testing.T) {
+	up := testutil.Upstream(t, headerEcho())
+	sent := []string{"X-Envoy-Internal", "true", "X-Envoy-Retry-On", "5xx", "X-Envoy-Upstream-Rq-Timeout-Ms", "1",
+		"X-Envoy-External-Address", "192.0.2.9", "X-Envoy-Custom", "kept"}
+	for _, tc := range []struct {
+		name, hcm string
+		want      map[string]string // "" means absent
+	}{
+		{"internal client", "", map[string]string{
+			"X-Envoy-Internal": "true", "X-Envoy-Retry-On": "5xx", "X-Envoy-Upstream-Rq-Timeout-Ms": "1", "X-Envoy-Custom": "kept",
+		}},
+		{"external client", `internal_address_config = { cidr_ranges = [] }`, map[string]string{
+			"X-Envoy-Internal": "", "X-Envoy-Retry-On": "", "X-Envoy-Upstream-Rq-Timeout-Ms": "",
+			"X-Envoy-External-Address": "127.0.0.1", "X-Envoy-Custom": "kept",
+		}},
+		{"other ranges", `internal_address_config = { cidr_ranges = ["10.0.0.0/8"] }`, map[string]string{
+			"X-Envoy-Internal": "", "X-Envoy-External-Address": "127.0.0.1",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := strings.Replace(simpleConfig(1, up.Addr), `stat_prefix = "ingress_http"`, `stat_prefix = "ingress_http"`+"\n    "+tc.hcm, 1)
+			p := gwtest.Start(t, cfg)
+			_, body := get(t, newClient(nil), "http://"+p.Addr("http")+"/", sent...)
+			seen := decodeHeaders(t, body)
+			for name, want := range tc.want {
+				if got := strings.Join(seen.Values(name), ","); got != want {
+					t.Errorf("upstream saw %s = %q, want %q", name, got, want)
+				}
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package hcm
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/accesslog"
@@ -41,6 +42,12 @@ type Config struct {
 	// UseRemoteAddress appends the peer address to x-forwarded-for and trusts
 	// nothing a client sent in it (default true: sluice sits at the edge).
 	UseRemoteAddress *bool `toml:"use_remote_address"`
+	// InternalAddressConfig says which clients are internal (Envoy's
+	// internal_address_config): with use_remote_address, an internal
+	// client's request gets x-envoy-internal: true and keeps its x-envoy-*
+	// headers, an external one's loses them and gets
+	// x-envoy-external-address. Default: loopback, RFC 1918 and fc00::/7.
+	InternalAddressConfig *InternalAddressConfig `toml:"internal_address_config"`
 	// GenerateRequestID adds an x-request-id when the request has none
 	// (default true).
 	GenerateRequestID *bool `toml:"generate_request_id"`
@@ -106,6 +113,39 @@ func (c *Config) ALPN() []string {
 // Nested implements config.NestedFilters.
 func (c *Config) Nested() (registry.Kind, string, []config.Filter) {
 	return registry.HTTP, "http_filter", c.HTTPFilters
+}
+
+// InternalAddressConfig lists the client address ranges that are
+// internal.
+type InternalAddressConfig struct {
+	// CIDRRanges replaces the default ranges; an empty list makes every
+	// client external.
+	CIDRRanges []string `toml:"cidr_ranges"`
+}
+
+// defaultInternalRanges are Envoy's internal addresses when
+// internal_address_config is not set.
+var defaultInternalRanges = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("fc00::/7"),
+}
+
+// internalRanges returns the internal client ranges, parsing the configured
+// ones.
+func (c *Config) internalRanges() ([]netip.Prefix, error) {
+	if c.InternalAddressConfig == nil {
+		return defaultInternalRanges, nil
+	}
+	var out []netip.Prefix
+	for i, r := range c.InternalAddressConfig.CIDRRanges {
+		p, err := netip.ParsePrefix(r)
+		if err != nil {
+			return nil, registry.Errorf(fmt.Sprintf("internal_address_config.cidr_ranges[%d]", i), "%v", err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func (c *Config) withDefaults() {

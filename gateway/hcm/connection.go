@@ -24,6 +24,7 @@ type connection struct {
 	c        netfilter.Conn
 	info     *netfilter.Info
 	remoteIP []byte // textual client address, for x-forwarded-for
+	internal bool   // the client's address is internal (internal_address_config)
 
 	// Owned by the connection's goroutine:
 	r         *http1.Reader // nil while parked
@@ -90,6 +91,7 @@ func (c *connection) Serve(nc netfilter.Conn) {
 		c.c = nc
 		c.info = nc.Info()
 		c.remoteIP = c.info.RemoteAddr.Addr().AppendTo(nil)
+		c.internal = c.f.isInternal(c.info.RemoteAddr.Addr())
 		c.wor, _ = nc.(netfilter.WriteOnReader)
 		c.pw, _ = nc.(netfilter.PeerCloseWatcher)
 		c.f.stats.DownstreamCxTotal.Inc()

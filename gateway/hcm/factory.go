@@ -13,6 +13,7 @@ package hcm
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync/atomic"
 
 	"go.uber.org/zap"
@@ -35,6 +36,19 @@ type Factory struct {
 	log     *zap.Logger
 	stats   *stats.HTTPStats
 	loggers []*accesslog.Logger
+	// internal are the client ranges whose requests are internal.
+	internal []netip.Prefix
+}
+
+// isInternal reports whether a client at addr is internal.
+func (f *Factory) isInternal(addr netip.Addr) bool {
+	addr = addr.Unmap()
+	for _, p := range f.internal {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 type httpFilter struct {
@@ -60,6 +74,9 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 		routes: routes,
 		limits: http1.Limits{MaxHeaderBytes: c.MaxRequestHeadersKB << 10, MaxHeaders: c.MaxHeadersCount},
 		log:    ctx.Logger,
+	}
+	if f.internal, err = c.internalRanges(); err != nil {
+		return nil, err
 	}
 	slab, _ := ctx.Stats.(*stats.Slab)
 	f.stats = slab.HTTP(c.StatPrefix)

@@ -515,6 +515,7 @@ func (s *HTTP3Server) connContext(ctx context.Context, q *quicConn) context.Cont
 	q.info = &info
 	c.c = q
 	c.remoteIP = info.RemoteAddr.Addr().AppendTo(nil)
+	c.internal = s.f.isInternal(info.RemoteAddr.Addr())
 	st := s.f.stats
 	st.DownstreamCxTotal.Inc()
 	st.DownstreamCxActive.Inc()

@@ -204,18 +204,54 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 		h.AddBytes(hdrXFF, s.xff)
 		h.Del("x-forwarded-proto")
 		h.AddBytes(hdrXFP, h.Scheme)
+		if c.internal {
+			h.SetBytes(hdrEnvoyInternal, valTrue)
+		} else {
+			cleanInternalHeaders(&h.Headers)
+			h.SetBytes(hdrExternalAddress, c.remoteIP)
+		}
 	}
 	if *c.f.cfg.GenerateRequestID && !h.Has("x-request-id") {
 		h.AddBytes(hdrRequestID, newRequestID(&s.rid))
 	}
 }
 
+// cleanInternalHeaders removes from an external client's request the
+// x-envoy-* headers only an internal caller may set (Envoy's list): they
+// steer retries and timeouts, and upstreams trust x-envoy-internal.
+func cleanInternalHeaders(h *httpfilter.Headers) {
+	out := 0
+	for i := range h.Fields {
+		if n := h.Fields[i].Name; len(n) > len("x-envoy-") && string(n[:len("x-envoy-")]) == "x-envoy-" && internalOnly[string(n[len("x-envoy-"):])] {
+			continue
+		}
+		h.Fields[out] = h.Fields[i]
+		out++
+	}
+	clear(h.Fields[out:])
+	h.Fields = h.Fields[:out]
+}
+
+// internalOnly are the x-envoy-* headers (without the prefix) removed from
+// external requests.
+var internalOnly = map[string]bool{
+	"internal": true, "external-address": true, "decorator-operation": true,
+	"downstream-service-cluster": true, "downstream-service-node": true, "retry-on": true,
+	"retry-grpc-on": true, "max-retries": true, "upstream-alt-stat-name": true,
+	"upstream-rq-timeout-ms": true, "upstream-rq-per-try-timeout-ms": true,
+	"upstream-rq-timeout-alt-response": true, "expected-rq-timeout-ms": true, "force-trace": true,
+	"ip-tags": true, "original-url": true, "original-path": true, "hedge-on-per-try-timeout": true,
+}
+
 var (
-	schemeHTTP   = []byte("http")
-	schemeHTTPS  = []byte("https")
-	hdrXFF       = []byte("x-forwarded-for")
-	hdrXFP       = []byte("x-forwarded-proto")
-	hdrRequestID = []byte("x-request-id")
+	hdrEnvoyInternal   = []byte("x-envoy-internal")
+	hdrExternalAddress = []byte("x-envoy-external-address")
+	valTrue            = []byte("true")
+	schemeHTTP         = []byte("http")
+	schemeHTTPS        = []byte("https")
+	hdrXFF             = []byte("x-forwarded-for")
+	hdrXFP             = []byte("x-forwarded-proto")
+	hdrRequestID       = []byte("x-request-id")
 )
 
 // newRequestID formats a random (version 4) UUID into b.

@@ -25,6 +25,12 @@ import (
 // errPendingOverflow: the cluster's max_pending_requests breaker is open.
 var errPendingOverflow = errors.New("router: max_pending_requests circuit breaker open")
 
+// connectFailureConds are the retry conditions a connect failure meets:
+// as in Envoy, connect-failure, and reset, 5xx and gateway-error, which
+// take any reset before the response (a connection that could not be had
+// is one). HTTP/2 tries (tryH2) add the same to their reset conditions.
+const connectFailureConds = RetryConnectFailure | RetryReset | Retry5xx | RetryGatewayError
+
 // retrySelectAttempts is how many picks a retry makes to find a host not
 // tried yet (the previous_hosts predicate).
 const retrySelectAttempts = 3
@@ -169,7 +175,7 @@ func (f *filter) run() {
 			if err != nil {
 				if !overflowed(err) {
 					f.recordFailure(err)
-					if f.again(try, RetryConnectFailure|Retry5xx|RetryGatewayError) {
+					if f.again(try, connectFailureConds) {
 						continue
 					}
 				}
@@ -187,7 +193,7 @@ func (f *filter) run() {
 		if err != nil {
 			if !overflowed(err) {
 				f.recordFailure(err)
-				if f.again(try, RetryConnectFailure|Retry5xx|RetryGatewayError) {
+				if f.again(try, connectFailureConds) {
 					continue
 				}
 			}

@@ -181,10 +181,10 @@ func (c *Checker) apply(h *hostCheck, v verdict) {
 			h.rec.ClearFlags(hoststate.FlagFailedActiveHC | hoststate.FlagImmediateHCFail)
 		}
 		h.rec.ClearFlags(hoststate.FlagPendingActiveHC)
-	case fail:
+	case fail, activeFail:
 		h.successes = 0
 		h.failures++
-		if before&hoststate.FlagFailedActiveHC == 0 && h.failures >= h.cfg.UnhealthyThreshold {
+		if before&hoststate.FlagFailedActiveHC == 0 && (v == activeFail || h.failures >= h.cfg.UnhealthyThreshold) {
 			h.rec.SetFlags(hoststate.FlagFailedActiveHC)
 		}
 		h.rec.ClearFlags(hoststate.FlagPendingActiveHC)

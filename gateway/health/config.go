@@ -8,8 +8,10 @@
 // pending (FlagFailedActiveHC|FlagPendingActiveHC); its first passing check
 // makes it healthy, after which healthy_threshold consecutive passes are
 // needed to come back from a failure and unhealthy_threshold consecutive
-// failures to be failed. An HTTP upstream answering with the header
-// x-envoy-immediate-health-check-fail is failed at once.
+// network failures (connect, timeout) to be failed. An answer that fails
+// the check (an HTTP status not expected, a gRPC status other than
+// SERVING) fails a healthy host at once, as in Envoy, and so does an HTTP
+// answer with the header x-envoy-immediate-health-check-fail.
 package health
 
 import (
@@ -48,7 +50,10 @@ type Config struct {
 	// InitialJitter delays each host's first check by a random
 	// [0, InitialJitter).
 	InitialJitter time.Duration
-	// UnhealthyThreshold failures in a row fail a healthy host.
+	// UnhealthyThreshold network failures in a row (no connection, no
+	// answer in time) fail a healthy host. As in Envoy, an answer that
+	// fails the check (an HTTP status outside ExpectedStatuses, a gRPC
+	// status other than SERVING) fails it at once.
 	UnhealthyThreshold uint32
 	// HealthyThreshold passes in a row bring a failed host back (one pass
 	// for a host never checked).

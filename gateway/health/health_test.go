@@ -66,8 +66,8 @@ func fast(typ string) *Config {
 }
 
 func TestHTTPFlappingHost(t *testing.T) {
-	var mode atomic.Int32 // 0 ok, 1 503, 2 immediate fail
-	var fails, immediates atomic.Int32
+	var mode atomic.Int32 // 0 ok, 1 503, 2 immediate fail, 3 no answer
+	var fails, immediates, drops atomic.Int32
 	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/healthz" || r.Host != "backend" {
 			w.WriteHeader(404)
@@ -80,6 +80,11 @@ func TestHTTPFlappingHost(t *testing.T) {
 		case 2:
 			immediates.Add(1)
 			w.Header().Set("x-envoy-immediate-health-check-fail", "true")
+		case 3:
+			drops.Add(1)
+			if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				c.Close()
+			}
 		}
 	}))
 	cfg := fast(TypeHTTP)
@@ -98,10 +103,12 @@ func TestHTTPFlappingHost(t *testing.T) {
 		t.Fatal("Warm not closed after the first round")
 	}
 
+	// A status outside expected_statuses fails the host at once, as in
+	// Envoy: unhealthy_threshold counts network failures only.
 	mode.Store(1)
 	wait(t, ch, false)
-	if n := fails.Load(); n < 2 {
-		t.Fatalf("failed after %d 503s, unhealthy_threshold is 2", n)
+	if n := fails.Load(); n != 1 {
+		t.Fatalf("failed after %d 503s, want 1 (an unexpected status ignores unhealthy_threshold)", n)
 	}
 
 	// Back: healthy_threshold (3) passes in a row.
@@ -111,6 +118,15 @@ func TestHTTPFlappingHost(t *testing.T) {
 	if n := h.Checks() - checks; n < 3 {
 		t.Fatalf("healthy again after %d checks, healthy_threshold is 3", n)
 	}
+
+	// No answer (the connection closes): unhealthy_threshold (2) in a row.
+	mode.Store(3)
+	wait(t, ch, false)
+	if n := drops.Load(); n < 2 {
+		t.Fatalf("failed after %d unanswered checks, unhealthy_threshold is 2", n)
+	}
+	mode.Store(0)
+	wait(t, ch, true)
 
 	// The immediate-fail header fails the host at the first answer.
 	mode.Store(2)
@@ -193,6 +209,9 @@ func TestGRPCHealthService(t *testing.T) {
 
 	cfg := fast(TypeGRPC)
 	cfg.GRPC.ServiceName = "echo"
+	// NOT_SERVING is an answer, not a network failure: it fails the host
+	// at once, whatever unhealthy_threshold.
+	cfg.UnhealthyThreshold = 1 << 20
 	_, ch, _ := start(t, cfg, ln.Addr().String())
 	wait(t, ch, true)
 	hs.SetServingStatus("echo", healthpb.HealthCheckResponse_NOT_SERVING)

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // verdict is the outcome of one check.
@@ -20,7 +22,14 @@ type verdict uint8
 
 const (
 	pass verdict = iota
+	// fail is a network failure (no connection, no answer, a broken or
+	// late one): it counts towards unhealthy_threshold.
 	fail
+	// activeFail is an answer that says the host is not well (an HTTP
+	// status outside expected_statuses, a gRPC status other than
+	// SERVING): as in Envoy (FailureType ACTIVE), it fails a healthy host
+	// at once, whatever unhealthy_threshold.
+	activeFail
 	immediateFail // x-envoy-immediate-health-check-fail
 )
 
@@ -63,7 +72,7 @@ func (p *httpProber) probe(ctx context.Context) verdict {
 			return pass
 		}
 	}
-	return fail
+	return activeFail
 }
 
 func (p *httpProber) close() {}
@@ -135,8 +144,15 @@ func newGRPCProber(addr, authority, service string) (*grpcProber, error) {
 
 func (p *grpcProber) probe(ctx context.Context) verdict {
 	resp, err := p.client.Check(ctx, &healthpb.HealthCheckRequest{Service: p.service})
-	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		return fail
+	if err != nil {
+		switch status.Code(err) {
+		case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+			return fail // no connection or no answer
+		}
+		return activeFail // the server answered the RPC with an error status
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return activeFail
 	}
 	return pass
 }

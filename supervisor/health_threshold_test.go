@@ -1,0 +1,37 @@
+package supervisor_test
+
+import "testing"
+
+// TestUnexpectedHealthCheckStatusFailsHostAtOnce checks Envoy's rule for
+// HTTP health checks: unhealthy_threshold counts network failures only; a
+// host answering with a status outside expected_statuses is failed by that
+// one answer (and gets no more traffic).
+func TestUnexpectedHealthCheckStatusFailsHostAtOnce(t *testing.T) {
+	t.Parallel()
+	a, b := newFakeHost(t), newFakeHost(t)
+	s := start(t, resilienceConfig(controlPath(t), []string{a.addr, b.addr}, `
+  [[cluster.health_check]]
+  type = "http"
+  interval = "50ms"
+  no_traffic_interval = "50ms"
+  timeout = "1s"
+  unhealthy_threshold = 1000000
+  healthy_threshold = 1
+  http = { path = "/healthz" }
+`, ""))
+	addr := s.listenAddr(t, "public")
+	s.wait(t, "health check changed host", map[string]any{"host": a.addr, "healthy": true}, nil)
+	s.wait(t, "health check changed host", map[string]any{"host": b.addr, "healthy": true}, nil)
+	s.wait(t, "ready", nil, nil)
+	a.healthy.Store(false) // /healthz answers 503 from now on
+	s.wait(t, "health check changed host", map[string]any{"host": a.addr, "healthy": false}, nil)
+	before := a.served.Load()
+	for range 10 {
+		if code, body := get(t, addr, "/"); code != 200 || body != "from "+b.addr {
+			t.Fatalf("GET / = %d %q, want 200 from the healthy host %s", code, body, b.addr)
+		}
+	}
+	if n := a.served.Load() - before; n != 0 {
+		t.Fatalf("the host failed by its health check got %d requests", n)
+	}
+}

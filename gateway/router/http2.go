@@ -56,6 +56,10 @@ type h2req struct {
 	// idle is stream_idle_timeout's timer, tryIdle per_try_idle_timeout's
 	// (until the response head); nil when not configured.
 	idle, tryIdle *idleTimer
+	// timeout is the route timeout of a request whose body is streamed:
+	// armed when the request ends (exchangeH2), it cancels the request
+	// with errDeadline. Nil otherwise.
+	timeout *time.Timer
 }
 
 // Causes of a cancelled upstream HTTP/2 request.
@@ -271,7 +275,13 @@ func (f *filter) goH2(u *h2req) {
 // to be streamed as the decoder path delivers it.
 func (f *filter) startH2(endStream bool) {
 	f.tryDeadline = f.deadline
-	u := f.newH2(f.deadline, !endStream)
+	deadline := f.deadline
+	if !endStream {
+		// The route timeout runs from the end of the request (exchangeH2),
+		// as Envoy's: a slow upload is not an upstream timeout.
+		deadline = time.Time{}
+	}
+	u := f.newH2(deadline, !endStream)
 	if u == nil {
 		return
 	}
@@ -352,6 +362,11 @@ func (f *filter) awaitH2() (h2result, bool) {
 // and passes it downstream.
 func (f *filter) exchangeH2() {
 	sent := time.Now()
+	if u := f.h2; u.pw != nil && f.route.Timeout > 0 {
+		f.deadline = sent.Add(f.route.Timeout)
+		f.tryDeadline = f.deadline
+		u.timeout = time.AfterFunc(f.route.Timeout, func() { u.cancel(errDeadline) })
+	}
 	res, ok := f.awaitH2()
 	if !ok {
 		return
@@ -575,6 +590,9 @@ func (f *filter) closeH2() {
 	f.h2 = nil
 	u.idle.stop()
 	u.tryIdle.stop()
+	if u.timeout != nil {
+		u.timeout.Stop()
+	}
 	if u.resp != nil {
 		u.resp.Body.Close() // before the cancel: a finished stream stays clean
 	}

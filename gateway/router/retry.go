@@ -169,6 +169,12 @@ func (f *filter) endStreamed() {
 // response byte went downstream.
 func (f *filter) run() {
 	p := f.route.Retry
+	if f.route.Timeout > 0 {
+		// The request is complete: the route timeout runs from here, as
+		// Envoy's, not from its head (a slow upload is no upstream
+		// timeout).
+		f.deadline = time.Now().Add(f.route.Timeout)
+	}
 	for try := 0; ; try++ {
 		if f.cluster.Cfg.Protocol != "http1" {
 			proto, err := f.upstreamProtocol()

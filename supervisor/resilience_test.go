@@ -256,7 +256,8 @@ func getNoFail(addr, path string) (int, error) {
 // retry_budget: with a budget of 0 % and no minimum no request is retried
 // (each 503 of the bad host reaches the client and counts as a retry
 // overflow), while 100 % of the one active request allows its retry, so
-// every client request succeeds on the good host.
+// every client request succeeds on the good host. Either way each 503
+// counts once in upstream_rq_5xx.
 func TestRetryBudgetReplacesMaxRetries(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -288,6 +289,11 @@ func TestRetryBudgetReplacesMaxRetries(t *testing.T) {
 				t.Fatal("the bad host got no request")
 			}
 			c := counters(t, admin)
+			// Each 503 counts once in upstream_rq_5xx, whether it was
+			// retried or, the budget refusing, passed on.
+			if c["cluster.backend.upstream_rq_5xx"] != float64(served) {
+				t.Errorf("upstream_rq_5xx = %v, want %d (one per 503 of the bad host)", c["cluster.backend.upstream_rq_5xx"], served)
+			}
 			if tc.retried {
 				if failed != 0 || c["cluster.backend.upstream_rq_retry"] != float64(served) {
 					t.Fatalf("%d of 10 failed, %v retries; want none failed and %d retries (one per 503)", failed,

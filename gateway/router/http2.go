@@ -442,8 +442,10 @@ func (f *filter) tryH2(try int) bool {
 	f.headH2(res.resp)
 	f.recordStatus()
 	if cond := retryOnStatus(p, res.resp.StatusCode); cond != 0 && f.retryAllowed(try, cond) {
-		f.stats.Response(res.resp.StatusCode) // a response sluice does not pass on
 		if f.again(try, cond) {
+			// A response sluice does not pass on; one passed on is
+			// counted by deliverH2.
+			f.stats.Response(res.resp.StatusCode)
 			return true
 		}
 	}

@@ -271,10 +271,13 @@ func (f *filter) run() {
 			return
 		}
 		f.recordStatus()
-		if cond := retryOnStatus(p, f.resp.Headers.Status); cond != 0 && f.retryAllowed(try, cond) {
-			f.stats.Response(f.resp.Headers.Status) // a response sluice does not pass on
+		st := f.resp.Headers.Status
+		if cond := retryOnStatus(p, st); cond != 0 && f.retryAllowed(try, cond) {
 			f.headRead = true
 			if f.again(try, cond) {
+				// A response sluice does not pass on; one passed on is
+				// counted by deliver.
+				f.stats.Response(st)
 				continue
 			}
 			f.headRead = false

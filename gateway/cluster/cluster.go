@@ -55,6 +55,10 @@ type Host struct {
 	// used is set by each pick of an original_dst cluster's host and
 	// cleared by its cleanup.
 	used atomic.Bool
+	// added is when the host joined a cluster that already had hosts (a
+	// DNS answer or a resolved set changed); zero for the hosts a cluster
+	// is built with, which skip slow start.
+	added time.Time
 
 	active atomic.Int64
 }
@@ -211,9 +215,19 @@ func (s *hostSet) HealthyLen() int {
 // Active implements lb.Hosts.
 func (s *hostSet) Active(i int) int64 { return s.hosts[i].Active() }
 
-// Since implements lb.Hosts: the zero time, so that hosts skip slow start,
-// as in Envoy for the hosts a cluster starts with.
-func (s *hostSet) Since(int) time.Time { return time.Time{} }
+// Since implements lb.Hosts: when the host joined the cluster (zero for
+// the hosts the cluster was built with, which skip slow start) or active
+// health checking last brought it back, whichever is later.
+func (s *hostSet) Since(i int) time.Time {
+	h := s.hosts[i]
+	since := h.added
+	if h.State != nil {
+		if t := h.State.HealthySince(); t.After(since) {
+			since = t
+		}
+	}
+	return since
+}
 
 // Len implements lb.Hosts.
 func (s *hostSet) Len() int { return len(s.hosts) }
@@ -349,6 +363,12 @@ func (c *Cluster) SetHosts(addrs []string) error {
 			old[h.Address] = h
 		}
 	}
+	// Hosts joining a cluster that has hosts start their slow start now;
+	// a cluster's first hosts have nothing to ramp up from.
+	var added time.Time
+	if len(old) > 0 {
+		added = time.Now()
+	}
 	ns := &hostSet{policy: policy, hosts: make([]*Host, 0, len(addrs))}
 	for _, ep := range addrs {
 		if h, ok := old[ep]; ok {
@@ -365,6 +385,7 @@ func (c *Cluster) SetHosts(addrs []string) error {
 			}
 			return err
 		}
+		h.added = added
 		ns.hosts = append(ns.hosts, h)
 	}
 	policy.Update(ns)

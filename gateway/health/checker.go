@@ -196,6 +196,11 @@ func (c *Checker) apply(h *hostCheck, v verdict) {
 	}
 	wasHealthy := before&hoststate.FlagFailedActiveHC == 0
 	isHealthy := h.rec.Flags()&hoststate.FlagFailedActiveHC == 0
+	if !wasHealthy && isHealthy && before&hoststate.FlagPendingActiveHC == 0 {
+		// Back from a failure (not a first check): the load balancers'
+		// slow start counts from here.
+		h.rec.SetHealthySince(time.Now())
+	}
 	if wasHealthy != isHealthy && c.opts.OnChange != nil {
 		c.opts.OnChange(h.cluster, h.addr, isHealthy)
 	}

@@ -97,6 +97,9 @@ func TestHTTPFlappingHost(t *testing.T) {
 	if !h.Healthy() || h.Flags()&hoststate.FlagPendingActiveHC != 0 {
 		t.Fatalf("flags %b after first pass", h.Flags())
 	}
+	if !h.HealthySince().IsZero() {
+		t.Fatal("a first pass started slow start (HealthySince set)")
+	}
 	select {
 	case <-c.Warm():
 	case <-time.After(deadline):
@@ -117,6 +120,9 @@ func TestHTTPFlappingHost(t *testing.T) {
 	wait(t, ch, true)
 	if n := h.Checks() - checks; n < 3 {
 		t.Fatalf("healthy again after %d checks, healthy_threshold is 3", n)
+	}
+	if since := h.HealthySince(); since.IsZero() || time.Since(since) > deadline {
+		t.Fatalf("HealthySince = %v after the host came back, want just now (slow start)", since)
 	}
 
 	// No answer (the connection closes): unhealthy_threshold (2) in a row.

@@ -46,6 +46,7 @@ const (
 	hRqSuccess     // responses below 500
 	hRqError       // 5xx responses and local-origin failures
 	hRqActive      // requests in flight; each worker's share in its shadow word
+	hHealthySince  // unix ns active health checking last brought the host back (0: never)
 )
 
 // hostActiveShadow is the shadow word (per worker and host slot) holding
@@ -182,6 +183,22 @@ func (h *Host) SetEjected(at, until time.Time) {
 // EjectedUntil returns when the current (or last) ejection ends.
 func (h *Host) EjectedUntil() time.Time {
 	return time.Unix(0, int64(atomic.LoadUint64(&h.w[hEjectedUntil])))
+}
+
+// SetHealthySince records that active health checking brought the host
+// back to healthy at t (the start of its slow start).
+func (h *Host) SetHealthySince(t time.Time) {
+	atomic.StoreUint64(&h.w[hHealthySince], uint64(t.UnixNano()))
+}
+
+// HealthySince returns when active health checking last brought the host
+// back to healthy, or the zero time if it never did.
+func (h *Host) HealthySince() time.Time {
+	ns := atomic.LoadUint64(&h.w[hHealthySince])
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(ns))
 }
 
 // CountCheck counts one active health check and returns the new count.

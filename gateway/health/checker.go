@@ -56,6 +56,9 @@ type hostCheck struct {
 
 	// Owned by the host's goroutine.
 	successes, failures uint32
+	// failed is whether the host was failed when its last verdict was
+	// applied: a failure flag found set without it was set by someone else.
+	failed bool
 }
 
 // New validates clusters and prepares a checker: it adds each host's
@@ -174,6 +177,13 @@ func (c *Checker) apply(h *hostCheck, v verdict) {
 	before := h.rec.Flags()
 	switch v {
 	case pass:
+		if before&hoststate.FlagFailedActiveHC != 0 && !h.failed {
+			// Failed by someone else: a routed response carrying
+			// x-envoy-immediate-health-check-fail (or a checker before a
+			// reload). As in Envoy, healthy_threshold passes count from
+			// the failure, not from the passes before it.
+			h.successes = 0
+		}
 		h.failures = 0
 		h.successes++
 		if before&hoststate.FlagFailedActiveHC != 0 &&
@@ -196,6 +206,7 @@ func (c *Checker) apply(h *hostCheck, v verdict) {
 	}
 	wasHealthy := before&hoststate.FlagFailedActiveHC == 0
 	isHealthy := h.rec.Flags()&hoststate.FlagFailedActiveHC == 0
+	h.failed = !isHealthy
 	if !wasHealthy && isHealthy && before&hoststate.FlagPendingActiveHC == 0 {
 		// Back from a failure (not a first check): the load balancers'
 		// slow start counts from here.

@@ -274,3 +274,30 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestHostFailedByARoutedResponseNeedsHealthyThresholdPasses checks that a
+// host failed outside the checker (the router seeing
+// x-envoy-immediate-health-check-fail on a response) comes back only after
+// healthy_threshold passes, as in Envoy, not at the next pass because of
+// the passes it had before.
+func TestHostFailedByARoutedResponseNeedsHealthyThresholdPasses(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	cfg := fast(TypeHTTP)
+	cfg.HTTP.Path = "/healthz"
+	r, ch, _ := start(t, cfg, up.Addr)
+	h := r.Host("backend", up.Addr)
+	wait(t, ch, true)
+	// Let the host pass more than healthy_threshold checks.
+	for end := time.Now().Add(deadline); h.Checks() < 10; {
+		if time.Now().After(end) {
+			t.Fatalf("only %d checks within %v", h.Checks(), deadline)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	checks := h.Checks()
+	h.SetFlags(hoststate.FlagFailedActiveHC | hoststate.FlagImmediateHCFail) // as the router does
+	wait(t, ch, true)
+	if n := h.Checks() - checks; n < 3 {
+		t.Fatalf("healthy again after %d passes, healthy_threshold is 3", n)
+	}
+}

@@ -2,6 +2,8 @@ package supervisor_test
 
 import (
 	"net"
+	"net/http"
+	"sync/atomic"
 	"testing"
 )
 
@@ -47,5 +49,46 @@ func TestConnectFailureIsRetriedUnderRetryOnReset(t *testing.T) {
 	}
 	if c["cluster.backend.upstream_cx_connect_fail"] == 0 {
 		t.Error("upstream_cx_connect_fail = 0: no request went to the dead host")
+	}
+}
+
+// TestRateLimitedResponseIsNotRetried checks that a 503 carrying
+// x-envoy-ratelimited (an upstream Envoy's or sluice's rate limiting)
+// goes to the client without a retry, as in Envoy, while the same 503
+// without it is retried.
+func TestRateLimitedResponseIsNotRetried(t *testing.T) {
+	t.Parallel()
+	var limited, plain atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/limited" {
+			limited.Add(1)
+			w.Header().Set("x-envoy-ratelimited", "true")
+		} else {
+			plain.Add(1)
+		}
+		w.WriteHeader(503)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	s := start(t, resilienceConfig(controlPath(t), []string{ln.Addr().String()}, "",
+		`    retry_policy = { retry_on = ["5xx"], num_retries = 2 }
+`))
+	addr := s.listenAddr(t, "public")
+	s.wait(t, "ready", nil, nil)
+	if code, _ := get(t, addr, "/limited"); code != 503 {
+		t.Fatalf("GET /limited = %d, want the upstream's 503", code)
+	}
+	if n := limited.Load(); n != 1 {
+		t.Errorf("a rate-limited 503 reached the upstream %d times, want 1 (no retry)", n)
+	}
+	if code, _ := get(t, addr, "/plain"); code != 503 {
+		t.Fatalf("GET /plain = %d, want the upstream's 503", code)
+	}
+	if n := plain.Load(); n != 3 {
+		t.Errorf("a plain 503 reached the upstream %d times, want 3 (num_retries = 2)", n)
 	}
 }

@@ -441,7 +441,7 @@ func (f *filter) tryH2(try int) bool {
 	}
 	f.headH2(res.resp)
 	f.recordStatus()
-	if cond := retryOnStatus(p, res.resp.StatusCode); cond != 0 && f.retryAllowed(try, cond) {
+	if cond := retryOnStatus(p, res.resp.StatusCode, f.resp.Headers.Has(hdrRateLimited)); cond != 0 && f.retryAllowed(try, cond) {
 		if f.again(try, cond) {
 			// A response sluice does not pass on; one passed on is
 			// counted by deliverH2.

@@ -272,7 +272,7 @@ func (f *filter) run() {
 		}
 		f.recordStatus()
 		st := f.resp.Headers.Status
-		if cond := retryOnStatus(p, st); cond != 0 && f.retryAllowed(try, cond) {
+		if cond := retryOnStatus(p, st, f.resp.Headers.Has(hdrRateLimited)); cond != 0 && f.retryAllowed(try, cond) {
 			f.headRead = true
 			if f.again(try, cond) {
 				// A response sluice does not pass on; one passed on is
@@ -291,7 +291,13 @@ func (f *filter) run() {
 }
 
 // retryOnStatus returns the retry conditions a response status meets.
-func retryOnStatus(p *RetryPolicy, status int) uint16 {
+// A response carrying x-envoy-ratelimited (rateLimited) meets none: as in
+// Envoy, an upstream's rate limiting is not retried (Envoy's
+// envoy-ratelimited condition, which would, is not supported).
+func retryOnStatus(p *RetryPolicy, status int, rateLimited bool) uint16 {
+	if rateLimited {
+		return 0
+	}
 	var c uint16
 	if status >= 500 {
 		c |= Retry5xx

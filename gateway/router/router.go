@@ -813,7 +813,10 @@ var (
 	hdrUpstreamServiceTime = []byte("x-envoy-upstream-service-time")
 	hdrExpectedRqTimeout   = []byte("x-envoy-expected-rq-timeout-ms")
 	hdrUpgrade             = []byte("upgrade")
-	tokenUpgrade           = []byte("upgrade")
+	// hdrRateLimited marks an upstream's rate-limited response, which is
+	// not retried.
+	hdrRateLimited = "x-envoy-ratelimited"
+	tokenUpgrade   = []byte("upgrade")
 )
 
 // tunnel serves an allowed upgrade or CONNECT request.

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/sluice-proxy/sluice/gateway/admin"
+	"github.com/sluice-proxy/sluice/gateway/cluster"
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/hoststate"
 	"github.com/sluice-proxy/sluice/gateway/stats"
@@ -48,9 +50,6 @@ type adminServer struct {
 // publish replaces the admin view from the loop's state. Called by the
 // loop.
 func (s *Supervisor) publish() {
-	if s.admin == nil {
-		return
-	}
 	v := &view{state: "LIVE"}
 	switch {
 	case s.mode != running || s.handedOver():
@@ -70,7 +69,54 @@ func (s *Supervisor) publish() {
 		v.hosts = s.hosts.r
 		v.resolved = maps.Clone(s.hosts.resolved)
 	}
-	s.admin.view.Store(v)
+	s.members.Store(v)
+	if s.admin != nil {
+		s.admin.view.Store(v)
+	}
+}
+
+// snapshot is the aggregated stats snapshot with each cluster's
+// membership_healthy counted from the shared host state. Safe for
+// concurrent use.
+func (s *Supervisor) snapshot() stats.Snapshot {
+	snap := s.stats.snapshot()
+	if v := s.members.Load(); v != nil {
+		v.countHealthy(snap)
+	}
+	return snap
+}
+
+// countHealthy sets each cluster's membership_healthy in snap to the
+// number of its hosts that may take traffic (neither failed by health
+// checking nor ejected), as Envoy's gauge does. Workers cannot: each holds
+// the whole cluster and the gauge is the largest value over their slabs,
+// while health changes in the shared region with no worker told.
+func (v *view) countHealthy(snap stats.Snapshot) {
+	if v.cfg == nil || v.hosts == nil {
+		return
+	}
+	for i := range v.cfg.Clusters {
+		c := &v.cfg.Clusters[i]
+		if cluster.IsOriginalDst(c) {
+			continue // hosts made per worker, never failed
+		}
+		name := stats.ClusterName(c.Name) + "membership_healthy"
+		k := sort.Search(len(snap), func(k int) bool { return snap[k].Def.Name >= name })
+		if k == len(snap) || snap[k].Def.Name != name {
+			continue
+		}
+		eps := c.Endpoints
+		if r, ok := v.resolved[c.Name]; ok || cluster.IsDNS(c) {
+			eps = r
+		}
+		n := 0
+		for _, ep := range eps {
+			if st := v.hosts.Host(c.Name, ep); st == nil || st.Healthy() {
+				n++
+			}
+		}
+		snap[k].Gauge = int64(min(n, max(int(snap[k].Gauge), 0)))
+	}
 }
 
 // openAdmin serves the admin API on ln, or on a new listener at the
@@ -148,7 +194,7 @@ func (a *adminServer) ask(f func()) error {
 }
 
 // Snapshot implements admin.Server.
-func (a *adminServer) Snapshot() stats.Snapshot { return a.s.stats.snapshot() }
+func (a *adminServer) Snapshot() stats.Snapshot { return a.s.snapshot() }
 
 // ServerInfo implements admin.Server.
 func (a *adminServer) ServerInfo() admin.ServerInfo {

@@ -35,3 +35,37 @@ func TestUnexpectedHealthCheckStatusFailsHostAtOnce(t *testing.T) {
 		t.Fatalf("the host failed by its health check got %d requests", n)
 	}
 }
+
+// TestMembershipHealthyCountsHealthyHosts checks that the cluster gauge
+// membership_healthy counts the hosts that may take traffic (not failed by
+// health checking or ejected), as in Envoy, next to membership_total.
+func TestMembershipHealthyCountsHealthyHosts(t *testing.T) {
+	t.Parallel()
+	good, bad := newFakeHost(t), newFakeHost(t)
+	bad.healthy.Store(false)
+	s := start(t, resilienceConfig(controlPath(t), []string{good.addr, bad.addr}, `
+  [[cluster.health_check]]
+  type = "http"
+  interval = "50ms"
+  no_traffic_interval = "50ms"
+  timeout = "1s"
+  unhealthy_threshold = 1
+  healthy_threshold = 1
+  http = { path = "/healthz" }
+`, ""))
+	admin := s.adminAddr(t)
+	s.wait(t, "health check changed host", map[string]any{"host": good.addr, "healthy": true}, nil)
+	s.wait(t, "ready", nil, nil)
+	check := func(total, healthy float64) {
+		t.Helper()
+		c := counters(t, admin)
+		if c["cluster.backend.membership_total"] != total || c["cluster.backend.membership_healthy"] != healthy {
+			t.Fatalf("membership_total %v, membership_healthy %v; want %v and %v", c["cluster.backend.membership_total"],
+				c["cluster.backend.membership_healthy"], total, healthy)
+		}
+	}
+	check(2, 1)
+	bad.healthy.Store(true)
+	s.wait(t, "health check changed host", map[string]any{"host": bad.addr, "healthy": true}, nil)
+	check(2, 2)
+}

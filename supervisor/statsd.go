@@ -27,9 +27,9 @@ func (s *Supervisor) startStatsd(cfg *config.Config, base stats.Snapshot) {
 	if c.Address == "" && c.TCPClusterName == "" {
 		return
 	}
-	snapshot := s.stats.snapshot
+	snapshot := s.snapshot
 	if base != nil {
-		snapshot = func() stats.Snapshot { return subtract(s.stats.snapshot(), base) }
+		snapshot = func() stats.Snapshot { return subtract(s.snapshot(), base) }
 	}
 	var sink *stats.Statsd
 	hosts := statsdHosts(cfg)

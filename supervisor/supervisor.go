@@ -147,6 +147,10 @@ type Supervisor struct {
 	tickets    *tickets
 	pluginRuns map[*pluginRun]struct{}
 	statsd     *statsdRun
+
+	// members is the view membership_healthy is computed from (the
+	// admin view, kept also without an admin API, for statsd).
+	members atomic.Pointer[view]
 }
 
 // Run runs a supervisor in the foreground until it is told to stop, and

@@ -3,6 +3,7 @@ package outlier
 import (
 	"context"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -54,15 +55,27 @@ func NewDetector(onEvent func(Event)) *Detector {
 }
 
 // Set replaces the clusters the detector watches (after a reload or a DNS
-// change), as of now. A cluster already watched keeps its interval timing.
+// change), as of now. A cluster already watched keeps its interval timing;
+// a host that left it while ejected is brought back (its record is
+// retired) and gives its unit of the ejection budget back, or the
+// cluster's max_ejection_percent would stay taken by hosts it no longer
+// has.
 func (d *Detector) Set(clusters []Cluster, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	next := make(map[string]*tracked, len(clusters))
 	for _, c := range clusters {
 		t := &tracked{Cluster: c, next: now.Add(c.Policy.Interval)}
-		if old, ok := d.clusters[c.Name]; ok && old.Policy.Interval == c.Policy.Interval {
-			t.next = old.next
+		if old, ok := d.clusters[c.Name]; ok {
+			if old.Policy.Interval == c.Policy.Interval {
+				t.next = old.next
+			}
+			for _, h := range old.Hosts {
+				if !slices.Contains(c.Hosts, h) && h.ClearFlags(hoststate.FlagOutlierEjected)&hoststate.FlagOutlierEjected != 0 {
+					h.ClearEjected()
+					c.Record.Uneject()
+				}
+			}
 		}
 		next[c.Name] = t
 	}

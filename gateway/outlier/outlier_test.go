@@ -292,3 +292,31 @@ func BenchmarkRecorderStatus(b *testing.B) {
 		rec.Status(h, 200, now)
 	}
 }
+
+// TestRemovedEjectedHostGivesBackItsEjection checks that a host that
+// leaves the cluster (a DNS answer no longer has it) while ejected gives
+// its unit of max_ejection_percent back: otherwise the cluster could never
+// eject another host.
+func TestRemovedEjectedHostGivesBackItsEjection(t *testing.T) {
+	f := newFixture(t, Config{}, 10)
+	for range 5 {
+		f.rec.Status(f.c.Hosts[0], 500, t0)
+	}
+	if !f.ejected(0) || f.c.Record.Ejected() != 1 {
+		t.Fatalf("host 0 not ejected (record says %d)", f.c.Record.Ejected())
+	}
+	// The set loses host 0.
+	next := f.c
+	next.Addresses, next.Hosts = f.c.Addresses[1:], f.c.Hosts[1:]
+	f.det.Set([]Cluster{next}, t0)
+	f.rec.SetHosts(len(next.Hosts))
+	if n := f.c.Record.Ejected(); n != 0 {
+		t.Fatalf("the cluster counts %d ejected hosts after the ejected one left, want 0", n)
+	}
+	for range 5 {
+		f.rec.Status(f.c.Hosts[1], 500, t0)
+	}
+	if !f.ejected(1) {
+		t.Fatal("a failing host was not ejected: the departed host still holds the ejection budget")
+	}
+}

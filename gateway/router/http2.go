@@ -56,9 +56,10 @@ type h2req struct {
 	// idle is stream_idle_timeout's timer, tryIdle per_try_idle_timeout's
 	// (until the response head); nil when not configured.
 	idle, tryIdle *idleTimer
-	// timeout is the route timeout of a request whose body is streamed:
-	// armed when the request ends (exchangeH2), it cancels the request
-	// with errDeadline. Nil otherwise.
+	// timeout cancels the request with errDeadline: the route timeout of
+	// a request whose body is streamed (armed when the request ends, in
+	// exchangeH2), or a retry try's per_try_timeout until the response
+	// head (tryH2). Nil otherwise.
 	timeout *time.Timer
 }
 
@@ -393,9 +394,15 @@ func (f *filter) tryH2(try int) bool {
 	}
 	f.tryDeadline = deadline
 	hasBody := f.framing != http1.NoBody || len(f.reqBody) > 0
-	u := f.newH2(deadline, hasBody)
+	// The request's context ends with the route timeout; per_try_timeout
+	// bounds the wait for the response head only (a timer stopped when
+	// it comes), as in Envoy, so a slow body is not cut short by it.
+	u := f.newH2(f.deadline, hasBody)
 	if u == nil {
 		return false
+	}
+	if perTry {
+		u.timeout = time.AfterFunc(time.Until(deadline), func() { u.cancel(errDeadline) })
 	}
 	if hasBody {
 		u.req.ContentLength = int64(len(f.reqBody))
@@ -406,6 +413,9 @@ func (f *filter) tryH2(try int) bool {
 	res, ok := f.awaitH2()
 	if !ok {
 		return false
+	}
+	if u.timeout != nil && res.err == nil && u.timeout.Stop() {
+		f.tryDeadline = f.deadline // the head came within per_try_timeout
 	}
 	if err := res.err; err != nil {
 		if errors.Is(err, errStreamIdle) {

@@ -285,6 +285,11 @@ func (f *filter) run() {
 		if try > 0 {
 			f.cluster.Overflow.RetryOK.Inc()
 		}
+		// The response is passed on: as in Envoy, per_try_timeout no
+		// longer applies (per_try_idle_timeout still does), the route
+		// timeout bounds the body.
+		f.tryDeadline = f.deadline
+		_ = f.uc.SetReadDeadline(f.idleDeadline(f.deadline))
 		f.deliver(sent)
 		return
 	}

@@ -1,6 +1,8 @@
 package supervisor_test
 
 import (
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -90,5 +92,44 @@ func TestRateLimitedResponseIsNotRetried(t *testing.T) {
 	}
 	if n := plain.Load(); n != 3 {
 		t.Errorf("a plain 503 reached the upstream %d times, want 3 (num_retries = 2)", n)
+	}
+}
+
+// TestPreviousHostsMovesHashedRetriesToAnotherHost checks that a retry
+// with the previous_hosts predicate leaves the host a request's hash maps
+// to on ring_hash and maglev clusters, as Envoy's hash-based balancers do
+// for a retry's host selection attempts: every key the failing host owns
+// is answered by the other one.
+func TestPreviousHostsMovesHashedRetriesToAnotherHost(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []string{"ring_hash", "maglev"} {
+		t.Run(policy, func(t *testing.T) {
+			t.Parallel()
+			good, bad := newFakeHost(t), newFakeHost(t)
+			bad.status.Store(503)
+			s := start(t, resilienceConfig(controlPath(t), []string{good.addr, bad.addr}, `lb_policy = "`+policy+`"
+`, `    hash_policy = [{ header = "x-key" }]
+    retry_policy = { retry_on = ["5xx"], num_retries = 1, retry_host_predicate = ["previous_hosts"] }
+`))
+			addr := s.listenAddr(t, "public")
+			s.wait(t, "ready", nil, nil)
+			c := &http.Client{Timeout: recvTimeout, Transport: &http.Transport{DisableKeepAlives: true}}
+			for i := range 16 {
+				req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+				req.Header.Set("x-key", fmt.Sprintf("key-%d", i))
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(body) != "from "+good.addr {
+					t.Fatalf("key-%d: %d %q, want 200 from %s (the retry on the other host)", i, resp.StatusCode, body, good.addr)
+				}
+			}
+			if bad.served.Load() == 0 {
+				t.Fatal("no key mapped to the failing host: the test proves nothing")
+			}
+		})
 	}
 }

@@ -186,3 +186,29 @@ func TestMaglevFillsTableInProportionToWeight(t *testing.T) {
 	near(t, "weight 2 of 4", per[1], len(slots), 0.5, 0.001)
 	near(t, "weight 1 of 4", per[0], len(slots), 0.25, 0.001)
 }
+
+// TestHashPoliciesRetryAttemptsPickDistinctHosts checks a retry's host
+// selection attempts (previous_hosts): attempt k of a key is the k-th
+// distinct host after the key's own, so attempts 0..n-1 cover n hosts, and
+// the same attempt of the same key is always the same host.
+func TestHashPoliciesRetryAttemptsPickDistinctHosts(t *testing.T) {
+	for _, name := range hashPolicies {
+		t.Run(name, func(t *testing.T) {
+			p := mustNew(t, Config{Policy: name}, newHosts(4))
+			for key := range uint64(200) {
+				seen := map[int]bool{}
+				for a := range uint32(4) {
+					r := &Request{Hash: Hash([]byte{byte(key), byte(key >> 8)}, 0), HasHash: true, Attempt: a}
+					i := p.Pick(r)
+					if seen[i] {
+						t.Fatalf("key %d attempt %d: host %d again", key, a, i)
+					}
+					seen[i] = true
+					if j := p.Pick(r); j != i {
+						t.Fatalf("key %d attempt %d: %d then %d", key, a, i, j)
+					}
+				}
+			}
+		})
+	}
+}

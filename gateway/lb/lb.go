@@ -43,6 +43,12 @@ type Request struct {
 	// Hash is the request's hash; it is meaningful when HasHash is true.
 	Hash    uint64
 	HasHash bool
+	// Attempt, when above 0, is a retry's host selection attempt under
+	// the previous_hosts predicate: a hash-based policy (ring_hash,
+	// maglev) then picks the Attempt-th distinct eligible host after the
+	// one Hash maps to, as Envoy's do for such attempts, instead of the
+	// host already tried. Other policies ignore it.
+	Attempt uint32
 	// OriginalDst is the downstream connection's original destination
 	// (zero when none was restored): an original_dst cluster's host.
 	OriginalDst netip.AddrPort

@@ -119,12 +119,18 @@ func (p *maglev) Pick(req *Request) int {
 	h := requestHash(req)
 	m := uint64(len(t.slots))
 	i := int(t.slots[h%m])
-	for k := range maxTries {
-		if all || t.snap.hosts.Healthy(i) {
+	attempt := attemptOf(req)
+	var d distinct
+	tries := maxTries * (attempt + 1)
+	for k := range tries {
+		if (all || t.snap.hosts.Healthy(i)) && d.next(i, attempt) {
 			return i
 		}
 		h = mix64(h + uint64(k))
 		i = int(t.slots[h%m])
+	}
+	if j := d.last(); j >= 0 {
+		return j
 	}
 	return t.snap.scan(i, all)
 }

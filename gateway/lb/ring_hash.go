@@ -111,13 +111,60 @@ func (p *ringHash) Pick(req *Request) int {
 			hi = mid
 		}
 	}
+	var d distinct
 	for k := range n {
 		i := int(r.hosts[(lo+k)%n])
-		if all || r.snap.hosts.Healthy(i) {
+		if (all || r.snap.hosts.Healthy(i)) && d.next(i, attemptOf(req)) {
 			return i
 		}
 	}
-	return -1
+	return d.last()
+}
+
+// attemptOf returns r's host selection attempt (0 for none).
+func attemptOf(r *Request) int {
+	if r == nil {
+		return 0
+	}
+	return int(min(r.Attempt, maxAttempt))
+}
+
+// maxAttempt bounds the distinct hosts a retry's pick walks past.
+const maxAttempt = 7
+
+// distinct counts the distinct eligible hosts a hash-based pick walks
+// past, for a retry's host selection attempt. It allocates nothing.
+type distinct struct {
+	seen [maxAttempt]int
+	n    int
+}
+
+// next reports whether eligible host i is the one to pick for attempt: the
+// attempt-th distinct host met after the first (the first for attempt 0).
+func (d *distinct) next(i, attempt int) bool {
+	if attempt == 0 {
+		return true
+	}
+	for _, j := range d.seen[:d.n] {
+		if j == i {
+			return false
+		}
+	}
+	if d.n == attempt {
+		return true
+	}
+	d.seen[d.n] = i
+	d.n++
+	return false
+}
+
+// last returns the last distinct host met (fewer eligible hosts than the
+// attempt asked to pass), or -1.
+func (d *distinct) last() int {
+	if d.n == 0 {
+		return -1
+	}
+	return d.seen[d.n-1]
 }
 
 // requestHash returns the request's hash, or a random one.

@@ -416,7 +416,12 @@ func (f *filter) putBack() bool {
 func (f *filter) nextHost() {
 	f.tried = append(f.tried, f.host)
 	var next *cluster.Host
-	for range retrySelectAttempts {
+	for k := range retrySelectAttempts {
+		if f.route.Retry.PreviousHosts {
+			// A hash-based policy would map the hash to a tried host
+			// again: ask it for the next distinct ones.
+			f.lbReq.Attempt = uint32(len(f.tried) + k)
+		}
 		h, err := f.cluster.Pick(&f.lbReq)
 		if err != nil {
 			break
@@ -426,6 +431,7 @@ func (f *filter) nextHost() {
 			break
 		}
 	}
+	f.lbReq.Attempt = 0
 	if next == nil || next == f.host {
 		return
 	}

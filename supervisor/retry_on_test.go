@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 )
@@ -92,6 +93,38 @@ func TestRateLimitedResponseIsNotRetried(t *testing.T) {
 	}
 	if n := plain.Load(); n != 3 {
 		t.Errorf("a plain 503 reached the upstream %d times, want 3 (num_retries = 2)", n)
+	}
+}
+
+// TestEveryTryCountsAsAnUpstreamRequest checks that upstream_rq_total and
+// the host's rq_total count each try of a retried request, as Envoy's do
+// (one per upstream stream), also when the retry goes to the same host,
+// so that they add up with upstream_rq_<code>, which counts each try's
+// response.
+func TestEveryTryCountsAsAnUpstreamRequest(t *testing.T) {
+	t.Parallel()
+	h := newFakeHost(t)
+	h.status.Store(503)
+	s := start(t, resilienceConfig(controlPath(t), []string{h.addr}, "",
+		`    retry_policy = { retry_on = ["5xx"], num_retries = 2 }
+`))
+	addr := s.listenAddr(t, "public")
+	admin := s.adminAddr(t)
+	s.wait(t, "ready", nil, nil)
+	if code, _ := get(t, addr, "/"); code != 503 {
+		t.Fatalf("GET / = %d, want the upstream's 503 after the retries", code)
+	}
+	if n := h.served.Load(); n != 3 {
+		t.Fatalf("the host served %d tries, want 3 (num_retries = 2)", n)
+	}
+	c := counters(t, admin)
+	if c["cluster.backend.upstream_rq_total"] != 3 || c["cluster.backend.upstream_rq_5xx"] != 3 || c["cluster.backend.upstream_rq_retry"] != 2 {
+		t.Errorf("upstream_rq_total %v, upstream_rq_5xx %v, upstream_rq_retry %v; want 3, 3, 2", c["cluster.backend.upstream_rq_total"],
+			c["cluster.backend.upstream_rq_5xx"], c["cluster.backend.upstream_rq_retry"])
+	}
+	_, body := adminDo(t, "GET", admin, "/clusters")
+	if want := fmt.Sprintf("backend::%s::rq_total::3\n", h.addr); !strings.Contains(body, want) {
+		t.Errorf("/clusters has no %q:\n%s", want, body)
 	}
 }
 

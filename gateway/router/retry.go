@@ -378,6 +378,8 @@ func (f *filter) again(try int, cond uint16) bool {
 	}
 	cl.Overflow.Retry.Inc()
 	f.nextHost()
+	// Each try is an upstream request, as in Envoy (one per stream).
+	f.stats.UpstreamRqTotal.Inc()
 	return true
 }
 
@@ -433,6 +435,9 @@ func (f *filter) nextHost() {
 	}
 	f.lbReq.Attempt = 0
 	if next == nil || next == f.host {
+		if f.host.State != nil {
+			f.host.State.CountRequest() // the same host's rq_total counts the try
+		}
 		return
 	}
 	f.host.End()

@@ -1,9 +1,22 @@
 package cluster
 
 import (
+	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
+
+// slowRuns makes each run's cluster names unique: host records live in the
+// process's region, which outlives a test (go test -count).
+var slowRuns atomic.Int64
+
+// uniqueConfig replaces NAME in text with a cluster name of its own.
+func uniqueConfig(text, base string) (string, string) {
+	name := fmt.Sprintf("%s%d", base, slowRuns.Add(1))
+	return strings.ReplaceAll(text, "NAME", name), name
+}
 
 // share picks n hosts of c and returns the fraction that went to addr.
 func share(t *testing.T, c *Cluster, addr string, n int) float64 {
@@ -26,22 +39,23 @@ func share(t *testing.T, c *Cluster, addr string, n int) float64 {
 // (min_weight_percent, 10 %, at first), while the cluster's first hosts do
 // not.
 func TestSlowStartRampsUpAHostThatJoins(t *testing.T) {
-	m := testManager(t, "slowjoin.toml", `
+	text, name := uniqueConfig(`
 [[cluster]]
-name = "slowjoin"
+name = "NAME"
 type = "strict_dns"
 endpoints = ["api.test:80"]
   [cluster.slow_start]
   window = "1h"
-`)
-	c := m.Get("slowjoin")
-	if err := SetResolvedHosts("slowjoin", []string{"10.0.0.1:80", "10.0.0.2:80"}); err != nil {
+`, "slowjoin")
+	m := testManager(t, "slowjoin.toml", text)
+	c := m.Get(name)
+	if err := SetResolvedHosts(name, []string{"10.0.0.1:80", "10.0.0.2:80"}); err != nil {
 		t.Fatal(err)
 	}
 	if s := share(t, c, "10.0.0.2:80", 2000); s < 0.4 || s > 0.6 {
 		t.Fatalf("a first host got %.0f %% of the picks, want about 50 %% (no slow start)", 100*s)
 	}
-	if err := SetResolvedHosts("slowjoin", []string{"10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"}); err != nil {
+	if err := SetResolvedHosts(name, []string{"10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"}); err != nil {
 		t.Fatal(err)
 	}
 	// Weights 1, 1 and 0.1: the new host gets about 5 %.
@@ -54,14 +68,15 @@ endpoints = ["api.test:80"]
 // active health checking brought back less than slow_start.window ago gets
 // a reduced share.
 func TestSlowStartRampsUpAHostBackFromAFailedHealthCheck(t *testing.T) {
-	m := testManager(t, "slowhc.toml", `
+	text, name := uniqueConfig(`
 [[cluster]]
-name = "slowhc"
+name = "NAME"
 endpoints = ["10.0.1.1:80", "10.0.1.2:80"]
   [cluster.slow_start]
   window = "1h"
-`)
-	c := m.Get("slowhc")
+`, "slowhc")
+	m := testManager(t, "slowhc.toml", text)
+	c := m.Get(name)
 	if s := share(t, c, "10.0.1.2:80", 2000); s < 0.4 || s > 0.6 {
 		t.Fatalf("a host got %.0f %% of the picks, want about 50 %% (no slow start)", 100*s)
 	}

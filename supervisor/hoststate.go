@@ -196,7 +196,8 @@ func (hs *hostState) apply(cfg *config.Config) {
 				h.ClearFlags(hoststate.FlagFailedActiveHC | hoststate.FlagPendingActiveHC | hoststate.FlagImmediateHCFail)
 			}
 		} else if hc, err := cc.HealthChecks[0].Health(); err == nil {
-			checked = append(checked, health.Cluster{Name: cc.Name, Addresses: slices.Clone(eps), Config: hc})
+			checked = append(checked, health.Cluster{Name: cc.Name, Addresses: slices.Clone(eps), Config: hc,
+				UnejectOnPass: cc.OutlierDetection != nil && cc.OutlierDetection.UnejectOnHealthCheck()})
 		}
 		if cc.OutlierDetection != nil {
 			if p, err := cc.OutlierDetection.Policy(); err == nil {
@@ -240,6 +241,8 @@ func (hs *hostState) restartChecks(clusters []health.Cluster) {
 	c, err := health.New(clusters, hs.r, health.Options{OnChange: func(cluster, address string, healthy bool) {
 		log.Info("health check changed host", zap.String("cluster", cluster), zap.String("host", address),
 			zap.Bool("healthy", healthy))
+	}, OnUneject: func(cluster, address string) {
+		log.Info("health check unejected host", zap.String("cluster", cluster), zap.String("host", address))
 	}})
 	if err != nil {
 		log.Error("cannot start health checks", zap.Error(err))

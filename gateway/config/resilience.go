@@ -190,6 +190,17 @@ type OutlierConfig struct {
 	FailurePercentageMinimumHosts          *uint32  `toml:"failure_percentage_minimum_hosts"`
 	FailurePercentageRequestVolume         *uint32  `toml:"failure_percentage_request_volume"`
 	SplitExternalLocalOriginErrors         bool     `toml:"split_external_local_origin_errors"`
+	// SuccessfulActiveHealthCheckUnejectHost: a passing active health check
+	// brings back a host outlier detection ejected (nil: true, Envoy's
+	// default).
+	SuccessfulActiveHealthCheckUnejectHost *bool `toml:"successful_active_health_check_uneject_host"`
+}
+
+// UnejectOnHealthCheck reports whether a passing active health check
+// brings back a host outlier detection ejected: true unless
+// successful_active_health_check_uneject_host is false.
+func (o *OutlierConfig) UnejectOnHealthCheck() bool {
+	return o.SuccessfulActiveHealthCheckUnejectHost == nil || *o.SuccessfulActiveHealthCheckUnejectHost
 }
 
 // Policy resolves o (defaults applied, validated).

@@ -16,6 +16,11 @@ type Cluster struct {
 	Name      string
 	Addresses []string
 	Config    *Config
+	// UnejectOnPass makes a passing check bring back a healthy host that
+	// outlier detection ejected, clearing its outlier counters (Envoy's
+	// successful_active_health_check_uneject_host, true by default when
+	// the cluster has outlier detection).
+	UnejectOnPass bool
 }
 
 // Options are the Checker's hooks; the zero value is valid.
@@ -24,6 +29,10 @@ type Options struct {
 	// logs, stats and tests). It runs on the host's checking goroutine and
 	// must not block.
 	OnChange func(cluster, address string, healthy bool)
+	// OnUneject is called when a passing check brought back a host that
+	// outlier detection had ejected (Cluster.UnejectOnPass), on the same
+	// terms as OnChange.
+	OnUneject func(cluster, address string)
 }
 
 // Run health-checks clusters until ctx is done, writing verdicts into the
@@ -50,6 +59,7 @@ type Checker struct {
 type hostCheck struct {
 	cluster, addr string
 	cfg           *Config
+	uneject       bool // Cluster.UnejectOnPass
 	rec           *hoststate.Host
 	crec          *hoststate.Cluster
 	p             prober
@@ -80,7 +90,7 @@ func New(clusters []Cluster, region *hoststate.Region, opts Options) (*Checker, 
 			if err != nil {
 				return nil, err
 			}
-			h := &hostCheck{cluster: cl.Name, addr: a, cfg: cl.Config, rec: rec, crec: crec}
+			h := &hostCheck{cluster: cl.Name, addr: a, cfg: cl.Config, uneject: cl.UnejectOnPass, rec: rec, crec: crec}
 			switch cl.Config.Type {
 			case TypeHTTP:
 				host, exp := cl.Config.HTTP.Host, cl.Config.HTTP.ExpectedStatuses
@@ -214,6 +224,17 @@ func (c *Checker) apply(h *hostCheck, v verdict) {
 	}
 	if wasHealthy != isHealthy && c.opts.OnChange != nil {
 		c.opts.OnChange(h.cluster, h.addr, isHealthy)
+	}
+	if v == pass && isHealthy && h.uneject && h.rec.Flags()&hoststate.FlagOutlierEjected != 0 &&
+		h.rec.ClearFlags(hoststate.FlagOutlierEjected)&hoststate.FlagOutlierEjected != 0 {
+		// As in Envoy: the host is back, its outlier counters cleared; its
+		// unit of the cluster's ejection budget is given back.
+		h.rec.ClearEjected()
+		h.rec.ResetConsecutive()
+		h.crec.Uneject()
+		if c.opts.OnUneject != nil {
+			c.opts.OnUneject(h.cluster, h.addr)
+		}
 	}
 }
 

@@ -130,8 +130,10 @@ func (d *Detector) interval(c *Cluster, now time.Time) {
 	for i, h := range c.Hosts {
 		es, et, ls, lt := h.TakeInterval()
 		if h.Flags()&hoststate.FlagOutlierEjected != 0 {
-			if !h.EjectionPending() && !now.Before(h.EjectedUntil()) {
-				h.ClearFlags(hoststate.FlagOutlierEjected)
+			// Whoever clears the flag gives the unit back: a passing
+			// health check may bring the host back at the same time.
+			if !h.EjectionPending() && !now.Before(h.EjectedUntil()) &&
+				h.ClearFlags(hoststate.FlagOutlierEjected)&hoststate.FlagOutlierEjected != 0 {
 				h.ClearEjected()
 				c.Record.Uneject()
 				d.onEvent(Event{Cluster: c.Name, Address: c.Addresses[i]})

@@ -1,0 +1,124 @@
+package cors
+
+import (
+	"github.com/sluice-proxy/sluice/gateway/buffer"
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/stats"
+)
+
+// Factory is a built CORS policy. It is immutable (but for its stats) and
+// safe for concurrent use.
+type Factory struct {
+	origins                  []originMatcher
+	methods, headers, expose string
+	maxAge                   string
+	credentials, forward     bool
+	valid, invalid           *stats.Counter
+}
+
+// NewFilter implements httpfilter.Factory.
+func (fa *Factory) NewFilter(cb httpfilter.DecoderCallbacks) any {
+	return &filter{fa: fa, cb: cb}
+}
+
+// allowed reports whether origin is allowed.
+func (fa *Factory) allowed(origin string) bool {
+	for i := range fa.origins {
+		if fa.origins[i].match(origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// filter is one stream's CORS handling. Its methods run on the stream's
+// goroutine, one at a time.
+type filter struct {
+	fa *Factory
+	cb httpfilter.DecoderCallbacks
+	// origin is the request's allowed Origin, or "" when the request is
+	// not a CORS request of an allowed origin; preflight marks an answered
+	// preflight.
+	origin    string
+	preflight bool
+}
+
+var _ httpfilter.DecoderFilter = (*filter)(nil)
+var _ httpfilter.EncoderFilter = (*filter)(nil)
+
+// DecodeHeaders implements httpfilter.DecoderFilter: it checks the Origin
+// and answers an allowed origin's preflight.
+func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) httpfilter.HeadersStatus {
+	o := h.Get("origin")
+	if o == nil {
+		return httpfilter.HeadersContinue
+	}
+	preflight := string(h.Method) == "OPTIONS" && h.Has("access-control-request-method")
+	if !f.fa.allowed(string(o)) {
+		f.fa.invalid.Inc()
+		if preflight && !f.fa.forward {
+			f.cb.SendLocalReply(httpfilter.LocalReply{Status: 200, Details: "cors_preflight_origin_not_allowed"})
+			return httpfilter.HeadersStopIteration
+		}
+		return httpfilter.HeadersContinue
+	}
+	f.fa.valid.Inc()
+	f.origin = string(o)
+	if preflight {
+		f.preflight = true
+		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 200, Details: "cors_preflight"})
+		return httpfilter.HeadersStopIteration
+	}
+	return httpfilter.HeadersContinue
+}
+
+// DecodeData implements httpfilter.DecoderFilter.
+func (f *filter) DecodeData(*buffer.Buffer, bool) httpfilter.DataStatus {
+	return httpfilter.DataContinue
+}
+
+// DecodeTrailers implements httpfilter.DecoderFilter.
+func (f *filter) DecodeTrailers(*httpfilter.Headers) httpfilter.TrailersStatus {
+	return httpfilter.TrailersContinue
+}
+
+// EncodeHeaders implements httpfilter.EncoderFilter: an allowed origin's
+// response (or preflight answer) gets the access-control-* headers.
+func (f *filter) EncodeHeaders(h *httpfilter.ResponseHeaders, endStream bool) httpfilter.HeadersStatus {
+	if f.origin == "" {
+		return httpfilter.HeadersContinue
+	}
+	fa := f.fa
+	h.Set("access-control-allow-origin", f.origin)
+	if fa.credentials {
+		h.Set("access-control-allow-credentials", "true")
+	}
+	if f.preflight {
+		if fa.methods != "" {
+			h.Set("access-control-allow-methods", fa.methods)
+		}
+		if fa.headers != "" {
+			h.Set("access-control-allow-headers", fa.headers)
+		}
+		if fa.maxAge != "" {
+			h.Set("access-control-max-age", fa.maxAge)
+		}
+	} else if fa.expose != "" {
+		h.Set("access-control-expose-headers", fa.expose)
+	}
+	h.Add("vary", "origin") // the answer depends on the Origin: caches must keep the variants apart
+	return httpfilter.HeadersContinue
+}
+
+// EncodeData implements httpfilter.EncoderFilter.
+func (f *filter) EncodeData(*buffer.Buffer, bool) httpfilter.DataStatus {
+	return httpfilter.DataContinue
+}
+
+// EncodeTrailers implements httpfilter.EncoderFilter.
+func (f *filter) EncodeTrailers(*httpfilter.Headers) httpfilter.TrailersStatus {
+	return httpfilter.TrailersContinue
+}
+
+// OnDestroy implements httpfilter.DecoderFilter.
+func (f *filter) OnDestroy() {}

@@ -158,3 +158,61 @@ func readJSONLines(t *testing.T, path string) []map[string]string {
 	}
 	return out
 }
+
+// TestAccessLogPrintsResponseHeaders checks %RESP(h)% on proxied responses
+// over HTTP/1.1 and HTTP/2: the line shows the headers the client got
+// (the upstream's own and the x-envoy-upstream-service-time sluice adds),
+// not "-" because the router had let go of the response head before the
+// line was written.
+func TestAccessLogPrintsResponseHeaders(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("x-upstream", "from"+r.URL.Path)
+		w.Header().Set("content-type", "text/x-test")
+		w.Write([]byte("ok"))
+	}))
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	hcm := fmt.Sprintf(`
+      [[listener.filter_chain.filter.config.access_log]]
+      path = %q
+      format = "%%REQ(:PATH)%% %%PROTOCOL%% %%RESP(X-UPSTREAM)%% %%RESP(content-type)%% %%RESP(x-envoy-upstream-service-time?x-none)%% %%RESP(x-missing)%%\n"
+`, logPath)
+	p := gwtest.Start(t, h2Config(hcm, route(`prefix = "/"`, "up"), cluster("up", up.Addr)))
+	base := "http://" + p.Addr("http")
+	for _, c := range []struct {
+		path   string
+		client *http.Client
+		proto  string
+	}{
+		{"/h1", newClient(nil), "HTTP/1.1"},
+		{"/h2", h2cClient(nil), "HTTP/2"},
+	} {
+		resp, body := get(t, c.client, base+c.path)
+		if resp.StatusCode != 200 || string(body) != "ok" || resp.Header.Get("x-upstream") != "from"+c.path {
+			t.Fatalf("GET %s over %s: %d %q %v", c.path, c.proto, resp.StatusCode, body, resp.Header)
+		}
+	}
+	var lines []string
+	deadline := time.Now().Add(ioTimeout)
+	for len(lines) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("access log has %d lines, want 2: %q", len(lines), lines)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a file another process appends to
+		b, err := os.ReadFile(logPath)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		lines = strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(b)), " ", "|"))
+	}
+	byPath := map[string][]string{} // the workers' lines may come in either order
+	for _, l := range lines {
+		f := strings.Split(l, "|")
+		byPath[f[0]] = f
+	}
+	for _, want := range []struct{ path, proto string }{{"/h1", "HTTP/1.1"}, {"/h2", "HTTP/2"}} {
+		f := byPath[want.path]
+		if len(f) != 6 || f[1] != want.proto || f[2] != "from"+want.path || f[3] != "text/x-test" || f[4] == "-" || f[5] != "-" {
+			t.Errorf("access log line %q; want %s %s from%s text/x-test <service time> -", strings.Join(f, " "), want.path, want.proto, want.path)
+		}
+	}
+}

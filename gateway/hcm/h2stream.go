@@ -106,11 +106,8 @@ func (s *stream) runH2() (abort bool) {
 		s.h2ReadBody()
 	}
 	s.awaitEnd()
-	for _, d := range s.destroyers {
-		d.OnDestroy()
-	}
 	abort = s.reset || !s.respDone
-	s.end()
+	s.end() // logs, then destroys the filters
 	return abort
 }
 

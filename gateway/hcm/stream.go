@@ -91,10 +91,7 @@ func (s *stream) run() bool {
 		s.readBody()
 	}
 	s.awaitEnd()
-	for _, d := range s.destroyers {
-		d.OnDestroy()
-	}
-	s.UnwatchPeer() // the router ended its watch, unless it failed to
+	s.UnwatchPeer() // the filters are destroyed in end, after the access log
 	if s.peerFired {
 		s.reset = true // the client is gone
 	}
@@ -162,6 +159,12 @@ func (s *stream) end() {
 			lg.Log(&s.rec)
 		}
 		s.rec = accesslog.Record{}
+	}
+	// The filters are destroyed only after the access log has been
+	// written: the heads it prints may belong to them (the router's
+	// response head and rewritten path go back to its pool in OnDestroy).
+	for _, d := range s.destroyers {
+		d.OnDestroy()
 	}
 	clear(s.decoders)
 	s.decoders = s.decoders[:0]

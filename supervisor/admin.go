@@ -201,7 +201,7 @@ func (a *adminServer) ServerInfo() admin.ServerInfo {
 	v, st := a.view.Load(), a.s.stats
 	info := admin.ServerInfo{
 		Version:              a.s.version,
-		State:                v.state,
+		State:                a.state(v),
 		UptimeSeconds:        time.Since(st.started).Seconds(),
 		UptimeAllEpochs:      time.Since(st.firstStart).Seconds(),
 		HotRestartGeneration: st.epoch,
@@ -277,8 +277,17 @@ func (a *adminServer) ConfigDump() ([]byte, error) {
 // Ready implements admin.Server: serving, and health checks not failed
 // by /healthcheck/fail.
 func (a *adminServer) Ready() (bool, string) {
-	st := a.view.Load().state
-	return st == "LIVE" && a.s.stats.healthy(), st
+	st := a.state(a.view.Load())
+	return st == "LIVE", st
+}
+
+// state is the server state of /ready and /server_info: the view's, or
+// DRAINING while /healthcheck/fail holds, as Envoy's server state is.
+func (a *adminServer) state(v *view) string {
+	if v.state == "LIVE" && !a.s.stats.healthy() {
+		return "DRAINING"
+	}
+	return v.state
 }
 
 // SetHealthy implements admin.Server: the state word in every worker slab

@@ -257,7 +257,17 @@ func TestAdminAPIStatsPrometheusAndHealthCheck(t *testing.T) {
 	if code, _ := get(t, addr, "/"); code != 200 {
 		t.Errorf("GET / while health checks fail = %d, want 200", code)
 	}
+	// As Envoy's: the server state is DRAINING while health checks fail.
+	if code, body := adminDo(t, "GET", admin, "/ready"); code != 503 || strings.TrimSpace(body) != "DRAINING" {
+		t.Errorf("/ready after /healthcheck/fail = %d %q, want 503 DRAINING", code, body)
+	}
+	if _, body := adminDo(t, "GET", admin, "/server_info"); json.Unmarshal([]byte(body), &info) != nil || info["state"] != "DRAINING" {
+		t.Errorf("/server_info after /healthcheck/fail = %s, want state DRAINING", body)
+	}
 	adminDo(t, "POST", admin, "/healthcheck/ok")
+	if code, body := adminDo(t, "GET", admin, "/ready"); code != 200 || strings.TrimSpace(body) != "LIVE" {
+		t.Errorf("/ready after /healthcheck/ok = %d %q, want 200 LIVE", code, body)
+	}
 	for range 10 {
 		if code, _ := get(t, addr, "/healthz"); code != 200 {
 			t.Fatalf("GET /healthz after /healthcheck/ok = %d, want 200", code)

@@ -203,3 +203,68 @@ func waitLine(t *testing.T, path, want string) {
 		time.Sleep(5 * time.Millisecond) // polling a file written asynchronously
 	}
 }
+
+// TestStatsdRestartedByAReloadSendsNothingTwice changes [statsd] in a
+// reload, which restarts the sink: the new sink sends only what happened
+// after it started, so the counter deltas and the histogram's interval
+// counts (name.count) each sum to the requests sent, not more.
+func TestStatsdRestartedByAReloadSendsNothingTwice(t *testing.T) {
+	t.Parallel()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	up := newUpstream(t)
+	cfg := obsConfig(up.addr, controlPath(t), obsOptions{statsd: pc.LocalAddr().String()})
+	s := start(t, cfg)
+	addr := s.listenAddr(t, "public")
+	s.workers(t)
+	const total, count = "sluice.http.ingress.downstream_rq_total", "sluice.http.ingress.downstream_rq_time.count"
+	sums := map[string]int{}
+	buf := make([]byte, 64<<10)
+	// until reads datagrams until both sums reach n, then checks that
+	// neither went past it.
+	until := func(n int, when string) {
+		t.Helper()
+		deadline := time.Now().Add(waitTimeout)
+		for sums[total] < n || sums[count] < n {
+			pc.SetReadDeadline(deadline)
+			k, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("statsd %s: %v; sums so far %v", when, err, sums)
+			}
+			for _, line := range strings.Split(string(buf[:k]), "\n") {
+				name, rest, ok := strings.Cut(line, ":")
+				v, typ, ok2 := strings.Cut(rest, "|")
+				if !ok || !ok2 || typ != "c" {
+					continue
+				}
+				x, err := strconv.Atoi(v)
+				if err != nil {
+					t.Fatalf("statsd line %q: %v", line, err)
+				}
+				sums[name] += x
+			}
+		}
+		if sums[total] != n || sums[count] != n {
+			t.Fatalf("statsd %s: %s sums to %d and %s to %d, want %d each", when, total, sums[total], count, sums[count], n)
+		}
+	}
+	for range 7 {
+		if code, _ := get(t, addr, "/"); code != 200 {
+			t.Fatalf("GET / = %d", code)
+		}
+	}
+	until(7, "before the reload")
+	s.rewrite(t, strings.Replace(cfg, `flush_interval = "50ms"`, `flush_interval = "60ms"`, 1))
+	if out, code := runSluice(t, "reload", "-c", s.path); code != 0 {
+		t.Fatalf("sluice reload = %d, %q", code, out)
+	}
+	for range 5 {
+		if code, _ := get(t, addr, "/"); code != 200 {
+			t.Fatalf("GET / = %d", code)
+		}
+	}
+	until(12, "after the reload")
+}

@@ -14,23 +14,22 @@ import (
 type statsdRun struct {
 	cfg    config.Statsd
 	hosts  []string // the tcp_cluster_name cluster's endpoints
+	sink   *stats.Statsd
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
 // startStatsd starts the statsd sink of c, if it has an address, pushing
-// the aggregated snapshot. base, when not nil, is subtracted from the
-// counters: a supervisor taking over from another one pushes only what
-// happened since, the old one having pushed the rest. Called by the loop.
+// the aggregated snapshot. base, when not nil, primes the sink (see
+// stats.Statsd.Prime): a sink taking over from another one pushes only
+// what happened since, counters and histograms alike, the old one having
+// pushed the rest. Called by the loop.
 func (s *Supervisor) startStatsd(cfg *config.Config, base stats.Snapshot) {
 	c := cfg.Statsd
 	if c.Address == "" && c.TCPClusterName == "" {
 		return
 	}
 	snapshot := s.snapshot
-	if base != nil {
-		snapshot = func() stats.Snapshot { return subtract(s.snapshot(), base) }
-	}
 	var sink *stats.Statsd
 	hosts := statsdHosts(cfg)
 	if c.TCPClusterName != "" {
@@ -46,8 +45,11 @@ func (s *Supervisor) startStatsd(cfg *config.Config, base stats.Snapshot) {
 			s.log.Warn("statsd server not reachable yet, retrying at every flush", zap.String("address", c.Address), zap.Error(err))
 		}
 	}
+	if base != nil {
+		sink.Prime(base)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &statsdRun{cfg: c, hosts: hosts, cancel: cancel, done: make(chan struct{})}
+	r := &statsdRun{cfg: c, hosts: hosts, sink: sink, cancel: cancel, done: make(chan struct{})}
 	s.statsd = r
 	go func() {
 		defer close(r.done)
@@ -58,14 +60,17 @@ func (s *Supervisor) startStatsd(cfg *config.Config, base stats.Snapshot) {
 		zap.Duration("flush_interval", c.FlushInterval.Duration))
 }
 
-// stopStatsd stops the statsd sink after one last flush. Called by the
-// loop.
-func (s *Supervisor) stopStatsd() {
-	if r := s.statsd; r != nil {
-		s.statsd = nil
-		r.cancel()
-		<-r.done
+// stopStatsd stops the statsd sink after one last flush and returns what
+// it sent (nil if no sink ran). Called by the loop.
+func (s *Supervisor) stopStatsd() stats.Snapshot {
+	r := s.statsd
+	if r == nil {
+		return nil
 	}
+	s.statsd = nil
+	r.cancel()
+	<-r.done
+	return r.sink.Sent()
 }
 
 // restartStatsd applies a reloaded [statsd] table (or a changed
@@ -76,9 +81,13 @@ func (s *Supervisor) restartStatsd(cfg *config.Config) {
 		s.statsd == nil && c.Address == "" && c.TCPClusterName == "" {
 		return
 	}
-	s.stopStatsd()
-	// The old sink pushed everything up to now in its last flush.
-	s.startStatsd(cfg, s.stats.snapshot())
+	// The old sink pushed everything up to its last flush; the new one
+	// goes on from there. A sink new to the config starts from now.
+	base := s.stopStatsd()
+	if base == nil {
+		base = s.stats.snapshot()
+	}
+	s.startStatsd(cfg, base)
 }
 
 // statsdHosts returns the endpoints of cfg's statsd tcp_cluster_name
@@ -90,18 +99,4 @@ func statsdHosts(cfg *config.Config) []string {
 		}
 	}
 	return nil
-}
-
-// subtract returns snap with base's counter values taken off (a counter
-// below its base, after a reset, is left as is).
-func subtract(snap, base stats.Snapshot) stats.Snapshot {
-	for i := range snap {
-		if snap[i].Def.Kind != stats.KindCounter {
-			continue
-		}
-		if b, ok := base.Get(snap[i].Def.Name); ok && snap[i].Counter >= b.Counter {
-			snap[i].Counter -= b.Counter
-		}
-	}
-	return snap
 }

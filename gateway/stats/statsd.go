@@ -112,6 +112,44 @@ func newStatsd(prefix string, interval time.Duration, snapshot func() Snapshot) 
 	}
 }
 
+// Prime makes the sink carry on from base, as if its last flush had sent
+// base: counter deltas and histogram intervals of the next flush start
+// from base's values. A sink that takes over from another one (a reload
+// that changes [statsd], an upgrade) is primed with what the other one
+// sent, so that no counter delta and no histogram value is sent twice.
+// Call it before the first flush.
+func (s *Statsd) Prime(base Snapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range base {
+		switch st.Def.Kind {
+		case KindCounter:
+			s.counters[st.Def.Name] = st.Counter
+		case KindHistogram:
+			if st.Histogram != nil {
+				h := *st.Histogram
+				s.hists[st.Def.Name] = &h
+			}
+		}
+	}
+}
+
+// Sent returns the counters and histograms as of the sink's last flush
+// (or its Prime), to prime the sink that replaces it.
+func (s *Statsd) Sent() Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(Snapshot, 0, len(s.counters)+len(s.hists))
+	for name, v := range s.counters {
+		out = append(out, Stat{Def: Def{Name: name, Kind: KindCounter}, Counter: v})
+	}
+	for name, h := range s.hists {
+		c := *h
+		out = append(out, Stat{Def: Def{Name: name, Kind: KindHistogram}, Histogram: &c})
+	}
+	return out
+}
+
 // Run flushes every interval until ctx is done, then flushes once more.
 // Send errors (no server listening) are ignored: statsd is best effort.
 func (s *Statsd) Run(ctx context.Context) {

@@ -149,3 +149,42 @@ func TestStatsdRetriesANameThatDidNotResolve(t *testing.T) {
 		t.Fatal("NewStatsd accepted an address without a port")
 	}
 }
+
+// TestStatsdPrimedSinkSendsOnlyWhatFollows checks that a sink primed with
+// what another sink sent (Prime, Sent) sends neither the counters nor the
+// histogram values of before again: only the request recorded since.
+func TestStatsdPrimedSinkSendsOnlyWhatFollows(t *testing.T) {
+	srv := listenUDP(t)
+	r := filledRegion(t)
+	first, err := NewStatsd(srv.LocalAddr().String(), "sluice", 0, r.Snapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if err := first.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, srv, "sluice.http.ingress.downstream_rq_5xx:2|c")
+	c := r.Slab(0).Cluster("backend")
+	c.UpstreamRqTotal.Inc()
+	c.UpstreamRqTime.Record(7 * time.Millisecond)
+	next, err := NewStatsd(srv.LocalAddr().String(), "sluice", 0, r.Snapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	next.Prime(first.Sent())
+	if err := next.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(receive(t, srv, "sluice.cluster.backend.upstream_rq_total:"), "\n")
+	for _, want := range []string{"sluice.cluster.backend.upstream_rq_total:1|c", "sluice.cluster.backend.upstream_rq_time.count:1|c",
+		"sluice.cluster.backend.upstream_rq_time.p99:7.167|g"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("primed sink's flush lacks %q:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "downstream_rq_5xx") {
+		t.Errorf("primed sink sent a counter again:\n%s", all)
+	}
+}

@@ -3,12 +3,16 @@ package e2e
 import (
 	"bytes"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -426,4 +430,68 @@ func TestTCPProxyOriginatesTLSToATLSCluster(t *testing.T) {
 		t.Fatal("the upstream saw no TLS handshake")
 	}
 	closedWithoutData(t, dial(t, p.Addr("bad")))
+}
+
+// TestTCPProxyConnectionsCountInTheirClusterStats checks that the
+// upstream connections tcp_proxy makes count in the cluster's stats, as
+// Envoy's do: upstream_cx_total for every attempt, upstream_cx_active
+// while one is open, upstream_cx_connect_ms for each made, and
+// upstream_cx_connect_fail for each refused.
+func TestTCPProxyConnectionsCountInTheirClusterStats(t *testing.T) {
+	up := echoUpstream(t)
+	p := gwtest.Start(t, fmt.Sprintf(tcpHead, 1)+"\n[admin]\naddress = \"127.0.0.1:0\"\n"+
+		tcpListener("ok", "127.0.0.1:0", tcpProxy(`cluster = "echo"`))+tcpListener("dead", "127.0.0.1:0", tcpProxy(`cluster = "dead"`))+
+		cluster("echo", up.Addr)+cluster("dead", testutil.DeadAddr(t)))
+	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
+
+	c := dial(t, p.Addr("ok"))
+	echoes(t, c)
+	waitCounter(t, admin, "cluster.echo.upstream_cx_active", 1)
+	if st := adminCounters(t, admin); st["cluster.echo.upstream_cx_total"] != 1 {
+		t.Errorf("cluster.echo.upstream_cx_total = %v with one connection open, want 1", st["cluster.echo.upstream_cx_total"])
+	}
+	c.Close()
+	// A gauge going down: waitCounter fails once it is above its target.
+	for deadline := time.Now().Add(ioTimeout); adminCounters(t, admin)["cluster.echo.upstream_cx_active"] != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("cluster.echo.upstream_cx_active still not 0 after the connection closed")
+		}
+		time.Sleep(20 * time.Millisecond) // polling the admin API, which has no wait
+	}
+	closedWithoutData(t, dial(t, p.Addr("dead")))
+	waitCounter(t, admin, "cluster.dead.upstream_cx_connect_fail", 1)
+	st := adminCounters(t, admin)
+	if st["cluster.echo.upstream_cx_total"] != 1 || st["cluster.dead.upstream_cx_total"] != 1 {
+		t.Errorf("upstream_cx_total: echo %v, dead %v; want 1 each", st["cluster.echo.upstream_cx_total"], st["cluster.dead.upstream_cx_total"])
+	}
+	if got := histogramCount(t, admin, "cluster.echo.upstream_cx_connect_ms"); got != 1 {
+		t.Errorf("cluster.echo.upstream_cx_connect_ms has %d values, want 1", got)
+	}
+}
+
+// histogramCount reads the number of values of histogram name from the
+// admin /stats?format=json.
+func histogramCount(t *testing.T, addr, name string) uint64 {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: ioTimeout}).Get("http://" + addr + "/stats?format=json&filter=" + url.QueryEscape("^"+regexp.QuoteMeta(name)+"$"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Stats []struct {
+			Name  string `json:"name"`
+			Count uint64 `json:"count"`
+		} `json:"stats"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatalf("admin /stats: %v", err)
+	}
+	for _, s := range doc.Stats {
+		if s.Name == name {
+			return s.Count
+		}
+	}
+	t.Fatalf("admin /stats has no %s", name)
+	return 0
 }

@@ -84,9 +84,10 @@ type target struct {
 	pick           func(r *lb.Request) (*cluster.Host, error)
 	connectTimeout time.Duration
 	cum            int
-	// connectFail counts failed connects on the cluster's own stats
-	// (cluster.<name>.upstream_cx_connect_fail); nil outside a generation.
-	connectFail *stats.Counter
+	// cs are the cluster's own stats (cluster.<name>.upstream_cx_*), which
+	// count the connections tcp_proxy makes as Envoy's connection pools
+	// do; nil outside a generation.
+	cs *stats.ClusterStats
 }
 
 // Build implements registry.Config. It resolves the cluster names against
@@ -107,9 +108,7 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 		if cl.Cfg != nil {
 			t.connectTimeout = cl.Cfg.ConnectTimeout.Duration
 		}
-		if cl.Stats != nil {
-			t.connectFail = cl.Stats.UpstreamCxConnectFail
-		}
+		t.cs = cl.Stats
 		return t, true
 	})
 	if err != nil {

@@ -74,11 +74,14 @@ func (p *filter) Serve(c netfilter.Conn) {
 	_ = c.SetReadDeadline(time.Time{})
 	_ = c.SetWriteDeadline(time.Time{})
 
-	up, host := p.connect(info)
+	up, host, cs := p.connect(info)
 	if up == nil {
 		return
 	}
 	defer host.End()
+	if cs != nil {
+		defer cs.UpstreamCxActive.Dec()
+	}
 	p.c, p.up = c, up
 	if f.idleTimeout > 0 {
 		p.timer = time.AfterFunc(math.MaxInt64, p.checkIdle)
@@ -98,8 +101,13 @@ func (p *filter) Serve(c netfilter.Conn) {
 
 // connect picks the connection's cluster and dials its hosts, each picked
 // afresh by the load balancer, until one answers or max_connect_attempts
-// have failed. On success the host's Begin has been called.
-func (p *filter) connect(info *netfilter.Info) (net.Conn, *cluster.Host) {
+// have failed. Every attempt counts in the cluster's upstream_cx_total, a
+// failed one in upstream_cx_connect_fail (and _timeout), a connection made
+// in upstream_cx_connect_ms and upstream_cx_active, as Envoy's connection
+// pools count them. On success the host's Begin has been called, and the
+// caller decrements the returned cluster stats' upstream_cx_active (if not
+// nil) when the connection ends.
+func (p *filter) connect(info *netfilter.Info) (net.Conn, *cluster.Host, *stats.ClusterStats) {
 	f, s := p.f, &p.sess
 	cl := f.pick()
 	r := lb.Request{OriginalDst: info.OriginalDst()}
@@ -111,27 +119,38 @@ func (p *filter) connect(info *netfilter.Info) (net.Conn, *cluster.Host) {
 			s.NoHealthyUpstream = true
 			f.stats.DownstreamCxNoRoute.Add(1)
 			f.log.Debug("tcp_proxy: no upstream host", zap.Uint64("conn", s.ConnID), zap.Error(err))
-			return nil, nil
+			return nil, nil, nil
 		}
 		s.ConnectAttempts++
 		// as in Envoy, the host tried last is recorded, also when its
 		// connect fails (logged with UF)
 		s.UpstreamHost = h.Address
+		start := time.Now()
+		if cl.cs != nil {
+			cl.cs.UpstreamCxTotal.Inc()
+		}
 		nc, err := dial(&d, h)
 		if err == nil {
+			if cl.cs != nil {
+				cl.cs.UpstreamCxConnectMs.Record(time.Since(start))
+				cl.cs.UpstreamCxActive.Inc()
+			}
 			h.Begin()
-			return nc, h
+			return nc, h, cl.cs
 		}
 		f.stats.UpstreamCxConnectFail.Add(1)
-		if cl.connectFail != nil {
-			cl.connectFail.Inc()
+		if cl.cs != nil {
+			cl.cs.UpstreamCxConnectFail.Inc()
+			if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+				cl.cs.UpstreamCxConnectTimeout.Inc()
+			}
 		}
 		f.log.Debug("tcp_proxy: upstream connect failed", zap.Uint64("conn", s.ConnID),
 			zap.String("cluster", cl.name), zap.String("host", h.Address), zap.Int("attempt", s.ConnectAttempts), zap.Error(err))
 	}
 	s.UpstreamConnectFailure = true
 	f.stats.UpstreamConnectAttemptsExceeded.Add(1)
-	return nil, nil
+	return nil, nil, nil
 }
 
 // dial connects to h within d's timeout, and originates TLS when h's

@@ -66,8 +66,9 @@ type Conn struct {
 	readDeadline atomic.Int64           // UnixNano of the read deadline, 0 for none
 
 	// Accessed atomically:
-	idle   atomic.Bool
-	closed atomic.Bool
+	idle      atomic.Bool
+	closed    atomic.Bool
+	handedOff atomic.Bool // the socket went to the next generation
 }
 
 // New wraps nc. read, when non-nil, replaces nc.Read (a listener that peeked
@@ -90,8 +91,12 @@ func (c *Conn) Run(factories []netfilter.Factory) {
 		return
 	}
 	if c.Stats != nil {
+		// A connection handed over by the previous generation was
+		// counted there; it is active here, and its length runs from now.
 		c.start = time.Now()
-		c.Stats.DownstreamCxTotal.Inc()
+		if !c.info.Adopted {
+			c.Stats.DownstreamCxTotal.Inc()
+		}
 		c.Stats.DownstreamCxActive.Inc()
 	}
 	for _, f := range factories {
@@ -393,8 +398,10 @@ func (c *Conn) Close() error {
 	}
 	if c.Stats != nil && !c.start.IsZero() {
 		c.Stats.DownstreamCxActive.Dec()
-		c.Stats.DownstreamCxDestroy.Inc()
-		c.Stats.DownstreamCxLengthMs.Record(time.Since(c.start))
+		if !c.handedOff.Load() { // else it lives on in the next generation
+			c.Stats.DownstreamCxDestroy.Inc()
+			c.Stats.DownstreamCxLengthMs.Record(time.Since(c.start))
+		}
 	}
 	err := c.nc.Close()
 	for _, f := range c.filters {
@@ -479,6 +486,7 @@ func (c *Conn) Handoff(readAhead []byte) bool {
 		c.log.Debug("handoff failed", zap.Uint64("conn", c.info.ID), zap.Error(err))
 		return false
 	}
+	c.handedOff.Store(true)
 	c.log.Debug("connection handed off", zap.Uint64("conn", c.info.ID), zap.Int("read_ahead", len(readAhead)))
 	return true
 }

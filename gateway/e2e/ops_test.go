@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -497,4 +498,61 @@ func reloadHeldByAPlugin(t *testing.T) (*gwtest.Proxy, int) {
 	}
 	p.WaitLogSince(t, mark, "plugin: launch failed", nil, ioTimeout)
 	return p, mark
+}
+
+// TestHandedOffConnectionCountsOnce keeps one keep-alive connection open
+// across three reloads, each of which hands it to the next generation: the
+// listener's and the connection manager's downstream_cx_total count it
+// once (not once per generation that served it), downstream_cx_destroy
+// counts it when it closes, and downstream_cx_length_ms gets one value.
+func TestHandedOffConnectionCountsOnce(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr)+"\n[admin]\naddress = \"127.0.0.1:0\"\n")
+	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
+	addr := p.Addr("http")
+	const lst = "listener.127.0.0.1_0." // named after the configured address
+	var dials atomic.Int64
+	c := newClient(&dials)
+	for i := range 4 {
+		if i > 0 {
+			reloadOK(t, p, fmt.Sprintf("reload %d", i))
+		}
+		if resp, body := get(t, c, "http://"+addr+"/"); resp.StatusCode != 200 || string(body) != "ok" {
+			t.Fatalf("GET %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	// want waits until each stat of both scopes has its value.
+	want := func(when string, total, destroy, active float64) {
+		t.Helper()
+		var st map[string]float64
+		for deadline := time.Now().Add(ioTimeout); ; {
+			st = adminCounters(t, admin)
+			ok := true
+			for _, scope := range []string{lst, "http.ingress_http."} {
+				ok = ok && st[scope+"downstream_cx_total"] == total && st[scope+"downstream_cx_destroy"] == destroy &&
+					st[scope+"downstream_cx_active"] == active
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond) // polling the admin API, which has no wait
+		}
+		for _, scope := range []string{lst, "http.ingress_http."} {
+			t.Errorf("%s: %sdownstream_cx_total %v, _destroy %v, _active %v; want %v, %v, %v", when, scope,
+				st[scope+"downstream_cx_total"], st[scope+"downstream_cx_destroy"], st[scope+"downstream_cx_active"], total, destroy, active)
+		}
+		t.FailNow()
+	}
+	// The client normally keeps its one connection; should one close in a
+	// reload anyway, the counts follow its dials.
+	n := float64(dials.Load())
+	want("open", n, n-1, 1)
+	c.CloseIdleConnections()
+	want("closed", n, n, 0)
+	if got := histogramCount(t, admin, lst+"downstream_cx_length_ms"); float64(got) != n {
+		t.Errorf("%sdownstream_cx_length_ms has %d values, want %v (one per connection)", lst, got, n)
+	}
 }

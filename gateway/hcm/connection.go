@@ -33,6 +33,7 @@ type connection struct {
 	headLimit time.Time     // request_headers_timeout deadline of a partly read head, or zero
 	expires   time.Time     // end of max_connection_duration, or zero
 	expired   bool          // max_connection_duration was reached (and counted)
+	handedOff bool          // the connection went to the next generation
 	s         *stream       // nil while parked
 	// wor, when the connection has one, writes a finished response from
 	// inside the read of the next request (see stream.finish); deferred
@@ -94,7 +95,9 @@ func (c *connection) Serve(nc netfilter.Conn) {
 		c.internal = c.f.isInternal(c.info.RemoteAddr.Addr())
 		c.wor, _ = nc.(netfilter.WriteOnReader)
 		c.pw, _ = nc.(netfilter.PeerCloseWatcher)
-		c.f.stats.DownstreamCxTotal.Inc()
+		if !c.info.Adopted { // else the previous generation counted it
+			c.f.stats.DownstreamCxTotal.Inc()
+		}
 		c.f.stats.DownstreamCxActive.Inc()
 		if d := c.f.cfg.MaxConnectionDuration.Duration; d > 0 {
 			c.expires = time.Now().Add(d)
@@ -134,7 +137,9 @@ func (c *connection) Serve(nc netfilter.Conn) {
 				lingerClose(c.c)
 			}
 			c.f.stats.DownstreamCxActive.Dec()
-			c.f.stats.DownstreamCxDestroy.Inc()
+			if !c.handedOff { // else it lives on in the next generation
+				c.f.stats.DownstreamCxDestroy.Inc()
+			}
 			return
 		}
 	}
@@ -368,6 +373,7 @@ func (c *connection) readError(err error) bool {
 // (its response then carries Connection: close).
 func (c *connection) drainBetweenRequests() bool {
 	if c.c.Handoff(c.r.Buffered()) {
+		c.handedOff = true
 		return false
 	}
 	if len(c.r.Buffered()) == 0 {

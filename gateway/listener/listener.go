@@ -85,6 +85,12 @@ func (l *Listener) Serve(ln net.Listener) error {
 	}
 }
 
+// Adopt runs a connection handed over by a previous generation, as Handle
+// does, with readAhead as the first bytes read; it is marked
+// netfilter.Info.Adopted, so that it is not counted as a new connection.
+// The caller has counted it with Tracker.Accepted.
+func (l *Listener) Adopt(nc net.Conn, readAhead []byte) { l.handle(nc, readAhead, true) }
+
 // Handle runs one connection; Serve calls it on a new goroutine per
 // accepted connection. readAhead, when non-empty, holds bytes already read
 // from nc by a previous generation: they are served first. The caller has
@@ -93,7 +99,9 @@ func (l *Listener) Serve(ln net.Listener) error {
 // With use_original_dst, a connection whose listener filters restored its
 // local address is handed to the listener Lookup finds for that address:
 // that listener's filters, filter chains and stats serve it.
-func (l *Listener) Handle(nc net.Conn, readAhead []byte) {
+func (l *Listener) Handle(nc net.Conn, readAhead []byte) { l.handle(nc, readAhead, false) }
+
+func (l *Listener) handle(nc net.Conn, readAhead []byte, adopted bool) {
 	running := false
 	defer func() {
 		if r := recover(); r != nil {
@@ -113,6 +121,7 @@ func (l *Listener) Handle(nc net.Conn, readAhead []byte) {
 		Listener:          l.Name,
 		Socket:            l.Name,
 		BufferLimit:       l.Cfg.PerConnectionBufferLimitBytes,
+		Adopted:           adopted,
 	}
 	readAhead, ok := l.runListenerFilters(nc, readAhead, &info)
 	if !ok {

@@ -71,6 +71,10 @@ type Info struct {
 	Socket      string
 	FilterChain string // filter chain name
 	BufferLimit int    // per_connection_buffer_limit_bytes
+	// Adopted is set for a connection handed over by the previous
+	// generation (a reload's or an upgrade's handoff): it was accepted,
+	// and counted in downstream_cx_total, there.
+	Adopted bool
 }
 
 // OriginalDst returns the connection's original destination: LocalAddr

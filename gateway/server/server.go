@@ -329,7 +329,7 @@ func (g *Generation) Adopt(listenerName string, f *os.File, readAhead []byte) er
 		return fmt.Errorf("server: adopt: no listener %q in this generation", listenerName)
 	}
 	l.Tracker.Accepted()
-	go l.Handle(nc, readAhead)
+	go l.Adopt(nc, readAhead)
 	return nil
 }
 

@@ -495,3 +495,47 @@ func histogramCount(t *testing.T, addr, name string) uint64 {
 	t.Fatalf("admin /stats has no %s", name)
 	return 0
 }
+
+// TestPrometheusLabelsTCPProxyStatsWithTheirPrefix checks /stats/prometheus
+// with a strict parser on a config with two tcp_proxy stat_prefixes: their
+// stats are one family each, with the prefix as the tcp_prefix label (as
+// Envoy's tag extractor makes envoy_tcp_prefix), not a family per prefix.
+func TestPrometheusLabelsTCPProxyStatsWithTheirPrefix(t *testing.T) {
+	up := echoUpstream(t)
+	p := gwtest.Start(t, fmt.Sprintf(tcpHead, 1)+"\n[admin]\naddress = \"127.0.0.1:0\"\n"+
+		tcpListener("a", "127.0.0.1:0", netFilter("tcp_proxy", `stat_prefix = "db"`, `cluster = "echo"`))+
+		tcpListener("b", "127.0.0.1:0", netFilter("tcp_proxy", `stat_prefix = "cache"`, `cluster = "echo"`))+
+		cluster("echo", up.Addr))
+	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
+	for _, l := range []string{"a", "b", "b"} {
+		c := dial(t, p.Addr(l))
+		echoes(t, c)
+		c.Close()
+	}
+	waitCounter(t, admin, "tcp.cache.downstream_cx_total", 2)
+	resp, err := (&http.Client{Timeout: ioTimeout}).Get("http://" + admin + "/stats/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/stats/prometheus: %d %v", resp.StatusCode, err)
+	}
+	fams, err := testutil.ParsePrometheusText(string(body))
+	if err != nil {
+		t.Fatalf("/stats/prometheus: %v\n%s", err, body)
+	}
+	got := map[string]float64{}
+	for _, s := range fams["sluice_tcp_downstream_cx_total"] {
+		got[s.Labels["tcp_prefix"]] = s.Value
+	}
+	if len(got) != 2 || got["db"] != 1 || got["cache"] != 2 {
+		t.Errorf("sluice_tcp_downstream_cx_total by tcp_prefix = %v, want db 1, cache 2\n%s", got, body)
+	}
+	for fam := range fams {
+		if strings.HasPrefix(fam, "sluice_tcp_db_") || strings.HasPrefix(fam, "sluice_tcp_cache_") {
+			t.Errorf("family %s carries the stat_prefix in its name", fam)
+		}
+	}
+}

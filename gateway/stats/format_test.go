@@ -11,6 +11,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
 )
 
 func filledRegion(t *testing.T) *Region {
@@ -172,4 +174,73 @@ func labels(m *dto.Metric) map[string]string {
 		out[l.GetName()] = l.GetValue()
 	}
 	return out
+}
+
+// TestPrometheusIsStrictAndTagsFilterStats checks the exposition with a
+// strict parser (testutil.ParsePrometheusText) on a schema with filter
+// stats of two stat_prefixes each: they are exported as Envoy's tag
+// extractors do, one family per stat with the prefix as a label, not one
+// family per prefix.
+func TestPrometheusIsStrictAndTagsFilterStats(t *testing.T) {
+	defs := append(ServerDefs(), ClusterDefs("backend")...)
+	defs = append(defs, ClusterDefs(`we"ird\name`)...)
+	defs = append(defs, ListenerDefs("127.0.0.1:8080")...)
+	defs = append(defs, ListenerDefs("[::1]:8080")...)
+	defs = append(defs, HTTPDefs("ingress")...)
+	for _, p := range []string{"db", "cache"} {
+		defs = append(defs, Def{Name: "tcp." + p + ".downstream_cx_total", Kind: KindCounter},
+			Def{Name: "http_local_rate_limit." + p + ".rate_limited", Kind: KindCounter},
+			Def{Name: "local_rate_limit." + p + ".rate_limited", Kind: KindCounter})
+	}
+	defs = append(defs, Def{Name: "http.ingress.ext_authz.denied", Kind: KindCounter},
+		Def{Name: "http.egress.ext_authz.denied", Kind: KindCounter},
+		Def{Name: "server.health_check_failed", Kind: KindGauge})
+	s, err := NewSchema(defs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := makeRegion(t, s, 2)
+	r.Slab(0).Counter("tcp.db.downstream_cx_total").Add(3)
+	r.Slab(1).Counter("tcp.cache.downstream_cx_total").Add(5)
+	r.Slab(0).Counter("http.egress.ext_authz.denied").Inc()
+	r.Slab(1).Cluster("backend").UpstreamRqTime.Record(3 * time.Millisecond)
+	var b bytes.Buffer
+	if err := WritePrometheus(&b, r.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	fams, err := testutil.ParsePrometheusText(b.String())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	for _, want := range []struct {
+		fam, label, value string
+		v                 float64
+	}{
+		{"sluice_tcp_downstream_cx_total", "tcp_prefix", "db", 3},
+		{"sluice_tcp_downstream_cx_total", "tcp_prefix", "cache", 5},
+		{"sluice_http_ext_authz_denied", "http_conn_manager_prefix", "egress", 1},
+		{"sluice_http_ext_authz_denied", "http_conn_manager_prefix", "ingress", 0},
+		{"sluice_http_local_rate_limit_rate_limited", "local_http_ratelimit_prefix", "db", 0},
+		{"sluice_local_rate_limit_rate_limited", "local_network_ratelimit_prefix", "cache", 0},
+		{"sluice_cluster_upstream_rq_total", "cluster_name", `we"ird\name`, 0},
+		{"sluice_listener_downstream_cx_total", "listener_address", "[__1]_8080", 0},
+	} {
+		found := false
+		for _, s := range fams[want.fam] {
+			if s.Labels[want.label] == want.value && len(s.Labels) == 1 {
+				found = s.Value == want.v
+			}
+		}
+		if !found {
+			t.Errorf("no %s{%s=%q} %v in\n%s", want.fam, want.label, want.value, want.v, b.String())
+		}
+	}
+	if f := fams["sluice_server_health_check_failed"]; len(f) != 1 || len(f[0].Labels) != 0 {
+		t.Errorf("server.health_check_failed: %v", f)
+	}
+	for fam := range fams {
+		if strings.Contains(fam, "_db_") || strings.Contains(fam, "_cache_") || strings.Contains(fam, "_egress_") {
+			t.Errorf("family %s carries a stat_prefix in its name", fam)
+		}
+	}
 }

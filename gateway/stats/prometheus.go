@@ -20,16 +20,22 @@ var PrometheusBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 25
 // with a # TYPE line, the labels extracted from the name, and for
 // histograms _bucket{le=…} (milliseconds), _sum (milliseconds) and _count.
 func WritePrometheus(w io.Writer, s Snapshot) error {
-	sorted := make([]*Stat, len(s))
-	for i := range s {
-		sorted[i] = &s[i]
+	type series struct {
+		fam    string
+		labels []Label
+		st     *Stat
 	}
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Def.family() < sorted[j].Def.family() })
+	sorted := make([]series, len(s))
+	for i := range s {
+		fam, labels := s[i].Def.prom()
+		sorted[i] = series{Prefix + fam, labels, &s[i]}
+	}
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].fam < sorted[j].fam })
 	bw := bufio.NewWriter(w)
 	var b []byte
 	last := ""
-	for _, st := range sorted {
-		fam := Prefix + st.Def.family()
+	for _, se := range sorted {
+		fam, labels, st := se.fam, se.labels, se.st
 		if fam != last {
 			last = fam
 			b = append(b[:0], "# TYPE "...)
@@ -41,11 +47,11 @@ func WritePrometheus(w io.Writer, s Snapshot) error {
 		}
 		switch st.Def.Kind {
 		case KindCounter:
-			b = promLine(b[:0], fam, "", st.Def.Labels, "", "")
+			b = promLine(b[:0], fam, "", labels, "", "")
 			b = strconv.AppendUint(b, st.Counter, 10)
 			bw.Write(append(b, '\n'))
 		case KindGauge:
-			b = promLine(b[:0], fam, "", st.Def.Labels, "", "")
+			b = promLine(b[:0], fam, "", labels, "", "")
 			b = strconv.AppendInt(b, st.Gauge, 10)
 			bw.Write(append(b, '\n'))
 		case KindHistogram:
@@ -61,17 +67,17 @@ func WritePrometheus(w io.Writer, s Snapshot) error {
 					cum += h.Buckets[next]
 					next++
 				}
-				b = promLine(b[:0], fam, "_bucket", st.Def.Labels, "le", strconv.FormatFloat(le, 'f', -1, 64))
+				b = promLine(b[:0], fam, "_bucket", labels, "le", strconv.FormatFloat(le, 'f', -1, 64))
 				b = strconv.AppendUint(b, cum, 10)
 				bw.Write(append(b, '\n'))
 			}
-			b = promLine(b[:0], fam, "_bucket", st.Def.Labels, "le", "+Inf")
+			b = promLine(b[:0], fam, "_bucket", labels, "le", "+Inf")
 			b = strconv.AppendUint(b, h.Count, 10)
 			bw.Write(append(b, '\n'))
-			b = promLine(b[:0], fam, "_sum", st.Def.Labels, "", "")
+			b = promLine(b[:0], fam, "_sum", labels, "", "")
 			b = strconv.AppendFloat(b, float64(h.Sum)/float64(time.Millisecond), 'g', -1, 64)
 			bw.Write(append(b, '\n'))
-			b = promLine(b[:0], fam, "_count", st.Def.Labels, "", "")
+			b = promLine(b[:0], fam, "_count", labels, "", "")
 			b = strconv.AppendUint(b, h.Count, 10)
 			bw.Write(append(b, '\n'))
 		}

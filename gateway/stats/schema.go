@@ -154,13 +154,40 @@ func unmarshalSchema(b []byte) (*Schema, error) {
 	return NewSchema(defs)
 }
 
-// family returns the Prometheus metric family of d, without the "sluice_"
-// prefix.
-func (d *Def) family() string {
+// tagScopes are Envoy's default tag extractors for the scopes of stats
+// declared without a Family (filters' stats): "<scope><prefix>.<rest>" is
+// exported as the family <scope>_<rest> with the label <label>="<prefix>",
+// as Envoy exports tcp.db.idle_timeout as
+// envoy_tcp_idle_timeout{envoy_tcp_prefix="db"}, so that one family holds
+// every stat_prefix's series.
+var tagScopes = []struct{ scope, label string }{
+	{"tcp.", "tcp_prefix"},
+	{"http.", "http_conn_manager_prefix"},
+	{"http_local_rate_limit.", "local_http_ratelimit_prefix"},
+	{"local_rate_limit.", "local_network_ratelimit_prefix"},
+}
+
+// prom returns the Prometheus metric family of d, without the "sluice_"
+// prefix, and its labels: Family and Labels when set, else the family and
+// label of the stat's tag scope (tagScopes), else the name with '.' and
+// other invalid characters replaced by '_' and no label.
+func (d *Def) prom() (string, []Label) {
 	if d.Family != "" {
-		return d.Family
+		return d.Family, d.Labels
 	}
-	return sanitize(d.Name)
+	for _, ts := range tagScopes {
+		rest, ok := strings.CutPrefix(d.Name, ts.scope)
+		if !ok {
+			continue
+		}
+		prefix, suffix, ok := strings.Cut(rest, ".")
+		if !ok || prefix == "" || suffix == "" {
+			break
+		}
+		labels := append(d.Labels[:len(d.Labels):len(d.Labels)], Label{Name: ts.label, Value: prefix})
+		return sanitize(ts.scope[:len(ts.scope)-1] + "_" + suffix), labels
+	}
+	return sanitize(d.Name), d.Labels
 }
 
 // sanitize maps a dotted stat name onto the Prometheus name alphabet.

@@ -65,3 +65,32 @@ func TestRawUpstreamServesEachConnection(t *testing.T) {
 		t.Errorf("ConnCount %d, want 1", n)
 	}
 }
+
+func TestParsePrometheusTextRejectsWhatTheFormatForbids(t *testing.T) {
+	good := "# TYPE a counter\na{x=\"q\\\"\\\\\\n\"} 1\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3.5\nh_count 2\n"
+	fams, err := ParsePrometheusText(good)
+	if err != nil {
+		t.Fatalf("valid exposition: %v", err)
+	}
+	if v := fams["a"][0].Labels["x"]; v != "q\"\\\n" {
+		t.Errorf("label value %q", v)
+	}
+	for name, bad := range map[string]string{
+		"type twice":         "# TYPE a counter\na 1\n# TYPE a counter\n",
+		"not contiguous":     "a 1\nb 1\na{x=\"1\"} 1\n",
+		"duplicate series":   "a{x=\"1\"} 1\na{x=\"1\"} 2\n",
+		"bad name":           "a-b 1\n",
+		"bad label":          "a{1x=\"1\"} 1\n",
+		"reserved label":     "a{__x=\"1\"} 1\n",
+		"bad escape":         "a{x=\"\\t\"} 1\n",
+		"no +Inf":            "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n",
+		"+Inf is not count":  "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 2\n",
+		"decreasing buckets": "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"2\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 2\n",
+		"bare histogram":     "# TYPE h histogram\nh 1\n",
+		"bad value":          "a one\n",
+	} {
+		if _, err := ParsePrometheusText(bad); err == nil {
+			t.Errorf("%s: accepted %q", name, bad)
+		}
+	}
+}

@@ -216,3 +216,62 @@ func TestAccessLogPrintsResponseHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestMalformedRequestIsCountedAndLogged sends requests sluice answers 400
+// before any filter runs (a malformed header line, a malformed request
+// line): each counts in downstream_rq_total as in its class, so that
+// downstream_rq_4xx never exceeds it, and gets an access log line with the
+// flag DPE and, as Envoy's, no request header (the head never made it
+// whole) but the protocol once the request line was read.
+func TestMalformedRequestIsCountedAndLogged(t *testing.T) {
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	hcm := fmt.Sprintf(`
+      [[listener.filter_chain.filter.config.access_log]]
+      path = %q
+      [listener.filter_chain.filter.config.access_log.json_format]
+      method = "%%REQ(:METHOD)%%"
+      path = "%%REQ(:PATH)%%"
+      code = "%%RESPONSE_CODE%%"
+      flags = "%%RESPONSE_FLAGS%%"
+      details = "%%RESPONSE_CODE_DETAILS%%"
+      protocol = "%%PROTOCOL%%"
+      remote = "%%DOWNSTREAM_REMOTE_ADDRESS%%"
+`, logPath)
+	p := gwtest.Start(t, h2Config(hcm, route(`prefix = "/"`, "up"), cluster("up", testutil.DeadAddr(t)))+"\n[admin]\naddress = \"127.0.0.1:0\"\n")
+	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
+	want := map[string]map[string]string{} // by client address
+	for _, c := range []struct{ req, protocol string }{
+		{"GET /bad HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n", "HTTP/1.1"},
+		{"a\r\n\r\n", ""},
+	} {
+		conn := dial(t, p.Addr("http"))
+		writeAsync(conn, []byte(c.req))
+		br := bufio.NewReader(conn)
+		resp, _ := readResponse(t, br, "GET")
+		if resp.StatusCode != 400 {
+			t.Fatalf("%q: status %d, want 400", c.req, resp.StatusCode)
+		}
+		w := map[string]string{"code": "400", "flags": "DPE", "details": "http1.codec_error"}
+		if c.protocol != "" {
+			w["protocol"] = c.protocol
+		}
+		want[conn.LocalAddr().String()] = w
+	}
+	waitCounter(t, admin, "http.ingress_http.downstream_rq_total", 2)
+	waitCounter(t, admin, "http.ingress_http.downstream_rq_4xx", 2)
+	var lines []map[string]string
+	for deadline := time.Now().Add(ioTimeout); len(lines) < len(want); {
+		if time.Now().After(deadline) {
+			t.Fatalf("access log has %d lines, want %d: %v", len(lines), len(want), lines)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a file another process appends to
+		lines = readJSONLines(t, logPath)
+	}
+	for _, l := range lines {
+		w := want[l["remote"]]
+		delete(l, "remote")
+		if fmt.Sprint(l) != fmt.Sprint(w) {
+			t.Errorf("access log line %v, want %v", l, w)
+		}
+	}
+}

@@ -306,10 +306,21 @@ func (s *stream) headersTimeout() {
 }
 
 // headReply writes the local reply r on a connection whose request head
-// could not be read, as HTTP/1.1 with a text body, before it closes.
+// could not be read, as HTTP/1.1 with a text body, before it closes. The
+// request counts in downstream_rq_total and its class, and is written to
+// the access logs, as Envoy's stream exists from the request's first byte:
+// without request headers (its head never made it whole), with the
+// protocol once the request line was read.
 func (s *stream) headReply(r httpfilter.LocalReply) {
 	c := s.conn
-	c.f.stats.Response(r.Status)
+	s.begin(&s.req)
+	s.h = nil
+	if s.req.Major == 0 { // not even the request line was read
+		s.info.Protocol = ""
+	}
+	s.info.ResponseCode = r.Status
+	s.info.ResponseFlags |= r.Flags
+	s.info.ResponseDetails = r.Details
 	body := localBody(r)
 	s.local.Reset()
 	s.local.Status = r.Status
@@ -318,5 +329,8 @@ func (s *stream) headReply(r httpfilter.LocalReply) {
 	c.w = http1.AppendResponseHead(c.w[:0], 1, 1, &s.local, http1.ContentLength, int64(len(body)), false)
 	c.w = append(c.w, body...)
 	_ = c.flush()
+	s.resp = &s.local
+	s.info.BytesSent = int64(len(body))
+	s.end()
 	c.linger = true // the rest of the request is still coming, or unread
 }

@@ -306,3 +306,44 @@ func TestHTTP3RequestInFlightFinishesDuringDrain(t *testing.T) {
 		t.Fatalf("exit code %d after a drain, want 0", code)
 	}
 }
+
+// TestHTTP3ConnectionsCountInTheirListenerStats checks that a udp
+// listener's QUIC connections count in its listener.<address>.* stats, as
+// a TCP listener's connections do (and Envoy's QUIC listeners'): total and
+// active while open, destroyed and one length value once closed.
+func TestHTTP3ConnectionsCountInTheirListenerStats(t *testing.T) {
+	ca := testutil.NewCA(t)
+	cert, key, _ := ca.Leaf(t, "h3.test")
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	// The udp listener on an address of its own, so that its stats are
+	// not shared with the tcp listener's.
+	p := gwtest.Start(t, h3Config("127.0.0.1:0", "127.0.0.2:0", cert, key, up.Addr)+"\n[admin]\naddress = \"127.0.0.1:0\"\n")
+	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
+	const lst = "listener.127.0.0.2_0."
+	tr := &http3.Transport{TLSClientConfig: &tls.Config{ServerName: "h3.test", RootCAs: ca.Pool}}
+	defer tr.Close()
+	c := &http.Client{Transport: tr, Timeout: ioTimeout}
+	for range 2 { // one connection, two requests
+		resp, err := c.Get("https://" + p.Addr("h3") + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Proto != "HTTP/3.0" {
+			t.Fatalf("got %d %s, want 200 over HTTP/3.0", resp.StatusCode, resp.Proto)
+		}
+	}
+	waitCounter(t, admin, lst+"downstream_cx_active", 1)
+	if st := adminCounters(t, admin); st[lst+"downstream_cx_total"] != 1 {
+		t.Errorf("%sdownstream_cx_total = %v with one connection open, want 1", lst, st[lst+"downstream_cx_total"])
+	}
+	tr.Close()
+	waitCounter(t, admin, lst+"downstream_cx_destroy", 1)
+	if st := adminCounters(t, admin); st[lst+"downstream_cx_active"] != 0 || st[lst+"downstream_cx_total"] != 1 {
+		t.Errorf("after the close: %sdownstream_cx_active %v, _total %v; want 0, 1", lst, st[lst+"downstream_cx_active"], st[lst+"downstream_cx_total"])
+	}
+	if got := histogramCount(t, admin, lst+"downstream_cx_length_ms"); got != 1 {
+		t.Errorf("%sdownstream_cx_length_ms has %d values, want 1", lst, got)
+	}
+}

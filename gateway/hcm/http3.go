@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 	"github.com/sluice-proxy/sluice/gateway/registry"
+	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
 // Downstream HTTP/3.
@@ -172,6 +173,9 @@ type HTTP3Server struct {
 	// earlyData: 0-RTT is on, so a request may arrive before the handshake
 	// completes.
 	earlyData bool
+	// Listener, when set before Serve, counts the connections in the udp
+	// listener's stats (listener.<address>.*) too, as a TCP listener's.
+	Listener *stats.ListenerStats
 
 	mu    sync.Mutex
 	conns map[*quicConn]struct{} // connections being served
@@ -516,12 +520,21 @@ func (s *HTTP3Server) connContext(ctx context.Context, q *quicConn) context.Cont
 	c.c = q
 	c.remoteIP = info.RemoteAddr.Addr().AppendTo(nil)
 	c.internal = s.f.isInternal(info.RemoteAddr.Addr())
-	st := s.f.stats
+	st, ls, start := s.f.stats, s.Listener, time.Now()
 	st.DownstreamCxTotal.Inc()
 	st.DownstreamCxActive.Inc()
+	if ls != nil {
+		ls.DownstreamCxTotal.Inc()
+		ls.DownstreamCxActive.Inc()
+	}
 	context.AfterFunc(qc.Context(), func() {
 		st.DownstreamCxActive.Dec()
 		st.DownstreamCxDestroy.Inc()
+		if ls != nil {
+			ls.DownstreamCxActive.Dec()
+			ls.DownstreamCxDestroy.Inc()
+			ls.DownstreamCxLengthMs.Record(time.Since(start))
+		}
 	})
 	return context.WithValue(ctx, connKey{}, c)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/listener"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 	"github.com/sluice-proxy/sluice/gateway/quicroute"
+	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
 // quicListener is what serves a udp listener: its one chain's HTTP
@@ -22,6 +23,7 @@ type quicListener struct {
 	factory *hcm.Factory
 	chain   *listener.Chain
 	info    netfilter.Info
+	stats   *stats.ListenerStats // listener.<address>.*
 }
 
 // addQUIC records the chain of the udp listener lc (config validation made
@@ -44,7 +46,7 @@ func (g *Generation) addQUIC(lc *config.Listener, i int, chain *listener.Chain, 
 	}
 	g.quic[lc.Name] = &quicListener{factory: f, chain: chain, info: netfilter.Info{
 		Listener: lc.Name, FilterChain: chain.Name, BufferLimit: limit,
-	}}
+	}, stats: g.opts.Stats.Listener(lc.Address)}
 	return nil
 }
 
@@ -91,6 +93,7 @@ func (g *Generation) ServePacket(listenerName string, pc net.PacketConn) error {
 	if err != nil {
 		return fmt.Errorf("server: listener %q: %w", listenerName, err)
 	}
+	srv.Listener = q.stats
 	g.mu.Lock()
 	if g.tracker.Draining() {
 		g.mu.Unlock()

@@ -109,3 +109,42 @@ func TestRetriedResponseKeepsItsConnection(t *testing.T) {
 		t.Fatalf("upstream accepted %d connections, want 1 (a retried 503 keeps its connection)", got)
 	}
 }
+
+// TestRetriedRequestCountsEachTry sends requests that are answered 503,
+// retried and answered 200: the cluster counts each try in
+// upstream_rq_total, as Envoy does, so that the per-class counts (one 5xx
+// and one 2xx per request) add up to it, with one upstream_rq_retry each.
+func TestRetriedRequestCountsEachTry(t *testing.T) {
+	var n atomic.Int64
+	up := testutil.RawUpstream(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			if _, err := testutil.ReadRequest(br); err != nil {
+				return
+			}
+			if n.Add(1)%2 == 1 {
+				io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy")
+				continue
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	p := gwtest.Start(t, config(1, route(`prefix = "/"`, "up",
+		`retry_policy = { retry_on = ["5xx"], num_retries = 1, retry_back_off = { base_interval = "1ms" } }`),
+		cluster("up", up.Addr))+"\n[admin]\naddress = \"127.0.0.1:0\"\n")
+	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
+	c := newClient(nil)
+	const reqs = 3
+	for i := range reqs {
+		if resp, body := get(t, c, "http://"+p.Addr("http")+"/"); resp.StatusCode != 200 || string(body) != "ok" {
+			t.Fatalf("request %d: %d %q, want 200 ok after one retry", i, resp.StatusCode, body)
+		}
+	}
+	waitCounter(t, admin, "cluster.up.upstream_rq_2xx", reqs)
+	st := adminCounters(t, admin)
+	for name, want := range map[string]float64{"upstream_rq_total": 2 * reqs, "upstream_rq_5xx": reqs, "upstream_rq_retry": reqs} {
+		if got := st["cluster.up."+name]; got != want {
+			t.Errorf("cluster.up.%s = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -275,3 +275,42 @@ func TestMalformedRequestIsCountedAndLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultAccessLogShowsThePathBeforeARewrite checks Envoy's
+// x-envoy-original-path, which the default format prints in place of the
+// path: a prefix_rewrite sets it (the upstream gets it too), so the line
+// shows the path the client asked for, and a client's own is dropped, so
+// that it cannot pass another path off in the log.
+func TestDefaultAccessLogShowsThePathBeforeARewrite(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s original=%s", r.URL.Path, r.Header.Get("x-envoy-original-path"))
+	}))
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	hcm := fmt.Sprintf("\n      [[listener.filter_chain.filter.config.access_log]]\n      path = %q\n", logPath)
+	p := gwtest.Start(t, h2Config(hcm, route(`prefix = "/api/"`, "up", `prefix_rewrite = "/v1/"`)+route(`prefix = "/"`, "up"),
+		cluster("up", up.Addr)))
+	c := newClient(nil)
+	for _, r := range []struct{ path, spoof, upstream string }{
+		{"/api/items", "", "/v1/items original=/api/items"},
+		{"/plain", "/spoofed", "/plain original="},
+	} {
+		resp, body := get(t, c, "http://"+p.Addr("http")+r.path, "x-envoy-original-path", r.spoof)
+		if resp.StatusCode != 200 || string(body) != r.upstream {
+			t.Fatalf("GET %s: %d %q, want 200 %q", r.path, resp.StatusCode, body, r.upstream)
+		}
+	}
+	var log string
+	for deadline := time.Now().Add(ioTimeout); strings.Count(log, "\n") < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("access log: %q, want 2 lines", log)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a file another process appends to
+		b, _ := os.ReadFile(logPath)
+		log = string(b)
+	}
+	for _, want := range []string{`"GET /api/items HTTP/1.1" 200`, `"GET /plain HTTP/1.1" 200`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("access log lacks %q:\n%s", want, log)
+		}
+	}
+}

@@ -207,6 +207,11 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 		h.AddBytes(hdrXFF, s.xff)
 		h.Del("x-forwarded-proto")
 		h.AddBytes(hdrXFP, h.Scheme)
+		// The proxy sets x-envoy-original-path (the router, on a path
+		// rewrite); a client's would be taken for the request's path by
+		// the default access log format, so it goes even from internal
+		// clients.
+		h.Del("x-envoy-original-path")
 		if c.internal {
 			h.SetBytes(hdrEnvoyInternal, valTrue)
 		} else {

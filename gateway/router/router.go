@@ -726,6 +726,9 @@ func replayable(h *httpfilter.RequestHeaders) bool {
 func (f *filter) rewrite(h *httpfilter.RequestHeaders) {
 	rt := f.route
 	if rt.PrefixRewrite != "" && rt.prefix != "" {
+		// Envoy's x-envoy-original-path: the path before the rewrite, for
+		// the upstream and the access log (the default format prints it).
+		h.SetBytes(hdrOriginalPath, h.Path)
 		f.pathBuf = append(append(f.pathBuf[:0], rt.PrefixRewrite...), h.Path[len(rt.prefix):]...)
 		h.Path = f.pathBuf
 	}
@@ -811,6 +814,7 @@ var (
 	// hdrUpstreamServiceTime and hdrExpectedRqTimeout are set without a
 	// copy (Headers.SetBytes).
 	hdrUpstreamServiceTime = []byte("x-envoy-upstream-service-time")
+	hdrOriginalPath        = []byte("x-envoy-original-path")
 	hdrExpectedRqTimeout   = []byte("x-envoy-expected-rq-timeout-ms")
 	hdrUpgrade             = []byte("upgrade")
 	// hdrRateLimited marks an upstream's rate-limited response, which is

@@ -352,9 +352,11 @@ var flagCodes = func() (codes [32]string) {
 	return codes
 }()
 
+// appendFlags appends the flags' codes joined by ',', or "-" for none:
+// Envoy's value, a string in a JSON line too, not a missing value.
 func appendFlags(dst []byte, f httpfilter.ResponseFlags) []byte {
 	if f == 0 {
-		return dst
+		return append(dst, '-')
 	}
 	start := len(dst)
 	for i, c := range flagCodes {

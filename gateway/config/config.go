@@ -320,10 +320,37 @@ const MaxRouteClusterWeight = 1 << 20
 
 // RouteMatch selects requests. Exactly one of Path, Prefix and Regex is set.
 type RouteMatch struct {
-	Path    string          `toml:"path"`   // exact path (query excluded)
-	Prefix  string          `toml:"prefix"` // path prefix
-	Regex   string          `toml:"regex"`  // RE2 matched against the whole path
-	Headers []HeaderMatcher `toml:"headers"`
+	Path   string `toml:"path"`   // exact path (query excluded)
+	Prefix string `toml:"prefix"` // path prefix
+	Regex  string `toml:"regex"`  // RE2 matched against the whole path
+	// CaseSensitive (default true): false compares Path and Prefix with
+	// ASCII letters folded (not Regex, which has (?i) for that).
+	CaseSensitive *bool           `toml:"case_sensitive"`
+	Headers       []HeaderMatcher `toml:"headers"`
+	// QueryParameters must all match the request's query string.
+	QueryParameters []QueryParameterMatcher `toml:"query_parameters"`
+}
+
+// QueryParameterMatcher matches the first parameter of the request's query
+// string named Name (Envoy's QueryParameterMatcher). Names and values are
+// compared as the request spells them, percent-encoded, as Envoy does; a
+// parameter without "=" has the empty value. With none of Exact, Prefix,
+// Suffix, Contains, Regex and Present set it matches when the parameter
+// is present.
+type QueryParameterMatcher struct {
+	Name     string `toml:"name"`
+	Exact    string `toml:"exact"`
+	Prefix   string `toml:"prefix"`
+	Suffix   string `toml:"suffix"`
+	Contains string `toml:"contains"`
+	// Regex is RE2 matched against the whole value.
+	Regex string `toml:"regex"`
+	// Present true matches when the parameter is present (with or without
+	// a value), false when it is absent.
+	Present *bool `toml:"present"`
+	// IgnoreCase folds ASCII letters for Exact, Prefix, Suffix and
+	// Contains.
+	IgnoreCase bool `toml:"ignore_case"`
 }
 
 // HeaderMatcher matches one request header. With none of Exact, Prefix,

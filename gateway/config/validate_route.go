@@ -103,6 +103,9 @@ func (v *validator) route(r *Route, p string) {
 	for i := range m.Headers {
 		v.headerMatcher(&m.Headers[i], indexKey(p+".match.headers", i))
 	}
+	for i := range m.QueryParameters {
+		v.queryParameterMatcher(&m.QueryParameters[i], indexKey(p+".match.query_parameters", i))
+	}
 	for i, u := range r.Upgrade {
 		if u != "websocket" && u != "CONNECT" {
 			v.errorf(indexKey(p+".upgrade", i), "must be \"websocket\" or \"CONNECT\", got %q", u)
@@ -246,6 +249,32 @@ func (v *validator) headerMatcher(h *HeaderMatcher, p string) {
 	if h.Regex != "" {
 		if _, err := regexp.Compile(h.Regex); err != nil {
 			v.errorf(p+".regex", "invalid regex: %v", err)
+		}
+	}
+}
+
+// queryParameterMatcher validates one query parameter matcher at path p.
+func (v *validator) queryParameterMatcher(q *QueryParameterMatcher, p string) {
+	if q.Name == "" {
+		v.errorf(p+".name", "required")
+	}
+	n := 0
+	for _, s := range []string{q.Exact, q.Prefix, q.Suffix, q.Contains, q.Regex} {
+		if s != "" {
+			n++
+		}
+	}
+	if q.Present != nil {
+		n++
+	}
+	if n > 1 {
+		v.errorf(p, "set at most one of exact, prefix, suffix, contains, regex and present")
+	}
+	if q.Regex != "" {
+		if _, err := regexp.Compile(q.Regex); err != nil {
+			v.errorf(p+".regex", "invalid regex: %v", err)
+		} else if q.IgnoreCase {
+			v.errorf(p+".ignore_case", "has no effect on regex (use (?i) in the regex)")
 		}
 	}
 }

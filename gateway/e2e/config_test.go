@@ -117,6 +117,18 @@ func TestInvalidConfigsAreRejectedWithFileLineAndKey(t *testing.T) {
 			key:  `route_config\[0\]\.virtual_host\[0\]\.route\[0\]\.response_headers_to_add\[0\]\.value: .*unknown operator`,
 		},
 		{
+			name: "query parameter matcher with an invalid regex",
+			text: config(1, route(`prefix = "/", query_parameters = [{ name = "a", regex = "[" }]`, "up"), cluster("up", "127.0.0.1:1")),
+			line: `query_parameters`,
+			key:  `route\[0\]\.match\.query_parameters\[0\]\.regex: invalid regex`,
+		},
+		{
+			name: "query parameter matcher with two kinds",
+			text: config(1, route(`prefix = "/", query_parameters = [{ name = "a", exact = "1", present = true }]`, "up"), cluster("up", "127.0.0.1:1")),
+			line: `query_parameters`,
+			key:  `route\[0\]\.match\.query_parameters\[0\]: set at most one of`,
+		},
+		{
 			name: "header append action",
 			text: config(1, route(`prefix = "/"`, "up", `response_headers_to_add = [{ key = "x-a", value = "b", append_action = "replace" }]`), cluster("up", "127.0.0.1:1")),
 			line: `append_action`,

@@ -38,11 +38,15 @@ type virtualHost struct {
 
 // Route is one built route. It implements httpfilter.Route.
 type Route struct {
-	name     string
-	path     string
-	prefix   string
-	regex    *regexp.Regexp
+	name   string
+	path   string
+	prefix string
+	regex  *regexp.Regexp
+	// foldCase: path or prefix is compared with ASCII letters folded
+	// (case_sensitive = false).
+	foldCase bool
 	headers  []headerMatcher
+	query    []queryMatcher
 	disabled []string
 
 	// Cluster is the target cluster (nil for weighted clusters, direct
@@ -272,6 +276,7 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 		HostRewrite:    rc.HostRewrite,
 		Timeout:        15 * time.Second,
 		Upgrades:       rc.Upgrade,
+		foldCase:       rc.Match.CaseSensitive != nil && !*rc.Match.CaseSensitive && rc.Match.Regex == "",
 	}
 	if strings.EqualFold(rc.Priority, "high") {
 		r.Priority = hoststate.PriorityHigh
@@ -343,6 +348,13 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 			m.regex = re
 		}
 		r.headers = append(r.headers, m)
+	}
+	for i := range rc.Match.QueryParameters {
+		qm, err := newQueryMatcher(&rc.Match.QueryParameters[i])
+		if err != nil {
+			return nil, fmt.Errorf("match.query_parameters[%d]: %w", i, err)
+		}
+		r.query = append(r.query, qm)
 	}
 	if rc.Cluster != "" {
 		r.Cluster = m.Get(rc.Cluster)
@@ -420,6 +432,10 @@ func (r *Route) matches(path []byte, h *httpfilter.RequestHeaders) bool {
 		if !r.regex.Match(path) {
 			return false
 		}
+	case r.foldCase:
+		if !r.matchesFolded(path) {
+			return false
+		}
 	case r.prefix != "":
 		if len(path) < len(r.prefix) || string(path[:len(r.prefix)]) != r.prefix {
 			return false
@@ -433,6 +449,9 @@ func (r *Route) matches(path []byte, h *httpfilter.RequestHeaders) bool {
 		if !r.headers[i].matches(h) {
 			return false
 		}
+	}
+	if len(r.query) > 0 {
+		return r.matchesQuery(h.Path)
 	}
 	return true
 }

@@ -276,6 +276,11 @@ type Route struct {
 
 	// PrefixRewrite replaces the matched prefix (prefix routes only).
 	PrefixRewrite string `toml:"prefix_rewrite"`
+	// RegexRewrite rewrites the path (not the query) sent upstream: every
+	// match of its pattern is replaced by its substitution (Envoy's
+	// regex_rewrite). Only one of PrefixRewrite and RegexRewrite is set.
+	// Either puts the original path in x-envoy-original-path.
+	RegexRewrite *RegexRewrite `toml:"regex_rewrite"`
 	// HostRewrite replaces the authority sent upstream.
 	HostRewrite string `toml:"host_rewrite"`
 	// Timeout is the route timeout; default 15s; 0s disables it.
@@ -351,6 +356,14 @@ type QueryParameterMatcher struct {
 	// IgnoreCase folds ASCII letters for Exact, Prefix, Suffix and
 	// Contains.
 	IgnoreCase bool `toml:"ignore_case"`
+}
+
+// RegexRewrite is a pattern and its substitution (Envoy's
+// RegexMatchAndSubstitute). Substitution may refer to the pattern's
+// capture groups as \0 (the whole match) to \9; "\\" is a backslash.
+type RegexRewrite struct {
+	Pattern      string `toml:"pattern"`
+	Substitution string `toml:"substitution"`
 }
 
 // HeaderMatcher matches one request header. With none of Exact, Prefix,

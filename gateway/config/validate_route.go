@@ -173,6 +173,16 @@ func (v *validator) route(r *Route, p string) {
 	if r.PrefixRewrite != "" && m.Prefix == "" {
 		v.errorf(p+".prefix_rewrite", "only allowed with a prefix match")
 	}
+	forwards := r.Cluster != "" || len(r.WeightedClusters) > 0
+	if r.RegexRewrite != nil {
+		v.regexRewrite(p+".regex_rewrite", r.RegexRewrite)
+		switch {
+		case r.PrefixRewrite != "":
+			v.errorf(p+".regex_rewrite", "set only one of prefix_rewrite and regex_rewrite")
+		case !forwards:
+			v.errorf(p+".regex_rewrite", "needs a cluster (a redirect has its own regex_rewrite)")
+		}
+	}
 	if r.Timeout != nil {
 		v.duration(p+".timeout", r.Timeout.Duration)
 	}
@@ -276,6 +286,14 @@ func (v *validator) queryParameterMatcher(q *QueryParameterMatcher, p string) {
 		} else if q.IgnoreCase {
 			v.errorf(p+".ignore_case", "has no effect on regex (use (?i) in the regex)")
 		}
+	}
+}
+
+// regexRewrite validates a regex_rewrite table at path p.
+func (v *validator) regexRewrite(p string, rr *RegexRewrite) {
+	if _, _, err := rr.Compile(); err != nil {
+		key, msg, _ := strings.Cut(err.Error(), ": ")
+		v.errorf(p+"."+key, "%s", msg)
 	}
 }
 

@@ -117,6 +117,24 @@ func TestInvalidConfigsAreRejectedWithFileLineAndKey(t *testing.T) {
 			key:  `route_config\[0\]\.virtual_host\[0\]\.route\[0\]\.response_headers_to_add\[0\]\.value: .*unknown operator`,
 		},
 		{
+			name: "regex_rewrite with an invalid pattern",
+			text: config(1, route(`prefix = "/"`, "up", `regex_rewrite = { pattern = "(", substitution = "x" }`), cluster("up", "127.0.0.1:1")),
+			line: `regex_rewrite`,
+			key:  `route_config\[0\]\.virtual_host\[0\]\.route\[0\]\.regex_rewrite\.pattern: invalid regex`,
+		},
+		{
+			name: "regex_rewrite naming a group the pattern lacks",
+			text: config(1, route(`prefix = "/"`, "up", `regex_rewrite = { pattern = "/(a)", substitution = '\2' }`), cluster("up", "127.0.0.1:1")),
+			line: `regex_rewrite`,
+			key:  `route\[0\]\.regex_rewrite\.substitution: \\2 refers to a capture group`,
+		},
+		{
+			name: "prefix_rewrite and regex_rewrite",
+			text: config(1, route(`prefix = "/"`, "up", `prefix_rewrite = "/x/"`, `regex_rewrite = { pattern = "a", substitution = "b" }`), cluster("up", "127.0.0.1:1")),
+			line: `regex_rewrite`,
+			key:  `route\[0\]\.regex_rewrite: set only one of prefix_rewrite and regex_rewrite`,
+		},
+		{
 			name: "query parameter matcher with an invalid regex",
 			text: config(1, route(`prefix = "/", query_parameters = [{ name = "a", regex = "[" }]`, "up"), cluster("up", "127.0.0.1:1")),
 			line: `query_parameters`,

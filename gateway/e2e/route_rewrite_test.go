@@ -3,8 +3,10 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
 	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
@@ -87,8 +89,8 @@ func TestRouteCaseInsensitiveMatching(t *testing.T) {
 	cl := newClient(nil)
 
 	t.Run("prefix in any case, rewritten", func(t *testing.T) {
-		expectBody(t, cl, base+"/API/x?q=1", "A /v1/x?q=1 host="+host+" orig=")
-		expectBody(t, cl, base+"/api/y", "A /v1/y host="+host+" orig=")
+		expectBody(t, cl, base+"/API/x?q=1", "A /v1/x?q=1 host="+host+" orig=/API/x?q=1")
+		expectBody(t, cl, base+"/api/y", "A /v1/y host="+host+" orig=/api/y")
 	})
 	t.Run("exact path in any case", func(t *testing.T) {
 		expectBody(t, cl, base+"/eXACT", "B /eXACT host="+host+" orig=")
@@ -97,5 +99,79 @@ func TestRouteCaseInsensitiveMatching(t *testing.T) {
 	t.Run("case-sensitive by default", func(t *testing.T) {
 		expectBody(t, cl, base+"/cs/x", "B /cs/x host="+host+" orig=")
 		expectStatus(t, cl, base+"/CS/x", 404)
+	})
+}
+
+// TestRouteRegexRewrite checks regex_rewrite with Envoy's \N substitutions:
+// it rewrites the path and not the query, replaces every match, and, as
+// prefix_rewrite does, sends the original path in x-envoy-original-path
+// (replacing one the client sent).
+func TestRouteRegexRewrite(t *testing.T) {
+	a := uriUpstream(t, "A")
+	routes := route(`prefix = "/service/"`, "a", `regex_rewrite = { pattern = '^/service/([^/]+)(/.*)$', substitution = '\2/instance/\1' }`) +
+		route(`prefix = "/g/"`, "a", `regex_rewrite = { pattern = "one", substitution = "two" }`) +
+		route(`prefix = "/dollar/"`, "a", `regex_rewrite = { pattern = '^/dollar/(.*)$', substitution = '/d/$\1' }`) +
+		route(`prefix = "/pre/"`, "a", `prefix_rewrite = "/"`) +
+		route(`prefix = "/"`, "a")
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	cfg := strings.Replace(config(1, routes, cluster("a", a.Addr)), "    route_config = \"local\"\n", fmt.Sprintf(`    route_config = "local"
+      [[listener.filter_chain.filter.config.access_log]]
+      path = %q
+      [listener.filter_chain.filter.config.access_log.json_format]
+      path = "%%REQ(:PATH)%%"
+      orig = "%%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%%"
+`, logPath), 1)
+	p := gwtest.Start(t, cfg)
+	base, host := "http://"+p.Addr("http"), p.Addr("http")
+	cl := newClient(nil)
+
+	t.Run("capture groups", func(t *testing.T) {
+		expectBody(t, cl, base+"/service/foo/v1/api?x=1", "A /v1/api/instance/foo?x=1 host="+host+" orig=/service/foo/v1/api?x=1")
+	})
+	t.Run("every match, query untouched", func(t *testing.T) {
+		expectBody(t, cl, base+"/g/one/yyy/one?one=1", "A /g/two/yyy/two?one=1 host="+host+" orig=/g/one/yyy/one?one=1")
+	})
+	t.Run("no match still records the original path", func(t *testing.T) {
+		expectBody(t, cl, base+"/g/zzz", "A /g/zzz host="+host+" orig=/g/zzz")
+	})
+	t.Run("dollar is literal", func(t *testing.T) {
+		expectBody(t, cl, base+"/dollar/x", "A /d/$x host="+host+" orig=/dollar/x")
+	})
+	t.Run("prefix_rewrite records the original path", func(t *testing.T) {
+		expectBody(t, cl, base+"/pre/a?b=c", "A /a?b=c host="+host+" orig=/pre/a?b=c")
+	})
+	t.Run("client's x-envoy-original-path is replaced", func(t *testing.T) {
+		expectBody(t, cl, base+"/g/one", "A /g/two host="+host+" orig=/g/one", "X-Envoy-Original-Path", "/forged")
+	})
+	t.Run("no rewrite, no header", func(t *testing.T) {
+		expectBody(t, cl, base+"/plain", "A /plain host="+host+" orig=")
+	})
+	t.Run("access log sees both paths", func(t *testing.T) {
+		want := map[string]string{ // original path (the default format's) -> :path
+			"/service/foo/v1/api?x=1": "/v1/api/instance/foo?x=1",
+			"/pre/a?b=c":              "/a?b=c",
+			"/plain":                  "/plain",
+		}
+		// Lines are written by a background writer: wait until they are there.
+		deadline := time.Now().Add(ioTimeout)
+		for {
+			got := map[string]string{}
+			for _, l := range readJSONLines(t, logPath) {
+				got[l["orig"]] = l["path"]
+			}
+			missing := ""
+			for orig, path := range want {
+				if got[orig] != path {
+					missing = fmt.Sprintf("original path %q logged with :path %q, want %q", orig, got[orig], path)
+				}
+			}
+			if missing == "" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s (log: %v)", missing, got)
+			}
+			time.Sleep(20 * time.Millisecond) // polling a file another process appends to
+		}
 	})
 }

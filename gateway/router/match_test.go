@@ -1,6 +1,7 @@
 package router
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/sluice-proxy/sluice/gateway/cluster"
@@ -60,6 +61,30 @@ func TestQueryParameterAndCaseInsensitiveMatching(t *testing.T) {
 		}
 		if got != tc.want {
 			t.Errorf("%s: route %q, want %q", tc.path, got, tc.want)
+		}
+	}
+}
+
+func TestRE2Substitution(t *testing.T) {
+	for _, tc := range []struct {
+		sub, want, err string
+		groups         int
+	}{
+		{sub: `\2/instance/\1`, groups: 2, want: `${2}/instance/${1}`},
+		{sub: `a$b\\c\0`, groups: 0, want: `a$$b\c${0}`},
+		{sub: `\3`, groups: 2, err: "capture group"},
+		{sub: `\n`, groups: 2, err: "invalid escape"},
+		{sub: `x\`, groups: 2, err: "lone"},
+	} {
+		got, err := config.RE2Substitution(tc.sub, tc.groups)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want one naming %q", tc.sub, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%q: %q, %v; want %q", tc.sub, got, err, tc.want)
 		}
 	}
 }

@@ -60,6 +60,16 @@ type Route struct {
 	Redirect       *config.Redirect
 	PrefixRewrite  string
 	HostRewrite    string
+	// hostRewrite is HostRewrite as set on requests (capacity clipped:
+	// shared by every request of the route).
+	hostRewrite []byte
+	// regexRewrite and regexTmpl are the route's regex_rewrite (nil
+	// without one).
+	regexRewrite *regexp.Regexp
+	regexTmpl    []byte
+	// pathRewrite: the route rewrites the path (prefix_rewrite or
+	// regex_rewrite), and so sets x-envoy-original-path.
+	pathRewrite bool
 	// Timeout is the route timeout; 0 disables it.
 	Timeout time.Duration
 	// expectedMs is x-envoy-expected-rq-timeout-ms's value for
@@ -278,6 +288,17 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 		Upgrades:       rc.Upgrade,
 		foldCase:       rc.Match.CaseSensitive != nil && !*rc.Match.CaseSensitive && rc.Match.Regex == "",
 	}
+	if rc.HostRewrite != "" {
+		r.hostRewrite = slices.Clip([]byte(rc.HostRewrite))
+	}
+	if rc.RegexRewrite != nil {
+		re, tmpl, err := rc.RegexRewrite.Compile()
+		if err != nil {
+			return nil, fmt.Errorf("regex_rewrite: %w", err)
+		}
+		r.regexRewrite, r.regexTmpl = re, []byte(tmpl)
+	}
+	r.pathRewrite = (r.PrefixRewrite != "" && r.prefix != "") || r.regexRewrite != nil
 	if strings.EqualFold(rc.Priority, "high") {
 		r.Priority = hoststate.PriorityHigh
 	}

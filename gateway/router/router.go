@@ -367,7 +367,13 @@ func (f *filter) OnDestroy() {
 		f.cluster.Record.PriorityBreaker(f.route.Priority, hoststate.Requests).Release()
 	}
 	f.resp.Headers.Reset()
-	*f = filter{pathBuf: f.pathBuf[:0], svcTime: f.svcTime[:0], resp: f.resp, reqBody: f.reqBody[:0], tried: f.tried[:0]}
+	pathBuf := f.pathBuf[:0]
+	if f.route != nil && f.route.pathRewrite {
+		// The request's :path is pathBuf, and the access log reads it
+		// after OnDestroy: the next user of f must not write it.
+		pathBuf = nil
+	}
+	*f = filter{pathBuf: pathBuf, svcTime: f.svcTime[:0], resp: f.resp, reqBody: f.reqBody[:0], tried: f.tried[:0]}
 	filterPool.Put(f)
 }
 
@@ -722,19 +728,43 @@ func replayable(h *httpfilter.RequestHeaders) bool {
 	return h.Has("idempotency-key") || h.Has("x-idempotency-key")
 }
 
-// rewrite applies the route's prefix and host rewrites.
+// rewrite applies the route's path and host rewrites.
 func (f *filter) rewrite(h *httpfilter.RequestHeaders) {
 	rt := f.route
-	if rt.PrefixRewrite != "" && rt.prefix != "" {
-		// Envoy's x-envoy-original-path: the path before the rewrite, for
-		// the upstream and the access log (the default format prints it).
-		h.SetBytes(hdrOriginalPath, h.Path)
-		f.pathBuf = append(append(f.pathBuf[:0], rt.PrefixRewrite...), h.Path[len(rt.prefix):]...)
-		h.Path = f.pathBuf
+	if rt.pathRewrite {
+		f.rewritePath(h)
 	}
-	if rt.HostRewrite != "" {
-		h.Authority = []byte(rt.HostRewrite)
+	if rt.hostRewrite != nil {
+		h.Authority = rt.hostRewrite
 	}
+}
+
+// rewritePath applies the route's prefix_rewrite or regex_rewrite to the
+// request's path, and records the original in x-envoy-original-path, as
+// Envoy's router does for every request of a route with either.
+func (f *filter) rewritePath(h *httpfilter.RequestHeaders) {
+	rt, orig := f.route, h.Path
+	if rt.regexRewrite != nil {
+		path, rest := splitPath(orig)
+		f.pathBuf = append(append(f.pathBuf[:0], rt.regexRewrite.ReplaceAll(path, rt.regexTmpl)...), rest...)
+	} else {
+		f.pathBuf = append(append(f.pathBuf[:0], rt.PrefixRewrite...), orig[len(rt.prefix):]...)
+	}
+	h.Path = f.pathBuf
+	// orig stays valid for the stream: it is the codec's (or the filter
+	// that set it), never f.pathBuf.
+	h.SetBytes(hdrOriginalPath, orig)
+}
+
+// splitPath splits a request target into its path and the rest: the query
+// and fragment, from the first '?' or '#' on.
+func splitPath(target []byte) (path, rest []byte) {
+	for i, c := range target {
+		if c == '?' || c == '#' {
+			return target[:i], target[i:]
+		}
+	}
+	return target, nil
 }
 
 func redirectReply(rt *Route, h *httpfilter.RequestHeaders) httpfilter.LocalReply {
@@ -814,8 +844,8 @@ var (
 	// hdrUpstreamServiceTime and hdrExpectedRqTimeout are set without a
 	// copy (Headers.SetBytes).
 	hdrUpstreamServiceTime = []byte("x-envoy-upstream-service-time")
-	hdrOriginalPath        = []byte("x-envoy-original-path")
 	hdrExpectedRqTimeout   = []byte("x-envoy-expected-rq-timeout-ms")
+	hdrOriginalPath        = []byte("x-envoy-original-path")
 	hdrUpgrade             = []byte("upgrade")
 	// hdrRateLimited marks an upstream's rate-limited response, which is
 	// not retried.

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,13 @@ var ErrNoHealthyUpstream = errors.New("cluster: no healthy upstream")
 // atomically; Host values must not be copied.
 type Host struct {
 	Address string
+	// Hostname is what auto_host_rewrite makes the authority of the
+	// host's requests (read-only, shared by them): in a strict_dns or
+	// logical_dns cluster the endpoint it was resolved from, as
+	// configured ("name:port"), elsewhere the address. It is empty when a
+	// strict_dns cluster has several endpoints of the address's port, as
+	// the resolved set does not tell which one the address came from.
+	Hostname []byte
 	// Pool holds the connections of the default priority's requests (and
 	// of mirrors); HighPool those of routes with priority = "high". As in
 	// Envoy, each priority has its own pool, so each is bounded by its
@@ -431,7 +439,8 @@ func (c *Cluster) newHost(ep string, shared bool) (*Host, error) {
 		}
 	}
 	opts.Overflow = c.Overflow.Cx
-	h := &Host{Address: ep, Pool: c.newPool(opts, hoststate.PriorityDefault), HighPool: c.newPool(opts, hoststate.PriorityHigh), weight: 1}
+	h := &Host{Address: ep, Hostname: slices.Clip([]byte(hostname(cc, ep))),
+		Pool: c.newPool(opts, hoststate.PriorityDefault), HighPool: c.newPool(opts, hoststate.PriorityHigh), weight: 1}
 	if !shared {
 		h.State = privateHostState()
 		return h, nil
@@ -443,6 +452,27 @@ func (c *Cluster) newHost(ep string, shared bool) (*Host, error) {
 	inFlight := c.region.HostActive(st, c.worker)
 	h.State, h.inFlight, h.weight = st, &inFlight, endpointWeight(cc, ep)
 	return h, nil
+}
+
+// hostname returns the Hostname of host ep (an address) of cc.
+func hostname(cc *config.Cluster, ep string) string {
+	if !IsDNS(cc) {
+		return ep
+	}
+	if len(cc.Endpoints) == 1 {
+		return cc.Endpoints[0]
+	}
+	_, port, _ := net.SplitHostPort(ep)
+	name := ""
+	for _, e := range cc.Endpoints {
+		if _, p, _ := net.SplitHostPort(e); p == port {
+			if name != "" {
+				return ""
+			}
+			name = e
+		}
+	}
+	return name
 }
 
 // newPool returns a pool for priority p's connections: opts with p's

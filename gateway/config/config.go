@@ -283,6 +283,11 @@ type Route struct {
 	RegexRewrite *RegexRewrite `toml:"regex_rewrite"`
 	// HostRewrite replaces the authority sent upstream.
 	HostRewrite string `toml:"host_rewrite"`
+	// AutoHostRewrite replaces the authority sent upstream with the
+	// picked host's name: the endpoint as configured for strict_dns and
+	// logical_dns clusters, its address for static ones. Exclusive with
+	// HostRewrite.
+	AutoHostRewrite bool `toml:"auto_host_rewrite"`
 	// Timeout is the route timeout; default 15s; 0s disables it.
 	Timeout *Duration `toml:"timeout"`
 	// DisabledFilters lists HTTP filters (dotted names) that do not run

@@ -183,6 +183,14 @@ func (v *validator) route(r *Route, p string) {
 			v.errorf(p+".regex_rewrite", "needs a cluster (a redirect has its own regex_rewrite)")
 		}
 	}
+	if r.AutoHostRewrite {
+		switch {
+		case r.HostRewrite != "":
+			v.errorf(p+".auto_host_rewrite", "set only one of host_rewrite and auto_host_rewrite")
+		case !forwards:
+			v.errorf(p+".auto_host_rewrite", "needs a cluster")
+		}
+	}
 	if r.Timeout != nil {
 		v.duration(p+".timeout", r.Timeout.Duration)
 	}

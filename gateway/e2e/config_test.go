@@ -135,6 +135,12 @@ func TestInvalidConfigsAreRejectedWithFileLineAndKey(t *testing.T) {
 			key:  `route\[0\]\.regex_rewrite: set only one of prefix_rewrite and regex_rewrite`,
 		},
 		{
+			name: "host_rewrite and auto_host_rewrite",
+			text: config(1, route(`prefix = "/"`, "up", `host_rewrite = "x"`, `auto_host_rewrite = true`), cluster("up", "127.0.0.1:1")),
+			line: `auto_host_rewrite`,
+			key:  `route\[0\]\.auto_host_rewrite: set only one of host_rewrite and auto_host_rewrite`,
+		},
+		{
 			name: "query parameter matcher with an invalid regex",
 			text: config(1, route(`prefix = "/", query_parameters = [{ name = "a", regex = "[" }]`, "up"), cluster("up", "127.0.0.1:1")),
 			line: `query_parameters`,

@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
 	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
@@ -174,4 +177,67 @@ func TestRouteRegexRewrite(t *testing.T) {
 			time.Sleep(20 * time.Millisecond) // polling a file another process appends to
 		}
 	})
+}
+
+// fakeDNS is a UDP DNS server on 127.0.0.1 port 0 that answers every A
+// query with 127.0.0.1 and every other query with no records.
+func fakeDNS(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			var m dnsmessage.Message
+			if m.Unpack(buf[:n]) != nil || len(m.Questions) != 1 {
+				continue
+			}
+			q := m.Questions[0]
+			m.Header.Response, m.Additionals = true, nil
+			if q.Type == dnsmessage.TypeA {
+				m.Answers = []dnsmessage.Resource{{
+					Header: dnsmessage.ResourceHeader{Name: q.Name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET, TTL: 300},
+					Body:   &dnsmessage.AResource{A: [4]byte{127, 0, 0, 1}},
+				}}
+			}
+			if out, err := m.Pack(); err == nil {
+				pc.WriteTo(out, from)
+			}
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// TestRouteAutoHostRewrite checks auto_host_rewrite: the upstream sees the
+// endpoint name as configured for strict_dns and logical_dns clusters, the
+// address for static ones, and a route without it the client's authority.
+func TestRouteAutoHostRewrite(t *testing.T) {
+	a := uriUpstream(t, "A")
+	resolver := fakeDNS(t)
+	_, port, _ := net.SplitHostPort(a.Addr)
+	dnsCluster := func(name, typ, endpoint string) string {
+		return fmt.Sprintf("\n[[cluster]]\nname = %q\ntype = %q\nendpoints = [%q]\ndns_resolvers = [%q]\nconnect_timeout = \"1s\"\n",
+			name, typ, endpoint, resolver)
+	}
+	routes := route(`prefix = "/static/"`, "static", `auto_host_rewrite = true`) +
+		route(`prefix = "/strict/"`, "strict", `auto_host_rewrite = true`) +
+		route(`prefix = "/logical/"`, "logical", `auto_host_rewrite = true`) +
+		route(`prefix = "/"`, "strict")
+	p := gwtest.Start(t, config(1, routes, cluster("static", a.Addr),
+		dnsCluster("strict", "strict_dns", "backend.test:"+port),
+		dnsCluster("logical", "logical_dns", "logical.test:"+port)))
+	base := "http://" + p.Addr("http")
+	cl := newClient(nil)
+
+	expectBody(t, cl, base+"/static/x", "A /static/x host="+a.Addr+" orig=")
+	expectBody(t, cl, base+"/strict/x", "A /strict/x host=backend.test:"+port+" orig=")
+	expectBody(t, cl, base+"/logical/x", "A /logical/x host=logical.test:"+port+" orig=")
+	expectBody(t, cl, base+"/other", "A /other host=client.example orig=", "Host", "client.example")
 }

@@ -444,6 +444,9 @@ func (f *filter) nextHost() {
 	next.Begin()
 	f.host = next
 	f.cb.Info().UpstreamHost = next.Address
+	if f.route.autoHost {
+		f.autoHostRewrite()
+	}
 }
 
 // recordFailure records a local-origin failure (connect failure, timeout,

@@ -63,6 +63,8 @@ type Route struct {
 	// hostRewrite is HostRewrite as set on requests (capacity clipped:
 	// shared by every request of the route).
 	hostRewrite []byte
+	// autoHost sets the authority to the picked host's name.
+	autoHost bool
 	// regexRewrite and regexTmpl are the route's regex_rewrite (nil
 	// without one).
 	regexRewrite *regexp.Regexp
@@ -284,6 +286,7 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 		Redirect:       rc.Redirect,
 		PrefixRewrite:  rc.PrefixRewrite,
 		HostRewrite:    rc.HostRewrite,
+		autoHost:       rc.AutoHostRewrite,
 		Timeout:        15 * time.Second,
 		Upgrades:       rc.Upgrade,
 		foldCase:       rc.Match.CaseSensitive != nil && !*rc.Match.CaseSensitive && rc.Match.Regex == "",

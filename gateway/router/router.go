@@ -734,8 +734,11 @@ func (f *filter) rewrite(h *httpfilter.RequestHeaders) {
 	if rt.pathRewrite {
 		f.rewritePath(h)
 	}
-	if rt.hostRewrite != nil {
+	switch {
+	case rt.hostRewrite != nil:
 		h.Authority = rt.hostRewrite
+	case rt.autoHost:
+		f.autoHostRewrite()
 	}
 }
 
@@ -754,6 +757,14 @@ func (f *filter) rewritePath(h *httpfilter.RequestHeaders) {
 	// orig stays valid for the stream: it is the codec's (or the filter
 	// that set it), never f.pathBuf.
 	h.SetBytes(hdrOriginalPath, orig)
+}
+
+// autoHostRewrite makes the request's authority the name of f.host
+// (auto_host_rewrite); a host without one leaves it alone.
+func (f *filter) autoHostRewrite() {
+	if n := f.host.Hostname; len(n) > 0 {
+		f.req.Authority = n
+	}
 }
 
 // splitPath splits a request target into its path and the rest: the query

@@ -398,6 +398,18 @@ type Redirect struct {
 	Path   string `toml:"path"`
 	// HTTPSRedirect is shorthand for Scheme = "https".
 	HTTPSRedirect bool `toml:"https_redirect"`
+	// Port replaces the port of the request's authority (Envoy's
+	// port_redirect); 0 keeps it.
+	Port int `toml:"port"`
+	// PrefixRewrite replaces the matched prefix of the path (prefix
+	// routes only); RegexRewrite rewrites the path as a route's
+	// regex_rewrite does. At most one of Path, PrefixRewrite and
+	// RegexRewrite is set; the latter two keep the query.
+	PrefixRewrite string        `toml:"prefix_rewrite"`
+	RegexRewrite  *RegexRewrite `toml:"regex_rewrite"`
+	// StripQuery drops the request's query from the location (a query
+	// written in Path stays).
+	StripQuery bool `toml:"strip_query"`
 }
 
 // Cluster is a named group of upstream hosts.

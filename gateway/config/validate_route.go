@@ -166,6 +166,24 @@ func (v *validator) route(r *Route, p string) {
 		if rd.Path != "" && !strings.HasPrefix(rd.Path, "/") {
 			v.errorf(p+".redirect.path", "must start with \"/\"")
 		}
+		if rd.Port < 0 || rd.Port > 65535 {
+			v.errorf(p+".redirect.port", "must be in 1..65535 (0 keeps the request's), got %d", rd.Port)
+		}
+		if rd.PrefixRewrite != "" && m.Prefix == "" {
+			v.errorf(p+".redirect.prefix_rewrite", "only allowed with a prefix match")
+		}
+		if rd.RegexRewrite != nil {
+			v.regexRewrite(p+".redirect.regex_rewrite", rd.RegexRewrite)
+		}
+		n := 0
+		for _, set := range []bool{rd.Path != "", rd.PrefixRewrite != "", rd.RegexRewrite != nil} {
+			if set {
+				n++
+			}
+		}
+		if n > 1 {
+			v.errorf(p+".redirect", "set at most one of path, prefix_rewrite and regex_rewrite")
+		}
 	}
 	if actions != 1 {
 		v.errorf(p, "set exactly one of cluster, weighted_clusters, direct_response and redirect")

@@ -153,6 +153,24 @@ func TestInvalidConfigsAreRejectedWithFileLineAndKey(t *testing.T) {
 			key:  `route\[0\]\.match\.query_parameters\[0\]: set at most one of`,
 		},
 		{
+			name: "redirect with path and prefix_rewrite",
+			text: config(1, "\n    [[route_config.virtual_host.route]]\n    match = { prefix = \"/\" }\n    redirect = { path = \"/a\", prefix_rewrite = \"/b/\" }\n", cluster("up", "127.0.0.1:1")),
+			line: `redirect = {`,
+			key:  `route\[0\]\.redirect: set at most one of path, prefix_rewrite and regex_rewrite`,
+		},
+		{
+			name: "redirect regex_rewrite with an invalid pattern",
+			text: config(1, "\n    [[route_config.virtual_host.route]]\n    match = { prefix = \"/\" }\n    redirect = { regex_rewrite = { pattern = \"(\", substitution = \"/\" } }\n", cluster("up", "127.0.0.1:1")),
+			line: `redirect = {`,
+			key:  `route\[0\]\.redirect\.regex_rewrite\.pattern: invalid regex`,
+		},
+		{
+			name: "redirect port out of range",
+			text: config(1, "\n    [[route_config.virtual_host.route]]\n    match = { prefix = \"/\" }\n    redirect = { port = 70000 }\n", cluster("up", "127.0.0.1:1")),
+			line: `port = 70000`,
+			key:  `route\[0\]\.redirect\.port: must be in 1\.\.65535`,
+		},
+		{
 			name: "header append action",
 			text: config(1, route(`prefix = "/"`, "up", `response_headers_to_add = [{ key = "x-a", value = "b", append_action = "replace" }]`), cluster("up", "127.0.0.1:1")),
 			line: `append_action`,

@@ -241,3 +241,42 @@ func TestRouteAutoHostRewrite(t *testing.T) {
 	expectBody(t, cl, base+"/logical/x", "A /logical/x host=logical.test:"+port+" orig=")
 	expectBody(t, cl, base+"/other", "A /other host=client.example orig=", "Host", "client.example")
 }
+
+// TestRedirectRewrites checks the redirect options taken from Envoy's
+// RedirectAction: prefix_rewrite, regex_rewrite, strip_query and port,
+// beside path's handling of the query.
+func TestRedirectRewrites(t *testing.T) {
+	redirect := func(match, redirect string) string {
+		return fmt.Sprintf("\n    [[route_config.virtual_host.route]]\n    match = { %s }\n    redirect = { %s }\n", match, redirect)
+	}
+	routes := redirect(`prefix = "/old/"`, `prefix_rewrite = "/new/", status = 302`) +
+		redirect(`prefix = "/re/"`, `regex_rewrite = { pattern = '^/re/([0-9]+)$', substitution = '/items/\1' }, strip_query = true`) +
+		redirect(`prefix = "/port/"`, `https_redirect = true, port = 8443`) +
+		redirect(`prefix = "/strip/"`, `path = "/p", strip_query = true`) +
+		redirect(`prefix = "/keep/"`, `path = "/kept"`) +
+		redirect(`prefix = "/own/"`, `path = "/p?own=1"`)
+	p := gwtest.Start(t, config(1, routes))
+	base, host := "http://"+p.Addr("http"), p.Addr("http")
+	hostOnly, _, _ := net.SplitHostPort(host)
+	cl := newClient(nil)
+
+	for _, tc := range []struct {
+		name, path string
+		status     int
+		location   string
+	}{
+		{"prefix_rewrite keeps the rest and the query", "/old/a/b?x=1", 302, "http://" + host + "/new/a/b?x=1"},
+		{"regex_rewrite with strip_query", "/re/42?x=1", 301, "http://" + host + "/items/42"},
+		{"port replaces the authority's port", "/port/x?y", 301, "https://" + hostOnly + ":8443/port/x?y"},
+		{"path with strip_query", "/strip/x?y=1", 301, "http://" + host + "/p"},
+		{"path keeps the request's query", "/keep/x?y=1", 301, "http://" + host + "/kept?y=1"},
+		{"a query in path replaces the request's", "/own/x?y=1", 301, "http://" + host + "/p?own=1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, _ := get(t, cl, base+tc.path)
+			if resp.StatusCode != tc.status || resp.Header.Get("Location") != tc.location {
+				t.Errorf("GET %s: status %d, Location %q; want %d, %q", tc.path, resp.StatusCode, resp.Header.Get("Location"), tc.status, tc.location)
+			}
+		})
+	}
+}

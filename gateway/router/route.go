@@ -66,9 +66,9 @@ type Route struct {
 	// autoHost sets the authority to the picked host's name.
 	autoHost bool
 	// regexRewrite and regexTmpl are the route's regex_rewrite (nil
-	// without one).
-	regexRewrite *regexp.Regexp
-	regexTmpl    []byte
+	// without one); redirectRegex and redirectTmpl its redirect's.
+	regexRewrite, redirectRegex *regexp.Regexp
+	regexTmpl, redirectTmpl     []byte
 	// pathRewrite: the route rewrites the path (prefix_rewrite or
 	// regex_rewrite), and so sets x-envoy-original-path.
 	pathRewrite bool
@@ -300,6 +300,13 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 			return nil, fmt.Errorf("regex_rewrite: %w", err)
 		}
 		r.regexRewrite, r.regexTmpl = re, []byte(tmpl)
+	}
+	if rd := rc.Redirect; rd != nil && rd.RegexRewrite != nil {
+		re, tmpl, err := rd.RegexRewrite.Compile()
+		if err != nil {
+			return nil, fmt.Errorf("redirect.regex_rewrite: %w", err)
+		}
+		r.redirectRegex, r.redirectTmpl = re, []byte(tmpl)
 	}
 	r.pathRewrite = (r.PrefixRewrite != "" && r.prefix != "") || r.regexRewrite != nil
 	if strings.EqualFold(rc.Priority, "high") {

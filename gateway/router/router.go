@@ -791,12 +791,24 @@ func redirectReply(rt *Route, h *httpfilter.RequestHeaders) httpfilter.LocalRepl
 	if rd.Host != "" {
 		host = rd.Host
 	}
-	path := string(h.Path)
-	if rd.Path != "" {
+	if rd.Port != 0 {
+		host = withPort(host, rd.Port)
+	}
+	p, q := splitPath(h.Path)
+	path, query := string(p), string(q)
+	switch {
+	case rd.Path != "":
 		path = rd.Path
-		if i := indexByte(string(h.Path), '?'); i >= 0 && indexByte(rd.Path, '?') < 0 {
-			path += string(h.Path[i:])
+		if indexByte(rd.Path, '?') >= 0 {
+			query = "" // the redirect's own query replaces the request's
 		}
+	case rd.PrefixRewrite != "":
+		path = rd.PrefixRewrite + path[len(rt.prefix):]
+	case rt.redirectRegex != nil:
+		path = rt.redirectRegex.ReplaceAllString(path, string(rt.redirectTmpl))
+	}
+	if rd.StripQuery {
+		query = ""
 	}
 	status := rd.Status
 	if status == 0 {
@@ -804,9 +816,18 @@ func redirectReply(rt *Route, h *httpfilter.RequestHeaders) httpfilter.LocalRepl
 	}
 	return httpfilter.LocalReply{
 		Status:  status,
-		Headers: []httpfilter.Field{{Name: []byte("location"), Value: []byte(scheme + "://" + host + path)}},
+		Headers: []httpfilter.Field{{Name: []byte("location"), Value: []byte(scheme + "://" + host + path + query)}},
 		Details: "redirect",
 	}
+}
+
+// withPort returns authority with its port (if any) replaced by port.
+func withPort(authority string, port int) string {
+	host := authority
+	if i := strings.LastIndexByte(authority, ':'); i >= 0 && strings.IndexByte(authority[i:], ']') < 0 {
+		host = authority[:i]
+	}
+	return host + ":" + strconv.Itoa(port)
 }
 
 func indexByte(s string, c byte) int {

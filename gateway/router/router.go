@@ -367,13 +367,9 @@ func (f *filter) OnDestroy() {
 		f.cluster.Record.PriorityBreaker(f.route.Priority, hoststate.Requests).Release()
 	}
 	f.resp.Headers.Reset()
-	pathBuf := f.pathBuf[:0]
-	if f.route != nil && f.route.pathRewrite {
-		// The request's :path is pathBuf, and the access log reads it
-		// after OnDestroy: the next user of f must not write it.
-		pathBuf = nil
-	}
-	*f = filter{pathBuf: pathBuf, svcTime: f.svcTime[:0], resp: f.resp, reqBody: f.reqBody[:0], tried: f.tried[:0]}
+	// The connection manager writes the access log, which may print the
+	// rewritten path in pathBuf, before it destroys the filters.
+	*f = filter{pathBuf: f.pathBuf[:0], svcTime: f.svcTime[:0], resp: f.resp, reqBody: f.reqBody[:0], tried: f.tried[:0]}
 	filterPool.Put(f)
 }
 

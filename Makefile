@@ -34,11 +34,13 @@ run: build
 	@bin/gencert -dir etc/certs
 	@bin/demo-upstream -listen 127.0.0.1:8081 -tls-listen 127.0.0.1:8444 \
 		-cert etc/certs/upstream.pem -key etc/certs/upstream-key.pem & up=$$!; \
-	trap 'kill $$up 2>/dev/null; wait $$up 2>/dev/null' EXIT INT TERM; \
-	RUNTIME_DIRECTORY="$(CURDIR)/bin/run" bin/sluice run -c etc/sluice.toml; \
-	while bin/sluice reopen-logs -c etc/sluice.toml >/dev/null 2>&1; do sleep 1; done
+	trap 'kill $$up 2>/dev/null; wait $$up 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
+	RUNTIME_DIRECTORY="$(CURDIR)/bin/run" bin/sluice run -c etc/sluice.toml || exit $$?; \
+	while [ -S bin/run/control.sock ]; do sleep 1; done
 	@# (after "sluice upgrade" the supervisor started here has handed over to
-	@# a new one: keep the demo upstream up while that one serves)
+	@# a new one: keep the demo upstream up while that one serves, that is
+	@# until it removes its control socket on exit; polling the socket file
+	@# sends the new supervisor nothing, so its log stays quiet)
 
 ## test: vet, then unit and end-to-end tests with the race detector
 ## (the e2e tests build their own sluice binary)

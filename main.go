@@ -16,6 +16,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -89,15 +90,15 @@ func run(args []string) int {
 	cmd, args := args[0], args[1:]
 	switch cmd {
 	case "run":
-		path, ok := configFlag(cmd, args)
+		path, code, ok := configFlag(cmd, args)
 		if !ok {
-			return 2
+			return code
 		}
 		return supervisor.Run(supervisor.Options{ConfigPath: path, Version: version})
 	case "validate":
-		path, ok := configFlag(cmd, args)
+		path, code, ok := configFlag(cmd, args)
 		if !ok {
-			return 2
+			return code
 		}
 		if _, err := supervisor.LoadConfig(path); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -108,12 +109,19 @@ func run(args []string) int {
 	case "reload", "upgrade", "reopen-logs":
 		return control(cmd, args)
 	case "worker":
-		fs := newFlagSet(cmd)
+		fs := newFlagSet(cmd, "--slot N --generation G", "a worker process; started by sluice run only", args)
 		var opts worker.Options
 		fs.IntVar(&opts.Slot, "slot", -1, "worker slot")
 		fs.IntVar(&opts.Generation, "generation", 0, "config generation")
-		if fs.Parse(args) != nil || opts.Slot < 0 || fs.NArg() > 0 {
-			fmt.Fprintln(os.Stderr, "usage: sluice worker --slot N --generation G (started by sluice run only)")
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		if err != nil {
+			return 2
+		}
+		if opts.Slot < 0 || fs.NArg() > 0 {
+			fs.Usage()
 			return 2
 		}
 		nameWorker()
@@ -137,11 +145,19 @@ const controlTimeout = 2 * time.Minute
 // control sends cmd to the running supervisor over its control socket,
 // prints the outcome and returns the exit code.
 func control(cmd string, args []string) int {
-	fs := newFlagSet(cmd)
+	fs := newFlagSet(cmd, "[-c FILE] [--control PATH]", commandHelp[cmd], args)
 	cfgPath := fs.String("c", "", "config `FILE` naming the control socket")
 	path := fs.String("control", "", "control socket `PATH` (default: server.control_socket of -c FILE)")
-	if fs.Parse(args) != nil || fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "usage: sluice %s [-c FILE] [--control PATH]\n", cmd)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "sluice %s: unexpected argument %q\n", cmd, fs.Arg(0))
+		fs.Usage()
 		return 2
 	}
 	if *path == "" {
@@ -172,22 +188,61 @@ func control(cmd string, args []string) int {
 	return 0
 }
 
-// configFlag parses the -c flag of run and validate.
-func configFlag(cmd string, args []string) (string, bool) {
-	fs := newFlagSet(cmd)
+// configFlag parses the -c flag of run and validate. It returns the exit
+// code to end with when the command should not run: 0 after --help, 2 for
+// a usage error.
+func configFlag(cmd string, args []string) (string, int, bool) {
+	fs := newFlagSet(cmd, "-c FILE", commandHelp[cmd], args)
 	path := fs.String("c", "", "config `FILE`")
-	if err := fs.Parse(args); err != nil {
-		return "", false
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return "", 0, false
+	}
+	if err != nil {
+		return "", 2, false
 	}
 	if *path == "" || fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "usage: sluice %s -c FILE\n", cmd)
-		return "", false
+		if *path == "" {
+			fmt.Fprintf(os.Stderr, "sluice %s: -c FILE is required\n", cmd)
+		} else {
+			fmt.Fprintf(os.Stderr, "sluice %s: unexpected argument %q\n", cmd, fs.Arg(0))
+		}
+		fs.Usage()
+		return "", 2, false
 	}
-	return *path, true
+	return *path, 0, true
 }
 
-func newFlagSet(cmd string) *flag.FlagSet {
+// commandHelp is the one-line description each command's --help prints.
+var commandHelp = map[string]string{
+	"run":         "run the supervisor (and its workers) in the foreground; SIGTERM drains and exits, SIGHUP reloads, SIGUSR2 upgrades, SIGUSR1 reopens access logs",
+	"validate":    `check a config file: prints "FILE: ok" and exits 0, or prints "file:line: key: message" lines and exits 1`,
+	"reload":      "make the running supervisor reload its config file; exit 0 once the new generation serves, 1 with the reason otherwise (the running generation then serves on)",
+	"upgrade":     "make the running supervisor start the binary now at its path and drain into it; exit 0 with the new supervisor's pid once it serves, 1 with the reason otherwise (the old one then serves on)",
+	"reopen-logs": "make every worker reopen its access log files (after logrotate moved them), as SIGUSR1 on the supervisor does",
+}
+
+// newFlagSet returns the flag set of cmd, whose usage (on --help, or after
+// a bad flag) names the command's arguments and says what it does.
+// Help asked for (-h, --help) goes to stdout, a usage error's to stderr.
+func newFlagSet(cmd, synopsis, help string, args []string) *flag.FlagSet {
 	fs := flag.NewFlagSet("sluice "+cmd, flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			fs.SetOutput(os.Stdout)
+		}
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: sluice %s %s\n", cmd, synopsis)
+		if help != "" {
+			fmt.Fprintf(fs.Output(), "\n%s\n", help)
+		}
+		fmt.Fprintln(fs.Output(), "\nflags:")
+		fs.PrintDefaults()
+	}
 	return fs
 }

@@ -557,3 +557,38 @@ func TestValidateAcceptsAValidConfig(t *testing.T) {
 		t.Fatalf("sluice validate = %v, %q; want %q", err, out, path+": ok\n")
 	}
 }
+
+// TestSubcommandHelpExitsZeroAndSaysWhatTheCommandDoes runs each command
+// with --help: help asked for is not an error, goes to stdout once, and
+// describes the command; a missing -c still exits 2 with the usage.
+func TestSubcommandHelpExitsZeroAndSaysWhatTheCommandDoes(t *testing.T) {
+	t.Parallel()
+	want := map[string]string{
+		"run":         "in the foreground",
+		"validate":    "check a config file",
+		"reload":      "reload its config file",
+		"upgrade":     "start the binary now at its path",
+		"reopen-logs": "reopen its access log files",
+	}
+	for cmd, what := range want {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		c := exec.CommandContext(ctx, binary, cmd, "--help")
+		var stdout, stderr bytes.Buffer
+		c.Stdout, c.Stderr = &stdout, &stderr
+		err := c.Run()
+		cancel()
+		if err != nil {
+			t.Errorf("sluice %s --help: %v, want exit 0\n%s%s", cmd, err, stdout.String(), stderr.String())
+			continue
+		}
+		out := stdout.String()
+		if !strings.Contains(out, "usage: sluice "+cmd) || !strings.Contains(out, what) || strings.Count(out, "usage:") != 1 {
+			t.Errorf("sluice %s --help printed %q (stderr %q), want one usage line and %q", cmd, out, stderr.String(), what)
+		}
+	}
+	out, err := exec.Command(binary, "run").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !bytes.Contains(out, []byte("-c FILE is required")) {
+		t.Errorf("sluice run without -c: %v\n%s; want exit 2 saying -c FILE is required", err, out)
+	}
+}

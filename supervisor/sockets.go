@@ -209,11 +209,31 @@ func (g *socketGroup) grow(n, backlog int) error {
 	for len(g.fds) < n {
 		fd, err := listenSocket(family, sa, v6only, true, g.udp(), backlog)
 		if err != nil {
-			return fmt.Errorf("supervisor: listener %q: listen %s: %w", g.name, g.addr, err)
+			return listenError(g.name, g.addr, g.udp(), err)
 		}
 		g.fds = append(g.fds, fd)
 	}
 	return nil
+}
+
+// listenError wraps a failure to bind a listener's socket, adding what an
+// operator can do about the usual causes.
+func listenError(name, address string, udp bool, err error) error {
+	hint := ""
+	switch {
+	case errors.Is(err, unix.EADDRINUSE):
+		_, port, _ := net.SplitHostPort(address)
+		flags := "-ltnp"
+		if udp {
+			flags = "-lunp"
+		}
+		hint = fmt.Sprintf(" (another process holds this address; `ss %s 'sport = :%s'` names it: stop it, or change the listener's address)", flags, port)
+	case errors.Is(err, unix.EACCES):
+		hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE, which the shipped systemd unit grants)"
+	case errors.Is(err, unix.EADDRNOTAVAIL):
+		hint = " (no network interface of this host has this IP address)"
+	}
+	return fmt.Errorf("supervisor: listener %q: listen %s: %w%s", name, address, err, hint)
 }
 
 // bindGroup binds n sockets to address (UDP sockets with udp, else
@@ -229,7 +249,7 @@ func bindGroup(name, address string, n int, reusePort, udp bool, backlog int) (*
 		fd, err := listenSocket(family, sa, v6only, reusePort, udp, backlog)
 		if err != nil {
 			g.close()
-			return nil, fmt.Errorf("supervisor: listener %q: listen %s: %w", name, address, err)
+			return nil, listenError(name, address, udp, err)
 		}
 		g.fds = append(g.fds, fd)
 		if i > 0 {

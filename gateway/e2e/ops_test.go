@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -554,5 +555,33 @@ func TestHandedOffConnectionCountsOnce(t *testing.T) {
 	want("closed", n, n, 0)
 	if got := histogramCount(t, admin, lst+"downstream_cx_length_ms"); float64(got) != n {
 		t.Errorf("%sdownstream_cx_length_ms has %d values, want %v (one per connection)", lst, got, n)
+	}
+}
+
+// TestPortInUseSaysHowToFindTheHolder starts sluice on a port another
+// process listens on (without SO_REUSEPORT, so the bind fails): sluice
+// exits 1 naming the listener and address and telling how to find who
+// holds it and what to change.
+func TestPortInUseSaysHowToFindTheHolder(t *testing.T) {
+	holder, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	addr := holder.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	cfg := strings.Replace(simpleConfig(1, "127.0.0.1:1"), `address = "127.0.0.1:0"`, fmt.Sprintf("address = %q", addr), 1)
+	path := filepath.Join(t.TempDir(), "sluice.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out := gwtest.Exec(t, 20*time.Second, "run", "-c", path)
+	if code != 1 {
+		t.Fatalf("sluice run on a port in use: exit %d, want 1; output:\n%s", code, out)
+	}
+	for _, want := range []string{`listener \"http\"`, "listen " + addr, "address already in use", "ss -ltnp 'sport = :" + port + "'", "change the listener's address"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }

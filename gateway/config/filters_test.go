@@ -59,6 +59,16 @@ func init() {
 		Name: "sluice.filters.listener.test_cfg", Kind: registry.Listener,
 		New: func() registry.Config { return new(testListenerCfg) },
 	})
+	// Stand-ins for the inspectors, whose names chain matching on SNI, TLS
+	// or ALPN needs on its listener.
+	registry.Register(registry.Info{
+		Name: tlsInspector, Kind: registry.Listener,
+		New: func() registry.Config { return new(testListenerCfg) },
+	})
+	registry.Register(registry.Info{
+		Name: httpInspector, Kind: registry.Listener,
+		New: func() registry.Config { return new(testListenerCfg) },
+	})
 	registry.Register(registry.Info{
 		Name: "sluice.filters.network.test_hcm", Kind: registry.Network, Terminal: true,
 		New: func() registry.Config { return new(testHCMCfg) },

@@ -166,6 +166,7 @@ func (v *validator) listeners() {
 			v.chain(fc.Filters)
 		}
 		v.chainMatches(p, l)
+		v.chainInspectors(p, l)
 		v.udpListener(p, l)
 	}
 }

@@ -7,6 +7,43 @@ import (
 	"strings"
 )
 
+// Listener filters that tell filter-chain matching what a connection
+// carries (the config package names them without importing them).
+const (
+	tlsInspector  = "sluice.filters.listener.tls_inspector"
+	httpInspector = "sluice.filters.listener.http_inspector"
+)
+
+// chainInspectors checks that a bound tcp listener whose chains match on
+// what only a listener filter finds out (the SNI, TLS, the application
+// protocol) has that filter: without it no connection ever matches such a
+// chain, and every one that would is closed (or lands on the default
+// chain). A virtual listener is not checked: the listener that hands it
+// connections may have inspected them.
+func (v *validator) chainInspectors(p string, l *Listener) {
+	if l.UDP() || !l.Bound() {
+		return
+	}
+	has := map[string]bool{}
+	for _, f := range l.ListenerFilters {
+		has[f.Name] = true
+	}
+	fix := fmt.Sprintf("add [[listener.listener_filter]] name = %q to listener %q", tlsInspector, l.Name)
+	for j := range l.FilterChains {
+		m := &l.FilterChains[j].Match
+		mp := indexKey(p+".filter_chain", j) + ".match"
+		if len(m.ServerNames) > 0 && !has[tlsInspector] {
+			v.errorf(mp+".server_names", "no connection can match: the SNI is read by the listener filter %s, which this listener lacks (%s)", tlsInspector, fix)
+		}
+		if m.TransportProtocol == "tls" && !has[tlsInspector] {
+			v.errorf(mp+".transport_protocol", "no connection can match: TLS is detected by the listener filter %s, which this listener lacks (%s)", tlsInspector, fix)
+		}
+		if len(m.ApplicationProtocols) > 0 && !has[tlsInspector] && !has[httpInspector] {
+			v.errorf(mp+".application_protocols", "no connection can match: application protocols are read by the listener filter %s (ALPN) or %s (plaintext HTTP), which this listener lacks (add one as a [[listener.listener_filter]])", tlsInspector, httpInspector)
+		}
+	}
+}
+
 // chainMatches checks each chain's match criteria, that at most one chain
 // is the default (and has no criteria), and that no two chains have the same
 // criteria or share a combination of values of their lists: a connection

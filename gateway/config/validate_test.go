@@ -35,7 +35,14 @@ func twoChains(a, b string) string {
 			"name = \"sluice.filters.network.test_hcm\"\n[listener.filter_chain.filter.config]\nstat_prefix = \"s\"\n" +
 			"route_config = \"main\"\n[[listener.filter_chain.filter.config.http_filter]]\nname = \"sluice.filters.http.test_router\"\n"
 	}
-	return "[[listener]]\nname = \"l\"\naddress = \"127.0.0.1:0\"\n" + chain(a) + chain(b) + clusterTOML + routeTOML
+	return "[[listener]]\nname = \"l\"\naddress = \"127.0.0.1:0\"\n" +
+		"[[listener.listener_filter]]\nname = \"sluice.filters.listener.tls_inspector\"\n" +
+		chain(a) + chain(b) + clusterTOML + routeTOML
+}
+
+// noInspector is twoChains without its tls_inspector.
+func noInspector(text string) string {
+	return strings.Replace(text, "[[listener.listener_filter]]\nname = \"sluice.filters.listener.tls_inspector\"\n", "", 1)
 }
 
 // chainTOML is a listener whose only chain holds the given filter tables.
@@ -104,6 +111,14 @@ func TestValidate(t *testing.T) {
 		{"identical criteria", twoChains(`server_names = ["a.test"]`, `server_names = ["a.test"]`),
 			"listener[0].filter_chain[1].match: ambiguous: same match criteria as listener[0].filter_chain[0]"},
 		{"disjoint server names", twoChains(`server_names = ["a.test"]`, `server_names = ["*.a.test"]`), ""},
+		{"server names without tls_inspector", noInspector(twoChains(`server_names = ["a.test"]`, `server_names = ["*.a.test"]`)),
+			`t.toml:5: listener[0].filter_chain[0].match.server_names: no connection can match: the SNI is read by the listener filter sluice.filters.listener.tls_inspector, which this listener lacks (add [[listener.listener_filter]] name = "sluice.filters.listener.tls_inspector" to listener "l")`},
+		{"tls transport without tls_inspector", noInspector(twoChains(`transport_protocol = "tls"`, `transport_protocol = "raw_buffer"`)),
+			"listener[0].filter_chain[0].match.transport_protocol: no connection can match: TLS is detected by the listener filter sluice.filters.listener.tls_inspector"},
+		{"raw_buffer transport without tls_inspector", noInspector(twoChains(`transport_protocol = "raw_buffer"`, `destination_port = 80`)), ""},
+		{"application protocols without an inspector", noInspector(twoChains(`application_protocols = ["h2c"]`, `destination_port = 80`)),
+			"listener[0].filter_chain[0].match.application_protocols: no connection can match: application protocols are read by the listener filter"},
+		{"application protocols with http_inspector", strings.Replace(twoChains(`application_protocols = ["h2c"]`, `destination_port = 80`), "tls_inspector", "http_inspector", 1), ""},
 		{"different criteria", twoChains(`server_names = ["a.test"]`, `server_names = ["a.test"], transport_protocol = "tls"`), ""},
 		{"backlog negative", strings.Replace(baseTOML, "address = \"127.0.0.1:0\"\n", "address = \"127.0.0.1:0\"\nbacklog = -1\n", 1), "listener[0].backlog: must be >= 0"},
 		{"buffer limit negative", strings.Replace(baseTOML, "address = \"127.0.0.1:0\"\n", "address = \"127.0.0.1:0\"\nper_connection_buffer_limit_bytes = -1\n", 1), "listener[0].per_connection_buffer_limit_bytes: must be >= 0"},

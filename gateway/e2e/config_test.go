@@ -65,6 +65,14 @@ func TestInvalidConfigsAreRejectedWithFileLineAndKey(t *testing.T) {
 			text: strings.Replace(good, "workers = 1", "workers = = 1", 1),
 			line: "workers = = 1",
 		},
+		// A chain chosen by SNI on a listener without tls_inspector
+		// validated, and then closed every connection: nothing read the SNI.
+		{
+			name: "server_names without tls_inspector",
+			text: strings.Replace(good, "  [[listener.filter_chain]]\n  name = \"default\"\n", "  [[listener.filter_chain]]\n  name = \"default\"\n  match = { server_names = [\"a.example\"] }\n", 1),
+			line: `match = { server_names = ["a.example"] }`,
+			key:  `listener\[0\]\.filter_chain\[0\]\.match\.server_names: no connection can match: .*add \[\[listener\.listener_filter\]\] name = "sluice\.filters\.listener\.tls_inspector"`,
+		},
 		// A plugin's executable is checked as certificates are: a mistyped
 		// path used to pass, and the plugin then failed to launch forever.
 		{

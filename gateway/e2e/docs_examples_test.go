@@ -244,7 +244,8 @@ func docReferences(t *testing.T, cfg string) (clusters, routes, plugins []string
 // documented key, value or default drifts from what sluice accepts. A
 // fragment is put into the smallest config around it (see docConfig); the
 // clusters, route configs and plugins it names but does not define are
-// added; a plugin's path and a "…" sha256 become a real plugin binary's.
+// added; a plugin's path and a "…" sha256 become a real plugin binary's,
+// and certificate, key and CA files generated ones.
 func TestDocsTOMLExamplesAreValid(t *testing.T) {
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
@@ -264,6 +265,18 @@ func TestDocsTOMLExamplesAreValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(bin)
+	// Certificates, keys and CA bundles an example names stand for real ones.
+	certs := filepath.Join(dir, "certs")
+	gen := exec.Command("go", "run", "./tools/gencert", "-dir", certs)
+	gen.Dir = root
+	if out, err := gen.CombinedOutput(); err != nil {
+		t.Fatalf("gencert: %v\n%s", err, out)
+	}
+	pemFiles := map[*regexp.Regexp]string{
+		regexp.MustCompile(`(cert_file\s*=\s*)"[^"]*"`): filepath.Join(certs, "server.pem"),
+		regexp.MustCompile(`(key_file\s*=\s*)"[^"]*"`):  filepath.Join(certs, "server-key.pem"),
+		regexp.MustCompile(`(ca_file\s*=\s*)"[^"]*"`):   filepath.Join(certs, "ca.pem"),
+	}
 	pluginPath := regexp.MustCompile(`(?m)^(\s*path\s*=\s*)"/usr/lib/sluice/plugins/[^"]*"`)
 	placeholderSum := regexp.MustCompile(`(?m)^(\s*sha256\s*=\s*)"…"`)
 	for i, ex := range examples {
@@ -271,6 +284,9 @@ func TestDocsTOMLExamplesAreValid(t *testing.T) {
 			cfg := docConfig(ex.text)
 			cfg = pluginPath.ReplaceAllString(cfg, `${1}"`+pluginBin+`"`)
 			cfg = placeholderSum.ReplaceAllString(cfg, `${1}"`+hex.EncodeToString(sum[:])+`"`)
+			for re, file := range pemFiles {
+				cfg = re.ReplaceAllString(cfg, `${1}"`+file+`"`)
+			}
 			clusters, routes, plugins := docReferences(t, cfg)
 			if len(routes) > 0 && !strings.Contains(cfg, `"docs-example"`) {
 				clusters = append(clusters, "docs-example")

@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -264,14 +263,14 @@ func (a *adminServer) Clusters() []admin.Cluster {
 	return out
 }
 
-// ConfigDump implements admin.Server: the serving config as JSON (the
-// handler redacts secrets).
+// ConfigDump implements admin.Server: the serving config as JSON, keyed as
+// in the config file (the handler redacts secrets).
 func (a *adminServer) ConfigDump() ([]byte, error) {
 	v := a.view.Load()
 	if v.cfg == nil {
 		return []byte("{}"), nil
 	}
-	return json.Marshal(v.cfg)
+	return v.cfg.Dump()
 }
 
 // Ready implements admin.Server: serving, and health checks not failed

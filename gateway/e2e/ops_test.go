@@ -585,3 +585,69 @@ func TestPortInUseSaysHowToFindTheHolder(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigDumpUsesTheConfigFilesKeys reads /config_dump and finds the
+// running config under the keys of the TOML file (it used to carry Go
+// field names: "Listeners", "FilterChains", "Decoded", "ConnectTimeout"),
+// with each filter as its name and its decoded config, and defaults
+// applied.
+func TestConfigDumpUsesTheConfigFilesKeys(t *testing.T) {
+	p := gwtest.Start(t, simpleConfig(1, "127.0.0.1:1")+"\n[admin]\naddress = \"127.0.0.1:0\"\n")
+	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
+	resp, err := (&http.Client{Timeout: ioTimeout}).Get("http://" + admin + "/config_dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var doc struct {
+		Listener []struct {
+			Name        string `json:"name"`
+			FilterChain []struct {
+				Filter []struct {
+					Name   string `json:"name"`
+					Config struct {
+						StatPrefix string `json:"stat_prefix"`
+						HTTPFilter []struct {
+							Name string `json:"name"`
+						} `json:"http_filter"`
+					} `json:"config"`
+				} `json:"filter"`
+			} `json:"filter_chain"`
+		} `json:"listener"`
+		Cluster []struct {
+			Name           string `json:"name"`
+			ConnectTimeout string `json:"connect_timeout"`
+			LBPolicy       string `json:"lb_policy"`
+		} `json:"cluster"`
+		Server struct {
+			DrainTimeout string `json:"drain_timeout"`
+		} `json:"server"`
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("/config_dump = %d:\n%s", resp.StatusCode, body)
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		t.Fatalf("/config_dump: %v\n%s", err, body)
+	}
+	if len(doc.Listener) != 1 || doc.Listener[0].Name != "http" || len(doc.Listener[0].FilterChain) != 1 ||
+		len(doc.Listener[0].FilterChain[0].Filter) != 1 {
+		t.Fatalf("/config_dump has no listener.filter_chain.filter as in the file:\n%s", body)
+	}
+	f := doc.Listener[0].FilterChain[0].Filter[0]
+	if f.Name != "sluice.filters.network.http_connection_manager" || f.Config.StatPrefix != "ingress_http" ||
+		len(f.Config.HTTPFilter) != 1 || f.Config.HTTPFilter[0].Name != "sluice.filters.http.router" {
+		t.Errorf("filter = %+v, want the connection manager with its config under config:\n%s", f, body)
+	}
+	if len(doc.Cluster) != 1 || doc.Cluster[0].Name != "up" || doc.Cluster[0].ConnectTimeout != "1s" || doc.Cluster[0].LBPolicy != "round_robin" {
+		t.Errorf("cluster = %+v, want up with connect_timeout 1s and the default lb_policy:\n%s", doc.Cluster, body)
+	}
+	if doc.Server.DrainTimeout != "10s" {
+		t.Errorf("server.drain_timeout = %q, want 10s", doc.Server.DrainTimeout)
+	}
+	for _, goName := range []string{`"Listeners"`, `"FilterChains"`, `"Decoded"`, `"ConnectTimeout"`} {
+		if strings.Contains(string(body), goName) {
+			t.Errorf("/config_dump still has the Go field name %s", goName)
+		}
+	}
+}

@@ -40,8 +40,7 @@ type Lookuper interface {
 
 // Resolver is a minimal stub resolver. It is safe for concurrent use.
 // It sends no search-domain variants: cluster endpoints are meant to be
-// fully qualified. A truncated answer is used as far as it goes (no TCP
-// retry).
+// fully qualified. A truncated UDP answer is asked for again over TCP.
 type Resolver struct {
 	// Servers are "ip:port" addresses, tried in order.
 	Servers []string

@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -173,7 +174,13 @@ func control(cmd string, args []string) int {
 	}
 	resp, err := supervisor.SendRequest(*path, req, controlTimeout)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "sluice %s: %s: %v\n", cmd, *path, err)
+		hint := ""
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			hint = fmt.Sprintf(" (no sluice supervisor serves this control socket: is sluice running? It listens at server.control_socket of the file it runs with; name that file with -c, or the socket with --control%s)", signalHint(cmd))
+		} else if errors.Is(err, syscall.EACCES) {
+			hint = " (the control socket is for root and the user sluice runs as: run this as one of them)"
+		}
+		fmt.Fprintf(os.Stderr, "sluice %s: %s: %v%s\n", cmd, *path, err, hint)
 		return 1
 	}
 	if !resp.OK {
@@ -186,6 +193,20 @@ func control(cmd string, args []string) int {
 	}
 	fmt.Printf("sluice %s: generation %d serving\n", cmd, resp.Generation)
 	return 0
+}
+
+// signalHint names the signal that does what cmd does, for a supervisor
+// whose control socket cannot be found.
+func signalHint(cmd string) string {
+	switch cmd {
+	case "reload":
+		return "; SIGHUP to the supervisor also reloads"
+	case "upgrade":
+		return "; SIGUSR2 to the supervisor also upgrades"
+	case "reopen-logs":
+		return "; SIGUSR1 to the supervisor also reopens the logs"
+	}
+	return ""
 }
 
 // configFlag parses the -c flag of run and validate. It returns the exit

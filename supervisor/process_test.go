@@ -592,3 +592,27 @@ func TestSubcommandHelpExitsZeroAndSaysWhatTheCommandDoes(t *testing.T) {
 		t.Errorf("sluice run without -c: %v\n%s; want exit 2 saying -c FILE is required", err, out)
 	}
 }
+
+// TestControlCommandWithoutSupervisorSaysWhatToCheck runs the control
+// commands against a control socket nobody serves: each exits 1 and says
+// to check that sluice runs and which file or socket to name, not only the
+// dial error.
+func TestControlCommandWithoutSupervisorSaysWhatToCheck(t *testing.T) {
+	t.Parallel()
+	sock := filepath.Join(t.TempDir(), "control.sock")
+	for cmd, signal := range map[string]string{"reload": "SIGHUP", "upgrade": "SIGUSR2", "reopen-logs": "SIGUSR1"} {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		out, err := exec.CommandContext(ctx, binary, cmd, "--control", sock).CombinedOutput()
+		cancel()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("sluice %s with no supervisor: %v, want exit 1\n%s", cmd, err, out)
+			continue
+		}
+		for _, want := range []string{sock, "is sluice running?", "server.control_socket", signal} {
+			if !bytes.Contains(out, []byte(want)) {
+				t.Errorf("sluice %s output lacks %q:\n%s", cmd, want, out)
+			}
+		}
+	}
+}

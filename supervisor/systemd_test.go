@@ -82,6 +82,11 @@ func TestSystemdUnitsSayWhatOperationsNeed(t *testing.T) {
 				t.Errorf("%s lacks %q", file, l)
 			}
 		}
+		for l := range have {
+			if strings.HasPrefix(l, "RestrictAddressFamilies=") && !strings.Contains(l, "AF_NETLINK") {
+				t.Errorf("%s: %q forbids netlink, which resolving the zone of a scoped IPv6 listener address needs", file, l)
+			}
+		}
 		if strings.Contains(string(b), "\nNoExecPaths=") {
 			t.Errorf("%s sets NoExecPaths, which would stop upgrades from executing a new binary", file)
 		}

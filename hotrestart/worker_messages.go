@@ -40,7 +40,15 @@ const (
 	// before its drain, or be split between the two. Body: SuccessorBody;
 	// generation 0 (a failed reload or upgrade) withdraws it.
 	TypeSuccessor Type = 19
+	// TypeStartFailed goes from a worker to the supervisor when it cannot
+	// start (a file its config names cannot be opened, say), just before
+	// it exits: the supervisor then gives that reason to whoever asked for
+	// the start, reload or upgrade. Body: the error's text.
+	TypeStartFailed Type = 20
 )
+
+// MaxStartFailedBody bounds the body of a TypeStartFailed message.
+const MaxStartFailedBody = 4 << 10
 
 // SuccessorBody is the body of a TypeSuccessor message for generation gen
 // (0: none).
@@ -62,6 +70,7 @@ func init() {
 	typeNames[TypeStopAccepting] = "stop accepting"
 	typeNames[TypeStoppedAccepting] = "stopped accepting"
 	typeNames[TypeSuccessor] = "successor"
+	typeNames[TypeStartFailed] = "start failed"
 }
 
 // TicketKeys is the body of a TypeTicketKeys message.

@@ -29,6 +29,9 @@ type proc struct {
 	// stop accepting and is told to drain once every worker of the
 	// generation has stopped (stopped: it said so) or the wait ends.
 	stopping, stopped bool
+	// startErr is why the worker could not start, as it said before
+	// exiting (TypeStartFailed); empty if it said nothing.
+	startErr string
 }
 
 // eventKind says what happened to a worker process.
@@ -40,6 +43,7 @@ const (
 	evExited                            // it exited, or could not be started
 	evHandoff                           // it handed off a connection (msg)
 	evStoppedAccepting                  // it stopped accepting, as asked
+	evStartFailed                       // it cannot start (msg: why), and exits
 )
 
 // event reports something about a worker process to the event loop.
@@ -181,6 +185,9 @@ func (s *Supervisor) readWorker(p *proc, conn *hotrestart.Conn) {
 			s.post(event{kind: evHandoff, p: p, msg: m})
 		case hotrestart.TypeStoppedAccepting:
 			s.post(event{kind: evStoppedAccepting, p: p})
+		case hotrestart.TypeStartFailed:
+			m.CloseFDs()
+			s.post(event{kind: evStartFailed, p: p, msg: m})
 		default:
 			m.CloseFDs()
 		}

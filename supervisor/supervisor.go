@@ -470,6 +470,10 @@ func (s *Supervisor) handle(e event) {
 	case evStoppedAccepting:
 		p.stopped = true
 		s.drainStopped(p.g, false)
+	case evStartFailed:
+		if len(e.msg.Body) <= hotrestart.MaxStartFailedBody {
+			p.startErr = string(e.msg.Body)
+		}
 	}
 }
 
@@ -587,6 +591,10 @@ func (s *Supervisor) exited(p *proc, e event) {
 		reason = e.state.String()
 	case e.err != nil:
 		fields = append(fields, zap.String("reason", "start failed"), zap.Error(e.err))
+	}
+	if p.startErr != "" {
+		// What the worker said, with how it ended.
+		reason = p.startErr + "; " + reason
 	}
 	sl := &g.slots[p.slot]
 	switch {

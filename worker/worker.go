@@ -85,6 +85,13 @@ func Run(opts Options) int {
 	defer conn.Close()
 	w, err := start(conn, opts)
 	if err != nil {
+		// The reason, for the supervisor to pass on to whoever started
+		// this generation (sluice run, reload or upgrade).
+		why := err.Error()
+		if len(why) > hotrestart.MaxStartFailedBody {
+			why = why[:hotrestart.MaxStartFailedBody]
+		}
+		_ = conn.Send(hotrestart.Message{Type: hotrestart.TypeStartFailed, Body: []byte(why)})
 		if !errors.As(err, new(loggedError)) {
 			fmt.Fprintf(os.Stderr, "sluice worker: slot %d generation %d: %v\n", opts.Slot, opts.Generation, err)
 		}

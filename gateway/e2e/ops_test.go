@@ -651,3 +651,38 @@ func TestConfigDumpUsesTheConfigFilesKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadWhoseWorkersCannotStartSaysWhy reloads a config that validates
+// but on which no worker can start (an access log in a missing directory):
+// sluice reload exits 1 with the worker's own reason, file, line and key
+// included (it used to say only "worker slot N exited before it was ready
+// (exit status 1)", the reason being in the log alone), and the running
+// generation serves on.
+func TestReloadWhoseWorkersCannotStartSaysWhy(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	p := gwtest.Start(t, simpleConfig(1, up.Addr))
+	dir := t.TempDir()
+	bad := withHCM(simpleConfig(1, up.Addr),
+		"[[listener.filter_chain.filter.config.access_log]]",
+		fmt.Sprintf("path = %q", dir+"/missing/access.log"))
+	if err := os.WriteFile(p.ConfigPath, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out := reload(t, p)
+	if code != 1 {
+		t.Fatalf("reload: exit %d, want 1; output: %s", code, out)
+	}
+	for _, want := range []string{"exited before it was ready", p.ConfigPath + ":", "access_log[0].path", "missing/access.log: no such file or directory"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("reload output lacks %q: %s", want, out)
+		}
+	}
+	resp, err := (&http.Client{Timeout: ioTimeout}).Get("http://" + p.Addr("http") + "/")
+	if err != nil {
+		t.Fatalf("the running generation stopped serving: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("after the failed reload: status %d, want 200", resp.StatusCode)
+	}
+}

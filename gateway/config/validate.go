@@ -102,6 +102,29 @@ func (v *validator) admin() {
 	if !a.AllowNonLoopback && !isLoopback(host) {
 		v.errorf("admin.address", "%q is not a loopback address (set allow_non_loopback to expose the admin API)", a.Address)
 	}
+	v.adminCollision(host)
+}
+
+// adminCollision reports a listener bound to the admin API's port on an
+// address that overlaps it: the admin API could not bind, and sluice would
+// run without it (its failure to listen is only logged).
+func (v *validator) adminCollision(host string) {
+	_, port, err := splitAddress(v.c.Admin.Address)
+	if err != nil || port == 0 {
+		return
+	}
+	for i := range v.c.Listeners {
+		l := &v.c.Listeners[i]
+		lh, lp, err := splitAddress(l.Address)
+		if err != nil || lp != port || l.UDP() || !l.Bound() {
+			continue
+		}
+		if hostsOverlap(canonicalHost(host), canonicalHost(lh)) {
+			v.errorf("admin.address", "%q overlaps %s (%q), whose socket would keep the admin API from starting: give the admin API its own port",
+				v.c.Admin.Address, indexKey("listener", i)+" "+strconv.Quote(l.Name), l.Address)
+			return
+		}
+	}
 }
 
 func (v *validator) log() {
@@ -335,6 +358,24 @@ func canonicalHost(h string) string {
 		return a.Unmap().String()
 	}
 	return strings.ToLower(h)
+}
+
+// hostsOverlap reports whether sockets bound to the same port on hosts a
+// and b (canonical) would conflict: the same host, "localhost" and a
+// loopback IP, the IPv4 wildcard and an IPv4 host, or the dual-stack
+// wildcard ("" or "::") and any host.
+func hostsOverlap(a, b string) bool {
+	if a == b || a == "" || b == "" || a == "::" || b == "::" {
+		return true
+	}
+	v4 := func(h string) bool {
+		ip, err := netip.ParseAddr(h)
+		return h == "localhost" || (err == nil && ip.Unmap().Is4())
+	}
+	if (a == "0.0.0.0" && v4(b)) || (b == "0.0.0.0" && v4(a)) {
+		return true
+	}
+	return (a == "localhost" && isLoopback(b)) || (b == "localhost" && isLoopback(a))
 }
 
 // isLoopback reports whether host is "localhost" or a loopback IP.

@@ -85,6 +85,11 @@ func TestValidate(t *testing.T) {
 		{"admin non-loopback allowed", baseTOML + "[admin]\naddress = \"0.0.0.0:9901\"\nallow_non_loopback = true\n", ""},
 		{"admin localhost", baseTOML + "[admin]\naddress = \"localhost:9901\"\n", ""},
 		{"admin ipv6 loopback", baseTOML + "[admin]\naddress = \"[::1]:0\"\n", ""},
+		{"admin on a listener's address", strings.Replace(baseTOML, `address = "127.0.0.1:0"`, `address = "127.0.0.1:9901"`, 1) + "[admin]\naddress = \"127.0.0.1:9901\"\n",
+			`t.toml:28: admin.address: "127.0.0.1:9901" overlaps listener[0] "public" ("127.0.0.1:9901"), whose socket would keep the admin API from starting`},
+		{"admin under a wildcard listener", strings.Replace(baseTOML, `address = "127.0.0.1:0"`, `address = "0.0.0.0:9901"`, 1) + "[admin]\naddress = \"localhost:9901\"\n", "overlaps listener[0]"},
+		{"admin on another loopback address", strings.Replace(baseTOML, `address = "127.0.0.1:0"`, `address = "127.0.0.2:9901"`, 1) + "[admin]\naddress = \"127.0.0.1:9901\"\n", ""},
+		{"admin ipv6 beside an ipv4 wildcard", strings.Replace(baseTOML, `address = "127.0.0.1:0"`, `address = "0.0.0.0:9901"`, 1) + "[admin]\naddress = \"[::1]:9901\"\n", ""},
 		{"admin port too big", baseTOML + "[admin]\naddress = \"127.0.0.1:70000\"\n", "port must be a number from 0 to 65535"},
 		// listeners
 		{"listener missing name", strings.Replace(baseTOML, "name = \"public\"\n", "", 1), "t.toml:1: listener[0].name: missing name"},

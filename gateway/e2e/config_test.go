@@ -65,6 +65,14 @@ func TestInvalidConfigsAreRejectedWithFileLineAndKey(t *testing.T) {
 			text: strings.Replace(good, "workers = 1", "workers = = 1", 1),
 			line: "workers = = 1",
 		},
+		// The admin API on a listener's address validated, and then
+		// sluice ran without it (its bind failure only logged).
+		{
+			name: "admin on a listener's address",
+			text: strings.Replace(good, `address = "127.0.0.1:0"`, `address = "127.0.0.1:1"`, 1) + "\n[admin]\naddress = \"localhost:1\"\n",
+			line: `address = "localhost:1"`,
+			key:  `admin\.address: "localhost:1" overlaps listener\[0\] "http"`,
+		},
 		// A chain chosen by SNI on a listener without tls_inspector
 		// validated, and then closed every connection: nothing read the SNI.
 		{

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // hclogger returns a go-plugin logger that writes each line to log. Its
@@ -29,6 +30,29 @@ func hclogger(log *zap.Logger, name string) hclog.Logger {
 	})}
 }
 
+// hclogLevels map the level tag hclog starts a line with to zap's.
+var hclogLevels = []struct {
+	tag   string
+	level zapcore.Level
+}{
+	{"[ERROR]", zapcore.ErrorLevel},
+	{"[WARN]", zapcore.WarnLevel},
+	{"[INFO]", zapcore.InfoLevel},
+	{"[DEBUG]", zapcore.DebugLevel},
+	{"[TRACE]", zapcore.DebugLevel},
+}
+
+// hclogLevel returns the zap level of an hclog line and the line without
+// its level tag; a line without one (a continuation) is info.
+func hclogLevel(line []byte) (zapcore.Level, []byte) {
+	for _, l := range hclogLevels {
+		if rest, ok := bytes.CutPrefix(line, []byte(l.tag)); ok {
+			return l.level, bytes.TrimSpace(rest)
+		}
+	}
+	return zapcore.InfoLevel, line
+}
+
 // unnamedOnly is an hclog.Logger whose Named loggers discard.
 type unnamedOnly struct{ hclog.Logger }
 
@@ -46,7 +70,8 @@ func outputWriter(log *zap.Logger, plugin, stream string) *lineWriter {
 // lineWriter turns hclog output into zap entries, one per line. With
 // output, the lines are a plugin's: a JSON hclog line (go-plugin's own, in
 // the plugin) is logged at its level with its message and fields, any other
-// line as it is, at info level.
+// line as it is, at info level. Without output, the lines are go-plugin's
+// (hclog's text format) and keep their level.
 type lineWriter struct {
 	log    *zap.Logger
 	output bool
@@ -103,7 +128,8 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 			if w.output {
 				w.logOutput(line)
 			} else {
-				w.log.Info(string(line))
+				level, msg := hclogLevel(line)
+				w.log.Check(level, string(msg)).Write()
 			}
 		}
 		w.buf = w.buf[i+1:]

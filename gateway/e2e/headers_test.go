@@ -111,10 +111,10 @@ func TestRequestHeadersAddedAndHopByHopStripped(t *testing.T) {
 
 // TestInternalAndExternalClients checks Envoy's treatment of x-envoy-*
 // request headers at the edge: a client in the internal ranges (127.0.0.1
-// by default) gets x-envoy-internal and keeps its x-envoy-* headers; an
-// external one (here every client, with cidr_ranges = []) loses the
-// internal-only ones, whatever it sent, and the upstream learns its
-// address from x-envoy-external-address.
+// by default) keeps its x-envoy-* headers; an external one (with other
+// ranges) loses the internal-only ones, whatever it sent. With
+// mark_internal_requests the upstream gets x-envoy-internal or
+// x-envoy-external-address, never the client's own copy.
 func TestInternalAndExternalClients(t *testing.T) {
 	up := testutil.Upstream(t, headerEcho())
 	sent := []string{"X-Envoy-Internal", "true", "X-Envoy-Retry-On", "5xx", "X-Envoy-Upstream-Rq-Timeout-Ms", "1",
@@ -124,14 +124,18 @@ func TestInternalAndExternalClients(t *testing.T) {
 		want      map[string]string // "" means absent
 	}{
 		{"internal client", "", map[string]string{
-			"X-Envoy-Internal": "true", "X-Envoy-Retry-On": "5xx", "X-Envoy-Upstream-Rq-Timeout-Ms": "1", "X-Envoy-Custom": "kept",
+			"X-Envoy-Internal": "", "X-Envoy-External-Address": "", "X-Envoy-Retry-On": "5xx",
+			"X-Envoy-Upstream-Rq-Timeout-Ms": "1", "X-Envoy-Custom": "kept",
+		}},
+		{"internal client, marked", `mark_internal_requests = true`, map[string]string{
+			"X-Envoy-Internal": "true", "X-Envoy-External-Address": "", "X-Envoy-Retry-On": "5xx",
 		}},
 		{"external client", `internal_address_config = { cidr_ranges = [] }`, map[string]string{
 			"X-Envoy-Internal": "", "X-Envoy-Retry-On": "", "X-Envoy-Upstream-Rq-Timeout-Ms": "",
-			"X-Envoy-External-Address": "127.0.0.1", "X-Envoy-Custom": "kept",
+			"X-Envoy-External-Address": "", "X-Envoy-Custom": "kept",
 		}},
-		{"other ranges", `internal_address_config = { cidr_ranges = ["10.0.0.0/8"] }`, map[string]string{
-			"X-Envoy-Internal": "", "X-Envoy-External-Address": "127.0.0.1",
+		{"external client, marked", "internal_address_config = { cidr_ranges = [\"10.0.0.0/8\"] }\n    mark_internal_requests = true", map[string]string{
+			"X-Envoy-Internal": "", "X-Envoy-Retry-On": "", "X-Envoy-External-Address": "127.0.0.1",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

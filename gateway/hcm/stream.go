@@ -188,35 +188,43 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 		h.Scheme = schemeHTTP
 	}
 	if *c.f.cfg.UseRemoteAddress {
+		// One pass takes out what the proxy sets itself: the client's
+		// x-forwarded-for values (kept in front of the client address),
+		// x-forwarded-proto, x-envoy-original-path (the router sets it on
+		// a rewrite; a client's would be printed as the request's path by
+		// the default access log format), x-envoy-internal and
+		// x-envoy-external-address, and an external client's
+		// internal-only x-envoy-* headers.
 		s.xff = s.xff[:0]
-		n := 0
+		out := 0
 		for i := range h.Fields {
-			if string(h.Fields[i].Name) == "x-forwarded-for" {
-				if n > 0 {
-					s.xff = append(s.xff, ',', ' ')
+			f := h.Fields[i]
+			switch n := f.Name; {
+			case string(n) == "x-forwarded-for":
+				s.xff = append(append(s.xff, f.Value...), ',', ' ')
+				continue
+			case string(n) == "x-forwarded-proto":
+				continue
+			case len(n) > len(envoyPrefix) && string(n[:len(envoyPrefix)]) == envoyPrefix:
+				if rest := string(n[len(envoyPrefix):]); rest == "original-path" || rest == "internal" ||
+					rest == "external-address" || !c.internal && internalOnly[rest] {
+					continue
 				}
-				s.xff = append(s.xff, h.Fields[i].Value...)
-				n++
 			}
+			h.Fields[out] = f
+			out++
 		}
-		if n > 0 {
-			s.xff = append(s.xff, ',', ' ')
-			h.Del("x-forwarded-for")
-		}
+		clear(h.Fields[out:])
+		h.Fields = h.Fields[:out]
 		s.xff = append(s.xff, c.remoteIP...)
 		h.AddBytes(hdrXFF, s.xff)
-		h.Del("x-forwarded-proto")
 		h.AddBytes(hdrXFP, h.Scheme)
-		// The proxy sets x-envoy-original-path (the router, on a path
-		// rewrite); a client's would be taken for the request's path by
-		// the default access log format, so it goes even from internal
-		// clients.
-		h.Del("x-envoy-original-path")
-		if c.internal {
-			h.SetBytes(hdrEnvoyInternal, valTrue)
-		} else {
-			cleanInternalHeaders(&h.Headers)
-			h.SetBytes(hdrExternalAddress, c.remoteIP)
+		if c.f.cfg.MarkInternalRequests {
+			if c.internal {
+				h.AddBytes(hdrEnvoyInternal, valTrue)
+			} else {
+				h.AddBytes(hdrExternalAddress, c.remoteIP)
+			}
 		}
 	}
 	if *c.f.cfg.GenerateRequestID && !h.Has("x-request-id") {
@@ -224,24 +232,12 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 	}
 }
 
-// cleanInternalHeaders removes from an external client's request the
-// x-envoy-* headers only an internal caller may set (Envoy's list): they
-// steer retries and timeouts, and upstreams trust x-envoy-internal.
-func cleanInternalHeaders(h *httpfilter.Headers) {
-	out := 0
-	for i := range h.Fields {
-		if n := h.Fields[i].Name; len(n) > len("x-envoy-") && string(n[:len("x-envoy-")]) == "x-envoy-" && internalOnly[string(n[len("x-envoy-"):])] {
-			continue
-		}
-		h.Fields[out] = h.Fields[i]
-		out++
-	}
-	clear(h.Fields[out:])
-	h.Fields = h.Fields[:out]
-}
+// envoyPrefix starts the names of Envoy's own headers.
+const envoyPrefix = "x-envoy-"
 
-// internalOnly are the x-envoy-* headers (without the prefix) removed from
-// external requests.
+// internalOnly are the x-envoy-* headers (without the prefix) only an
+// internal caller may set (Envoy's list): they steer retries and timeouts,
+// and upstreams trust x-envoy-internal. External requests lose them.
 var internalOnly = map[string]bool{
 	"internal": true, "external-address": true, "decorator-operation": true,
 	"downstream-service-cluster": true, "downstream-service-node": true, "retry-on": true,

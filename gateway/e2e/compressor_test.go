@@ -14,50 +14,12 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
 )
 
-// compressorConfig is one HTTP listener whose chain compresses before the
-// router, with the admin API; %s is the upstream's address.
-const compressorConfig = `
-[server]
-workers = 1
-
-[admin]
-address = "127.0.0.1:0"
-
-[[listener]]
-name = "http"
-address = "127.0.0.1:0"
-
-  [[listener.filter_chain]]
-  name = "default"
-
-    [[listener.filter_chain.filter]]
-    name = "sluice.filters.network.http_connection_manager"
-    [listener.filter_chain.filter.config]
-    stat_prefix = "ingress"
-    route_config = "local"
-
+// compressorFilter compresses at best_speed, before the router.
+const compressorFilter = `
       [[listener.filter_chain.filter.config.http_filter]]
       name = "sluice.filters.http.compressor"
       [listener.filter_chain.filter.config.http_filter.config]
       compression_level = "best_speed"
-
-      [[listener.filter_chain.filter.config.http_filter]]
-      name = "sluice.filters.http.router"
-
-[[route_config]]
-name = "local"
-
-  [[route_config.virtual_host]]
-  name = "all"
-  domains = ["*"]
-
-    [[route_config.virtual_host.route]]
-    match = { prefix = "/" }
-    cluster = "up"
-
-[[cluster]]
-name = "up"
-endpoints = ["%s"]
 `
 
 // page is a compressible body: 8 KiB of repeated HTML.
@@ -111,7 +73,7 @@ func TestCompressorGzipsWhatTheClientAccepts(t *testing.T) {
 			h.Set("X-Checksum", "42")
 		}
 	}))
-	p := gwtest.Start(t, fmt.Sprintf(compressorConfig, up.Addr))
+	p := gwtest.Start(t, withHTTPFilter(simpleConfig(1, up.Addr), compressorFilter)+"\n[admin]\naddress = \"127.0.0.1:0\"\n")
 	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
 	base := "http://" + p.Addr("http")
 	h2t := h2cTransport(nil)
@@ -246,12 +208,12 @@ func TestCompressorGzipsWhatTheClientAccepts(t *testing.T) {
 		"compressed": 8, "not_compressed": 8, "no_accept_header": 2, "header_identity": 8, "header_gzip": 6,
 		"header_wildcard": 2, "content_length_too_small": 0, "total_uncompressed_bytes": float64(6 * len(page)),
 	} {
-		full := "http.ingress.compressor.gzip.gzip." + name
+		full := "http.ingress_http.compressor.gzip.gzip." + name
 		if got, ok := st[full]; !ok || got < min {
 			t.Errorf("%s = %v (present %v), want at least %v", full, got, ok, min)
 		}
 	}
-	if in, out := st["http.ingress.compressor.gzip.gzip.total_uncompressed_bytes"], st["http.ingress.compressor.gzip.gzip.total_compressed_bytes"]; out <= 0 || out >= in/4 {
+	if in, out := st["http.ingress_http.compressor.gzip.gzip.total_uncompressed_bytes"], st["http.ingress_http.compressor.gzip.gzip.total_compressed_bytes"]; out <= 0 || out >= in/4 {
 		t.Errorf("total_compressed_bytes %v for total_uncompressed_bytes %v", out, in)
 	}
 }

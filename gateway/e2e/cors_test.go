@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 
 	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
@@ -33,11 +32,7 @@ func TestCORSPreflightsAndResponses(t *testing.T) {
 	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s %s", r.Method, r.URL.Path)
 	}))
-	cfg := strings.Replace(simpleConfig(1, up.Addr), `
-      [[listener.filter_chain.filter.config.http_filter]]
-      name = "sluice.filters.http.router"`, corsFilter+`
-      [[listener.filter_chain.filter.config.http_filter]]
-      name = "sluice.filters.http.router"`, 1) + "\n[admin]\naddress = \"127.0.0.1:0\"\n"
+	cfg := withHTTPFilter(simpleConfig(1, up.Addr), corsFilter) + "\n[admin]\naddress = \"127.0.0.1:0\"\n"
 	p := gwtest.Start(t, cfg)
 	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
 	base := "http://" + p.Addr("http")

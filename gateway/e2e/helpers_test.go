@@ -80,6 +80,18 @@ func cluster(name string, endpoints ...string) string {
 	return fmt.Sprintf("\n[[cluster]]\nname = %q\nendpoints = [%s]\nconnect_timeout = \"1s\"\n", name, strings.Join(q, ", "))
 }
 
+// routerFilter is the router's http_filter table in listenerHead.
+const routerFilter = `
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.router"`
+
+// withHTTPFilter puts an http_filter table (TOML starting with its
+// [[listener.filter_chain.filter.config.http_filter]] line) before the
+// router in cfg, a config built on listenerHead.
+func withHTTPFilter(cfg, filter string) string {
+	return strings.Replace(cfg, routerFilter, filter+routerFilter, 1)
+}
+
 // simpleConfig routes everything to one upstream.
 func simpleConfig(workers int, upstream string) string {
 	return config(workers, route(`prefix = "/"`, "up"), cluster("up", upstream))

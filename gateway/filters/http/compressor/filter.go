@@ -260,39 +260,75 @@ func (f *filter) OnDestroy() { f.release() }
 type acceptParser struct {
 	seen                    bool
 	invalid                 bool
-	gzipQ, starQ, identityQ float64 // -1: not named
+	gzipQ, starQ, identityQ int // in thousandths; -1: not named
 }
 
 func newAcceptParser() acceptParser { return acceptParser{gzipQ: -1, starQ: -1, identityQ: -1} }
 
-// add reads one field value.
+// add reads one field value. It does not allocate: it runs for every
+// request.
 func (p *acceptParser) add(v []byte) {
 	p.seen = true
-	for _, elem := range strings.Split(string(v), ",") {
-		coding, params, _ := strings.Cut(elem, ";")
-		coding = strings.ToLower(strings.TrimSpace(coding))
-		if coding == "" {
+	for rest := v; len(rest) > 0; {
+		var elem []byte
+		elem, rest = nextElem(rest)
+		coding, params, _ := bytes.Cut(elem, []byte(";"))
+		coding = bytes.TrimSpace(coding)
+		if len(coding) == 0 {
 			continue
 		}
-		q := 1.0
-		if params = strings.TrimSpace(params); params != "" {
-			name, val, ok := strings.Cut(params, "=")
-			f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
-			if !ok || !strings.EqualFold(strings.TrimSpace(name), "q") || err != nil || f < 0 || f > 1 {
+		q := 1000
+		if params = bytes.TrimSpace(params); len(params) > 0 {
+			name, val, ok := bytes.Cut(params, []byte("="))
+			if !ok || !bytes.EqualFold(bytes.TrimSpace(name), []byte("q")) {
 				p.invalid = true
 				return
 			}
-			q = f
+			if q, ok = parseQ(bytes.TrimSpace(val)); !ok {
+				p.invalid = true
+				return
+			}
 		}
-		switch coding {
-		case "gzip", "x-gzip":
+		switch {
+		case bytes.EqualFold(coding, []byte("gzip")), bytes.EqualFold(coding, []byte("x-gzip")):
 			p.gzipQ = q
-		case "*":
+		case string(coding) == "*":
 			p.starQ = q
-		case "identity":
+		case bytes.EqualFold(coding, []byte("identity")):
 			p.identityQ = q
 		}
 	}
+}
+
+// parseQ parses an RFC 9110 §12.4.2 qvalue ("0", "0.5", "1.000") into
+// thousandths.
+func parseQ(v []byte) (int, bool) {
+	if len(v) == 0 || len(v) > 5 || (v[0] != '0' && v[0] != '1') {
+		return 0, false
+	}
+	q := int(v[0]-'0') * 1000
+	if len(v) > 1 {
+		if v[1] != '.' {
+			return 0, false
+		}
+		scale := 100
+		for _, c := range v[2:] {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			q += int(c-'0') * scale
+			scale /= 10
+		}
+	}
+	return q, q <= 1000
+}
+
+// nextElem splits the first element (trimmed) off a comma-separated list.
+func nextElem(v []byte) (elem, rest []byte) {
+	if i := bytes.IndexByte(v, ','); i >= 0 {
+		return bytes.TrimSpace(v[:i]), v[i+1:]
+	}
+	return bytes.TrimSpace(v), nil
 }
 
 // result says whether gzip is acceptable, and how: gzip named with a
@@ -328,10 +364,13 @@ func addVary(h *httpfilter.ResponseHeaders) {
 // hasToken reports whether the comma-separated list v holds token
 // (case-insensitively; parameters after ';' or '=' ignored).
 func hasToken(v []byte, token string) bool {
-	for _, e := range strings.Split(string(v), ",") {
-		e, _, _ = strings.Cut(e, "=")
-		e, _, _ = strings.Cut(e, ";")
-		if strings.EqualFold(strings.TrimSpace(e), token) {
+	for rest := v; len(rest) > 0; {
+		var e []byte
+		e, rest = nextElem(rest)
+		if i := bytes.IndexAny(e, "=;"); i >= 0 {
+			e = bytes.TrimSpace(e[:i])
+		}
+		if len(e) == len(token) && bytes.EqualFold(e, []byte(token)) {
 			return true
 		}
 	}

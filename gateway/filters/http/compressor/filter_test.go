@@ -25,6 +25,9 @@ func TestAcceptEncoding(t *testing.T) {
 		{[]string{"gzip, identity;q=0.5"}, acceptGzip},
 		{[]string{"br", "gzip"}, acceptGzip}, // fields combine
 		{[]string{"gzip;q=2"}, acceptInvalid},
+		{[]string{"gzip;q=NaN"}, acceptInvalid},
+		{[]string{"gzip;q=1.5"}, acceptInvalid},
+		{[]string{"gzip;q=0.001, identity;q=0"}, acceptGzip},
 		{[]string{"gzip;level=3"}, acceptInvalid},
 		{[]string{""}, acceptIdentity},
 	} {
@@ -84,5 +87,32 @@ func TestConfigErrors(t *testing.T) {
 		if !ok || fe.Key != tc.key {
 			t.Errorf("%+v: error %v, want one naming %s", tc.c, err, tc.key)
 		}
+	}
+}
+
+// TestDecisionsDoNotAllocate checks that reading Accept-Encoding and a
+// response's fields, which the filter does for every request, allocates
+// nothing.
+func TestDecisionsDoNotAllocate(t *testing.T) {
+	fa, err := (&Config{}).Build(&registry.BuildContext{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fa.(*Factory).NewFilter(nil).(*filter)
+	accept := []byte("br;q=1.0, gzip;q=0.8, deflate, *;q=0.1, identity;q=0.5")
+	h := &httpfilter.ResponseHeaders{Status: 200}
+	h.Add("content-type", "text/html; charset=utf-8")
+	h.Add("cache-control", "public, max-age=60")
+	var got acceptance
+	n := testing.AllocsPerRun(100, func() {
+		p := newAcceptParser()
+		p.add(accept)
+		got = p.result()
+		if !f.compressible(h) {
+			t.Fatal("text/html not compressible")
+		}
+	})
+	if got != acceptGzip || n != 0 {
+		t.Errorf("acceptance %d with %v allocations per request; want gzip (%d) with none", got, n, acceptGzip)
 	}
 }

@@ -5,6 +5,7 @@
 package cors
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -142,26 +143,32 @@ func compile(m OriginMatcher) (originMatcher, error) {
 			return om, fmt.Errorf("regex: %v", err)
 		}
 		om.re = re
-	} else if om.ignoreCase {
-		om.s = strings.ToLower(om.s)
 	}
 	return om, nil
 }
 
-func (m *originMatcher) match(origin string) bool {
+func (m *originMatcher) match(origin []byte) bool {
 	if m.re != nil {
-		return m.re.MatchString(origin)
+		return m.re.Match(origin)
 	}
-	if m.ignoreCase {
-		origin = strings.ToLower(origin)
+	eq := func(a []byte, b string) bool {
+		if m.ignoreCase {
+			return len(a) == len(b) && bytes.EqualFold(a, []byte(b))
+		}
+		return string(a) == b
 	}
-	switch m.kind {
+	switch n := len(m.s); m.kind {
 	case 'e':
-		return origin == m.s
+		return eq(origin, m.s)
 	case 'p':
-		return strings.HasPrefix(origin, m.s)
+		return len(origin) >= n && eq(origin[:n], m.s)
 	case 's':
-		return strings.HasSuffix(origin, m.s)
+		return len(origin) >= n && eq(origin[len(origin)-n:], m.s)
 	}
-	return strings.Contains(origin, m.s)
+	for i := 0; i+len(m.s) <= len(origin); i++ {
+		if eq(origin[i:i+len(m.s)], m.s) {
+			return true
+		}
+	}
+	return false
 }

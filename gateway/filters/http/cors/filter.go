@@ -22,7 +22,7 @@ func (fa *Factory) NewFilter(cb httpfilter.DecoderCallbacks) any {
 }
 
 // allowed reports whether origin is allowed.
-func (fa *Factory) allowed(origin string) bool {
+func (fa *Factory) allowed(origin []byte) bool {
 	for i := range fa.origins {
 		if fa.origins[i].match(origin) {
 			return true
@@ -36,10 +36,11 @@ func (fa *Factory) allowed(origin string) bool {
 type filter struct {
 	fa *Factory
 	cb httpfilter.DecoderCallbacks
-	// origin is the request's allowed Origin, or "" when the request is
-	// not a CORS request of an allowed origin; preflight marks an answered
+	// origin is the request's allowed Origin (the request's own field,
+	// which lives as long as the stream), or nil when the request is not a
+	// CORS request of an allowed origin; preflight marks an answered
 	// preflight.
-	origin    string
+	origin    []byte
 	preflight bool
 }
 
@@ -54,7 +55,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		return httpfilter.HeadersContinue
 	}
 	preflight := string(h.Method) == "OPTIONS" && h.Has("access-control-request-method")
-	if !f.fa.allowed(string(o)) {
+	if !f.fa.allowed(o) {
 		f.fa.invalid.Inc()
 		if preflight && !f.fa.forward {
 			f.cb.SendLocalReply(httpfilter.LocalReply{Status: 200, Details: "cors_preflight_origin_not_allowed"})
@@ -63,7 +64,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		return httpfilter.HeadersContinue
 	}
 	f.fa.valid.Inc()
-	f.origin = string(o)
+	f.origin = o
 	if preflight {
 		f.preflight = true
 		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 200, Details: "cors_preflight"})
@@ -85,11 +86,11 @@ func (f *filter) DecodeTrailers(*httpfilter.Headers) httpfilter.TrailersStatus {
 // EncodeHeaders implements httpfilter.EncoderFilter: an allowed origin's
 // response (or preflight answer) gets the access-control-* headers.
 func (f *filter) EncodeHeaders(h *httpfilter.ResponseHeaders, endStream bool) httpfilter.HeadersStatus {
-	if f.origin == "" {
+	if f.origin == nil {
 		return httpfilter.HeadersContinue
 	}
 	fa := f.fa
-	h.Set("access-control-allow-origin", f.origin)
+	h.SetBytes(hdrAllowOrigin, f.origin)
 	if fa.credentials {
 		h.Set("access-control-allow-credentials", "true")
 	}
@@ -122,3 +123,5 @@ func (f *filter) EncodeTrailers(*httpfilter.Headers) httpfilter.TrailersStatus {
 
 // OnDestroy implements httpfilter.DecoderFilter.
 func (f *filter) OnDestroy() {}
+
+var hdrAllowOrigin = []byte("access-control-allow-origin")

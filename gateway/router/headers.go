@@ -23,7 +23,8 @@ const (
 // headerAdd is one compiled header to add.
 type headerAdd struct {
 	name      string
-	literal   string               // the value, when it has no operators
+	nameB     []byte               // name, for Headers.AddBytes
+	literal   []byte               // the value, when it has no operators
 	format    *accesslog.Formatter // the value, when it has operators
 	action    appendAction
 	keepEmpty bool
@@ -69,8 +70,9 @@ func newHeaderOps(remove []string, add []config.HeaderValueOption) (headerOps, e
 			return ops, fmt.Errorf("%s: %w", o.Key, err)
 		}
 		a := headerAdd{name: strings.ToLower(o.Key), keepEmpty: o.KeepEmptyValue}
+		a.nameB = []byte(a.name)
 		if lit, ok := f.Literal(); ok {
-			a.literal = lit
+			a.literal = []byte(lit)
 		} else {
 			a.format = f
 		}
@@ -97,11 +99,11 @@ func (o *headerOps) apply(h *httpfilter.Headers, rec *accesslog.Record) {
 	}
 	for i := range o.add {
 		a := &o.add[i]
-		var v []byte
+		// A literal is the route's own immutable bytes, added without a
+		// copy (Headers.AddBytes); a formatted value is fresh.
+		v := a.literal
 		if a.format != nil {
 			v = a.format.AppendValue(nil, rec)
-		} else {
-			v = []byte(a.literal)
 		}
 		if len(v) == 0 && !a.keepEmpty {
 			continue
@@ -120,7 +122,7 @@ func (o *headerOps) apply(h *httpfilter.Headers, rec *accesslog.Record) {
 		case overwriteIfExistsOrAdd:
 			h.Del(a.name)
 		}
-		h.AddBytes([]byte(a.name), v)
+		h.AddBytes(a.nameB, v)
 	}
 }
 

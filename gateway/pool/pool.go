@@ -221,11 +221,12 @@ func (p *Pool) get(ctx context.Context, count bool, now time.Time) (*Conn, error
 	return p.dialConn(ctx, count)
 }
 
-// TLS returns the TLS client config the pool's connections use (the
-// cluster's tls table for this host), or nil for plaintext. Callers that
-// dial the host themselves (tcp_proxy) originate TLS with it; they must not
-// modify it.
-func (p *Pool) TLS() *tls.Config { return p.opts.TLS }
+// DialStream opens a connection to the host for a byte stream its caller
+// owns (tcp_proxy): TCP, then TLS with the cluster's tls table if it has
+// one, within connect_timeout, counted in the cluster's upstream_cx stats
+// as the pool's own connections are. The caller decrements
+// upstream_cx_active when it closes the connection.
+func (p *Pool) DialStream(ctx context.Context) (net.Conn, error) { return p.dial(ctx, p.opts.TLS) }
 
 // Dial always opens a new connection (for a retry after a stale reuse).
 func (p *Pool) Dial(ctx context.Context) (*Conn, error) { return p.dialConn(ctx, true) }

@@ -1,9 +1,8 @@
 package tcpproxy
 
 import (
-	"crypto/tls"
+	"context"
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"net"
@@ -103,8 +102,8 @@ func (p *filter) Serve(c netfilter.Conn) {
 // afresh by the load balancer, until one answers or max_connect_attempts
 // have failed. Every attempt counts in the cluster's upstream_cx_total, a
 // failed one in upstream_cx_connect_fail (and _timeout), a connection made
-// in upstream_cx_connect_ms and upstream_cx_active, as Envoy's connection
-// pools count them. On success the host's Begin has been called, and the
+// in upstream_cx_connect_ms and upstream_cx_active: the host's pool dials
+// (pool.DialStream), with the cluster's TLS if it has a tls table. On success the host's Begin has been called, and the
 // caller decrements the returned cluster stats' upstream_cx_active (if not
 // nil) when the connection ends.
 func (p *filter) connect(info *netfilter.Info) (net.Conn, *cluster.Host, *stats.ClusterStats) {
@@ -112,7 +111,6 @@ func (p *filter) connect(info *netfilter.Info) (net.Conn, *cluster.Host, *stats.
 	cl := f.pick()
 	r := lb.Request{OriginalDst: info.OriginalDst()}
 	s.Cluster = cl.name
-	d := net.Dialer{Timeout: cl.connectTimeout}
 	for s.ConnectAttempts < f.attempts {
 		h, err := cl.pick(&r)
 		if err != nil {
@@ -125,55 +123,18 @@ func (p *filter) connect(info *netfilter.Info) (net.Conn, *cluster.Host, *stats.
 		// as in Envoy, the host tried last is recorded, also when its
 		// connect fails (logged with UF)
 		s.UpstreamHost = h.Address
-		start := time.Now()
-		if cl.cs != nil {
-			cl.cs.UpstreamCxTotal.Inc()
-		}
-		nc, err := dial(&d, h)
+		nc, err := h.Pool.DialStream(context.Background())
 		if err == nil {
-			if cl.cs != nil {
-				cl.cs.UpstreamCxConnectMs.Record(time.Since(start))
-				cl.cs.UpstreamCxActive.Inc()
-			}
 			h.Begin()
 			return nc, h, cl.cs
 		}
 		f.stats.UpstreamCxConnectFail.Add(1)
-		if cl.cs != nil {
-			cl.cs.UpstreamCxConnectFail.Inc()
-			if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
-				cl.cs.UpstreamCxConnectTimeout.Inc()
-			}
-		}
 		f.log.Debug("tcp_proxy: upstream connect failed", zap.Uint64("conn", s.ConnID),
 			zap.String("cluster", cl.name), zap.String("host", h.Address), zap.Int("attempt", s.ConnectAttempts), zap.Error(err))
 	}
 	s.UpstreamConnectFailure = true
 	f.stats.UpstreamConnectAttemptsExceeded.Add(1)
 	return nil, nil, nil
-}
-
-// dial connects to h within d's timeout, and originates TLS when h's
-// cluster has a tls table (as Envoy's cluster transport socket does for
-// tcp_proxy): the handshake, with the cluster's SNI, verification, ALPN and
-// client certificate, is part of the connect and bounded by the same
-// connect_timeout; a failed handshake is a failed connect.
-func dial(d *net.Dialer, h *cluster.Host) (net.Conn, error) {
-	deadline := time.Now().Add(d.Timeout)
-	nc, err := d.Dial("tcp", h.Address)
-	if err != nil || h.Pool == nil || h.Pool.TLS() == nil {
-		return nc, err
-	}
-	tc := tls.Client(nc, h.Pool.TLS())
-	if d.Timeout > 0 {
-		_ = nc.SetDeadline(deadline)
-	}
-	if err := tc.Handshake(); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("tcp_proxy: tls handshake with %s: %w", h.Address, err)
-	}
-	_ = nc.SetDeadline(time.Time{})
-	return tc, nil
 }
 
 // pump moves bytes from src to dst until src ends, then half-closes dst

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
 	"github.com/sluice-proxy/sluice/gateway/lb"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
+	"github.com/sluice-proxy/sluice/gateway/pool"
 )
 
 // ioTimeout bounds every network wait of a test.
@@ -62,7 +63,7 @@ func tcpPair(t *testing.T) (client, server *net.TCPConn) {
 func roundRobin(name string, addrs ...string) (target, []*cluster.Host) {
 	hosts := make([]*cluster.Host, len(addrs))
 	for i, a := range addrs {
-		hosts[i] = &cluster.Host{Address: a}
+		hosts[i] = &cluster.Host{Address: a, Pool: pool.New(pool.Options{Address: a, ConnectTimeout: time.Second})}
 	}
 	var next atomic.Uint64
 	return target{

@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -87,17 +86,8 @@ func (c *Config) CheckPluginFiles() error {
 	var errs []error
 	for i := range c.Plugins {
 		p := &c.Plugins[i]
-		fi, err := os.Stat(p.Path)
-		switch {
-		case err != nil:
-			err = fmt.Errorf("plugin %q: %w", p.Name, err)
-		case !fi.Mode().IsRegular():
-			err = fmt.Errorf("plugin %q: %s is not a regular file", p.Name, p.Path)
-		case fi.Mode().Perm()&0o111 == 0:
-			err = fmt.Errorf("plugin %q: %s is not executable (mode %v)", p.Name, p.Path, fi.Mode().Perm())
-		}
-		if err != nil {
-			errs = append(errs, c.errorf(fmt.Sprintf("plugin[%d].path", i), err.Error()))
+		if err := plugin.CheckExecutable(p.Path); err != nil {
+			errs = append(errs, c.errorf(fmt.Sprintf("plugin[%d].path", i), fmt.Sprintf("plugin %q: %v", p.Name, err)))
 		}
 	}
 	return errors.Join(errs...)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/sluice-proxy/sluice/gateway/accesslog"
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 )
 
@@ -244,8 +245,8 @@ func (v *validator) headerMutations(p string, m *HeaderMutations) {
 		for i := range opts {
 			o, k := &opts[i], indexKey(p+"."+key, i)
 			name(k+".key", o.Key)
-			if strings.ContainsAny(o.Value, "\r\n\x00") {
-				v.errorf(k+".value", "must not contain CR, LF or NUL")
+			if !http1.ValidFieldValue(o.Value) {
+				v.errorf(k+".value", "not a valid field value (control characters, or leading or trailing whitespace)")
 			} else if _, err := accesslog.CompileValue(o.Value); err != nil {
 				v.errorf(k+".value", "%v", err)
 			}

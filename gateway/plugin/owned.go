@@ -73,8 +73,8 @@ func (r *Registry) Resolve(name, path string, dryRun bool, log *zap.Logger) (aut
 	if path != "" {
 		// Checked in dry runs too, so that sluice validate names a
 		// mistyped path instead of workers failing to launch it.
-		if err := checkExecutable(path); err != nil {
-			return nil, err
+		if err := CheckExecutable(path); err != nil {
+			return nil, fmt.Errorf("plugin: plugin_path: %w", err)
 		}
 	}
 	if dryRun {
@@ -96,16 +96,17 @@ func (r *Registry) Resolve(name, path string, dryRun bool, log *zap.Logger) (aut
 	return r.Authorizer(name), nil
 }
 
-// checkExecutable reports why path cannot be a plugin executable, or nil.
-func checkExecutable(path string) error {
+// CheckExecutable reports why path cannot be a plugin executable (missing,
+// not a regular file, not executable), or nil.
+func CheckExecutable(path string) error {
 	fi, err := os.Stat(path)
 	switch {
 	case err != nil:
-		return fmt.Errorf("plugin: plugin_path: %w", err)
+		return err
 	case !fi.Mode().IsRegular():
-		return fmt.Errorf("plugin: plugin_path: %s is not a regular file", path)
+		return fmt.Errorf("%s is not a regular file", path)
 	case fi.Mode().Perm()&0o111 == 0:
-		return fmt.Errorf("plugin: plugin_path: %s is not executable (mode %v)", path, fi.Mode().Perm())
+		return fmt.Errorf("%s is not executable (mode %v)", path, fi.Mode().Perm())
 	}
 	return nil
 }

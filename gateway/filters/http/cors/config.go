@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
-	"strings"
 
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 	"github.com/sluice-proxy/sluice/gateway/stats"
 )
@@ -100,8 +100,8 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 		}
 	}
 	for _, kv := range []struct{ key, v string }{{"allow_methods", c.AllowMethods}, {"allow_headers", c.AllowHeaders}, {"expose_headers", c.ExposeHeaders}} {
-		if strings.ContainsAny(kv.v, "\r\n\x00") {
-			return nil, registry.Errorf(kv.key, "must not contain CR, LF or NUL")
+		if !http1.ValidFieldValue(kv.v) {
+			return nil, registry.Errorf(kv.key, "not a valid field value (control characters, or leading or trailing whitespace)")
 		}
 	}
 	slab, _ := ctx.Stats.(*stats.Slab)

@@ -229,29 +229,24 @@ func (f *Formatter) Literal() (string, bool) {
 // the "-" for missing operands. It is for formats built by CompileValue.
 func (f *Formatter) AppendValue(dst []byte, rec *Record) []byte {
 	for i := range f.ops {
-		o := &f.ops[i]
-		if o.kind == opLiteral {
-			dst = append(dst, o.literal...)
-			continue
-		}
-		start := len(dst)
-		dst = o.value(dst, rec)
-		if o.max > 0 && len(dst)-start > o.max {
-			dst = dst[:start+o.max]
-		}
+		dst = f.ops[i].appendOr(dst, rec, "")
 	}
 	return dst
 }
 
 // append writes the op's value (or "-" when missing), truncated to max.
-func (o *op) append(dst []byte, rec *Record) []byte {
+func (o *op) append(dst []byte, rec *Record) []byte { return o.appendOr(dst, rec, "-") }
+
+// appendOr writes the op's value, or missing when it has none, truncated
+// to max.
+func (o *op) appendOr(dst []byte, rec *Record, missing string) []byte {
 	if o.kind == opLiteral {
 		return append(dst, o.literal...)
 	}
 	start := len(dst)
 	dst = o.value(dst, rec)
 	if len(dst) == start {
-		return append(dst, '-')
+		return append(dst, missing...)
 	}
 	if o.max > 0 && len(dst)-start > o.max {
 		dst = dst[:start+o.max]

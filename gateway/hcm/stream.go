@@ -236,15 +236,16 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 const envoyPrefix = "x-envoy-"
 
 // internalOnly are the x-envoy-* headers (without the prefix) only an
-// internal caller may set (Envoy's list): they steer retries and timeouts,
-// and upstreams trust x-envoy-internal. External requests lose them.
+// internal caller may set (Envoy's list, less internal, external-address
+// and original-path, which decorate removes from every request): they
+// steer retries and timeouts. External requests lose them.
 var internalOnly = map[string]bool{
-	"internal": true, "external-address": true, "decorator-operation": true,
+	"decorator-operation":        true,
 	"downstream-service-cluster": true, "downstream-service-node": true, "retry-on": true,
 	"retry-grpc-on": true, "max-retries": true, "upstream-alt-stat-name": true,
 	"upstream-rq-timeout-ms": true, "upstream-rq-per-try-timeout-ms": true,
 	"upstream-rq-timeout-alt-response": true, "expected-rq-timeout-ms": true, "force-trace": true,
-	"ip-tags": true, "original-url": true, "original-path": true, "hedge-on-per-try-timeout": true,
+	"ip-tags": true, "original-url": true, "hedge-on-per-try-timeout": true,
 }
 
 var (

@@ -112,9 +112,10 @@ func (p *ringHash) Pick(req *Request) int {
 		}
 	}
 	var d distinct
+	attempt := attemptOf(req)
 	for k := range n {
 		i := int(r.hosts[(lo+k)%n])
-		if (all || r.snap.hosts.Healthy(i)) && d.next(i, attemptOf(req)) {
+		if (all || r.snap.hosts.Healthy(i)) && d.next(i, attempt) {
 			return i
 		}
 	}

@@ -59,8 +59,7 @@ type Route struct {
 	DirectResponse *config.DirectResponse
 	Redirect       *config.Redirect
 	PrefixRewrite  string
-	HostRewrite    string
-	// hostRewrite is HostRewrite as set on requests (capacity clipped:
+	// hostRewrite is host_rewrite as set on requests (capacity clipped:
 	// shared by every request of the route).
 	hostRewrite []byte
 	// autoHost sets the authority to the picked host's name.
@@ -285,7 +284,6 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 		DirectResponse: rc.DirectResponse,
 		Redirect:       rc.Redirect,
 		PrefixRewrite:  rc.PrefixRewrite,
-		HostRewrite:    rc.HostRewrite,
 		autoHost:       rc.AutoHostRewrite,
 		Timeout:        15 * time.Second,
 		Upgrades:       rc.Upgrade,

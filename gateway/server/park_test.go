@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -266,9 +265,6 @@ func TestIdleHTTP2ConnectionsParkWithoutGoroutines(t *testing.T) {
 			t.Fatalf("conn %d: %q", i, body)
 		}
 	}
-	time.Sleep(2 * time.Second)
-	t.Logf("parked %d base %d", conn.Parked()-parked, parked)
-	pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
 	waitFor(t, "idle HTTP/2 connections to park", func() bool { return conn.Parked() >= parked+n })
 	// The client side of each connection keeps a reader goroutine of its
 	// own; the server side keeps none.

@@ -288,14 +288,18 @@ func (c *Conn) serveFrames() (parked bool) {
 			c.end()
 		}
 	}()
+	// park says whether the connection may park before its next frame; it
+	// is found under the lock that processing a frame takes anyway.
+	park := c.idler != nil && c.parkable()
 	for {
-		if c.idler != nil && c.parkable() && c.idler.Idle() {
+		if park && c.idler.Idle() {
 			return true
 		}
 		c.rd.boundary = true
 		fh, err := c.fr.ReadFrameHeader()
 		if err == ErrWoken {
-			continue // the last stream ended while the read waited
+			park = c.idler != nil && c.parkable() // the last stream ended while the read waited
+			continue
 		}
 		var f xh2.Frame
 		if err == nil {
@@ -316,6 +320,7 @@ func (c *Conn) serveFrames() (parked bool) {
 				c.mu.Lock()
 				c.streamError(se.StreamID, se.Code)
 				c.flush()
+				park = c.idler != nil && c.parkableLocked()
 				c.mu.Unlock()
 				continue
 			case errors.As(err, &ce):
@@ -330,6 +335,7 @@ func (c *Conn) serveFrames() (parked bool) {
 		c.mu.Lock()
 		code := c.process(f)
 		c.flush()
+		park = c.idler != nil && c.parkableLocked()
 		c.mu.Unlock()
 		if code != xh2.ErrCodeNo {
 			c.connError(code)
@@ -343,8 +349,11 @@ func (c *Conn) serveFrames() (parked bool) {
 func (c *Conn) parkable() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.streams) == 0 && !c.shutdown && !c.closed
+	return c.parkableLocked()
 }
+
+// parkableLocked is parkable for a caller holding c.mu.
+func (c *Conn) parkableLocked() bool { return len(c.streams) == 0 && !c.shutdown && !c.closed }
 
 // Shutdown starts a graceful shutdown (RFC 9113 §6.8, as Envoy does): a
 // GOAWAY naming the largest stream id together with a PING; when the PING

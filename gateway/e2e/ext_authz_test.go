@@ -362,6 +362,7 @@ func TestNetworkExtAuthzCountsOutcomesInStats(t *testing.T) {
 	for name, want := range map[string]float64{
 		"ext_authz.tcp_auth.ok": 1, "ext_authz.tcp_auth.denied": 1, "ext_authz.tcp_auth.error": 0,
 		"ext_authz.tcp_hang.error": 1, "ext_authz.tcp_hang.timeout": 1, "ext_authz.tcp_hang.failure_mode_allowed": 0,
+		"ext_authz.tcp_auth.cx_closed": 1, "ext_authz.tcp_hang.cx_closed": 1, // the denied and the failed connection
 	} {
 		waitCounter(t, admin, name, want)
 		if _, ok := adminCounters(t, admin)[name]; !ok {

@@ -49,12 +49,22 @@ const (
 
 func (k clientKind) String() string { return [...]string{"back-to-back", "idle-gaps", "new-conn"}[k] }
 
-// lifecycleClient posts in a loop and records what happened.
+// lifecycleClient posts in a loop and records what happened. The
+// keep-alive kinds speak HTTP/1.1 over one connection of their own rather
+// than through net/http's Transport, which drops a healthy connection by
+// itself when it has not seen its request's write finish within 50 ms of
+// the response (maxWriteWaitBeforeConnReuse: a loaded machine is enough)
+// and then dials again: the count of new connections would not be
+// sluice's alone. Here every close comes from sluice and shows as a failed
+// request.
 type lifecycleClient struct {
 	kind  clientKind
-	c     *http.Client
+	c     *http.Client // newConns
 	dials atomic.Int64
 	tally
+
+	conn net.Conn      // keep-alive kinds: the current connection, owned by run
+	br   *bufio.Reader // reads conn
 }
 
 // tally counts a load client's successful requests and keeps every
@@ -105,15 +115,53 @@ func waitProgress[C interface{ counts() *tally }](t *testing.T, clients []C, n i
 
 func newLifecycleClient(kind clientKind) *lifecycleClient {
 	lc := &lifecycleClient{kind: kind}
-	d := &net.Dialer{Timeout: ioTimeout}
-	tr := &http.Transport{
-		MaxConnsPerHost:     1,
-		MaxIdleConnsPerHost: 1,
-		DisableKeepAlives:   kind == newConns,
-		DialContext:         countingDial(d, &lc.dials),
+	if kind == newConns {
+		d := &net.Dialer{Timeout: ioTimeout}
+		tr := &http.Transport{DisableKeepAlives: true, DialContext: countingDial(d, &lc.dials)}
+		lc.c = &http.Client{Transport: tr, Timeout: ioTimeout}
 	}
-	lc.c = &http.Client{Transport: tr, Timeout: ioTimeout}
 	return lc
+}
+
+// postKeepAlive posts body to /work on addr over the client's connection,
+// dialling one first if it has none, and reports an error unless the echo
+// comes back whole with a 200 on a connection that stays open. After an
+// error the connection is closed, and the next request dials.
+func (lc *lifecycleClient) postKeepAlive(addr, body string) error {
+	if lc.conn == nil {
+		c, err := net.DialTimeout("tcp", addr, ioTimeout)
+		if err != nil {
+			return err
+		}
+		lc.dials.Add(1)
+		lc.conn, lc.br = c, bufio.NewReader(c)
+	}
+	err := func() error {
+		lc.conn.SetDeadline(time.Now().Add(ioTimeout))
+		if _, err := fmt.Fprintf(lc.conn, "POST /work HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s", addr, len(body), body); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(lc.br, nil)
+		if err != nil {
+			return err
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case err != nil:
+			return err
+		case resp.StatusCode != 200 || string(got) != body:
+			return fmt.Errorf("status %d, body %q", resp.StatusCode, truncate(got, 80))
+		case resp.Close:
+			return fmt.Errorf("the response closes the connection (Connection: close)")
+		}
+		return nil
+	}()
+	if err != nil {
+		lc.conn.Close()
+		lc.conn = nil
+	}
+	return err
 }
 
 // postEcho posts body to an echoing upstream through c and reports an
@@ -131,7 +179,13 @@ func postEcho(c *http.Client, url, body string) error {
 	return err
 }
 
-func (lc *lifecycleClient) run(url string, stop <-chan struct{}) {
+// run posts to addr until stop.
+func (lc *lifecycleClient) run(addr string, stop <-chan struct{}) {
+	defer func() {
+		if lc.conn != nil {
+			lc.conn.Close()
+		}
+	}()
 	for i := 0; ; i++ {
 		select {
 		case <-stop:
@@ -139,7 +193,12 @@ func (lc *lifecycleClient) run(url string, stop <-chan struct{}) {
 		default:
 		}
 		body := fmt.Sprintf("%s-%d", lc.kind, i)
-		err := postEcho(lc.c, url, body)
+		var err error
+		if lc.kind == newConns {
+			err = postEcho(lc.c, "http://"+addr+"/work", body)
+		} else {
+			err = lc.postKeepAlive(addr, body)
+		}
 		lc.record(err)
 		if err == nil && lc.kind == idleGaps {
 			time.Sleep(rand.N(400 * time.Millisecond)) // the client's think time, not synchronisation
@@ -184,14 +243,14 @@ func TestRestartsLoseNoRequestAndKeepAliveClientsNeverReconnect(t *testing.T) {
 		t.Fatalf("build v2: %v\n%s", err, out)
 	}
 	p := gwtest.Start(t, lifecycleConfig(up.Addr, "gen-1"), gwtest.WithBinary(exe))
-	url := "http://" + p.Addr("http") + "/work"
+	addr := p.Addr("http")
 
 	var clients []*lifecycleClient
 	var runs []func(<-chan struct{})
 	for _, k := range []clientKind{backToBack, backToBack, idleGaps, idleGaps, idleGaps, newConns, newConns} {
 		lc := newLifecycleClient(k)
 		clients = append(clients, lc)
-		runs = append(runs, func(stop <-chan struct{}) { lc.run(url, stop) })
+		runs = append(runs, func(stop <-chan struct{}) { lc.run(addr, stop) })
 	}
 	stopClients := runUntilStopped(runs...)
 	defer stopClients()

@@ -42,6 +42,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/accesslog"
 	"github.com/sluice-proxy/sluice/gateway/cluster"
 	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/conn"
 	"github.com/sluice-proxy/sluice/gateway/hoststate"
 	"github.com/sluice-proxy/sluice/gateway/plugin"
 	"github.com/sluice-proxy/sluice/gateway/server"
@@ -519,15 +520,12 @@ func (w *worker) loop(conn *hotrestart.Conn, terms <-chan os.Signal) int {
 	}
 }
 
-// errNoHandoff: the worker drains for a shutdown; nobody takes connections.
-var errNoHandoff = errors.New("worker: no generation to hand connections to")
-
 // handoff sends a drained connection's socket and read-ahead bytes to the
 // supervisor, which passes them to the serving generation. It is called from
 // connection goroutines; hotrestart.Conn.Send is safe for concurrent use.
 func (w *worker) handoff(listener string, f *os.File, readAhead []byte) error {
 	if !w.handoffOK.Load() {
-		return errNoHandoff
+		return conn.ErrNoTaker // a drain for a shutdown
 	}
 	h := hotrestart.Handoff{Listener: listener, ReadAhead: readAhead}
 	return w.conn.Send(h.Message(int(f.Fd())))

@@ -468,11 +468,13 @@ func (c *Conn) Handoff(readAhead []byte) bool {
 	if !c.CanHandoff() {
 		return false
 	}
-	if c.flushPending() != nil {
+	if err := c.flushPending(); err != nil {
+		c.log.Debug("handoff: flush failed", zap.Uint64("conn", c.info.ID), zap.Error(err))
 		return false
 	}
 	f, err := c.nc.(*net.TCPConn).File()
 	if err != nil {
+		c.log.Warn("cannot hand off connection", zap.Uint64("conn", c.info.ID), zap.Error(err))
 		return false
 	}
 	defer f.Close()
@@ -483,7 +485,11 @@ func (c *Conn) Handoff(readAhead []byte) bool {
 		name = c.info.Listener
 	}
 	if err := c.tracker.handoff(name, f, readAhead); err != nil {
-		c.log.Debug("handoff failed", zap.Uint64("conn", c.info.ID), zap.Error(err))
+		// Not at a shutdown, where nobody takes connections: a client
+		// of a restart loses its connection here.
+		if !errors.Is(err, ErrNoTaker) {
+			c.log.Warn("cannot hand off connection", zap.Uint64("conn", c.info.ID), zap.Error(err))
+		}
 		return false
 	}
 	c.handedOff.Store(true)
@@ -493,8 +499,13 @@ func (c *Conn) Handoff(readAhead []byte) bool {
 
 // HandoffFunc moves a connection's socket (and its read-ahead bytes) to
 // another process. It must not retain f, which the caller closes, nor
-// readAhead after it returns.
+// readAhead after it returns. It returns ErrNoTaker (or an error wrapping
+// it) when nobody takes connections, as in a drain for a shutdown.
 type HandoffFunc func(listener string, f *os.File, readAhead []byte) error
+
+// ErrNoTaker is what a HandoffFunc returns when no generation takes
+// connections: the drain closes them, as it would without a HandoffFunc.
+var ErrNoTaker = errors.New("conn: no generation takes connections")
 
 // Tracker keeps a generation's live connections so that a drain can reach
 // them. It is safe for concurrent use.

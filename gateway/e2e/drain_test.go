@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -115,5 +116,44 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 		if target == "/after-drain" {
 			t.Errorf("the upstream received a request sent after the drain started")
 		}
+	}
+}
+
+// TestDrainTimeoutClosesWhatIsLeftAndSaysSo holds a request at the upstream
+// past drain_timeout: the worker closes its connection over the last
+// drain_jitter, logs how many connections it closed, and exits.
+func TestDrainTimeoutClosesWhatIsLeftAndSaysSo(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	}))
+	cfg := strings.Replace(simpleConfig(1, up.Addr), `drain_timeout = "10s"`, "drain_timeout = \"2s\"\ndrain_jitter = \"1s\"", 1)
+	p := gwtest.Start(t, cfg)
+	c := dial(t, p.Addr("http"))
+	fmt.Fprintf(c, "GET /held HTTP/1.1\r\nHost: e2e\r\n\r\n")
+	select {
+	case <-entered:
+	case <-time.After(ioTimeout):
+		t.Fatal("the request never reached the upstream")
+	}
+	mark := p.Mark()
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	e := p.WaitLogSince(t, mark, "drain timeout near, closing the connections left", nil, ioTimeout)
+	if n := intField(e, "connections"); n != 1 {
+		t.Errorf("the log says %d connections were left, want 1: %v", n, e)
+	}
+	c.SetReadDeadline(time.Now().Add(ioTimeout))
+	if b, err := io.ReadAll(c); err != nil && !isReset(err) || len(b) > 0 {
+		t.Errorf("the held connection: read %q, %v; want a close without a response", b, err)
+	}
+	select {
+	case <-p.Exited():
+	case <-time.After(ioTimeout):
+		t.Fatal("sluice did not exit after the drain timeout")
 	}
 }

@@ -351,8 +351,11 @@ func (g *Generation) Drain(ctx context.Context) {
 	select {
 	case <-done:
 	case <-spread:
+		g.opts.Logger.Info("drain timeout near, closing the connections left", zap.Int("connections", g.tracker.Len()),
+			zap.Duration("over", jitter))
 		g.tracker.CloseSpread(jitter)
 	case <-ctx.Done():
+		g.opts.Logger.Info("drain timeout, closing the connections left", zap.Int("connections", g.tracker.Len()))
 		g.tracker.CloseAll()
 	}
 	<-h3done

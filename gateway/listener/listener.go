@@ -159,7 +159,14 @@ func (l *Listener) runListenerFilters(nc net.Conn, readAhead []byte, info *netfi
 		_ = nc.SetReadDeadline(time.Now().Add(d))
 	}
 	for _, f := range l.ListenerFilters {
-		if f.NewFilter().OnAccept(pk) != netfilter.Continue {
+		lf := f.NewFilter()
+		st := netfilter.Continue
+		if af, ok := lf.(netfilter.AdoptFilter); ok && info.Adopted {
+			st = af.OnAdopt(pk)
+		} else {
+			st = lf.OnAccept(pk)
+		}
+		if st != netfilter.Continue {
 			l.Log.Debug("listener filter closed connection", zap.Uint64("conn", info.ID), zap.String("listener", l.Name))
 			return nil, false
 		}

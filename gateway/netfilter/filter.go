@@ -229,6 +229,20 @@ type ListenerFilter interface {
 	OnAccept(cb ListenerCallbacks) Status
 }
 
+// AdoptFilter is implemented by listener filters that must look at a
+// connection handed over by the previous generation (Info.Adopted)
+// differently from a new one. A moved connection is a plaintext HTTP/1
+// keep-alive connection between two requests, which began without a PROXY
+// header and whose first bytes the previous generation read: a filter that
+// inspects a connection's first bytes would wait for the client's next
+// request (and close the connection at listener_filters_timeout while the
+// client idles) or misread it. OnAdopt replaces OnAccept for such a
+// connection and must not wait for bytes: cb.Peek(0) returns those read
+// ahead, if any, at once. Filters without it run OnAccept.
+type AdoptFilter interface {
+	OnAdopt(cb ListenerCallbacks) Status
+}
+
 // ListenerCallbacks is what the listener gives a listener filter.
 type ListenerCallbacks interface {
 	// Peek returns at least n bytes from the start of the stream without

@@ -33,6 +33,25 @@ func (filter) OnAccept(cb netfilter.ListenerCallbacks) netfilter.Status {
 	return netfilter.Continue
 }
 
+// OnAdopt implements netfilter.AdoptFilter: a connection moved by a
+// restart is HTTP/1 between two requests. The next request's line, when it
+// was read ahead whole, tells its version; else it is taken to be
+// HTTP/1.1 (a moved HTTP/1.0 keep-alive connection without read-ahead then
+// matches as http/1.1).
+func (filter) OnAdopt(cb netfilter.ListenerCallbacks) netfilter.Status {
+	info := cb.Info()
+	if info.TransportProtocol != "" && info.TransportProtocol != "raw_buffer" {
+		return netfilter.Continue
+	}
+	info.ALPN = alpnHTTP11
+	if b, _ := cb.Peek(0); len(b) > 0 {
+		if protos, done := detect(b[:min(len(b), MaxInspectSize)]); done && protos != nil {
+			info.ALPN = protos
+		}
+	}
+	return netfilter.Continue
+}
+
 // inspect peeks until detect decides or MaxInspectSize bytes were seen.
 func inspect(peek func(int) ([]byte, error)) ([]string, error) {
 	need := 1

@@ -136,3 +136,28 @@ func repeat(c byte, n int) string {
 	}
 	return string(b)
 }
+
+// TestOnAdoptNeverWaitsForTheNextRequest runs the filter on connections
+// moved by a restart: whatever was read ahead decides the version, and
+// without it the connection is HTTP/1.1 at once, without a read (the
+// socket here never gets a byte, so a read would block the test).
+func TestOnAdoptNeverWaitsForTheNextRequest(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	f := filter{}
+	for _, tc := range []struct {
+		readAhead string
+		want      []string
+	}{
+		{"", []string{"http/1.1"}},
+		{"GET / HT", []string{"http/1.1"}},
+		{"GET / HTTP/1.0\r\n", []string{"http/1.0"}},
+		{"POST /x HTTP/1.1\r\nHost: a\r\n", []string{"http/1.1"}},
+	} {
+		cb := &connCallbacks{nc: a, buf: []byte(tc.readAhead), info: netfilter.Info{Adopted: true, TransportProtocol: "raw_buffer"}}
+		if st := f.OnAdopt(cb); st != netfilter.Continue || !slices.Equal(cb.info.ALPN, tc.want) {
+			t.Errorf("read ahead %q: status %v, ALPN %q; want Continue, %q", tc.readAhead, st, cb.info.ALPN, tc.want)
+		}
+	}
+}

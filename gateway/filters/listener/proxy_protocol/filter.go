@@ -18,6 +18,15 @@ type filter struct {
 // A malformed header closes the connection; so does a missing one, unless
 // allow_requests_without_proxy_protocol is set; so does a stream that ends
 // or times out before the header is complete.
+// OnAdopt implements netfilter.AdoptFilter: a connection moved by a
+// restart began without a PROXY header (one that had a header is never
+// moved, see conn.Conn.CanHandoff), so its next request is not looked at
+// for one. It is served as the previous generation served it, from its
+// socket's peer address, also when this generation's config requires the
+// header: like a connection that Envoy drains, it ends under the rules it
+// was accepted with.
+func (f *filter) OnAdopt(netfilter.ListenerCallbacks) netfilter.Status { return netfilter.Continue }
+
 func (f *filter) OnAccept(cb netfilter.ListenerCallbacks) netfilter.Status {
 	h, n, err := read(cb.Peek)
 	switch {

@@ -16,6 +16,13 @@ type filter struct{}
 // tls_not_found). A ClientHello larger than MaxClientHelloSize, or a stream
 // that ends or times out before the ClientHello is complete, closes the
 // connection.
+// OnAdopt implements netfilter.AdoptFilter: a connection moved by a
+// restart is plaintext HTTP/1.
+func (filter) OnAdopt(cb netfilter.ListenerCallbacks) netfilter.Status {
+	cb.Info().TransportProtocol = "raw_buffer"
+	return netfilter.Continue
+}
+
 func (filter) OnAccept(cb netfilter.ListenerCallbacks) netfilter.Status {
 	h, isTLS, err := inspect(cb.Peek)
 	info := cb.Info()

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -235,5 +236,32 @@ func TestTLSClientOfferingNoCommonALPNProtocolIsServed(t *testing.T) {
 	}
 	if got := rawGet(t, tc, "HTTP/1.0"); got != "ok" {
 		t.Fatalf("response body %q", got)
+	}
+}
+
+// TestConnectTimeoutCoversTheUpstreamTLSHandshake sends a request to a TLS
+// cluster whose host accepts the connection and never answers the
+// ClientHello: connect_timeout ends the handshake, as Envoy's covers the
+// TCP connect and the handshake together, and the failure counts as a
+// connect timeout.
+func TestConnectTimeoutCoversTheUpstreamTLSHandshake(t *testing.T) {
+	silent := testutil.RawUpstream(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	ca := testutil.NewCA(t)
+	cfg := config(1, route(`prefix = "/"`, "silent"),
+		strings.Replace(cluster("silent", silent.Addr), `connect_timeout = "1s"`, `connect_timeout = "500ms"`, 1)+
+			fmt.Sprintf("[cluster.tls]\nca_file = %q\n", ca.File)) + "\n[admin]\naddress = \"127.0.0.1:0\"\n"
+	p := gwtest.Start(t, cfg)
+	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
+	start := time.Now()
+	resp, body := get(t, newClient(nil), "http://"+p.Addr("http")+"/")
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "UF") {
+		t.Fatalf("TLS host that never answers the handshake: %d %q, want 503 UF", resp.StatusCode, body)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the request took %v; connect_timeout is 500ms", took)
+	}
+	waitCounter(t, admin, "cluster.silent.upstream_cx_connect_timeout", 1)
+	if got := adminCounters(t, admin)["cluster.silent.upstream_cx_connect_fail"]; got != 1 {
+		t.Errorf("upstream_cx_connect_fail = %v, want 1", got)
 	}
 }

@@ -296,12 +296,24 @@ func (p *Pool) reapEvery() time.Duration {
 	return d
 }
 
+// errConnectTimeout is the cause of a dial's context ending at
+// ConnectTimeout (and not at the caller's deadline).
+var errConnectTimeout = errors.New("pool: connect_timeout")
+
 // dial connects to the host, with TLS when tc is set, and counts it.
+// ConnectTimeout bounds the TCP connect and the TLS handshake together, as
+// Envoy's connect_timeout does (its connection is connected once the
+// handshake is done); either running out counts upstream_cx_connect_timeout.
 func (p *Pool) dial(ctx context.Context, tc *tls.Config) (net.Conn, error) {
 	st := p.opts.Stats
 	start := time.Now()
 	if st != nil {
 		st.UpstreamCxTotal.Inc()
+	}
+	if p.opts.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadlineCause(ctx, start.Add(p.opts.ConnectTimeout), errConnectTimeout)
+		defer cancel()
 	}
 	nc, err := p.dialer.DialContext(ctx, "tcp", p.opts.Address)
 	if err != nil {
@@ -316,13 +328,13 @@ func (p *Pool) dial(ctx context.Context, tc *tls.Config) (net.Conn, error) {
 	}
 	if tc != nil {
 		tlc := tls.Client(nc, tc)
-		hctx, cancel := context.WithTimeout(ctx, p.opts.ConnectTimeout)
-		err := tlc.HandshakeContext(hctx)
-		cancel()
-		if err != nil {
+		if err := tlc.HandshakeContext(ctx); err != nil {
 			nc.Close()
 			if st != nil {
 				st.UpstreamCxConnectFail.Inc()
+				if context.Cause(ctx) == errConnectTimeout {
+					st.UpstreamCxConnectTimeout.Inc()
+				}
 			}
 			return nil, fmt.Errorf("%w: %s: tls: %w", ErrConnect, p.opts.Address, err)
 		}

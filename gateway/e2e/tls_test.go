@@ -265,3 +265,32 @@ func TestConnectTimeoutCoversTheUpstreamTLSHandshake(t *testing.T) {
 		t.Errorf("upstream_cx_connect_fail = %v, want 1", got)
 	}
 }
+
+// TestEmptyALPNListTurnsALPNOff: `alpn = []` on a listener's TLS context
+// negotiates no protocol (Envoy's empty alpn_protocols), where leaving the
+// key out gives the connection manager's h2 and http/1.1; the client, which
+// offers h2 first, is then served HTTP/1.1.
+func TestEmptyALPNListTurnsALPNOff(t *testing.T) {
+	ca := testutil.NewCA(t)
+	cert, key, _ := ca.Leaf(t, "a.test")
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	for _, tc := range []struct{ alpn, want string }{{"", "h2"}, {"alpn = []", ""}} {
+		p := gwtest.Start(t, tlsListenerConfig(fmt.Sprintf("  %s\n  [[listener.filter_chain.tls.certificate]]\n  cert_file = %q\n  key_file = %q\n",
+			tc.alpn, cert, key), cluster("up", up.Addr)))
+		c := &http.Client{Timeout: ioTimeout, Transport: &http.Transport{ForceAttemptHTTP2: true,
+			TLSClientConfig: &tls.Config{RootCAs: ca.Pool, ServerName: "a.test", NextProtos: []string{"h2", "http/1.1"}}}}
+		resp, err := c.Get("https://" + p.Addr("https") + "/")
+		if err != nil {
+			t.Fatalf("%q: %v", tc.alpn, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got := resp.TLS.NegotiatedProtocol; got != tc.want || string(b) != "ok" {
+			t.Errorf("%q: ALPN %q, body %q; want %q, \"ok\"", tc.alpn, got, b, tc.want)
+		}
+		if tc.want == "" && resp.ProtoMajor != 1 {
+			t.Errorf("%q: served %s, want HTTP/1.1", tc.alpn, resp.Proto)
+		}
+		p.Stop()
+	}
+}

@@ -25,15 +25,15 @@ import (
 type TicketKeys [][32]byte
 
 // Server returns the tls.Config of a chain. alpnDefault is used when the
-// config names no ALPN protocols (the HTTP connection manager passes its
-// protocols). keys may be empty: then the process's random keys are used and
+// config has no alpn key (the HTTP connection manager passes its
+// protocols); `alpn = []` turns ALPN off. keys may be empty: then the process's random keys are used and
 // a session resumes only on the worker that issued its ticket.
 func Server(c *config.TLSContext, alpnDefault []string, keys TicketKeys) (*tls.Config, error) {
 	if len(c.Certificates) == 0 {
 		return nil, registry.Errorf("certificate", "at least one certificate is required")
 	}
 	tc := &tls.Config{NextProtos: c.ALPN}
-	if len(tc.NextProtos) == 0 {
+	if c.ALPN == nil {
 		tc.NextProtos = alpnDefault
 	}
 	for i, cf := range c.Certificates {

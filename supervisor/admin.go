@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/hoststate"
 	"github.com/sluice-proxy/sluice/gateway/stats"
+	"github.com/sluice-proxy/sluice/gateway/tlsconn"
 	"github.com/sluice-proxy/sluice/hotrestart"
 )
 
@@ -38,6 +40,7 @@ type view struct {
 	listeners  []admin.Listener
 	hosts      *hoststate.Region   // shared host state (health, ejection); nil if none
 	resolved   map[string][]string // DNS clusters' current addresses, by cluster
+	certs      []tlsconn.CertSet   // cfg's certificates, read when cfg was first published
 }
 
 // adminServer implements admin.Server for s.
@@ -68,6 +71,11 @@ func (s *Supervisor) publish() {
 		v.hosts = s.hosts.r
 		v.resolved = maps.Clone(s.hosts.resolved)
 	}
+	if old := s.members.Load(); old != nil && old.cfg == v.cfg {
+		v.certs = old.certs
+	} else if v.cfg != nil {
+		v.certs = tlsconn.Inventory(v.cfg)
+	}
 	s.members.Store(v)
 	if s.admin != nil {
 		s.admin.view.Store(v)
@@ -75,15 +83,38 @@ func (s *Supervisor) publish() {
 }
 
 // snapshot is the aggregated stats snapshot with each cluster's
-// membership_healthy counted from the shared host state. Safe for
-// concurrent use.
+// membership_healthy counted from the shared host state, and
+// server.days_until_first_cert_expiring from the config's certificates.
+// Safe for concurrent use.
 func (s *Supervisor) snapshot() stats.Snapshot {
 	snap := s.stats.snapshot()
 	if v := s.members.Load(); v != nil {
 		v.countHealthy(snap)
+		v.setCertExpiry(snap, time.Now())
 	}
 	return snap
 }
+
+// noCertExpiry is server.days_until_first_cert_expiring without any
+// certificate: Envoy's value (the largest uint32).
+const noCertExpiry = 1<<32 - 1
+
+// setCertExpiry sets server.days_until_first_cert_expiring in snap: whole
+// days from now until the first certificate of the config expires, 0 once
+// one has.
+func (v *view) setCertExpiry(snap stats.Snapshot, now time.Time) {
+	k := sort.Search(len(snap), func(k int) bool { return snap[k].Def.Name >= stats.CertExpiryGauge })
+	if k == len(snap) || snap[k].Def.Name != stats.CertExpiryGauge {
+		return
+	}
+	snap[k].Gauge = noCertExpiry
+	if first, ok := tlsconn.FirstExpiry(v.certs); ok {
+		snap[k].Gauge = daysUntil(first, now)
+	}
+}
+
+// daysUntil is the whole days from now to t, 0 once t has passed.
+func daysUntil(t, now time.Time) int64 { return max(int64(t.Sub(now)/(24*time.Hour)), 0) }
 
 // countHealthy sets each cluster's membership_healthy in snap to the
 // number of its hosts that may take traffic (neither failed by health
@@ -259,6 +290,49 @@ func (a *adminServer) Clusters() []admin.Cluster {
 			ac.Hosts = append(ac.Hosts, h)
 		}
 		out = append(out, ac)
+	}
+	return out
+}
+
+// Certs implements admin.Server: the serving config's certificates as
+// read when it began to serve, with the days left counted from now.
+func (a *adminServer) Certs() []admin.CertContext {
+	v := a.view.Load()
+	if v == nil {
+		return nil
+	}
+	now := time.Now()
+	out := make([]admin.CertContext, 0, len(v.certs))
+	for _, set := range v.certs {
+		cc := admin.CertContext{Name: set.Name, CACert: certDetails(set.CA, now), CertChain: certDetails(set.Chain, now)}
+		out = append(out, cc)
+	}
+	return out
+}
+
+func certDetails(certs []tlsconn.Cert, now time.Time) []admin.CertDetails {
+	out := make([]admin.CertDetails, 0, len(certs))
+	for _, c := range certs {
+		d := admin.CertDetails{Path: c.Path}
+		if c.Err != nil {
+			d.Error = c.Err.Error()
+			out = append(out, d)
+			continue
+		}
+		d.SerialNumber = c.Serial
+		d.DaysUntilExpiration = strconv.FormatInt(daysUntil(c.NotAfter, now), 10)
+		d.ValidFrom = c.NotBefore.UTC().Format(time.RFC3339)
+		d.ExpirationTime = c.NotAfter.UTC().Format(time.RFC3339)
+		for _, n := range c.DNS {
+			d.SubjectAltNames = append(d.SubjectAltNames, admin.SubjectAltName{DNS: n})
+		}
+		for _, n := range c.URIs {
+			d.SubjectAltNames = append(d.SubjectAltNames, admin.SubjectAltName{URI: n})
+		}
+		for _, n := range c.IPs {
+			d.SubjectAltNames = append(d.SubjectAltNames, admin.SubjectAltName{IPAddress: n})
+		}
+		out = append(out, d)
 	}
 	return out
 }

@@ -38,6 +38,7 @@ func NewHandler(s Server) *Handler {
 		{"/clusters", "clusters and hosts; format=json", false, h.clusters},
 		{"/listeners", "listeners; format=json", false, h.listeners},
 		{"/config_dump", "running config, secrets redacted (JSON)", false, h.configDump},
+		{"/certs", "certificates of every TLS context, with days until expiration (JSON)", false, h.certs},
 		{"/logging", "GET: logger levels; POST ?level=<level> or ?<logger>=<level>", false, h.logging},
 		{"/healthcheck/fail", "fail health checks", true, h.healthcheck(false)},
 		{"/healthcheck/ok", "pass health checks", true, h.healthcheck(true)},
@@ -111,6 +112,14 @@ func writeJSON(w http.ResponseWriter, v any) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(append(b, '\n'))
+}
+
+func (h *Handler) certs(w http.ResponseWriter, _ *http.Request) {
+	certs := h.s.Certs()
+	if certs == nil {
+		certs = []CertContext{}
+	}
+	writeJSON(w, map[string]any{"certificates": certs})
 }
 
 func (h *Handler) serverInfo(w http.ResponseWriter, _ *http.Request) {

@@ -41,6 +41,7 @@ func (f *fake) Listeners() []Listener { return []Listener{{Name: "public", Addre
 func (f *fake) Clusters() []Cluster {
 	return []Cluster{{Name: "backend", Hosts: []Host{{Address: "10.0.0.1:80", Healthy: true, RqTotal: 3}}}}
 }
+func (f *fake) Certs() []CertContext { return nil }
 func (f *fake) ConfigDump() ([]byte, error) {
 	return []byte(`{"cluster":[{"name":"b","tls":{"private_key":"PEM","password":"hunter2"}}],"ext_authz":{"api_key":"k"}}`), nil
 }

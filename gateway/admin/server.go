@@ -17,6 +17,9 @@ type Server interface {
 	Listeners() []Listener
 	// Clusters lists the clusters and their hosts.
 	Clusters() []Cluster
+	// Certs describes the certificates of every TLS context of the running
+	// config.
+	Certs() []CertContext
 	// ConfigDump returns the running config as JSON with secrets redacted.
 	// The handler redacts it again with RedactJSON.
 	ConfigDump() ([]byte, error)
@@ -84,4 +87,33 @@ type Host struct {
 	// RqActive is the requests in flight to the host across workers (a
 	// dead worker's are given back when it is reaped).
 	RqActive int64 `json:"rq_active"`
+}
+
+// CertContext is one /certs entry: the certificates of a TLS context, in
+// the shape of Envoy's Certificates message (with the context's name).
+type CertContext struct {
+	Name      string        `json:"name"`
+	CACert    []CertDetails `json:"ca_cert"`
+	CertChain []CertDetails `json:"cert_chain"`
+}
+
+// CertDetails is Envoy's CertificateDetails: days_until_expiration is a
+// string (an int64 in proto3 JSON) and the times are RFC 3339, so that
+// Envoy's tooling reads it unchanged. Error replaces the rest for a file
+// that cannot be read now.
+type CertDetails struct {
+	Path                string           `json:"path"`
+	SerialNumber        string           `json:"serial_number,omitempty"`
+	SubjectAltNames     []SubjectAltName `json:"subject_alt_names,omitempty"`
+	DaysUntilExpiration string           `json:"days_until_expiration,omitempty"`
+	ValidFrom           string           `json:"valid_from,omitempty"`
+	ExpirationTime      string           `json:"expiration_time,omitempty"`
+	Error               string           `json:"error,omitempty"`
+}
+
+// SubjectAltName is one subject alternative name; one field is set.
+type SubjectAltName struct {
+	DNS       string `json:"dns,omitempty"`
+	URI       string `json:"uri,omitempty"`
+	IPAddress string `json:"ip_address,omitempty"`
 }

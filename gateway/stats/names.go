@@ -79,12 +79,18 @@ var clusterStats = []stat{
 	{"upstream_rq_per_try_idle_timeout", KindCounter},
 }
 
+// CertExpiryGauge is Envoy's server.days_until_first_cert_expiring, which
+// the supervisor sets in the snapshots it serves from the config's
+// certificates.
+const CertExpiryGauge = "server.days_until_first_cert_expiring"
+
 // Process-wide stats: server.<suffix> and access_log.<suffix>.
 var serverStats = []stat{
 	{"server.live", KindGauge},
 	{"server.uptime", KindGauge},
 	{"server.hot_restart_generation", KindGauge},
 	{"server.concurrency", KindGauge},
+	{CertExpiryGauge, KindGauge},
 	{"server.worker_restarts", KindCounter},
 	{"access_log.dropped", KindCounter},
 	{"access_log.write_failed", KindCounter},

@@ -63,6 +63,12 @@ func NewCA(t testing.TB) *CA {
 // loaded pair.
 func (ca *CA) Leaf(t testing.TB, names ...string) (certFile, keyFile string, pair tls.Certificate) {
 	t.Helper()
+	return ca.LeafFor(t, 24*time.Hour, names...)
+}
+
+// LeafFor is Leaf for a certificate that expires validFor from now.
+func (ca *CA) LeafFor(t testing.TB, validFor time.Duration, names ...string) (certFile, keyFile string, pair tls.Certificate) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +78,7 @@ func (ca *CA) Leaf(t testing.TB, names ...string) (certFile, keyFile string, pai
 		SerialNumber: big.NewInt(ca.n),
 		Subject:      pkix.Name{CommonName: names[0]},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotAfter:     time.Now().Add(validFor),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}

@@ -156,7 +156,11 @@ func (s *stream) hold(b *buffer.Buffer, at int, end bool) {
 		s.heldAt = at
 	}
 	s.heldEnd = end
-	if s.held.Len() > s.conn.bufferLimit() {
+	limit := s.conn.bufferLimit()
+	if s.heldLimit > 0 {
+		limit = s.heldLimit
+	}
+	if s.held.Len() > limit {
 		s.SendLocalReply(httpfilter.LocalReply{Status: 413, Details: "request_payload_too_large"})
 	}
 }
@@ -302,3 +306,6 @@ func (s *stream) ContinueDecoding() {
 func (s *stream) Post(fn func()) {
 	s.posted <- fn
 }
+
+// SetDecoderBufferLimit implements httpfilter.BufferLimiter.
+func (s *stream) SetDecoderBufferLimit(n int) { s.heldLimit = n }

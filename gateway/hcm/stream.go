@@ -34,6 +34,7 @@ type stream struct {
 	heldAt      int  // held data goes next to decoders[heldAt]; -1: nothing held
 	holdBlocked bool // decoders[heldAt-1] asked to buffer: wait for it
 	heldEnd     bool // held data ends the body
+	heldLimit   int  // bytes held before 413; 0: the connection's buffer limit (httpfilter.BufferLimiter)
 	trailersTo  int  // trailers were delivered to decoders[:trailersTo]
 	held        buffer.Buffer
 	cur         buffer.Buffer
@@ -128,6 +129,7 @@ func (s *stream) begin(req *http1.Request) {
 	st.DownstreamRqActive.Inc()
 	s.hdrsTo, s.parkAt, s.heldAt, s.trailersTo = 0, -1, -1, 0
 	s.stopAll, s.holdBlocked, s.heldEnd = false, false, false
+	s.heldLimit = 0
 	s.held.Reset()
 	s.trailers = nil
 	s.respStarted, s.respDone, s.reset = false, false, false

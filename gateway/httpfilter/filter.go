@@ -191,6 +191,16 @@ type StreamIdler interface {
 	StreamIdleTimeout() time.Duration
 }
 
+// BufferLimiter is implemented by the DecoderCallbacks of the HTTP
+// connection manager's streams. A filter that holds a whole request body
+// (sluice.filters.http.buffer) type-asserts its callbacks to it to set how
+// many body bytes the manager may hold for the stream before it answers
+// 413, instead of the connection's per_connection_buffer_limit_bytes, as
+// Envoy's setDecoderBufferLimit does. Call it on the stream's goroutine.
+type BufferLimiter interface {
+	SetDecoderBufferLimit(n int)
+}
+
 // Tunneler is implemented by the DecoderCallbacks of a stream whose
 // downstream connection can become a raw byte tunnel: HTTP/1.1 streams of
 // the HTTP connection manager. The terminal filter (the router) type-asserts

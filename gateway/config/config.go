@@ -96,6 +96,12 @@ type Listener struct {
 	// ListenerFiltersTimeout bounds the listener filter chain. Default
 	// 15s; "0s" disables it (Envoy's listener_filters_timeout).
 	ListenerFiltersTimeout Duration `toml:"listener_filters_timeout"`
+	// ContinueOnListenerFiltersTimeout makes a connection whose listener
+	// filters ran out of time go on to filter chain matching with what
+	// they found, instead of closing (Envoy's
+	// continue_on_listener_filters_timeout): for protocols in which the
+	// server speaks first.
+	ContinueOnListenerFiltersTimeout bool `toml:"continue_on_listener_filters_timeout"`
 	// BindToPort (default true): false makes a virtual listener that owns
 	// no socket and only serves connections a use_original_dst listener
 	// hands it (Envoy's bind_to_port).

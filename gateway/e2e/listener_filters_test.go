@@ -457,3 +457,35 @@ name = "local"
 		t.Fatalf("IPv4 client on a dual-stack listener: upstream saw %q, want xff=127.0.0.1", got)
 	}
 }
+
+// TestContinueOnListenerFiltersTimeoutServesServerFirstProtocols puts a
+// tls_inspector in front of a tcp_proxy to an upstream that speaks first
+// (a greeting, as SMTP or MySQL servers send): the client waits for it and
+// sends nothing, so the inspector runs out of time. With
+// continue_on_listener_filters_timeout the connection goes on to its chain
+// and the client gets the greeting; without it the connection is closed.
+func TestContinueOnListenerFiltersTimeoutServesServerFirstProtocols(t *testing.T) {
+	greeter := testutil.RawUpstream(t, func(c net.Conn) {
+		io.WriteString(c, "220 greeter ready\r\n")
+		io.Copy(io.Discard, c)
+	})
+	listenerWith := func(name, opt string) string {
+		return fmt.Sprintf("\n[[listener]]\nname = %q\naddress = \"127.0.0.1:0\"\nlistener_filters_timeout = \"300ms\"\n%s\n", name, opt) +
+			listenerFilter("tls_inspector", "") +
+			"\n  [[listener.filter_chain]]\n  name = \"tcp\"\n    [[listener.filter_chain.filter]]\n" + tcpProxy(`cluster = "greeter"`)
+	}
+	p := gwtest.Start(t, fmt.Sprintf(tcpHead, 1)+
+		listenerWith("continues", "continue_on_listener_filters_timeout = true")+
+		listenerWith("closes", "")+
+		cluster("greeter", greeter.Addr))
+
+	c := dial(t, p.Addr("continues"))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || line != "220 greeter ready\r\n" {
+		t.Fatalf("continue_on_listener_filters_timeout: read %q, %v; want the upstream's greeting", line, err)
+	}
+	c = dial(t, p.Addr("closes"))
+	if b, err := io.ReadAll(c); (err != nil && !isReset(err)) || len(b) > 0 {
+		t.Fatalf("without the option: read %q, %v; want the connection closed without data", b, err)
+	}
+}

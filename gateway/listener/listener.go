@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -166,6 +167,12 @@ func (l *Listener) runListenerFilters(nc net.Conn, readAhead []byte, info *netfi
 		} else {
 			st = lf.OnAccept(pk)
 		}
+		if st != netfilter.Continue && pk.timedOut && l.Cfg.ContinueOnListenerFiltersTimeout {
+			// The rest of the filters would wait for bytes that do not
+			// come either: on to chain matching with what is known.
+			l.Log.Debug("listener filters timed out, continuing", zap.Uint64("conn", info.ID), zap.String("listener", l.Name))
+			break
+		}
 		if st != netfilter.Continue {
 			l.Log.Debug("listener filter closed connection", zap.Uint64("conn", info.ID), zap.String("listener", l.Name))
 			return nil, false
@@ -226,9 +233,10 @@ func (l *Listener) serve(nc net.Conn, readAhead []byte, info *netfilter.Info, ru
 // peeker gives listener filters the first bytes of a connection without
 // consuming them.
 type peeker struct {
-	nc   net.Conn
-	buf  []byte
-	info *netfilter.Info
+	nc       net.Conn
+	buf      []byte
+	info     *netfilter.Info
+	timedOut bool // a read ran into listener_filters_timeout
 }
 
 // Peek implements netfilter.ListenerCallbacks.
@@ -242,6 +250,7 @@ func (p *peeker) Peek(n int) ([]byte, error) {
 		m, err := p.nc.Read(p.buf[len(p.buf):cap(p.buf)])
 		p.buf = p.buf[:len(p.buf)+m]
 		if err != nil {
+			p.timedOut = errors.Is(err, os.ErrDeadlineExceeded)
 			return p.buf, err
 		}
 	}

@@ -6,10 +6,11 @@ package rbac
 
 import (
 	"fmt"
-	"net/netip"
 	"strings"
 
+	"github.com/sluice-proxy/sluice/gateway/internal/rbacmatch"
 	"github.com/sluice-proxy/sluice/gateway/registry"
+	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
 // Name is the filter's registered name.
@@ -27,10 +28,10 @@ func init() {
 const (
 	// Allow lets a connection through when a policy matches it and closes
 	// it otherwise.
-	Allow = "ALLOW"
+	Allow = rbacmatch.Allow
 	// Deny closes a connection when a policy matches it and lets it
 	// through otherwise.
-	Deny = "DENY"
+	Deny = rbacmatch.Deny
 )
 
 // Config is the filter's TOML table.
@@ -72,18 +73,22 @@ type Policy struct {
 }
 
 // Build implements registry.Config.
-func (c *Config) Build(*registry.BuildContext) (any, error) { return c.build() }
+func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
+	slab, _ := ctx.Stats.(*stats.Slab)
+	return c.build(slab)
+}
 
-// build validates c and compiles its policies.
-func (c *Config) build() (*Factory, error) {
-	f := &Factory{statPrefix: c.StatPrefix, shadow: c.Shadow}
-	switch c.Action {
-	case "", Allow:
-		f.deny = false
-	case Deny:
-		f.deny = true
-	default:
-		return nil, registry.Errorf("action", "must be %q or %q, got %q", Allow, Deny, c.Action)
+// StatDefs implements stats.FilterStats: <stat_prefix>rbac.*, exported to
+// Prometheus as the families rbac_* with the label rbac_prefix.
+func (c *Config) StatDefs(string) []stats.Def { return rbacmatch.StatDefs("", c.StatPrefix) }
+
+// build validates c and compiles its policies, with the counters in slab
+// (nil: private ones).
+func (c *Config) build(slab *stats.Slab) (*Factory, error) {
+	f := &Factory{statPrefix: c.StatPrefix, shadow: c.Shadow, stats: rbacmatch.NewStats(slab, "", c.StatPrefix)}
+	var err error
+	if f.deny, err = rbacmatch.ParseAction(c.Action); err != nil {
+		return nil, registry.Errorf("action", "%v", err)
 	}
 	seen := map[string]bool{}
 	for i := range c.Policies {
@@ -107,17 +112,14 @@ func compile(c *Policy) (policy, *registry.FieldError) {
 		return p, fieldErr("name", "required")
 	}
 	var err error
-	if p.src, err = prefixes(c.SourceIPs); err != nil {
+	if p.src, err = rbacmatch.ParseIPs(c.SourceIPs); err != nil {
 		return p, fieldErr("source_ips", "%v", err)
 	}
-	if p.dst, err = prefixes(c.DestinationIPs); err != nil {
+	if p.dst, err = rbacmatch.ParseIPs(c.DestinationIPs); err != nil {
 		return p, fieldErr("destination_ips", "%v", err)
 	}
-	for _, port := range c.DestinationPorts {
-		if port < 1 || port > 65535 {
-			return p, fieldErr("destination_ports", "port %d not in 1..65535", port)
-		}
-		p.ports = append(p.ports, uint16(port))
+	if p.ports, err = rbacmatch.ParsePorts(c.DestinationPorts); err != nil {
+		return p, fieldErr("destination_ports", "%v", err)
 	}
 	for _, sn := range c.ServerNames {
 		sn = strings.ToLower(sn)
@@ -142,28 +144,4 @@ func compile(c *Policy) (policy, *registry.FieldError) {
 
 func fieldErr(key, format string, args ...any) *registry.FieldError {
 	return &registry.FieldError{Key: key, Err: fmt.Errorf(format, args...)}
-}
-
-// prefixes parses CIDRs and bare addresses (a /32 or /128).
-func prefixes(ss []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range ss {
-		var p netip.Prefix
-		var err error
-		if strings.Contains(s, "/") {
-			p, err = netip.ParsePrefix(s)
-		} else {
-			var a netip.Addr
-			a, err = netip.ParseAddr(s)
-			if err == nil && a.Zone() != "" {
-				return nil, fmt.Errorf("invalid address or CIDR %q: zones are not supported", s)
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		if err != nil || !p.IsValid() {
-			return nil, fmt.Errorf("invalid address or CIDR %q", s)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
 }

@@ -1,28 +1,17 @@
 package rbac
 
 import (
-	"net/netip"
 	"strings"
-	"sync/atomic"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
+	"github.com/sluice-proxy/sluice/gateway/internal/rbacmatch"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 )
 
-// Stats are the filter's counters in this worker, named after the Envoy
-// stats they will be exported as (<stat_prefix>rbac.<name>).
-type Stats struct {
-	// Allowed: <stat_prefix>rbac.allowed, connections let through.
-	Allowed atomic.Uint64
-	// Denied: <stat_prefix>rbac.denied, connections closed.
-	Denied atomic.Uint64
-	// ShadowAllowed: <stat_prefix>rbac.shadow_allowed, connections the
-	// policies would allow, in shadow mode.
-	ShadowAllowed atomic.Uint64
-	// ShadowDenied: <stat_prefix>rbac.shadow_denied, connections the
-	// policies would deny, in shadow mode.
-	ShadowDenied atomic.Uint64
-}
+// Stats are the filter's counters, <stat_prefix>rbac.{allowed, denied,
+// shadow_allowed, shadow_denied}: connections let through, closed, and in
+// shadow mode those the policies would let through or close.
+type Stats = rbacmatch.Stats
 
 // Factory is a built rbac filter: immutable policies and atomic stats,
 // safe for concurrent use.
@@ -39,8 +28,8 @@ type Factory struct {
 type policy struct {
 	name     string
 	any      bool
-	src, dst []netip.Prefix
-	ports    []uint16
+	src, dst rbacmatch.IPs
+	ports    rbacmatch.Ports
 	names    []string // exact, lowercase
 	suffixes []string // ".example.com" for "*.example.com"
 }
@@ -57,10 +46,10 @@ func (f *Factory) Stats() *Stats { return &f.stats }
 func (f *Factory) Decide(info *netfilter.Info) (allowed bool, policy string) {
 	for i := range f.policies {
 		if f.policies[i].matches(info) {
-			return !f.deny, f.policies[i].name
+			return rbacmatch.Decide(f.deny, i), f.policies[i].name
 		}
 	}
-	return f.deny, ""
+	return rbacmatch.Decide(f.deny, -1), ""
 }
 
 // matches reports whether every criterion p sets matches info.
@@ -68,13 +57,13 @@ func (p *policy) matches(info *netfilter.Info) bool {
 	if p.any {
 		return true
 	}
-	if len(p.src) > 0 && !inPrefixes(p.src, info.RemoteAddr.Addr()) {
+	if len(p.src) > 0 && !p.src.Contains(info.RemoteAddr.Addr()) {
 		return false
 	}
-	if len(p.dst) > 0 && !inPrefixes(p.dst, info.LocalAddr.Addr()) {
+	if len(p.dst) > 0 && !p.dst.Contains(info.LocalAddr.Addr()) {
 		return false
 	}
-	if len(p.ports) > 0 && !containsPort(p.ports, info.LocalAddr.Port()) {
+	if len(p.ports) > 0 && !p.ports.Contains(info.LocalAddr.Port()) {
 		return false
 	}
 	if len(p.names) > 0 || len(p.suffixes) > 0 {
@@ -103,25 +92,6 @@ func (p *policy) matchesName(sni string) bool {
 	return false
 }
 
-func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
-	a = a.Unmap()
-	for _, p := range ps {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
-func containsPort(ports []uint16, port uint16) bool {
-	for _, p := range ports {
-		if p == port {
-			return true
-		}
-	}
-	return false
-}
-
 // NewFilter implements netfilter.Factory.
 func (f *Factory) NewFilter(cb netfilter.Callbacks) netfilter.Filter {
 	return &filter{f: f, cb: cb}
@@ -143,15 +113,7 @@ type filter struct {
 func (r *filter) OnNewConnection() netfilter.Status {
 	f := r.f
 	allowed, _ := f.Decide(r.cb.Conn().Info())
-	switch {
-	case f.shadow && allowed:
-		f.stats.ShadowAllowed.Add(1)
-	case f.shadow:
-		f.stats.ShadowDenied.Add(1)
-	case allowed:
-		f.stats.Allowed.Add(1)
-	default:
-		f.stats.Denied.Add(1)
+	if f.stats.Count(f.shadow, allowed) {
 		r.cb.Conn().Close()
 		return netfilter.StopIteration
 	}

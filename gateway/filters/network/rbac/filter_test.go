@@ -129,7 +129,7 @@ func TestFilterClosesDeniedConnectionsAndCounts(t *testing.T) {
 	if c, s := run("127.0.0.2:9"); s != netfilter.StopIteration || !c.closed.Load() {
 		t.Fatalf("denied source: status %v, closed %v; want StopIteration, closed", s, c.closed.Load())
 	}
-	if a, d := f.Stats().Allowed.Load(), f.Stats().Denied.Load(); a != 1 || d != 1 {
+	if a, d := f.Stats().Allowed.Value(), f.Stats().Denied.Value(); a != 1 || d != 1 {
 		t.Fatalf("allowed %d, denied %d; want 1, 1", a, d)
 	}
 }
@@ -143,7 +143,7 @@ func TestShadowModeCountsButLetsEverythingThrough(t *testing.T) {
 		}
 	}
 	st := f.Stats()
-	if st.ShadowAllowed.Load() != 1 || st.ShadowDenied.Load() != 1 || st.Allowed.Load() != 0 || st.Denied.Load() != 0 {
-		t.Fatalf("shadow allowed %d denied %d, allowed %d denied %d; want 1 1 0 0", st.ShadowAllowed.Load(), st.ShadowDenied.Load(), st.Allowed.Load(), st.Denied.Load())
+	if st.ShadowAllowed.Value() != 1 || st.ShadowDenied.Value() != 1 || st.Allowed.Value() != 0 || st.Denied.Value() != 0 {
+		t.Fatalf("shadow allowed %d denied %d, allowed %d denied %d; want 1 1 0 0", st.ShadowAllowed.Value(), st.ShadowDenied.Value(), st.Allowed.Value(), st.Denied.Value())
 	}
 }

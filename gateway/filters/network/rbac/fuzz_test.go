@@ -34,7 +34,7 @@ func FuzzConfig(f *testing.F) {
 		if err != nil || len(md.Undecoded()) > 0 {
 			return
 		}
-		fac, err := c.build()
+		fac, err := c.build(nil)
 		if err != nil {
 			return
 		}

@@ -119,6 +119,7 @@ func (s *stream) begin(req *http1.Request) {
 		TLS:              c.info.TLSState,
 		Protocol:         "HTTP/1.1",
 	}
+	s.info.DownstreamDirectRemote = c.info.DirectRemote()
 	if req.Minor == 0 {
 		s.info.Protocol = "HTTP/1.0"
 	}

@@ -36,9 +36,11 @@ const (
 	FlagStreamIdleTimeout
 	// FlagLocalReset: the stream was reset locally (LR).
 	FlagLocalReset
+	// FlagRBACAccessDenied: an RBAC filter denied the request (RBAC).
+	FlagRBACAccessDenied
 )
 
-var flagNames = [...]string{"NR", "UH", "UF", "UC", "UT", "UPE", "DPE", "DC", "UO", "UAEX", "SI", "LR"}
+var flagNames = [...]string{"NR", "UH", "UF", "UC", "UT", "UPE", "DPE", "DC", "UO", "UAEX", "SI", "LR", "RBAC"}
 
 // String returns the flags as Envoy prints them: codes joined by ',' or "-".
 func (f ResponseFlags) String() string {
@@ -64,6 +66,9 @@ type StreamInfo struct {
 	Protocol         string // "HTTP/1.1", "HTTP/1.0", "HTTP/2", "HTTP/3"
 	DownstreamRemote netip.AddrPort
 	DownstreamLocal  netip.AddrPort
+	// DownstreamDirectRemote is the connection's physical peer, before
+	// the PROXY protocol (Envoy's direct remote address).
+	DownstreamDirectRemote netip.AddrPort
 	// OriginalDst is DownstreamLocal when a listener filter restored it
 	// (original_dst, PROXY protocol), else the zero AddrPort.
 	OriginalDst netip.AddrPort

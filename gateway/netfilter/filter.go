@@ -52,6 +52,10 @@ type Info struct {
 	// LocalAddr with a destination other than the socket's own (Envoy's
 	// localAddressRestored): the connection's original destination.
 	LocalAddrRestored bool
+	// DirectRemoteAddr is the socket's peer when a listener filter (the
+	// PROXY protocol) replaced RemoteAddr with the client it announced,
+	// else the zero AddrPort: see DirectRemote.
+	DirectRemoteAddr netip.AddrPort
 	// HeaderConsumed is set when a listener filter consumed bytes at the
 	// start of the stream (a PROXY protocol header, and the addresses it
 	// carried): running the listener filters again on the rest of the
@@ -85,6 +89,16 @@ func (i *Info) OriginalDst() netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	return i.LocalAddr
+}
+
+// DirectRemote returns the connection's physical peer, before the PROXY
+// protocol (Envoy's direct remote address): DirectRemoteAddr when set,
+// else RemoteAddr.
+func (i *Info) DirectRemote() netip.AddrPort {
+	if i.DirectRemoteAddr.IsValid() {
+		return i.DirectRemoteAddr
+	}
+	return i.RemoteAddr
 }
 
 // Conn is a downstream connection as network filters see it. Read and Write

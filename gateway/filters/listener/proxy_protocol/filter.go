@@ -38,6 +38,9 @@ func (f *filter) OnAccept(cb netfilter.ListenerCallbacks) netfilter.Status {
 	cb.Consume(n)
 	if !h.Local {
 		info := cb.Info()
+		if !info.DirectRemoteAddr.IsValid() {
+			info.DirectRemoteAddr = info.RemoteAddr
+		}
 		info.RemoteAddr = h.Source
 		if h.Destination != info.LocalAddr {
 			info.LocalAddr, info.LocalAddrRestored = h.Destination, true

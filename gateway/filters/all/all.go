@@ -9,6 +9,7 @@ import (
 	_ "github.com/sluice-proxy/sluice/gateway/filters/http/ext_authz"           // sluice.filters.http.ext_authz
 	_ "github.com/sluice-proxy/sluice/gateway/filters/http/health_check"        // sluice.filters.http.health_check
 	_ "github.com/sluice-proxy/sluice/gateway/filters/http/local_ratelimit"     // sluice.filters.http.local_ratelimit
+	_ "github.com/sluice-proxy/sluice/gateway/filters/http/rbac"                // sluice.filters.http.rbac
 	_ "github.com/sluice-proxy/sluice/gateway/filters/listener/http_inspector"  // sluice.filters.listener.http_inspector
 	_ "github.com/sluice-proxy/sluice/gateway/filters/listener/original_dst"    // sluice.filters.listener.original_dst
 	_ "github.com/sluice-proxy/sluice/gateway/filters/listener/proxy_protocol"  // sluice.filters.listener.proxy_protocol

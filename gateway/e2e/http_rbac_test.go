@@ -247,8 +247,9 @@ func TestHTTPRBACShadowCountsWithoutEnforcing(t *testing.T) {
 }
 
 // TestHTTPRBACAuthenticatedPrincipalOverMutualTLS: over HTTP/2 on mutual
-// TLS, a policy on the client certificate's DNS SAN lets that client in
-// and answers 403 to a client with another certificate or none.
+// TLS, a policy on the client certificate's DNS SAN lets that client in,
+// on a resumed session too, and answers 403 to a client with another
+// certificate or none.
 func TestHTTPRBACAuthenticatedPrincipalOverMutualTLS(t *testing.T) {
 	ca := testutil.NewCA(t)
 	srvCert, srvKey, _ := ca.Leaf(t, "127.0.0.1", "a.test")
@@ -270,17 +271,20 @@ func TestHTTPRBACAuthenticatedPrincipalOverMutualTLS(t *testing.T) {
 		certs []tls.Certificate
 		want  int
 	}{{"allowed client", []tls.Certificate{good}, 200}, {"other client", []tls.Certificate{bad}, 403}, {"no certificate", nil, 403}} {
-		tr := &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool, ServerName: "a.test", Certificates: tc.certs}}
+		tr := &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool, ServerName: "a.test", Certificates: tc.certs,
+			ClientSessionCache: tls.NewLRUClientSessionCache(4)}}
 		c := &http.Client{Timeout: ioTimeout, Transport: tr}
-		before := reached.Load()
-		resp, _ := get(t, c, "https://"+p.Addr("https")+"/x")
-		if resp.StatusCode != tc.want || resp.ProtoMajor != 2 {
-			t.Errorf("%s: %s %d, want HTTP/2 %d", tc.what, resp.Proto, resp.StatusCode, tc.want)
+		for conn := range 2 { // the second connection may resume the session
+			before := reached.Load()
+			resp, _ := get(t, c, "https://"+p.Addr("https")+"/x")
+			if resp.StatusCode != tc.want || resp.ProtoMajor != 2 {
+				t.Errorf("%s, connection %d (resumed %v): %s %d, want HTTP/2 %d", tc.what, conn, resp.TLS.DidResume, resp.Proto, resp.StatusCode, tc.want)
+			}
+			if n := reached.Load() - before; (n == 1) != (tc.want == 200) {
+				t.Errorf("%s, connection %d: the upstream saw %d requests", tc.what, conn, n)
+			}
+			tr.CloseIdleConnections()
 		}
-		if n := reached.Load() - before; (n == 1) != (tc.want == 200) {
-			t.Errorf("%s: the upstream saw %d requests", tc.what, n)
-		}
-		tr.CloseIdleConnections()
 	}
 }
 

@@ -293,7 +293,8 @@ func TestConnectionLimitClosesConnectionsAboveTheLimit(t *testing.T) {
 }
 
 // TestRBACAllowsAndDeniesBySourceAndDestination checks DENY by source
-// address and ALLOW by destination address on real connections.
+// address and ALLOW by destination address on real connections, and the
+// counters in /stats.
 func TestRBACAllowsAndDeniesBySourceAndDestination(t *testing.T) {
 	up := echoUpstream(t)
 	denySource := netFilter("rbac", `stat_prefix = "src."`, `action = "DENY"`,
@@ -302,7 +303,7 @@ func TestRBACAllowsAndDeniesBySourceAndDestination(t *testing.T) {
 		return netFilter("rbac", `stat_prefix = "dst."`, `action = "ALLOW"`,
 			`[[listener.filter_chain.filter.config.policy]]`, `name = "only"`, fmt.Sprintf(`destination_ips = [%q]`, ip))
 	}
-	p := gwtest.Start(t, fmt.Sprintf(tcpHead, 1)+
+	p := gwtest.Start(t, fmt.Sprintf(tcpHead, 1)+"\n[admin]\naddress = \"127.0.0.1:0\"\n"+
 		tcpListener("src", "127.0.0.1:0", denySource, tcpProxy(`cluster = "echo"`))+
 		tcpListener("dst_ok", "127.0.0.3:0", allowDest("127.0.0.3"), tcpProxy(`cluster = "echo"`))+
 		tcpListener("dst_no", "127.0.0.3:0", allowDest("127.0.0.1"), tcpProxy(`cluster = "echo"`))+
@@ -320,6 +321,10 @@ func TestRBACAllowsAndDeniesBySourceAndDestination(t *testing.T) {
 	t.Run("other destination closed", func(t *testing.T) {
 		closedWithoutData(t, dial(t, p.Addr("dst_no")))
 	})
+	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
+	for _, name := range []string{"src.rbac.allowed", "src.rbac.denied", "dst.rbac.allowed", "dst.rbac.denied"} {
+		waitCounter(t, admin, name, 1)
+	}
 }
 
 // TestTCPProxyAccessLogRecordsEachConnection checks tcp_proxy's access_log:

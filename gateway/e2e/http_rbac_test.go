@@ -339,3 +339,44 @@ func TestHTTPRBACAddressPrincipalsAfterProxyProtocolAndForwardedFor(t *testing.T
 		}
 	}
 }
+
+// TestHTTPRBACDeniesOverHTTP3: the filter runs on HTTP/3 streams too.
+func TestHTTPRBACDeniesOverHTTP3(t *testing.T) {
+	ca := testutil.NewCA(t)
+	cert, key, _ := ca.Leaf(t, "h3.test")
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "up") }))
+	cfg := strings.ReplaceAll(h3Config("127.0.0.1:0", "127.0.0.1:0", cert, key, up.Addr), `
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.router"`, `
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.rbac"
+      [listener.filter_chain.filter.config.http_filter.config]
+      [[listener.filter_chain.filter.config.http_filter.config.policy]]
+      name = "not-admin"
+      permissions = [{ not_rule = { url_path = { prefix = "/admin" } } }]
+      principals = [{ any = true }]
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.router"`)
+	p := gwtest.Start(t, cfg)
+	c := h3Client(t, ca)
+	c.Timeout = ioTimeout
+	for _, tc := range []struct {
+		path string
+		code int
+		body string
+	}{{"/x", 200, "up"}, {"/admin", 403, "RBAC: access denied"}} {
+		before := up.RequestCount()
+		resp, err := c.Get("https://" + p.Addr("h3") + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || string(body) != tc.body || resp.ProtoMajor != 3 {
+			t.Errorf("%s: %s %d %q, want HTTP/3 %d %q", tc.path, resp.Proto, resp.StatusCode, body, tc.code, tc.body)
+		}
+		if n := up.RequestCount() - before; (n == 1) != (tc.code == 200) {
+			t.Errorf("%s: the upstream saw %d requests", tc.path, n)
+		}
+	}
+}

@@ -119,9 +119,6 @@ func (f *Factory) decide(q *request) (bool, int) {
 	return rbacmatch.Decide(f.deny, -1), -1
 }
 
-// PolicyName returns the name of the i-th policy.
-func (f *Factory) PolicyName(i int) string { return f.policies[i].name }
-
 func (p *policy) matches(q *request) bool {
 	return anyMatches(p.permissions, q) && anyMatches(p.principals, q)
 }

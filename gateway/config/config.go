@@ -306,6 +306,10 @@ type Route struct {
 	// besides resending an idempotent request whose reused connection was
 	// found closed.
 	RetryPolicy *RetryPolicy `toml:"retry_policy"`
+	// MaxStreamDuration holds how a gRPC request's grpc-timeout header
+	// sets its route timeout (Envoy's route max_stream_duration); nil:
+	// grpc-timeout is not looked at.
+	MaxStreamDuration *MaxStreamDuration `toml:"max_stream_duration"`
 	// RequestMirrorPolicies send a copy of each request to other clusters.
 	RequestMirrorPolicies []RequestMirrorPolicy `toml:"request_mirror_policies"`
 	// Upgrade lists the connection upgrades the route allows (Envoy's

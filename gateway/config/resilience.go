@@ -233,7 +233,9 @@ func (o *OutlierConfig) Policy() (*outlier.Policy, error) {
 type RetryPolicy struct {
 	// RetryOn lists the conditions: 5xx, gateway-error, reset,
 	// connect-failure, retriable-4xx, refused-stream,
-	// retriable-status-codes.
+	// retriable-status-codes, and the gRPC ones, met by the grpc-status
+	// of a response head: cancelled, deadline-exceeded, internal,
+	// resource-exhausted, unavailable.
 	RetryOn []string `toml:"retry_on"`
 	// NumRetries is the number of retries (default 1).
 	NumRetries *int `toml:"num_retries"`
@@ -249,6 +251,18 @@ type RetryPolicy struct {
 	RetryHostPredicate []string `toml:"retry_host_predicate"`
 	// RetryBackOff is the exponential backoff (base 25ms, max 10×base).
 	RetryBackOff RetryBackOff `toml:"retry_back_off"`
+}
+
+// MaxStreamDuration is a route's [route_config.virtual_host.route.max_stream_duration]
+// (Envoy's RouteAction.MaxStreamDuration, its gRPC keys).
+type MaxStreamDuration struct {
+	// GrpcTimeoutHeaderMax, when set, makes the grpc-timeout header of a
+	// gRPC request its route timeout, capped at this value (0: no cap; a
+	// request without grpc-timeout then has no timeout, as in Envoy).
+	GrpcTimeoutHeaderMax *Duration `toml:"grpc_timeout_header_max"`
+	// GrpcTimeoutHeaderOffset is taken off the grpc-timeout value (when
+	// smaller than it), leaving time for the answer to come back.
+	GrpcTimeoutHeaderOffset Duration `toml:"grpc_timeout_header_offset"`
 }
 
 // RetryBackOff is a retry policy's backoff.
@@ -318,7 +332,8 @@ func (v *validator) thresholds(p string, cb *CircuitBreakersConfig) {
 func (v *validator) retryPolicy(p string, rp *RetryPolicy) {
 	for _, on := range rp.RetryOn {
 		switch on {
-		case "5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx", "refused-stream", "retriable-status-codes":
+		case "5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx", "refused-stream", "retriable-status-codes",
+			"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable":
 		default:
 			v.errorf(p+".retry_on", "unsupported retry condition %q", on)
 		}

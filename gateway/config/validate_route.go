@@ -216,6 +216,15 @@ func (v *validator) route(r *Route, p string) {
 	if r.RetryPolicy != nil {
 		v.retryPolicy(p+".retry_policy", r.RetryPolicy)
 	}
+	if msd := r.MaxStreamDuration; msd != nil {
+		if msd.GrpcTimeoutHeaderMax != nil {
+			v.duration(p+".max_stream_duration.grpc_timeout_header_max", msd.GrpcTimeoutHeaderMax.Duration)
+		}
+		v.duration(p+".max_stream_duration.grpc_timeout_header_offset", msd.GrpcTimeoutHeaderOffset.Duration)
+		if !forwards {
+			v.errorf(p+".max_stream_duration", "needs a cluster")
+		}
+	}
 	for i := range r.RequestMirrorPolicies {
 		v.mirrorPolicy(indexKey(p+".request_mirror_policies", i), &r.RequestMirrorPolicies[i])
 	}

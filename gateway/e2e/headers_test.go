@@ -111,31 +111,32 @@ func TestRequestHeadersAddedAndHopByHopStripped(t *testing.T) {
 
 // TestInternalAndExternalClients checks Envoy's treatment of x-envoy-*
 // request headers at the edge: a client in the internal ranges (127.0.0.1
-// by default) keeps its x-envoy-* headers; an external one (with other
+// by default) keeps its x-envoy-* headers (less those the router consumes,
+// overrides_test.go); an external one (with other
 // ranges) loses the internal-only ones, whatever it sent. With
 // mark_internal_requests the upstream gets x-envoy-internal or
 // x-envoy-external-address, never the client's own copy.
 func TestInternalAndExternalClients(t *testing.T) {
 	up := testutil.Upstream(t, headerEcho())
-	sent := []string{"X-Envoy-Internal", "true", "X-Envoy-Retry-On", "5xx", "X-Envoy-Upstream-Rq-Timeout-Ms", "1",
+	sent := []string{"X-Envoy-Internal", "true", "X-Envoy-Upstream-Alt-Stat-Name", "alt", "X-Envoy-Force-Trace", "1",
 		"X-Envoy-External-Address", "192.0.2.9", "X-Envoy-Custom", "kept"}
 	for _, tc := range []struct {
 		name, hcm string
 		want      map[string]string // "" means absent
 	}{
 		{"internal client", "", map[string]string{
-			"X-Envoy-Internal": "", "X-Envoy-External-Address": "", "X-Envoy-Retry-On": "5xx",
-			"X-Envoy-Upstream-Rq-Timeout-Ms": "1", "X-Envoy-Custom": "kept",
+			"X-Envoy-Internal": "", "X-Envoy-External-Address": "", "X-Envoy-Upstream-Alt-Stat-Name": "alt",
+			"X-Envoy-Force-Trace": "1", "X-Envoy-Custom": "kept",
 		}},
 		{"internal client, marked", `mark_internal_requests = true`, map[string]string{
-			"X-Envoy-Internal": "true", "X-Envoy-External-Address": "", "X-Envoy-Retry-On": "5xx",
+			"X-Envoy-Internal": "true", "X-Envoy-External-Address": "", "X-Envoy-Upstream-Alt-Stat-Name": "alt",
 		}},
 		{"external client", `internal_address_config = { cidr_ranges = [] }`, map[string]string{
-			"X-Envoy-Internal": "", "X-Envoy-Retry-On": "", "X-Envoy-Upstream-Rq-Timeout-Ms": "",
+			"X-Envoy-Internal": "", "X-Envoy-Upstream-Alt-Stat-Name": "", "X-Envoy-Force-Trace": "",
 			"X-Envoy-External-Address": "", "X-Envoy-Custom": "kept",
 		}},
 		{"external client, marked", "internal_address_config = { cidr_ranges = [\"10.0.0.0/8\"] }\n    mark_internal_requests = true", map[string]string{
-			"X-Envoy-Internal": "", "X-Envoy-Retry-On": "", "X-Envoy-External-Address": "127.0.0.1",
+			"X-Envoy-Internal": "", "X-Envoy-Upstream-Alt-Stat-Name": "", "X-Envoy-External-Address": "127.0.0.1",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -26,6 +26,8 @@ type stream struct {
 	destroyers []interface{ OnDestroy() }
 	route      httpfilter.Route
 	routeValid bool
+	// envoyHdrs: the request may carry x-envoy-* fields (EnvoyHeaders).
+	envoyHdrs bool
 
 	// Decode iteration (see advance).
 	hdrsTo      int  // headers were delivered to decoders[:hdrsTo]
@@ -190,6 +192,9 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 	} else {
 		h.Scheme = schemeHTTP
 	}
+	// Without the pass below nothing tells whether the request carries
+	// x-envoy-* fields: the router looks for its override headers itself.
+	s.envoyHdrs = !*c.f.cfg.UseRemoteAddress
 	if *c.f.cfg.UseRemoteAddress {
 		// One pass takes out what the proxy sets itself: the client's
 		// x-forwarded-for values (kept in front of the client address),
@@ -213,6 +218,9 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 					rest == "external-address" || !c.internal && internalOnly[rest] {
 					continue
 				}
+				// A kept x-envoy-* field: the router looks for the
+				// override headers it consumes (EnvoyHeaders).
+				s.envoyHdrs = true
 			}
 			h.Fields[out] = f
 			out++
@@ -249,7 +257,13 @@ var internalOnly = map[string]bool{
 	"upstream-rq-timeout-ms": true, "upstream-rq-per-try-timeout-ms": true,
 	"upstream-rq-timeout-alt-response": true, "expected-rq-timeout-ms": true, "force-trace": true,
 	"ip-tags": true, "original-url": true, "hedge-on-per-try-timeout": true,
+	"retriable-status-codes": true, "retriable-header-names": true,
 }
+
+// EnvoyHeaders reports whether the request may carry x-envoy-* fields
+// (false when the connection manager's pass over its fields kept none): the
+// router consumes its override headers only then.
+func (s *stream) EnvoyHeaders() bool { return s.envoyHdrs }
 
 var (
 	hdrEnvoyInternal   = []byte("x-envoy-internal")

@@ -249,7 +249,7 @@ func (f *filter) newH2(deadline time.Time, hasBody bool) *h2req {
 		f.peerWatching = true
 	}
 	u.idle = newIdleTimer(f.streamIdle, cancel, errStreamIdle)
-	if rp := f.route.Retry; rp != nil {
+	if rp := f.rp; rp != nil {
 		u.tryIdle = newIdleTimer(rp.PerTryIdleTimeout, cancel, errPerTryIdle)
 	}
 	f.h2 = u
@@ -363,10 +363,10 @@ func (f *filter) awaitH2() (h2result, bool) {
 // and passes it downstream.
 func (f *filter) exchangeH2() {
 	sent := time.Now()
-	if u := f.h2; u.pw != nil && f.route.Timeout > 0 {
-		f.deadline = sent.Add(f.route.Timeout)
+	if u := f.h2; u.pw != nil && f.timeout > 0 {
+		f.deadline = sent.Add(f.timeout)
 		f.tryDeadline = f.deadline
-		u.timeout = time.AfterFunc(f.route.Timeout, func() { u.cancel(errDeadline) })
+		u.timeout = time.AfterFunc(f.timeout, func() { u.cancel(errDeadline) })
 	}
 	res, ok := f.awaitH2()
 	if !ok {
@@ -385,7 +385,7 @@ func (f *filter) exchangeH2() {
 // sent whole. It reports whether run is to try again (again has agreed);
 // otherwise the stream has been answered.
 func (f *filter) tryH2(try int) bool {
-	p := f.route.Retry
+	p := f.rp
 	deadline, perTry := f.deadline, false
 	if p.PerTryTimeout > 0 {
 		if d := time.Now().Add(p.PerTryTimeout); deadline.IsZero() || d.Before(deadline) {
@@ -451,7 +451,7 @@ func (f *filter) tryH2(try int) bool {
 	}
 	f.headH2(res.resp)
 	f.recordStatus()
-	if cond := retryOnStatus(p, res.resp.StatusCode, f.resp.Headers.Has(hdrRateLimited)); cond != 0 && f.retryAllowed(try, cond) {
+	if cond := retryOnStatus(p, &f.resp.Headers); cond != 0 && f.retryAllowed(try, cond) {
 		if f.again(try, cond) {
 			// A response sluice does not pass on; one passed on is
 			// counted by deliverH2.

@@ -98,7 +98,7 @@ func (f *filter) connectFailed(err error) {
 			return
 		}
 		f.stats.UpstreamRqTimeout.Inc()
-		f.reply(httpfilter.LocalReply{Status: 504, Flags: httpfilter.FlagUpstreamRequestTimeout, Details: "upstream_response_timeout"})
+		f.reply(httpfilter.LocalReply{Status: f.timeoutStatus(), Flags: httpfilter.FlagUpstreamRequestTimeout, Details: "upstream_response_timeout"})
 		return
 	}
 	if overflowed(err) {
@@ -168,12 +168,12 @@ func (f *filter) endStreamed() {
 // retries remain and the retry breaker allows. Nothing is retried once a
 // response byte went downstream.
 func (f *filter) run() {
-	p := f.route.Retry
-	if f.route.Timeout > 0 {
+	p := f.rp
+	if f.timeout > 0 {
 		// The request is complete: the route timeout runs from here, as
 		// Envoy's, not from its head (a slow upload is no upstream
 		// timeout).
-		f.deadline = time.Now().Add(f.route.Timeout)
+		f.deadline = time.Now().Add(f.timeout)
 	}
 	for try := 0; ; try++ {
 		if f.cluster.Cfg.Protocol != "http1" {
@@ -272,7 +272,7 @@ func (f *filter) run() {
 		}
 		f.recordStatus()
 		st := f.resp.Headers.Status
-		if cond := retryOnStatus(p, st, f.resp.Headers.Has(hdrRateLimited)); cond != 0 && f.retryAllowed(try, cond) {
+		if cond := retryOnStatus(p, &f.resp.Headers); cond != 0 && f.retryAllowed(try, cond) {
 			f.headRead = true
 			if f.again(try, cond) {
 				// A response sluice does not pass on; one passed on is
@@ -295,14 +295,17 @@ func (f *filter) run() {
 	}
 }
 
-// retryOnStatus returns the retry conditions a response status meets.
-// A response carrying x-envoy-ratelimited (rateLimited) meets none: as in
-// Envoy, an upstream's rate limiting is not retried (Envoy's
-// envoy-ratelimited condition, which would, is not supported).
-func retryOnStatus(p *RetryPolicy, status int, rateLimited bool) uint16 {
-	if rateLimited {
+// retryOnStatus returns the retry conditions a response head meets: its
+// status, and with a gRPC condition in the policy, the grpc-status it
+// carries (a trailers-only gRPC response; as in Envoy, a grpc-status in
+// trailers is not looked at). A response carrying x-envoy-ratelimited
+// meets none: as in Envoy, an upstream's rate limiting is not retried
+// (Envoy's envoy-ratelimited condition, which would, is not supported).
+func retryOnStatus(p *RetryPolicy, h *httpfilter.ResponseHeaders) uint16 {
+	if h.Has(hdrRateLimited) {
 		return 0
 	}
+	status := h.Status
 	var c uint16
 	if status >= 500 {
 		c |= Retry5xx
@@ -316,13 +319,44 @@ func retryOnStatus(p *RetryPolicy, status int, rateLimited bool) uint16 {
 	if slices.Contains(p.StatusCodes, status) {
 		c |= RetryRetriableStatusCodes
 	}
+	if p.On&retryGrpc != 0 {
+		c |= grpcStatusConds(h.Get("grpc-status"))
+	}
 	return c
+}
+
+// grpcStatusConds returns the gRPC retry condition a grpc-status value
+// meets (0 for none, or for a value that is not a status code).
+func grpcStatusConds(v []byte) uint16 {
+	if len(v) == 0 || len(v) > 2 {
+		return 0
+	}
+	n := 0
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		n = n*10 + int(c-'0')
+	}
+	switch n {
+	case 1:
+		return RetryGrpcCancelled
+	case 4:
+		return RetryGrpcDeadlineExceeded
+	case 8:
+		return RetryGrpcResourceExhausted
+	case 13:
+		return RetryGrpcInternal
+	case 14:
+		return RetryGrpcUnavailable
+	}
+	return 0
 }
 
 // retryAllowed reports whether the policy retries try (0 for the first)
 // for a failure meeting cond, before breakers and deadlines are consulted.
 func (f *filter) retryAllowed(try int, cond uint16) bool {
-	p := f.route.Retry
+	p := f.rp
 	return !f.noRetry && p.On&cond != 0 && try < p.NumRetries && !f.downstreamCancelled()
 }
 
@@ -338,7 +372,7 @@ func (p *RetryPolicy) backoff(try int) time.Duration {
 // meeting cond. If so it drops the try's connection, waits the backoff,
 // picks the next host and returns true.
 func (f *filter) again(try int, cond uint16) bool {
-	p := f.route.Retry
+	p := f.rp
 	cl := f.cluster
 	if !f.retryAllowed(try, cond) {
 		return false
@@ -419,7 +453,7 @@ func (f *filter) nextHost() {
 	f.tried = append(f.tried, f.host)
 	var next *cluster.Host
 	for k := range retrySelectAttempts {
-		if f.route.Retry.PreviousHosts {
+		if f.rp.PreviousHosts {
 			// A hash-based policy would map the hash to a tried host
 			// again: ask it for the next distinct ones.
 			f.lbReq.Attempt = uint32(len(f.tried) + k)
@@ -429,7 +463,7 @@ func (f *filter) nextHost() {
 			break
 		}
 		next = h
-		if !f.route.Retry.PreviousHosts || !slices.Contains(f.tried, h) {
+		if !f.rp.PreviousHosts || !slices.Contains(f.tried, h) {
 			break
 		}
 	}

@@ -82,6 +82,15 @@ type Route struct {
 	Hasher *Hasher
 	// Retry is the route's retry policy; nil without one.
 	Retry *RetryPolicy
+	// defaultRetry is the policy of a request whose x-envoy-retry-on or
+	// x-envoy-retry-grpc-on asks for retries on a route without one:
+	// Envoy's defaults (one retry, no conditions until the request's).
+	defaultRetry *RetryPolicy
+	// grpcTimeout: a gRPC request's grpc-timeout sets its route timeout
+	// (max_stream_duration.grpc_timeout_header_max), capped by grpcMax
+	// (0: no cap), less grpcOffset.
+	grpcTimeout         bool
+	grpcMax, grpcOffset time.Duration
 	// Mirrors are the route's request mirror policies.
 	Mirrors []Mirror
 	// Upgrades are the upgrades the route allows ("websocket", "CONNECT").
@@ -119,7 +128,8 @@ func (r *Route) target() (*cluster.Cluster, []*headerMutations) {
 	return nil, nil // unreachable: n < the last cum
 }
 
-// Retry conditions (Envoy's x-envoy-retry-on values), a bit set.
+// Retry conditions, a bit set: Envoy's x-envoy-retry-on values, then its
+// x-envoy-retry-grpc-on ones (met by the grpc-status of a response head).
 const (
 	Retry5xx uint16 = 1 << iota
 	RetryGatewayError
@@ -128,7 +138,16 @@ const (
 	RetryRetriable4xx
 	RetryRefusedStream
 	RetryRetriableStatusCodes
+	RetryGrpcCancelled
+	RetryGrpcDeadlineExceeded
+	RetryGrpcInternal
+	RetryGrpcResourceExhausted
+	RetryGrpcUnavailable
 )
+
+// retryGrpc are the gRPC retry conditions.
+const retryGrpc = RetryGrpcCancelled | RetryGrpcDeadlineExceeded | RetryGrpcInternal |
+	RetryGrpcResourceExhausted | RetryGrpcUnavailable
 
 // RetryPolicy is a route's compiled retry policy. It is immutable.
 type RetryPolicy struct {
@@ -153,12 +172,20 @@ type RetryPolicy struct {
 	BodyLimit int
 }
 
-// retryOnNames maps retry_on values to their bits.
-var retryOnNames = map[string]uint16{
-	"5xx": Retry5xx, "gateway-error": RetryGatewayError, "reset": RetryReset,
-	"connect-failure": RetryConnectFailure, "retriable-4xx": RetryRetriable4xx,
-	"refused-stream": RetryRefusedStream, "retriable-status-codes": RetryRetriableStatusCodes,
-}
+// retryOnNames maps x-envoy-retry-on values to their bits,
+// grpcRetryOnNames x-envoy-retry-grpc-on values; retry_on takes both.
+var (
+	retryOnNames = map[string]uint16{
+		"5xx": Retry5xx, "gateway-error": RetryGatewayError, "reset": RetryReset,
+		"connect-failure": RetryConnectFailure, "retriable-4xx": RetryRetriable4xx,
+		"refused-stream": RetryRefusedStream, "retriable-status-codes": RetryRetriableStatusCodes,
+	}
+	grpcRetryOnNames = map[string]uint16{
+		"cancelled": RetryGrpcCancelled, "deadline-exceeded": RetryGrpcDeadlineExceeded,
+		"internal": RetryGrpcInternal, "resource-exhausted": RetryGrpcResourceExhausted,
+		"unavailable": RetryGrpcUnavailable,
+	}
+)
 
 // routeClusters returns the names of the clusters rc sends requests to.
 func routeClusters(rc *config.Route) []string {
@@ -180,6 +207,9 @@ func newRetryPolicy(rp *config.RetryPolicy, cls []*config.Cluster) (*RetryPolicy
 		BaseInterval: rp.RetryBackOff.BaseInterval.Duration, MaxInterval: rp.RetryBackOff.MaxInterval.Duration}
 	for _, on := range rp.RetryOn {
 		b, ok := retryOnNames[on]
+		if !ok {
+			b, ok = grpcRetryOnNames[on]
+		}
 		if !ok {
 			return nil, fmt.Errorf("retry_policy.retry_on: unsupported condition %q", on)
 		}
@@ -320,18 +350,25 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 	if rc.Timeout != nil {
 		r.Timeout = rc.Timeout.Duration
 	}
-	if rc.RetryPolicy != nil {
-		var ccs []*config.Cluster
-		for _, name := range routeClusters(rc) {
-			if c := m.Get(name); c != nil {
-				ccs = append(ccs, c.Cfg)
-			}
+	var ccs []*config.Cluster
+	for _, name := range routeClusters(rc) {
+		if c := m.Get(name); c != nil {
+			ccs = append(ccs, c.Cfg)
 		}
+	}
+	if rc.RetryPolicy != nil {
 		p, err := newRetryPolicy(rc.RetryPolicy, ccs)
 		if err != nil {
 			return nil, err
 		}
 		r.Retry = p
+	}
+	if len(ccs) > 0 {
+		r.defaultRetry, _ = newRetryPolicy(&config.RetryPolicy{}, ccs) // no conditions: no error
+	}
+	if msd := rc.MaxStreamDuration; msd != nil && msd.GrpcTimeoutHeaderMax != nil {
+		r.grpcTimeout = true
+		r.grpcMax, r.grpcOffset = msd.GrpcTimeoutHeaderMax.Duration, msd.GrpcTimeoutHeaderOffset.Duration
 	}
 	if r.Timeout > 0 {
 		r.expectedMs, r.expectedFor = strconv.AppendInt(nil, r.expectedTimeout().Milliseconds(), 10), r.expectedTimeout()

@@ -52,6 +52,21 @@ type filter struct {
 	cb    httpfilter.DecoderCallbacks
 	log   *zap.Logger
 	route *Route
+	// timeout and rp are the request's route timeout (0: none) and
+	// retry policy (nil: none): the route's, or what the request's
+	// override headers and grpc-timeout made of them (override.go).
+	timeout time.Duration
+	rp      *RetryPolicy
+	// policy holds rp when the request's headers changed the route's
+	// policy; codes its retriable status codes then. altResponse: the
+	// route timeout is answered 204, not 504
+	// (x-envoy-upstream-rq-timeout-alt-response).
+	policy      RetryPolicy
+	codes       []int
+	altResponse bool
+	// expBuf and grpcBuf hold the x-envoy-expected-rq-timeout-ms and
+	// grpc-timeout values an override computed (set without a copy).
+	expBuf, grpcBuf []byte
 	// cluster is the cluster the request goes to (the route's, or the one
 	// its weighted_clusters picked); mutations are the header mutations
 	// that go with it.
@@ -185,9 +200,16 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	if si, ok := f.cb.(httpfilter.StreamIdler); ok {
 		f.streamIdle = si.StreamIdleTimeout()
 	}
-	if rt.Timeout > 0 {
-		f.deadline = f.started.Add(rt.Timeout)
+	f.timeout, f.rp = rt.Timeout, rt.Retry
+	if envoy := f.overridesPresent(); envoy || rt.grpcTimeout {
+		// The request's own timeouts and retry conditions (only an
+		// internal client's reach here) and its gRPC deadline.
+		f.override(h, envoy)
+	} else if rt.Timeout > 0 {
 		h.SetBytes(hdrExpectedRqTimeout, rt.expectedTimeoutMs(rt.expectedTimeout()))
+	}
+	if f.timeout > 0 {
+		f.deadline = f.started.Add(f.timeout)
 	}
 	f.lbReq = lb.Request{OriginalDst: info.OriginalDst, Header: h}
 	if rt.Hasher != nil {
@@ -222,7 +244,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	} else if info.Protocol == protoHTTP11 || info.Protocol == protoHTTP10 {
 		f.pw, _ = f.cb.(peerWatcher)
 	}
-	if rt.Retry == nil && cl.Cfg.Protocol != "http1" {
+	if f.rp == nil && cl.Cfg.Protocol != "http1" {
 		// A retry route picks the protocol per try (run).
 		proto, err := f.upstreamProtocol()
 		if err != nil {
@@ -247,7 +269,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	} else {
 		f.framing = http1.Chunked
 	}
-	if rt.Retry != nil {
+	if f.rp != nil {
 		if endStream {
 			f.run()
 		} else {
@@ -296,7 +318,7 @@ func (f *filter) DecodeData(b *buffer.Buffer, endStream bool) httpfilter.DataSta
 	if f.buffering {
 		f.reqBody = append(f.reqBody, b.Bytes()...)
 		switch {
-		case len(f.reqBody) > f.route.Retry.BodyLimit:
+		case len(f.reqBody) > f.rp.BodyLimit:
 			// Too big to replay: send what we have, stream the rest.
 			if f.stream() && endStream {
 				f.endStreamed()
@@ -369,7 +391,8 @@ func (f *filter) OnDestroy() {
 	f.resp.Headers.Reset()
 	// The connection manager writes the access log, which may print the
 	// rewritten path in pathBuf, before it destroys the filters.
-	*f = filter{pathBuf: f.pathBuf[:0], svcTime: f.svcTime[:0], resp: f.resp, reqBody: f.reqBody[:0], tried: f.tried[:0]}
+	*f = filter{pathBuf: f.pathBuf[:0], svcTime: f.svcTime[:0], resp: f.resp, reqBody: f.reqBody[:0], tried: f.tried[:0],
+		codes: f.codes[:0], expBuf: f.expBuf[:0], grpcBuf: f.grpcBuf[:0]}
 	filterPool.Put(f)
 }
 
@@ -396,8 +419,8 @@ func (f *filter) exchange() { f.exchangeAt(clock.Now()) }
 func (f *filter) exchangeAt(sent time.Time) {
 	uc := f.uc
 	deadline := time.Time{}
-	if f.route.Timeout > 0 {
-		deadline = sent.Add(f.route.Timeout)
+	if f.timeout > 0 {
+		deadline = sent.Add(f.timeout)
 	}
 	f.tryDeadline = deadline
 	deadline = f.idleDeadlineAt(deadline, sent)
@@ -547,7 +570,7 @@ func (f *filter) copyBody() bool {
 				return false
 			}
 		}
-		if rp := f.route.Retry; rp != nil && rp.PerTryIdleTimeout > 0 {
+		if rp := f.rp; rp != nil && rp.PerTryIdleTimeout > 0 {
 			d, end := time.Now().Add(rp.PerTryIdleTimeout), f.tryDeadline
 			if end.IsZero() {
 				end = f.deadline
@@ -655,7 +678,7 @@ func (f *filter) fail(err error, started bool) {
 	var pe *http1.Error
 	switch {
 	case isTimeout(err):
-		r = httpfilter.LocalReply{Status: 504, Flags: httpfilter.FlagUpstreamRequestTimeout, Details: "upstream_response_timeout"}
+		r = httpfilter.LocalReply{Status: f.timeoutStatus(), Flags: httpfilter.FlagUpstreamRequestTimeout, Details: "upstream_response_timeout"}
 		if f.stats != nil {
 			f.stats.UpstreamRqTimeout.Inc()
 		}
@@ -909,8 +932,8 @@ func (f *filter) tunnel(tn httpfilter.Tunneler, upgrade string, endStream bool) 
 	uc.W = http1.AppendRequestHead(uc.W[:0], h, http1.NoBody, -1, true)
 	f.send()
 	sent := time.Now()
-	if f.route.Timeout > 0 {
-		_ = uc.SetReadDeadline(sent.Add(f.route.Timeout))
+	if f.timeout > 0 {
+		_ = uc.SetReadDeadline(sent.Add(f.timeout))
 	}
 	f.upgrading = true
 	if err := f.readHead(); err != nil {

@@ -316,3 +316,28 @@ func BenchmarkOverride(b *testing.B) {
 		b.Fatalf("timeout %v retries %d", f.timeout, f.rp.NumRetries)
 	}
 }
+
+// envoyCB is a stream's callbacks as far as the override check goes.
+type envoyCB struct {
+	httpfilter.DecoderCallbacks
+	envoy bool
+}
+
+func (c *envoyCB) EnvoyHeaders() bool { return c.envoy }
+
+// BenchmarkOverridesAbsent measures what DecodeHeaders adds for a request
+// without override headers on a route without grpc_timeout_header_max:
+// the stream's EnvoyHeaders call.
+func BenchmarkOverridesAbsent(b *testing.B) {
+	f := &filter{cb: &envoyCB{}, route: testRoute(15*time.Second, nil)}
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		if envoy := f.overridesPresent(); envoy || f.route.grpcTimeout {
+			n++
+		}
+	}
+	if n != 0 {
+		b.Fatal("overrides seen")
+	}
+}

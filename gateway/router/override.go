@@ -37,13 +37,13 @@ const maxHeaderTimeout = 10 * 365 * 24 * time.Hour
 
 // The x-envoy-* request headers the router consumes, without the prefix.
 const (
-	ovRetryOn           = "retry-on"
-	ovRetryGrpcOn       = "retry-grpc-on"
-	ovMaxRetries        = "max-retries"
-	ovRetriableStatus   = "retriable-status-codes"
-	ovTimeout           = "upstream-rq-timeout-ms"
-	ovPerTryTimeout     = "upstream-rq-per-try-timeout-ms"
-	ovTimeoutAltResonse = "upstream-rq-timeout-alt-response"
+	ovRetryOn            = "retry-on"
+	ovRetryGrpcOn        = "retry-grpc-on"
+	ovMaxRetries         = "max-retries"
+	ovRetriableStatus    = "retriable-status-codes"
+	ovTimeout            = "upstream-rq-timeout-ms"
+	ovPerTryTimeout      = "upstream-rq-per-try-timeout-ms"
+	ovTimeoutAltResponse = "upstream-rq-timeout-alt-response"
 )
 
 // envoyPrefix starts the names of Envoy's own headers.
@@ -98,7 +98,7 @@ func scanOverrides(h *httpfilter.Headers, o *requestOverrides, codes []int) []in
 				if v, ok := parseUint(fl.Value); ok {
 					o.perTry, o.hasPerTry = msDuration(v), true
 				}
-			case ovTimeoutAltResonse:
+			case ovTimeoutAltResponse:
 				o.altResponse = true // only its presence counts, as in Envoy
 			default:
 				consumed = false

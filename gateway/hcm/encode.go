@@ -1,13 +1,16 @@
 package hcm
 
 import (
+	"bytes"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/internal/grpcwire"
 )
 
 // Encode path: encoder filters in reverse order, then the codec. Response
@@ -248,6 +251,13 @@ func (s *stream) SendLocalReply(r httpfilter.LocalReply) {
 	if body == "" && r.Status >= 400 {
 		body = localBody(r)
 	}
+	if s.h != nil && grpcwire.IsGRPC(s.h.Get("content-type")) {
+		// A gRPC client reads errors from grpc-status, not from the
+		// HTTP status: it gets a trailers-only response.
+		grpcReplyHeaders(&s.local, &r, body, string(s.h.Method) == "HEAD")
+		_ = s.EncodeHeaders(&s.local, true)
+		return
+	}
 	s.localBody.Reset()
 	s.localBody.AppendString(body)
 	localReplyHeaders(&s.local, &r, s.localBody.Bytes())
@@ -256,6 +266,42 @@ func (s *stream) SendLocalReply(r httpfilter.LocalReply) {
 	}
 	_ = s.EncodeData(&s.localBody, true)
 }
+
+// grpcReplyHeaders builds into h the gRPC trailers-only response that
+// stands for the local reply r to a gRPC request, as Envoy's
+// Http::Utility::sendLocalReply does: status 200, content-type
+// application/grpc, grpc-status mapped from r's status (unless r's own
+// headers carry one), grpc-message the body text percent-encoded (without
+// its final newline; none for a HEAD request), and no body. r's other
+// headers come along, less the framing ones and its content-type.
+func grpcReplyHeaders(h *httpfilter.ResponseHeaders, r *httpfilter.LocalReply, body string, head bool) {
+	h.Reset()
+	h.Status = 200
+	h.AddBytes(hdrContentType, grpcContentType)
+	ownStatus := false
+	for _, f := range r.Headers {
+		switch {
+		case localReplyFraming(f.Name), bytes.EqualFold(f.Name, hdrContentType):
+			continue
+		case bytes.EqualFold(f.Name, hdrGRPCStatus):
+			ownStatus = true
+		}
+		h.Fields = append(h.Fields, f)
+	}
+	if !ownStatus {
+		h.AddBytes(hdrGRPCStatus, strconv.AppendInt(nil, int64(grpcwire.FromHTTP(r.Status)), 10))
+	}
+	body = strings.TrimSuffix(body, "\n")
+	if body != "" && !head {
+		h.SetBytes(hdrGRPCMessage, grpcwire.AppendMessage(nil, body))
+	}
+}
+
+var (
+	grpcContentType = []byte(grpcwire.ContentType)
+	hdrGRPCStatus   = []byte("grpc-status")
+	hdrGRPCMessage  = []byte("grpc-message")
+)
 
 // unsendHead takes back an HTTP/1 response none of whose bytes has left
 // (its head and any body are still in the connection's write buffer), so

@@ -158,11 +158,34 @@ func (s *stream) EncodeTrailers(t *httpfilter.Headers) error {
 	if s.ended() || !s.respStarted {
 		return errStreamEnded
 	}
-	if err := s.endBody(); err != nil {
-		return err
-	}
+	// The trailers pass the encoder filters in order; at each, the body
+	// bytes it adds (a BodyEnder's held bytes, a TrailersToBody's
+	// trailers) first go on through the filters after it, so that they
+	// reach the client before the trailers and after everything before.
+	moved := false
 	for i := len(s.encoders) - 1; i >= 0; i-- {
-		s.encoders[i].EncodeTrailers(t)
+		e := s.encoders[i]
+		if be, ok := e.(httpfilter.BodyEnder); ok {
+			s.tail.Reset()
+			be.EndBody(&s.tail)
+			if err := s.passTail(i); err != nil {
+				return err
+			}
+		}
+		tb, ok := e.(httpfilter.TrailersToBody)
+		if !ok {
+			e.EncodeTrailers(t)
+			continue
+		}
+		moved = true
+		s.tail.Reset()
+		tb.EncodeTrailersToBody(t, &s.tail)
+		if err := s.passTail(i); err != nil {
+			return err
+		}
+	}
+	if moved && t.Len() == 0 {
+		return s.writeData(nil, true, false) // the body carries the trailers
 	}
 	if s.h2 != nil {
 		return s.h2Trailers(t)
@@ -173,28 +196,16 @@ func (s *stream) EncodeTrailers(t *httpfilter.Headers) error {
 	return s.finish()
 }
 
-// endBody asks the encoder filters that hold body bytes back
-// (httpfilter.BodyEnder) for them before the trailers, and sends them on
-// through the filters after each.
-func (s *stream) endBody() error {
-	for i := len(s.encoders) - 1; i >= 0; i-- {
-		be, ok := s.encoders[i].(httpfilter.BodyEnder)
-		if !ok {
-			continue
-		}
-		s.tail.Reset()
-		be.EndBody(&s.tail)
-		if s.tail.Len() == 0 {
-			continue
-		}
-		for j := i - 1; j >= 0; j-- {
-			s.encoders[j].EncodeData(&s.tail, false)
-		}
-		if err := s.writeData(s.tail.Bytes(), false, false); err != nil {
-			return err
-		}
+// passTail sends the body bytes encoders[i] put in s.tail on through the
+// encoder filters after it, then to the codec.
+func (s *stream) passTail(i int) error {
+	if s.tail.Len() == 0 {
+		return nil
 	}
-	return nil
+	for j := i - 1; j >= 0; j-- {
+		s.encoders[j].EncodeData(&s.tail, false)
+	}
+	return s.writeData(s.tail.Bytes(), false, false)
 }
 
 // finish writes what is pending and marks the response complete.

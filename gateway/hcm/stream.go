@@ -65,7 +65,7 @@ type stream struct {
 	local       httpfilter.ResponseHeaders
 	localBody   buffer.Buffer
 	// tail holds the body bytes an encoder filter held back, on their
-	// way out before the trailers (endBody).
+	// way out before the trailers (EncodeTrailers).
 	tail buffer.Buffer
 
 	// h2 is set for an HTTP/2 stream: the codec seam's HTTP/2 paths.

@@ -105,6 +105,18 @@ type BodyEnder interface {
 	EndBody(b *buffer.Buffer)
 }
 
+// TrailersToBody is implemented by encoder filters that carry a response's
+// trailers in its body (grpc_web: a trailers frame). When a response ends
+// with trailers, the manager calls EncodeTrailersToBody on such a filter in
+// place of EncodeTrailers: the filter appends to b the body bytes that stand
+// for the trailers and removes from t the fields it took. The bytes go on
+// through the encoder filters after it as body data (after any BodyEnder's
+// held bytes). A response whose trailers end up empty ends with its body,
+// with no trailers section. Called on the stream's goroutine.
+type TrailersToBody interface {
+	EncodeTrailersToBody(t *Headers, b *buffer.Buffer)
+}
+
 // Factory builds a stream's instance of one HTTP filter. A Factory is built
 // once per config generation from the filter's config, is immutable and safe
 // for concurrent use. NewFilter must be cheap and must not block; the value

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -240,5 +241,24 @@ func checkTrailersOnly(t *testing.T, what string, resp *http.Response, body []by
 	if resp.StatusCode != 200 || resp.Header.Get("content-type") != "application/grpc" ||
 		resp.Header.Get("grpc-status") != code || len(body) != 0 {
 		t.Errorf("%s: %d %v body %q; want a trailers-only 200 with grpc-status %s", what, resp.StatusCode, resp.Header, body, code)
+	}
+}
+
+// A trailers-only reply to an HTTP/1.1 gRPC request whose body sluice did
+// not read says Connection: close, as the connection does close after it:
+// a client that believed it open would lose its next request.
+func TestGRPCTrailersOnlyReplyOverHTTP1ClosesHonestly(t *testing.T) {
+	p := gwtest.Start(t, config(1, route(`prefix = "/up/"`, "up"), cluster("up", testutil.DeadAddr(t))))
+	c := dial(t, p.Addr("http"))
+	br := bufio.NewReader(c)
+	fmt.Fprintf(c, "POST /pkg.Svc/M HTTP/1.1\r\nHost: x\r\ncontent-type: application/grpc\r\ncontent-length: 5\r\n\r\n\x00\x00\x00\x00\x00")
+	resp, body := readResponse(t, br, "POST")
+	checkTrailersOnly(t, "HTTP/1.1 no route", resp, body, "12")
+	if !resp.Close {
+		// then the connection must serve the next request
+		fmt.Fprintf(c, "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, _ := readResponse(t, br, "GET"); resp.StatusCode != 404 {
+			t.Fatalf("next request on a connection left open: %d", resp.StatusCode)
+		}
 	}
 }

@@ -87,9 +87,12 @@ func (s *stream) writeHead(h *httpfilter.ResponseHeaders, end bool) error {
 	default:
 		f = http1.Chunked
 	}
-	if !req.KeepAlive || !s.bodyDone && !end {
-		// an unread request body cannot be skipped safely: close after
-		s.closeAfter = s.closeAfter || !s.bodyDone
+	if !s.bodyDone {
+		// An unread request body cannot be skipped safely: close after,
+		// and say so, whether or not the response has a body (a gRPC
+		// trailers-only reply has none): run keeps no connection whose
+		// request body was not read to its end.
+		s.closeAfter = true
 	}
 	if !c.c.CanHandoff() && c.c.DrainClose() {
 		s.closeAfter = true

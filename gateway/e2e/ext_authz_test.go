@@ -244,12 +244,27 @@ func TestExtAuthzPluginUnavailableErrorSparesConcurrentChecks(t *testing.T) {
 	if resp, _ := get(t, newClient(nil), base+"/unavailable"); resp.StatusCode != 403 {
 		t.Fatalf("check failing with Unavailable: status %d, want the failure mode 403", resp.StatusCode)
 	}
-	rel, err := os.OpenFile(release, os.O_WRONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		t.Fatalf("open the release FIFO: %v", err)
+	// The plugin opens the release FIFO for reading after it said
+	// "pending", maybe not yet on a loaded machine: a blocking open for
+	// writing waits for it (bounded, in case it never comes).
+	opened := make(chan *os.File, 1)
+	go func() {
+		rel, err := os.OpenFile(release, os.O_WRONLY, 0)
+		if err != nil {
+			rel = nil
+		}
+		opened <- rel
+	}()
+	select {
+	case rel := <-opened:
+		if rel == nil {
+			t.Fatal("open the release FIFO failed")
+		}
+		rel.WriteString("go\n")
+		rel.Close()
+	case <-time.After(ioTimeout):
+		t.Fatal("the plugin never opened the release FIFO")
 	}
-	rel.WriteString("go\n")
-	rel.Close()
 	select {
 	case code := <-held:
 		if code != 200 {

@@ -121,10 +121,12 @@ func (h *h2RawConn) readUntilEnd(id uint32, answer bool, status *string, body *[
 // and when the connection waits longer than the timeout between requests,
 // are served.
 func TestHTTP2RequestHeadersTimeoutClosesAStalledHeaderBlock(t *testing.T) {
-	const timeout = 300 * time.Millisecond
+	// 600 ms, with pauses of 50 ms inside a header block: a loaded
+	// machine's scheduling delays stay far inside the margin.
+	const timeout = 600 * time.Millisecond
 	p, ca, admin := h3ProxyWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "ok")
-	}), `request_headers_timeout = "300ms"`)
+	}), `request_headers_timeout = "600ms"`)
 	const stat = "http.ingress_https.downstream_rq_header_timeout"
 
 	stalled := func(t *testing.T, h *h2RawConn) {
@@ -161,7 +163,7 @@ func TestHTTP2RequestHeadersTimeoutClosesAStalledHeaderBlock(t *testing.T) {
 			if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block[:len(block)/2], EndStream: true}); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(timeout / 3) // the block stays open for a while, within the timeout
+			time.Sleep(timeout / 12) // the block stays open for a while, within the timeout
 			if err := h.fr.WriteContinuation(id, true, block[len(block)/2:]); err != nil {
 				t.Fatal(err)
 			}
@@ -179,7 +181,7 @@ func TestHTTP2RequestHeadersTimeoutClosesAStalledHeaderBlock(t *testing.T) {
 
 	t.Run("h2c: stalled block closes the connection", func(t *testing.T) {
 		up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
-		cfg := withHCM(simpleConfig(1, up.Addr), `request_headers_timeout = "300ms"`) + "\n[admin]\naddress = \"127.0.0.1:0\"\n"
+		cfg := withHCM(simpleConfig(1, up.Addr), `request_headers_timeout = "600ms"`) + "\n[admin]\naddress = \"127.0.0.1:0\"\n"
 		p2 := gwtest.Start(t, cfg)
 		admin2, _ := p2.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
 		stalled(t, dialH2Raw(t, p2.Addr("http"), nil))

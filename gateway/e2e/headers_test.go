@@ -152,3 +152,39 @@ func TestInternalAndExternalClients(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestIDOfEdgeRequests follows Envoy's x-request-id rules: an
+// external client's id is replaced with a new one (unless
+// preserve_external_request_id), an internal client's is kept, and with
+// always_set_request_id_in_response every response carries the id the
+// upstream saw, sluice's own replies included.
+func TestRequestIDOfEdgeRequests(t *testing.T) {
+	up := testutil.Upstream(t, headerEcho())
+	for _, tc := range []struct {
+		name string
+		hcm  []string
+		kept bool // the client's id reaches the upstream
+	}{
+		{"internal client", nil, true},
+		{"external client", []string{`internal_address_config = { cidr_ranges = [] }`}, false},
+		{"external client, preserved", []string{`internal_address_config = { cidr_ranges = [] }`, `preserve_external_request_id = true`}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hcm := append([]string{`always_set_request_id_in_response = true`}, tc.hcm...)
+			p := gwtest.Start(t, withHCM(config(1, route(`prefix = "/up"`, "up"), cluster("up", up.Addr)), hcm...))
+			resp, body := get(t, newClient(nil), "http://"+p.Addr("http")+"/up", "X-Request-Id", "client-chosen")
+			seen := decodeHeaders(t, body).Get("X-Request-Id")
+			if (seen == "client-chosen") != tc.kept || seen == "" {
+				t.Errorf("upstream saw x-request-id %q; client's kept: %v", seen, tc.kept)
+			}
+			if got := resp.Header.Get("X-Request-Id"); got != seen {
+				t.Errorf("response x-request-id %q, want the upstream's %q", got, seen)
+			}
+			// sluice's own reply (no route: 404) carries the id too.
+			resp, _ = get(t, newClient(nil), "http://"+p.Addr("http")+"/none", "X-Request-Id", "client-chosen")
+			if got := resp.Header.Get("X-Request-Id"); resp.StatusCode != 404 || got == "" || (got == "client-chosen") != tc.kept {
+				t.Errorf("local reply: %d with x-request-id %q; client's kept: %v", resp.StatusCode, got, tc.kept)
+			}
+		})
+	}
+}

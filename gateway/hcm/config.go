@@ -57,6 +57,14 @@ type Config struct {
 	// GenerateRequestID adds an x-request-id when the request has none
 	// (default true).
 	GenerateRequestID *bool `toml:"generate_request_id"`
+	// PreserveExternalRequestID keeps the x-request-id an external client
+	// sent (with use_remote_address). Default false, as in Envoy: an edge
+	// request's id is not trusted and a new one replaces it.
+	PreserveExternalRequestID bool `toml:"preserve_external_request_id"`
+	// AlwaysSetRequestIDInResponse copies the request's x-request-id into
+	// every response, the upstream's and sluice's own (Envoy's
+	// always_set_request_id_in_response; default false).
+	AlwaysSetRequestIDInResponse bool `toml:"always_set_request_id_in_response"`
 	// MaxRequestHeadersKB bounds a request head (default 60, at most 8192).
 	MaxRequestHeadersKB int `toml:"max_request_headers_kb"`
 	// MaxHeadersCount bounds the number of request header fields (default

@@ -57,6 +57,11 @@ func (s *stream) EncodeHeaders(h *httpfilter.ResponseHeaders, end bool) error {
 func (s *stream) writeHead(h *httpfilter.ResponseHeaders, end bool) error {
 	s.addAltSvc(h)
 	addDate(h)
+	if s.conn.f.cfg.AlwaysSetRequestIDInResponse && s.h != nil {
+		if v := s.h.Get("x-request-id"); v != nil {
+			h.SetBytes(hdrRequestID, v)
+		}
+	}
 	if s.h2 != nil {
 		return s.h2Head(h, end)
 	}

@@ -202,8 +202,10 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 		// a rewrite; a client's would be printed as the request's path by
 		// the default access log format), x-envoy-internal and
 		// x-envoy-external-address, and an external client's
-		// internal-only x-envoy-* headers.
+		// internal-only x-envoy-* headers, and its x-request-id unless
+		// preserve_external_request_id (a new one is made below).
 		s.xff = s.xff[:0]
+		dropRID := !c.internal && !c.f.cfg.PreserveExternalRequestID && *c.f.cfg.GenerateRequestID
 		out := 0
 		for i := range h.Fields {
 			f := h.Fields[i]
@@ -211,7 +213,7 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 			case string(n) == "x-forwarded-for":
 				s.xff = append(append(s.xff, f.Value...), ',', ' ')
 				continue
-			case string(n) == "x-forwarded-proto":
+			case string(n) == "x-forwarded-proto", dropRID && string(n) == "x-request-id":
 				continue
 			case len(n) > len(envoyPrefix) && string(n[:len(envoyPrefix)]) == envoyPrefix:
 				if rest := string(n[len(envoyPrefix):]); rest == "original-path" || rest == "internal" ||

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sluice-proxy/sluice/gateway/accesslog"
 	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/internal/pathnorm"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 )
 
@@ -89,6 +90,29 @@ type Config struct {
 	// Connection: close on the next response, HTTP/2 and HTTP/3 send GOAWAY
 	// and let in-flight streams finish (default 0: none).
 	MaxConnectionDuration config.Duration `toml:"max_connection_duration"`
+	// NormalizePath normalizes each request's path (not its query) as
+	// Envoy's normalize_path does, once, before route selection and the
+	// HTTP filters, which (with the access log and the upstream) all see
+	// the normalized path: RFC 3986 with Chromium's rules (percent-encoded
+	// unreserved characters decoded, "." and ".." segments removed, ".."
+	// stopping at the root, '\' read as '/'); a fragment, an encoded NUL
+	// or a malformed escape is answered 400 (see gateway/internal/pathnorm).
+	// Default true, unlike Envoy's false: an edge matching routes and RBAC
+	// rules on prefixes must see /admin in /a/../admin and /%61dmin, as
+	// nginx does before matching locations and as Envoy's edge best
+	// practices configure.
+	NormalizePath *bool `toml:"normalize_path"`
+	// MergeSlashes turns each run of '/' in the path into one, after
+	// normalize_path (default true, unlike Envoy's false: nginx merges by
+	// default and Envoy's edge best practices enable it; otherwise //admin
+	// misses a prefix = "/admin" rule).
+	MergeSlashes *bool `toml:"merge_slashes"`
+	// PathWithEscapedSlashesAction is what a path with %2F or %5C (any
+	// case) gets, before normalize_path: KEEP_UNCHANGED (default, as
+	// Envoy), REJECT_REQUEST (400), UNESCAPE_AND_REDIRECT (307 to the
+	// unescaped, normalized path; 400 for gRPC, whose clients do not
+	// follow redirects) or UNESCAPE_AND_FORWARD.
+	PathWithEscapedSlashesAction string `toml:"path_with_escaped_slashes_action"`
 	// AccessLog lists where each finished request is logged (Envoy's
 	// format operators or json_format; see docs/observability.md).
 	AccessLog []accesslog.Config `toml:"access_log"`
@@ -174,6 +198,17 @@ func (c *Config) withDefaults() {
 		t := true
 		c.GenerateRequestID = &t
 	}
+	if c.NormalizePath == nil {
+		t := true
+		c.NormalizePath = &t
+	}
+	if c.MergeSlashes == nil {
+		t := true
+		c.MergeSlashes = &t
+	}
+	if c.PathWithEscapedSlashesAction == "" {
+		c.PathWithEscapedSlashesAction = "KEEP_UNCHANGED"
+	}
 	if c.MaxRequestHeadersKB == 0 {
 		c.MaxRequestHeadersKB = 60
 	}
@@ -233,6 +268,9 @@ func (c *Config) validate() error {
 	case len(c.HTTPFilters) == 0:
 		return registry.Errorf("http_filter", "at least one HTTP filter (the router) is required")
 	}
+	if _, err := c.pathOptions(); err != nil {
+		return err
+	}
 	if err := c.HTTP3.validate(); err != nil {
 		return err
 	}
@@ -250,4 +288,14 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// pathOptions are the path normalization options of a config with its
+// defaults set.
+func (c *Config) pathOptions() (pathnorm.Options, error) {
+	a, err := pathnorm.ParseAction(c.PathWithEscapedSlashesAction)
+	if err != nil {
+		return pathnorm.Options{}, registry.Errorf("path_with_escaped_slashes_action", "must be KEEP_UNCHANGED, REJECT_REQUEST, UNESCAPE_AND_REDIRECT or UNESCAPE_AND_FORWARD, not %q", c.PathWithEscapedSlashesAction)
+	}
+	return pathnorm.Options{Normalize: *c.NormalizePath, MergeSlashes: *c.MergeSlashes, EscapedSlashes: a}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/internal/pathnorm"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 )
 
@@ -50,5 +51,34 @@ func TestConfigTimeoutDefaults(t *testing.T) {
 	zero.withDefaults()
 	if zero.StreamIdleTimeout.Duration != 0 {
 		t.Fatalf("stream_idle_timeout = \"0s\" became %v, want 0 (disabled)", zero.StreamIdleTimeout.Duration)
+	}
+}
+
+// TestConfigPathNormalization checks the path normalization defaults (on,
+// on, KEEP_UNCHANGED), that false turns them off, and that an unknown
+// path_with_escaped_slashes_action is refused naming its key.
+func TestConfigPathNormalization(t *testing.T) {
+	router := []config.Filter{{Name: "sluice.filters.http.router"}}
+	c := &Config{StatPrefix: "p", RouteConfig: "r", HTTPFilters: router}
+	c.withDefaults()
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	o, err := c.pathOptions()
+	if err != nil || o != (pathnorm.Options{Normalize: true, MergeSlashes: true, EscapedSlashes: pathnorm.KeepUnchanged}) {
+		t.Fatalf("default path options %+v, %v", o, err)
+	}
+	off := false
+	c = &Config{StatPrefix: "p", RouteConfig: "r", HTTPFilters: router, NormalizePath: &off, MergeSlashes: &off,
+		PathWithEscapedSlashesAction: "UNESCAPE_AND_REDIRECT"}
+	c.withDefaults()
+	if o, err = c.pathOptions(); err != nil || o != (pathnorm.Options{EscapedSlashes: pathnorm.UnescapeAndRedirect}) {
+		t.Fatalf("path options %+v, %v", o, err)
+	}
+	c.PathWithEscapedSlashesAction = "unescape"
+	err = c.validate()
+	var fe *registry.FieldError
+	if !errors.As(err, &fe) || fe.Key != "path_with_escaped_slashes_action" {
+		t.Fatalf("validate() = %v, want a FieldError for path_with_escaped_slashes_action", err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/accesslog"
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/internal/pathnorm"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 	"github.com/sluice-proxy/sluice/gateway/stats"
@@ -38,6 +39,8 @@ type Factory struct {
 	loggers []*accesslog.Logger
 	// internal are the client ranges whose requests are internal.
 	internal []netip.Prefix
+	// path is the request path normalization (pathnorm.go).
+	path pathnorm.Options
 }
 
 // isInternal reports whether a client at addr is internal.
@@ -76,6 +79,9 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 		log:    ctx.Logger,
 	}
 	if f.internal, err = c.internalRanges(); err != nil {
+		return nil, err
+	}
+	if f.path, err = c.pathOptions(); err != nil {
 		return nil, err
 	}
 	slab, _ := ctx.Stats.(*stats.Slab)

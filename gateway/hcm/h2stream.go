@@ -85,9 +85,12 @@ func (s *stream) runH2() (abort bool) {
 	s.closeAfter = false
 	h := s.h
 	hs.h2Upgrade(h, r)
+	pathReply, pathOK := s.normalizePath(h)
 	s.decorate(h)
-	s.route, s.routeValid = s.conn.f.routes.Match(h), true
-	s.createFilters()
+	if pathOK {
+		s.route, s.routeValid = s.conn.f.routes.Match(h), true
+		s.createFilters()
+	}
 	s.noBody = r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || hs.upgrade != ""
 	s.bodyDone = s.noBody
 	switch {
@@ -99,6 +102,8 @@ func (s *stream) runH2() (abort bool) {
 	case tooMany:
 		s.SendLocalReply(httpfilter.LocalReply{Status: 431, Flags: httpfilter.FlagDownstreamProtocolError,
 			Details: tooManyHeaders(hs.proto)})
+	case !pathOK:
+		s.SendLocalReply(pathReply)
 	default:
 		s.advance()
 	}

@@ -75,6 +75,7 @@ type stream struct {
 	rid     [36]byte
 	xff     []byte
 	bodyBuf []byte
+	pathBuf []byte // the normalized path (pathnorm.go)
 }
 
 // run serves the request in s.req and reports whether the connection
@@ -84,12 +85,19 @@ func (s *stream) run() bool {
 	req := &s.req
 	s.begin(req)
 	h := s.h
+	pathReply, pathOK := s.normalizePath(h)
 	s.decorate(h)
-	s.route, s.routeValid = c.f.routes.Match(h), true
-	s.createFilters()
+	if pathOK {
+		s.route, s.routeValid = c.f.routes.Match(h), true
+		s.createFilters()
+	}
 	s.noBody = req.Framing == http1.NoBody || (req.Framing == http1.ContentLength && req.ContentLength == 0)
 	s.bodyDone = s.noBody
-	s.advance()
+	if pathOK {
+		s.advance()
+	} else {
+		s.SendLocalReply(pathReply)
+	}
 	if !s.noBody && !s.ended() {
 		s.readBody()
 	}

@@ -44,6 +44,12 @@ type HTTPStats struct {
 	// DownstreamRqIdleTimeout counts tunnels (WebSocket, CONNECT) closed
 	// by stream_idle_timeout with no byte moving either way.
 	DownstreamRqIdleTimeout *Counter
+	// DownstreamRqFailedPathNormalization counts requests answered 400
+	// by path normalization (Envoy's name).
+	DownstreamRqFailedPathNormalization *Counter
+	// DownstreamRqRedirectedWithNormalizedPath counts requests redirected
+	// to their unescaped path (Envoy's name).
+	DownstreamRqRedirectedWithNormalizedPath *Counter
 	// DownstreamRqXx counts responses by class: [0] is 1xx … [4] is 5xx.
 	DownstreamRqXx   [5]*Counter
 	DownstreamRqTime *Histogram
@@ -68,6 +74,8 @@ func (s *Slab) HTTP(statPrefix string) *HTTPStats {
 		DownstreamRqTime:               s.Histogram(p + "downstream_rq_time"),
 		NoRoute:                        s.Counter(p + "no_route"),
 	}
+	h.DownstreamRqFailedPathNormalization = s.Counter(p + "downstream_rq_failed_path_normalization")
+	h.DownstreamRqRedirectedWithNormalizedPath = s.Counter(p + "downstream_rq_redirected_with_normalized_path")
 	for i := range h.DownstreamRqXx {
 		h.DownstreamRqXx[i] = s.Counter(p + "downstream_rq_" + string(rune('1'+i)) + "xx")
 	}

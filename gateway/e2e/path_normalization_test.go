@@ -226,3 +226,55 @@ func TestPathNormalization(t *testing.T) {
 		}
 	}
 }
+
+// TestPathNormalizationOverHTTP3: HTTP/3 streams get the same
+// normalization before routing and RBAC: the upstream sees /x/y for
+// /a/../x//y, RBAC on prefix "/admin" denies /%61dmin and //admin, and an
+// encoded NUL is answered 400 without reaching the upstream.
+func TestPathNormalizationOverHTTP3(t *testing.T) {
+	ca := testutil.NewCA(t)
+	cert, key, _ := ca.Leaf(t, "h3.test")
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "up "+r.RequestURI)
+	}))
+	cfg := strings.ReplaceAll(h3Config("127.0.0.1:0", "127.0.0.1:0", cert, key, up.Addr), `
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.router"`, `
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.rbac"
+      [listener.filter_chain.filter.config.http_filter.config]
+      [[listener.filter_chain.filter.config.http_filter.config.policy]]
+      name = "not-admin"
+      permissions = [{ not_rule = { url_path = { prefix = "/admin" } } }]
+      principals = [{ any = true }]
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.router"`)
+	p := gwtest.Start(t, cfg)
+	c := h3Client(t, ca)
+	c.Timeout = ioTimeout
+	for _, tc := range []struct {
+		target string
+		code   int
+		body   string
+	}{
+		{"/a/../x//y", 200, "up /x/y"},
+		{"/%61dmin", 403, "RBAC: access denied"},
+		{"//admin", 403, "RBAC: access denied"},
+		{"/a%00b", 400, ""}, // (quic-go's server refuses "%zz" itself: H3_MESSAGE_ERROR)
+	} {
+		before := up.RequestCount()
+		u := &url.URL{Scheme: "https", Host: p.Addr("h3")}
+		if strings.HasPrefix(tc.target, "//") {
+			u.Path = tc.target
+		} else {
+			u.Opaque = tc.target
+		}
+		resp, body := do(t, c, &http.Request{Method: "GET", URL: u, Host: "h3.test", Header: http.Header{}})
+		if resp.StatusCode != tc.code || tc.body != "" && string(body) != tc.body || resp.ProtoMajor != 3 {
+			t.Errorf("%s: %s %d %q, want HTTP/3 %d %q", tc.target, resp.Proto, resp.StatusCode, body, tc.code, tc.body)
+		}
+		if n := up.RequestCount() - before; (n == 1) != (tc.code == 200) {
+			t.Errorf("%s: the upstream saw %d requests", tc.target, n)
+		}
+	}
+}

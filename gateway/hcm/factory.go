@@ -109,7 +109,36 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 		}
 		f.filters = append(f.filters, httpFilter{name: hf.Name, factory: hff})
 	}
+	if err := f.chainBuilt(); err != nil {
+		return nil, err
+	}
 	return f, nil
+}
+
+// chainBuilt tells the chain's httpfilter.ChainAware factories the chain.
+func (f *Factory) chainBuilt() error {
+	var chain []httpfilter.Factory
+	for i, hf := range f.filters {
+		ca, ok := hf.factory.(httpfilter.ChainAware)
+		if !ok {
+			continue
+		}
+		if chain == nil {
+			chain = make([]httpfilter.Factory, len(f.filters))
+			for j := range f.filters {
+				chain[j] = f.filters[j].factory
+			}
+		}
+		if err := ca.ChainBuilt(chain); err != nil {
+			key := fmt.Sprintf("http_filter[%d].config", i)
+			var fe *registry.FieldError
+			if errors.As(err, &fe) {
+				return &registry.FieldError{Key: key + "." + fe.Key, Err: fe.Err}
+			}
+			return &registry.FieldError{Key: key, Err: err}
+		}
+	}
+	return nil
 }
 
 // NewFilter implements netfilter.Factory.

@@ -125,6 +125,22 @@ type Factory interface {
 	NewFilter(cb DecoderCallbacks) any
 }
 
+// ChainAware is implemented by Factories that need to know the other filters
+// of their chain, such as compressors that choose among themselves which one
+// compresses a response. After the HTTP connection manager has built every
+// HTTP filter Factory of a chain, and before any stream uses the chain, it
+// calls ChainBuilt on each Factory that implements ChainAware, in chain
+// order, with the chain's Factories in config order (the receiver among
+// them). The calls are made once per built chain, on the building
+// goroutine, one at a time; a Factory may record what it needs from chain
+// (it may keep the slice, which is never modified, but must not modify it)
+// and is immutable afterwards. A non-nil error fails the build; a
+// *registry.FieldError's key is relative to the filter's own config table.
+// Chains without a ChainAware Factory pay nothing per stream.
+type ChainAware interface {
+	ChainBuilt(chain []Factory) error
+}
+
 // FactoryFunc adapts a function to Factory.
 type FactoryFunc func(cb DecoderCallbacks) any
 

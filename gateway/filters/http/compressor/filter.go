@@ -2,26 +2,31 @@ package compressor
 
 import (
 	"bytes"
-	"compress/gzip"
+	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/registry"
 	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
 // Stats are the filter's counters, Envoy's
-// http.<stat_prefix>.compressor.<name>.gzip.*.
+// http.<stat_prefix>.compressor.<name>.<library>.*.
 type Stats struct {
 	// Compressed and NotCompressed count the responses whose type the
 	// filter compresses, by outcome.
 	Compressed, NotCompressed *stats.Counter
-	// NoAcceptHeader, HeaderIdentity, HeaderGzip, HeaderWildcard and
-	// HeaderNotValid say what the request's Accept-Encoding chose: nothing,
-	// identity, gzip by name, gzip through "*", or nothing it could parse.
+	// NoAcceptHeader, HeaderIdentity, HeaderCompressorUsed,
+	// HeaderWildcard, HeaderCompressorOvershadowed and HeaderNotValid say
+	// what the request's Accept-Encoding chose: nothing, identity (no
+	// compressor of the chain acceptable, or identity preferred), this
+	// filter's coding by name, this filter through "*", another compressor
+	// of the chain, or nothing it could parse. HeaderGzip counts with
+	// HeaderCompressorUsed for the gzip library, as Envoy's older stat.
 	NoAcceptHeader, HeaderIdentity, HeaderGzip, HeaderWildcard, HeaderNotValid *stats.Counter
+	HeaderCompressorUsed, HeaderCompressorOvershadowed                         *stats.Counter
 	// ContentLengthTooSmall and NotCompressedEtag count responses left
 	// alone for their length or, with disable_on_etag_header, their ETag.
 	ContentLengthTooSmall, NotCompressedEtag *stats.Counter
@@ -30,16 +35,27 @@ type Stats struct {
 	TotalUncompressedBytes, TotalCompressedBytes *stats.Counter
 }
 
-// Factory is a built compressor. It is immutable (but for its stats) and
-// safe for concurrent use.
+// Factory is a built compressor. It is immutable (but for its stats) once
+// its chain is built, and safe for concurrent use.
 type Factory struct {
+	lib           library
+	name          string
 	minLength     int64
 	types         []string
-	level         int
+	pool          *encPool
 	disableOnEtag bool
-	removeAccept  bool
-	stats         Stats
+	// removeAccept is remove_accept_encoding_header; removeNow says
+	// whether this filter removes the field: the last compressor of a
+	// chain does, for all of them, so that each reads it first.
+	removeAccept, removeNow bool
+	stats                   Stats
+	// chain holds the compressors of the filter's chain in config order,
+	// this one at self; just this one until ChainBuilt.
+	chain []*Factory
+	self  int
 }
+
+var _ httpfilter.ChainAware = (*Factory)(nil)
 
 // Stats returns the factory's counters.
 func (fa *Factory) Stats() *Stats { return &fa.stats }
@@ -49,36 +65,101 @@ func (fa *Factory) NewFilter(cb httpfilter.DecoderCallbacks) any {
 	return &filter{fa: fa}
 }
 
-// writers pools gzip writers by level (1 … 9, and -1 at 0): a writer holds
-// several hundred KiB of tables, too much to allocate per response.
-var writers [10]sync.Pool
-
-func poolOf(level int) *sync.Pool {
-	if level < 0 {
-		return &writers[0]
+// ChainBuilt implements httpfilter.ChainAware: the filter learns the other
+// compressors of its chain, among which it chooses the client's preferred
+// one for each response. Two compressors of a chain may not share a stats
+// scope (the same library and name).
+func (fa *Factory) ChainBuilt(chain []httpfilter.Factory) error {
+	var cs []*Factory
+	remove, found := false, false
+	for _, hf := range chain {
+		c, ok := hf.(*Factory)
+		if !ok {
+			continue
+		}
+		if c == fa {
+			fa.self, found = len(cs), true
+		}
+		cs = append(cs, c)
+		remove = remove || c.removeAccept
 	}
-	return &writers[level]
+	if !found {
+		return fmt.Errorf("compressor: the chain does not hold this filter")
+	}
+	for _, c := range cs[:fa.self] {
+		if c.lib == fa.lib && c.name == fa.name {
+			return registry.Errorf("name", "another %s compressor of this chain is named %q: its stats would be this one's; set a distinct name", fa.lib, fa.name)
+		}
+	}
+	fa.chain = cs
+	fa.removeNow = remove && fa.self == len(cs)-1
+	return nil
 }
 
-// acceptance is what a request's Accept-Encoding says about gzip.
-type acceptance uint8
+// hasType reports whether the filter compresses media type mt (lower or
+// mixed case, without parameters).
+func (fa *Factory) hasType(mt []byte) bool {
+	for _, t := range fa.types {
+		if len(t) == len(mt) && strings.EqualFold(string(mt), t) {
+			return true
+		}
+	}
+	return false
+}
+
+// outcome is what a request's Accept-Encoding chose for a response.
+type outcome uint8
 
 const (
-	acceptNone     acceptance = iota // no Accept-Encoding
-	acceptIdentity                   // gzip not acceptable, or identity preferred
-	acceptGzip                       // gzip by name
-	acceptWildcard                   // gzip through "*"
-	acceptInvalid                    // unparsable
+	outNone     outcome = iota // no Accept-Encoding
+	outIdentity                // no compressor acceptable, or identity preferred
+	outNamed                   // a compressor's coding by name
+	outWildcard                // a compressor through "*"
+	outInvalid                 // unparsable
 )
+
+// choose returns which compressor of chain compresses a response of media
+// type mt (the index in chain, -1 for none) and why. self, whose media types
+// the caller checked, is skipped in that check. The compressor chosen is
+// the one whose coding has the highest weight (a coding not named weighs
+// what "*" does), ties going to the earliest in the chain; none is chosen
+// when every weight is 0 or identity weighs more. Compressors that do not
+// compress mt take no part, as in Envoy.
+func choose(a *acceptQ, chain []*Factory, self int, mt []byte) (int, outcome) {
+	switch {
+	case !a.seen:
+		return -1, outNone
+	case a.invalid:
+		return -1, outInvalid
+	}
+	best, bestQ, wild := -1, int16(0), false
+	for i, c := range chain {
+		q, named := a.q[c.lib], true
+		if q < 0 {
+			q, named = a.star, false
+		}
+		if q <= bestQ || i != self && !c.hasType(mt) {
+			continue
+		}
+		best, bestQ, wild = i, q, !named
+	}
+	if best < 0 || a.identity > bestQ {
+		return -1, outIdentity
+	}
+	if wild {
+		return best, outWildcard
+	}
+	return best, outNamed
+}
 
 // filter is one stream's compressor. Its methods run on the stream's
 // goroutine, one at a time.
 type filter struct {
 	fa     *Factory
-	accept acceptance
+	accept acceptQ
 	// zw compresses the response body into out while the response is
 	// being compressed; nil otherwise.
-	zw  *gzip.Writer
+	zw  encoder
 	out []byte
 }
 
@@ -95,17 +176,16 @@ func (f *filter) Write(p []byte) (int, error) {
 // DecodeHeaders implements httpfilter.DecoderFilter: it reads (and with
 // remove_accept_encoding_header removes) the request's Accept-Encoding.
 func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) httpfilter.HeadersStatus {
-	p := newAcceptParser()
+	f.accept = newAcceptQ()
 	for i := range h.Fields {
 		if string(h.Fields[i].Name) == "accept-encoding" {
-			p.add(h.Fields[i].Value)
+			f.accept.add(h.Fields[i].Value)
 		}
 	}
-	f.accept = p.result()
 	if string(h.Method) == "CONNECT" {
-		f.accept = acceptNone // a tunnel's bytes are not a response body
+		f.accept.seen = false // a tunnel's bytes are not a response body
 	}
-	if f.fa.removeAccept {
+	if f.fa.removeNow {
 		h.Del("accept-encoding")
 	}
 	return httpfilter.HeadersContinue
@@ -140,36 +220,42 @@ func (f *filter) EncodeHeaders(h *httpfilter.ResponseHeaders, endStream bool) ht
 		return httpfilter.HeadersContinue
 	}
 	addVary(h)
-	switch f.accept {
-	case acceptNone:
+	chosen, out := choose(&f.accept, fa.chain, fa.self, mediaType(h))
+	switch {
+	case out == outNone:
 		fa.stats.NoAcceptHeader.Inc()
-	case acceptIdentity:
+	case out == outIdentity:
 		fa.stats.HeaderIdentity.Inc()
-	case acceptInvalid:
+	case out == outInvalid:
 		fa.stats.HeaderNotValid.Inc()
-	case acceptGzip:
-		fa.stats.HeaderGzip.Inc()
-	case acceptWildcard:
+	case chosen != fa.self:
+		fa.stats.HeaderCompressorOvershadowed.Inc()
+	case out == outWildcard:
 		fa.stats.HeaderWildcard.Inc()
+	default:
+		fa.stats.HeaderCompressorUsed.Inc()
+		if fa.lib == libGzip {
+			fa.stats.HeaderGzip.Inc()
+		}
 	}
-	if f.accept != acceptGzip && f.accept != acceptWildcard {
+	if chosen != fa.self {
 		fa.stats.NotCompressed.Inc()
 		return httpfilter.HeadersContinue
 	}
 	fa.stats.Compressed.Inc()
 	h.Del("content-length")
-	h.Set("content-encoding", "gzip")
+	h.Set("content-encoding", fa.lib.coding())
 	if etag != nil && !bytes.HasPrefix(etag, []byte("W/")) {
 		h.Set("etag", "W/"+string(etag))
 	}
-	zw, _ := poolOf(fa.level).Get().(*gzip.Writer)
-	if zw == nil {
-		zw, _ = gzip.NewWriterLevel(f, fa.level) // the level was checked in Build
-	} else {
-		zw.Reset(f)
-	}
-	f.zw = zw
+	f.zw = fa.pool.get(f)
 	return httpfilter.HeadersContinue
+}
+
+// mediaType returns the response's media type, without parameters.
+func mediaType(h *httpfilter.ResponseHeaders) []byte {
+	mt, _, _ := bytes.Cut(h.Get("content-type"), []byte(";"))
+	return bytes.TrimSpace(mt)
 }
 
 // compressible reports whether the response's own fields allow
@@ -183,18 +269,10 @@ func (f *filter) compressible(h *httpfilter.ResponseHeaders) bool {
 			return false
 		}
 	}
-	ct := h.Get("content-type")
-	if ct == nil {
+	if h.Get("content-type") == nil {
 		return false
 	}
-	mt, _, _ := bytes.Cut(ct, []byte(";"))
-	mt = bytes.TrimSpace(mt)
-	for _, t := range f.fa.types {
-		if strings.EqualFold(string(mt), t) {
-			return true
-		}
-	}
-	return false
+	return f.fa.hasType(mediaType(h))
 }
 
 // EncodeData implements httpfilter.EncoderFilter: it replaces the chunk
@@ -238,7 +316,7 @@ func (f *filter) EncodeTrailers(*httpfilter.Headers) httpfilter.TrailersStatus {
 	return httpfilter.TrailersContinue
 }
 
-// finish ends the gzip stream into out and returns the writer to its pool.
+// finish ends the compressed stream into out and returns the writer to its pool.
 func (f *filter) finish() {
 	_ = f.zw.Close()
 	f.release()
@@ -248,26 +326,29 @@ func (f *filter) release() {
 	if f.zw == nil {
 		return
 	}
-	f.zw.Reset(nil)
-	poolOf(f.fa.level).Put(f.zw)
+	f.fa.pool.put(f.zw)
 	f.zw = nil
 }
 
 // OnDestroy implements httpfilter.DecoderFilter.
 func (f *filter) OnDestroy() { f.release() }
 
-// acceptParser reads Accept-Encoding field values (RFC 9110 §12.5.3).
-type acceptParser struct {
-	seen                    bool
-	invalid                 bool
-	gzipQ, starQ, identityQ int // in thousandths; -1: not named
+// acceptQ is what a request's Accept-Encoding field values (RFC 9110
+// §12.5.3) say: the weight of each library's coding, of "*" and of
+// identity, in thousandths, -1 where not named.
+type acceptQ struct {
+	seen, invalid  bool
+	q              [numLibraries]int16
+	star, identity int16
 }
 
-func newAcceptParser() acceptParser { return acceptParser{gzipQ: -1, starQ: -1, identityQ: -1} }
+func newAcceptQ() acceptQ {
+	return acceptQ{q: [numLibraries]int16{-1, -1, -1}, star: -1, identity: -1}
+}
 
 // add reads one field value. It does not allocate: it runs for every
 // request.
-func (p *acceptParser) add(v []byte) {
+func (p *acceptQ) add(v []byte) {
 	p.seen = true
 	for rest := v; len(rest) > 0; {
 		var elem []byte
@@ -291,11 +372,15 @@ func (p *acceptParser) add(v []byte) {
 		}
 		switch {
 		case bytes.EqualFold(coding, []byte("gzip")), bytes.EqualFold(coding, []byte("x-gzip")):
-			p.gzipQ = q
+			p.q[libGzip] = int16(q)
+		case bytes.EqualFold(coding, []byte("br")):
+			p.q[libBrotli] = int16(q)
+		case bytes.EqualFold(coding, []byte("zstd")):
+			p.q[libZstd] = int16(q)
 		case string(coding) == "*":
-			p.starQ = q
+			p.star = int16(q)
 		case bytes.EqualFold(coding, []byte("identity")):
-			p.identityQ = q
+			p.identity = int16(q)
 		}
 	}
 }
@@ -329,22 +414,6 @@ func nextElem(v []byte) (elem, rest []byte) {
 		return bytes.TrimSpace(v[:i]), v[i+1:]
 	}
 	return bytes.TrimSpace(v), nil
-}
-
-// result says whether gzip is acceptable, and how: gzip named with a
-// weight above 0 and not below identity's, or, gzip not named, "*" so.
-func (p *acceptParser) result() acceptance {
-	switch {
-	case !p.seen:
-		return acceptNone
-	case p.invalid:
-		return acceptInvalid
-	case p.gzipQ > 0 && p.gzipQ >= p.identityQ:
-		return acceptGzip
-	case p.gzipQ < 0 && p.starQ > 0 && p.starQ >= p.identityQ:
-		return acceptWildcard
-	}
-	return acceptIdentity
 }
 
 // addVary adds accept-encoding to the response's Vary, unless it is there

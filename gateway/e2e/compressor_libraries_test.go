@@ -69,8 +69,9 @@ func decode(t *testing.T, coding string, r io.Reader) io.Reader {
 // gzip and zstd compressors against a real upstream over HTTP/1.1 and h2c:
 // exactly one compresses each response, the one whose coding the client
 // prefers (chain order on a tie, through "*" the first), none for identity
-// or no Accept-Encoding; the bodies decode to the upstream's; a streamed
-// response through brotli reaches the client before the upstream ends; the
+// or no Accept-Encoding; the bodies decode to the upstream's; trailers
+// follow the end of a brotli or zstd stream; a streamed response through
+// brotli reaches the client before the upstream ends; the
 // counters of each library say which was used and which overshadowed.
 func TestCompressorChoosesTheClientsPreferredLibrary(t *testing.T) {
 	release := make(chan struct{})
@@ -92,6 +93,11 @@ func TestCompressorChoosesTheClientsPreferredLibrary(t *testing.T) {
 				return
 			}
 			io.WriteString(w, "second part\n")
+		case "/trailers":
+			h.Set("Content-Type", "application/json")
+			h.Set("Trailer", "X-Checksum")
+			io.WriteString(w, page)
+			h.Set("X-Checksum", "42")
 		}
 	}))
 	p := gwtest.Start(t, withHTTPFilter(simpleConfig(1, up.Addr), threeCompressors)+"\n[admin]\naddress = \"127.0.0.1:0\"\n")
@@ -145,6 +151,22 @@ func TestCompressorChoosesTheClientsPreferredLibrary(t *testing.T) {
 					}
 				})
 			}
+			for _, coding := range []string{"br", "zstd"} {
+				t.Run("trailers after the "+coding+" stream", func(t *testing.T) {
+					req, _ := http.NewRequest("GET", base+"/trailers", nil)
+					req.Header.Set("Accept-Encoding", coding)
+					resp, body := do(t, c, req)
+					if resp.Header.Get("Content-Encoding") != coding {
+						t.Fatalf("content-encoding %q, want %s", resp.Header.Get("Content-Encoding"), coding)
+					}
+					if out, err := io.ReadAll(decode(t, coding, bytes.NewReader(body))); err != nil || string(out) != page {
+						t.Errorf("decoded body: %d bytes, %v; want the upstream's %d", len(out), err, len(page))
+					}
+					if got := resp.Trailer.Get("X-Checksum"); got != "42" {
+						t.Errorf("trailer x-checksum %q, want 42", got)
+					}
+				})
+			}
 			t.Run("streamed body through brotli is flushed", func(t *testing.T) {
 				req, _ := http.NewRequest("GET", base+"/stream", nil)
 				req.Header.Set("Accept-Encoding", "br, gzip;q=0.5")
@@ -177,18 +199,18 @@ func TestCompressorChoosesTheClientsPreferredLibrary(t *testing.T) {
 		})
 	}
 	// Per client: br, gzip;q=1 br;q=0.5, zstd, *, "gzip, zstd",
-	// identity, none, and the brotli stream. Responses run through the
+	// identity, none, br and zstd with trailers, and the brotli stream. Responses run through the
 	// compressors in reverse: one the chosen compressor has encoded is
 	// left alone, uncounted, by those before it in the chain, so brotli
 	// never counts header_compressor_overshadowed here, and gzip only when
 	// brotli is chosen.
 	st := adminCounters(t, admin)
 	for name, want := range map[string]float64{
-		"brotli.brotli.compressed": 6, "brotli.brotli.header_compressor_used": 4, "brotli.brotli.header_wildcard": 2,
+		"brotli.brotli.compressed": 8, "brotli.brotli.header_compressor_used": 6, "brotli.brotli.header_wildcard": 2,
 		"brotli.brotli.header_compressor_overshadowed": 0, "brotli.brotli.header_identity": 2, "brotli.brotli.no_accept_header": 2,
 		"gzip.gzip.compressed": 4, "gzip.gzip.header_compressor_used": 4, "gzip.gzip.header_gzip": 4,
-		"gzip.gzip.header_compressor_overshadowed": 6, "gzip.gzip.not_compressed": 10,
-		"zstd.zstd.compressed": 2, "zstd.zstd.header_compressor_used": 2, "zstd.zstd.header_compressor_overshadowed": 10,
+		"gzip.gzip.header_compressor_overshadowed": 8, "gzip.gzip.not_compressed": 12,
+		"zstd.zstd.compressed": 4, "zstd.zstd.header_compressor_used": 4, "zstd.zstd.header_compressor_overshadowed": 12,
 	} {
 		full := "http.ingress_http.compressor." + name
 		if got, ok := st[full]; !ok || got != want {

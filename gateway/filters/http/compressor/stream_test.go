@@ -135,3 +135,40 @@ func BenchmarkResponse(b *testing.B) {
 		})
 	}
 }
+
+// TestAbortedStreamDoesNotSpoilThePool checks that an encoder given back
+// mid-stream (the stream reset before its end) starts clean for the next
+// response.
+func TestAbortedStreamDoesNotSpoilThePool(t *testing.T) {
+	for _, lib := range []string{"gzip", "brotli", "zstd"} {
+		t.Run(lib, func(t *testing.T) {
+			fa := buildChain(t, Config{Library: lib})[0]
+			run := func(abort bool) []byte {
+				f := fa.NewFilter(nil).(*filter)
+				req := &httpfilter.RequestHeaders{Method: []byte("GET")}
+				req.Add("accept-encoding", "*")
+				f.DecodeHeaders(req, true)
+				h := &httpfilter.ResponseHeaders{Status: 200}
+				h.Add("content-type", "text/html")
+				f.EncodeHeaders(h, false)
+				var wire []byte
+				b := buffer.New([]byte(testPage))
+				f.EncodeData(b, !abort)
+				wire = append(wire, b.Bytes()...)
+				f.OnDestroy()
+				if f.zw != nil {
+					t.Fatal("OnDestroy kept the encoder")
+				}
+				return wire
+			}
+			for range 5 {
+				run(true)
+				wire := run(false)
+				out, err := io.ReadAll(decoder(t, fa.lib.coding(), bytes.NewReader(wire)))
+				if err != nil || string(out) != testPage {
+					t.Fatalf("after an aborted stream: decoded %d bytes, %v; want %d", len(out), err, len(testPage))
+				}
+			}
+		})
+	}
+}

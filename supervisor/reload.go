@@ -104,6 +104,9 @@ func (s *Supervisor) completeReload(g *generation) {
 	s.log.Info("reload complete", zap.Int("generation", g.num), zap.Int("previous_generation", old.num),
 		zap.Int("workers", len(g.slots)))
 	s.sdNotify(s.notify.Ready(g.summary()))
+	// The admin API shows the new config (/config_dump, /listeners, /certs)
+	// by the time the requester hears that the reload is done.
+	s.publish()
 	answer(reply, Response{OK: true, Generation: g.num})
 	s.queuedReload()
 }

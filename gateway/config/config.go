@@ -226,6 +226,32 @@ type RouteConfig struct {
 	Name         string        `toml:"name"`
 	VirtualHosts []VirtualHost `toml:"virtual_host"`
 	HeaderMutations
+	PerFilterConfigs
+}
+
+// PerFilterConfigs are the per-filter settings of a route table, virtual
+// host or route (Envoy's typed_per_filter_config): one table per HTTP filter
+// name, decoded strictly into the type the filter registered
+// (registry.Info.NewPerRoute). For each filter, a route's table replaces its
+// virtual host's, which replaces its route table's; the filter reads the one
+// that applies with httpfilter.Route.PerFilterConfig.
+type PerFilterConfigs struct {
+	// TypedPerFilterConfig holds each table raw until Load knows its
+	// filter's name.
+	TypedPerFilterConfig map[string]toml.Primitive `toml:"typed_per_filter_config"`
+	// PerFilter are the decoded tables, sorted by filter name; set by Load.
+	PerFilter []PerFilterConfig `toml:"-"`
+}
+
+// PerFilterConfig is one decoded typed_per_filter_config table.
+type PerFilterConfig struct {
+	// Name is the HTTP filter's registered dotted name.
+	Name string
+	// Config is the decoded and validated table.
+	Config registry.PerRouteConfig
+	// Path is the key path of the table, the filter name quoted, e.g.
+	// `route_config[0].virtual_host[1].typed_per_filter_config."sluice.filters.http.cors"`.
+	Path string
 }
 
 // HeaderMutations are the headers a route table, virtual host or route adds
@@ -263,6 +289,7 @@ type VirtualHost struct {
 	Domains []string `toml:"domains"`
 	Routes  []Route  `toml:"route"`
 	HeaderMutations
+	PerFilterConfigs
 }
 
 // Route matches requests and says what to do with them.
@@ -323,6 +350,7 @@ type Route struct {
 	// cluster its requests count against.
 	Priority string `toml:"priority"`
 	HeaderMutations
+	PerFilterConfigs
 }
 
 // RouteWeightedCluster is one entry of a route's weighted_clusters. Its

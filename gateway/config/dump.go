@@ -23,8 +23,9 @@ func (c *Config) Dump() ([]byte, error) {
 }
 
 var (
-	filterType    = reflect.TypeFor[Filter]()
-	textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
+	filterType           = reflect.TypeFor[Filter]()
+	perFilterConfigsType = reflect.TypeFor[PerFilterConfigs]()
+	textMarshaler        = reflect.TypeFor[encoding.TextMarshaler]()
 )
 
 // maxDumpDepth bounds the recursion, in case a decoded filter config
@@ -112,6 +113,18 @@ func dumpStruct(v reflect.Value, out map[string]any, depth int) {
 			continue
 		}
 		fv := v.Field(i)
+		if fv.Type() == perFilterConfigsType {
+			// Each typed_per_filter_config table as its decoded config.
+			pf := fv.Interface().(PerFilterConfigs)
+			if len(pf.PerFilter) > 0 {
+				m := make(map[string]any, len(pf.PerFilter))
+				for _, e := range pf.PerFilter {
+					m[e.Name] = dumpValue(reflect.ValueOf(e.Config), depth+1)
+				}
+				out["typed_per_filter_config"] = m
+			}
+			continue
+		}
 		if sf.Anonymous && name == "" && fv.Kind() == reflect.Struct {
 			dumpStruct(fv, out, depth+1)
 			continue

@@ -13,6 +13,11 @@ func (c *Config) Line(path string) int {
 	if c == nil {
 		return 0
 	}
+	if strings.Contains(path, `"`) {
+		// A quoted key (a filter name in typed_per_filter_config) is
+		// indexed by its bare text.
+		path = strings.ReplaceAll(path, `"`, "")
+	}
 	return lineOf(c.lines, path)
 }
 

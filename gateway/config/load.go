@@ -6,6 +6,8 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -161,6 +163,84 @@ func (d *filterDecoder) all(raw map[string]any) error {
 			}
 		}
 	}
+	return d.perFilterAll(raw)
+}
+
+// perFilterAll decodes the typed_per_filter_config tables of every route
+// table, virtual host and route.
+func (d *filterDecoder) perFilterAll(raw map[string]any) error {
+	for i := range d.c.RouteConfigs {
+		rc := &d.c.RouteConfigs[i]
+		rp := indexKey("route_config", i)
+		rr := rawElem(raw, "route_config", i)
+		if err := d.perFilter(&rc.PerFilterConfigs, rp, rr); err != nil {
+			return err
+		}
+		for j := range rc.VirtualHosts {
+			vh := &rc.VirtualHosts[j]
+			vp := indexKey(rp+".virtual_host", j)
+			rv := rawElem(rr, "virtual_host", j)
+			if err := d.perFilter(&vh.PerFilterConfigs, vp, rv); err != nil {
+				return err
+			}
+			for k := range vh.Routes {
+				err := d.perFilter(&vh.Routes[k].PerFilterConfigs, indexKey(vp+".route", k), rawElem(rv, "route", k))
+				if err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// perFilter decodes the typed_per_filter_config tables of the table at
+// path (raw is its parsed table) into pf.PerFilter: each key must name a
+// registered HTTP filter with per-route settings, and its table is checked
+// strictly, decoded into the filter's per-route config and validated.
+func (d *filterDecoder) perFilter(pf *PerFilterConfigs, path string, raw map[string]any) error {
+	if len(pf.TypedPerFilterConfig) == 0 {
+		return nil
+	}
+	tp := path + ".typed_per_filter_config"
+	rawTables, _ := raw["typed_per_filter_config"].(map[string]any)
+	for _, name := range d.sc.keys(rawTables, tp) {
+		// The line index knows the key by its bare text; errors quote it,
+		// as a filter name has dots.
+		linePath, keyPath := tp+"."+name, tp+"."+strconv.Quote(name)
+		located := func(key, msg string) *Error {
+			return &Error{File: d.c.Path, Line: d.c.Line(key), Key: keyPath + strings.TrimPrefix(key, linePath), Msg: msg}
+		}
+		info, ok := registry.Lookup(name)
+		switch {
+		case !ok || info.Kind != registry.HTTP:
+			return located(linePath, unknownFilter(name, registry.HTTP, info))
+		case info.NewPerRoute == nil:
+			return located(linePath, fmt.Sprintf("filter %q has no per-route settings", name))
+		}
+		v := info.NewPerRoute()
+		rv := reflect.ValueOf(v)
+		if v == nil || rv.Kind() != reflect.Pointer || rv.IsNil() {
+			return located(linePath, fmt.Sprintf("filter %q: NewPerRoute must return a non-nil pointer", name))
+		}
+		rawCfg := rawTables[name]
+		if _, ok := rawCfg.(map[string]any); !ok {
+			return located(linePath, fmt.Sprintf("expected table, found %s", tomlType(rawCfg)))
+		}
+		if err := d.sc.check(rawCfg, rv.Type(), linePath); err != nil {
+			return located(err.key, err.msg)
+		}
+		if err := d.md.PrimitiveDecode(pf.TypedPerFilterConfig[name], v); err != nil {
+			e := d.c.tomlError(err)
+			e.Key, e.Line = keyPath, d.c.Line(linePath)
+			return e
+		}
+		if err := v.Validate(); err != nil {
+			return d.c.TableError(keyPath, err)
+		}
+		pf.PerFilter = append(pf.PerFilter, PerFilterConfig{Name: name, Config: v, Path: keyPath})
+	}
+	slices.SortFunc(pf.PerFilter, func(a, b PerFilterConfig) int { return strings.Compare(a.Name, b.Name) })
 	return nil
 }
 

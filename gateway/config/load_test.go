@@ -91,7 +91,7 @@ func TestParseFilterNames(t *testing.T) {
 		{"unknown network filter", strings.Replace(baseTOML, "network.test_hcm", "network.nope", 1),
 			`t.toml:6: listener[0].filter_chain[0].filter[0].name: unknown network filter "sluice.filters.network.nope" (registered: sluice.filters.network.test_cfg, sluice.filters.network.test_hcm)`},
 		{"unknown nested http filter", strings.Replace(baseTOML, "http.test_cfg", "http.nope", 1),
-			`t.toml:11: listener[0].filter_chain[0].filter[0].config.http_filter[0].name: unknown http filter "sluice.filters.http.nope" (registered: sluice.filters.http.test_cfg, sluice.filters.http.test_router)`},
+			`t.toml:11: listener[0].filter_chain[0].filter[0].config.http_filter[0].name: unknown http filter "sluice.filters.http.nope" (registered: sluice.filters.http.test_cfg, sluice.filters.http.test_per_route, sluice.filters.http.test_router)`},
 		{"unknown listener filter", strings.Replace(baseTOML, "[[listener.filter_chain]]\n", "[[listener.listener_filter]]\nname = \"x\"\n[[listener.filter_chain]]\n", 1),
 			`t.toml:5: listener[0].listener_filter[0].name: unknown listener filter "x" (registered: sluice.filters.listener.http_inspector, sluice.filters.listener.test_cfg, sluice.filters.listener.tls_inspector)`},
 		{"http filter in network chain", strings.Replace(baseTOML, "network.test_hcm", "http.test_router", 1),

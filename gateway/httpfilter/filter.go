@@ -199,6 +199,15 @@ type Route interface {
 	Name() string
 	// FilterDisabled reports whether the route disables the named filter.
 	FilterDisabled(filterName string) bool
+	// PerFilterConfig returns the most specific per-filter config of the
+	// named filter (typed_per_filter_config: the route's, else its virtual
+	// host's, else its route table's), as the filter's
+	// registry.PerRouteConfig built it, or nil when none of them has one.
+	// The value is shared by every stream of the generation and must not
+	// be modified. It is resolved when the route table is built: the call
+	// does not allocate, and on a route without any per-filter config it
+	// is a length check.
+	PerFilterConfig(filterName string) any
 }
 
 // RouteTable selects a route for a request head. It is immutable and safe for

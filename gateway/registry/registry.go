@@ -84,6 +84,36 @@ type Info struct {
 	// Terminal marks filters that must be last in their chain (the router,
 	// the HTTP connection manager, tcp_proxy).
 	Terminal bool
+	// NewPerRoute, for an HTTP filter that has per-route settings, returns
+	// a pointer to a zero per-route config with defaults applied; it must
+	// have no side effects. The config loader decodes each
+	// typed_per_filter_config table naming the filter (on a route, a
+	// virtual host or a route table) strictly into it and calls its
+	// Validate; the generation builder calls BuildPerRoute once per
+	// generation. Nil: the filter has no per-route settings, and a
+	// typed_per_filter_config table naming it is an error.
+	NewPerRoute func() PerRouteConfig
+}
+
+// PerRouteConfig is a filter's decoded per-route (or per-virtual-host, or
+// per-route-table) config: Envoy's typed_per_filter_config. The filter
+// finds the built value of the most specific one for a stream with
+// httpfilter.Route.PerFilterConfig.
+type PerRouteConfig interface {
+	// Validate checks the decoded table when the config is loaded; errors
+	// should name the offending key (see FieldError). It must have no side
+	// effects.
+	Validate() error
+	// BuildPerRoute returns the value the filter looks up per stream. It
+	// is called once per generation and table (a value set on a virtual
+	// host is built once and shared by its routes); the value must be
+	// immutable (but for counters) and safe for concurrent use. ctx.Path
+	// is the key path of the per-filter table; ctx.StatScope is empty (a
+	// route table may serve several connection managers), so counters
+	// of the connection manager's scope belong to the filter's own
+	// factory, not to the per-route value. Like Config.Build it must be
+	// free of side effects when ctx.DryRun is set.
+	BuildPerRoute(ctx *BuildContext) (any, error)
 }
 
 // FieldError is a config error about one key of a filter's table. Key is

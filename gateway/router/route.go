@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/hoststate"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/registry"
 )
 
 // Table is a built route_config: virtual hosts indexed for authority
@@ -101,6 +102,55 @@ type Route struct {
 	// mutations are the header mutations of the route, its virtual host
 	// and its table, in the order they apply; nil when none has any.
 	mutations []*headerMutations
+	// perFilter are the built per-filter configs that apply to the route,
+	// one per filter name: the route's own, else its virtual host's, else
+	// its table's; nil when none of them has any.
+	perFilter []perFilterEntry
+}
+
+// perFilterEntry is one filter's built typed_per_filter_config.
+type perFilterEntry struct {
+	name string
+	cfg  any
+}
+
+// PerFilterBuilder builds one typed_per_filter_config table of a route
+// table (calling its BuildPerRoute with the generation's build context).
+// NewTableWith calls it once per table, so that a virtual host's value is
+// shared by its routes.
+type PerFilterBuilder func(pf *config.PerFilterConfig) (any, error)
+
+// buildPerFilter builds the per-filter tables pfs with build.
+func buildPerFilter(pfs []config.PerFilterConfig, build PerFilterBuilder) ([]perFilterEntry, error) {
+	var out []perFilterEntry
+	for i := range pfs {
+		v, err := build(&pfs[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, perFilterEntry{name: pfs[i].Name, cfg: v})
+	}
+	return out, nil
+}
+
+// mergePerFilter returns the entries of levels, most specific first, with
+// one entry per filter name: the first level's that has one.
+func mergePerFilter(levels ...[]perFilterEntry) []perFilterEntry {
+	var out []perFilterEntry
+	for _, l := range levels {
+		for _, e := range l {
+			if !slices.ContainsFunc(out, func(o perFilterEntry) bool { return o.name == e.name }) {
+				out = append(out, e)
+			}
+		}
+	}
+	return slices.Clip(out)
+}
+
+// defaultPerFilterBuilder builds with a build context that has only the
+// per-filter table's path.
+func defaultPerFilterBuilder(pf *config.PerFilterConfig) (any, error) {
+	return pf.Config.BuildPerRoute(&registry.BuildContext{Path: pf.Path})
 }
 
 // weightedCluster is one cluster of a route's weighted_clusters.
@@ -255,10 +305,37 @@ func (r *Route) Name() string { return r.name }
 // FilterDisabled implements httpfilter.Route.
 func (r *Route) FilterDisabled(name string) bool { return slices.Contains(r.disabled, name) }
 
-// NewTable builds the route table of rc, resolving cluster names in m.
+// PerFilterConfig implements httpfilter.Route: a scan of the few filters
+// that have per-filter config on the route, its virtual host or its table.
+func (r *Route) PerFilterConfig(name string) any {
+	for i := range r.perFilter {
+		if r.perFilter[i].name == name {
+			return r.perFilter[i].cfg
+		}
+	}
+	return nil
+}
+
+// NewTable builds the route table of rc, resolving cluster names in m. Its
+// typed_per_filter_config tables are built with a build context that has
+// only their paths; the generation builder uses NewTableWith.
 func NewTable(rc *config.RouteConfig, m *cluster.Manager) (*Table, error) {
+	return NewTableWith(rc, m, nil)
+}
+
+// NewTableWith builds the route table of rc, resolving cluster names in m
+// and building each typed_per_filter_config table with build (nil: with a
+// build context that has only the table's path).
+func NewTableWith(rc *config.RouteConfig, m *cluster.Manager, build PerFilterBuilder) (*Table, error) {
+	if build == nil {
+		build = defaultPerFilterBuilder
+	}
 	t := &Table{name: rc.Name, exact: map[string]*virtualHost{}}
 	tableMu, err := newHeaderMutations(&rc.HeaderMutations)
+	if err != nil {
+		return nil, fmt.Errorf("route_config %q: %w", rc.Name, err)
+	}
+	tablePF, err := buildPerFilter(rc.PerFilter, build)
 	if err != nil {
 		return nil, fmt.Errorf("route_config %q: %w", rc.Name, err)
 	}
@@ -269,11 +346,20 @@ func NewTable(rc *config.RouteConfig, m *cluster.Manager) (*Table, error) {
 		if err != nil {
 			return nil, fmt.Errorf("route_config %q virtual_host %q: %w", rc.Name, vc.Name, err)
 		}
+		vhPF, err := buildPerFilter(vc.PerFilter, build)
+		if err != nil {
+			return nil, fmt.Errorf("route_config %q virtual_host %q: %w", rc.Name, vc.Name, err)
+		}
 		for j := range vc.Routes {
 			r, err := newRoute(&vc.Routes[j], m)
 			if err != nil {
 				return nil, fmt.Errorf("route_config %q virtual_host %q route[%d]: %w", rc.Name, vc.Name, j, err)
 			}
+			routePF, err := buildPerFilter(vc.Routes[j].PerFilter, build)
+			if err != nil {
+				return nil, fmt.Errorf("route_config %q virtual_host %q route[%d]: %w", rc.Name, vc.Name, j, err)
+			}
+			r.perFilter = mergePerFilter(routePF, vhPF, tablePF)
 			for _, mu := range []*headerMutations{vhMu, tableMu} {
 				if mu != nil {
 					r.mutations = append(r.mutations, mu)

@@ -152,7 +152,9 @@ func Build(cfg *config.Config, opts Options) (_ *Generation, err error) {
 		if rc == nil {
 			return nil, fmt.Errorf("route_config %q does not exist", name)
 		}
-		t, err := router.NewTable(rc, clusters)
+		t, err := router.NewTableWith(rc, clusters, func(pf *config.PerFilterConfig) (any, error) {
+			return buildPerFilter(cfg, pf, opts, clusters)
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -288,6 +290,26 @@ func buildFilter[T any](cfg *config.Config, f *config.Filter, opts Options, rt f
 	v, ok := built.(T)
 	if !ok {
 		return zero, cfg.FieldError(f.Path+".name", fmt.Errorf("filter %q cannot be used here", f.Name))
+	}
+	return v, nil
+}
+
+// buildPerFilter builds one typed_per_filter_config table of a route table
+// with the generation's build context.
+func buildPerFilter(cfg *config.Config, pf *config.PerFilterConfig, opts Options, clusters *cluster.Manager) (any, error) {
+	ctx := &registry.BuildContext{
+		Logger:     opts.Logger.With(zap.String("filter", pf.Name)),
+		Path:       pf.Path,
+		DryRun:     opts.DryRun,
+		Clusters:   clusters,
+		Workers:    cfg.Server.Workers,
+		Stats:      opts.Stats,
+		AccessLogs: opts.AccessLogs,
+		HostState:  clusters.Region(),
+	}
+	v, err := pf.Config.BuildPerRoute(ctx)
+	if err != nil {
+		return nil, cfg.TableError(pf.Path, err)
 	}
 	return v, nil
 }

@@ -222,7 +222,39 @@ func FromConfig(cfg *config.Config) (*Schema, error) {
 	for _, c := range cfg.Clusters {
 		defs = append(defs, ClusterDefs(c.Name)...)
 	}
+	for i := range cfg.RouteConfigs {
+		rc := &cfg.RouteConfigs[i]
+		defs = append(defs, perFilterDefs(rc.PerFilter)...)
+		for j := range rc.VirtualHosts {
+			vh := &rc.VirtualHosts[j]
+			defs = append(defs, perFilterDefs(vh.PerFilter)...)
+			for k := range vh.Routes {
+				defs = append(defs, perFilterDefs(vh.Routes[k].PerFilter)...)
+			}
+		}
+	}
 	return NewSchema(defs)
+}
+
+// PerRouteStats is implemented by per-route filter configs
+// (registry.PerRouteConfig) whose built values count under names of their
+// own, such as a per-route local_ratelimit's
+// http_local_rate_limit.<stat_prefix>.*. A route table may serve several
+// connection managers, so these names have no HTTP scope. Like StatDefs,
+// PerRouteStatDefs must be deterministic and free of side effects.
+type PerRouteStats interface {
+	PerRouteStatDefs() []Def
+}
+
+// perFilterDefs returns the stats typed_per_filter_config tables declare.
+func perFilterDefs(pfs []config.PerFilterConfig) []Def {
+	var defs []Def
+	for _, pf := range pfs {
+		if fs, ok := pf.Config.(PerRouteStats); ok {
+			defs = append(defs, fs.PerRouteStatDefs()...)
+		}
+	}
+	return defs
 }
 
 func filterDefs(f config.Filter, scope string) []Def {

@@ -19,9 +19,10 @@ const maxRequestBytes = 1 << 30
 
 func init() {
 	registry.Register(registry.Info{
-		Name: Name,
-		Kind: registry.HTTP,
-		New:  func() registry.Config { return &Config{} },
+		Name:        Name,
+		Kind:        registry.HTTP,
+		New:         func() registry.Config { return &Config{} },
+		NewPerRoute: func() registry.PerRouteConfig { return &PerRoute{} },
 	})
 }
 
@@ -43,4 +44,43 @@ func (c *Config) Build(*registry.BuildContext) (any, error) {
 		return nil, registry.Errorf("max_request_bytes", "required, 1 … %d, not %d", maxRequestBytes, c.MaxRequestBytes)
 	}
 	return &Factory{max: int(c.MaxRequestBytes)}, nil
+}
+
+// PerRoute is the filter's typed_per_filter_config table on a route,
+// virtual host or route table (Envoy's BufferPerRoute): exactly one of
+// disabled = true (the route's requests are not held) and
+// max_request_bytes (the route's own limit).
+//
+//	[route_config.virtual_host.route.typed_per_filter_config."sluice.filters.http.buffer"]
+//	max_request_bytes = 104857600
+type PerRoute struct {
+	// Disabled turns the filter off for the route.
+	Disabled bool `toml:"disabled"`
+	// MaxRequestBytes replaces the filter's max_request_bytes, 1 … 1 GiB.
+	MaxRequestBytes int64 `toml:"max_request_bytes"`
+}
+
+// perRoute is a built PerRoute.
+type perRoute struct {
+	disabled bool
+	max      int
+}
+
+// Validate implements registry.PerRouteConfig.
+func (p *PerRoute) Validate() error {
+	if p.Disabled == (p.MaxRequestBytes != 0) {
+		return registry.Errorf("", "set exactly one of disabled = true and max_request_bytes")
+	}
+	if !p.Disabled && (p.MaxRequestBytes < 0 || p.MaxRequestBytes > maxRequestBytes) {
+		return registry.Errorf("max_request_bytes", "must be 1 … %d, not %d", maxRequestBytes, p.MaxRequestBytes)
+	}
+	return nil
+}
+
+// BuildPerRoute implements registry.PerRouteConfig.
+func (p *PerRoute) BuildPerRoute(*registry.BuildContext) (any, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return &perRoute{disabled: p.Disabled, max: int(p.MaxRequestBytes)}, nil
 }

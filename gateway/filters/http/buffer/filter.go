@@ -42,8 +42,16 @@ func (fl *filter) DecodeHeaders(h *httpfilter.RequestHeaders, end bool) httpfilt
 	if end {
 		return httpfilter.HeadersContinue
 	}
-	if r := fl.cb.Route(); r != nil && r.FilterDisabled(Name) {
-		return httpfilter.HeadersContinue
+	if r := fl.cb.Route(); r != nil {
+		if r.FilterDisabled(Name) {
+			return httpfilter.HeadersContinue
+		}
+		if pr, ok := r.PerFilterConfig(Name).(*perRoute); ok {
+			if pr.disabled {
+				return httpfilter.HeadersContinue
+			}
+			fl.max = pr.max
+		}
 	}
 	if v := h.Get("content-length"); v != nil {
 		if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && n > int64(fl.max) {

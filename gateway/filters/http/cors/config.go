@@ -20,9 +20,10 @@ const Name = "sluice.filters.http.cors"
 
 func init() {
 	registry.Register(registry.Info{
-		Name: Name,
-		Kind: registry.HTTP,
-		New:  func() registry.Config { return &Config{} },
+		Name:        Name,
+		Kind:        registry.HTTP,
+		New:         func() registry.Config { return &Config{} },
+		NewPerRoute: func() registry.PerRouteConfig { return &Config{} },
 	})
 }
 
@@ -78,10 +79,36 @@ func (c *Config) StatDefs(scope string) []stats.Def {
 
 // Build implements registry.Config.
 func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
+	p, err := c.policy()
+	if err != nil {
+		return nil, err
+	}
+	slab, _ := ctx.Stats.(*stats.Slab)
+	return &Factory{policy: p,
+		valid:   slab.Counter(ctx.StatScope + "cors.origin_valid"),
+		invalid: slab.Counter(ctx.StatScope + "cors.origin_invalid")}, nil
+}
+
+// Validate implements registry.PerRouteConfig: a typed_per_filter_config
+// table has the same keys as the filter's own.
+func (c *Config) Validate() error {
+	_, err := c.policy()
+	return err
+}
+
+// BuildPerRoute implements registry.PerRouteConfig: the policy replaces
+// the filter's for the routes it applies to; the counters stay the
+// filter's.
+func (c *Config) BuildPerRoute(*registry.BuildContext) (any, error) {
+	return c.policy()
+}
+
+// policy compiles c.
+func (c *Config) policy() (*policy, error) {
 	if len(c.AllowOriginStringMatch) == 0 {
 		return nil, registry.Errorf("allow_origin_string_match", "required: at least one origin matcher")
 	}
-	f := &Factory{forward: c.ForwardNotMatchingPreflights == nil || *c.ForwardNotMatchingPreflights,
+	p := &policy{forward: c.ForwardNotMatchingPreflights == nil || *c.ForwardNotMatchingPreflights,
 		methods: c.AllowMethods, headers: c.AllowHeaders, expose: c.ExposeHeaders,
 		maxAge: c.MaxAge, credentials: c.AllowCredentials}
 	for i, m := range c.AllowOriginStringMatch {
@@ -90,13 +117,13 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 		if err != nil {
 			return nil, registry.Errorf(key, "%v", err)
 		}
-		f.origins = append(f.origins, om)
+		p.origins = append(p.origins, om)
 	}
 	if c.MaxAge != "" {
 		if n, err := strconv.ParseUint(c.MaxAge, 10, 32); err != nil {
 			return nil, registry.Errorf("max_age", "must be a number of seconds, got %q", c.MaxAge)
 		} else {
-			f.maxAge = strconv.FormatUint(n, 10)
+			p.maxAge = strconv.FormatUint(n, 10)
 		}
 	}
 	for _, kv := range []struct{ key, v string }{{"allow_methods", c.AllowMethods}, {"allow_headers", c.AllowHeaders}, {"expose_headers", c.ExposeHeaders}} {
@@ -104,10 +131,7 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 			return nil, registry.Errorf(kv.key, "not a valid field value (control characters, or leading or trailing whitespace)")
 		}
 	}
-	slab, _ := ctx.Stats.(*stats.Slab)
-	f.valid = slab.Counter(ctx.StatScope + "cors.origin_valid")
-	f.invalid = slab.Counter(ctx.StatScope + "cors.origin_invalid")
-	return f, nil
+	return p, nil
 }
 
 // originMatcher is a compiled OriginMatcher.

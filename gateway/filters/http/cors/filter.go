@@ -6,14 +6,21 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/stats"
 )
 
-// Factory is a built CORS policy. It is immutable (but for its stats) and
-// safe for concurrent use.
+// Factory is a built CORS filter: its policy and counters. It is
+// immutable (but for its stats) and safe for concurrent use.
 type Factory struct {
+	*policy
+	valid, invalid *stats.Counter
+}
+
+// policy is a compiled CORS policy: the filter's, or one of a
+// typed_per_filter_config table, which replaces it on its routes. It is
+// immutable.
+type policy struct {
 	origins                  []originMatcher
 	methods, headers, expose string
 	maxAge                   string
 	credentials, forward     bool
-	valid, invalid           *stats.Counter
 }
 
 // NewFilter implements httpfilter.Factory.
@@ -22,9 +29,9 @@ func (fa *Factory) NewFilter(cb httpfilter.DecoderCallbacks) any {
 }
 
 // allowed reports whether origin is allowed.
-func (fa *Factory) allowed(origin []byte) bool {
-	for i := range fa.origins {
-		if fa.origins[i].match(origin) {
+func (p *policy) allowed(origin []byte) bool {
+	for i := range p.origins {
+		if p.origins[i].match(origin) {
 			return true
 		}
 	}
@@ -36,6 +43,8 @@ func (fa *Factory) allowed(origin []byte) bool {
 type filter struct {
 	fa *Factory
 	cb httpfilter.DecoderCallbacks
+	// p is the policy of the request's route (set with origin).
+	p *policy
 	// origin is the request's allowed Origin (the request's own field,
 	// which lives as long as the stream), or nil when the request is not a
 	// CORS request of an allowed origin; preflight marks an answered
@@ -55,16 +64,22 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		return httpfilter.HeadersContinue
 	}
 	preflight := string(h.Method) == "OPTIONS" && h.Has("access-control-request-method")
-	if !f.fa.allowed(o) {
+	p := f.fa.policy
+	if r := f.cb.Route(); r != nil {
+		if rp, ok := r.PerFilterConfig(Name).(*policy); ok {
+			p = rp
+		}
+	}
+	if !p.allowed(o) {
 		f.fa.invalid.Inc()
-		if preflight && !f.fa.forward {
+		if preflight && !p.forward {
 			f.cb.SendLocalReply(httpfilter.LocalReply{Status: 200, Details: "cors_preflight_origin_not_allowed"})
 			return httpfilter.HeadersStopIteration
 		}
 		return httpfilter.HeadersContinue
 	}
 	f.fa.valid.Inc()
-	f.origin = o
+	f.origin, f.p = o, p
 	if preflight {
 		f.preflight = true
 		f.cb.SendLocalReply(httpfilter.LocalReply{Status: 200, Details: "cors_preflight"})
@@ -89,7 +104,7 @@ func (f *filter) EncodeHeaders(h *httpfilter.ResponseHeaders, endStream bool) ht
 	if f.origin == nil {
 		return httpfilter.HeadersContinue
 	}
-	fa := f.fa
+	fa := f.p
 	h.SetBytes(hdrAllowOrigin, f.origin)
 	if fa.credentials {
 		h.Set("access-control-allow-credentials", "true")

@@ -4,6 +4,7 @@
 package extauthz
 
 import (
+	"maps"
 	"strings"
 	"time"
 
@@ -22,10 +23,65 @@ const DefaultTimeout = 200 * time.Millisecond
 
 func init() {
 	registry.Register(registry.Info{
-		Name: Name,
-		Kind: registry.HTTP,
-		New:  func() registry.Config { return &Config{} },
+		Name:        Name,
+		Kind:        registry.HTTP,
+		New:         func() registry.Config { return &Config{} },
+		NewPerRoute: func() registry.PerRouteConfig { return &PerRoute{} },
 	})
+}
+
+// PerRoute is the filter's typed_per_filter_config table on a route,
+// virtual host or route table (Envoy's ExtAuthzPerRoute): exactly one of
+// disabled = true (the route's requests are not checked) and
+// check_settings.
+//
+//	[route_config.virtual_host.route.typed_per_filter_config."sluice.filters.http.ext_authz"]
+//	check_settings = { context_extensions = { tier = "gold" } }
+type PerRoute struct {
+	// Disabled turns the filter off for the route (counted as disabled).
+	Disabled bool `toml:"disabled"`
+	// CheckSettings adjust the checks of the route's requests.
+	CheckSettings *CheckSettings `toml:"check_settings"`
+}
+
+// CheckSettings is Envoy's CheckSettings.
+type CheckSettings struct {
+	// ContextExtensions are merged over the filter's context_extensions
+	// for the route's checks: a key set here replaces the filter's value.
+	ContextExtensions map[string]string `toml:"context_extensions"`
+}
+
+// perRoute is a built PerRoute.
+type perRoute struct {
+	disabled   bool
+	extensions map[string]string // nil: the filter's
+}
+
+// Validate implements registry.PerRouteConfig.
+func (p *PerRoute) Validate() error {
+	if p.Disabled == (p.CheckSettings != nil) {
+		return registry.Errorf("", "set exactly one of disabled = true and check_settings")
+	}
+	if p.CheckSettings != nil {
+		for k := range p.CheckSettings.ContextExtensions {
+			if k == "" {
+				return registry.Errorf("check_settings.context_extensions", "empty key")
+			}
+		}
+	}
+	return nil
+}
+
+// BuildPerRoute implements registry.PerRouteConfig.
+func (p *PerRoute) BuildPerRoute(*registry.BuildContext) (any, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	pr := &perRoute{disabled: p.Disabled}
+	if p.CheckSettings != nil && len(p.CheckSettings.ContextExtensions) > 0 {
+		pr.extensions = maps.Clone(p.CheckSettings.ContextExtensions)
+	}
+	return pr, nil
 }
 
 // Config is the filter's TOML table.

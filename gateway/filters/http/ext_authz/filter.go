@@ -3,6 +3,7 @@ package extauthz
 import (
 	"bytes"
 	"context"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,6 +29,10 @@ type filter struct {
 	cb httpfilter.DecoderCallbacks
 	h  *httpfilter.RequestHeaders
 
+	// extensions are the route's context extensions merged over the
+	// filter's (nil: the filter's).
+	extensions map[string]string
+
 	buffering   bool   // waiting for the body before checking
 	body        []byte // body bytes kept for the check
 	respHeaders []*authapi.HeaderValueOption
@@ -39,9 +44,18 @@ type filter struct {
 const hdrFailureModeAllowed = "x-envoy-auth-failure-mode-allowed"
 
 func (fl *filter) DecodeHeaders(h *httpfilter.RequestHeaders, end bool) httpfilter.HeadersStatus {
-	if r := fl.cb.Route(); r != nil && r.FilterDisabled(Name) {
-		fl.f.Stats.Disabled.Add(1)
-		return httpfilter.HeadersContinue
+	if r := fl.cb.Route(); r != nil {
+		if r.FilterDisabled(Name) {
+			fl.f.Stats.Disabled.Add(1)
+			return httpfilter.HeadersContinue
+		}
+		if pr, ok := r.PerFilterConfig(Name).(*perRoute); ok {
+			if pr.disabled {
+				fl.f.Stats.Disabled.Add(1)
+				return httpfilter.HeadersContinue
+			}
+			fl.extensions = fl.f.mergeExtensions(pr.extensions)
+		}
 	}
 	// Only this filter says a request passed on a failed check: a
 	// client's own copy of the header must not reach the upstream.
@@ -100,7 +114,7 @@ func (fl *filter) DecodeTrailers(*httpfilter.Headers) httpfilter.TrailersStatus 
 }
 
 func (fl *filter) OnDestroy() {
-	fl.h, fl.body, fl.respHeaders = nil, nil, nil
+	fl.h, fl.body, fl.respHeaders, fl.extensions = nil, nil, nil, nil
 }
 
 // httpfilter.EncoderFilter
@@ -133,6 +147,9 @@ func (fl *filter) check(h *httpfilter.RequestHeaders, partial bool) bool {
 		return fl.failed(h, false)
 	}
 	req := f.request(fl.cb, h, fl.body, partial)
+	if fl.extensions != nil {
+		req.ContextExtensions = fl.extensions
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 	resp, err := f.authz.Check(ctx, req)
 	timedOut := ctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded
@@ -209,6 +226,19 @@ func setHeader(h *httpfilter.Headers, o *authapi.HeaderValueOption) {
 	} else {
 		h.Set(name, o.Header.Value)
 	}
+}
+
+// mergeExtensions returns route's context extensions merged over the
+// filter's: route itself when the filter has none or route has none (nil),
+// else a new map (a check of such a route costs one map more).
+func (f *Factory) mergeExtensions(route map[string]string) map[string]string {
+	if len(f.extensions) == 0 || route == nil {
+		return route
+	}
+	m := make(map[string]string, len(f.extensions)+len(route))
+	maps.Copy(m, f.extensions)
+	maps.Copy(m, route)
+	return m
 }
 
 // request builds the check request of a stream.

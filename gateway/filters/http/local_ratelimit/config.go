@@ -34,9 +34,10 @@ const (
 
 func init() {
 	registry.Register(registry.Info{
-		Name: Name,
-		Kind: registry.HTTP,
-		New:  func() registry.Config { return &Config{} },
+		Name:        Name,
+		Kind:        registry.HTTP,
+		New:         func() registry.Config { return &Config{} },
+		NewPerRoute: func() registry.PerRouteConfig { return &Config{} },
 	})
 }
 
@@ -155,6 +156,40 @@ func (c *Config) BuildWith(ctx *registry.BuildContext, store hoststate.Store) (*
 		f.descs = append(f.descs, descriptor{header: asciiLower(d.Header), source: d.SourceAddress, value: []byte(d.Value), buckets: b})
 	}
 	return f, nil
+}
+
+// Validate implements registry.PerRouteConfig: a typed_per_filter_config
+// table has the same keys as the filter's own, and gives its routes their
+// own buckets and counters (under its stat_prefix), as in Envoy.
+func (c *Config) Validate() error {
+	if c.StatPrefix == "" {
+		return registry.Errorf("stat_prefix", "required")
+	}
+	if c.Status != 0 && (c.Status < 400 || c.Status > 599) {
+		return registry.Errorf("status", "must be 400..599")
+	}
+	switch c.EnableXRateLimitHeaders {
+	case "", HeadersOff, HeadersDraft03:
+	default:
+		return registry.Errorf("enable_x_ratelimit_headers", "must be OFF or DRAFT_VERSION_03")
+	}
+	if _, err := c.TokenBucket.spec(); err != nil {
+		return registry.Errorf("token_bucket", "%v", err)
+	}
+	for i, d := range c.Descriptors {
+		if _, err := d.TokenBucket.spec(); err != nil {
+			return registry.Errorf(fmt.Sprintf("descriptor[%d].token_bucket", i), "%v", err)
+		}
+	}
+	return nil
+}
+
+// BuildPerRoute implements registry.PerRouteConfig: the per-route
+// *Factory, whose buckets are keyed by the table's path (ctx.Path) in the
+// host-state region like the filter's own, so that every worker shares
+// them.
+func (c *Config) BuildPerRoute(ctx *registry.BuildContext) (any, error) {
+	return c.Build(ctx)
 }
 
 func bucketFor(store hoststate.Store, path, which string, tb TokenBucket, n int) (*hoststate.Buckets, error) {

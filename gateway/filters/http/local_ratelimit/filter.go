@@ -44,6 +44,10 @@ func (c *Config) StatDefs(string) []stats.Def {
 	return defs
 }
 
+// PerRouteStatDefs implements stats.PerRouteStats: a per-route table's
+// counters, under its own stat_prefix.
+func (c *Config) PerRouteStatDefs() []stats.Def { return c.StatDefs("") }
+
 // Factory is a built local_ratelimit. It is immutable (but for its stats)
 // and safe for concurrent use.
 type Factory struct {
@@ -125,6 +129,11 @@ func fnv(b []byte) uint64 {
 // DecodeHeaders implements httpfilter.DecoderFilter: it takes a token, or
 // ends the stream with the configured status.
 func (l *filter) DecodeHeaders(h *httpfilter.RequestHeaders, _ bool) httpfilter.HeadersStatus {
+	if r := l.cb.Route(); r != nil {
+		if rf, ok := r.PerFilterConfig(Name).(*Factory); ok {
+			l.f = rf // the route's own limit, buckets and counters
+		}
+	}
 	f := l.f
 	f.stats.Enabled.Inc()
 	b, i := l.pick(h)

@@ -8,8 +8,10 @@
 // $SLUICE_TEST_PLUGIN_ENV), x-principal (the source principal) and x-sni, loses x-remove-me, and the
 // response gets x-auth-checked: yes; a request header
 // x-allow-header-<name> (x-allow-response-header-<name>) makes the plugin
-// also set <name> to its value on the upstream request (the response). For connection checks: denied when the
-// context extension "deny" is "yes".
+// also set <name> to its value on the upstream request (the response); each
+// context extension <k> of the check sets x-ctx-<k> to its value on the
+// upstream request. For connection checks: denied when the context
+// extension "deny" is "yes".
 package main
 
 import (
@@ -59,6 +61,15 @@ func check(_ context.Context, r *authapi.CheckRequest) (*authapi.CheckResponse, 
 	}
 	for _, k := range prefixed(h.GetHeaders(), "x-allow-header-") {
 		ok.Headers = append(ok.Headers, authapi.Header(strings.TrimPrefix(k, "x-allow-header-"), h.GetHeaders()[k]))
+	}
+	ext := r.GetContextExtensions()
+	keys := make([]string, 0, len(ext))
+	for k := range ext {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		ok.Headers = append(ok.Headers, authapi.Header("x-ctx-"+k, ext[k]))
 	}
 	for _, k := range prefixed(h.GetHeaders(), "x-allow-response-header-") {
 		ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd,

@@ -267,9 +267,23 @@ func TestPerFilterConfigBufferLimitPerRoute(t *testing.T) {
 			if resp.StatusCode != 200 || string(got) != fmt.Sprintf("got %d", n) || s == nil || s.contentLength != "" {
 				t.Errorf("/stream: %d %q, upstream saw %+v; want the body streamed, without a Content-Length", resp.StatusCode, got, s)
 			}
-			resp, _ = post(t, c, "/other")
-			if resp.StatusCode != 413 || last.Load() != nil {
-				t.Errorf("/other: %d, upstream saw %+v; want 413 and nothing upstream", resp.StatusCode, last.Load())
+			// Elsewhere the filter's 1 KiB holds.
+			last.Store(nil)
+			req, _ := http.NewRequest("POST", base+"/other", io.NopCloser(bytes.NewReader(body[:4096])))
+			resp, err := c.Do(req)
+			if err != nil {
+				// The proxy may answer and close before the client wrote
+				// everything; what matters is that nothing reached the
+				// upstream.
+				t.Logf("/other: %v", err)
+			} else {
+				resp.Body.Close()
+				if resp.StatusCode != 413 {
+					t.Errorf("/other: %d, want 413", resp.StatusCode)
+				}
+			}
+			if s := last.Load(); s != nil {
+				t.Errorf("/other: the upstream saw %+v; want nothing", s)
 			}
 		})
 	}

@@ -23,20 +23,22 @@ var (
 // the request goes on; if not, reply is its answer (400, or a 307 to the
 // unescaped path), sent without running the filters, and an HTTP/1.1
 // connection closes after a 400. A path that needs no change costs one scan
-// and no allocation; a changed one is written to the stream's scratch
-// buffer, kept across requests.
+// and no allocation; one that must be rewritten to know (a changed one, or
+// one whose escapes all stay) is written to the stream's scratch buffer,
+// kept across requests.
 func (s *stream) normalizePath(h *httpfilter.RequestHeaders) (reply httpfilter.LocalReply, ok bool) {
 	f := s.conn.f
-	out, oc := f.path.Apply(s.pathBuf, h.Path)
+	out, oc := f.path.Apply(&s.pathBuf, h.Path)
+	if cap(s.pathBuf) > maxPathBuf {
+		s.pathBuf = nil // out, if it is there, lives on until the stream ends
+	}
 	switch oc {
 	case pathnorm.Unchanged:
 		return reply, true
 	case pathnorm.Changed:
 		h.Path = out
-		s.keepPathBuf(out)
 		return reply, true
 	case pathnorm.Redirect:
-		s.keepPathBuf(out)
 		if !bytes.HasPrefix(h.Get("content-type"), grpcType) { // gRPC clients do not follow redirects
 			h.Path = out
 			f.stats.DownstreamRqRedirectedWithNormalizedPath.Inc()
@@ -51,10 +53,5 @@ func (s *stream) normalizePath(h *httpfilter.RequestHeaders) (reply httpfilter.L
 	return httpfilter.LocalReply{Status: 400, Details: detailsPathNormalization}, false
 }
 
-// keepPathBuf keeps the storage of a normalized path for the stream's next
-// requests, unless it grew past what a pooled stream should hold.
-func (s *stream) keepPathBuf(out []byte) {
-	if cap(out) <= 8<<10 {
-		s.pathBuf = out[:0]
-	}
-}
+// maxPathBuf bounds the path scratch a pooled stream keeps across requests.
+const maxPathBuf = 8 << 10

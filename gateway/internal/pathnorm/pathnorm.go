@@ -143,16 +143,28 @@ func init() {
 // Apply applies o to path, the request's :path (origin-form: the path
 // and an optional query, which is left as it is). It returns the path to
 // use and what was done: for Unchanged the returned slice is path itself;
-// for Changed and Redirect it is appended to dst[:0], so a caller that keeps
-// dst (and passes back the returned slice's storage) allocates only for its
-// first long path. A path that does not start with '/' (asterisk-form,
+// for Changed and Redirect it is written into (*scratch)[:0]. When Apply
+// had to rewrite the path to know (a '%', '\', dot segment, …), *scratch
+// is left holding the storage it wrote into, grown as needed, whatever the
+// outcome: a path whose escapes all stay ("/caf%C3%A9") is Unchanged but
+// was copied on the way. A caller that keeps *scratch thus allocates only
+// for its longest path, not per request. scratch may be nil (then each
+// rewrite allocates). A path that does not start with '/' (asterisk-form,
 // CONNECT's authority-form) is left alone. For Reject the returned slice is
 // nil.
-func (o *Options) Apply(dst, path []byte) ([]byte, Outcome) {
+func (o *Options) Apply(scratch *[]byte, path []byte) ([]byte, Outcome) {
 	if len(path) == 0 || path[0] != '/' || !o.Enabled() || !o.needsWork(path) {
 		return path, Unchanged
 	}
-	return o.slow(dst[:0], path)
+	var dst []byte
+	if scratch != nil {
+		dst = (*scratch)[:0]
+	}
+	out, oc, buf := o.slow(dst, path)
+	if scratch != nil && cap(buf) > cap(*scratch) {
+		*scratch = buf[:0]
+	}
+	return out, oc
 }
 
 // needsWork is the fast scan: it reports whether some option may change
@@ -222,14 +234,16 @@ func unhex(c byte) byte {
 
 const upperHex = "0123456789ABCDEF"
 
-// slow normalizes path into out (empty, with capacity to reuse).
-func (o *Options) slow(out, path []byte) ([]byte, Outcome) {
+// slow normalizes path into out (empty, with capacity to reuse). Besides
+// the path and outcome it returns the storage it wrote into (nil when it
+// wrote nothing), for the caller to keep.
+func (o *Options) slow(out, path []byte) (_ []byte, _ Outcome, buf []byte) {
 	p, query := path, []byte(nil)
 	if q := bytes.IndexByte(path, '?'); q >= 0 {
 		p, query = path[:q], path[q:]
 	}
 	if o.Normalize && bytes.IndexByte(query, '#') >= 0 {
-		return nil, Reject // a fragment is never sent (RFC 9110 §7.1), Envoy rejects it
+		return nil, Reject, nil // a fragment is never sent (RFC 9110 §7.1), Envoy rejects it
 	}
 	unescapeSlashes := o.EscapedSlashes != KeepUnchanged
 	foundSlash := false
@@ -250,7 +264,7 @@ func (o *Options) slow(out, path []byte) ([]byte, Outcome) {
 				case !o.Normalize:
 					out = append(out, c, hi, lo)
 				case v == 0:
-					return nil, Reject
+					return nil, Reject, out
 				case class[v]&unres != 0:
 					out = append(out, v)
 				default:
@@ -262,7 +276,7 @@ func (o *Options) slow(out, path []byte) ([]byte, Outcome) {
 				continue
 			}
 			if o.Normalize {
-				return nil, Reject // malformed escape
+				return nil, Reject, out // malformed escape
 			}
 			out = append(out, c)
 			continue
@@ -279,11 +293,11 @@ func (o *Options) slow(out, path []byte) ([]byte, Outcome) {
 		case cl&escape != 0:
 			out = append(out, '%', upperHex[c>>4], upperHex[c&0xf])
 		default: // NUL, '#'
-			return nil, Reject
+			return nil, Reject, out
 		}
 	}
 	if foundSlash && o.EscapedSlashes == RejectRequest {
-		return nil, Reject
+		return nil, Reject, out
 	}
 	if o.Normalize {
 		out = removeDotSegments(out)
@@ -297,9 +311,9 @@ func (o *Options) slow(out, path []byte) ([]byte, Outcome) {
 		outcome = Redirect
 	}
 	if outcome == Changed && bytes.Equal(out, path) {
-		return path, Unchanged
+		return path, Unchanged, out
 	}
-	return out, outcome
+	return out, outcome, out
 }
 
 // removeDotSegments removes "." and ".." segments (RFC 3986 §5.2.4, with

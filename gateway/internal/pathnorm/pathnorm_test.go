@@ -182,17 +182,33 @@ func TestEdgeDefaults(t *testing.T) {
 	}
 }
 
-// TestApplyReusesDst: a changed path goes into dst's storage.
+// TestApplyReusesDst: a changed path goes into the scratch's storage.
 func TestApplyReusesDst(t *testing.T) {
 	dst := make([]byte, 0, 64)
-	got, oc := edge.Apply(dst, []byte("/a/../b"))
+	scratch := dst
+	got, oc := edge.Apply(&scratch, []byte("/a/../b"))
 	if oc != Changed || string(got) != "/b" || &got[0] != &dst[:1][0] {
 		t.Fatalf("Apply = %q, %v, not in dst", got, oc)
 	}
 	in := []byte("/plain/path?q=1")
-	got, oc = edge.Apply(dst, in)
+	got, oc = edge.Apply(&scratch, in)
 	if oc != Unchanged || &got[0] != &in[0] {
 		t.Fatalf("Apply of a plain path = %q, %v, not the input", got, oc)
+	}
+}
+
+// TestKeptEscapesReuseScratch: a path whose escapes all stay is copied to
+// be checked and comes back Unchanged; the copy's storage stays in the
+// scratch, so the next such path costs no allocation.
+func TestKeptEscapesReuseScratch(t *testing.T) {
+	p := []byte("/caf%C3%A9/men%C3%BC?q=%20")
+	var scratch []byte
+	got, oc := edge.Apply(&scratch, p)
+	if oc != Unchanged || &got[0] != &p[0] || cap(scratch) == 0 {
+		t.Fatalf("Apply(%q) = %q, %v, scratch cap %d; want the input, Unchanged, a kept scratch", p, got, oc, cap(scratch))
+	}
+	if n := testing.AllocsPerRun(100, func() { edge.Apply(&scratch, p) }); n != 0 {
+		t.Fatalf("%v allocations per path with kept escapes", n)
 	}
 }
 
@@ -220,7 +236,7 @@ func TestPlainPathNoAlloc(t *testing.T) {
 	}
 	dst := make([]byte, 0, 128)
 	q := []byte("/a/./b/%61/..//c")
-	if n := testing.AllocsPerRun(100, func() { o.Apply(dst, q) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { o.Apply(&dst, q) }); n != 0 {
 		t.Fatalf("%v allocations per changed path with a dst of room", n)
 	}
 }
@@ -240,10 +256,7 @@ func BenchmarkApply(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(p)))
 			for b.Loop() {
-				out, oc := edge.Apply(dst, p)
-				if oc != Unchanged {
-					dst = out[:0] // keep the grown buffer; never the input's storage
-				}
+				out, _ := edge.Apply(&dst, p)
 				if bytes.Equal(out, p) && bp.name != "plain" {
 					b.Fatal("unchanged")
 				}

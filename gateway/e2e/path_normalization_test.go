@@ -172,6 +172,11 @@ func TestPathNormalization(t *testing.T) {
 		// gRPC clients do not follow redirects: Envoy's 400, which a gRPC
 		// client gets as a trailers-only 200 (grpc-status 13).
 		{"redirect", "/x%2F..%2Fprivate/y", []string{"content-type", "application/grpc"}, 200, "", ""},
+		{"redirect", "/x%2F..%2Fprivate/y", []string{"content-type", "application/grpc+proto"}, 200, "", ""},
+		// A gRPC-Web client is a browser, which follows the redirect; its
+		// content-type is not gRPC's (nor is one that merely starts so).
+		{"redirect", "/x%2F..%2Fprivate/y", []string{"content-type", "application/grpc-web+proto"}, 307, "", "/private/y"},
+		{"redirect", "/x%2F..%2Fprivate/y", []string{"content-type", "application/grpcx"}, 307, "", "/private/y"},
 		{"forward", "/x%2F..%2Fprivate/y", nil, 200, "priv /private/y", ""},
 		{"forward", "/x%5C..%5Cprivate/y", nil, 200, "priv /private/y", ""},
 	}

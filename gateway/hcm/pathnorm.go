@@ -1,9 +1,8 @@
 package hcm
 
 import (
-	"bytes"
-
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/internal/grpcwire"
 	"github.com/sluice-proxy/sluice/gateway/internal/pathnorm"
 )
 
@@ -11,10 +10,7 @@ import (
 // refused or redirected by path normalization.
 const detailsPathNormalization = "path_normalization_failed"
 
-var (
-	hdrLocation = []byte("location")
-	grpcType    = []byte("application/grpc")
-)
+var hdrLocation = []byte("location")
 
 // normalizePath applies normalize_path, merge_slashes and
 // path_with_escaped_slashes_action to the request head h, once per request,
@@ -39,7 +35,9 @@ func (s *stream) normalizePath(h *httpfilter.RequestHeaders) (reply httpfilter.L
 		h.Path = out
 		return reply, true
 	case pathnorm.Redirect:
-		if !bytes.HasPrefix(h.Get("content-type"), grpcType) { // gRPC clients do not follow redirects
+		// gRPC clients do not follow redirects; gRPC-Web ones (browsers)
+		// do, and their content-type is not gRPC's.
+		if !grpcwire.IsGRPC(h.Get("content-type")) {
 			h.Path = out
 			f.stats.DownstreamRqRedirectedWithNormalizedPath.Inc()
 			return httpfilter.LocalReply{Status: 307, Details: detailsPathNormalization,

@@ -13,11 +13,6 @@ type filter struct {
 	allowWithout bool
 }
 
-// OnAccept implements netfilter.ListenerFilter. A valid header is consumed
-// and, unless it is LOCAL-like, replaces Info.RemoteAddr and Info.LocalAddr.
-// A malformed header closes the connection; so does a missing one, unless
-// allow_requests_without_proxy_protocol is set; so does a stream that ends
-// or times out before the header is complete.
 // OnAdopt implements netfilter.AdoptFilter: a connection moved by a
 // restart began without a PROXY header (one that had a header is never
 // moved, see conn.Conn.CanHandoff), so its next request is not looked at
@@ -27,6 +22,11 @@ type filter struct {
 // was accepted with.
 func (f *filter) OnAdopt(netfilter.ListenerCallbacks) netfilter.Status { return netfilter.Continue }
 
+// OnAccept implements netfilter.ListenerFilter. A valid header is consumed
+// and, unless it is LOCAL-like, replaces Info.RemoteAddr and Info.LocalAddr.
+// A malformed header closes the connection; so does a missing one, unless
+// allow_requests_without_proxy_protocol is set; so does a stream that ends
+// or times out before the header is complete.
 func (f *filter) OnAccept(cb netfilter.ListenerCallbacks) netfilter.Status {
 	h, n, err := read(cb.Peek)
 	switch {

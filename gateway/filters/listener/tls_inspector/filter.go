@@ -10,12 +10,6 @@ import (
 // serves every connection; OnAccept runs on the connection's goroutine.
 type filter struct{}
 
-// OnAccept implements netfilter.ListenerFilter. A connection whose first
-// byte is not a TLS handshake record, or whose bytes claimed to be TLS but
-// do not parse as a ClientHello, continues as "raw_buffer" (Envoy's
-// tls_not_found). A ClientHello larger than MaxClientHelloSize, or a stream
-// that ends or times out before the ClientHello is complete, closes the
-// connection.
 // OnAdopt implements netfilter.AdoptFilter: a connection moved by a
 // restart is plaintext HTTP/1.
 func (filter) OnAdopt(cb netfilter.ListenerCallbacks) netfilter.Status {
@@ -23,6 +17,12 @@ func (filter) OnAdopt(cb netfilter.ListenerCallbacks) netfilter.Status {
 	return netfilter.Continue
 }
 
+// OnAccept implements netfilter.ListenerFilter. A connection whose first
+// byte is not a TLS handshake record, or whose bytes claimed to be TLS but
+// do not parse as a ClientHello, continues as "raw_buffer" (Envoy's
+// tls_not_found). A ClientHello larger than MaxClientHelloSize, or a stream
+// that ends or times out before the ClientHello is complete, closes the
+// connection.
 func (filter) OnAccept(cb netfilter.ListenerCallbacks) netfilter.Status {
 	h, isTLS, err := inspect(cb.Peek)
 	info := cb.Info()

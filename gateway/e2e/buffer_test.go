@@ -125,3 +125,39 @@ func TestBufferFilterHoldsWholeBodiesAndRefusesLargeOnes(t *testing.T) {
 		t.Errorf("with the filter disabled the upstream saw %+v; want the body chunked as sent", got)
 	}
 }
+
+// TestBufferFilterAfterABodyHoldingFilter puts the buffer filter after
+// ext_authz with with_request_body, which holds the whole body for its
+// check before it lets the headers go on: the body the manager held for
+// ext_authz must then reach the buffer filter, which parks the headers in
+// turn, over HTTP/1.1 (chunked and with a Content-Length) and HTTP/2. The
+// requests hung before, the held body waiting for a chain that was parked.
+func TestBufferFilterAfterABodyHoldingFilter(t *testing.T) {
+	up := headerEchoUpstream(t)
+	p := startAuthz(t, authzConfig(pluginBin(t, "echo"), up.Addr, "",
+		"      with_request_body = { max_request_bytes = 65536 }\n      timeout = \"10s\"\n"+bufferFilter(1<<20), ""))
+	body := bytes.Repeat([]byte("0123456789"), 5000)
+	for _, tc := range []struct {
+		name    string
+		c       *http.Client
+		chunked bool
+	}{{"http1 chunked", newClient(nil), true}, {"http1 content-length", newClient(nil), false}, {"h2c", h2cClient(nil), true}} {
+		var rd io.Reader = bytes.NewReader(body)
+		if tc.chunked {
+			rd = io.MultiReader(rd) // no length known: sent chunked, or without content-length
+		}
+		req, err := http.NewRequest("POST", "http://"+p.Addr("http")+"/upload", rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, _ := do(t, tc.c, req)
+		if resp.StatusCode != 200 || resp.Header.Get("x-up-body-len") != fmt.Sprint(len(body)) ||
+			resp.Header.Get("x-up-x-body-len") != fmt.Sprint(len(body)) {
+			t.Errorf("%s: %d, upstream body %q bytes, plugin saw %q; want 200 and %d for both", tc.name, resp.StatusCode,
+				resp.Header.Get("x-up-body-len"), resp.Header.Get("x-up-x-body-len"), len(body))
+		}
+		if got := resp.Header.Get("x-up-content-length"); got != fmt.Sprint(len(body)) {
+			t.Errorf("%s: upstream content-length %q, want %d", tc.name, got, len(body))
+		}
+	}
+}

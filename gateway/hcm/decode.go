@@ -30,23 +30,24 @@ const bodyChunk = 32 << 10
 func (s *stream) advance() {
 	n := len(s.decoders)
 	for !s.ended() {
-		if s.parkAt < 0 {
-			switch {
-			case s.hdrsTo < n:
-				i := s.hdrsTo
-				s.hdrsTo++
-				st := s.decoders[i].DecodeHeaders(s.h, s.noBody)
-				if st != httpfilter.HeadersContinue && i < n-1 && !s.ended() {
-					s.parkAt = i
-					s.stopAll = st == httpfilter.HeadersStopAllAndBuffer
-				}
-				continue
-			case s.heldAt >= 0 && !s.holdBlocked:
-				from := s.heldAt
-				s.heldAt = -1
-				s.push(&s.held, from, s.heldEnd)
-				continue
+		if s.parkAt < 0 && s.hdrsTo < n {
+			i := s.hdrsTo
+			s.hdrsTo++
+			st := s.decoders[i].DecodeHeaders(s.h, s.noBody)
+			if st != httpfilter.HeadersContinue && i < n-1 && !s.ended() {
+				s.parkAt = i
+				s.stopAll = st == httpfilter.HeadersStopAllAndBuffer
 			}
+			continue
+		}
+		// Held data goes on as far as data may go now: also to a filter
+		// that parked the headers after the data was held (the buffer
+		// filter after ext_authz with the body), which waits for it.
+		if s.heldAt >= 0 && !s.holdBlocked && s.heldAt < s.dataLimit() {
+			from := s.heldAt
+			s.heldAt = -1
+			s.push(&s.held, from, s.heldEnd)
+			continue
 		}
 		if !s.pushTrailers() {
 			return

@@ -109,10 +109,25 @@ func (s *stream) onData(b *buffer.Buffer, end bool) {
 }
 
 // push delivers b, with end, to decoders[from:] up to the data limit, and
-// holds what the chain does not take yet.
+// holds what the chain does not take yet. Held data (b == &s.held) goes to
+// the filters as a view, s.heldView: a filter may put its own storage in
+// the buffer it is passed (grpc_web decoding a grpc-web-text body), and
+// s.held, which later chunks are appended to, must never keep storage that
+// the filter writes its next output into.
 func (s *stream) push(b *buffer.Buffer, from int, end bool) {
+	if b != &s.held {
+		s.pushData(b, from, end, false)
+		return
+	}
+	s.heldView.Set(s.held.Bytes())
+	s.pushData(&s.heldView, from, end, true)
+	s.heldView.Set(nil)
+}
+
+// pushData is push; held says b is the view of the held data.
+func (s *stream) pushData(b *buffer.Buffer, from int, end, held bool) {
 	to := s.dataLimit()
-	if b != &s.held && s.heldAt >= 0 && s.heldAt < to {
+	if !held && s.heldAt >= 0 && s.heldAt < to {
 		to = s.heldAt
 	}
 	for i := from; i < to; i++ {
@@ -122,11 +137,11 @@ func (s *stream) push(b *buffer.Buffer, from int, end bool) {
 		}
 		switch st {
 		case httpfilter.DataStopAndBuffer:
-			s.hold(b, i+1, end)
+			s.hold(b, i+1, end, held)
 			s.holdBlocked = true
 			return
 		case httpfilter.DataStopNoBuffer:
-			if b == &s.held {
+			if held {
 				s.held.Reset()
 			}
 			return
@@ -140,18 +155,27 @@ func (s *stream) push(b *buffer.Buffer, from int, end bool) {
 		}
 	}
 	if to >= len(s.decoders) {
-		if b == &s.held {
+		if held {
 			s.held.Reset()
 		}
 		return
 	}
-	s.hold(b, to, end)
+	s.hold(b, to, end, held)
 }
 
-// hold keeps b's bytes for decoders[at:].
-func (s *stream) hold(b *buffer.Buffer, at int, end bool) {
-	if b != &s.held {
-		s.held.Append(b.Bytes())
+// hold keeps b's bytes for decoders[at:]: appended to what is held, or,
+// when b is the view of the held data (held), in its place.
+func (s *stream) hold(b *buffer.Buffer, at int, end, held bool) {
+	switch v := b.Bytes(); {
+	case !held:
+		s.held.Append(v)
+	case len(v) == s.held.Len() && (len(v) == 0 || &v[0] == &s.held.Bytes()[0]):
+		// the filters left the held bytes as they were
+	default:
+		// Copied into s.held's own storage (v may overlap it: the copy
+		// is a move).
+		s.held.Reset()
+		s.held.Append(v)
 	}
 	if s.heldAt < 0 || at < s.heldAt {
 		s.heldAt = at

@@ -133,6 +133,12 @@ func start(t *testing.T, upstream string, filters ...string) string {
 	for _, f := range filters {
 		fmt.Fprintf(&chain, "[[listener.filter_chain.filter.config.http_filter]]\nname = %q\n", f)
 	}
+	return startChain(t, upstream, chain.String())
+}
+
+// startChain is start with the HTTP filter tables (TOML) given whole.
+func startChain(t *testing.T, upstream, chain string) string {
+	t.Helper()
 	text := fmt.Sprintf(`
 [[listener]]
 name = "l"
@@ -159,7 +165,7 @@ cluster = "up"
 [[cluster]]
 name = "up"
 endpoints = [%q]
-`, chain.String(), upstream)
+`, chain, upstream)
 	cfg, err := config.Parse("test.toml", []byte(text))
 	if err != nil {
 		t.Fatal(err)

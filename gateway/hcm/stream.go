@@ -39,6 +39,7 @@ type stream struct {
 	heldLimit   int  // bytes held before 413; 0: the connection's buffer limit (httpfilter.BufferLimiter)
 	trailersTo  int  // trailers were delivered to decoders[:trailersTo]
 	held        buffer.Buffer
+	heldView    buffer.Buffer // held data as the filters see it (push)
 	cur         buffer.Buffer
 	noBody      bool // the request has no body
 	bodyDone    bool // the request body was read to its end

@@ -20,8 +20,10 @@ import (
 // manager. A filter returning DataStopAndBuffer makes the manager hold the
 // data at that filter until the filter returns DataContinue for a later
 // chunk or calls ContinueDecoding; DataContinue from the filter that parked
-// the headers resumes the headers too. Held data never exceeds the
-// connection's buffer limit: past it the request gets 413.
+// the headers resumes the headers too. Held data goes on as soon as the
+// data limit lets it, also to a filter parked on the headers. Held data
+// never exceeds the connection's buffer limit (or the one a filter set,
+// httpfilter.BufferLimiter): past it the request gets 413.
 
 const bodyChunk = 32 << 10
 

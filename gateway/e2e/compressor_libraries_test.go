@@ -113,6 +113,7 @@ func TestCompressorChoosesTheClientsPreferredLibrary(t *testing.T) {
 		{"zstd", "zstd"},
 		{"*", "br"},
 		{"gzip, zstd", "gzip"},
+		{"br;q=abc, zstd;q=0.5", "zstd"}, // a malformed element does not void the others
 		{"identity", ""},
 		{"", ""},
 	}
@@ -199,7 +200,7 @@ func TestCompressorChoosesTheClientsPreferredLibrary(t *testing.T) {
 		})
 	}
 	// Per client: br, gzip;q=1 br;q=0.5, zstd, *, "gzip, zstd",
-	// identity, none, br and zstd with trailers, and the brotli stream. Responses run through the
+	// "br;q=abc, zstd;q=0.5", identity, none, br and zstd with trailers, and the brotli stream. Responses run through the
 	// compressors in reverse: one the chosen compressor has encoded is
 	// left alone, uncounted, by those before it in the chain, so brotli
 	// never counts header_compressor_overshadowed here, and gzip only when
@@ -210,7 +211,7 @@ func TestCompressorChoosesTheClientsPreferredLibrary(t *testing.T) {
 		"brotli.brotli.header_compressor_overshadowed": 0, "brotli.brotli.header_identity": 2, "brotli.brotli.no_accept_header": 2,
 		"gzip.gzip.compressed": 4, "gzip.gzip.header_compressor_used": 4, "gzip.gzip.header_gzip": 4,
 		"gzip.gzip.header_compressor_overshadowed": 8, "gzip.gzip.not_compressed": 12,
-		"zstd.zstd.compressed": 4, "zstd.zstd.header_compressor_used": 4, "zstd.zstd.header_compressor_overshadowed": 12,
+		"zstd.zstd.compressed": 6, "zstd.zstd.header_compressor_used": 6, "zstd.zstd.header_compressor_overshadowed": 12,
 	} {
 		full := "http.ingress_http.compressor." + name
 		if got, ok := st[full]; !ok || got != want {

@@ -335,9 +335,12 @@ func (f *filter) OnDestroy() { f.release() }
 
 // acceptQ is what a request's Accept-Encoding field values (RFC 9110
 // §12.5.3) say: the weight of each library's coding, of "*" and of
-// identity, in thousandths, -1 where not named.
+// identity, in thousandths, -1 where not named. A malformed element is
+// skipped, as Envoy skips it; the field is invalid when it has malformed
+// elements and no well-formed one.
 type acceptQ struct {
 	seen, invalid  bool
+	wellFormed     bool // an element parsed
 	q              [numLibraries]int16
 	star, identity int16
 }
@@ -361,15 +364,19 @@ func (p *acceptQ) add(v []byte) {
 		q := 1000
 		if params = bytes.TrimSpace(params); len(params) > 0 {
 			name, val, ok := bytes.Cut(params, []byte("="))
-			if !ok || !bytes.EqualFold(bytes.TrimSpace(name), []byte("q")) {
-				p.invalid = true
-				return
+			if ok && bytes.EqualFold(bytes.TrimSpace(name), []byte("q")) {
+				q, ok = parseQ(bytes.TrimSpace(val))
+			} else {
+				ok = false
 			}
-			if q, ok = parseQ(bytes.TrimSpace(val)); !ok {
-				p.invalid = true
-				return
+			if !ok {
+				// Only the others count: one bad element does not
+				// turn compression off for the whole request.
+				p.invalid = !p.wellFormed
+				continue
 			}
 		}
+		p.wellFormed, p.invalid = true, false
 		switch {
 		case bytes.EqualFold(coding, []byte("gzip")), bytes.EqualFold(coding, []byte("x-gzip")):
 			p.q[libGzip] = int16(q)

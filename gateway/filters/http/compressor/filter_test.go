@@ -58,6 +58,13 @@ func TestChooseEncoding(t *testing.T) {
 		{[]string{"gzip;q=1.5"}, []Config{gz}, "", outInvalid},
 		{[]string{"gzip;q=0.001, identity;q=0"}, []Config{gz}, "gzip", outNamed},
 		{[]string{"gzip;level=3"}, []Config{gz}, "", outInvalid},
+		// A malformed element is skipped; the others still count.
+		{[]string{"gzip;q=1.5, deflate"}, []Config{gz}, "", outIdentity},
+		{[]string{"br;q=abc, gzip;q=0.5"}, []Config{gz}, "gzip", outNamed},
+		{[]string{"gzip;q=0.5, br;q=abc"}, []Config{gz}, "gzip", outNamed},
+		{[]string{"gzip;q=2", "gzip;q=0.2"}, []Config{gz}, "gzip", outNamed},
+		{[]string{"gzip;q=0.2", "gzip;q=x"}, []Config{gz}, "gzip", outNamed},
+		{[]string{"gzip;q=x", "identity;q=x"}, []Config{gz}, "", outInvalid},
 		{[]string{""}, []Config{gz}, "", outIdentity},
 
 		// Several compressors: the client's preference, then chain order.

@@ -233,7 +233,8 @@ type RouteConfig struct {
 // host or route (Envoy's typed_per_filter_config): one table per HTTP filter
 // name, decoded strictly into the type the filter registered
 // (registry.Info.NewPerRoute). For each filter, a route's table replaces its
-// virtual host's, which replaces its route table's; the filter reads the one
+// virtual host's, which replaces its route table's (unless the filter's
+// built values merge: registry.PerRouteMerger); the filter reads the one
 // that applies with httpfilter.Route.PerFilterConfig.
 type PerFilterConfigs struct {
 	// TypedPerFilterConfig holds each table raw until Load knows its

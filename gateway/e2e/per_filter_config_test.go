@@ -173,7 +173,9 @@ func TestPerFilterConfigLocalRateLimitRouteHasItsOwnBucket(t *testing.T) {
 // filter with a per-route table (a request the plugin would deny passes
 // unchecked), /pr-ctx merges tier=gold and route=ctx over the filter's
 // (the echo plugin hands them to the upstream as x-ctx-*), and other
-// routes get the filter's, over HTTP/1.1 and h2c.
+// routes get the filter's; the route table's site=main and route=table
+// reach every checked route, under a route's own keys (levels merge, as in
+// Envoy), over HTTP/1.1 and h2c.
 func TestPerFilterConfigExtAuthzDisabledAndContextExtensions(t *testing.T) {
 	up := headerEchoUpstream(t)
 	const az = "sluice.filters.http.ext_authz"
@@ -185,7 +187,10 @@ func TestPerFilterConfigExtAuthzDisabledAndContextExtensions(t *testing.T) {
 	cfg = strings.Replace(cfg, open,
 		route(`prefix = "/pr-off"`, "up")+perFilter("route", az, "disabled = true")+
 			route(`prefix = "/pr-ctx"`, "up")+perFilter("route", az, `check_settings = { context_extensions = { tier = "gold", route = "ctx" } }`)+
-			open, 1)
+			open+
+			// The route table's extensions reach every route, merged
+			// under a route's own (Envoy merges the levels).
+			perFilter("", az, `check_settings = { context_extensions = { site = "main", route = "table" } }`), 1)
 	p := startAuthz(t, cfg)
 	base := "http://" + p.Addr("http")
 	for _, proto := range protocols {
@@ -199,20 +204,22 @@ func TestPerFilterConfigExtAuthzDisabledAndContextExtensions(t *testing.T) {
 				t.Errorf("/elsewhere with x-deny: %d, want 401 from the plugin", resp.StatusCode)
 			}
 			for _, tc := range []struct {
-				path            string
-				tier, team, rte string
+				path                  string
+				tier, team, rte, site string
 			}{
-				{"/pr-ctx", "gold", "core", "ctx"},
-				{"/elsewhere", "base", "core", ""},
+				{"/pr-ctx", "gold", "core", "ctx", "main"},
+				{"/elsewhere", "base", "core", "table", "main"},
 			} {
 				resp, _ := get(t, c, base+tc.path)
 				h := resp.Header
 				if resp.StatusCode != 200 || h.Get("x-up-x-auth-user") != "tester" {
 					t.Fatalf("%s: %d, x-auth-user %q; want 200 checked", tc.path, resp.StatusCode, h.Get("x-up-x-auth-user"))
 				}
-				if h.Get("x-up-x-ctx-tier") != tc.tier || h.Get("x-up-x-ctx-team") != tc.team || h.Get("x-up-x-ctx-route") != tc.rte {
-					t.Errorf("%s: context extensions tier %q team %q route %q, want %q %q %q", tc.path,
-						h.Get("x-up-x-ctx-tier"), h.Get("x-up-x-ctx-team"), h.Get("x-up-x-ctx-route"), tc.tier, tc.team, tc.rte)
+				if h.Get("x-up-x-ctx-tier") != tc.tier || h.Get("x-up-x-ctx-team") != tc.team || h.Get("x-up-x-ctx-route") != tc.rte ||
+					h.Get("x-up-x-ctx-site") != tc.site {
+					t.Errorf("%s: context extensions tier %q team %q route %q site %q, want %q %q %q %q", tc.path,
+						h.Get("x-up-x-ctx-tier"), h.Get("x-up-x-ctx-team"), h.Get("x-up-x-ctx-route"), h.Get("x-up-x-ctx-site"),
+						tc.tier, tc.team, tc.rte, tc.site)
 				}
 			}
 		})

@@ -202,7 +202,9 @@ type Route interface {
 	// PerFilterConfig returns the most specific per-filter config of the
 	// named filter (typed_per_filter_config: the route's, else its virtual
 	// host's, else its route table's), as the filter's
-	// registry.PerRouteConfig built it, or nil when none of them has one.
+	// registry.PerRouteConfig built it (merged with the less specific ones
+	// when it is a registry.PerRouteMerger), or nil when none of them has
+	// one.
 	// The value is shared by every stream of the generation and must not
 	// be modified. It is resolved when the route table is built: the call
 	// does not allocate, and on a route without any per-filter config it

@@ -116,6 +116,18 @@ type PerRouteConfig interface {
 	BuildPerRoute(ctx *BuildContext) (any, error)
 }
 
+// PerRouteMerger is implemented by built per-route values that combine
+// with a less specific level's value of the same filter instead of
+// replacing it, as Envoy merges some filters' per-route configs (ext_authz's
+// context_extensions: a virtual host's keys stay unless the route sets
+// them). The route table calls MergePerRoute on the more specific value with
+// the less specific one (route over virtual host, the result over the route
+// table) once per route when it is built; the result must be a new value:
+// neither input may be modified, as both are shared.
+type PerRouteMerger interface {
+	MergePerRoute(lessSpecific any) any
+}
+
 // FieldError is a config error about one key of a filter's table. Key is
 // relative to the table, dotted ("timeout", "retry.max").
 type FieldError struct {

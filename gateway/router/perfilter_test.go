@@ -110,3 +110,62 @@ func BenchmarkPerFilterConfig(b *testing.B) {
 		}
 	}
 }
+
+// joinedPerRoute's built values join with the less specific levels'
+// (registry.PerRouteMerger).
+type joinedPerRoute struct{ v string }
+
+func (p *joinedPerRoute) Validate() error { return nil }
+
+func (p *joinedPerRoute) BuildPerRoute(*registry.BuildContext) (any, error) { return joined(p.v), nil }
+
+type joined string
+
+func (j joined) MergePerRoute(less any) any { return joined(string(less.(joined)) + "+" + string(j)) }
+
+// A value that is a registry.PerRouteMerger combines with the less
+// specific levels' (table, then virtual host, then route), once per route
+// at build time; one that is not replaces them.
+func TestPerFilterConfigMerge(t *testing.T) {
+	cfg := &config.Config{Clusters: []config.Cluster{{Name: "c", Endpoints: []string{"127.0.0.1:1"}, LBPolicy: "round_robin"}}}
+	m, err := cluster.NewManager(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const j, n = "sluice.filters.http.joined", "sluice.filters.http.named"
+	pf := func(v string) config.PerFilterConfigs {
+		p := perFilter(n, v)
+		p.PerFilter = append(p.PerFilter, config.PerFilterConfig{Name: j, Config: &joinedPerRoute{v}})
+		return p
+	}
+	rc := &config.RouteConfig{Name: "r", PerFilterConfigs: pf("table"),
+		VirtualHosts: []config.VirtualHost{
+			{Name: "vh", Domains: []string{"vh"}, PerFilterConfigs: pf("vh"), Routes: []config.Route{
+				{Name: "own", Match: config.RouteMatch{Path: "/own"}, Cluster: "c", PerFilterConfigs: pf("route")},
+				{Name: "inherits", Match: config.RouteMatch{Prefix: "/"}, Cluster: "c"},
+			}},
+			{Name: "plain", Domains: []string{"plain"}, Routes: []config.Route{
+				{Name: "plain", Match: config.RouteMatch{Prefix: "/"}, Cluster: "c"},
+			}},
+		}}
+	tbl, err := NewTable(rc, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ authority, path, joined, named string }{
+		{"vh", "/own", "table+vh+route", "route"},
+		{"vh", "/other", "table+vh", "vh"},
+		{"plain", "/", "table", "table"},
+	} {
+		r := tbl.Match(req(tc.authority, tc.path))
+		if r == nil {
+			t.Fatalf("%s%s: no route", tc.authority, tc.path)
+		}
+		if got := r.PerFilterConfig(j); got != joined(tc.joined) {
+			t.Errorf("%s%s: merged %v, want %q", tc.authority, tc.path, got, tc.joined)
+		}
+		if got := *r.PerFilterConfig(n).(*string); got != tc.named {
+			t.Errorf("%s%s: %q, want %q (the most specific)", tc.authority, tc.path, got, tc.named)
+		}
+	}
+}

@@ -134,17 +134,30 @@ func buildPerFilter(pfs []config.PerFilterConfig, build PerFilterBuilder) ([]per
 }
 
 // mergePerFilter returns the entries of levels, most specific first, with
-// one entry per filter name: the first level's that has one.
+// one entry per filter name: the first level's that has one, or, when that
+// value is a registry.PerRouteMerger, what it makes of the less specific
+// levels' values (Envoy's per-filter config merge).
 func mergePerFilter(levels ...[]perFilterEntry) []perFilterEntry {
 	var out []perFilterEntry
-	for _, l := range levels {
-		for _, e := range l {
-			if !slices.ContainsFunc(out, func(o perFilterEntry) bool { return o.name == e.name }) {
+	for k := len(levels) - 1; k >= 0; k-- { // least specific first
+		for _, e := range levels[k] {
+			i := slices.IndexFunc(out, func(o perFilterEntry) bool { return o.name == e.name })
+			switch {
+			case i < 0:
 				out = append(out, e)
+			case isMerger(e.cfg):
+				out[i].cfg = e.cfg.(registry.PerRouteMerger).MergePerRoute(out[i].cfg)
+			default:
+				out[i].cfg = e.cfg
 			}
 		}
 	}
 	return slices.Clip(out)
+}
+
+func isMerger(v any) bool {
+	_, ok := v.(registry.PerRouteMerger)
+	return ok
 }
 
 // defaultPerFilterBuilder builds with a build context that has only the

@@ -57,6 +57,24 @@ type perRoute struct {
 	extensions map[string]string // nil: the filter's
 }
 
+// MergePerRoute implements registry.PerRouteMerger, as Envoy merges
+// ExtAuthzPerRoute: the more specific table (pr) decides whether the filter
+// is disabled, and its context extensions are merged over the less
+// specific one's (a key set in both takes pr's value).
+func (pr *perRoute) MergePerRoute(lessSpecific any) any {
+	less, ok := lessSpecific.(*perRoute)
+	if !ok || len(less.extensions) == 0 || pr.disabled {
+		return pr
+	}
+	if len(pr.extensions) == 0 {
+		return &perRoute{extensions: less.extensions}
+	}
+	m := make(map[string]string, len(less.extensions)+len(pr.extensions))
+	maps.Copy(m, less.extensions)
+	maps.Copy(m, pr.extensions)
+	return &perRoute{extensions: m}
+}
+
 // Validate implements registry.PerRouteConfig.
 func (p *PerRoute) Validate() error {
 	if p.Disabled == (p.CheckSettings != nil) {

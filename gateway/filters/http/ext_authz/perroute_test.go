@@ -40,3 +40,42 @@ func TestMergeExtensions(t *testing.T) {
 		t.Errorf("filter without extensions: %v", got)
 	}
 }
+
+// Per-route tables merge as Envoy's ExtAuthzPerRoute: the more specific
+// decides disabled, its context extensions go over the less specific's.
+func TestPerRouteMerge(t *testing.T) {
+	build := func(p PerRoute) *perRoute {
+		v, err := p.BuildPerRoute(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.(*perRoute)
+	}
+	ctx := func(kv ...string) PerRoute {
+		m := map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return PerRoute{CheckSettings: &CheckSettings{ContextExtensions: m}}
+	}
+	vh, off := build(ctx("site", "main", "tier", "base")), build(PerRoute{Disabled: true})
+	for _, tc := range []struct {
+		name       string
+		more, less *perRoute
+		disabled   bool
+		want       map[string]string
+	}{
+		{"route over vh", build(ctx("tier", "gold", "route", "r")), vh, false, map[string]string{"site": "main", "tier": "gold", "route": "r"}},
+		{"empty check_settings keeps the vh's", build(ctx()), vh, false, map[string]string{"site": "main", "tier": "base"}},
+		{"disabled wins over vh", off, vh, true, nil},
+		{"check_settings re-enables", build(ctx("a", "b")), off, false, map[string]string{"a": "b"}},
+	} {
+		got := tc.more.MergePerRoute(tc.less).(*perRoute)
+		if got.disabled != tc.disabled || !maps.Equal(got.extensions, tc.want) {
+			t.Errorf("%s: disabled %v extensions %v, want %v %v", tc.name, got.disabled, got.extensions, tc.disabled, tc.want)
+		}
+	}
+	if vh.extensions["tier"] != "base" {
+		t.Error("the merge modified the less specific value")
+	}
+}

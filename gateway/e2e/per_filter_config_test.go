@@ -45,7 +45,9 @@ var protocols = []struct {
 // https://app.example.com; the virtual host api.test replaces that with
 // https://api-client.example, and its route /special with
 // https://special.example. Each request gets the CORS headers of its
-// route's policy only, preflights included, over HTTP/1.1 and h2c.
+// route's policy only, preflights included, over HTTP/1.1 and h2c; a key
+// a route's table leaves out comes from its virtual host's (/special's
+// methods, /hdrs's origins and methods), not from the filter's.
 func TestPerFilterConfigCORSPolicyPerVirtualHostAndRoute(t *testing.T) {
 	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s %s", r.Host, r.URL.Path)
@@ -56,6 +58,8 @@ func TestPerFilterConfigCORSPolicyPerVirtualHostAndRoute(t *testing.T) {
 		perFilter("virtual_host", cors, `allow_origin_string_match = [{ exact = "https://api-client.example" }]`, `allow_methods = "DELETE"`) +
 		route(`prefix = "/special"`, "up") +
 		perFilter("route", cors, `allow_origin_string_match = [{ suffix = ".special.example" }]`, `expose_headers = "x-special"`) +
+		route(`prefix = "/hdrs"`, "up") +
+		perFilter("route", cors, `allow_headers = "x-token"`) +
 		route(`prefix = "/"`, "up")
 	cfg := withHTTPFilter(config(1, routes, cluster("up", up.Addr)), `
       [[listener.filter_chain.filter.config.http_filter]]
@@ -95,19 +99,29 @@ func TestPerFilterConfigCORSPolicyPerVirtualHostAndRoute(t *testing.T) {
 			}
 			// A preflight of the virtual host's origin is answered with
 			// the virtual host's methods, without reaching the upstream.
-			before := up.RequestCount()
-			req, _ := http.NewRequest("OPTIONS", base+"/x", nil)
-			req.Host = "api.test"
-			req.Header.Set("Origin", "https://api-client.example")
-			req.Header.Set("Access-Control-Request-Method", "DELETE")
-			resp, _ := do(t, c, req)
-			if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Methods") != "DELETE" ||
-				resp.Header.Get("Access-Control-Allow-Origin") != "https://api-client.example" {
-				t.Errorf("preflight: %d, allow-methods %q, allow-origin %q", resp.StatusCode,
-					resp.Header.Get("Access-Control-Allow-Methods"), resp.Header.Get("Access-Control-Allow-Origin"))
-			}
-			if n := up.RequestCount() - before; n != 0 {
-				t.Errorf("the preflight reached the upstream (%d requests)", n)
+			// A route's table takes the keys it leaves out from its
+			// virtual host's, as Envoy reads the policies key by key:
+			// /special its methods, /hdrs its origins and methods.
+			for _, tc := range []struct{ path, origin, headers string }{
+				{"/x", "https://api-client.example", ""},
+				{"/special/y", "https://a.special.example", ""},
+				{"/hdrs", "https://api-client.example", "x-token"},
+			} {
+				before := up.RequestCount()
+				req, _ := http.NewRequest("OPTIONS", base+tc.path, nil)
+				req.Host = "api.test"
+				req.Header.Set("Origin", tc.origin)
+				req.Header.Set("Access-Control-Request-Method", "DELETE")
+				resp, _ := do(t, c, req)
+				if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Methods") != "DELETE" ||
+					resp.Header.Get("Access-Control-Allow-Origin") != tc.origin || resp.Header.Get("Access-Control-Allow-Headers") != tc.headers {
+					t.Errorf("preflight %s from %s: %d, allow-methods %q, allow-origin %q, allow-headers %q", tc.path, tc.origin,
+						resp.StatusCode, resp.Header.Get("Access-Control-Allow-Methods"), resp.Header.Get("Access-Control-Allow-Origin"),
+						resp.Header.Get("Access-Control-Allow-Headers"))
+				}
+				if n := up.RequestCount() - before; n != 0 {
+					t.Errorf("the preflight of %s reached the upstream (%d requests)", tc.path, n)
+				}
 			}
 		})
 	}

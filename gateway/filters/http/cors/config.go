@@ -57,8 +57,9 @@ type Config struct {
 	ExposeHeaders string `toml:"expose_headers"`
 	// MaxAge is access-control-max-age, in seconds ("" for none).
 	MaxAge string `toml:"max_age"`
-	// AllowCredentials adds access-control-allow-credentials: true.
-	AllowCredentials bool `toml:"allow_credentials"`
+	// AllowCredentials adds access-control-allow-credentials: true (default
+	// false; in a per-route table, unset takes a less specific level's).
+	AllowCredentials *bool `toml:"allow_credentials"`
 	// ForwardNotMatchingPreflights passes preflights from origins not
 	// allowed to the upstream (default true); false answers them 200
 	// without CORS headers.
@@ -90,27 +91,42 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 }
 
 // Validate implements registry.PerRouteConfig: a typed_per_filter_config
-// table has the same keys as the filter's own.
+// table has the same keys as the filter's own, all optional.
 func (c *Config) Validate() error {
-	_, err := c.policy()
+	_, err := c.compile(false)
 	return err
 }
 
 // BuildPerRoute implements registry.PerRouteConfig: the policy replaces
-// the filter's for the routes it applies to; the counters stay the
+// the filter's for the routes it applies to, each of its keys left out
+// taken from a less specific table (MergePerRoute); the counters stay the
 // filter's.
 func (c *Config) BuildPerRoute(*registry.BuildContext) (any, error) {
-	return c.policy()
+	return c.compile(false)
 }
 
-// policy compiles c.
-func (c *Config) policy() (*policy, error) {
-	if len(c.AllowOriginStringMatch) == 0 {
+// policy compiles the filter's own policy.
+func (c *Config) policy() (*policy, error) { return c.compile(true) }
+
+// compile compiles c; the origins are required in the filter's own policy
+// (needOrigins), optional in a per-route table.
+func (c *Config) compile(needOrigins bool) (*policy, error) {
+	if len(c.AllowOriginStringMatch) == 0 && needOrigins {
 		return nil, registry.Errorf("allow_origin_string_match", "required: at least one origin matcher")
 	}
 	p := &policy{forward: c.ForwardNotMatchingPreflights == nil || *c.ForwardNotMatchingPreflights,
 		methods: c.AllowMethods, headers: c.AllowHeaders, expose: c.ExposeHeaders,
-		maxAge: c.MaxAge, credentials: c.AllowCredentials}
+		maxAge: c.MaxAge, credentials: c.AllowCredentials != nil && *c.AllowCredentials}
+	for _, f := range []struct {
+		bit uint8
+		set bool
+	}{{setOrigins, len(c.AllowOriginStringMatch) > 0}, {setMethods, c.AllowMethods != ""}, {setHeaders, c.AllowHeaders != ""},
+		{setExpose, c.ExposeHeaders != ""}, {setMaxAge, c.MaxAge != ""}, {setCredentials, c.AllowCredentials != nil},
+		{setForward, c.ForwardNotMatchingPreflights != nil}} {
+		if f.set {
+			p.set |= f.bit
+		}
+	}
 	for i, m := range c.AllowOriginStringMatch {
 		key := fmt.Sprintf("allow_origin_string_match[%d]", i)
 		om, err := compile(m)

@@ -21,6 +21,56 @@ type policy struct {
 	methods, headers, expose string
 	maxAge                   string
 	credentials, forward     bool
+	// set says which keys the table set (set* bits): a per-route policy
+	// takes the others from a less specific level's (MergePerRoute).
+	set uint8
+}
+
+// The keys of a policy, in policy.set.
+const (
+	setOrigins uint8 = 1 << iota
+	setMethods
+	setHeaders
+	setExpose
+	setMaxAge
+	setCredentials
+	setForward
+)
+
+// MergePerRoute implements registry.PerRouteMerger, as Envoy's CORS filter
+// reads its route's, virtual host's and route table's policies: each key
+// comes from the most specific policy that sets it (an unset one keeps its
+// default, not the filter's). p is not modified; the result is new.
+func (p *policy) MergePerRoute(lessSpecific any) any {
+	less, ok := lessSpecific.(*policy)
+	if !ok {
+		return p
+	}
+	m := *p
+	take := func(bit uint8) bool { return m.set&bit == 0 && less.set&bit != 0 }
+	if take(setOrigins) {
+		m.origins = less.origins
+	}
+	if take(setMethods) {
+		m.methods = less.methods
+	}
+	if take(setHeaders) {
+		m.headers = less.headers
+	}
+	if take(setExpose) {
+		m.expose = less.expose
+	}
+	if take(setMaxAge) {
+		m.maxAge = less.maxAge
+	}
+	if take(setCredentials) {
+		m.credentials = less.credentials
+	}
+	if take(setForward) {
+		m.forward = less.forward
+	}
+	m.set |= less.set
+	return &m
 }
 
 // NewFilter implements httpfilter.Factory.

@@ -68,3 +68,39 @@ func TestOriginMatchDoesNotAllocate(t *testing.T) {
 		t.Errorf("allowed %v with %v allocations; want true with none", ok, n)
 	}
 }
+
+// TestPerRouteMerge: a per-route policy takes each key it leaves out from
+// the less specific level's, as Envoy's CORS filter reads its policies key
+// by key; allow_credentials = false set on the route beats a virtual
+// host's true; origins are optional in a per-route table only.
+func TestPerRouteMerge(t *testing.T) {
+	build := func(c Config) *policy {
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		v, err := c.BuildPerRoute(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.(*policy)
+	}
+	yes, no := true, false
+	vh := build(Config{AllowOriginStringMatch: []OriginMatcher{{Exact: "https://vh"}}, AllowMethods: "DELETE", MaxAge: "60",
+		AllowCredentials: &yes, ForwardNotMatchingPreflights: &no})
+	route := build(Config{AllowHeaders: "x-token", AllowCredentials: &no})
+	m := route.MergePerRoute(vh).(*policy)
+	if !m.allowed([]byte("https://vh")) || m.methods != "DELETE" || m.headers != "x-token" || m.maxAge != "60" ||
+		m.credentials || m.forward || m.expose != "" {
+		t.Errorf("merged %+v", m)
+	}
+	if route.methods != "" || len(route.origins) != 0 || vh.headers != "" {
+		t.Error("the merge modified its inputs")
+	}
+	// Nothing sets origins: no origin is allowed, as in Envoy.
+	if build(Config{AllowMethods: "GET"}).allowed([]byte("https://vh")) {
+		t.Error("a policy without origins allows one")
+	}
+	if _, err := (&Config{AllowMethods: "GET"}).Build(&registry.BuildContext{}); err == nil {
+		t.Error("the filter's own policy needs origins")
+	}
+}

@@ -8,9 +8,10 @@ import (
 
 // Per-request overrides: Envoy's x-envoy-* request headers that change a
 // request's route timeout, per-try timeout, timeout answer and retry
-// policy, and a gRPC request's grpc-timeout. The connection manager has
-// already removed the x-envoy-* ones from an external client's request; the
-// router consumes what is left: it applies them and removes them before the
+// policy, and a gRPC request's grpc-timeout. With use_remote_address the
+// connection manager has already removed the x-envoy-* ones from an
+// external client's request (without it, every client's are kept, as in
+// Envoy); the router consumes what is left: it applies them and removes them before the
 // request goes upstream, as Envoy does, and announces the resulting timeout
 // in x-envoy-expected-rq-timeout-ms (and grpc-timeout).
 //

@@ -246,6 +246,40 @@ func TestHTTPRBACShadowCountsWithoutEnforcing(t *testing.T) {
 	}
 }
 
+// TestHTTPRBACDenyByIPv4MappedRanges: a DENY table whose principals are
+// written as IPv4-mapped IPv6 ranges (as for a dual-stack listener) denies
+// the IPv4 clients they map: 127.0.0.3 on /a by remote_ip, all of
+// 127.0.0.0/24 on /b by direct_remote_ip; other paths and clients pass.
+func TestHTTPRBACDenyByIPv4MappedRanges(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "up") }))
+	table := `      action = "DENY"
+      [[listener.filter_chain.filter.config.http_filter.config.policy]]
+      name = "mapped-host"
+      permissions = [{ url_path = { prefix = "/a" } }]
+      principals = [{ remote_ip = ["::ffff:127.0.0.3"] }]
+      [[listener.filter_chain.filter.config.http_filter.config.policy]]
+      name = "mapped-range"
+      permissions = [{ url_path = { prefix = "/b" } }]
+      principals = [{ direct_remote_ip = ["::ffff:127.0.0.0/120"] }]
+`
+	p := gwtest.Start(t, "[server]\nworkers = 1\n"+
+		rbacListener("http", "ingress_http", filepath.Join(t.TempDir(), "a.log"), table)+rbacRoutes+cluster("up", up.Addr))
+	base := "http://" + p.Addr("http")
+	for _, h2 := range []bool{false, true} {
+		for _, tc := range []struct {
+			src, path string
+			want      int
+		}{
+			{"127.0.0.3", "/a", 403}, {"127.0.0.3", "/b", 403}, {"127.0.0.3", "/c", 200},
+			{"127.0.0.2", "/a", 200}, {"127.0.0.2", "/b", 403},
+		} {
+			if code, _ := rbacDo(t, rbacClient(h2, tc.src), "GET", base+tc.path); code != tc.want {
+				t.Errorf("h2 %v, from %s %s: %d, want %d", h2, tc.src, tc.path, code, tc.want)
+			}
+		}
+	}
+}
+
 // TestHTTPRBACAuthenticatedPrincipalOverMutualTLS: over HTTP/2 on mutual
 // TLS, a policy on the client certificate's DNS SAN lets that client in,
 // on a resumed session too, and answers 403 to a client with another

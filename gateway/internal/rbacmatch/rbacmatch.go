@@ -112,7 +112,11 @@ func StatDefs(scope, statPrefix string) []stats.Def {
 type IPs []netip.Prefix
 
 // ParseIPs parses CIDRs ("10.0.0.0/8") and bare addresses (a /32 or
-// /128). Zones are refused.
+// /128). Zones are refused. An IPv4-mapped IPv6 range of at least 96 bits
+// ("::ffff:10.0.0.0/104", "::ffff:10.0.0.1") is taken as the IPv4 range
+// it maps: Contains compares addresses unmapped, so it would otherwise
+// match no client at all, and a DENY policy written that way for a
+// dual-stack listener would let its clients through.
 func ParseIPs(ss []string) (IPs, error) {
 	var out IPs
 	for _, s := range ss {
@@ -130,6 +134,9 @@ func ParseIPs(ss []string) (IPs, error) {
 		}
 		if err != nil || !p.IsValid() {
 			return nil, fmt.Errorf("invalid address or CIDR %q", s)
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		out = append(out, p.Masked())
 	}

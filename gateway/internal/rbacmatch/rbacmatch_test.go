@@ -63,6 +63,18 @@ func TestIPsAndPorts(t *testing.T) {
 			t.Errorf("%s: want %v", a, want)
 		}
 	}
+	// IPv4-mapped ranges match the IPv4 clients they map, whichever form
+	// the peer address has.
+	mapped, err := ParseIPs([]string{"::ffff:192.0.2.0/120", "::ffff:198.51.100.7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for a, want := range map[string]bool{"192.0.2.9": true, "::ffff:192.0.2.9": true, "198.51.100.7": true,
+		"::ffff:198.51.100.7": true, "198.51.100.8": false, "192.0.3.1": false, "::1": false} {
+		if mapped.Contains(netip.MustParseAddr(a)) != want {
+			t.Errorf("mapped ranges, %s: want %v", a, want)
+		}
+	}
 	if _, err := ParsePorts([]int{0}); err == nil {
 		t.Error("port 0 accepted")
 	}

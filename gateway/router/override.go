@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/internal/grpcwire"
 )
 
 // Per-request overrides: Envoy's x-envoy-* request headers that change a
@@ -136,7 +137,7 @@ func (f *filter) override(h *httpfilter.RequestHeaders, envoyHeaders bool) {
 	if envoyHeaders {
 		f.codes = scanOverrides(&h.Headers, &o, f.codes[:0])
 	}
-	grpc := rt.grpcTimeout && isGrpc(h.Get("content-type"))
+	grpc := rt.grpcTimeout && grpcwire.IsGRPC(h.Get("content-type"))
 	if grpc {
 		var d time.Duration
 		if v, ok := parseGrpcTimeout(h.Get("grpc-timeout")); ok {
@@ -299,16 +300,6 @@ func appendStatusCodes(codes []int, v []byte) []int {
 
 // maxHeaderStatusCodes bounds the codes one request adds.
 const maxHeaderStatusCodes = 64
-
-// isGrpc reports whether a content-type is gRPC's, as Envoy tells:
-// application/grpc, alone or followed by '+' or ';' (not grpc-web).
-func isGrpc(ct []byte) bool {
-	const g = "application/grpc"
-	if len(ct) < len(g) || string(ct[:len(g)]) != g {
-		return false
-	}
-	return len(ct) == len(g) || ct[len(g)] == '+' || ct[len(g)] == ';'
-}
 
 // parseGrpcTimeout parses a grpc-timeout value (gRPC over HTTP/2: at most
 // 8 digits and a unit, H M S m u n), rounding up to a whole millisecond as

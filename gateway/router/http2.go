@@ -162,6 +162,37 @@ func (f *filter) forward1xx(in h2info) error {
 	return f.cb.Encode1xxHeaders(h)
 }
 
+// h2URL is the URL of an HTTP/2 upstream request whose :path is h.Path as
+// it is, as an HTTP/1.1 upstream gets it: through URL.Opaque
+// ("//authority/path", which the transport turns back into the path), not
+// through a parsed URL, whose re-escaping would send "/a%7Bb%7D" for the
+// "/a{b}" the routes matched. An authority the transport would rewrite
+// (not plain ASCII) falls back to the parsed URL.
+func h2URL(h *httpfilter.RequestHeaders, scheme string) (*url.URL, error) {
+	path, authority := string(h.Path), string(h.Authority)
+	if len(path) == 0 || path[0] != '/' || !asciiAuthority(authority) {
+		u, err := url.ParseRequestURI(path)
+		if err != nil {
+			return nil, err
+		}
+		u.Scheme, u.Host = scheme, authority
+		return u, nil
+	}
+	p, q, hasQ := strings.Cut(path, "?")
+	return &url.URL{Scheme: scheme, Host: authority, Opaque: "//" + authority + p, RawQuery: q, ForceQuery: hasQ && q == ""}, nil
+}
+
+// asciiAuthority reports whether a is printable ASCII without '/' or '?',
+// which the HTTP/2 transport keeps as it is.
+func asciiAuthority(a string) bool {
+	for i := 0; i < len(a); i++ {
+		if c := a[i]; c <= ' ' || c >= 0x7f || c == '/' || c == '?' {
+			return false
+		}
+	}
+	return true
+}
+
 type h2result struct {
 	resp *http.Response
 	err  error
@@ -172,11 +203,10 @@ type h2result struct {
 // are dropped, a content-length is kept only for a request with a body, and
 // no user-agent is added.
 func newH2Request(ctx context.Context, h *httpfilter.RequestHeaders, scheme string, hasBody bool) (*http.Request, error) {
-	u, err := url.ParseRequestURI(string(h.Path))
+	u, err := h2URL(h, scheme)
 	if err != nil {
 		return nil, err
 	}
-	u.Scheme, u.Host = scheme, string(h.Authority)
 	req := (&http.Request{
 		Method:     string(h.Method),
 		URL:        u,

@@ -474,10 +474,11 @@ func TestContinueOnListenerFiltersTimeoutServesServerFirstProtocols(t *testing.T
 			listenerFilter("tls_inspector", "") +
 			"\n  [[listener.filter_chain]]\n  name = \"tcp\"\n    [[listener.filter_chain.filter]]\n" + tcpProxy(`cluster = "greeter"`)
 	}
-	p := gwtest.Start(t, fmt.Sprintf(tcpHead, 1)+
+	p := gwtest.Start(t, fmt.Sprintf(tcpHead, 1)+"\n[admin]\naddress = \"127.0.0.1:0\"\n"+
 		listenerWith("continues", "continue_on_listener_filters_timeout = true")+
 		listenerWith("closes", "")+
 		cluster("greeter", greeter.Addr))
+	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
 
 	c := dial(t, p.Addr("continues"))
 	line, err := bufio.NewReader(c).ReadString('\n')
@@ -488,4 +489,7 @@ func TestContinueOnListenerFiltersTimeoutServesServerFirstProtocols(t *testing.T
 	if b, err := io.ReadAll(c); (err != nil && !isReset(err)) || len(b) > 0 {
 		t.Fatalf("without the option: read %q, %v; want the connection closed without data", b, err)
 	}
+	// Both timed out in their listener filters (Envoy's counter; both
+	// listeners are named after their configured address, 127.0.0.1:0).
+	waitCounter(t, admin, "listener.127.0.0.1_0.downstream_pre_cx_timeout", 2)
 }

@@ -167,6 +167,9 @@ func (l *Listener) runListenerFilters(nc net.Conn, readAhead []byte, info *netfi
 		} else {
 			st = lf.OnAccept(pk)
 		}
+		if st != netfilter.Continue && pk.timedOut && l.Stats != nil {
+			l.Stats.DownstreamPreCxTimeout.Inc()
+		}
 		if st != netfilter.Continue && pk.timedOut && l.Cfg.ContinueOnListenerFiltersTimeout {
 			// The rest of the filters would wait for bytes that do not
 			// come either: on to chain matching with what is known.

@@ -8,17 +8,21 @@ type ListenerStats struct {
 	DownstreamCxActive   *Gauge
 	DownstreamCxLengthMs *Histogram
 	NoFilterChainMatch   *Counter
+	// DownstreamPreCxTimeout counts connections whose listener filters
+	// ran out of listener_filters_timeout (Envoy's).
+	DownstreamPreCxTimeout *Counter
 }
 
 // Listener resolves the handles of the listener bound to address.
 func (s *Slab) Listener(address string) *ListenerStats {
 	p := ListenerName(address)
 	return &ListenerStats{
-		DownstreamCxTotal:    s.Counter(p + "downstream_cx_total"),
-		DownstreamCxDestroy:  s.Counter(p + "downstream_cx_destroy"),
-		DownstreamCxActive:   s.Gauge(p + "downstream_cx_active"),
-		DownstreamCxLengthMs: s.Histogram(p + "downstream_cx_length_ms"),
-		NoFilterChainMatch:   s.Counter(p + "no_filter_chain_match"),
+		DownstreamCxTotal:      s.Counter(p + "downstream_cx_total"),
+		DownstreamCxDestroy:    s.Counter(p + "downstream_cx_destroy"),
+		DownstreamCxActive:     s.Gauge(p + "downstream_cx_active"),
+		DownstreamCxLengthMs:   s.Histogram(p + "downstream_cx_length_ms"),
+		NoFilterChainMatch:     s.Counter(p + "no_filter_chain_match"),
+		DownstreamPreCxTimeout: s.Counter(p + "downstream_pre_cx_timeout"),
 	}
 }
 

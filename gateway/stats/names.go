@@ -26,6 +26,7 @@ var listenerStats = []stat{
 	{"downstream_cx_active", KindGauge},
 	{"downstream_cx_length_ms", KindHistogram},
 	{"no_filter_chain_match", KindCounter},
+	{"downstream_pre_cx_timeout", KindCounter},
 }
 
 // Envoy's per-connection-manager stats: http.<stat_prefix>.<suffix>.

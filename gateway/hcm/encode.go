@@ -296,31 +296,25 @@ func (s *stream) SendLocalReply(r httpfilter.LocalReply) {
 func grpcReplyHeaders(h *httpfilter.ResponseHeaders, r *httpfilter.LocalReply, body string, head bool) {
 	h.Reset()
 	h.Status = 200
-	h.AddBytes(hdrContentType, grpcContentType)
+	h.AddBytes(hdrContentType, grpcwire.ContentTypeValue)
 	ownStatus := false
 	for _, f := range r.Headers {
 		switch {
 		case localReplyFraming(f.Name), bytes.EqualFold(f.Name, hdrContentType):
 			continue
-		case bytes.EqualFold(f.Name, hdrGRPCStatus):
+		case bytes.EqualFold(f.Name, grpcwire.StatusHeader):
 			ownStatus = true
 		}
 		h.Fields = append(h.Fields, f)
 	}
 	if !ownStatus {
-		h.AddBytes(hdrGRPCStatus, strconv.AppendInt(nil, int64(grpcwire.FromHTTP(r.Status)), 10))
+		h.AddBytes(grpcwire.StatusHeader, strconv.AppendInt(nil, int64(grpcwire.FromHTTP(r.Status)), 10))
 	}
 	body = strings.TrimSuffix(body, "\n")
 	if body != "" && !head {
-		h.SetBytes(hdrGRPCMessage, grpcwire.AppendMessage(nil, body))
+		h.SetBytes(grpcwire.MessageHeader, grpcwire.AppendMessage(nil, body))
 	}
 }
-
-var (
-	grpcContentType = []byte(grpcwire.ContentType)
-	hdrGRPCStatus   = []byte("grpc-status")
-	hdrGRPCMessage  = []byte("grpc-message")
-)
 
 // unsendHead takes back an HTTP/1 response none of whose bytes has left
 // (its head and any body are still in the connection's write buffer), so

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
@@ -264,36 +265,25 @@ func parseUint(v []byte) (uint64, bool) {
 func parseRetryOn(v []byte, names map[string]uint16) uint16 {
 	var on uint16
 	for len(v) > 0 {
-		name := v
-		rest := []byte(nil)
-		for i, c := range v {
-			if c == ',' {
-				name, rest = v[:i], v[i+1:]
-				break
-			}
-		}
+		var name []byte
+		name, v, _ = bytes.Cut(v, comma)
 		on |= names[string(trimOWS(name))]
-		v = rest
 	}
 	return on
 }
+
+// comma separates the items of the override headers' lists.
+var comma = []byte{','}
 
 // appendStatusCodes appends the status codes of a comma-separated list to
 // codes; items that are not a number from 100 to 599 are ignored.
 func appendStatusCodes(codes []int, v []byte) []int {
 	for len(v) > 0 {
-		item := v
-		rest := []byte(nil)
-		for i, c := range v {
-			if c == ',' {
-				item, rest = v[:i], v[i+1:]
-				break
-			}
-		}
+		var item []byte
+		item, v, _ = bytes.Cut(v, comma)
 		if n, ok := parseUint(trimOWS(item)); ok && n >= 100 && n <= 599 && len(codes) < maxHeaderStatusCodes {
 			codes = append(codes, int(n))
 		}
-		v = rest
 	}
 	return codes
 }

@@ -269,17 +269,8 @@ func unmap(a netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(a.Addr()
 // buildFilter builds one filter and checks it is of the expected kind.
 func buildFilter[T any](cfg *config.Config, f *config.Filter, opts Options, rt func(string) (httpfilter.RouteTable, error), clusters *cluster.Manager) (T, error) {
 	var zero T
-	ctx := &registry.BuildContext{
-		Logger:     opts.Logger.With(zap.String("filter", f.Name)),
-		Path:       f.Path,
-		RouteTable: rt,
-		DryRun:     opts.DryRun,
-		Clusters:   clusters,
-		Workers:    cfg.Server.Workers,
-		Stats:      opts.Stats,
-		AccessLogs: opts.AccessLogs,
-		HostState:  clusters.Region(),
-	}
+	ctx := buildContext(cfg, f.Name, f.Path, opts, clusters)
+	ctx.RouteTable = rt
 	if f.Decoded == nil {
 		return zero, cfg.FieldError(f.Path+".name", fmt.Errorf("filter %q was not decoded", f.Name))
 	}
@@ -294,12 +285,12 @@ func buildFilter[T any](cfg *config.Config, f *config.Filter, opts Options, rt f
 	return v, nil
 }
 
-// buildPerFilter builds one typed_per_filter_config table of a route table
-// with the generation's build context.
-func buildPerFilter(cfg *config.Config, pf *config.PerFilterConfig, opts Options, clusters *cluster.Manager) (any, error) {
-	ctx := &registry.BuildContext{
-		Logger:     opts.Logger.With(zap.String("filter", pf.Name)),
-		Path:       pf.Path,
+// buildContext is the generation's build context for the filter (or
+// per-filter table) name at config key path.
+func buildContext(cfg *config.Config, name, path string, opts Options, clusters *cluster.Manager) *registry.BuildContext {
+	return &registry.BuildContext{
+		Logger:     opts.Logger.With(zap.String("filter", name)),
+		Path:       path,
 		DryRun:     opts.DryRun,
 		Clusters:   clusters,
 		Workers:    cfg.Server.Workers,
@@ -307,7 +298,12 @@ func buildPerFilter(cfg *config.Config, pf *config.PerFilterConfig, opts Options
 		AccessLogs: opts.AccessLogs,
 		HostState:  clusters.Region(),
 	}
-	v, err := pf.Config.BuildPerRoute(ctx)
+}
+
+// buildPerFilter builds one typed_per_filter_config table of a route table
+// with the generation's build context.
+func buildPerFilter(cfg *config.Config, pf *config.PerFilterConfig, opts Options, clusters *cluster.Manager) (any, error) {
+	v, err := pf.Config.BuildPerRoute(buildContext(cfg, pf.Name, pf.Path, opts, clusters))
 	if err != nil {
 		return nil, cfg.TableError(pf.Path, err)
 	}

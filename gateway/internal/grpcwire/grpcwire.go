@@ -10,6 +10,14 @@ package grpcwire
 // ContentType is the content-type of a gRPC message stream.
 const ContentType = "application/grpc"
 
+// Header names and value, as byte slices for httpfilter.Headers. Read
+// only.
+var (
+	StatusHeader     = []byte("grpc-status")
+	MessageHeader    = []byte("grpc-message")
+	ContentTypeValue = []byte(ContentType)
+)
+
 // Status codes (google.golang.org/grpc/codes numbering) the gateway sends.
 const (
 	OK               = 0

@@ -31,10 +31,7 @@ var (
 	hdrContentType        = []byte("content-type")
 	hdrTE                 = []byte("te")
 	hdrGRPCAcceptEncoding = []byte("grpc-accept-encoding")
-	hdrGRPCStatus         = []byte("grpc-status")
-	hdrGRPCMessage        = []byte("grpc-message")
 	hdrContentLength      = []byte("content-length")
-	valGRPC               = []byte(grpcwire.ContentType)
 	valTrailers           = []byte("trailers")
 	valAcceptEncoding     = []byte("identity,deflate,gzip")
 	valWebProto           = []byte(ctGRPCWebProto)
@@ -105,7 +102,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 		f.textResp = true
 	}
 	h.Del("content-length")
-	h.SetBytes(hdrContentType, valGRPC)
+	h.SetBytes(hdrContentType, grpcwire.ContentTypeValue)
 	h.SetBytes(hdrTE, valTrailers)
 	if !h.Has("grpc-accept-encoding") {
 		h.AddBytes(hdrGRPCAcceptEncoding, valAcceptEncoding)
@@ -170,8 +167,8 @@ func (f *filter) EncodeHeaders(h *httpfilter.ResponseHeaders, endStream bool) ht
 	// head goes out before the body is seen, so the message is the
 	// status's text.
 	f.notGRPC = true
-	h.SetBytes(hdrGRPCStatus, strconv.AppendInt(nil, int64(grpcwire.FromHTTP(h.Status)), 10))
-	h.SetBytes(hdrGRPCMessage, grpcwire.AppendMessage(nil, http1.StatusText(h.Status)))
+	h.SetBytes(grpcwire.StatusHeader, strconv.AppendInt(nil, int64(grpcwire.FromHTTP(h.Status)), 10))
+	h.SetBytes(grpcwire.MessageHeader, grpcwire.AppendMessage(nil, http1.StatusText(h.Status)))
 	h.SetBytes(hdrContentLength, valZero)
 	return httpfilter.HeadersContinue
 }

@@ -1,13 +1,17 @@
 package accesslog
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/internal/grpcwire"
 )
 
 // DefaultFormat is Envoy's default access log format.
@@ -39,12 +43,33 @@ const (
 	opServerName
 	opProtocol
 	opRouteName
+	opStartTimeFormat
+	opConst // literal resolved when compiled: %HOSTNAME%, %ENVIRONMENT(X)%
+	opReqNoQuery
+	opDownstreamRemoteNoPort
+	opDownstreamLocalNoPort
+	opDownstreamRemotePort
+	opDownstreamLocalPort
+	opDownstreamDirectRemote
+	opDownstreamDirectRemoteNoPort
+	opResponseFlagsLong
+	opGRPCStatus
+	opConnectionID
+	opTLSVersion
+	opTLSCipher
+	opPeerSubject
+	opPeerIssuer
+	opPeerURISAN
+	opPeerDNSSAN
+	opPeerFingerprint
+	opPeerSerial
 )
 
 // numeric operators are written as JSON numbers when they are a whole value.
 func (k opKind) numeric() bool {
 	switch k {
-	case opResponseCode, opBytesReceived, opBytesSent, opDuration:
+	case opResponseCode, opBytesReceived, opBytesSent, opDuration, opDownstreamRemotePort,
+		opDownstreamLocalPort, opConnectionID:
 		return true
 	}
 	return false
@@ -65,6 +90,24 @@ var simpleOps = map[string]opKind{
 	"REQUESTED_SERVER_NAME":     opServerName,
 	"PROTOCOL":                  opProtocol,
 	"ROUTE_NAME":                opRouteName,
+
+	"DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT":        opDownstreamRemoteNoPort,
+	"DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT":         opDownstreamLocalNoPort,
+	"DOWNSTREAM_REMOTE_PORT":                        opDownstreamRemotePort,
+	"DOWNSTREAM_LOCAL_PORT":                         opDownstreamLocalPort,
+	"DOWNSTREAM_DIRECT_REMOTE_ADDRESS":              opDownstreamDirectRemote,
+	"DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT": opDownstreamDirectRemoteNoPort,
+	"RESPONSE_FLAGS_LONG":                           opResponseFlagsLong,
+	"GRPC_STATUS":                                   opGRPCStatus,
+	"CONNECTION_ID":                                 opConnectionID,
+	"DOWNSTREAM_TLS_VERSION":                        opTLSVersion,
+	"DOWNSTREAM_TLS_CIPHER":                         opTLSCipher,
+	"DOWNSTREAM_PEER_SUBJECT":                       opPeerSubject,
+	"DOWNSTREAM_PEER_ISSUER":                        opPeerIssuer,
+	"DOWNSTREAM_PEER_URI_SAN":                       opPeerURISAN,
+	"DOWNSTREAM_PEER_DNS_SAN":                       opPeerDNSSAN,
+	"DOWNSTREAM_PEER_FINGERPRINT_256":               opPeerFingerprint,
+	"DOWNSTREAM_PEER_SERIAL":                        opPeerSerial,
 }
 
 // op is one compiled piece of a format.
@@ -74,7 +117,16 @@ type op struct {
 	header  string // opReq/opResp: lowercase name, ":method" etc. for pseudo
 	alt     string // opReq/opResp: the name after '?', or ""
 	max     int    // truncate the value to max bytes; 0 means no limit
+	tf      timeFormat
+	form    byte // opGRPCStatus: grpcCamel, grpcSnake or grpcNumber
 }
+
+// The forms of %GRPC_STATUS(…)%.
+const (
+	grpcCamel byte = iota
+	grpcSnake
+	grpcNumber
+)
 
 // Formatter is a compiled format. It is immutable and safe for concurrent
 // use.
@@ -93,8 +145,10 @@ type jsonField struct {
 // maximum length, %REQ(h):N%), %RESPONSE_CODE%, %RESPONSE_FLAGS%,
 // %RESPONSE_CODE_DETAILS%, %BYTES_RECEIVED%, %BYTES_SENT%, %DURATION%,
 // %UPSTREAM_HOST%, %UPSTREAM_CLUSTER%, %DOWNSTREAM_REMOTE_ADDRESS%,
-// %DOWNSTREAM_LOCAL_ADDRESS%, %REQUESTED_SERVER_NAME%, %PROTOCOL% and
-// %ROUTE_NAME%. Header names are case-insensitive; :METHOD, :PATH,
+// %DOWNSTREAM_LOCAL_ADDRESS%, %REQUESTED_SERVER_NAME%, %PROTOCOL%,
+// %ROUTE_NAME%, and those of docs/observability.md added since
+// (%START_TIME(fmt)%, %GRPC_STATUS%, %CONNECTION_ID%, the TLS and address
+// variants, …). Header names are case-insensitive; :METHOD, :PATH,
 // :AUTHORITY and :SCHEME name the request's pseudo-headers; "%%" is a
 // literal '%'. An empty format means DefaultFormat. Missing values print
 // as "-".
@@ -134,7 +188,7 @@ func parse(format string) ([]op, error) {
 			rest = rest[1:]
 			continue
 		}
-		j := strings.IndexByte(rest, '%')
+		j := opEnd(rest)
 		if j < 0 {
 			return nil, fmt.Errorf("%w: unterminated operator %%%s", ErrFormat, rest)
 		}
@@ -150,18 +204,63 @@ func parse(format string) ([]op, error) {
 	return ops, nil
 }
 
+// opEnd returns the index in rest, which follows an operator's opening
+// '%', of its closing '%', or -1. As in Envoy's grammar an operator's
+// argument, in parentheses, may hold '%' (a START_TIME format) but not ')'.
+func opEnd(rest string) int {
+	k := 0
+	for k < len(rest) && (rest[k] >= 'A' && rest[k] <= 'Z' || rest[k] >= '0' && rest[k] <= '9' || rest[k] == '_') {
+		k++
+	}
+	if k < len(rest) && rest[k] == '(' {
+		c := strings.IndexByte(rest[k:], ')')
+		if c < 0 {
+			return -1
+		}
+		k += c + 1
+	}
+	j := strings.IndexByte(rest[k:], '%')
+	if j < 0 {
+		return -1
+	}
+	return k + j
+}
+
 func parseOp(s string) (op, error) {
 	if k, ok := simpleOps[s]; ok {
 		return op{kind: k}, nil
 	}
 	var o op
 	switch {
+	case s == "HOSTNAME":
+		h, err := os.Hostname()
+		if err != nil {
+			h = ""
+		}
+		return op{kind: opConst, literal: h}, nil
 	case strings.HasPrefix(s, "REQ("):
 		o.kind, s = opReq, s[len("REQ("):]
 	case strings.HasPrefix(s, "RESP("):
 		o.kind, s = opResp, s[len("RESP("):]
-	case strings.HasPrefix(s, "START_TIME("):
-		return o, fmt.Errorf("%w: %%%s%%: custom START_TIME formats are not supported", ErrFormat, s)
+	case strings.HasPrefix(s, "REQ_WITHOUT_QUERY("):
+		o.kind, s = opReqNoQuery, s[len("REQ_WITHOUT_QUERY("):]
+	case strings.HasPrefix(s, "START_TIME(") && strings.HasSuffix(s, ")"):
+		tf, err := compileTime(s[len("START_TIME(") : len(s)-1])
+		return op{kind: opStartTimeFormat, tf: tf}, err
+	case strings.HasPrefix(s, "ENVIRONMENT("):
+		return parseEnv(s[len("ENVIRONMENT("):])
+	case strings.HasPrefix(s, "GRPC_STATUS("):
+		o.kind = opGRPCStatus
+		switch s[len("GRPC_STATUS("):] {
+		case "CAMEL_STRING)":
+		case "SNAKE_STRING)":
+			o.form = grpcSnake
+		case "NUMBER)":
+			o.form = grpcNumber
+		default:
+			return o, fmt.Errorf("%w: %%%s%%: the form is CAMEL_STRING, SNAKE_STRING or NUMBER", ErrFormat, s)
+		}
+		return o, nil
 	default:
 		return o, fmt.Errorf("%w: unknown operator %%%s%%", ErrFormat, s)
 	}
@@ -175,17 +274,36 @@ func parseOp(s string) (op, error) {
 		return o, fmt.Errorf("%w: empty header name", ErrFormat)
 	}
 	o.header, o.alt = strings.ToLower(name), strings.ToLower(alt)
+	if err := o.parseMax(tail); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// parseEnv parses the rest of %ENVIRONMENT(name):N%, after the '(': the
+// variable's value when the format is compiled, missing when unset.
+func parseEnv(s string) (op, error) {
+	end := strings.IndexByte(s, ')')
+	if end <= 0 {
+		return op{}, fmt.Errorf("%w: %%ENVIRONMENT(%s%%: want ENVIRONMENT(NAME)", ErrFormat, s)
+	}
+	o := op{kind: opConst, literal: os.Getenv(s[:end])}
+	return o, o.parseMax(s[end+1:])
+}
+
+// parseMax parses an operator's ":N" maximum length, if any.
+func (o *op) parseMax(tail string) error {
 	if tail != "" {
 		if tail[0] != ':' {
-			return o, fmt.Errorf("%w: unexpected %q after header name", ErrFormat, tail)
+			return fmt.Errorf("%w: unexpected %q after the operator's argument", ErrFormat, tail)
 		}
 		n, err := strconv.Atoi(tail[1:])
 		if err != nil || n <= 0 {
-			return o, fmt.Errorf("%w: bad maximum length %q", ErrFormat, tail[1:])
+			return fmt.Errorf("%w: bad maximum length %q", ErrFormat, tail[1:])
 		}
 		o.max = n
 	}
-	return o, nil
+	return nil
 }
 
 // Format appends the formatted line for rec to dst and returns it. It does
@@ -316,9 +434,106 @@ func (o *op) value(dst []byte, rec *Record) []byte {
 		return append(dst, info.Protocol...)
 	case opRouteName:
 		return append(dst, info.RouteName...)
+	case opStartTimeFormat:
+		if info.Start.IsZero() {
+			return dst
+		}
+		return o.tf.append(dst, info.Start)
+	case opConst:
+		return append(dst, o.literal...)
+	case opReqNoQuery:
+		if rec.Request == nil {
+			return dst
+		}
+		v := requestHeader(rec.Request, o.header)
+		if v == nil && o.alt != "" {
+			v = requestHeader(rec.Request, o.alt)
+		}
+		if i := bytes.IndexByte(v, '?'); i >= 0 {
+			v = v[:i]
+		}
+		return append(dst, v...)
+	case opDownstreamRemoteNoPort:
+		return appendAddr(dst, info.DownstreamRemote)
+	case opDownstreamLocalNoPort:
+		return appendAddr(dst, info.DownstreamLocal)
+	case opDownstreamRemotePort:
+		return appendPort(dst, info.DownstreamRemote)
+	case opDownstreamLocalPort:
+		return appendPort(dst, info.DownstreamLocal)
+	case opDownstreamDirectRemote, opDownstreamDirectRemoteNoPort:
+		a := info.DownstreamDirectRemote
+		if !a.IsValid() {
+			a = info.DownstreamRemote
+		}
+		if o.kind == opDownstreamDirectRemoteNoPort {
+			return appendAddr(dst, a)
+		}
+		if !a.IsValid() {
+			return dst
+		}
+		return a.AppendTo(dst)
+	case opResponseFlagsLong:
+		return appendFlagsLong(dst, info.ResponseFlags)
+	case opGRPCStatus:
+		return o.appendGRPCStatus(dst, rec)
+	case opConnectionID:
+		if rec.Info == nil {
+			return dst
+		}
+		return strconv.AppendUint(dst, info.ConnectionID, 10)
+	default:
+		return appendTLS(dst, o.kind, info.TLS)
 	}
-	return dst
 }
+
+// appendAddr appends a's address without its port.
+func appendAddr(dst []byte, a netip.AddrPort) []byte {
+	if !a.IsValid() {
+		return dst
+	}
+	return a.Addr().AppendTo(dst)
+}
+
+// appendPort appends a's port.
+func appendPort(dst []byte, a netip.AddrPort) []byte {
+	if !a.IsValid() {
+		return dst
+	}
+	return strconv.AppendUint(dst, uint64(a.Port()), 10)
+}
+
+// appendGRPCStatus appends the gRPC status of a gRPC request's stream, as
+// Envoy's %GRPC_STATUS%: nothing for a request that is not gRPC.
+func (o *op) appendGRPCStatus(dst []byte, rec *Record) []byte {
+	if rec.Request == nil || !grpcwire.IsGRPC(rec.Request.Get("content-type")) {
+		return dst
+	}
+	s := grpcStatus(rec)
+	switch {
+	case o.form == grpcNumber || s < 0:
+		return strconv.AppendInt(dst, int64(s), 10)
+	case s >= len(grpcNames):
+		return append(dst, "InvalidCode"...)
+	case o.form == grpcSnake:
+		return append(dst, grpcSnakeNames[s]...)
+	}
+	return append(dst, grpcCamelNames[s]...)
+}
+
+// grpcCamelNames and grpcSnakeNames are Envoy's %GRPC_STATUS% names.
+var (
+	grpcCamelNames = [...]string{
+		"OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+		"AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
+		"OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
+	}
+	grpcSnakeNames = [...]string{
+		"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+		"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+		"OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+	}
+)
 
 var emptyInfo httpfilter.StreamInfo
 
@@ -355,6 +570,49 @@ func appendFlags(dst []byte, f httpfilter.ResponseFlags) []byte {
 	}
 	start := len(dst)
 	for i, c := range flagCodes {
+		if f&(1<<i) != 0 && c != "" {
+			if len(dst) > start {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, c...)
+		}
+	}
+	return dst
+}
+
+// flagLong holds Envoy's long names of the response flags, by code, for
+// %RESPONSE_FLAGS_LONG%; a code without one prints as itself.
+var flagLong = map[string]string{
+	"NR": "NoRouteFound", "UH": "NoHealthyUpstream", "UF": "UpstreamConnectionFailure",
+	"UC": "UpstreamConnectionTermination", "UT": "UpstreamRequestTimeout",
+	"UPE": "UpstreamProtocolError", "DPE": "DownstreamProtocolError",
+	"DC": "DownstreamConnectionTermination", "UO": "UpstreamOverflow",
+	"UAEX": "UnauthorizedExternalService", "SI": "StreamIdleTimeout", "LR": "LocalReset",
+	"FI": "FaultInjected", "DI": "DelayInjected", "RL": "RateLimited",
+	"URX": "UpstreamRetryLimitExceeded", "UMSDR": "UpstreamMaxStreamDurationReached",
+	"DT": "DurationTimeout", "NC": "NoClusterFound", "UR": "UpstreamRemoteReset",
+	"DR": "DownstreamRemoteReset", "RBAC": "RBACAccessDenied",
+}
+
+// flagLongNames holds each response flag's long name, by bit.
+var flagLongNames = func() (names [32]string) {
+	for i, c := range flagCodes {
+		if l, ok := flagLong[c]; ok {
+			names[i] = l
+		} else {
+			names[i] = c
+		}
+	}
+	return names
+}()
+
+// appendFlagsLong appends the flags' long names joined by ',', or "-".
+func appendFlagsLong(dst []byte, f httpfilter.ResponseFlags) []byte {
+	if f == 0 {
+		return append(dst, '-')
+	}
+	start := len(dst)
+	for i, c := range flagLongNames {
 		if f&(1<<i) != 0 && c != "" {
 			if len(dst) > start {
 				dst = append(dst, ',')

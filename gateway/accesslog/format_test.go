@@ -102,7 +102,9 @@ func TestDefaultFormat(t *testing.T) {
 }
 
 func TestCompileErrors(t *testing.T) {
-	for _, f := range []string{"%NOPE%", "%REQ(A%", "%REQ()%", "%REQ(A):x%", "%REQ(A):0%", "%REQ(A)x%", "50%", "%START_TIME(%s)%"} {
+	for _, f := range []string{"%NOPE%", "%REQ(A%", "%REQ()%", "%REQ(A):x%", "%REQ(A):0%", "%REQ(A)x%", "50%",
+		"%START_TIME(%Q)%", "%START_TIME(%)%", "%START_TIME(%Y%", "%GRPC_STATUS(FOO)%", "%ENVIRONMENT()%",
+		"%ENVIRONMENT(HOME)x%", "%REQ_WITHOUT_QUERY()%"} {
 		if _, err := Compile(f); !errors.Is(err, ErrFormat) {
 			t.Errorf("Compile(%q) = %v, want ErrFormat", f, err)
 		}

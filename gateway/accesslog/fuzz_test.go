@@ -6,7 +6,9 @@ import (
 )
 
 func FuzzCompile(f *testing.F) {
-	for _, s := range []string{DefaultFormat, "%REQ(A?B):3%", "%%", "%RESP(", "x%DURATION%y"} {
+	for _, s := range []string{DefaultFormat, "%REQ(A?B):3%", "%%", "%RESP(", "x%DURATION%y",
+		"%START_TIME(%s.%3f %Y%)%", "%GRPC_STATUS(NUMBER)%", "%ENVIRONMENT(HOME):2%", "%REQ_WITHOUT_QUERY(:PATH)%",
+		"%DOWNSTREAM_PEER_SUBJECT%%CONNECTION_ID%"} {
 		f.Add(s)
 	}
 	rec := sampleRecord()

@@ -26,6 +26,26 @@ type Config struct {
 	// JSONFormat maps JSON keys to format strings (see CompileJSON). It
 	// excludes Format.
 	JSONFormat map[string]string `toml:"json_format"`
+	// Filter, when set, chooses which records are written (Envoy's
+	// access log filter); the others cost one check.
+	Filter *Filter `toml:"filter"`
+}
+
+// compile checks the config and compiles its format and filter; an error
+// names a key relative to the access log's table.
+func (c *Config) compile() (*Formatter, *cond, error) {
+	f, err := c.Formatter()
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.Filter == nil {
+		return f, nil, nil
+	}
+	cd, err := compileFilter(c.Filter, "filter")
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, &cd, nil
 }
 
 // Formatter compiles the config's format.
@@ -44,8 +64,9 @@ func (c *Config) Formatter() (*Formatter, error) {
 // Logger formats records and writes them to a sink. It is safe for
 // concurrent use.
 type Logger struct {
-	f    *Formatter
-	sink *Sink
+	f      *Formatter
+	filter *cond // nil: every record
+	sink   *Sink
 }
 
 // NewLogger returns a logger writing f's lines to sink.
@@ -54,6 +75,9 @@ func NewLogger(f *Formatter, sink *Sink) *Logger { return &Logger{f: f, sink: si
 // Log formats rec and queues the line; it does not block and does not
 // allocate in the steady state.
 func (l *Logger) Log(rec *Record) {
+	if l.filter != nil && !l.filter.match(rec) {
+		return
+	}
 	b := Buffer()
 	*b = l.f.Format(*b, rec)
 	if n := len(*b); n == 0 || (*b)[n-1] != '\n' {
@@ -82,7 +106,7 @@ func NewFiles(opts Options) *Files {
 // already open for the path. Call Release(path) when the config generation
 // that asked for it is gone.
 func (fs *Files) Logger(c *Config) (*Logger, error) {
-	f, err := c.Formatter()
+	f, filter, err := c.compile()
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +120,7 @@ func (fs *Files) Logger(c *Config) (*Logger, error) {
 		fs.sinks[c.Path] = s
 	}
 	fs.refs[c.Path]++
-	return NewLogger(f, s), nil
+	return &Logger{f: f, filter: filter, sink: s}, nil
 }
 
 // Release drops one reference to path's sink, closing it with the last.
@@ -152,7 +176,11 @@ func Build(cfgs []Config, files any, dryRun bool) ([]*Logger, error) {
 	for i := range cfgs {
 		c := &cfgs[i]
 		key := fmt.Sprintf("access_log[%d]", i)
-		if _, err := c.Formatter(); err != nil {
+		if _, _, err := c.compile(); err != nil {
+			var fe *registry.FieldError
+			if errors.As(err, &fe) {
+				return nil, &registry.FieldError{Key: key + "." + fe.Key, Err: fe.Err}
+			}
 			return nil, &registry.FieldError{Key: key, Err: err}
 		}
 		fs, ok := files.(*Files)

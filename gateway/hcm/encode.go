@@ -166,6 +166,9 @@ func (s *stream) EncodeTrailers(t *httpfilter.Headers) error {
 	if s.ended() || !s.respStarted {
 		return errStreamEnded
 	}
+	if v := t.Get("grpc-status"); v != nil {
+		s.info.GRPCStatus, s.info.GRPCStatusSet = int16(grpcwire.ParseStatus(v)), true
+	}
 	// The trailers pass the encoder filters in order; at each, the body
 	// bytes it adds (a BodyEnder's held bytes, a TrailersToBody's
 	// trailers) first go on through the filters after it, so that they

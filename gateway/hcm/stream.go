@@ -122,6 +122,7 @@ func (s *stream) begin(req *http1.Request) {
 	s.id = streamIDs.Add(1)
 	s.peerToken, s.peerFired = 0, false
 	s.info = httpfilter.StreamInfo{
+		ConnectionID:     c.info.ID,
 		Start:            clock.Now(),
 		DownstreamRemote: c.info.RemoteAddr,
 		DownstreamLocal:  c.info.LocalAddr,

@@ -62,6 +62,9 @@ func (f ResponseFlags) String() string {
 // StreamInfo records what happened to a stream, for stats and the access
 // log. It is owned by the stream and written only on the stream's goroutine.
 type StreamInfo struct {
+	// ConnectionID is the downstream connection's id (Envoy's
+	// %CONNECTION_ID%), the "conn" of log lines.
+	ConnectionID     uint64
 	Start            time.Time
 	Protocol         string // "HTTP/1.1", "HTTP/1.0", "HTTP/2", "HTTP/3"
 	DownstreamRemote netip.AddrPort
@@ -84,6 +87,14 @@ type StreamInfo struct {
 	ResponseDetails string
 	BytesReceived   int64 // request body bytes from downstream
 	BytesSent       int64 // response body bytes to downstream
+	// GRPCStatus is the grpc-status of the response's trailers, as they
+	// left the router (-1 when not a number), when GRPCStatusSet.
+	GRPCStatus    int16
+	GRPCStatusSet bool
+	// HealthCheck: the health_check filter recognised the request as a
+	// health check (Envoy's health check marking, read by the access log's
+	// not_health_check_filter).
+	HealthCheck bool
 }
 
 // Reset clears the record for reuse.

@@ -59,6 +59,22 @@ func FromHTTP(status int) int {
 	return Unknown
 }
 
+// ParseStatus parses a grpc-status value: its code, or -1 when it is not a
+// decimal number below 100.
+func ParseStatus(v []byte) int {
+	if len(v) == 0 || len(v) > 2 {
+		return -1
+	}
+	n := 0
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return -1
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
 // AppendMessage appends msg percent-encoded as a grpc-message value: bytes
 // outside the printable ASCII range 0x20–0x7E, and '%', become %XX.
 func AppendMessage(dst []byte, msg string) []byte {

@@ -44,13 +44,15 @@ func (f *Factory) isCheck(path []byte) bool {
 // httpfilter.DecoderFilter
 
 // DecodeHeaders implements httpfilter.DecoderFilter: a health check is
-// answered 503 while failed, else 200 (or passed on in pass-through mode);
-// other requests pass.
+// marked as one in the stream's info (for the access log's
+// not_health_check_filter) and answered 503 while failed, else 200 (or
+// passed on in pass-through mode); other requests pass.
 func (l *filter) DecodeHeaders(h *httpfilter.RequestHeaders, _ bool) httpfilter.HeadersStatus {
 	f := l.f
 	if !f.isCheck(h.Path) {
 		return httpfilter.HeadersContinue
 	}
+	l.cb.Info().HealthCheck = true
 	if f.Failed() {
 		l.cb.SendLocalReply(httpfilter.LocalReply{Status: 503, Details: "health_check_failed"})
 		return httpfilter.HeadersStopIteration

@@ -128,6 +128,7 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 // logSession writes the access log lines of a finished connection.
 func logSession(loggers []*accesslog.Logger, s *Session) {
 	info := httpfilter.StreamInfo{
+		ConnectionID:     s.ConnID,
 		Start:            s.Start,
 		DownstreamRemote: s.Remote,
 		DownstreamLocal:  s.Local,

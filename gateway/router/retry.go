@@ -98,14 +98,14 @@ func (f *filter) connectFailed(err error) {
 			return
 		}
 		f.stats.UpstreamRqTimeout.Inc()
-		f.reply(httpfilter.LocalReply{Status: f.timeoutStatus(), Flags: httpfilter.FlagUpstreamRequestTimeout, Details: "upstream_response_timeout"})
+		f.localFailure(httpfilter.LocalReply{Status: f.timeoutStatus(), Flags: httpfilter.FlagUpstreamRequestTimeout, Details: "upstream_response_timeout"})
 		return
 	}
 	if overflowed(err) {
-		f.reply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamOverflow, Details: "upstream_rq_overflow"})
+		f.localFailure(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamOverflow, Details: "upstream_rq_overflow"})
 		return
 	}
-	f.reply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamConnectionFailure,
+	f.localFailure(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamConnectionFailure,
 		Details: "upstream_reset_before_response_started{connection_failure}"})
 }
 

@@ -192,7 +192,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	cl.Record.MarkTraffic()
 	if !cl.Record.PriorityBreaker(rt.Priority, hoststate.Requests).TryAcquire(cl.LimitsOf(rt.Priority).Requests) {
 		cl.Overflow.RqPending.Inc()
-		f.reply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamOverflow, Details: "upstream_rq_overflow"})
+		f.localFailure(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagUpstreamOverflow, Details: "upstream_rq_overflow"})
 		return httpfilter.HeadersStopIteration
 	}
 	f.rqHeld = true
@@ -217,7 +217,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	}
 	host, err := cl.Pick(&f.lbReq)
 	if err != nil {
-		f.reply(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagNoHealthyUpstream, Details: "no_healthy_upstream"})
+		f.localFailure(httpfilter.LocalReply{Status: 503, Flags: httpfilter.FlagNoHealthyUpstream, Details: "no_healthy_upstream"})
 		return httpfilter.HeadersStopIteration
 	}
 	f.host = host
@@ -701,6 +701,24 @@ func (f *filter) fail(err error, started bool) {
 			zap.String("cluster", info.UpstreamCluster), zap.String("host", info.UpstreamHost),
 			zap.Int("status", r.Status), zap.String("flags", r.Flags.String()), zap.Error(err))
 	}
+	if started {
+		f.reply(r) // a reset: the response's status was counted when it came
+		return
+	}
+	f.localFailure(r)
+}
+
+// localFailure sends r, the router's own answer to a request it could not
+// get a response for (no healthy host, overflow, connect failure, reset,
+// timeout, protocol error), and counts its status in the cluster's
+// upstream_rq_<N>xx as if the upstream had sent it: Envoy's router charges
+// these failures to the cluster's response-code stats too
+// (sendNoHealthyUpstreamResponse, chargeUpstreamAbort). A failure after the
+// response started, a retried one and one the downstream caused are not
+// counted, nor is any of them sampled in upstream_rq_time, which, as in
+// Envoy, times upstream responses only.
+func (f *filter) localFailure(r httpfilter.LocalReply) {
+	f.cluster.Stats.Response(r.Status)
 	f.reply(r)
 }
 

@@ -85,6 +85,21 @@ func (p *Pool) WaitGet(ctx context.Context) (*Conn, error) {
 	return c, err
 }
 
+// WaitDial is for a request whose Dial failed with ErrOverflow: it waits
+// as WaitGet does, without counting the overflow again, until it could
+// open a new connection, got another error, or ctx ended
+// (ErrPendingTimeout). Unlike WaitGet it never hands out an idle
+// connection: its caller needs a fresh one (a re-send after a stale
+// reuse).
+func (p *Pool) WaitDial(ctx context.Context) (*Conn, error) {
+	var c *Conn
+	err := p.waitRoom(ctx, func() (err error) {
+		c, err = p.dialConn(ctx, false)
+		return err
+	})
+	return c, err
+}
+
 // beginWait and endWait bracket a request's wait: it is a waiter to signal
 // and counts in upstream_rq_pending_total and _active.
 func (p *Pool) beginWait() {

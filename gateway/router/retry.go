@@ -60,6 +60,22 @@ func (f *filter) getConn(now time.Time) (*pool.Conn, error) {
 	return uc, err
 }
 
+// waitDial waits, pending, for room under max_connections to open a new
+// connection from p, as getConn waits for any connection.
+func (f *filter) waitDial(p *pool.Pool) (*pool.Conn, error) {
+	cl := f.cluster
+	pb := cl.Record.PriorityBreaker(f.route.Priority, hoststate.Pending)
+	if !pb.TryAcquire(cl.LimitsOf(f.route.Priority).Pending) {
+		cl.Overflow.RqPending.Inc()
+		return nil, errPendingOverflow
+	}
+	ctx, cancel := f.pendingContext()
+	uc, err := p.WaitDial(ctx)
+	cancel()
+	pb.Release()
+	return uc, err
+}
+
 // pendingContext bounds a wait for a connection: the route's deadline and,
 // on HTTP/2 and HTTP/3, the downstream stream's life.
 func (f *filter) pendingContext() (context.Context, context.CancelFunc) {
@@ -244,6 +260,10 @@ func (f *filter) run() {
 		err = f.readHead()
 		if err != nil && f.retryable(err) {
 			err = f.retry(deadline)
+			if err != nil && overflowed(err) {
+				f.connectFailed(err) // not retried, no host failed
+				return
+			}
 		}
 		if err != nil && f.streamIdleTimedOut(err) {
 			return

@@ -442,6 +442,10 @@ func (f *filter) exchangeAt(sent time.Time) {
 	uc.W = uc.W[:0]
 	if err != nil && f.retryable(err) {
 		err = f.retry(deadline)
+		if err != nil && overflowed(err) {
+			f.connectFailed(err) // no host failed: not recorded
+			return
+		}
 	}
 	if err != nil && f.streamIdleTimedOut(err) {
 		return
@@ -534,10 +538,22 @@ func (f *filter) retryable(err error) bool {
 	return !errors.As(err, &pe) && len(f.uc.R.Buffered()) == 0
 }
 
+// retry sends the request again, on a new connection, after a stale reuse
+// (retryable); it returns the new try's readHead error. The new connection
+// is had as any request's: if max_connections refuses it
+// (the pool still holds other connections while other pools hold the
+// breaker's other units), the request waits for room, pending, as in
+// Envoy, holding a unit of max_pending_requests (upstream_rq_pending_overflow
+// and an error overflowed reports when there is none), until the route
+// timeout (pool.ErrPendingTimeout).
 func (f *filter) retry(deadline time.Time) error {
 	f.uc.Close()
 	f.uc = nil
-	uc, err := f.pool().Dial(context.Background())
+	p := f.pool()
+	uc, err := p.Dial(context.Background())
+	if errors.Is(err, pool.ErrOverflow) {
+		uc, err = f.waitDial(p)
+	}
 	if err != nil {
 		return err
 	}

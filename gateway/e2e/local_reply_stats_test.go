@@ -18,7 +18,8 @@ import (
 // connect failure (503 UF), a reset before the response (503 UC), a
 // malformed response (502 UPE), the route timeout (504 UT) and the last
 // per_try_timeout (504 UT, the retried try not counted). None of them is
-// a sample of upstream_rq_time, which times upstream responses only.
+// a sample of upstream_rq_time, which times upstream responses only, and
+// only the route timeout counts in upstream_rq_timeout.
 func TestRouterFailureRepliesCountInClusterResponseCodes(t *testing.T) {
 	silent := testutil.RawUpstream(t, func(c net.Conn) {
 		if _, err := testutil.ReadRequest(bufio.NewReader(c)); err != nil {
@@ -77,7 +78,14 @@ func TestRouterFailureRepliesCountInClusterResponseCodes(t *testing.T) {
 		}
 	}
 	st := adminCounters(t, admin)
-	if got := st["cluster.pt.upstream_rq_total"]; got != 2 {
-		t.Errorf("cluster.pt.upstream_rq_total = %v, want 2 (two tries, one charged)", got)
+	// As in Envoy, upstream_rq_timeout counts the route timeout; a
+	// per-try timeout only upstream_rq_per_try_timeout.
+	for name, want := range map[string]float64{
+		"pt.upstream_rq_total": 2, "pt.upstream_rq_per_try_timeout": 2, "pt.upstream_rq_timeout": 0,
+		"ut.upstream_rq_timeout": 1,
+	} {
+		if got := st["cluster."+name]; got != want {
+			t.Errorf("cluster.%s = %v, want %v", name, got, want)
+		}
 	}
 }

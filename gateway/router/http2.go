@@ -457,6 +457,7 @@ func (f *filter) tryH2(try int) bool {
 			return false
 		}
 		f.recordFailure(err)
+		f.perTryTimedOut = errors.Is(err, errPerTryIdle) || perTry && isTimeout(err)
 		cond := RetryReset | Retry5xx | RetryGatewayError
 		switch {
 		case errors.Is(err, pool.ErrConnect):
@@ -605,6 +606,7 @@ func (f *filter) failH2(err error, started bool) {
 	case errors.Is(err, errPerTryIdle):
 		// After the response head: the stream is reset, as Envoy does.
 		f.cluster.Overflow.PerTryIdleTimeout.Inc()
+		f.perTryTimedOut = true
 		err = errTimeout
 	case !started && overflowed(err):
 		f.connectFailed(err)

@@ -287,6 +287,7 @@ func (f *filter) run() {
 			if f.again(try, cond) {
 				continue
 			}
+			f.perTryTimedOut = perTry && isTimeout(err)
 			f.fail(err, false)
 			return
 		}
@@ -415,7 +416,7 @@ func (f *filter) again(try int, cond uint16) bool {
 		}
 		f.uc = nil
 	}
-	f.headRead = false
+	f.headRead, f.perTryTimedOut = false, false
 	f.closeH2()
 	f.resp.Headers.Reset()
 	if wait > 0 {

@@ -128,6 +128,9 @@ type filter struct {
 
 	// upgrading: a WebSocket upgrade was sent upstream, a 101 is expected.
 	upgrading bool
+	// perTryTimedOut: the failure fail ends the stream for is a per-try
+	// (or per-try idle) timeout, not the route timeout.
+	perTryTimedOut bool
 }
 
 // peerWatcher is implemented by the HTTP connection manager's HTTP/1.1
@@ -629,6 +632,7 @@ func (f *filter) copyBody() bool {
 			if !f.streamIdleTimedOut(err) {
 				if tryIdle && !f.idleBound && isTimeout(err) && !f.downstreamCancelled() {
 					f.cluster.Overflow.PerTryIdleTimeout.Inc()
+					f.perTryTimedOut = true
 				}
 				f.fail(err, true)
 			}
@@ -695,7 +699,9 @@ func (f *filter) fail(err error, started bool) {
 	switch {
 	case isTimeout(err):
 		r = httpfilter.LocalReply{Status: f.timeoutStatus(), Flags: httpfilter.FlagUpstreamRequestTimeout, Details: "upstream_response_timeout"}
-		if f.stats != nil {
+		if f.stats != nil && !f.perTryTimedOut {
+			// The route timeout's counter: as in Envoy, a per-try
+			// timeout counts in upstream_rq_per_try_(idle_)timeout only.
 			f.stats.UpstreamRqTimeout.Inc()
 		}
 	case errors.As(err, &pe):

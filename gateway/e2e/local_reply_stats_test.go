@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"net/http"
 	"testing"
+	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/internal/gwtest"
 	"github.com/sluice-proxy/sluice/gateway/internal/testutil"
@@ -17,7 +19,8 @@ import (
 // (503 UH), max_requests and max_pending_requests overflow (503 UO),
 // connect failure (503 UF), a reset before the response (503 UC), a
 // malformed response (502 UPE), the route timeout (504 UT) and the last
-// per_try_timeout (504 UT, the retried try not counted). None of them is
+// per_try_timeout (504 UT, the retried try not counted), from HTTP/1.1
+// and HTTP/2 upstreams. None of them is
 // a sample of upstream_rq_time, which times upstream responses only, and
 // only the route timeout counts in upstream_rq_timeout.
 func TestRouterFailureRepliesCountInClusterResponseCodes(t *testing.T) {
@@ -39,7 +42,20 @@ func TestRouterFailureRepliesCountInClusterResponseCodes(t *testing.T) {
 		}
 		io.WriteString(c, "HTTP/1.1 abc Broken\r\n\r\n")
 	})
-	routes := route(`prefix = "/uh"`, "uh") +
+	// The same failures from HTTP/2 upstreams: a stream reset before the
+	// response head, and no answer within the route timeout.
+	h2reset, _ := h2Upstream(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		panic(http.ErrAbortHandler) // RST_STREAM, no response
+	}), false)
+	h2silent, _ := h2Upstream(t, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(ioTimeout):
+		}
+	}), false)
+	routes := route(`prefix = "/h2uc"`, "h2uc") +
+		route(`prefix = "/h2ut"`, "h2ut", `timeout = "300ms"`) +
+		route(`prefix = "/uh"`, "uh") +
 		route(`prefix = "/rq"`, "rq") +
 		route(`prefix = "/pending"`, "pending") +
 		route(`prefix = "/uf"`, "uf") +
@@ -56,7 +72,9 @@ func TestRouterFailureRepliesCountInClusterResponseCodes(t *testing.T) {
 		cluster("uc", reset.Addr),
 		cluster("upe", garbage.Addr),
 		cluster("ut", silent.Addr),
-		cluster("pt", silent.Addr)) + "\n[admin]\naddress = \"127.0.0.1:0\"\n"
+		cluster("pt", silent.Addr),
+		h2Cluster("h2uc", h2reset),
+		h2Cluster("h2ut", h2silent)) + "\n[admin]\naddress = \"127.0.0.1:0\"\n"
 	p := gwtest.Start(t, cfg)
 	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
 	c := newClient(nil)
@@ -66,6 +84,7 @@ func TestRouterFailureRepliesCountInClusterResponseCodes(t *testing.T) {
 	}{
 		{"uh", "UH", 503}, {"rq", "UO", 503}, {"pending", "UO", 503}, {"uf", "UF", 503},
 		{"uc", "UC", 503}, {"upe", "UPE", 502}, {"ut", "UT", 504}, {"pt", "UT", 504},
+		{"h2uc", "UC", 503}, {"h2ut", "UT", 504},
 	} {
 		resp, body := get(t, c, "http://"+p.Addr("http")+"/"+tc.cluster)
 		if resp.StatusCode != tc.status || !hasFlag(resp, body, tc.flag) {

@@ -9,6 +9,8 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/internal/pathnorm"
 	"github.com/sluice-proxy/sluice/gateway/registry"
+	"github.com/sluice-proxy/sluice/gateway/stats"
+	"github.com/sluice-proxy/sluice/gateway/tracing"
 )
 
 // Name is the HTTP connection manager's registered filter name.
@@ -116,6 +118,11 @@ type Config struct {
 	// AccessLog lists where each finished request is logged (Envoy's
 	// format operators or json_format; see docs/observability.md).
 	AccessLog []accesslog.Config `toml:"access_log"`
+	// Tracing traces requests with Envoy's OpenTelemetry tracer: W3C
+	// traceparent propagation and spans sent to an OTLP/HTTP collector
+	// (see gateway/tracing and docs/observability.md). Absent: no
+	// tracing, and nothing is added to the upstream request.
+	Tracing *tracing.Config `toml:"tracing"`
 	// HTTPFilters is the HTTP filter chain; the last must be terminal (the
 	// router).
 	HTTPFilters []config.Filter `toml:"http_filter"`
@@ -222,6 +229,9 @@ func (c *Config) withDefaults() {
 		c.StreamIdleTimeout = &config.Duration{Duration: 5 * time.Minute}
 	}
 	c.HTTP3.withDefaults()
+	if c.Tracing != nil {
+		c.Tracing.WithDefaults()
+	}
 	h2 := &c.HTTP2
 	if h2.MaxConcurrentStreams == 0 {
 		h2.MaxConcurrentStreams = 100
@@ -274,6 +284,11 @@ func (c *Config) validate() error {
 	if err := c.HTTP3.validate(); err != nil {
 		return err
 	}
+	if c.Tracing != nil {
+		if err := c.Tracing.Validate("tracing."); err != nil {
+			return err
+		}
+	}
 	for i, f := range c.HTTPFilters {
 		info, _ := registry.Lookup(f.Name)
 		last := i == len(c.HTTPFilters)-1
@@ -298,4 +313,13 @@ func (c *Config) pathOptions() (pathnorm.Options, error) {
 		return pathnorm.Options{}, registry.Errorf("path_with_escaped_slashes_action", "must be KEEP_UNCHANGED, REJECT_REQUEST, UNESCAPE_AND_REDIRECT or UNESCAPE_AND_FORWARD, not %q", c.PathWithEscapedSlashesAction)
 	}
 	return pathnorm.Options{Normalize: *c.NormalizePath, MergeSlashes: *c.MergeSlashes, EscapedSlashes: a}, nil
+}
+
+// StatDefs implements stats.FilterStats: the tracer's counters when the
+// manager traces.
+func (c *Config) StatDefs(string) []stats.Def {
+	if c.Tracing == nil {
+		return nil
+	}
+	return tracing.StatDefs()
 }

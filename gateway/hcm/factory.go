@@ -25,6 +25,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 	"github.com/sluice-proxy/sluice/gateway/stats"
+	"github.com/sluice-proxy/sluice/gateway/tracing"
 )
 
 // Factory is a built HTTP connection manager: immutable, shared by every
@@ -41,6 +42,8 @@ type Factory struct {
 	internal []netip.Prefix
 	// path is the request path normalization (pathnorm.go).
 	path pathnorm.Options
+	// tracer traces requests; nil without a tracing table.
+	tracer *tracing.Tracer
 }
 
 // isInternal reports whether a client at addr is internal.
@@ -86,6 +89,9 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 	}
 	slab, _ := ctx.Stats.(*stats.Slab)
 	f.stats = slab.HTTP(c.StatPrefix)
+	if c.Tracing != nil && !ctx.DryRun {
+		f.tracer = tracing.New(c.Tracing, slab, ctx.Logger)
+	}
 	if f.loggers, err = accesslog.Build(c.AccessLog, ctx.AccessLogs, ctx.DryRun); err != nil {
 		return nil, err
 	}

@@ -87,6 +87,7 @@ func (s *stream) runH2() (abort bool) {
 	hs.h2Upgrade(h, r)
 	pathReply, pathOK := s.normalizePath(h)
 	s.decorate(h)
+	s.startSpan(h)
 	if pathOK {
 		s.route, s.routeValid = s.conn.f.routes.Match(h), true
 		s.createFilters()

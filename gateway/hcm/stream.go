@@ -2,12 +2,14 @@ package hcm
 
 import (
 	"math/rand/v2"
+	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/accesslog"
 	"github.com/sluice-proxy/sluice/gateway/buffer"
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 	"github.com/sluice-proxy/sluice/gateway/internal/clock"
+	"github.com/sluice-proxy/sluice/gateway/tracing"
 )
 
 // stream is one request/response exchange on a connection. The connection
@@ -69,6 +71,9 @@ type stream struct {
 	// way out before the trailers (EncodeTrailers).
 	tail buffer.Buffer
 
+	// span is the request's trace span while the manager traces.
+	span tracing.Span
+
 	// h2 is set for an HTTP/2 stream: the codec seam's HTTP/2 paths.
 	h2 *h2stream
 
@@ -88,6 +93,7 @@ func (s *stream) run() bool {
 	h := s.h
 	pathReply, pathOK := s.normalizePath(h)
 	s.decorate(h)
+	s.startSpan(h)
 	if pathOK {
 		s.route, s.routeValid = c.f.routes.Match(h), true
 		s.createFilters()
@@ -165,6 +171,7 @@ func (s *stream) end() {
 		s.conn.ended = now // the wait for the next request starts now
 	}
 	f.stats.DownstreamRqTime.Record(d)
+	s.finishSpan(now)
 	if s.info.ResponseFlags&httpfilter.FlagNoRoute != 0 {
 		f.stats.NoRoute.Inc()
 	}
@@ -252,6 +259,22 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 	}
 	if *c.f.cfg.GenerateRequestID && !h.Has("x-request-id") {
 		h.AddBytes(hdrRequestID, newRequestID(&s.rid))
+	}
+}
+
+// startSpan begins the request's trace span when the manager traces: after
+// decorate, so that the span sees the request id and the traceparent it
+// sets goes upstream.
+func (s *stream) startSpan(h *httpfilter.RequestHeaders) {
+	if t := s.conn.f.tracer; t != nil {
+		t.Start(&s.span, h, s.conn.internal, s.info.Start)
+	}
+}
+
+// finishSpan ends the request's trace span when the manager traces.
+func (s *stream) finishSpan(now time.Time) {
+	if t := s.conn.f.tracer; t != nil {
+		t.Finish(&s.span, &s.info, s.h, now)
 	}
 }
 

@@ -220,6 +220,18 @@ func TestInvalidConfigsAreRejectedWithFileLineAndKey(t *testing.T) {
 			key:  `route\[0\]\.redirect\.port: must be in 1\.\.65535`,
 		},
 		{
+			name: "unknown key in the tracing table",
+			text: strings.Replace(good, routerFilter, routerFilter+"\n      [listener.filter_chain.filter.config.tracing]\n      random_samplin = 5\n      provider = { name = \"opentelemetry\", collector_endpoint = \"http://127.0.0.1:4318/v1/traces\" }", 1),
+			line: `random_samplin = 5`,
+			key:  `tracing\.random_samplin`,
+		},
+		{
+			name: "tracing sampling out of range",
+			text: strings.Replace(good, routerFilter, routerFilter+"\n      [listener.filter_chain.filter.config.tracing]\n      random_sampling = 101.5\n      provider = { name = \"opentelemetry\", collector_endpoint = \"http://127.0.0.1:4318/v1/traces\" }", 1),
+			line: `random_sampling = 101.5`,
+			key:  `tracing\.random_sampling: must be a percentage in 0\.\.100`,
+		},
+		{
 			name: "header append action",
 			text: config(1, route(`prefix = "/"`, "up", `response_headers_to_add = [{ key = "x-a", value = "b", append_action = "replace" }]`), cluster("up", "127.0.0.1:1")),
 			line: `append_action`,

@@ -301,6 +301,8 @@ func TestTracingSpanForEachDownstreamProtocol(t *testing.T) {
 		}
 	}
 	waitCounter(t, admin, "tracing.opentelemetry.spans_sent", 3)
+	waitCounter(t, admin, "http.ingress_http.tracing.random_sampling", 2)
+	waitCounter(t, admin, "http.ingress_h3.tracing.random_sampling", 1)
 }
 
 // TestTracingContinuesAnIncomingTrace checks that a sampled incoming
@@ -362,6 +364,8 @@ func TestTracingRandomSamplingZero(t *testing.T) {
 		}
 	}
 	waitCounter(t, admin, "tracing.opentelemetry.spans_sent", 1)
+	waitCounter(t, admin, "http.ingress_http.tracing.not_traceable", 1)
+	waitCounter(t, admin, "http.ingress_http.tracing.service_forced", 1)
 }
 
 // TestTracingFailedRequestIsAnError checks that a request sluice answers

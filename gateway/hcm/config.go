@@ -315,11 +315,11 @@ func (c *Config) pathOptions() (pathnorm.Options, error) {
 	return pathnorm.Options{Normalize: *c.NormalizePath, MergeSlashes: *c.MergeSlashes, EscapedSlashes: a}, nil
 }
 
-// StatDefs implements stats.FilterStats: the tracer's counters when the
-// manager traces.
+// StatDefs implements stats.FilterStats: the tracer's counters and the
+// manager's tracing decision counters when the manager traces.
 func (c *Config) StatDefs(string) []stats.Def {
 	if c.Tracing == nil {
 		return nil
 	}
-	return tracing.StatDefs()
+	return append(tracing.StatDefs(), tracing.DecisionStatDefs(stats.HTTPName(c.StatPrefix))...)
 }

@@ -90,7 +90,7 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 	slab, _ := ctx.Stats.(*stats.Slab)
 	f.stats = slab.HTTP(c.StatPrefix)
 	if c.Tracing != nil && !ctx.DryRun {
-		f.tracer = tracing.New(c.Tracing, slab, ctx.Logger)
+		f.tracer = tracing.New(c.Tracing, stats.HTTPName(c.StatPrefix), slab, ctx.Logger)
 	}
 	if f.loggers, err = accesslog.Build(c.AccessLog, ctx.AccessLogs, ctx.DryRun); err != nil {
 		return nil, err

@@ -20,7 +20,7 @@ func BenchmarkStreamSpan(b *testing.B) {
 	for _, bc := range []struct {
 		name   string
 		tracer *tracing.Tracer
-	}{{"untraced", nil}, {"traced_unsampled", tracing.New(cfg, nil, nil)}} {
+	}{{"untraced", nil}, {"traced_unsampled", tracing.New(cfg, "http.bench.", nil, nil)}} {
 		b.Run(bc.name, func(b *testing.B) {
 			s := &stream{conn: &connection{f: &Factory{tracer: bc.tracer}}}
 			h := &httpfilter.RequestHeaders{Method: []byte("GET"), Scheme: []byte("http"), Authority: []byte("a.test"), Path: []byte("/")}

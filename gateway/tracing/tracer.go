@@ -30,13 +30,43 @@ type Tracer struct {
 	exp    *exporter
 	egress bool
 	node   string
+	// decisions count why requests without a parent were (not) traced:
+	// Envoy's http.<stat_prefix>.tracing.* counters.
+	decisions [nDecisions]*stats.Counter
 }
 
-// New builds the tracer of cfg (with its defaults set and validated). The
+// Decision reasons, in the order of decisionNames.
+const (
+	decRandom = iota
+	decService
+	decClient
+	decNot
+	nDecisions
+)
+
+// decisionNames are Envoy's http.<stat_prefix>.tracing.* counter names.
+var decisionNames = [nDecisions]string{"random_sampling", "service_forced", "client_enabled", "not_traceable"}
+
+// New builds the tracer of cfg (with its defaults set and validated) for
+// the manager whose stat scope is scope ("http.<stat_prefix>."). The
 // exporter it sends to belongs to the worker process and counts in slab.
-func New(cfg *Config, slab *stats.Slab, log *zap.Logger) *Tracer {
+func New(cfg *Config, scope string, slab *stats.Slab, log *zap.Logger) *Tracer {
 	node, _ := os.Hostname()
-	return &Tracer{cfg: cfg, exp: exporterFor(&cfg.Provider, slab, log), egress: cfg.OperationName == "egress", node: node}
+	t := &Tracer{cfg: cfg, exp: exporterFor(&cfg.Provider, slab, log), egress: cfg.OperationName == "egress", node: node}
+	for i, n := range decisionNames {
+		t.decisions[i] = slab.Counter(scope + "tracing." + n)
+	}
+	return t
+}
+
+// DecisionStatDefs are the manager's tracing decision counters under scope
+// ("http.<stat_prefix>.").
+func DecisionStatDefs(scope string) []stats.Def {
+	defs := make([]stats.Def, len(decisionNames))
+	for i, n := range decisionNames {
+		defs[i] = stats.Def{Name: scope + "tracing." + n, Kind: stats.KindCounter}
+	}
+	return defs
 }
 
 // Span is one stream's tracing state, kept inline in the stream and reset
@@ -80,10 +110,22 @@ func (t *Tracer) Start(sp *Span, h *httpfilter.RequestHeaders, internal bool, no
 		sp.Sampled = parent.Sampled
 	} else {
 		c := t.cfg
-		sampled := internal && h.Has("x-envoy-force-trace") ||
-			h.Has("x-client-trace-id") && within(*c.ClientSampling) ||
-			within(*c.RandomSampling)
-		sp.Sampled = sampled && within(*c.OverallSampling)
+		dec := decNot
+		switch {
+		case internal && h.Has("x-envoy-force-trace"):
+			dec = decService
+		case h.Has("x-client-trace-id") && within(*c.ClientSampling):
+			dec = decClient
+		case within(*c.RandomSampling):
+			dec = decRandom
+		}
+		if dec != decNot && !within(*c.OverallSampling) {
+			dec = decNot
+		}
+		sp.Sampled = dec != decNot
+		if t.decisions[dec] != nil {
+			t.decisions[dec].Inc()
+		}
 		sp.ctx.TraceID = newTraceID()
 	}
 	sp.ctx.SpanID = newSpanID()

@@ -140,7 +140,8 @@ func docConfig(text string) string {
 	case strings.HasPrefix(h, "[[route_config.virtual_host.route]]"):
 		return docRouteHead + text
 	case strings.HasPrefix(h, "[[listener.filter_chain.filter.config.http_filter]]"),
-		strings.HasPrefix(h, "[[listener.filter_chain.filter.config.access_log]]"):
+		strings.HasPrefix(h, "[[listener.filter_chain.filter.config.access_log]]"),
+		strings.HasPrefix(h, "[listener.filter_chain.filter.config.tracing]"):
 		out := docListener + docChain + docHCM + text
 		if !hasRouter {
 			out += docRouter

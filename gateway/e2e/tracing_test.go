@@ -127,8 +127,9 @@ func (c *collector) spanOf(t *testing.T, trace, path string) otlpSpan {
 	return found
 }
 
-// traceparents is an upstream that records the traceparent each request
-// path arrives with, and answers 200.
+// traceparents is an upstream that records the traceparents each request
+// path arrives with, and answers 200 (503 the first time for a path under
+// /retry).
 type traceparents struct {
 	mu   sync.Mutex
 	seen map[string][]string
@@ -139,8 +140,13 @@ func newTraceparentUpstream(t *testing.T) *traceparents {
 	u := &traceparents{seen: map[string][]string{}}
 	u.addr = testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
-		u.seen[r.URL.Path] = r.Header.Values("traceparent")
+		first := len(u.seen[r.URL.Path]) == 0
+		u.seen[r.URL.Path] = append(u.seen[r.URL.Path], r.Header.Values("traceparent")...)
 		u.mu.Unlock()
+		if first && strings.HasPrefix(r.URL.Path, "/retry") {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
 		w.Write([]byte("ok"))
 	})).Addr
 	return u
@@ -150,17 +156,29 @@ func newTraceparentUpstream(t *testing.T) *traceparents {
 // parts.
 func (u *traceparents) of(t *testing.T, path string) []string {
 	t.Helper()
+	all := u.all(t, path)
+	if len(all) != 1 {
+		t.Fatalf("upstream got %d traceparents for %s, want one", len(all), path)
+	}
+	return all[0]
+}
+
+// all returns the traceparents path arrived with, in order, each split in
+// its four parts.
+func (u *traceparents) all(t *testing.T, path string) [][]string {
+	t.Helper()
 	u.mu.Lock()
 	v := u.seen[path]
 	u.mu.Unlock()
-	if len(v) != 1 {
-		t.Fatalf("upstream got traceparent %q for %s, want one", v, path)
+	var out [][]string
+	for _, tp := range v {
+		p := strings.Split(tp, "-")
+		if len(p) != 4 || p[0] != "00" || len(p[1]) != 32 || len(p[2]) != 16 || len(p[3]) != 2 {
+			t.Fatalf("upstream traceparent %q for %s is malformed", tp, path)
+		}
+		out = append(out, p)
 	}
-	p := strings.Split(v[0], "-")
-	if len(p) != 4 || p[0] != "00" || len(p[1]) != 32 || len(p[2]) != 16 || len(p[3]) != 2 {
-		t.Fatalf("upstream traceparent %q for %s is malformed", v[0], path)
-	}
-	return p
+	return out
 }
 
 // tracingChain is a manager table tracing to collectorURL with the extra
@@ -222,6 +240,10 @@ name = "local"
     [[route_config.virtual_host.route]]
     match = { prefix = "/dead" }
     cluster = "dead"
+    [[route_config.virtual_host.route]]
+    match = { prefix = "/retry" }
+    cluster = "up"
+    retry_policy = { retry_on = ["5xx"], num_retries = 1, retry_back_off = { base_interval = "1ms" } }
     [[route_config.virtual_host.route]]
     match = { prefix = "/" }
     cluster = "up"
@@ -385,28 +407,54 @@ func TestTracingFailedRequestIsAnError(t *testing.T) {
 	}
 }
 
-// TestTracingSpawnsAnUpstreamSpan checks spawn_upstream_span: a CLIENT span,
-// child of the SERVER span, whose id is the parent the upstream sees.
-func TestTracingSpawnsAnUpstreamSpan(t *testing.T) {
+// TestTracingSpawnsAnUpstreamSpanPerTry checks spawn_upstream_span: a
+// CLIENT span per upstream try, child of the SERVER span, whose id is the
+// parent that try's upstream request names; a retried try (503) is an
+// error, the last has the response's status.
+func TestTracingSpawnsAnUpstreamSpanPerTry(t *testing.T) {
 	p, up, col, _, _ := startTracing(t, 1, "", "spawn_upstream_span = true")
-	get(t, newClient(nil), "http://"+p.Addr("http")+"/spawn")
+	c := newClient(nil)
+	get(t, c, "http://"+p.Addr("http")+"/spawn")
 	tp := up.of(t, "/spawn")
 	srv := col.spanOf(t, tp[1], "/spawn")
-	spans := col.wait(t, "upstream span", func(spans []otlpSpan) bool {
-		for _, s := range spans {
-			if s.SpanID == tp[2] {
-				return true
-			}
-		}
-		return false
-	})
-	for _, s := range spans {
-		if s.SpanID == tp[2] && (s.Kind != 3 || s.ParentSpanID != srv.SpanID || s.TraceID != tp[1] || s.Name != "router up egress") {
-			t.Fatalf("upstream span %+v; want kind CLIENT, parent %s, name \"router up egress\"", s, srv.SpanID)
-		}
-	}
 	if srv.SpanID == tp[2] {
 		t.Fatalf("the upstream's parent is the SERVER span, want the CLIENT span")
+	}
+	byID := func(id string) otlpSpan {
+		var found otlpSpan
+		col.wait(t, "span "+id, func(spans []otlpSpan) bool {
+			for _, s := range spans {
+				if s.SpanID == id {
+					found = s
+					return true
+				}
+			}
+			return false
+		})
+		return found
+	}
+	if s := byID(tp[2]); s.Kind != 3 || s.ParentSpanID != srv.SpanID || s.TraceID != tp[1] || s.Name != "router up egress" ||
+		s.attr("http.status_code") != "200" || s.attr("upstream_address") != up.addr || s.attr("error") != "" {
+		t.Fatalf("upstream span %+v; want kind CLIENT, parent %s, name \"router up egress\", 200", s, srv.SpanID)
+	}
+
+	if resp, _ := get(t, c, "http://"+p.Addr("http")+"/retry"); resp.StatusCode != 200 {
+		t.Fatalf("/retry: status %d, want 200 after a retry", resp.StatusCode)
+	}
+	tries := up.all(t, "/retry")
+	if len(tries) != 2 || tries[0][1] != tries[1][1] || tries[0][2] == tries[1][2] {
+		t.Fatalf("upstream traceparents %v; want two tries of one trace with different parents", tries)
+	}
+	srv = col.spanOf(t, tries[0][1], "/retry")
+	first, second := byID(tries[0][2]), byID(tries[1][2])
+	for i, s := range []otlpSpan{first, second} {
+		if s.Kind != 3 || s.ParentSpanID != srv.SpanID || s.attr("retry.attempt") != fmt.Sprint(i) {
+			t.Fatalf("try %d: span %+v, want a CLIENT child of %s", i, s, srv.SpanID)
+		}
+	}
+	if first.attr("error") != "true" || second.attr("error") != "" || second.attr("http.status_code") != "200" ||
+		first.EndTimeUnixNano > second.StartTimeUnixNano {
+		t.Fatalf("tries %+v, %+v; want the first an error ending as the second starts, the second 200", first, second)
 	}
 }
 

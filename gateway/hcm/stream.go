@@ -268,7 +268,16 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 func (s *stream) startSpan(h *httpfilter.RequestHeaders) {
 	if t := s.conn.f.tracer; t != nil {
 		t.Start(&s.span, h, s.conn.internal, s.info.Start)
+		if t.SpawnsUpstreamSpans() {
+			s.info.UpstreamTracer = s
+		}
 	}
+}
+
+// UpstreamTry implements httpfilter.UpstreamTracer for a manager tracing
+// with spawn_upstream_span.
+func (s *stream) UpstreamTry(h *httpfilter.RequestHeaders, host string) {
+	s.conn.f.tracer.UpstreamTry(&s.span, h, host, clock.Now())
 }
 
 // finishSpan ends the request's trace span when the manager traces.

@@ -95,6 +95,19 @@ type StreamInfo struct {
 	// health check (Envoy's health check marking, read by the access log's
 	// not_health_check_filter).
 	HealthCheck bool
+	// UpstreamTracer is set by a connection manager that traces with
+	// spawn_upstream_span, nil otherwise: the router calls it as each
+	// upstream try starts.
+	UpstreamTracer UpstreamTracer
+}
+
+// UpstreamTracer begins a trace span per upstream try (Envoy's
+// spawn_upstream_span). It is called on the stream's goroutine.
+type UpstreamTracer interface {
+	// UpstreamTry starts the span of a try to host (ending the previous
+	// try's) and sets h's traceparent to name it as the upstream's parent.
+	// h must be the request head the try sends.
+	UpstreamTry(h *RequestHeaders, host string)
 }
 
 // Reset clears the record for reuse.

@@ -435,6 +435,9 @@ func (f *filter) again(try int, cond uint16) bool {
 	f.nextHost()
 	// Each try is an upstream request, as in Envoy (one per stream).
 	f.stats.UpstreamRqTotal.Inc()
+	if ut := f.cb.Info().UpstreamTracer; ut != nil {
+		ut.UpstreamTry(f.req, f.host.Address)
+	}
 	return true
 }
 

@@ -229,6 +229,9 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	f.stats = cl.Stats
 	f.stats.UpstreamRqTotal.Inc()
 	f.stats.UpstreamRqActive.Inc()
+	if ut := info.UpstreamTracer; ut != nil {
+		ut.UpstreamTry(h, host.Address)
+	}
 	f.rewrite(h)
 	if len(f.mutations) > 0 {
 		f.mutateRequest(h)

@@ -77,11 +77,20 @@ type Span struct {
 	active  bool
 	ctx     SpanContext // the stream's span: trace id, own id
 	parent  SpanID      // the incoming parent's id; zero for a root
-	// upstream is the CLIENT span's id with spawn_upstream_span.
-	upstream SpanID
-	start    time.Time
+	// tries are the upstream tries' CLIENT spans with
+	// spawn_upstream_span, in order (kept across requests for their
+	// storage).
+	tries []try
+	start time.Time
 	// tp is the traceparent sent upstream (the field points into it).
 	tp [traceparentLen]byte
+}
+
+// try is one upstream try's CLIENT span.
+type try struct {
+	id    SpanID
+	start time.Time
+	host  string
 }
 
 // Context returns the span's context: its trace id and own span id.
@@ -103,7 +112,8 @@ var (
 // decision in the sampled flag, as Envoy's OpenTelemetry tracer does also
 // for a request it does not trace. h must be the decorated request head.
 func (t *Tracer) Start(sp *Span, h *httpfilter.RequestHeaders, internal bool, now time.Time) {
-	*sp = Span{active: true, start: now}
+	clear(sp.tries)
+	*sp = Span{active: true, start: now, tries: sp.tries[:0]}
 	if parent, ok := ParseTraceparent(h.Get("traceparent")); ok {
 		sp.ctx.TraceID = parent.TraceID
 		sp.parent = parent.SpanID
@@ -130,11 +140,25 @@ func (t *Tracer) Start(sp *Span, h *httpfilter.RequestHeaders, internal bool, no
 	}
 	sp.ctx.SpanID = newSpanID()
 	sp.ctx.Sampled = sp.Sampled
-	out := sp.ctx
-	if t.cfg.SpawnUpstreamSpan {
-		sp.upstream = newSpanID()
-		out.SpanID = sp.upstream
+	h.SetBytes(hdrTraceparent, AppendTraceparent(sp.tp[:0], sp.ctx))
+}
+
+// SpawnsUpstreamSpans reports whether the tracer adds a CLIENT span per
+// upstream try (spawn_upstream_span).
+func (t *Tracer) SpawnsUpstreamSpans() bool { return t.cfg.SpawnUpstreamSpan }
+
+// UpstreamTry starts, at now, the CLIENT span of an upstream try to host,
+// a child of the stream's span that ends when the next try starts or the
+// stream ends, and sets h's traceparent to name it (with the stream's
+// sampled flag). It does nothing for a span Start did not begin.
+func (t *Tracer) UpstreamTry(sp *Span, h *httpfilter.RequestHeaders, host string, now time.Time) {
+	if !sp.active {
+		return
 	}
+	id := newSpanID()
+	sp.tries = append(sp.tries, try{id: id, start: now, host: host})
+	out := sp.ctx
+	out.SpanID = id
 	h.SetBytes(hdrTraceparent, AppendTraceparent(sp.tp[:0], out))
 }
 
@@ -200,24 +224,40 @@ func (t *Tracer) Finish(sp *Span, info *httpfilter.StreamInfo, h *httpfilter.Req
 	}
 	s.attrs, s.err = t.tags(info, h)
 	t.exp.enqueue(s)
-	if sp.upstream != (SpanID{}) {
-		u := &spanData{
-			traceID: sp.ctx.TraceID, spanID: sp.upstream, parentID: sp.ctx.SpanID, traceState: s.traceState,
-			name: "router " + info.UpstreamCluster + " egress", kind: kindClient, start: s.start, end: s.end,
-			attrs: []attr{
-				{"component", "proxy"},
-				{"upstream_cluster", info.UpstreamCluster},
-				{"upstream_address", info.UpstreamHost},
-				{"http.protocol", info.Protocol},
-				{"http.status_code", strconv.Itoa(info.ResponseCode)},
-			},
-			err: s.err,
-		}
-		if s.err {
-			u.attrs = append(u.attrs, attr{"error", "true"})
-		}
-		t.exp.enqueue(u)
+	for i, tr := range sp.tries {
+		t.exp.enqueue(t.trySpan(sp, s, info, i, tr, now))
 	}
+	clear(sp.tries) // the host strings
+	sp.tries = sp.tries[:0]
+}
+
+// trySpan is the CLIENT span of upstream try i of the stream whose span is
+// srv: Envoy's "router <cluster> egress". A try that was retried ends when
+// the next starts and is an error (the retry policy retried it); the last
+// has the stream's outcome.
+func (t *Tracer) trySpan(sp *Span, srv *spanData, info *httpfilter.StreamInfo, i int, tr try, now time.Time) *spanData {
+	last := i == len(sp.tries)-1
+	end, code, failed := now, strconv.Itoa(info.ResponseCode), srv.err
+	if !last {
+		end, code, failed = sp.tries[i+1].start, "-", true
+	}
+	u := &spanData{
+		traceID: sp.ctx.TraceID, spanID: tr.id, parentID: sp.ctx.SpanID, traceState: srv.traceState,
+		name: "router " + info.UpstreamCluster + " egress", kind: kindClient, start: tr.start.UnixNano(), end: end.UnixNano(),
+		attrs: []attr{
+			{"component", "proxy"},
+			{"upstream_cluster", info.UpstreamCluster},
+			{"upstream_address", tr.host},
+			{"http.protocol", info.Protocol},
+			{"http.status_code", code},
+			{"retry.attempt", strconv.Itoa(i)},
+		},
+		err: failed,
+	}
+	if failed {
+		u.attrs = append(u.attrs, attr{"error", "true"})
+	}
+	return u
 }
 
 // tags are Envoy's span tags of a finished stream, and whether it failed
@@ -265,12 +305,15 @@ func (t *Tracer) tags(info *httpfilter.StreamInfo, h *httpfilter.RequestHeaders)
 	return a, failed
 }
 
-// url is Envoy's http.url tag: scheme://authority/path, truncated to
-// max_path_tag_length.
+// url is Envoy's http.url tag: scheme://authority/path (the path before
+// a route rewrite), truncated to max_path_tag_length.
 func (t *Tracer) url(h *httpfilter.RequestHeaders) string {
-	n := len(h.Scheme) + 3 + len(h.Authority) + len(h.Path)
-	b := make([]byte, 0, n)
-	b = append(append(append(append(b, h.Scheme...), "://"...), h.Authority...), h.Path...)
+	path := h.Path
+	if orig := h.Get("x-envoy-original-path"); orig != nil {
+		path = orig // the router rewrote the path
+	}
+	b := make([]byte, 0, len(h.Scheme)+3+len(h.Authority)+len(path))
+	b = append(append(append(append(b, h.Scheme...), "://"...), h.Authority...), path...)
 	if len(b) > t.cfg.MaxPathTagLength {
 		b = b[:t.cfg.MaxPathTagLength]
 	}

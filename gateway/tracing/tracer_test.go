@@ -99,6 +99,7 @@ func TestFinishExportsOTLPJSON(t *testing.T) {
 	var sp Span
 	start := time.Unix(1700000000, 5)
 	tr.Start(&sp, h, false, start)
+	tr.UpstreamTry(&sp, h, "127.0.0.1:1", start.Add(time.Microsecond))
 	info := &httpfilter.StreamInfo{Protocol: "HTTP/2", UpstreamCluster: "up", UpstreamHost: "127.0.0.1:1", ResponseCode: 503,
 		ResponseFlags: httpfilter.FlagUpstreamConnectionFailure, BytesReceived: 3, BytesSent: 7}
 	tr.Finish(&sp, info, h, start.Add(time.Millisecond))
@@ -138,7 +139,8 @@ func TestFinishExportsOTLPJSON(t *testing.T) {
 		t.Fatalf("server span %+v", srv)
 	}
 	if up.TraceID != srv.TraceID || up.ParentSpanID != srv.SpanID || up.Kind != kindClient || up.Name != "router up egress" ||
-		string(tp[36:52]) != up.SpanID {
+		string(tp[36:52]) != up.SpanID || up.StartTimeUnixNano != "1700000000000001005" || up.EndTimeUnixNano != srv.EndTimeUnixNano ||
+		up.Status.Code != statusError {
 		t.Fatalf("upstream span %+v, server span id %s, traceparent %s", up, srv.SpanID, tp)
 	}
 	want := map[string]string{

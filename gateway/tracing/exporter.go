@@ -66,7 +66,7 @@ func exporterFor(p *Provider, slab *stats.Slab, log *zap.Logger) *exporter {
 		e = &exporter{
 			endpoint: p.CollectorEndpoint,
 			service:  p.ServiceName,
-			client:   &http.Client{Timeout: p.Timeout.Duration},
+			client:   &http.Client{Timeout: p.Timeout.Duration, Transport: collectorTransport()},
 			interval: p.FlushInterval.Duration,
 			minFlush: p.MinFlushSpans,
 			maxQueue: p.MaxQueuedSpans,
@@ -80,6 +80,16 @@ func exporterFor(p *Provider, slab *stats.Slab, log *zap.Logger) *exporter {
 	}
 	e.log.Store(log)
 	return e
+}
+
+// collectorTransport is the exporter's HTTP transport: the default one
+// without the environment's proxy settings (the collector is configured
+// by its URL, as in Envoy), keeping a connection to it alive.
+func collectorTransport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	tr.MaxIdleConnsPerHost = 2
+	return tr
 }
 
 // enqueue queues a finished span, or drops and counts it when the queue is

@@ -35,6 +35,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -48,6 +49,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/server"
 	"github.com/sluice-proxy/sluice/gateway/stats"
 	"github.com/sluice-proxy/sluice/gateway/tlsconn"
+	"github.com/sluice-proxy/sluice/gateway/tracing"
 	"github.com/sluice-proxy/sluice/hotrestart"
 	"github.com/sluice-proxy/sluice/supervisor"
 )
@@ -55,6 +57,11 @@ import (
 // controlFD is the descriptor on which the supervisor passes the control
 // channel.
 const controlFD = 3
+
+// spanFlushTimeout bounds the send of the trace spans still queued when a
+// drained worker exits; the supervisor allows a drained worker 5 s past
+// drain_timeout before it kills it.
+const spanFlushTimeout = time.Second
 
 // Options identify the worker, as its command line does. They must match
 // the Hello the supervisor sends.
@@ -500,6 +507,9 @@ func (w *worker) loop(conn *hotrestart.Conn, terms <-chan os.Signal) int {
 			drain("SIGTERM")
 		case <-drained:
 			w.log.Info("drained, exiting")
+			ctx, cancel := context.WithTimeout(context.Background(), spanFlushTimeout)
+			tracing.Flush(ctx)
+			cancel()
 			return 0
 		case r := <-w.served:
 			if drained != nil || stopped {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -481,5 +482,47 @@ func TestTracingCollectorDownDoesNotAffectRequests(t *testing.T) {
 	}
 	if n := adminCounters(t, admin)["tracing.opentelemetry.spans_sent"]; n != 0 {
 		t.Fatalf("spans_sent = %v with the collector down", n)
+	}
+}
+
+// TestTracingDrainedWorkerSendsItsQueuedSpans checks that the spans a
+// worker still holds when it drains (its flush interval far away, its
+// batch not full) reach the collector before the process exits.
+func TestTracingDrainedWorkerSendsItsQueuedSpans(t *testing.T) {
+	col := newCollector(t)
+	up := newTraceparentUpstream(t)
+	ca := testutil.NewCA(t)
+	cert, key, _ := ca.Leaf(t, "h3.test")
+	cfg := tracingConfig(1, cert, key, up.addr, col.url)
+	cfg = strings.ReplaceAll(cfg, `flush_interval = "50ms"`, `flush_interval = "1h"`)
+	cfg = strings.ReplaceAll(cfg, `min_flush_spans = 1`+"\n", `min_flush_spans = 1000`+"\n")
+	if !strings.Contains(cfg, `flush_interval = "1h"`) || !strings.Contains(cfg, "min_flush_spans = 1000") {
+		t.Fatal("the test's config edit did not apply")
+	}
+	p := gwtest.Start(t, cfg)
+	resp, _ := get(t, newClient(nil), "http://"+p.Addr("http")+"/queued")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	tp := up.of(t, "/queued")
+	col.mu.Lock()
+	early := len(col.spans)
+	col.mu.Unlock()
+	if early != 0 {
+		t.Fatalf("the collector got %d spans before the drain: the test cannot tell a flush on exit", early)
+	}
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Exited():
+	case <-time.After(ioTimeout):
+		t.Fatal("sluice did not exit after SIGTERM")
+	}
+	col.mu.Lock()
+	spans := append([]otlpSpan(nil), col.spans...)
+	col.mu.Unlock()
+	if len(spans) != 1 || spans[0].TraceID != tp[1] || spans[0].SpanID != tp[2] {
+		t.Fatalf("after the drain the collector has %+v, want the one span of trace %s", spans, tp[1])
 	}
 }

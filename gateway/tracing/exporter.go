@@ -116,6 +116,43 @@ func (e *exporter) enqueue(s *spanData) {
 	}
 }
 
+// Flush sends what every exporter of the process has queued and waits for
+// the sends until ctx is done. A worker calls it once its drain is over,
+// before it exits, so that the spans of its last requests (up to a
+// flush_interval of them) are not lost with the process.
+func Flush(ctx context.Context) {
+	exportersMu.Lock()
+	es := make([]*exporter, 0, len(exporters))
+	for _, e := range exporters {
+		es = append(es, e)
+	}
+	exportersMu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for _, e := range es {
+			wg.Go(e.flush)
+		}
+		wg.Wait()
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// flush sends the queue now.
+func (e *exporter) flush() {
+	e.mu.Lock()
+	batch := e.queue
+	e.queue = nil
+	e.mu.Unlock()
+	if len(batch) > 0 {
+		e.send(nil, batch)
+	}
+}
+
 // run sends the queue every interval, or as soon as it holds minFlush
 // spans.
 func (e *exporter) run() {

@@ -334,5 +334,8 @@ func (s *stream) Post(fn func()) {
 	s.posted <- fn
 }
 
+// ResetStream implements httpfilter.StreamResetter.
+func (s *stream) ResetStream() { s.reset = true }
+
 // SetDecoderBufferLimit implements httpfilter.BufferLimiter.
 func (s *stream) SetDecoderBufferLimit(n int) { s.heldLimit = n }

@@ -240,6 +240,17 @@ type BufferLimiter interface {
 	SetDecoderBufferLimit(n int)
 }
 
+// StreamResetter is implemented by the DecoderCallbacks of the HTTP
+// connection manager's streams. A filter that holds a request (a fault
+// filter's delay) and learns that the client went away (an HTTP/1.1 peer
+// close, an HTTP/2 or HTTP/3 stream reset) ends the stream with
+// ResetStream: no response is sent, the HTTP/1.1 connection closes and an
+// HTTP/2 or HTTP/3 stream is reset; the access log records the stream with
+// the flags the filter set. Call it on the stream's goroutine.
+type StreamResetter interface {
+	ResetStream()
+}
+
 // Tunneler is implemented by the DecoderCallbacks of a stream whose
 // downstream connection can become a raw byte tunnel: HTTP/1.1 streams of
 // the HTTP connection manager. The terminal filter (the router) type-asserts

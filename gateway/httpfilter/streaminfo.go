@@ -38,9 +38,13 @@ const (
 	FlagLocalReset
 	// FlagRBACAccessDenied: an RBAC filter denied the request (RBAC).
 	FlagRBACAccessDenied
+	// FlagFaultInjected: a fault filter aborted the request (FI).
+	FlagFaultInjected
+	// FlagDelayInjected: a fault filter delayed the request (DI).
+	FlagDelayInjected
 )
 
-var flagNames = [...]string{"NR", "UH", "UF", "UC", "UT", "UPE", "DPE", "DC", "UO", "UAEX", "SI", "LR", "RBAC"}
+var flagNames = [...]string{"NR", "UH", "UF", "UC", "UT", "UPE", "DPE", "DC", "UO", "UAEX", "SI", "LR", "RBAC", "FI", "DI"}
 
 // String returns the flags as Envoy prints them: codes joined by ',' or "-".
 func (f ResponseFlags) String() string {

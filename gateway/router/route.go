@@ -315,6 +315,17 @@ type headerMatcher struct {
 // Name implements httpfilter.Route.
 func (r *Route) Name() string { return r.name }
 
+// ClusterName returns the name of the route's cluster, or "" for a route
+// with weighted clusters (picked per request by the router), a direct
+// response or a redirect. Filters that match on the upstream cluster (the
+// fault filter's upstream_cluster) read it.
+func (r *Route) ClusterName() string {
+	if r.Cluster == nil {
+		return ""
+	}
+	return r.Cluster.Name
+}
+
 // FilterDisabled implements httpfilter.Route.
 func (r *Route) FilterDisabled(name string) bool { return slices.Contains(r.disabled, name) }
 

@@ -177,7 +177,7 @@ func (p *PerRoute) BuildPerRoute(*registry.BuildContext) (any, error) {
 func (c *Config) build() (*settings, error) {
 	s := &settings{abortGRPC: -1, maxActive: math.MaxInt64, cluster: c.UpstreamCluster}
 	if c.Abort == nil && c.Delay == nil {
-		return nil, registry.Errorf("", "set at least one of abort and delay")
+		return nil, registry.Errorf("abort", "set at least one of abort and delay")
 	}
 	if a := c.Abort; a != nil {
 		n := 0

@@ -1,0 +1,115 @@
+package fault
+
+import (
+	"testing"
+
+	"github.com/sluice-proxy/sluice/gateway/buffer"
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/registry"
+)
+
+// callbacks is a hand-written DecoderCallbacks that records local replies.
+type callbacks struct {
+	info  httpfilter.StreamInfo
+	reply *httpfilter.LocalReply
+}
+
+func (c *callbacks) StreamID() uint64                                      { return 1 }
+func (c *callbacks) ConnectionID() uint64                                  { return 1 }
+func (c *callbacks) Info() *httpfilter.StreamInfo                          { return &c.info }
+func (c *callbacks) Route() httpfilter.Route                               { return nil }
+func (c *callbacks) ClearRouteCache()                                      {}
+func (c *callbacks) ContinueDecoding()                                     {}
+func (c *callbacks) SendLocalReply(r httpfilter.LocalReply)                { c.reply = &r }
+func (c *callbacks) EncodeHeaders(*httpfilter.ResponseHeaders, bool) error { return nil }
+func (c *callbacks) EncodeData(*buffer.Buffer, bool) error                 { return nil }
+func (c *callbacks) EncodeTrailers(*httpfilter.Headers) error              { return nil }
+func (c *callbacks) Encode1xxHeaders(*httpfilter.ResponseHeaders) error    { return nil }
+func (c *callbacks) Post(fn func())                                        {}
+
+func build(t *testing.T, c *Config) *Factory {
+	t.Helper()
+	f, err := c.Build(&registry.BuildContext{StatScope: "http.t."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.(*Factory)
+}
+
+func req(hdr ...string) *httpfilter.RequestHeaders {
+	h := &httpfilter.RequestHeaders{Method: []byte("GET"), Path: []byte("/")}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		h.Add(hdr[i], hdr[i+1])
+	}
+	return h
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestHeaderPercentageIsCappedByConfig: a header abort's percentage header
+// may lower the configured share but not raise it, and an invalid one
+// leaves the configured share.
+func TestHeaderPercentageIsCappedByConfig(t *testing.T) {
+	zero := build(t, &Config{Abort: &Abort{HeaderAbort: true, Percentage: ptr(0.0)}})
+	all := build(t, &Config{Abort: &Abort{HeaderAbort: true}})
+	for i := 0; i < 50; i++ {
+		if _, _, ok := zero.s.abortFor(req(HeaderAbortRequest, "503", HeaderAbortPercentage, "100")); ok {
+			t.Fatal("a percentage header of 100 raised a configured 0")
+		}
+		if _, _, ok := all.s.abortFor(req(HeaderAbortRequest, "503", HeaderAbortPercentage, "0")); ok {
+			t.Fatal("a percentage header of 0 did not turn the abort off")
+		}
+		if st, _, ok := all.s.abortFor(req(HeaderAbortRequest, "503", HeaderAbortPercentage, "x")); !ok || st != 503 {
+			t.Fatal("an invalid percentage header did not leave the configured 100")
+		}
+		if st, g, ok := all.s.abortFor(req(HeaderAbortGRPCRequest, "4")); !ok || st != 200 || g != 4 {
+			t.Fatalf("gRPC header abort: %d %d %v", st, g, ok)
+		}
+		if _, _, ok := all.s.abortFor(req()); ok {
+			t.Fatal("a header abort without the header aborted")
+		}
+	}
+}
+
+// TestPercentageDraws: 50% aborts about half of many requests.
+func TestPercentageDraws(t *testing.T) {
+	f := build(t, &Config{Abort: &Abort{HTTPStatus: 503, Percentage: ptr(50.0)}})
+	n := 0
+	for i := 0; i < 10000; i++ {
+		if _, _, ok := f.s.abortFor(req()); ok {
+			n++
+		}
+	}
+	if n < 4500 || n > 5500 {
+		t.Fatalf("50%% aborted %d of 10000", n)
+	}
+}
+
+// TestMaxActiveFaultsOverflow: with max_active_faults = 1 and a delay in
+// progress, the next request gets no fault and counts as an overflow; when
+// the first stream ends, the next is delayed again.
+func TestMaxActiveFaultsOverflow(t *testing.T) {
+	f := build(t, &Config{MaxActiveFaults: ptr(int64(1)), Delay: &Delay{FixedDelay: nil, HeaderDelay: true}})
+	first := f.NewFilter(&callbacks{}).(*filter)
+	if st := first.DecodeHeaders(req(HeaderDelayRequest, "60000"), true); st != httpfilter.HeadersStopIteration {
+		t.Fatalf("first request: %v, want it held", st)
+	}
+	cb := &callbacks{}
+	second := f.NewFilter(cb).(*filter)
+	if st := second.DecodeHeaders(req(HeaderDelayRequest, "60000"), true); st != httpfilter.HeadersContinue || cb.info.ResponseFlags != 0 {
+		t.Fatalf("second request: %v flags %v, want it through", st, cb.info.ResponseFlags)
+	}
+	second.OnDestroy()
+	if f.stats.FaultsOverflow.Value() != 1 || f.stats.ActiveFaults.Value() != 1 {
+		t.Fatalf("overflow %d active %d, want 1 and 1", f.stats.FaultsOverflow.Value(), f.stats.ActiveFaults.Value())
+	}
+	first.OnDestroy()
+	if f.stats.ActiveFaults.Value() != 0 {
+		t.Fatalf("active %d after the held stream ended", f.stats.ActiveFaults.Value())
+	}
+	third := f.NewFilter(&callbacks{}).(*filter)
+	if st := third.DecodeHeaders(req(HeaderDelayRequest, "60000"), true); st != httpfilter.HeadersStopIteration {
+		t.Fatalf("third request: %v, want it held", st)
+	}
+	third.OnDestroy()
+}

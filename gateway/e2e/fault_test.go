@@ -315,3 +315,51 @@ func TestFaultMaxActiveFaultsAndClientGone(t *testing.T) {
 		t.Errorf("upstream saw %d requests, want 1 (the overflowed one)", n)
 	}
 }
+
+// TestFaultResponseRateLimitPacesTheBody: with response_rate_limit at 4
+// KiB/s, an 8 KiB response body takes about two seconds to arrive whole
+// (the first sixteenth of a second's worth goes at once), over HTTP/1.1
+// and h2c. On a route whose table limits by x-envoy-fault-throughput-response
+// instead, a request asking for 4 KiB/s is paced the same way and one
+// without the header is not limited; response_rl_injected counts the
+// limited ones.
+func TestFaultResponseRateLimitPacesTheBody(t *testing.T) {
+	payload := strings.Repeat("0123456789abcdef", 512) // 8 KiB
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, payload)
+	}))
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	routes := route(`prefix = "/hdr"`, "up") + perFilter("route", faultName, `response_rate_limit = { header_limit = true }`) +
+		route(`prefix = "/"`, "up")
+	p, admin := startFault(t, faultConfig(logPath, `response_rate_limit = { fixed_limit_kbps = 4, percentage = 100 }`, routes, cluster("up", up.Addr)))
+	base := "http://" + p.Addr("http")
+	const minTime = 1500 * time.Millisecond // (8192-256) bytes at 4096 B/s: 1.94s
+	limited := 0
+	for _, proto := range protocols {
+		c := proto.client()
+		for _, tc := range []struct {
+			path    string
+			hdr     []string
+			limited bool
+		}{
+			{"/fixed", nil, true},
+			{"/hdr/on", []string{"x-envoy-fault-throughput-response", "4"}, true},
+			{"/hdr/off", nil, false},
+		} {
+			start := time.Now()
+			resp, body := get(t, c, base+tc.path, tc.hdr...)
+			el := time.Since(start)
+			if resp.StatusCode != 200 || string(body) != payload {
+				t.Fatalf("%s %s: %d with %d body bytes; want 200 and the whole 8 KiB", proto.name, tc.path, resp.StatusCode, len(body))
+			}
+			if tc.limited && el < minTime {
+				t.Errorf("%s %s: the body arrived in %v; want at least %v at 4 KiB/s", proto.name, tc.path, el, minTime)
+			}
+			if tc.limited {
+				limited++
+			}
+		}
+	}
+	waitStat(t, admin, "http.ingress_http.fault.response_rl_injected", float64(limited))
+	waitStat(t, admin, "http.ingress_http.fault.active_faults", 0)
+}

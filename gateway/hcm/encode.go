@@ -128,7 +128,27 @@ func (s *stream) EncodeData(b *buffer.Buffer, end bool) error {
 	for i := len(s.encoders) - 1; i >= 0; i-- {
 		s.encoders[i].EncodeData(b, end)
 	}
-	return s.writeData(b.Bytes(), end, flush)
+	return s.writeBody(b.Bytes(), end, flush)
+}
+
+// writeBody is writeData through the stream's pacers: each piece they let
+// go is written and flushed before the next is asked for.
+func (s *stream) writeBody(data []byte, end, flush bool) error {
+	if len(s.pacers) == 0 || len(data) == 0 {
+		return s.writeData(data, end, flush)
+	}
+	for len(data) > 0 {
+		k := len(data)
+		for _, p := range s.pacers {
+			k = min(k, max(p.Pace(k), 1))
+		}
+		last := k == len(data)
+		if err := s.writeData(data[:k], end && last, flush || !last); err != nil {
+			return err
+		}
+		data = data[k:]
+	}
+	return nil
 }
 
 // writeData passes response body bytes to the codec; flush sends what is
@@ -216,7 +236,7 @@ func (s *stream) passTail(i int) error {
 	for j := i - 1; j >= 0; j-- {
 		s.encoders[j].EncodeData(&s.tail, false)
 	}
-	return s.writeData(s.tail.Bytes(), false, false)
+	return s.writeBody(s.tail.Bytes(), false, false)
 }
 
 // finish writes what is pending and marks the response complete.

@@ -26,6 +26,9 @@ type stream struct {
 	decoders   []httpfilter.DecoderFilter
 	encoders   []httpfilter.EncoderFilter
 	destroyers []interface{ OnDestroy() }
+	// pacers are the encoder filters that limit the response body's
+	// bandwidth (httpfilter.BodyPacer).
+	pacers     []httpfilter.BodyPacer
 	route      httpfilter.Route
 	routeValid bool
 	// envoyHdrs: the request may carry x-envoy-* fields (EnvoyHeaders).
@@ -194,6 +197,8 @@ func (s *stream) end() {
 	s.encoders = s.encoders[:0]
 	clear(s.destroyers)
 	s.destroyers = s.destroyers[:0]
+	clear(s.pacers)
+	s.pacers = s.pacers[:0]
 	s.route = nil
 	s.h = nil
 }
@@ -354,6 +359,9 @@ func (s *stream) createFilters() {
 		}
 		if e, ok := inst.(httpfilter.EncoderFilter); ok {
 			s.encoders = append(s.encoders, e)
+			if p, ok := e.(httpfilter.BodyPacer); ok {
+				s.pacers = append(s.pacers, p)
+			}
 		}
 		if d, ok := inst.(interface{ OnDestroy() }); ok {
 			s.destroyers = append(s.destroyers, d)

@@ -105,6 +105,21 @@ type BodyEnder interface {
 	EndBody(b *buffer.Buffer)
 }
 
+// BodyPacer is implemented by encoder filters that limit the bandwidth of
+// a response's body (the fault filter's response_rate_limit). After the
+// encoder filters have handled body data, and before the manager writes
+// it downstream, it asks each BodyPacer of the stream how many of the n
+// bytes left may go now: Pace waits as long as the limit requires (it
+// may block the encoding goroutine, as a slow client's socket does) and
+// returns how many, at most n (less than 1 counts as 1). The manager
+// writes and flushes that many and asks again for the rest, so the
+// upstream is read no faster than the limit lets the body out. A pacer
+// that does not limit the stream returns n at once. Called on the
+// goroutine that encodes the response.
+type BodyPacer interface {
+	Pace(n int) int
+}
+
 // TrailersToBody is implemented by encoder filters that carry a response's
 // trailers in its body (grpc_web: a trailers frame). When a response ends
 // with trailers, the manager calls EncodeTrailersToBody on such a filter in

@@ -72,8 +72,30 @@ type Delay struct {
 	Percentage *float64 `toml:"percentage"`
 }
 
+// ResponseRateLimit is Envoy's FaultRateLimit: the bandwidth of the
+// response body. Exactly one of FixedLimitKbps and HeaderLimit is set.
+//
+//	response_rate_limit = { fixed_limit_kbps = 64, percentage = 10 }
+type ResponseRateLimit struct {
+	// FixedLimitKbps is the limit in KiB (1024 bytes) per second, at
+	// least 1.
+	FixedLimitKbps int64 `toml:"fixed_limit_kbps"`
+	// HeaderLimit takes the limit, in KiB per second, from the request's
+	// x-envoy-fault-throughput-response header; a request without a
+	// valid one is not limited.
+	HeaderLimit bool `toml:"header_limit"`
+	// Percentage is the share of requests limited, 0 … 100. Default 100.
+	// With HeaderLimit, the request's
+	// x-envoy-fault-throughput-response-percentage header may lower it.
+	Percentage *float64 `toml:"percentage"`
+}
+
+// maxKbps bounds a rate limit (1 TiB/s): it keeps the byte arithmetic
+// far from overflowing.
+const maxKbps = 1 << 30
+
 // Config is the filter's TOML table (Envoy's HTTPFault). At least one of
-// Abort and Delay is set.
+// Abort, Delay and ResponseRateLimit is set.
 //
 //	[[listener.filter_chain.filter.config.http_filter]]
 //	name = "sluice.filters.http.fault"
@@ -83,6 +105,8 @@ type Delay struct {
 type Config struct {
 	Abort *Abort `toml:"abort"`
 	Delay *Delay `toml:"delay"`
+	// ResponseRateLimit limits the bandwidth of response bodies.
+	ResponseRateLimit *ResponseRateLimit `toml:"response_rate_limit"`
 	// MaxActiveFaults bounds the requests with a fault in progress (from
 	// the fault's start to the end of the stream), per worker process;
 	// past it a request gets no fault and faults_overflow counts it.
@@ -130,6 +154,11 @@ type settings struct {
 	delayPct    percent
 	hasDelay    bool
 
+	kbps     int64 // fixed_limit_kbps
+	headerRL bool
+	rlPct    percent
+	hasRL    bool
+
 	maxActive int64 // math.MaxInt64: unbounded
 	cluster   string
 	headers   []headerMatcher
@@ -161,7 +190,7 @@ func (p *PerRoute) Validate() error {
 // BuildPerRoute implements registry.PerRouteConfig.
 func (p *PerRoute) BuildPerRoute(*registry.BuildContext) (any, error) {
 	if p.Disabled {
-		if p.Abort != nil || p.Delay != nil || p.MaxActiveFaults != nil || p.UpstreamCluster != "" ||
+		if p.Abort != nil || p.Delay != nil || p.ResponseRateLimit != nil || p.MaxActiveFaults != nil || p.UpstreamCluster != "" ||
 			p.Headers != nil || p.DownstreamNodes != nil {
 			return nil, registry.Errorf("disabled", "set either disabled = true or the fault keys, not both")
 		}
@@ -176,8 +205,8 @@ func (p *PerRoute) BuildPerRoute(*registry.BuildContext) (any, error) {
 
 func (c *Config) build() (*settings, error) {
 	s := &settings{abortGRPC: -1, maxActive: math.MaxInt64, cluster: c.UpstreamCluster}
-	if c.Abort == nil && c.Delay == nil {
-		return nil, registry.Errorf("abort", "set at least one of abort and delay")
+	if c.Abort == nil && c.Delay == nil && c.ResponseRateLimit == nil {
+		return nil, registry.Errorf("abort", "set at least one of abort, delay and response_rate_limit")
 	}
 	if a := c.Abort; a != nil {
 		n := 0
@@ -224,6 +253,19 @@ func (c *Config) build() (*settings, error) {
 			return nil, registry.Errorf("delay.percentage", "%v", err)
 		}
 		s.delayPct, s.hasDelay = p, true
+	}
+	if r := c.ResponseRateLimit; r != nil {
+		if (r.FixedLimitKbps != 0) == r.HeaderLimit {
+			return nil, registry.Errorf("response_rate_limit", "set exactly one of fixed_limit_kbps and header_limit = true")
+		}
+		if r.FixedLimitKbps != 0 && (r.FixedLimitKbps < 1 || r.FixedLimitKbps > maxKbps) {
+			return nil, registry.Errorf("response_rate_limit.fixed_limit_kbps", "must be 1 … %d, not %d", maxKbps, r.FixedLimitKbps)
+		}
+		p, err := pct(r.Percentage)
+		if err != nil {
+			return nil, registry.Errorf("response_rate_limit.percentage", "%v", err)
+		}
+		s.kbps, s.headerRL, s.rlPct, s.hasRL = r.FixedLimitKbps, r.HeaderLimit, p, true
 	}
 	if c.MaxActiveFaults != nil {
 		if *c.MaxActiveFaults < 0 {

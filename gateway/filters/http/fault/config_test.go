@@ -67,6 +67,7 @@ func TestConfigIsStrict(t *testing.T) {
 	for _, ok := range []struct{ table, perRoute string }{
 		{`abort = { http_status = 503, percentage = 0.5 }`, `disabled = true`},
 		{`delay = { fixed_delay = "1s" }` + "\nmax_active_faults = 0", `abort = { grpc_status = 0 }`},
+		{`response_rate_limit = { fixed_limit_kbps = 64, percentage = 12.5 }`, `response_rate_limit = { header_limit = true }`},
 		{`abort = { header_abort = true }` + "\ndelay = { header_delay = true, percentage = 100 }\nupstream_cluster = \"up\"\ndownstream_nodes = [\"n\"]\nheaders = [{ name = \"x-fault\", exact = \"yes\" }]",
 			`delay = { fixed_delay = "10ms" }`},
 	} {
@@ -94,7 +95,12 @@ func TestConfigIsStrict(t *testing.T) {
 		{`delay = { fixed_delay = "1s", header_delay = true }`, good, ".delay", "exactly one", false},
 		{`delay = { fixed_delay = "0s" }`, good, ".delay.fixed_delay", "more than 0", false},
 		{`delay = { fixed_delay = "1s", percentage = 101 }`, good, ".delay.percentage", "0 … 100", false},
-		{`max_active_faults = 1`, good, ".abort", "at least one of abort and delay", false},
+		{`max_active_faults = 1`, good, ".abort", "at least one of abort, delay and response_rate_limit", false},
+		{`response_rate_limit = { fixed_limit_kbps = 0 }`, good, ".response_rate_limit", "exactly one", false},
+		{`response_rate_limit = { fixed_limit_kbps = -2 }`, good, ".response_rate_limit.fixed_limit_kbps", "must be 1", false},
+		{`response_rate_limit = { fixed_limit_kbps = 8, header_limit = true }`, good, ".response_rate_limit", "exactly one", false},
+		{`response_rate_limit = { header_limit = true, percentage = 200 }`, good, ".response_rate_limit.percentage", "0 … 100", false},
+		{`abort = { http_status = 503 }`, "disabled = true\nresponse_rate_limit = { header_limit = true }", ".disabled", "not both", true},
 		{"abort = { http_status = 503 }\nmax_active_faults = -1", good, ".max_active_faults", "0 or more", false},
 		{"abort = { http_status = 503 }\nheaders = [{ name = \"X-Up\" }]", good, ".headers[0].name", "lowercase", false},
 		{"abort = { http_status = 503 }\nheaders = [{ name = \"x\", regex = \"(\" }]", good, ".headers[0].regex", "regex", false},

@@ -16,23 +16,23 @@ import (
 
 // Stats are the filter's stats, Envoy's http.<stat_prefix>.fault.*.
 type Stats struct {
-	// DelaysInjected and AbortsInjected count the faults injected;
-	// FaultsOverflow the requests that got none because max_active_faults
-	// were in progress.
-	DelaysInjected, AbortsInjected, FaultsOverflow *stats.Counter
+	// DelaysInjected, AbortsInjected and ResponseRLInjected count the
+	// faults injected; FaultsOverflow the requests that got none because
+	// max_active_faults were in progress.
+	DelaysInjected, AbortsInjected, ResponseRLInjected, FaultsOverflow *stats.Counter
 	// ActiveFaults is the requests with a fault in progress.
 	ActiveFaults *stats.Gauge
 }
 
 // counterNames are the counters under <scope>fault., in the order of the
 // Stats fields.
-var counterNames = []string{"delays_injected", "aborts_injected", "faults_overflow"}
+var counterNames = []string{"delays_injected", "aborts_injected", "response_rl_injected", "faults_overflow"}
 
 const gaugeName = "active_faults"
 
 func newStats(slab *stats.Slab, scope string) Stats {
 	c := func(i int) *stats.Counter { return slab.Counter(scope + "fault." + counterNames[i]) }
-	return Stats{DelaysInjected: c(0), AbortsInjected: c(1), FaultsOverflow: c(2),
+	return Stats{DelaysInjected: c(0), AbortsInjected: c(1), ResponseRLInjected: c(2), FaultsOverflow: c(3),
 		ActiveFaults: slab.Gauge(scope + "fault." + gaugeName)}
 }
 
@@ -100,6 +100,11 @@ type filter struct {
 	destroyed bool        // OnDestroy ran
 	grpc      bool        // the request is gRPC
 
+	// The response body's limit, set by DecodeHeaders, used by Pace on
+	// the encoding goroutine.
+	bytesPerSec, perTick int64 // 0: not limited
+	next                 time.Time
+
 	mu     sync.Mutex // guards posted, which the timer and watches read
 	posted bool       // the delay's end or the client's going was posted, or the stream ended
 }
@@ -126,6 +131,12 @@ func (fl *filter) DecodeHeaders(h *httpfilter.RequestHeaders, _ bool) httpfilter
 	}
 	fl.s, fl.h = s, h
 	fl.grpc = grpcwire.IsGRPC(h.Get("content-type"))
+	if kbps, ok := s.rateLimitFor(h); ok {
+		fl.incActive()
+		fl.f.stats.ResponseRLInjected.Inc()
+		fl.bytesPerSec = kbps * 1024
+		fl.perTick = max(fl.bytesPerSec/ticksPerSec, 1)
+	}
 	if d, ok := s.delayFor(h); ok {
 		fl.startDelay(d)
 		return httpfilter.HeadersStopIteration
@@ -223,6 +234,23 @@ func (s *settings) delayFor(h *httpfilter.RequestHeaders) (time.Duration, bool) 
 		p = headerPct(h, HeaderDelayPercentage, p)
 	}
 	return d, hit(p)
+}
+
+// rateLimitFor decides the limit of the request's response body, in KiB
+// per second.
+func (s *settings) rateLimitFor(h *httpfilter.RequestHeaders) (int64, bool) {
+	if !s.hasRL {
+		return 0, false
+	}
+	kbps, p := s.kbps, s.rlPct
+	if s.headerRL {
+		var ok bool
+		if kbps, ok = parseKbps(h.Get(HeaderThroughputResponse)); !ok {
+			return 0, false
+		}
+		p = headerPct(h, HeaderThroughputPercentage, p)
+	}
+	return kbps, hit(p)
 }
 
 // abortFor decides the request's abort: an HTTP status, and a gRPC status
@@ -388,7 +416,46 @@ func (fl *filter) OnDestroy() {
 	fl.h = nil
 }
 
+// ticksPerSec is how often a limited body moves: Envoy's rate limiter
+// releases its bytes in sixteenths of a second.
+const ticksPerSec = 16
+
+// Pace implements httpfilter.BodyPacer: a limited response's body goes out
+// a sixteenth of a second's worth at a time, the first at once.
+func (fl *filter) Pace(n int) int {
+	if fl.bytesPerSec == 0 {
+		return n
+	}
+	now := time.Now()
+	if fl.next.IsZero() || fl.next.Before(now) {
+		fl.next = now
+	} else {
+		time.Sleep(fl.next.Sub(now))
+	}
+	k := min(int64(n), fl.perTick)
+	fl.next = fl.next.Add(time.Duration(k * int64(time.Second) / fl.bytesPerSec))
+	return int(k)
+}
+
+// EncodeHeaders implements httpfilter.EncoderFilter.
+func (fl *filter) EncodeHeaders(*httpfilter.ResponseHeaders, bool) httpfilter.HeadersStatus {
+	return httpfilter.HeadersContinue
+}
+
+// EncodeData implements httpfilter.EncoderFilter: the limit applies in
+// Pace, when the body is written.
+func (fl *filter) EncodeData(*buffer.Buffer, bool) httpfilter.DataStatus {
+	return httpfilter.DataContinue
+}
+
+// EncodeTrailers implements httpfilter.EncoderFilter.
+func (fl *filter) EncodeTrailers(*httpfilter.Headers) httpfilter.TrailersStatus {
+	return httpfilter.TrailersContinue
+}
+
 var (
 	_ httpfilter.Factory       = (*Factory)(nil)
 	_ httpfilter.DecoderFilter = (*filter)(nil)
+	_ httpfilter.EncoderFilter = (*filter)(nil)
+	_ httpfilter.BodyPacer     = (*filter)(nil)
 )

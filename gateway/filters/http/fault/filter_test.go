@@ -2,6 +2,7 @@ package fault
 
 import (
 	"testing"
+	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
@@ -112,4 +113,32 @@ func TestMaxActiveFaultsOverflow(t *testing.T) {
 		t.Fatalf("third request: %v, want it held", st)
 	}
 	third.OnDestroy()
+}
+
+// TestPaceReleasesASixteenthOfASecondAtATime: at 16 KiB/s a limited
+// stream gets 1 KiB per call, the first at once and the next after about
+// a sixteenth of a second; an unlimited one gets everything.
+func TestPaceReleasesASixteenthOfASecondAtATime(t *testing.T) {
+	f := build(t, &Config{ResponseRateLimit: &ResponseRateLimit{FixedLimitKbps: 16}})
+	fl := f.NewFilter(&callbacks{}).(*filter)
+	fl.DecodeHeaders(req(), true)
+	start := time.Now()
+	if k := fl.Pace(10000); k != 1024 {
+		t.Fatalf("first Pace = %d, want 1024", k)
+	}
+	if k := fl.Pace(100); k != 100 {
+		t.Fatalf("second Pace = %d, want 100", k)
+	}
+	if el := time.Since(start); el < 50*time.Millisecond {
+		t.Fatalf("second Pace returned after %v, want about 62ms", el)
+	}
+	fl.OnDestroy()
+	if f.stats.ResponseRLInjected.Value() != 1 || f.stats.ActiveFaults.Value() != 0 {
+		t.Fatalf("response_rl_injected %d active %d", f.stats.ResponseRLInjected.Value(), f.stats.ActiveFaults.Value())
+	}
+	free := build(t, &Config{Abort: &Abort{HTTPStatus: 503, Percentage: ptr(0.0)}}).NewFilter(&callbacks{}).(*filter)
+	free.DecodeHeaders(req(), true)
+	if k := free.Pace(10000); k != 10000 {
+		t.Fatalf("unlimited Pace = %d", k)
+	}
 }

@@ -17,6 +17,12 @@ const (
 	HeaderDelayRequest = "x-envoy-fault-delay-request"
 	// HeaderDelayPercentage is the share of requests to delay, 0 … 100.
 	HeaderDelayPercentage = "x-envoy-fault-delay-request-percentage"
+	// HeaderThroughputResponse is the response body's limit in KiB per
+	// second, at least 1.
+	HeaderThroughputResponse = "x-envoy-fault-throughput-response"
+	// HeaderThroughputPercentage is the share of requests whose response
+	// is limited, 0 … 100.
+	HeaderThroughputPercentage = "x-envoy-fault-throughput-response-percentage"
 	// HeaderDownstreamNode names the calling service's node, matched
 	// against downstream_nodes.
 	HeaderDownstreamNode = "x-envoy-downstream-service-node"
@@ -65,6 +71,15 @@ func parseDelay(v []byte) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(n) * time.Millisecond, true
+}
+
+// parseKbps parses x-envoy-fault-throughput-response: 1 … 2^30 KiB/s.
+func parseKbps(v []byte) (int64, bool) {
+	n, ok := parseUint(v)
+	if !ok || n < 1 || n > maxKbps {
+		return 0, false
+	}
+	return n, true
 }
 
 // parsePercent parses a percentage header: digits, optionally a '.' and

@@ -42,6 +42,15 @@ func TestParseHeaderValues(t *testing.T) {
 	for _, tc := range []struct {
 		v    string
 		ok   bool
+		want int64
+	}{{"1", true, 1}, {"64", true, 64}, {"0", false, 0}, {"1073741824", true, 1 << 30}, {"1073741825", false, 0}, {"8k", false, 0}} {
+		if got, ok := parseKbps([]byte(tc.v)); ok != tc.ok || got != tc.want {
+			t.Errorf("parseKbps(%q) = %v, %v; want %v, %v", tc.v, got, ok, tc.want, tc.ok)
+		}
+	}
+	for _, tc := range []struct {
+		v    string
+		ok   bool
 		want percent
 	}{{"0", true, 0}, {"100", true, 100}, {"50", true, 50}, {"12.5", true, 12.5}, {"100.0", true, 100},
 		{"100.01", false, 0}, {"101", false, 0}, {".5", false, 0}, {"5.", false, 0}, {"1.2.3", false, 0},
@@ -79,6 +88,9 @@ func FuzzHeaderValues(f *testing.F) {
 		}
 		if d, ok := parseDelay(v); ok && (d < time.Millisecond || d > maxHeaderDelay || err != nil || d != time.Duration(n)*time.Millisecond) {
 			t.Fatalf("parseDelay(%q) = %v", v, d)
+		}
+		if k, ok := parseKbps(v); ok != (err == nil && n >= 1 && n <= maxKbps && len(v) <= 12) || (ok && uint64(k) != n) {
+			t.Fatalf("parseKbps(%q) = %d, %v", v, k, ok)
 		}
 		if p, ok := parsePercent(v); ok {
 			f, ferr := strconv.ParseFloat(string(v), 64)

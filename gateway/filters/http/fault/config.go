@@ -317,8 +317,12 @@ type headerMatcher struct {
 
 func compileHeader(h *config.HeaderMatcher) (headerMatcher, error) {
 	m := headerMatcher{name: h.Name, present: h.Present, invert: h.Invert}
-	if h.Name == "" || strings.ToLower(h.Name) != h.Name || strings.ContainsAny(h.Name, " \t\r\n:\"(),/;<=>?@[\\]{}") {
-		return m, registry.Errorf("name", "header name %q must be a non-empty lowercase token", h.Name)
+	switch h.Name {
+	case ":method", ":path", ":authority", ":scheme":
+	default:
+		if h.Name == "" || strings.ToLower(h.Name) != h.Name || strings.ContainsAny(h.Name, " \t\r\n:\"(),/;<=>?@[\\]{}") {
+			return m, registry.Errorf("name", "header name %q must be a non-empty lowercase token or :method, :path, :authority, :scheme", h.Name)
+		}
 	}
 	n := 0
 	if h.Exact != "" {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
+	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 )
@@ -140,5 +141,73 @@ func TestPaceReleasesASixteenthOfASecondAtATime(t *testing.T) {
 	free.DecodeHeaders(req(), true)
 	if k := free.Pace(10000); k != 10000 {
 		t.Fatalf("unlimited Pace = %d", k)
+	}
+}
+
+// route is an httpfilter.Route with a cluster name and a per-filter value.
+type route struct {
+	cluster string
+	pf      any
+}
+
+func (r *route) Name() string               { return "r" }
+func (r *route) FilterDisabled(string) bool { return false }
+func (r *route) PerFilterConfig(string) any { return r.pf }
+func (r *route) ClusterName() string        { return r.cluster }
+
+type routedCallbacks struct {
+	callbacks
+	r httpfilter.Route
+}
+
+func (c *routedCallbacks) Route() httpfilter.Route { return c.r }
+
+// TestMatchersRestrictFaults: upstream_cluster, headers and
+// downstream_nodes must all match for a request to get a fault; a
+// per-route value replaces the config, or disables the filter.
+func TestMatchersRestrictFaults(t *testing.T) {
+	f := build(t, &Config{
+		Abort:           &Abort{HTTPStatus: 503},
+		UpstreamCluster: "pay",
+		Headers:         []config.HeaderMatcher{{Name: "x-chaos", Exact: "on"}, {Name: ":method", Prefix: "PO"}},
+		DownstreamNodes: []string{"canary"},
+	})
+	abort := func(r httpfilter.Route, h *httpfilter.RequestHeaders) *httpfilter.LocalReply {
+		cb := &routedCallbacks{r: r}
+		fl := f.NewFilter(cb).(*filter)
+		fl.DecodeHeaders(h, true)
+		fl.OnDestroy()
+		return cb.reply
+	}
+	post := func(hdr ...string) *httpfilter.RequestHeaders {
+		h := req(hdr...)
+		h.Method = []byte("POST")
+		return h
+	}
+	all := []string{"x-chaos", "on", HeaderDownstreamNode, "canary"}
+	if r := abort(&route{cluster: "pay"}, post(all...)); r == nil || r.Status != 503 || r.Flags != httpfilter.FlagFaultInjected {
+		t.Fatalf("matching request: %+v, want the 503 abort", r)
+	}
+	for what, tc := range map[string]struct {
+		r httpfilter.Route
+		h *httpfilter.RequestHeaders
+	}{
+		"other cluster":      {&route{cluster: "other"}, post(all...)},
+		"no route":           {nil, post(all...)},
+		"header value":       {&route{cluster: "pay"}, post("x-chaos", "off", HeaderDownstreamNode, "canary")},
+		"method":             {&route{cluster: "pay"}, req(all...)},
+		"other node":         {&route{cluster: "pay"}, post("x-chaos", "on", HeaderDownstreamNode, "prod")},
+		"disabled per route": {&route{cluster: "pay", pf: &perRoute{disabled: true}}, post(all...)},
+	} {
+		if r := abort(tc.r, tc.h); r != nil {
+			t.Errorf("%s: aborted with %d", what, r.Status)
+		}
+	}
+	pr, err := (&PerRoute{Config: Config{Abort: &Abort{HTTPStatus: 418}}}).BuildPerRoute(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := abort(&route{cluster: "other", pf: pr}, req()); r == nil || r.Status != 418 {
+		t.Fatalf("per-route abort: %+v, want 418 (the route's config replaces the filter's matchers too)", r)
 	}
 }

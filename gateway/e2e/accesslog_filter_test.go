@@ -181,3 +181,67 @@ name = "local"
 		t.Errorf("validate output does not name the key %s; output:\n%s", want, out)
 	}
 }
+
+// TestLocalRateLimitSetsFlagRL checks that a request the local rate limit
+// refuses carries Envoy's RL flag, which an access log filter on it sees:
+// of three requests against one token, the log keeps the two refused.
+func TestLocalRateLimitSetsFlagRL(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	p := gwtest.Start(t, fmt.Sprintf(`
+[server]
+workers = 1
+[[listener]]
+name = "http"
+address = "127.0.0.1:0"
+  [[listener.filter_chain]]
+    [[listener.filter_chain.filter]]
+    name = "sluice.filters.network.http_connection_manager"
+    [listener.filter_chain.filter.config]
+    stat_prefix = "ingress_http"
+    route_config = "local"
+      [[listener.filter_chain.filter.config.access_log]]
+      path = %q
+      format = "%%REQ(:PATH)%% %%RESPONSE_CODE%% %%RESPONSE_FLAGS%% %%RESPONSE_FLAGS_LONG%%\n"
+      filter = { response_flag_filter = { flags = ["RL"] } }
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.local_ratelimit"
+      config = { stat_prefix = "rl", token_bucket = { max_tokens = 1, fill_interval = "1h" } }
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.router"
+[[route_config]]
+name = "local"
+  [[route_config.virtual_host]]
+  name = "all"
+  domains = ["*"]
+    [[route_config.virtual_host.route]]
+    match = { prefix = "/" }
+    cluster = "up"
+[[cluster]]
+name = "up"
+endpoints = [%q]
+`, logPath, up.Addr))
+	c := newClient(nil)
+	for i, want := range []int{200, 429, 429} {
+		resp, _ := get(t, c, fmt.Sprintf("http://%s/r%d", p.Addr("http"), i))
+		if resp.StatusCode != want {
+			t.Fatalf("request %d: status %d, want %d", i, resp.StatusCode, want)
+		}
+	}
+	var lines []string
+	deadline := time.Now().Add(10 * time.Second)
+	for len(lines) < 2 || !strings.HasPrefix(lines[len(lines)-1], "/r2 ") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the last request's line never came; log: %q", lines)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a file another process appends to
+		b, err := os.ReadFile(logPath)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		lines = strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	}
+	if want := []string{"/r1 429 RL RateLimited", "/r2 429 RL RateLimited"}; strings.Join(lines, "|") != strings.Join(want, "|") {
+		t.Fatalf("log %q, want %q", lines, want)
+	}
+}

@@ -42,9 +42,11 @@ const (
 	FlagFaultInjected
 	// FlagDelayInjected: a fault filter delayed the request (DI).
 	FlagDelayInjected
+	// FlagRateLimited: a rate limit filter refused the request (RL).
+	FlagRateLimited
 )
 
-var flagNames = [...]string{"NR", "UH", "UF", "UC", "UT", "UPE", "DPE", "DC", "UO", "UAEX", "SI", "LR", "RBAC", "FI", "DI"}
+var flagNames = [...]string{"NR", "UH", "UF", "UC", "UT", "UPE", "DPE", "DC", "UO", "UAEX", "SI", "LR", "RBAC", "FI", "DI", "RL"}
 
 // String returns the flags as Envoy prints them: codes joined by ',' or "-".
 func (f ResponseFlags) String() string {

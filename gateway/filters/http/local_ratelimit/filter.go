@@ -145,7 +145,8 @@ func (l *filter) DecodeHeaders(h *httpfilter.RequestHeaders, _ bool) httpfilter.
 	}
 	f.stats.RateLimited.Inc()
 	f.stats.Enforced.Inc()
-	r := httpfilter.LocalReply{Status: f.status, Body: "local_rate_limited", Details: "local_rate_limited"}
+	r := httpfilter.LocalReply{Status: f.status, Body: "local_rate_limited", Details: "local_rate_limited",
+		Flags: httpfilter.FlagRateLimited}
 	if f.headers {
 		r.Headers = l.headerFields()
 	}

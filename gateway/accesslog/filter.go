@@ -6,6 +6,7 @@ import (
 
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 	"github.com/sluice-proxy/sluice/gateway/internal/grpcwire"
+	"github.com/sluice-proxy/sluice/gateway/internal/headermatch"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 )
 
@@ -32,6 +33,9 @@ type Filter struct {
 	// GRPCStatus keeps records whose gRPC status is in (or, with exclude,
 	// not in) its list.
 	GRPCStatus *GRPCStatusFilter `toml:"grpc_status_filter"`
+	// Header keeps records whose request matches its header matcher (a
+	// route's match.headers entry).
+	Header *HeaderFilter `toml:"header_filter"`
 	// And keeps records every one of its filters keeps.
 	And *FilterList `toml:"and_filter"`
 	// Or keeps records one of its filters keeps.
@@ -60,6 +64,11 @@ type GRPCStatusFilter struct {
 	Exclude  bool     `toml:"exclude"`
 }
 
+// HeaderFilter is Envoy's HeaderFilter.
+type HeaderFilter struct {
+	Header headermatch.Config `toml:"header"`
+}
+
 // FilterList is the operand of and_filter and or_filter: at least two
 // filters, as Envoy requires.
 type FilterList struct {
@@ -73,6 +82,7 @@ const (
 	condNotHealthCheck
 	condFlags
 	condGRPC
+	condHeader
 	condAnd
 	condOr
 )
@@ -95,6 +105,7 @@ type cond struct {
 	flags   httpfilter.ResponseFlags
 	grpc    uint32 // bit s set: gRPC status s is listed
 	exclude bool
+	header  headermatch.Matcher
 	subs    []cond
 }
 
@@ -150,6 +161,9 @@ func compileFilter(f *Filter, key string) (cond, error) {
 	if f.GRPCStatus != nil {
 		set(condGRPC)
 	}
+	if f.Header != nil {
+		set(condHeader)
+	}
 	if f.And != nil {
 		set(condAnd)
 	}
@@ -157,7 +171,7 @@ func compileFilter(f *Filter, key string) (cond, error) {
 		set(condOr)
 	}
 	if n != 1 {
-		return c, registry.Errorf(key, "set exactly one of status_code_filter, duration_filter, not_health_check_filter, response_flag_filter, grpc_status_filter, and_filter and or_filter")
+		return c, registry.Errorf(key, "set exactly one of status_code_filter, duration_filter, not_health_check_filter, response_flag_filter, grpc_status_filter, header_filter, and_filter and or_filter")
 	}
 	switch c.kind {
 	case condStatus:
@@ -191,6 +205,12 @@ func compileFilter(f *Filter, key string) (cond, error) {
 			c.grpc |= 1 << code
 		}
 		c.exclude = f.GRPCStatus.Exclude
+	case condHeader:
+		m, err := f.Header.Header.Compile()
+		if err != nil {
+			return c, registry.Within(key+".header_filter.header", err)
+		}
+		c.header = m
 	case condAnd, condOr:
 		l, k := f.And, key+".and_filter"
 		if c.kind == condOr {
@@ -253,6 +273,12 @@ func (c *cond) match(rec *Record) bool {
 		s := grpcStatus(rec)
 		found := s >= 0 && s < 32 && c.grpc&(1<<s) != 0
 		return found != c.exclude
+	case condHeader:
+		h := rec.Request
+		if h == nil {
+			h = &emptyRequest // Envoy matches a missing head as an empty one
+		}
+		return c.header.Match(h)
 	case condAnd:
 		for i := range c.subs {
 			if !c.subs[i].match(rec) {
@@ -284,6 +310,8 @@ func (c *cond) cmp(v int64) bool {
 	}
 	return false
 }
+
+var emptyRequest httpfilter.RequestHeaders
 
 // grpcStatus returns the stream's gRPC status as Envoy's access log finds
 // it: the response trailers' grpc-status, else the response head's, else

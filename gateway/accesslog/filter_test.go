@@ -36,6 +36,9 @@ func TestFilterMatches(t *testing.T) {
 	health.Info.HealthCheck = true
 	grpcUnavailable := rec(200, 0, 0)
 	grpcUnavailable.Info.GRPCStatus, grpcUnavailable.Info.GRPCStatusSet = 14, true
+	post := rec(201, 0, 0)
+	post.Request = &httpfilter.RequestHeaders{Method: []byte("POST")}
+	post.Request.Add("x-debug", "1")
 	for _, tc := range []struct {
 		filter string
 		keep   map[*Record]bool
@@ -54,6 +57,9 @@ func TestFilterMatches(t *testing.T) {
 		{`grpc_status_filter = { statuses = ["UNKNOWN"] }`, map[*Record]bool{ok200: true, grpcUnavailable: false}},
 		{`or_filter = { filters = [ { status_code_filter = { op = "GE", value = 500 } }, { duration_filter = { op = "GE", value = 1000 } } ] }`,
 			map[*Record]bool{ok200: false, slow200: true, err503: true}},
+		{`header_filter = { header = { name = ":method", exact = "POST" } }`, map[*Record]bool{post: true, ok200: false}},
+		{`header_filter = { header = { name = "x-debug", present = true } }`, map[*Record]bool{post: true, ok200: false}},
+		{`header_filter = { header = { name = "x-debug", invert = true } }`, map[*Record]bool{post: false, ok200: true}},
 		{`and_filter = { filters = [ { status_code_filter = { op = "EQ", value = 200 } }, { not_health_check_filter = {} } ] }`,
 			map[*Record]bool{ok200: true, health: false, err503: false}},
 	} {
@@ -81,6 +87,9 @@ duration_filter = { op = "GE", value = 1 }`, "filter"},
 		{`grpc_status_filter = { statuses = ["OK", "Cancelled"] }`, "filter.grpc_status_filter.statuses[1]"},
 		{`and_filter = { filters = [ { not_health_check_filter = {} } ] }`, "filter.and_filter.filters"},
 		{`or_filter = { filters = [ { not_health_check_filter = {} }, { duration_filter = { op = "X" } } ] }`, "filter.or_filter.filters[1].duration_filter.op"},
+		{`header_filter = { header = { name = "X-Up" } }`, "filter.header_filter.header.name"},
+		{`header_filter = { header = { name = "x", regex = "(" } }`, "filter.header_filter.header.regex"},
+		{`header_filter = { header = { name = "x", exact = "a", prefix = "b" } }`, "filter.header_filter.header"},
 	} {
 		_, err := compileTOML(t, tc.filter)
 		var fe *registry.FieldError

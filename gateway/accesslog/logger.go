@@ -177,11 +177,7 @@ func Build(cfgs []Config, files any, dryRun bool) ([]*Logger, error) {
 		c := &cfgs[i]
 		key := fmt.Sprintf("access_log[%d]", i)
 		if _, _, err := c.compile(); err != nil {
-			var fe *registry.FieldError
-			if errors.As(err, &fe) {
-				return nil, &registry.FieldError{Key: key + "." + fe.Key, Err: fe.Err}
-			}
-			return nil, &registry.FieldError{Key: key, Err: err}
+			return nil, registry.Within(key, err)
 		}
 		fs, ok := files.(*Files)
 		if dryRun || !ok {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/sluice-proxy/sluice/gateway/internal/headermatch"
 	"github.com/sluice-proxy/sluice/gateway/plugin"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 )
@@ -410,16 +411,8 @@ type RegexRewrite struct {
 	Substitution string `toml:"substitution"`
 }
 
-// HeaderMatcher matches one request header. With none of Exact, Prefix,
-// Regex and Present set it matches when the header is present.
-type HeaderMatcher struct {
-	Name    string `toml:"name"`
-	Exact   string `toml:"exact"`
-	Prefix  string `toml:"prefix"`
-	Regex   string `toml:"regex"`
-	Present *bool  `toml:"present"`
-	Invert  bool   `toml:"invert"`
-}
+// HeaderMatcher matches one request header (see headermatch.Config).
+type HeaderMatcher = headermatch.Config
 
 // DirectResponse answers locally.
 type DirectResponse struct {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"regexp"
 	"slices"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/sluice-proxy/sluice/gateway/accesslog"
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
+	"github.com/sluice-proxy/sluice/gateway/internal/headermatch"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 )
 
@@ -244,7 +246,7 @@ var AppendActions = []string{"append_if_exists_or_add", "add_if_absent", "overwr
 func (v *validator) headerMutations(p string, m *HeaderMutations) {
 	name := func(k, n string) {
 		switch {
-		case !isLowerToken(strings.ToLower(n)):
+		case !headermatch.IsLowerToken(strings.ToLower(n)):
 			v.errorf(k, "header name %q must be a non-empty token", n)
 		case strings.EqualFold(n, "host"):
 			v.errorf(k, "header %q cannot be modified (use host_rewrite)", n)
@@ -277,25 +279,10 @@ func (v *validator) headerMutations(p string, m *HeaderMutations) {
 
 // headerMatcher validates one header matcher at path p.
 func (v *validator) headerMatcher(h *HeaderMatcher, p string) {
-	if !isLowerToken(h.Name) {
-		v.errorf(p+".name", "header name %q must be a non-empty lowercase token", h.Name)
-	}
-	n := 0
-	for _, s := range []string{h.Exact, h.Prefix, h.Regex} {
-		if s != "" {
-			n++
-		}
-	}
-	if h.Present != nil {
-		n++
-	}
-	if n > 1 {
-		v.errorf(p, "set at most one of exact, prefix, regex and present")
-	}
-	if h.Regex != "" {
-		if _, err := regexp.Compile(h.Regex); err != nil {
-			v.errorf(p+".regex", "invalid regex: %v", err)
-		}
+	if _, err := h.Compile(); err != nil {
+		var fe *registry.FieldError
+		errors.As(registry.Within(p, err), &fe)
+		v.errorf(fe.Key, "%v", fe.Err)
 	}
 }
 
@@ -331,22 +318,4 @@ func (v *validator) regexRewrite(p string, rr *RegexRewrite) {
 		key, msg, _ := strings.Cut(err.Error(), ": ")
 		v.errorf(p+"."+key, "%s", msg)
 	}
-}
-
-// isLowerToken reports whether s is a non-empty RFC 9110 token without
-// upper-case letters.
-func isLowerToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := range len(s) {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

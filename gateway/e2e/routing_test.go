@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -167,4 +168,39 @@ func TestRoutingAndLocalReplies(t *testing.T) {
 			t.Errorf("status %d, body %q; want 502 naming flag UPE", resp.StatusCode, body)
 		}
 	})
+}
+
+// TestRouteMatchesPseudoHeaders checks that a route's match.headers may
+// name the request's pseudo-headers, as Envoy's do (:method is the common
+// one), over HTTP/1.1 and HTTP/2.
+func TestRouteMatchesPseudoHeaders(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "upstream "+r.Method)
+	}))
+	routes := `
+    [[route_config.virtual_host.route]]
+    match = { prefix = "/", headers = [{ name = ":method", exact = "DELETE" }] }
+    direct_response = { status = 405, body = "no deletes" }
+    [[route_config.virtual_host.route]]
+    match = { prefix = "/", headers = [{ name = ":scheme", exact = "https" }, { name = ":authority", prefix = "admin." }] }
+    direct_response = { status = 403, body = "not here" }` + route(`prefix = "/"`, "up")
+	p := gwtest.Start(t, config(1, routes, cluster("up", up.Addr)))
+	base := "http://" + p.Addr("http")
+	for _, c := range []*http.Client{newClient(nil), h2cClient(nil)} {
+		for _, tc := range []struct {
+			method, body string
+			code         int
+		}{{"GET", "upstream GET", 200}, {"DELETE", "no deletes", 405}, {"POST", "upstream POST", 200}} {
+			req, _ := http.NewRequest(tc.method, base+"/x", nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.code || string(b) != tc.body {
+				t.Errorf("%s %s: %d %q, want %d %q", resp.Proto, tc.method, resp.StatusCode, b, tc.code, tc.body)
+			}
+		}
+	}
 }

@@ -8,6 +8,7 @@
 package registry
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -141,6 +142,20 @@ func (e *FieldError) Unwrap() error { return e.Err }
 // Errorf returns a FieldError for key.
 func Errorf(key, format string, args ...any) error {
 	return &FieldError{Key: key, Err: fmt.Errorf(format, args...)}
+}
+
+// Within returns err as an error for the table at key: a FieldError for a
+// key within that table gets key as its prefix, any other error is
+// reported against key itself.
+func Within(key string, err error) error {
+	var fe *FieldError
+	if !errors.As(err, &fe) {
+		return &FieldError{Key: key, Err: err}
+	}
+	if fe.Key != "" {
+		key += "." + fe.Key
+	}
+	return &FieldError{Key: key, Err: fe.Err}
 }
 
 var (

@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/config"
 	"github.com/sluice-proxy/sluice/gateway/hoststate"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/internal/headermatch"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 )
 
@@ -46,7 +47,7 @@ type Route struct {
 	// foldCase: path or prefix is compared with ASCII letters folded
 	// (case_sensitive = false).
 	foldCase bool
-	headers  []headerMatcher
+	headers  []headermatch.Matcher
 	query    []queryMatcher
 	disabled []string
 
@@ -303,15 +304,6 @@ func newRetryPolicy(rp *config.RetryPolicy, cls []*config.Cluster) (*RetryPolicy
 	return p, nil
 }
 
-type headerMatcher struct {
-	name    string
-	exact   *string
-	prefix  *string
-	regex   *regexp.Regexp
-	present *bool
-	invert  bool
-}
-
 // Name implements httpfilter.Route.
 func (r *Route) Name() string { return r.name }
 
@@ -508,20 +500,10 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 		}
 		r.regex = re
 	}
-	for _, hm := range rc.Match.Headers {
-		m := headerMatcher{name: strings.ToLower(hm.Name), present: hm.Present, invert: hm.Invert}
-		if hm.Exact != "" {
-			m.exact = &hm.Exact
-		}
-		if hm.Prefix != "" {
-			m.prefix = &hm.Prefix
-		}
-		if hm.Regex != "" {
-			re, err := regexp.Compile("^(?:" + hm.Regex + ")$")
-			if err != nil {
-				return nil, fmt.Errorf("match.headers: %w", err)
-			}
-			m.regex = re
+	for i := range rc.Match.Headers {
+		m, err := rc.Match.Headers[i].Compile()
+		if err != nil {
+			return nil, fmt.Errorf("match.headers[%d]: %w", i, err)
 		}
 		r.headers = append(r.headers, m)
 	}
@@ -622,7 +604,7 @@ func (r *Route) matches(path []byte, h *httpfilter.RequestHeaders) bool {
 		}
 	}
 	for i := range r.headers {
-		if !r.headers[i].matches(h) {
+		if !r.headers[i].Match(h) {
 			return false
 		}
 	}
@@ -630,24 +612,6 @@ func (r *Route) matches(path []byte, h *httpfilter.RequestHeaders) bool {
 		return r.matchesQuery(h.Path)
 	}
 	return true
-}
-
-func (m *headerMatcher) matches(h *httpfilter.RequestHeaders) bool {
-	v := h.Get(m.name)
-	var ok bool
-	switch {
-	case m.exact != nil:
-		ok = v != nil && string(v) == *m.exact
-	case m.prefix != nil:
-		ok = v != nil && len(v) >= len(*m.prefix) && string(v[:len(*m.prefix)]) == *m.prefix
-	case m.regex != nil:
-		ok = v != nil && m.regex.Match(v)
-	case m.present != nil:
-		ok = (v != nil) == *m.present
-	default:
-		ok = v != nil
-	}
-	return ok != m.invert
 }
 
 // virtualHost picks by authority: exact, then the longest suffix wildcard,

@@ -20,6 +20,7 @@ func testTable(t testing.TB) *Table {
 		{Name: "exact", Domains: []string{"api.example.com"}, Routes: []config.Route{
 			{Name: "exact-path", Match: config.RouteMatch{Path: "/a"}, Cluster: "c"},
 			{Name: "hdr", Match: config.RouteMatch{Prefix: "/", Headers: []config.HeaderMatcher{{Name: "x-v", Exact: "2"}}}, Cluster: "c"},
+			{Name: "method", Match: config.RouteMatch{Prefix: "/m/", Headers: []config.HeaderMatcher{{Name: ":method", Exact: "POST"}}}, Cluster: "c"},
 			{Name: "present", Match: config.RouteMatch{Prefix: "/", Headers: []config.HeaderMatcher{{Name: "x-p", Present: &present}}}, Cluster: "c"},
 			{Name: "regex", Match: config.RouteMatch{Regex: "/r/[0-9]+"}, Cluster: "c"},
 			{Name: "prefix", Match: config.RouteMatch{Prefix: "/p/"}, Cluster: "c"},
@@ -57,6 +58,8 @@ func TestTableMatchPicksVirtualHostAndFirstMatchingRoute(t *testing.T) {
 		{"header exact", req("api.example.com", "/z", "x-v", "2"), "hdr"},
 		{"header exact mismatch", req("api.example.com", "/z", "x-v", "3"), ""},
 		{"header present", req("api.example.com", "/z", "x-p", ""), "present"},
+		{"pseudo-header :method", func() *httpfilter.RequestHeaders { h := req("api.example.com", "/m/x"); h.Method = []byte("POST"); return h }(), "method"},
+		{"pseudo-header :method mismatch", req("api.example.com", "/m/x"), ""},
 		{"regex matches whole path", req("api.example.com", "/r/123"), "regex"},
 		{"regex is anchored", req("api.example.com", "/r/123/x"), ""},
 		{"prefix", req("api.example.com", "/p/x"), "prefix"},

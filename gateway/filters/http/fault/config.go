@@ -7,14 +7,12 @@
 package fault
 
 import (
-	"errors"
 	"fmt"
 	"math"
-	"regexp"
-	"strings"
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/config"
+	"github.com/sluice-proxy/sluice/gateway/internal/headermatch"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 	"github.com/sluice-proxy/sluice/gateway/stats"
 )
@@ -161,7 +159,7 @@ type settings struct {
 
 	maxActive int64 // math.MaxInt64: unbounded
 	cluster   string
-	headers   []headerMatcher
+	headers   []headermatch.Matcher
 	nodes     []string
 }
 
@@ -274,13 +272,9 @@ func (c *Config) build() (*settings, error) {
 		s.maxActive = *c.MaxActiveFaults
 	}
 	for i := range c.Headers {
-		m, err := compileHeader(&c.Headers[i])
+		m, err := c.Headers[i].Compile()
 		if err != nil {
-			var fe *registry.FieldError
-			if errors.As(err, &fe) {
-				return nil, registry.Errorf(fmt.Sprintf("headers[%d].%s", i, fe.Key), "%v", fe.Err)
-			}
-			return nil, registry.Errorf(fmt.Sprintf("headers[%d]", i), "%v", err)
+			return nil, registry.Within(fmt.Sprintf("headers[%d]", i), err)
 		}
 		s.headers = append(s.headers, m)
 	}
@@ -302,50 +296,4 @@ func pct(p *float64) (percent, error) {
 		return 0, fmt.Errorf("must be 0 … 100, not %v", *p)
 	}
 	return percent(*p), nil
-}
-
-// headerMatcher is a compiled config.HeaderMatcher, matched as a route's
-// match.headers are.
-type headerMatcher struct {
-	name    string
-	exact   *string
-	prefix  *string
-	regex   *regexp.Regexp
-	present *bool
-	invert  bool
-}
-
-func compileHeader(h *config.HeaderMatcher) (headerMatcher, error) {
-	m := headerMatcher{name: h.Name, present: h.Present, invert: h.Invert}
-	switch h.Name {
-	case ":method", ":path", ":authority", ":scheme":
-	default:
-		if h.Name == "" || strings.ToLower(h.Name) != h.Name || strings.ContainsAny(h.Name, " \t\r\n:\"(),/;<=>?@[\\]{}") {
-			return m, registry.Errorf("name", "header name %q must be a non-empty lowercase token or :method, :path, :authority, :scheme", h.Name)
-		}
-	}
-	n := 0
-	if h.Exact != "" {
-		n++
-		m.exact = &h.Exact
-	}
-	if h.Prefix != "" {
-		n++
-		m.prefix = &h.Prefix
-	}
-	if h.Regex != "" {
-		n++
-		re, err := regexp.Compile("^(?:" + h.Regex + ")$")
-		if err != nil {
-			return m, registry.Errorf("regex", "invalid regex: %v", err)
-		}
-		m.regex = re
-	}
-	if h.Present != nil {
-		n++
-	}
-	if n > 1 {
-		return m, errors.New("set at most one of exact, prefix, regex and present")
-	}
-	return m, nil
 }

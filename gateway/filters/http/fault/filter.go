@@ -167,41 +167,11 @@ func (fl *filter) matches(s *settings, h *httpfilter.RequestHeaders) bool {
 		}
 	}
 	for i := range s.headers {
-		if !s.headers[i].matches(h) {
+		if !s.headers[i].Match(h) {
 			return false
 		}
 	}
 	return true
-}
-
-func (m *headerMatcher) matches(h *httpfilter.RequestHeaders) bool {
-	var v []byte
-	switch m.name {
-	case ":method":
-		v = h.Method
-	case ":path":
-		v = h.Path
-	case ":authority", "host":
-		v = h.Authority
-	case ":scheme":
-		v = h.Scheme
-	default:
-		v = h.Get(m.name)
-	}
-	var ok bool
-	switch {
-	case m.exact != nil:
-		ok = v != nil && string(v) == *m.exact
-	case m.prefix != nil:
-		ok = v != nil && len(v) >= len(*m.prefix) && string(v[:len(*m.prefix)]) == *m.prefix
-	case m.regex != nil:
-		ok = v != nil && m.regex.Match(v)
-	case m.present != nil:
-		ok = (v != nil) == *m.present
-	default:
-		ok = v != nil
-	}
-	return ok != m.invert
 }
 
 // hit draws whether a request falls in p percent.

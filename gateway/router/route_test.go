@@ -58,7 +58,11 @@ func TestTableMatchPicksVirtualHostAndFirstMatchingRoute(t *testing.T) {
 		{"header exact", req("api.example.com", "/z", "x-v", "2"), "hdr"},
 		{"header exact mismatch", req("api.example.com", "/z", "x-v", "3"), ""},
 		{"header present", req("api.example.com", "/z", "x-p", ""), "present"},
-		{"pseudo-header :method", func() *httpfilter.RequestHeaders { h := req("api.example.com", "/m/x"); h.Method = []byte("POST"); return h }(), "method"},
+		{"pseudo-header :method", func() *httpfilter.RequestHeaders {
+			h := req("api.example.com", "/m/x")
+			h.Method = []byte("POST")
+			return h
+		}(), "method"},
 		{"pseudo-header :method mismatch", req("api.example.com", "/m/x"), ""},
 		{"regex matches whole path", req("api.example.com", "/r/123"), "regex"},
 		{"regex is anchored", req("api.example.com", "/r/123/x"), ""},

@@ -4,9 +4,10 @@
 //
 // A Pool is per worker and per host; it is safe for concurrent use. Idle
 // connections are reused last-in first-out, so that a quiet period lets the
-// oldest expire. Checkout does no syscall except to connect, and for a
-// connection idle longer than StaleCheckAfter, one non-blocking peek that
-// discards it if the upstream already closed it.
+// oldest expire. Checkout of an idle connection does one non-blocking peek
+// that discards it if the upstream closed it or sent bytes on it after its
+// last response (as Envoy closes an idle connection that receives data):
+// those bytes would otherwise be read as the next request's response.
 package pool
 
 import (
@@ -24,10 +25,6 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/internal/sockpeek"
 	"github.com/sluice-proxy/sluice/gateway/stats"
 )
-
-// StaleCheckAfter is how long a connection must have been idle before
-// checkout peeks at it for a close by the upstream.
-const StaleCheckAfter = 500 * time.Millisecond
 
 // Options configure a Pool.
 type Options struct {
@@ -211,7 +208,7 @@ func (p *Pool) get(ctx context.Context, count bool, now time.Time) (*Conn, error
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
 		idle := now.Sub(c.idleSince)
-		if idle > p.opts.IdleTimeout || p.tooOld(c.born, now) || (idle > StaleCheckAfter && closedByPeer(c.Conn)) {
+		if idle > p.opts.IdleTimeout || p.tooOld(c.born, now) || closedByPeer(c.Conn) {
 			c.Close()
 			continue
 		}

@@ -506,13 +506,26 @@ func (f *filter) deliver(sent time.Time) {
 	f.uc = nil
 }
 
+// errTooManyInformational is an upstream's endless stream of 1xx heads.
+var errTooManyInformational = &http1.Error{Status: 502, Reason: "informational responses over the head size limit"}
+
 // readHead reads the final response head, forwarding informational ones.
+// The 1xx heads of one response count together against the head size
+// limit, so that an upstream sending them without end (a 100 Continue or
+// 103 Early Hints flood) gets a 502 instead of holding the stream until
+// the route timeout.
 func (f *filter) readHead() error {
+	informational := 0
 	for {
 		if err := f.uc.R.ReadResponse(&f.resp, f.req.Method, nil); err != nil {
 			return err
 		}
 		st := f.resp.Headers.Status
+		if st < 200 {
+			if informational += f.resp.HeadBytes; informational > http1.DefaultMaxHeaderBytes {
+				return errTooManyInformational
+			}
+		}
 		switch {
 		case st >= 200:
 			return nil

@@ -22,6 +22,9 @@ type Response struct {
 	// Upgrade is the Upgrade field value when Connection has the "upgrade"
 	// option, else nil.
 	Upgrade []byte
+	// HeadBytes is the size of the head on the wire, status line and
+	// final empty line included.
+	HeadBytes int
 }
 
 func (p *Response) reset() {
@@ -48,6 +51,7 @@ func (r *Reader) ReadResponse(resp *Response, method []byte, lim *Limits) error 
 	head := r.buf[r.r : r.r+n]
 	r.r += n
 	r.pinHead()
+	resp.HeadBytes = n
 	return asResponseError(r.parseResponse(resp, method, head))
 }
 

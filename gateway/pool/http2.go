@@ -118,19 +118,63 @@ func (p *Pool) Negotiate(ctx context.Context) (Protocol, error) {
 // stream. maxRequests > 0 retires a connection after that many streams. The
 // response body must be closed; closing it ends the stream's use of the
 // connection. Safe for concurrent use.
+//
+// A request the upstream's GOAWAY left unprocessed (its stream above the
+// frame's last-stream-id) is sent again on another connection, up to
+// maxGoAwayRetries times, when its body can be sent again (none, or
+// GetBody): the upstream guarantees it did not act on it (RFC 9113 §6.8),
+// as Envoy, and x/net's own Transport, retry it.
 func (p *Pool) RoundTrip(req *http.Request, maxRequests int) (*http.Response, error) {
 	h := p.h2()
-	c, err := h.get(req.Context(), p, maxRequests)
-	if err != nil {
-		return nil, err
+	for try := 0; ; try++ {
+		c, err := h.get(req.Context(), p, maxRequests)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.cc.RoundTrip(req)
+		if err != nil {
+			h.done(c)
+			if try < maxGoAwayRetries && unprocessedByGoAway(err) {
+				if again, ok := rewound(req); ok {
+					req = again
+					continue
+				}
+			}
+			return nil, err
+		}
+		resp.Body = &h2body{ReadCloser: resp.Body, release: func() { h.done(c) }}
+		return resp, nil
 	}
-	resp, err := c.cc.RoundTrip(req)
-	if err != nil {
-		h.done(c)
-		return nil, err
+}
+
+// maxGoAwayRetries bounds the tries of a request that GOAWAY frames keep
+// leaving unprocessed.
+const maxGoAwayRetries = 3
+
+// unprocessedByGoAway reports whether err is x/net's error for a stream
+// above the last-stream-id of a GOAWAY with NO_ERROR (its
+// errClientConnGotGoAway, not exported; the router's HTTP/2 upstream tests
+// fail if its text changes).
+func unprocessedByGoAway(err error) bool {
+	return err.Error() == "http2: Transport received Server's graceful shutdown GOAWAY"
+}
+
+// rewound returns req ready to be sent again: as it is without a body, with
+// a new body from GetBody otherwise; false when the body cannot be resent.
+func rewound(req *http.Request) (*http.Request, bool) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return req, true
 	}
-	resp.Body = &h2body{ReadCloser: resp.Body, release: func() { h.done(c) }}
-	return resp, nil
+	if req.GetBody == nil {
+		return nil, false
+	}
+	body, err := req.GetBody()
+	if err != nil {
+		return nil, false
+	}
+	again := *req
+	again.Body = body
+	return &again, true
 }
 
 // get reserves a stream on a connection that can take one, opening one if

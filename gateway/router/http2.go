@@ -42,14 +42,16 @@ import (
 
 // h2req is one try's upstream HTTP/2 request.
 type h2req struct {
-	req    *http.Request
-	pw     *io.PipeWriter // nil without a streamed body
-	done   chan h2result
-	info   chan h2info    // informational heads, from the transport's reader
-	got    bool           // the RoundTrip result was received
-	resp   *http.Response // the result's response; its body is closed by closeH2
-	ctx    context.Context
-	cancel context.CancelCauseFunc
+	req  *http.Request
+	pw   *io.PipeWriter // nil without a streamed body
+	done chan h2result
+	info chan h2info // informational heads, from the transport's reader
+	// infoBytes is the size of the informational heads so far (got1xx).
+	infoBytes int
+	got       bool           // the RoundTrip result was received
+	resp      *http.Response // the result's response; its body is closed by closeH2
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
 	// abort cancels the request when an HTTP/1.1 client is found gone
 	// (the peer-close watch's abort; nil for other downstreams).
 	abort func()
@@ -138,8 +140,20 @@ type h2info struct {
 const h2InfoQueue = 8
 
 // got1xx is the request's httptrace hook: it queues 1xx heads other than
-// 100 Continue (the downstream codec answered Expect itself) and 101.
+// 100 Continue (the downstream codec answered Expect itself) and 101. As
+// over HTTP/1, the 1xx heads of one response count together against the
+// head size limit: an endless stream of them is a malformed response (the
+// hook's error resets the stream, and h2Err makes it a protocol error).
 func (u *h2req) got1xx(code int, header textproto.MIMEHeader) error {
+	u.infoBytes += 32 + len(":status") + 3 // RFC 9113 §6.5.2 field sizes
+	for k, vv := range header {
+		for _, v := range vv {
+			u.infoBytes += 32 + len(k) + len(v)
+		}
+	}
+	if u.infoBytes > http1.DefaultMaxHeaderBytes {
+		return errTooManyInformational
+	}
 	if code == 100 || code == 101 {
 		return nil
 	}
@@ -373,6 +387,11 @@ func (f *filter) awaitH2() (h2result, bool) {
 	}
 	u.got, u.resp = true, res.resp
 	u.tryIdle.touch()
+	if res.err == nil && (res.resp.StatusCode < 200 || res.resp.StatusCode > 599) {
+		// RFC 9110 §15: three digits, 1xx being the transport's.
+		res.resp.Body.Close()
+		res.resp, u.resp, res.err = nil, nil, errH2Malformed
+	}
 	// 1xx heads the transport reported before the final head.
 	for {
 		select {
@@ -437,6 +456,8 @@ func (f *filter) tryH2(try int) bool {
 	if hasBody {
 		u.req.ContentLength = int64(len(f.reqBody))
 		u.req.Body = io.NopCloser(bytes.NewReader(f.reqBody))
+		body := f.reqBody
+		u.req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
 	f.goH2(u)
 	sent := time.Now()
@@ -531,7 +552,11 @@ func (f *filter) deliverH2(resp *http.Response, sent time.Time) {
 		u.idle.touch()
 		u.tryIdle.touch()
 		n, err := resp.Body.Read(buf)
-		if n > 0 {
+		if n > 0 && (err == nil || err == io.EOF) {
+			// Bytes that come with an error are not passed on: the
+			// transport returns the declared length of a body that
+			// overflows its content-length with the error, which a
+			// client would read as the whole body.
 			f.data.Set(buf[:n])
 			if f.cb.EncodeData(&f.data, false) != nil {
 				return
@@ -586,6 +611,16 @@ func (f *filter) h2Err(err error) error {
 		return errTimeout
 	case errors.As(err, &se) && se.Code == http2.ErrCodeRefusedStream:
 		return errRefused
+	case errors.As(err, &se) && se.Code == http2.ErrCodeProtocol && se.Cause != nil && se.Cause.Error() != "received from peer",
+		strings.HasPrefix(err.Error(), "net/http: server replied with more than declared Content-Length"):
+		// The transport found the response malformed (a field name or
+		// pseudo-header it refuses, no or a non-numeric :status, a head
+		// over the limit, an error of got1xx, DATA beyond the
+		// content-length) and reset the stream: a protocol error, as an
+		// HTTP/1 upstream's unparsable response. A PROTOCOL_ERROR the
+		// upstream sent has x/net's errFromPeer, "received from peer",
+		// as its cause: a reset.
+		return errH2Malformed
 	case errors.As(err, &se), errors.As(err, &ge):
 		return errUpstreamReset
 	}
@@ -656,10 +691,13 @@ func (f *filter) closeH2() {
 	}()
 }
 
-// Errors h2Err maps x/net/http2 errors to, for fail.
+// Errors h2Err maps x/net/http2 errors to, for fail. errH2Malformed is an
+// *http1.Error so that fail and outlier detection treat it as an HTTP/1
+// upstream's unparsable response: 502, flag UPE.
 var (
 	errTimeout       = timeoutError{}
 	errUpstreamReset = errors.New("router: upstream reset the stream")
+	errH2Malformed   = &http1.Error{Status: 502, Reason: "malformed HTTP/2 response"}
 )
 
 type timeoutError struct{}

@@ -24,10 +24,11 @@ import (
 // h2Reply is what a raw HTTP/2 client saw on stream 1: the fields of the
 // response head, the body, and the RST_STREAM code if the stream was reset.
 type h2Reply struct {
-	head  []hpack.HeaderField
-	body  []byte
-	reset bool
-	code  http2.ErrCode
+	head     []hpack.HeaderField
+	body     []byte
+	trailers []hpack.HeaderField
+	reset    bool
+	code     http2.ErrCode
 }
 
 // field returns the value of the head's field name and whether it is there.
@@ -93,6 +94,8 @@ func rawH2Exchange(t *testing.T, addr string, fields [][2]string, body string, t
 			}
 			if r.head == nil || strings.HasPrefix(statusOf(r.head), "1") {
 				r.head = fs // a final head replaces an informational one
+			} else {
+				r.trailers = fs
 			}
 			if f.StreamEnded() {
 				return r

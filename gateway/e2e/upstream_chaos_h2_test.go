@@ -349,3 +349,39 @@ func TestUpstreamResetMidBodyAbortsTheDownstreamMessage(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamResetMidBodyAbortsAnHTTP3Response is the HTTP/3 client's
+// side of TestUpstreamResetMidBodyAbortsTheDownstreamMessage: its stream is
+// reset, its body read fails.
+func TestUpstreamResetMidBodyAbortsAnHTTP3Response(t *testing.T) {
+	release := make(chan struct{})
+	up := testutil.RawUpstream(t, func(c net.Conn) {
+		if _, err := testutil.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+		select {
+		case <-release:
+		case <-time.After(ioTimeout):
+		}
+		testutil.Reset(c)
+	})
+	ca := testutil.NewCA(t)
+	cert, key, _ := ca.Leaf(t, "h3.test")
+	p := gwtest.Start(t, h3Config("127.0.0.1:0", "127.0.0.1:0", cert, key, up.Addr))
+	c := h3Client(t, ca)
+	c.Timeout = ioTimeout
+	resp, err := c.Get("https://" + p.Addr("h3") + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(resp.Body, got); err != nil || string(got) != "hello" {
+		t.Fatalf("status %d, first bytes %q, %v; want hello", resp.StatusCode, got, err)
+	}
+	close(release)
+	if rest, err := io.ReadAll(resp.Body); err == nil {
+		t.Fatalf("the body ended cleanly after %q: the client cannot tell it was cut short", "hello"+string(rest))
+	}
+}

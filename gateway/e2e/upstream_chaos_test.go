@@ -33,9 +33,20 @@ type upstreamChaosCase struct {
 	upe      bool
 	body     string
 	short    bool
+	answered chan struct{} // closed once the client has its response
 }
 
 func upstreamChaosCases() []upstreamChaosCase {
+	answered := []chan struct{}{make(chan struct{}), make(chan struct{})}
+	stall := func(s string, a <-chan struct{}) func(net.Conn) {
+		return func(c net.Conn) {
+			io.WriteString(c, s)
+			select {
+			case <-a:
+			case <-time.After(2 * ioTimeout):
+			}
+		}
+	}
 	write := func(s string) func(net.Conn) { return func(c net.Conn) { io.WriteString(c, s) } }
 	writeClose := func(s string) func(net.Conn) { return func(c net.Conn) { io.WriteString(c, s); c.Close() } }
 	bigHead := "HTTP/1.1 200 OK\r\n" + strings.Repeat("X-Pad: "+strings.Repeat("p", 1000)+"\r\n", 100) + "Content-Length: 2\r\n\r\nok"
@@ -78,6 +89,12 @@ func upstreamChaosCases() []upstreamChaosCase {
 			strings.Repeat("X-T: "+strings.Repeat("t", 1000)+"\r\n", 100) + "\r\n"), want: []int{200, 502}, short: true},
 		{name: "early 413 before the request body then close", method: "POST", reqBody: 4 << 20, keepBody: true,
 			serve: write("HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbig"), want: []int{413}, body: "big"},
+		// The upstream neither reads the rest nor closes until the
+		// client has the 413.
+		{name: "early 413 kept alive, the request body left unread", method: "POST", reqBody: 256 << 10, keepBody: true,
+			serve: stall("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig", answered[0]), want: []int{413}, body: "big", answered: answered[0]},
+		{name: "early 413 kept alive, a body beyond the socket buffers left unread", method: "POST", reqBody: 48 << 20, keepBody: true,
+			serve: stall("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig", answered[1]), want: []int{413}, body: "big", answered: answered[1]},
 		{name: "garbage after the response in one write", serve: write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nspoof!"), want: []int{200}, body: "ok"},
 		{name: "Content-Length repeated with the same value", serve: write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"), want: []int{502}, upe: true},
 		{name: "Content-Length negative", serve: write("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nok"), want: []int{502}, upe: true},
@@ -148,6 +165,9 @@ func TestHTTP1UpstreamMisbehaviourGetsAClearAnswer(t *testing.T) {
 			}
 			body, berr := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			if tc.answered != nil {
+				close(tc.answered)
+			}
 			if !slices.Contains(tc.want, resp.StatusCode) {
 				t.Errorf("status %d, body %q; want one of %v", resp.StatusCode, body, tc.want)
 			}

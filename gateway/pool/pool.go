@@ -83,6 +83,7 @@ type Conn struct {
 	pool      *Pool
 	breaker   bool        // holds a unit of the connections breaker
 	src       *sendReader // R's source (see WriteOnRead)
+	watch     *bodyWatch  // WriteBody's, made by its first call
 }
 
 // newConn wraps nc as a pool connection with its response reader.
@@ -95,6 +96,9 @@ func newConn(nc net.Conn, p *Pool, held bool) *Conn {
 // Close closes the connection for good.
 func (c *Conn) Close() error {
 	c.R.Release()
+	if c.watch != nil {
+		c.watch.t.Stop()
+	}
 	if c.breaker {
 		c.breaker = false
 		c.pool.release(true)

@@ -1,8 +1,13 @@
 package pool
 
 import (
+	"crypto/tls"
+	"errors"
 	"net"
+	"sync"
+	"time"
 
+	"github.com/sluice-proxy/sluice/gateway/internal/sockpeek"
 	"github.com/sluice-proxy/sluice/gateway/internal/writeread"
 )
 
@@ -74,4 +79,87 @@ func (c *Conn) WriteErr() error {
 	err := s.werr
 	s.werr = nil
 	return err
+}
+
+// earlyResponsePoll is how often a blocked WriteBody looks for an early
+// response.
+const earlyResponsePoll = 50 * time.Millisecond
+
+// ErrEarlyResponse is WriteBody's error when it gave up writing because the
+// upstream answered before taking the whole request.
+var ErrEarlyResponse = errors.New("pool: upstream answered before the request was sent")
+
+// bodyWatch looks, while a write is blocked, for bytes from the upstream.
+type bodyWatch struct {
+	nc     net.Conn // the socket (under TLS, the TCP connection)
+	conn   net.Conn // what deadlines are set on
+	t      *time.Timer
+	mu     sync.Mutex
+	active bool // a write is under way; guarded by mu
+	fired  bool // the write was stopped; guarded by mu
+}
+
+func (w *bodyWatch) check() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.active {
+		return
+	}
+	if sockpeek.Peek(w.nc) == sockpeek.Data {
+		w.fired = true
+		_ = w.conn.SetWriteDeadline(time.Unix(1, 0))
+		return
+	}
+	w.t.Reset(earlyResponsePoll)
+}
+
+// WriteBody writes b, part of a request, as Write does; but a write that
+// blocks because the upstream stopped reading, while the upstream has
+// answered (an early 413, say, from an upstream that neither reads the
+// rest nor closes), is abandoned with ErrEarlyResponse, as Envoy passes on
+// a response that comes before the end of the request: the caller stops
+// sending and reads the response, and the connection is not reused.
+func (c *Conn) WriteBody(b []byte) (int, error) {
+	w := c.watch
+	if w == nil {
+		nc := c.Conn
+		if tc, ok := nc.(*tls.Conn); ok {
+			nc = tc.NetConn()
+		}
+		w = &bodyWatch{nc: nc, conn: c.Conn}
+		w.t = time.AfterFunc(time.Hour, w.check)
+		c.watch = w
+	}
+	w.mu.Lock()
+	w.active, w.fired = true, false
+	w.mu.Unlock()
+	w.t.Reset(earlyResponsePoll)
+	n, err := c.Conn.Write(b)
+	w.t.Stop()
+	w.mu.Lock()
+	w.active = false
+	fired := w.fired
+	w.mu.Unlock()
+	if fired {
+		if err == nil {
+			// Written after all: the deadline set to stop it goes.
+			_ = c.Conn.SetWriteDeadline(time.Time{})
+			return n, nil
+		}
+		return n, ErrEarlyResponse
+	}
+	return n, err
+}
+
+// Answered reports whether the upstream has sent bytes not read yet: with
+// the request not all written, an early response. One non-blocking peek.
+func (c *Conn) Answered() bool {
+	if len(c.R.Buffered()) > 0 {
+		return true
+	}
+	nc := c.Conn
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	return sockpeek.Peek(nc) == sockpeek.Data
 }

@@ -131,6 +131,8 @@ type filter struct {
 	// perTryTimedOut: the failure fail ends the stream for is a per-try
 	// (or per-try idle) timeout, not the route timeout.
 	perTryTimedOut bool
+	// sentEarly: part of the request was sent before exchange.
+	sentEarly bool
 }
 
 // peerWatcher is implemented by the HTTP connection manager's HTTP/1.1
@@ -403,12 +405,14 @@ func (f *filter) OnDestroy() {
 }
 
 // send writes what is buffered for the upstream. After a write error the
-// rest of the request is dropped; exchange still reads an early response.
+// rest of the request is dropped; exchange still reads an early response,
+// also one that stopped the write (pool.Conn.WriteBody).
 func (f *filter) send() {
 	if f.writeErr != nil || len(f.uc.W) == 0 {
 		return
 	}
-	_, f.writeErr = f.uc.Write(f.uc.W)
+	_, f.writeErr = f.uc.WriteBody(f.uc.W)
+	f.sentEarly = true
 	f.uc.W = f.uc.W[:0]
 }
 
@@ -439,7 +443,20 @@ func (f *filter) exchangeAt(sent time.Time) {
 	// response (pool.Conn.WriteOnRead): no read is tried before the
 	// answer can be there.
 	if f.writeErr == nil {
-		uc.WriteOnRead(uc.W)
+		if f.sentEarly {
+			// Part of the request went before: the upstream may have
+			// answered already (an early 413), which the wait of
+			// WriteOnRead, for bytes arriving after it, would miss
+			// until the route timeout. Then the rest of the request
+			// is not sent and the connection not reused, as Envoy
+			// resets an upstream request whose response ended first.
+			if uc.Answered() {
+				f.writeErr = pool.ErrEarlyResponse
+			}
+			f.send()
+		} else {
+			uc.WriteOnRead(uc.W)
+		}
 	}
 	err := f.readHead()
 	if werr := uc.WriteErr(); werr != nil && f.writeErr == nil {

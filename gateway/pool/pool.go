@@ -84,13 +84,21 @@ type Conn struct {
 	breaker   bool        // holds a unit of the connections breaker
 	src       *sendReader // R's source (see WriteOnRead)
 	watch     *bodyWatch  // WriteBody's, made by its first call
+	peek      *sockpeek.Peeker
 }
 
 // newConn wraps nc as a pool connection with its response reader.
 func newConn(nc net.Conn, p *Pool, held bool) *Conn {
 	src := newSendReader(nc)
 	abort := func() { _ = nc.SetDeadline(time.Unix(1, 0)) }
-	return &Conn{Conn: nc, R: http1.NewReader(src), Abort: abort, src: src, born: time.Now(), pool: p, breaker: held}
+	sock := nc
+	if tc, ok := nc.(*tls.Conn); ok {
+		// Any byte waiting on an idle TLS connection is a record we did
+		// not ask for (close_notify, a ticket): treat it as closing.
+		sock = tc.NetConn()
+	}
+	return &Conn{Conn: nc, R: http1.NewReader(src), Abort: abort, src: src, born: time.Now(), pool: p, breaker: held,
+		peek: sockpeek.NewPeeker(sock)}
 }
 
 // Close closes the connection for good.
@@ -212,7 +220,7 @@ func (p *Pool) get(ctx context.Context, count bool, now time.Time) (*Conn, error
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
 		idle := now.Sub(c.idleSince)
-		if idle > p.opts.IdleTimeout || p.tooOld(c.born, now) || closedByPeer(c.Conn) {
+		if idle > p.opts.IdleTimeout || p.tooOld(c.born, now) || c.peek.Peek() != sockpeek.Empty {
 			c.Close()
 			continue
 		}
@@ -439,15 +447,4 @@ func (p *Pool) closeIdle() *h2pool {
 		c.Close()
 	}
 	return h2p
-}
-
-// closedByPeer peeks without blocking: EOF or an error means the upstream
-// closed (or reset) the connection; unexpected data also disqualifies it.
-func closedByPeer(c net.Conn) bool {
-	if tc, ok := c.(*tls.Conn); ok {
-		// Any byte waiting on an idle TLS connection is a record we did
-		// not ask for (close_notify, a ticket): treat it as closing.
-		c = tc.NetConn()
-	}
-	return sockpeek.Peek(c) != sockpeek.Empty
 }

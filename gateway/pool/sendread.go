@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -91,7 +90,7 @@ var ErrEarlyResponse = errors.New("pool: upstream answered before the request wa
 
 // bodyWatch looks, while a write is blocked, for bytes from the upstream.
 type bodyWatch struct {
-	nc     net.Conn // the socket (under TLS, the TCP connection)
+	peek   *sockpeek.Peeker
 	conn   net.Conn // what deadlines are set on
 	t      *time.Timer
 	mu     sync.Mutex
@@ -105,7 +104,7 @@ func (w *bodyWatch) check() {
 	if !w.active {
 		return
 	}
-	if sockpeek.Peek(w.nc) == sockpeek.Data {
+	if w.peek.Peek() == sockpeek.Data {
 		w.fired = true
 		_ = w.conn.SetWriteDeadline(time.Unix(1, 0))
 		return
@@ -122,11 +121,7 @@ func (w *bodyWatch) check() {
 func (c *Conn) WriteBody(b []byte) (int, error) {
 	w := c.watch
 	if w == nil {
-		nc := c.Conn
-		if tc, ok := nc.(*tls.Conn); ok {
-			nc = tc.NetConn()
-		}
-		w = &bodyWatch{nc: nc, conn: c.Conn}
+		w = &bodyWatch{peek: c.peek, conn: c.Conn}
 		w.t = time.AfterFunc(time.Hour, w.check)
 		c.watch = w
 	}
@@ -157,9 +152,5 @@ func (c *Conn) Answered() bool {
 	if len(c.R.Buffered()) > 0 {
 		return true
 	}
-	nc := c.Conn
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
-	}
-	return sockpeek.Peek(nc) == sockpeek.Data
+	return c.peek.Peek() == sockpeek.Data
 }

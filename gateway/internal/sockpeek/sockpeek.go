@@ -8,6 +8,7 @@ package sockpeek
 import (
 	"net"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -86,3 +87,53 @@ func Gone(c net.Conn) bool {
 // tcpEstablished is TCP_ESTABLISHED, tcp_info's state of a connection
 // that neither side has closed (linux/tcp_states.h).
 const tcpEstablished = 1
+
+// Peeker is Peek for one connection, set up once so that its peeks
+// allocate nothing (for a check on every use of a pooled connection).
+// Like Peek, it must not run while another goroutine reads the connection,
+// nor two peeks of one Peeker at once.
+type Peeker struct {
+	rc syscall.RawConn // nil: not a socket Peeker can look at
+	fn func(fd uintptr) bool
+	st State
+	b  [1]byte
+}
+
+// NewPeeker returns a Peeker of c.
+func NewPeeker(c net.Conn) *Peeker {
+	p := &Peeker{}
+	if sc, ok := c.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			p.rc = rc
+		}
+	}
+	p.fn = p.step
+	return p
+}
+
+// step is the RawConn.Read callback: one recvfrom(MSG_PEEK|MSG_DONTWAIT),
+// never waiting. A raw system call: it cannot block.
+func (p *Peeker) step(fd uintptr) bool {
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.b[0])), 1,
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	switch {
+	case errno == syscall.EAGAIN || errno == syscall.EINTR:
+		p.st = Empty
+	case errno != 0 || n == 0:
+		p.st = Closed
+	default:
+		p.st = Data
+	}
+	return true
+}
+
+// Peek reports the connection's state as the package's Peek does.
+func (p *Peeker) Peek() State {
+	if p.rc == nil {
+		return Empty
+	}
+	if err := p.rc.Read(p.fn); err != nil {
+		return Closed
+	}
+	return p.st
+}

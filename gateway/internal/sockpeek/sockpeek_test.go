@@ -97,3 +97,32 @@ func TestGone(t *testing.T) {
 		_ = c
 	})
 }
+
+// A Peeker sees what Peek sees, reads nothing, and allocates nothing.
+func TestPeeker(t *testing.T) {
+	c, s := pair(t)
+	p := NewPeeker(s)
+	if st := p.Peek(); st != Empty {
+		t.Fatalf("quiet connection: %v, want Empty", st)
+	}
+	if n := testing.AllocsPerRun(100, func() { p.Peek() }); n != 0 {
+		t.Errorf("Peek allocates %v times", n)
+	}
+	c.Write([]byte("x"))
+	settle(t, s)
+	if st := p.Peek(); st != Data {
+		t.Fatalf("bytes waiting: %v, want Data", st)
+	}
+	var b [1]byte
+	if n, _ := s.Read(b[:]); n != 1 || b[0] != 'x' {
+		t.Fatalf("the peeked byte was consumed: read %q", b[:n])
+	}
+	c.Close()
+	settle(t, s)
+	if st := p.Peek(); st != Closed {
+		t.Fatalf("closed by the peer: %v, want Closed", st)
+	}
+	if st := NewPeeker(&net.UnixConn{}).Peek(); st != Closed && st != Empty {
+		t.Fatalf("not a usable socket: %v", st)
+	}
+}

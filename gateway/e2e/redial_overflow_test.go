@@ -16,9 +16,8 @@ import (
 )
 
 // TestStaleReuseRedialOverMaxConnectionsWaitsPending sends a request on a
-// pooled keep-alive connection the upstream has closed (it closes each
-// connection right after its response, without Connection: close, so the
-// reuse is stale at once), whose one re-send needs a new connection while
+// pooled keep-alive connection the upstream closes when the request
+// arrives (the stale reuse of a keep-alive race), whose one re-send needs a new connection while
 // the cluster's max_connections breaker is full: another pool of the same
 // breaker (an original_dst cluster's second host, whose first connection
 // a pool may always open) holds the unit the closed connection gave back,
@@ -35,13 +34,16 @@ func TestStaleReuseRedialOverMaxConnectionsWaitsPending(t *testing.T) {
 
 func staleRedial(t *testing.T, breakers string, status int, flag string, counters map[string]float64) {
 	// Upstream a answers its first two requests once both have arrived
-	// (so that sluice opens two connections to it), then closes each
-	// connection after its response.
+	// (so that sluice opens two connections to it); a second request on
+	// either connection is read and the connection closed unanswered, so
+	// the reuse turns out stale only once the request is sent: no check
+	// of the idle connection before the send can see it coming.
 	var arrived atomic.Int64
 	both := make(chan struct{})
 	var once sync.Once
 	a := testutil.RawUpstream(t, func(c net.Conn) {
-		if _, err := testutil.ReadRequest(bufio.NewReader(c)); err != nil {
+		br := bufio.NewReader(c)
+		if _, err := testutil.ReadRequest(br); err != nil {
 			return
 		}
 		if arrived.Add(1) >= 2 {
@@ -53,6 +55,7 @@ func staleRedial(t *testing.T, breakers string, status int, flag string, counter
 			return
 		}
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")
+		testutil.ReadRequest(br)
 	})
 	b := testutil.RawUpstream(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
@@ -100,12 +103,12 @@ func staleRedial(t *testing.T, breakers string, status int, flag string, counter
 		}
 	}
 	// b's pool has no connection: it may open one over the limit (2 of 2
-	// are a's, both idle now, closed by a).
+	// are a's, both idle now).
 	if resp, body := get(t, c, url, "x-envoy-original-dst-host", b.Addr); resp.StatusCode != 200 || string(body) != "b" {
 		t.Fatalf("GET to b: %d %q, want 200 b", resp.StatusCode, body)
 	}
-	// Reuses one of a's connections before the pool's stale check applies
-	// (pool.StaleCheckAfter idle): the re-send needs a new connection.
+	// Reuses one of a's connections, which a closes on the request: the
+	// re-send needs a new connection.
 	resp, body := get(t, c, url, "x-envoy-original-dst-host", a.Addr)
 	if resp.StatusCode != status || !hasFlag(resp, body, flag) {
 		t.Fatalf("GET to a on a stale connection, re-dial refused: %d %q; want %d naming flag %s", resp.StatusCode, body, status, flag)

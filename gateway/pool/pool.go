@@ -208,12 +208,21 @@ func (p *Pool) GetAt(ctx context.Context, now time.Time) (*Conn, error) {
 
 // get is Get; count says whether a max_connections overflow counts.
 func (p *Pool) get(ctx context.Context, count bool, now time.Time) (*Conn, error) {
+	if c := p.IdleAt(now); c != nil {
+		return c, nil
+	}
+	return p.dialConn(ctx, count)
+}
+
+// IdleAt returns an idle connection fit for reuse, or nil when the pool has
+// none: it never dials. now is as for GetAt.
+func (p *Pool) IdleAt(now time.Time) *Conn {
 	for {
 		p.mu.Lock()
 		n := len(p.idle)
 		if n == 0 {
 			p.mu.Unlock()
-			break
+			return nil
 		}
 		c := p.idle[n-1]
 		p.idle[n-1] = nil
@@ -225,9 +234,8 @@ func (p *Pool) get(ctx context.Context, count bool, now time.Time) (*Conn, error
 			continue
 		}
 		c.Reused = true
-		return c, nil
+		return c
 	}
-	return p.dialConn(ctx, count)
 }
 
 // DialStream opens a connection to the host for a byte stream its caller

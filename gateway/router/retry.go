@@ -35,21 +35,25 @@ const connectFailureConds = RetryConnectFailure | RetryReset | Retry5xx | RetryG
 // tried yet (the previous_hosts predicate).
 const retrySelectAttempts = 3
 
-// getConn checks out a connection to f.host, holding a unit of the
-// cluster's pending-requests breaker while it waits for one. When the
-// priority's connections are at max_connections the request stays pending,
-// as in Envoy, until a connection is free or may be opened, the route
-// timeout passes or the downstream goes away.
-// now is the present as the caller last read the clock (a pooled
-// connection's idle time is judged by it).
+// getConn checks out a connection to f.host. An idle connection is taken
+// at once; a request that must wait for one, while a new connection is
+// made or, when the priority's connections are at max_connections, until a
+// connection is free or may be opened, is pending as in Envoy: it holds a
+// unit of the cluster's pending-requests breaker until the connection is
+// had, the route timeout passes or the downstream goes away. now is the
+// present as the caller last read the clock (a pooled connection's idle
+// time is judged by it).
 func (f *filter) getConn(now time.Time) (*pool.Conn, error) {
+	p := f.pool()
+	if uc := p.IdleAt(now); uc != nil {
+		return uc, nil
+	}
 	cl := f.cluster
 	pb := cl.Record.PriorityBreaker(f.route.Priority, hoststate.Pending)
 	if !pb.TryAcquire(cl.LimitsOf(f.route.Priority).Pending) {
 		cl.Overflow.RqPending.Inc()
 		return nil, errPendingOverflow
 	}
-	p := f.pool()
 	uc, err := p.GetAt(context.Background(), now)
 	if errors.Is(err, pool.ErrOverflow) {
 		ctx, cancel := f.pendingContext()

@@ -140,6 +140,23 @@ var grpcNames = [...]string{
 	"OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
 }
 
+// Matcher is a compiled Filter, for the HTTP connection manager's
+// local_reply_config mappers. It is immutable and safe for concurrent use.
+type Matcher struct{ c cond }
+
+// CompileFilter checks f and compiles it; an error names a key below key,
+// the filter table's own key.
+func CompileFilter(f *Filter, key string) (*Matcher, error) {
+	c, err := compileFilter(f, key)
+	if err != nil {
+		return nil, err
+	}
+	return &Matcher{c: c}, nil
+}
+
+// Match reports whether the filter keeps rec.
+func (m *Matcher) Match(rec *Record) bool { return m.c.match(rec) }
+
 // compileFilter checks f and compiles it; an error's key is relative to
 // the filter table, whose own key is key.
 func compileFilter(f *Filter, key string) (cond, error) {

@@ -63,6 +63,7 @@ const (
 	opPeerDNSSAN
 	opPeerFingerprint
 	opPeerSerial
+	opLocalReplyBody
 )
 
 // numeric operators are written as JSON numbers when they are a whole value.
@@ -108,6 +109,7 @@ var simpleOps = map[string]opKind{
 	"DOWNSTREAM_PEER_DNS_SAN":                       opPeerDNSSAN,
 	"DOWNSTREAM_PEER_FINGERPRINT_256":               opPeerFingerprint,
 	"DOWNSTREAM_PEER_SERIAL":                        opPeerSerial,
+	"LOCAL_REPLY_BODY":                              opLocalReplyBody,
 }
 
 // op is one compiled piece of a format.
@@ -363,7 +365,7 @@ func (o *op) appendOr(dst []byte, rec *Record, missing string) []byte {
 	}
 	start := len(dst)
 	dst = o.value(dst, rec)
-	if len(dst) == start {
+	if len(dst) == start && o.kind != opLocalReplyBody { // an empty body is not missing
 		return append(dst, missing...)
 	}
 	if o.max > 0 && len(dst)-start > o.max {
@@ -416,6 +418,8 @@ func (o *op) value(dst []byte, rec *Record) []byte {
 		return strconv.AppendInt(dst, int64(rec.Duration/time.Millisecond), 10)
 	case opUpstreamHost:
 		return append(dst, info.UpstreamHost...)
+	case opLocalReplyBody:
+		return append(dst, rec.LocalReplyBody...)
 	case opUpstreamCluster:
 		return append(dst, info.UpstreamCluster...)
 	case opDownstreamRemote:

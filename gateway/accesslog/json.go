@@ -46,7 +46,7 @@ func (f *Formatter) formatJSON(dst []byte, rec *Record) []byte {
 			o := &fl.ops[0]
 			start := len(dst)
 			dst = o.value(dst, rec)
-			if len(dst) == start {
+			if len(dst) == start && o.kind != opLocalReplyBody {
 				dst = append(dst, "null"...)
 				continue
 			}

@@ -17,4 +17,8 @@ type Record struct {
 	// Duration is the stream's total duration, from Info.Start to the last
 	// byte sent downstream (%DURATION%).
 	Duration time.Duration
+	// LocalReplyBody is the text of the local reply being formatted by the
+	// connection manager's local_reply_config (%LOCAL_REPLY_BODY%); empty
+	// elsewhere.
+	LocalReplyBody string
 }

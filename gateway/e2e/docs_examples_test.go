@@ -147,6 +147,14 @@ func docConfig(text string) string {
 			out += docRouter
 		}
 		return out
+	case strings.HasPrefix(h, "[listener.filter_chain.filter.config."):
+		// A subtable of the manager's config (local_reply_config, an
+		// access log's filter).
+		out := docListener + docChain + docHCM
+		if strings.HasPrefix(h, "[listener.filter_chain.filter.config.access_log.") {
+			out += "[[listener.filter_chain.filter.config.access_log]]\npath = \"/dev/stdout\"\n"
+		}
+		return out + text + docRouter
 	case strings.HasPrefix(h, "[[listener.filter_chain.filter]]"):
 		out := docListener + docChain + text
 		if !terminal {

@@ -126,6 +126,12 @@ type Config struct {
 	// HTTPFilters is the HTTP filter chain; the last must be terminal (the
 	// router).
 	HTTPFilters []config.Filter `toml:"http_filter"`
+
+	// Edge options (Envoy's HttpConnectionManager fields of the same
+	// names; see docs/filters/http_connection_manager.md).
+
+	// LocalReplyConfig rewrites the manager's own replies (localreply.go).
+	LocalReplyConfig *LocalReplyConfig `toml:"local_reply_config"`
 }
 
 // HTTP2Options are the downstream HTTP/2 settings.

@@ -293,7 +293,11 @@ func (s *stream) SendLocalReply(r httpfilter.LocalReply) {
 	if body == "" && r.Status >= 400 {
 		body = localBody(r)
 	}
-	if s.h != nil && grpcwire.IsGRPC(s.h.Get("content-type")) {
+	grpc := s.h != nil && grpcwire.IsGRPC(s.h.Get("content-type"))
+	if lr := s.conn.f.localReply; lr != nil {
+		body = lr.rewrite(s, &r, body, grpc)
+	}
+	if grpc {
 		// A gRPC client reads errors from grpc-status, not from the
 		// HTTP status: it gets a trailers-only response.
 		grpcReplyHeaders(&s.local, &r, body, string(s.h.Method) == "HEAD")
@@ -405,8 +409,18 @@ func (s *stream) headReply(r httpfilter.LocalReply) {
 	s.info.ResponseDetails = r.Details
 	body := localBody(r)
 	s.local.Reset()
+	if lr := c.f.localReply; lr != nil {
+		body = lr.rewrite(s, &r, body, false)
+		for _, f := range r.Headers {
+			if !localReplyFraming(f.Name) {
+				s.local.Fields = append(s.local.Fields, f)
+			}
+		}
+		s.info.ResponseCode = r.Status
+	} else {
+		s.local.AddBytes(hdrContentType, textPlain)
+	}
 	s.local.Status = r.Status
-	s.local.AddBytes(hdrContentType, textPlain)
 	addDate(&s.local)
 	c.w = http1.AppendResponseHead(c.w[:0], 1, 1, &s.local, http1.ContentLength, int64(len(body)), false)
 	c.w = append(c.w, body...)

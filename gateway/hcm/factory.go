@@ -44,6 +44,8 @@ type Factory struct {
 	path pathnorm.Options
 	// tracer traces requests; nil without a tracing table.
 	tracer *tracing.Tracer
+	// localReply is local_reply_config compiled, nil when not set.
+	localReply *localReply
 }
 
 // isInternal reports whether a client at addr is internal.
@@ -85,6 +87,9 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 		return nil, err
 	}
 	if f.path, err = c.pathOptions(); err != nil {
+		return nil, err
+	}
+	if f.localReply, err = compileLocalReply(c.LocalReplyConfig); err != nil {
 		return nil, err
 	}
 	slab, _ := ctx.Stats.(*stats.Slab)

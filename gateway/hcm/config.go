@@ -132,6 +132,13 @@ type Config struct {
 
 	// LocalReplyConfig rewrites the manager's own replies (localreply.go).
 	LocalReplyConfig *LocalReplyConfig `toml:"local_reply_config"`
+	// ForwardClientCertDetails is what becomes of x-forwarded-client-cert
+	// (xfcc.go): SANITIZE (default), FORWARD_ONLY, APPEND_FORWARD,
+	// SANITIZE_SET or ALWAYS_FORWARD_ONLY.
+	ForwardClientCertDetails string `toml:"forward_client_cert_details"`
+	// SetCurrentClientCertDetails chooses the fields of the element
+	// APPEND_FORWARD and SANITIZE_SET add.
+	SetCurrentClientCertDetails *ClientCertDetails `toml:"set_current_client_cert_details"`
 }
 
 // HTTP2Options are the downstream HTTP/2 settings.
@@ -285,6 +292,9 @@ func (c *Config) validate() error {
 		return registry.Errorf("http_filter", "at least one HTTP filter (the router) is required")
 	}
 	if _, err := c.pathOptions(); err != nil {
+		return err
+	}
+	if _, err := c.xfccMode(); err != nil {
 		return err
 	}
 	if err := c.HTTP3.validate(); err != nil {

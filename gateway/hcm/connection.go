@@ -25,6 +25,10 @@ type connection struct {
 	info     *netfilter.Info
 	remoteIP []byte // textual client address, for x-forwarded-for
 	internal bool   // the client's address is internal (internal_address_config)
+	// dropXFCC: requests lose x-forwarded-client-cert; xfcc, when set,
+	// is the element they get instead (initXFCC).
+	dropXFCC bool
+	xfcc     []byte
 
 	// Owned by the connection's goroutine:
 	r         *http1.Reader // nil while parked
@@ -93,6 +97,7 @@ func (c *connection) Serve(nc netfilter.Conn) {
 		c.info = nc.Info()
 		c.remoteIP = c.info.RemoteAddr.Addr().AppendTo(nil)
 		c.internal = c.f.isInternal(c.info.RemoteAddr.Addr())
+		c.initXFCC()
 		c.wor, _ = nc.(netfilter.WriteOnReader)
 		c.pw, _ = nc.(netfilter.PeerCloseWatcher)
 		if !c.info.Adopted { // else the previous generation counted it

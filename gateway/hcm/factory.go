@@ -46,6 +46,8 @@ type Factory struct {
 	tracer *tracing.Tracer
 	// localReply is local_reply_config compiled, nil when not set.
 	localReply *localReply
+	// xfcc is forward_client_cert_details (xfcc.go).
+	xfcc uint8
 }
 
 // isInternal reports whether a client at addr is internal.
@@ -90,6 +92,9 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 		return nil, err
 	}
 	if f.localReply, err = compileLocalReply(c.LocalReplyConfig); err != nil {
+		return nil, err
+	}
+	if f.xfcc, err = c.xfccMode(); err != nil {
 		return nil, err
 	}
 	slab, _ := ctx.Stats.(*stats.Slab)

@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 	"github.com/sluice-proxy/sluice/gateway/stats"
+	"github.com/sluice-proxy/sluice/gateway/tlsconn"
 )
 
 // Downstream HTTP/3.
@@ -169,6 +170,7 @@ type HTTP3Server struct {
 	ln       http3.QUICListener
 	handler  http.Handler
 	base     netfilter.Info
+	tlsConf  *tls.Config // the listener's, for the certificate served
 	draining func() bool
 	// earlyData: 0-RTT is on, so a request may arrive before the handshake
 	// completes.
@@ -255,7 +257,7 @@ func (f *Factory) NewHTTP3Server(pc net.PacketConn, tlsConf *tls.Config, base ne
 		return nil, fmt.Errorf("hcm: http3 listen: %w", err)
 	}
 	base.TLS, base.TransportProtocol = true, "tls"
-	s := &HTTP3Server{f: f, tr: tr, ln: ln, base: base, draining: draining, earlyData: o.EnableEarlyData,
+	s := &HTTP3Server{f: f, tr: tr, ln: ln, base: base, tlsConf: tlsConf, draining: draining, earlyData: o.EnableEarlyData,
 		conns: map[*quicConn]struct{}{}, handshakes: map[*handshake]struct{}{}, settled: make(chan struct{})}
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	tr.ConnContext = s.admit
@@ -515,11 +517,13 @@ func (s *HTTP3Server) connContext(ctx context.Context, q *quicConn) context.Cont
 	info.ServerName = cs.ServerName
 	info.NegotiatedALPN = cs.NegotiatedProtocol
 	info.TLSState = &cs
+	info.LocalCert = tlsconn.ServedLeaf(s.tlsConf, cs.ServerName)
 	c := &connection{f: s.f, info: &info}
 	q.info = &info
 	c.c = q
 	c.remoteIP = info.RemoteAddr.Addr().AppendTo(nil)
 	c.internal = s.f.isInternal(info.RemoteAddr.Addr())
+	c.initXFCC()
 	st, ls, start := s.f.stats, s.Listener, time.Now()
 	st.DownstreamCxTotal.Inc()
 	st.DownstreamCxActive.Inc()

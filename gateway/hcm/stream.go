@@ -85,6 +85,7 @@ type stream struct {
 	xff     []byte
 	bodyBuf []byte
 	pathBuf []byte // the normalized path (pathnorm.go)
+	xfccBuf []byte // x-forwarded-client-cert with APPEND_FORWARD (xfcc.go)
 }
 
 // run serves the request in s.req and reports whether the connection
@@ -235,7 +236,8 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 			case string(n) == "x-forwarded-for":
 				s.xff = append(append(s.xff, f.Value...), ',', ' ')
 				continue
-			case string(n) == "x-forwarded-proto", dropRID && string(n) == "x-request-id":
+			case string(n) == "x-forwarded-proto", dropRID && string(n) == "x-request-id",
+				c.dropXFCC && string(n) == "x-forwarded-client-cert":
 				continue
 			case len(n) > len(envoyPrefix) && string(n[:len(envoyPrefix)]) == envoyPrefix:
 				if rest := string(n[len(envoyPrefix):]); rest == "original-path" || rest == "internal" ||
@@ -261,6 +263,12 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 				h.AddBytes(hdrExternalAddress, c.remoteIP)
 			}
 		}
+	}
+	switch {
+	case c.xfcc != nil:
+		s.setXFCC(h)
+	case c.dropXFCC && !*c.f.cfg.UseRemoteAddress: // else the pass above did
+		h.Del("x-forwarded-client-cert")
 	}
 	if *c.f.cfg.GenerateRequestID && !h.Has("x-request-id") {
 		h.AddBytes(hdrRequestID, newRequestID(&s.rid))

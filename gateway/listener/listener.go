@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/conn"
 	"github.com/sluice-proxy/sluice/gateway/netfilter"
 	"github.com/sluice-proxy/sluice/gateway/stats"
+	"github.com/sluice-proxy/sluice/gateway/tlsconn"
 )
 
 // Chain is a built filter chain.
@@ -221,6 +222,7 @@ func (l *Listener) serve(nc net.Conn, readAhead []byte, info *netfilter.Info, ru
 		st := tc.ConnectionState()
 		info.TLS = true
 		info.TLSState = &st
+		info.LocalCert = tlsconn.ServedLeaf(chain.TLS, st.ServerName)
 		info.NegotiatedALPN = st.NegotiatedProtocol
 		if info.ServerName == "" {
 			info.ServerName = st.ServerName

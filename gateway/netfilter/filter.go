@@ -2,6 +2,7 @@ package netfilter
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/netip"
 	"time"
@@ -68,7 +69,10 @@ type Info struct {
 	TLS               bool                 // the chain terminates TLS
 	NegotiatedALPN    string               // after the TLS handshake
 	TLSState          *tls.ConnectionState // nil without TLS
-	Listener          string               // listener name
+	// LocalCert is the certificate sluice presented in the TLS handshake
+	// (tlsconn.ServedLeaf), nil without TLS.
+	LocalCert *x509.Certificate
+	Listener  string // listener name
 	// Socket is the listener whose socket accepted the connection: the
 	// one a hot-restart handoff names. It differs from Listener after a
 	// use_original_dst hand-over.

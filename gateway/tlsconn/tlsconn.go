@@ -319,3 +319,43 @@ func curves(names []string) ([]tls.CurveID, error) {
 	}
 	return ids, nil
 }
+
+// ServedLeaf returns the leaf of the certificate the server config tc
+// presents to a client that asked for serverName, chosen as crypto/tls and
+// exactNameCertificate choose it: the only one; else the first whose DNS
+// names hold serverName exactly, else the first valid for it (a wildcard),
+// else the first. It does not see the client's signature algorithms, for
+// which crypto/tls may skip a certificate: with two certificates for the
+// same name (RSA and ECDSA) it names the first. The HTTP connection
+// manager's x-forwarded-client-cert By= field reads its URI SANs.
+func ServedLeaf(tc *tls.Config, serverName string) *x509.Certificate {
+	certs := tc.Certificates
+	if len(certs) == 0 {
+		return nil
+	}
+	leaf := func(c *tls.Certificate) *x509.Certificate {
+		if c.Leaf != nil {
+			return c.Leaf
+		}
+		l, _ := x509.ParseCertificate(c.Certificate[0])
+		return l
+	}
+	if len(certs) == 1 || serverName == "" {
+		return leaf(&certs[0])
+	}
+	for i := range certs {
+		if l := leaf(&certs[i]); l != nil {
+			for _, n := range l.DNSNames {
+				if !strings.Contains(n, "*") && strings.EqualFold(n, serverName) {
+					return l
+				}
+			}
+		}
+	}
+	for i := range certs {
+		if l := leaf(&certs[i]); l != nil && l.VerifyHostname(serverName) == nil {
+			return l
+		}
+	}
+	return leaf(&certs[0])
+}

@@ -10,8 +10,10 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -58,7 +60,8 @@ func NewCA(t testing.TB) *CA {
 	return ca
 }
 
-// Leaf issues a certificate for names (DNS names or IP addresses), usable
+// Leaf issues a certificate for names (DNS names, IP addresses or URIs
+// such as spiffe://td/x, the first also its common name), usable
 // by servers and clients, and returns its cert and key files and the
 // loaded pair.
 func (ca *CA) Leaf(t testing.TB, names ...string) (certFile, keyFile string, pair tls.Certificate) {
@@ -85,6 +88,8 @@ func (ca *CA) LeafFor(t testing.TB, validFor time.Duration, names ...string) (ce
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if u, err := url.Parse(n); err == nil && strings.Contains(n, "://") {
+			tmpl.URIs = append(tmpl.URIs, u)
 		} else {
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
@@ -97,7 +102,7 @@ func (ca *CA) LeafFor(t testing.TB, validFor time.Duration, names ...string) (ce
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := filepath.Join(ca.dir, names[0]+"-"+big.NewInt(ca.n).String())
+	base := filepath.Join(ca.dir, "leaf-"+big.NewInt(ca.n).String())
 	certFile, keyFile = base+".pem", base+"-key.pem"
 	writePEM(t, certFile, "CERTIFICATE", der)
 	writePEM(t, keyFile, "EC PRIVATE KEY", kb)

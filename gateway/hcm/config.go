@@ -139,6 +139,13 @@ type Config struct {
 	// SetCurrentClientCertDetails chooses the fields of the element
 	// APPEND_FORWARD and SANITIZE_SET add.
 	SetCurrentClientCertDetails *ClientCertDetails `toml:"set_current_client_cert_details"`
+	// XFFNumTrustedHops is how many proxies in front of sluice append to
+	// x-forwarded-for and are trusted (default 0): the client is the
+	// address the farthest of them appended.
+	XFFNumTrustedHops uint32 `toml:"xff_num_trusted_hops"`
+	// SkipXFFAppend leaves x-forwarded-for as the client sent it, with
+	// use_remote_address (default false).
+	SkipXFFAppend bool `toml:"skip_xff_append"`
 }
 
 // HTTP2Options are the downstream HTTP/2 settings.

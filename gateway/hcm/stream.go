@@ -1,8 +1,11 @@
 package hcm
 
 import (
+	"bytes"
 	"math/rand/v2"
+	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/sluice-proxy/sluice/gateway/accesslog"
 	"github.com/sluice-proxy/sluice/gateway/buffer"
@@ -135,6 +138,7 @@ func (s *stream) begin(req *http1.Request) {
 		ConnectionID:     c.info.ID,
 		Start:            clock.Now(),
 		DownstreamRemote: c.info.RemoteAddr,
+		DownstreamPeer:   c.info.RemoteAddr,
 		DownstreamLocal:  c.info.LocalAddr,
 		OriginalDst:      c.info.OriginalDst(),
 		ServerName:       c.info.ServerName,
@@ -217,8 +221,33 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 	}
 	// Without the pass below nothing tells whether the request carries
 	// x-envoy-* fields: the router looks for its override headers itself.
-	s.envoyHdrs = !*c.f.cfg.UseRemoteAddress
-	if *c.f.cfg.UseRemoteAddress {
+	cfg := c.f.cfg
+	s.envoyHdrs = !*cfg.UseRemoteAddress
+	if !*cfg.UseRemoteAddress {
+		// Envoy's x-forwarded-for detection: the address the previous
+		// proxy appended (xff_num_trusted_hops more trusted proxies
+		// skipped) is the client, for the access log, rbac's remote_ip
+		// and every filter reading the stream's remote address.
+		if a, ok := xffAddr(&h.Headers, int(cfg.XFFNumTrustedHops)); ok {
+			s.info.DownstreamRemote = netip.AddrPortFrom(a, 0)
+		}
+	}
+	if *cfg.UseRemoteAddress {
+		// The client is the peer, or, behind xff_num_trusted_hops
+		// trusted proxies, the address the farthest of them appended to
+		// x-forwarded-for (Envoy's getLastAddressFromXFF with n-1
+		// skipped); internal_address_config judges that address.
+		internal, fromXFF := c.internal, false
+		trusted := cfg.XFFNumTrustedHops > 0
+		keepXFP := false
+		if trusted {
+			if a, ok := xffAddr(&h.Headers, int(cfg.XFFNumTrustedHops)-1); ok {
+				s.info.DownstreamRemote = netip.AddrPortFrom(a, 0)
+				internal, fromXFF = c.f.isInternal(a), true
+			}
+			// a trusted previous hop's x-forwarded-proto stands
+			keepXFP = h.Has("x-forwarded-proto")
+		}
 		// One pass takes out what the proxy sets itself: the client's
 		// x-forwarded-for values (kept in front of the client address),
 		// x-forwarded-proto, x-envoy-original-path (the router sets it on
@@ -228,7 +257,7 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 		// internal-only x-envoy-* headers, and its x-request-id unless
 		// preserve_external_request_id (a new one is made below).
 		s.xff = s.xff[:0]
-		dropRID := !c.internal && !c.f.cfg.PreserveExternalRequestID && *c.f.cfg.GenerateRequestID
+		dropRID := !internal && !cfg.PreserveExternalRequestID && *cfg.GenerateRequestID
 		out := 0
 		for i := range h.Fields {
 			f := h.Fields[i]
@@ -236,12 +265,12 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 			case string(n) == "x-forwarded-for":
 				s.xff = append(append(s.xff, f.Value...), ',', ' ')
 				continue
-			case string(n) == "x-forwarded-proto", dropRID && string(n) == "x-request-id",
+			case string(n) == "x-forwarded-proto" && !keepXFP, dropRID && string(n) == "x-request-id",
 				c.dropXFCC && string(n) == "x-forwarded-client-cert":
 				continue
 			case len(n) > len(envoyPrefix) && string(n[:len(envoyPrefix)]) == envoyPrefix:
 				if rest := string(n[len(envoyPrefix):]); rest == "original-path" || rest == "internal" ||
-					rest == "external-address" || !c.internal && internalOnly[rest] {
+					rest == "external-address" || !internal && internalOnly[rest] {
 					continue
 				}
 				// A kept x-envoy-* field: the router looks for the
@@ -253,12 +282,20 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 		}
 		clear(h.Fields[out:])
 		h.Fields = h.Fields[:out]
-		s.xff = append(s.xff, c.remoteIP...)
-		h.AddBytes(hdrXFF, s.xff)
-		h.AddBytes(hdrXFP, h.Scheme)
-		if c.f.cfg.MarkInternalRequests {
-			if c.internal {
+		if !cfg.SkipXFFAppend {
+			s.xff = append(s.xff, c.remoteIP...)
+			h.AddBytes(hdrXFF, s.xff)
+		} else if len(s.xff) > 0 {
+			h.AddBytes(hdrXFF, s.xff[:len(s.xff)-2]) // as the client sent it
+		}
+		if !keepXFP {
+			h.AddBytes(hdrXFP, h.Scheme)
+		}
+		if cfg.MarkInternalRequests {
+			if internal {
 				h.AddBytes(hdrEnvoyInternal, valTrue)
+			} else if fromXFF {
+				h.AddBytes(hdrExternalAddress, s.info.DownstreamRemote.Addr().AppendTo(nil))
 			} else {
 				h.AddBytes(hdrExternalAddress, c.remoteIP)
 			}
@@ -267,10 +304,10 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 	switch {
 	case c.xfcc != nil:
 		s.setXFCC(h)
-	case c.dropXFCC && !*c.f.cfg.UseRemoteAddress: // else the pass above did
+	case c.dropXFCC && !*cfg.UseRemoteAddress: // else the pass above did
 		h.Del("x-forwarded-client-cert")
 	}
-	if *c.f.cfg.GenerateRequestID && !h.Has("x-request-id") {
+	if *cfg.GenerateRequestID && !h.Has("x-request-id") {
 		h.AddBytes(hdrRequestID, newRequestID(&s.rid))
 	}
 }
@@ -375,4 +412,37 @@ func (s *stream) createFilters() {
 			s.destroyers = append(s.destroyers, d)
 		}
 	}
+}
+
+// xffAddr returns the address x-forwarded-for names skip entries from its
+// right end, as Envoy's getLastAddressFromXFF: the fields' values read as
+// one comma-separated list, the entry trimmed of spaces and tabs, an IPv4
+// or IPv6 address without a port or zone. It reports false when the list
+// is shorter or the entry is not an address.
+func xffAddr(h *httpfilter.Headers, skip int) (netip.Addr, bool) {
+	for i := len(h.Fields) - 1; i >= 0; i-- {
+		if string(h.Fields[i].Name) != "x-forwarded-for" {
+			continue
+		}
+		v := h.Fields[i].Value
+		for {
+			j := bytes.LastIndexByte(v, ',')
+			if skip == 0 {
+				e := bytes.Trim(v[j+1:], " \t")
+				if len(e) == 0 || len(e) > 45 || bytes.IndexByte(e, '%') >= 0 {
+					return netip.Addr{}, false
+				}
+				// The string aliases e only during the call: an address
+				// without a zone keeps no reference to its text.
+				a, err := netip.ParseAddr(unsafe.String(&e[0], len(e)))
+				return a, err == nil
+			}
+			skip--
+			if j < 0 {
+				break
+			}
+			v = v[:j]
+		}
+	}
+	return netip.Addr{}, false
 }

@@ -70,11 +70,20 @@ func (f ResponseFlags) String() string {
 type StreamInfo struct {
 	// ConnectionID is the downstream connection's id (Envoy's
 	// %CONNECTION_ID%), the "conn" of log lines.
-	ConnectionID     uint64
-	Start            time.Time
-	Protocol         string // "HTTP/1.1", "HTTP/1.0", "HTTP/2", "HTTP/3"
+	ConnectionID uint64
+	Start        time.Time
+	Protocol     string // "HTTP/1.1", "HTTP/1.0", "HTTP/2", "HTTP/3"
+	// DownstreamRemote is the client: the connection's peer (after the
+	// PROXY protocol), or, as the connection manager's
+	// xff_num_trusted_hops and use_remote_address say, the address
+	// x-forwarded-for names (port 0), as Envoy's downstream remote address.
 	DownstreamRemote netip.AddrPort
 	DownstreamLocal  netip.AddrPort
+	// DownstreamPeer is the connection's peer after the PROXY protocol,
+	// whatever x-forwarded-for says (Envoy's connection remote address),
+	// set by the HTTP connection manager; zero elsewhere, where
+	// DownstreamRemote is the peer.
+	DownstreamPeer netip.AddrPort
 	// DownstreamDirectRemote is the connection's physical peer, before
 	// the PROXY protocol (Envoy's direct remote address).
 	DownstreamDirectRemote netip.AddrPort

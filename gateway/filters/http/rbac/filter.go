@@ -163,7 +163,11 @@ func (r *rule) matches(q *request) bool {
 	case ruleRemoteIP:
 		return r.ips.Contains(q.remoteAddr())
 	case ruleSourceIP:
-		return r.ips.Contains(info.DownstreamRemote.Addr())
+		a := info.DownstreamPeer
+		if !a.IsValid() {
+			a = info.DownstreamRemote
+		}
+		return r.ips.Contains(a.Addr())
 	case ruleAuthenticated:
 		return r.matchCertificate(q)
 	case ruleAnd:
@@ -238,17 +242,22 @@ func (r *rule) headerValue(q *request) ([]byte, bool) {
 }
 
 // remoteAddr returns the client address as the connection manager sees
-// it, Envoy's remote address with xff_num_trusted_hops 0: the last
-// x-forwarded-for address. With use_remote_address the manager appended
-// the peer's address there itself; without it, the last entry is what the
-// previous proxy saw. A request without a valid one falls back to the
-// peer (after the PROXY protocol).
+// it, Envoy's remote address: the stream's DownstreamRemote, which the
+// connection manager (DownstreamPeer set) derived from the peer and
+// x-forwarded-for by use_remote_address and xff_num_trusted_hops. Without
+// a connection manager's verdict it is the last x-forwarded-for address
+// (xff_num_trusted_hops 0), else the peer.
 func (q *request) remoteAddr() netip.Addr {
 	if q.remoteDone {
 		return q.remote
 	}
 	q.remoteDone = true
 	q.remote = q.info.DownstreamRemote.Addr()
+	if q.info.DownstreamPeer.IsValid() {
+		// The connection manager found the client already, with its
+		// use_remote_address and xff_num_trusted_hops.
+		return q.remote
+	}
 	var last []byte
 	for i := range q.h.Fields {
 		if string(q.h.Fields[i].Name) == "x-forwarded-for" {

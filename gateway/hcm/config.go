@@ -146,6 +146,14 @@ type Config struct {
 	// SkipXFFAppend leaves x-forwarded-for as the client sent it, with
 	// use_remote_address (default false).
 	SkipXFFAppend bool `toml:"skip_xff_append"`
+	// ServerName is the server header sluice sends (default none; with
+	// server_header_transformation set, "sluice").
+	ServerName string `toml:"server_name"`
+	// ServerHeaderTransformation is OVERWRITE (default when server_name
+	// is set), APPEND_IF_ABSENT or PASS_THROUGH (serverhdr.go).
+	ServerHeaderTransformation string `toml:"server_header_transformation"`
+	// Via is appended to the via header of requests and responses.
+	Via string `toml:"via"`
 }
 
 // HTTP2Options are the downstream HTTP/2 settings.
@@ -302,6 +310,9 @@ func (c *Config) validate() error {
 		return err
 	}
 	if _, err := c.xfccMode(); err != nil {
+		return err
+	}
+	if _, _, err := c.serverMode(); err != nil {
 		return err
 	}
 	if err := c.HTTP3.validate(); err != nil {

@@ -57,6 +57,9 @@ func (s *stream) EncodeHeaders(h *httpfilter.ResponseHeaders, end bool) error {
 func (s *stream) writeHead(h *httpfilter.ResponseHeaders, end bool) error {
 	s.addAltSvc(h)
 	addDate(h)
+	if f := s.conn.f; f.server != serverNone || f.via != nil {
+		f.serverHeaders(h)
+	}
 	if s.conn.f.cfg.AlwaysSetRequestIDInResponse && s.h != nil {
 		if v := s.h.Get("x-request-id"); v != nil {
 			h.SetBytes(hdrRequestID, v)
@@ -422,6 +425,9 @@ func (s *stream) headReply(r httpfilter.LocalReply) {
 	}
 	s.local.Status = r.Status
 	addDate(&s.local)
+	if f := c.f; f.server != serverNone || f.via != nil {
+		f.serverHeaders(&s.local)
+	}
 	c.w = http1.AppendResponseHead(c.w[:0], 1, 1, &s.local, http1.ContentLength, int64(len(body)), false)
 	c.w = append(c.w, body...)
 	_ = c.flush()

@@ -48,6 +48,11 @@ type Factory struct {
 	localReply *localReply
 	// xfcc is forward_client_cert_details (xfcc.go).
 	xfcc uint8
+	// server, serverName and via are the server header handling and the
+	// via value, nil when unset (serverhdr.go).
+	server     uint8
+	serverName []byte
+	via        []byte
 }
 
 // isInternal reports whether a client at addr is internal.
@@ -96,6 +101,12 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 	}
 	if f.xfcc, err = c.xfccMode(); err != nil {
 		return nil, err
+	}
+	if f.server, f.serverName, err = c.serverMode(); err != nil {
+		return nil, err
+	}
+	if c.Via != "" {
+		f.via = []byte(c.Via)
 	}
 	slab, _ := ctx.Stats.(*stats.Slab)
 	f.stats = slab.HTTP(c.StatPrefix)

@@ -307,6 +307,9 @@ func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 	case c.dropXFCC && !*cfg.UseRemoteAddress: // else the pass above did
 		h.Del("x-forwarded-client-cert")
 	}
+	if v := c.f.via; v != nil {
+		appendVia(&h.Headers, v)
+	}
 	if *cfg.GenerateRequestID && !h.Has("x-request-id") {
 		h.AddBytes(hdrRequestID, newRequestID(&s.rid))
 	}

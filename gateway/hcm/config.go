@@ -154,6 +154,12 @@ type Config struct {
 	ServerHeaderTransformation string `toml:"server_header_transformation"`
 	// Via is appended to the via header of requests and responses.
 	Via string `toml:"via"`
+	// StripMatchingHostPort removes from the Host (:authority) a port
+	// equal to the listener's, before routing (default false).
+	StripMatchingHostPort bool `toml:"strip_matching_host_port"`
+	// StripAnyHostPort removes any port from the Host (:authority)
+	// before routing (default false); it excludes strip_matching_host_port.
+	StripAnyHostPort bool `toml:"strip_any_host_port"`
 }
 
 // HTTP2Options are the downstream HTTP/2 settings.
@@ -314,6 +320,9 @@ func (c *Config) validate() error {
 	}
 	if _, _, err := c.serverMode(); err != nil {
 		return err
+	}
+	if c.StripMatchingHostPort && c.StripAnyHostPort {
+		return registry.Errorf("strip_any_host_port", "excludes strip_matching_host_port")
 	}
 	if err := c.HTTP3.validate(); err != nil {
 		return err

@@ -50,6 +50,9 @@ type Factory struct {
 	xfcc uint8
 	// server, serverName and via are the server header handling and the
 	// via value, nil when unset (serverhdr.go).
+	// stripPort is strip_matching_host_port / strip_any_host_port
+	// (hostport.go).
+	stripPort  uint8
 	server     uint8
 	serverName []byte
 	via        []byte
@@ -107,6 +110,12 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 	}
 	if c.Via != "" {
 		f.via = []byte(c.Via)
+	}
+	switch {
+	case c.StripAnyHostPort:
+		f.stripPort = stripAny
+	case c.StripMatchingHostPort:
+		f.stripPort = stripMatching
 	}
 	slab, _ := ctx.Stats.(*stats.Slab)
 	f.stats = slab.HTTP(c.StatPrefix)

@@ -214,6 +214,9 @@ func (s *stream) ended() bool { return s.respDone || s.reset }
 // x-forwarded-proto and x-request-id.
 func (s *stream) decorate(h *httpfilter.RequestHeaders) {
 	c := s.conn
+	if m := c.f.stripPort; m != stripNone {
+		stripHostPort(h, m, c.info.LocalAddr.Port())
+	}
 	if c.info.TLS {
 		h.Scheme = schemeHTTPS
 	} else {

@@ -160,6 +160,10 @@ type Config struct {
 	// StripAnyHostPort removes any port from the Host (:authority)
 	// before routing (default false); it excludes strip_matching_host_port.
 	StripAnyHostPort bool `toml:"strip_any_host_port"`
+	// HeadersWithUnderscoresAction is what a request header whose name
+	// holds '_' gets (Envoy's common_http_protocol_options field): ALLOW
+	// (default), REJECT_REQUEST or DROP_HEADER (underscores.go).
+	HeadersWithUnderscoresAction string `toml:"headers_with_underscores_action"`
 }
 
 // HTTP2Options are the downstream HTTP/2 settings.
@@ -319,6 +323,9 @@ func (c *Config) validate() error {
 		return err
 	}
 	if _, _, err := c.serverMode(); err != nil {
+		return err
+	}
+	if _, err := c.underscoresAction(); err != nil {
 		return err
 	}
 	if c.StripMatchingHostPort && c.StripAnyHostPort {

@@ -329,6 +329,19 @@ func (c *connection) served() bool {
 	if req := &c.s.req; req.Framing != http1.NoBody {
 		c.setReadDeadline(time.Time{})
 	}
+	return c.runRequest()
+}
+
+// runRequest runs the stream of the request just read, unless
+// headers_with_underscores_action refuses it: then it is answered 400
+// (Envoy's http1.unexpected_underscore) and the connection closes, as
+// after any codec error.
+func (c *connection) runRequest() bool {
+	if c.f.underscores != underscoresAllow && !c.f.checkUnderscores(&c.s.req.Headers, 0) {
+		c.f.stats.DownstreamCxProtocolError.Inc()
+		c.s.headReply(httpfilter.LocalReply{Status: 400, Flags: httpfilter.FlagDownstreamProtocolError, Details: underscoreDetails[0]})
+		return false
+	}
 	return c.s.run()
 }
 
@@ -394,7 +407,7 @@ func (c *connection) drainBetweenRequests() bool {
 		return false
 	}
 	c.setReadDeadline(time.Time{})
-	c.s.run()
+	c.runRequest()
 	return false
 }
 

@@ -52,10 +52,14 @@ type Factory struct {
 	// via value, nil when unset (serverhdr.go).
 	// stripPort is strip_matching_host_port / strip_any_host_port
 	// (hostport.go).
-	stripPort  uint8
-	server     uint8
-	serverName []byte
-	via        []byte
+	stripPort uint8
+	// underscores is headers_with_underscores_action, uStats its
+	// counters (nil with ALLOW; underscores.go).
+	underscores uint8
+	uStats      *underscoreStats
+	server      uint8
+	serverName  []byte
+	via         []byte
 }
 
 // isInternal reports whether a client at addr is internal.
@@ -121,6 +125,12 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 	f.stats = slab.HTTP(c.StatPrefix)
 	if c.Tracing != nil && !ctx.DryRun {
 		f.tracer = tracing.New(c.Tracing, stats.HTTPName(c.StatPrefix), slab, ctx.Logger)
+	}
+	if f.underscores, err = c.underscoresAction(); err != nil {
+		return nil, err
+	}
+	if f.underscores != underscoresAllow {
+		f.uStats = newUnderscoreStats(slab)
 	}
 	if f.loggers, err = accesslog.Build(c.AccessLog, ctx.AccessLogs, ctx.DryRun); err != nil {
 		return nil, err

@@ -82,6 +82,14 @@ func (s *stream) runH2() (abort bool) {
 	tooMany := regularFields(&req.Headers) > s.conn.f.cfg.MaxHeadersCount
 	s.begin(req)
 	s.info.Protocol = hs.proto
+	if f := s.conn.f; f.underscores != underscoresAllow && !f.checkUnderscores(&req.Headers, protoIndex(hs.proto)) {
+		// Envoy's codecs reset such a stream (http2., http3.)
+		s.info.ResponseFlags |= httpfilter.FlagDownstreamProtocolError
+		s.info.ResponseDetails = underscoreDetails[protoIndex(hs.proto)]
+		s.reset = true
+		s.end()
+		return true
+	}
 	s.closeAfter = false
 	h := s.h
 	hs.h2Upgrade(h, r)

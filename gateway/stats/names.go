@@ -98,6 +98,13 @@ var serverStats = []stat{
 	{"access_log.dropped", KindCounter},
 	{"access_log.write_failed", KindCounter},
 	{"access_log.reopen_failed", KindCounter},
+	// Envoy's codec stats of headers_with_underscores_action.
+	{"http1.dropped_headers_with_underscores", KindCounter},
+	{"http1.requests_rejected_with_underscores_in_headers", KindCounter},
+	{"http2.dropped_headers_with_underscores", KindCounter},
+	{"http2.requests_rejected_with_underscores_in_headers", KindCounter},
+	{"http3.dropped_headers_with_underscores", KindCounter},
+	{"http3.requests_rejected_with_underscores_in_headers", KindCounter},
 }
 
 // ListenerName returns the stat scope of a listener address as Envoy writes

@@ -164,6 +164,11 @@ type Config struct {
 	// holds '_' gets (Envoy's common_http_protocol_options field): ALLOW
 	// (default), REJECT_REQUEST or DROP_HEADER (underscores.go).
 	HeadersWithUnderscoresAction string `toml:"headers_with_underscores_action"`
+	// MaxRequestsPerConnection ends a downstream connection once it has
+	// carried this many requests (Envoy's common_http_protocol_options
+	// field): HTTP/1.1 answers the last with Connection: close, HTTP/2 and
+	// HTTP/3 send GOAWAY (default 0: no limit).
+	MaxRequestsPerConnection uint32 `toml:"max_requests_per_connection"`
 }
 
 // HTTP2Options are the downstream HTTP/2 settings.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,6 +30,10 @@ type connection struct {
 	// is the element they get instead (initXFCC).
 	dropXFCC bool
 	xfcc     []byte
+	// requests counts the connection's requests, for
+	// max_requests_per_connection (atomic: HTTP/2 and HTTP/3 streams run
+	// on goroutines of their own).
+	requests atomic.Uint32
 
 	// Owned by the connection's goroutine:
 	r         *http1.Reader // nil while parked

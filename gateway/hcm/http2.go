@@ -276,6 +276,9 @@ func (h *h2conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.nc.Draining() {
 		h.drain()
 	}
+	if h.conn.lastRequest() {
+		h.drain() // max_requests_per_connection: GOAWAY, in-flight streams finish
+	}
 	if serveStream(h.conn, w, r, protoHTTP2) {
 		// Reset the stream (RST_STREAM): the response could not be
 		// completed.

@@ -560,6 +560,9 @@ func (s *HTTP3Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	q := c.c.(*quicConn)
 	q.streams.Add(1)
+	if c.lastRequest() {
+		q.goAway() // max_requests_per_connection
+	}
 	abort := serveStreamEarly(c, w, r, protoHTTP3, s.earlyData && !replaySafe(r.Method) && inEarlyData(q.qc))
 	q.streamDone()
 	if abort {

@@ -97,6 +97,9 @@ func (s *stream) run() bool {
 	c := s.conn
 	req := &s.req
 	s.begin(req)
+	if c.lastRequest() {
+		s.closeAfter = true // max_requests_per_connection
+	}
 	h := s.h
 	pathReply, pathOK := s.normalizePath(h)
 	s.decorate(h)
@@ -451,4 +454,19 @@ func xffAddr(h *httpfilter.Headers, skip int) (netip.Addr, bool) {
 		}
 	}
 	return netip.Addr{}, false
+}
+
+// lastRequest counts a request of the connection and reports whether it
+// reaches max_requests_per_connection (counted once, in
+// downstream_cx_max_requests_reached) or went past it.
+func (c *connection) lastRequest() bool {
+	max := c.f.cfg.MaxRequestsPerConnection
+	if max == 0 {
+		return false
+	}
+	n := c.requests.Add(1)
+	if n == max {
+		c.f.stats.DownstreamCxMaxRequestsReached.Inc()
+	}
+	return n >= max
 }

@@ -40,6 +40,9 @@ type HTTPStats struct {
 	// DownstreamCxMaxDurationReached counts connections that reached
 	// max_connection_duration.
 	DownstreamCxMaxDurationReached *Counter
+	// DownstreamCxMaxRequestsReached counts connections that reached
+	// max_requests_per_connection.
+	DownstreamCxMaxRequestsReached *Counter
 	DownstreamRqTotal              *Counter
 	DownstreamRqActive             *Gauge
 	// DownstreamRqHeaderTimeout counts requests answered 408 because
@@ -78,6 +81,7 @@ func (s *Slab) HTTP(statPrefix string) *HTTPStats {
 		DownstreamRqTime:               s.Histogram(p + "downstream_rq_time"),
 		NoRoute:                        s.Counter(p + "no_route"),
 	}
+	h.DownstreamCxMaxRequestsReached = s.Counter(p + "downstream_cx_max_requests_reached")
 	h.DownstreamRqFailedPathNormalization = s.Counter(p + "downstream_rq_failed_path_normalization")
 	h.DownstreamRqRedirectedWithNormalizedPath = s.Counter(p + "downstream_rq_redirected_with_normalized_path")
 	for i := range h.DownstreamRqXx {

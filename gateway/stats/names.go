@@ -38,6 +38,7 @@ var httpStats = []stat{
 	{"downstream_cx_upgrades_total", KindCounter},
 	{"downstream_cx_upgrades_active", KindGauge},
 	{"downstream_cx_max_duration_reached", KindCounter},
+	{"downstream_cx_max_requests_reached", KindCounter},
 	{"downstream_rq_total", KindCounter},
 	{"downstream_rq_active", KindGauge},
 	{"downstream_rq_header_timeout", KindCounter},

@@ -169,6 +169,10 @@ type Config struct {
 	// field): HTTP/1.1 answers the last with Connection: close, HTTP/2 and
 	// HTTP/3 send GOAWAY (default 0: no limit).
 	MaxRequestsPerConnection uint32 `toml:"max_requests_per_connection"`
+	// RequestTimeout bounds receiving the whole request, from its head to
+	// its last byte through the HTTP filters (Envoy's request_timeout):
+	// 408 while no response started (default 0: disabled).
+	RequestTimeout config.Duration `toml:"request_timeout"`
 }
 
 // HTTP2Options are the downstream HTTP/2 settings.
@@ -316,6 +320,8 @@ func (c *Config) validate() error {
 		return registry.Errorf("request_headers_timeout", "must not be negative")
 	case c.StreamIdleTimeout.Duration < 0:
 		return registry.Errorf("stream_idle_timeout", "must not be negative")
+	case c.RequestTimeout.Duration < 0:
+		return registry.Errorf("request_timeout", "must not be negative")
 	case c.MaxConnectionDuration.Duration < 0:
 		return registry.Errorf("max_connection_duration", "must not be negative")
 	case len(c.HTTPFilters) == 0:

@@ -209,9 +209,17 @@ func (s *stream) readBody() {
 	body := c.r.BodyReader(req.Framing, req.ContentLength)
 	remaining := req.ContentLength
 	idle := c.f.cfg.StreamIdleTimeout.Duration
+	rqd := s.requestDeadline()
 	for !s.ended() {
-		if idle > 0 && len(c.r.Buffered()) == 0 {
-			c.setReadDeadline(time.Now().Add(idle))
+		if (idle > 0 || !rqd.IsZero()) && len(c.r.Buffered()) == 0 {
+			var d time.Time
+			if idle > 0 {
+				d = time.Now().Add(idle)
+			}
+			if !rqd.IsZero() && !s.respStarted && (d.IsZero() || rqd.Before(d)) {
+				d = rqd
+			}
+			c.setReadDeadline(d)
 		}
 		n, err := body.Read(s.bodyBuf)
 		end := false
@@ -244,7 +252,11 @@ func (s *stream) readBody() {
 		if err != nil {
 			var pe *http1.Error
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				s.idleTimeout()
+				if !rqd.IsZero() && !s.respStarted && !time.Now().Before(rqd) {
+					s.requestTimeout()
+				} else {
+					s.idleTimeout()
+				}
 				return
 			}
 			if errors.As(err, &pe) {
@@ -268,7 +280,16 @@ func (s *stream) awaitEnd() {
 			return
 		}
 		t := s.conn.f.cfg.StreamIdleTimeout.Duration
-		if t <= 0 {
+		// request_timeout runs while a filter before the router holds the
+		// request (the router's own waits are for the upstream).
+		rqd := s.requestDeadline()
+		if rqd.IsZero() || s.respStarted || !(s.holdBlocked || s.parkAt >= 0 && s.parkAt < len(s.decoders)-1) {
+			rqd = time.Time{}
+		}
+		if !rqd.IsZero() && (t <= 0 || time.Until(rqd) < t) {
+			t = max(time.Until(rqd), 0)
+		}
+		if t <= 0 && rqd.IsZero() {
 			fn := <-s.posted
 			fn()
 			s.advance()
@@ -281,7 +302,11 @@ func (s *stream) awaitEnd() {
 			fn()
 			s.advance()
 		case <-timer.C:
-			s.idleTimeout()
+			if !rqd.IsZero() && !time.Now().Before(rqd) {
+				s.requestTimeout()
+			} else {
+				s.idleTimeout()
+			}
 		}
 	}
 	if !s.ended() {
@@ -294,6 +319,25 @@ func (s *stream) awaitEnd() {
 // behaviour, flag SI).
 func (s *stream) idleTimeout() {
 	s.SendLocalReply(httpfilter.LocalReply{Status: 408, Flags: httpfilter.FlagStreamIdleTimeout, Details: "stream_idle_timeout"})
+	s.closeAfter = true
+}
+
+// requestDeadline is when request_timeout ends the stream, zero without
+// one.
+func (s *stream) requestDeadline() time.Time {
+	t := s.conn.f.cfg.RequestTimeout.Duration
+	if t <= 0 {
+		return time.Time{}
+	}
+	return s.info.Start.Add(t)
+}
+
+// requestTimeout answers 408 when the whole request did not arrive within
+// request_timeout (Envoy's onRequestTimeout: details
+// request_overall_timeout, counted in downstream_rq_timeout).
+func (s *stream) requestTimeout() {
+	s.conn.f.stats.DownstreamRqTimeout.Inc()
+	s.SendLocalReply(httpfilter.LocalReply{Status: 408, Details: "request_overall_timeout"})
 	s.closeAfter = true
 }
 

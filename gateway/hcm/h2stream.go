@@ -287,11 +287,26 @@ func (s *stream) h2ReadBody() {
 		bi = newBodyIdle(t, s.h2.w)
 		defer bi.stop()
 	}
+	// request_timeout: a past read deadline unblocks the read under way
+	// once the whole request is overdue.
+	var rqFired atomic.Bool
+	if d := s.requestDeadline(); !d.IsZero() {
+		w := s.h2.w
+		t := time.AfterFunc(time.Until(d), func() {
+			rqFired.Store(true)
+			_ = http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
+		})
+		defer t.Stop()
+	}
 	for !s.ended() {
 		if bi != nil {
 			bi.reading()
 		}
 		n, err := r.Body.Read(s.bodyBuf)
+		if rqFired.Load() && !s.respStarted {
+			s.requestTimeout()
+			return
+		}
 		if bi != nil && bi.done() {
 			s.idleTimeout()
 			return

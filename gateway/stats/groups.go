@@ -43,8 +43,10 @@ type HTTPStats struct {
 	// DownstreamCxMaxRequestsReached counts connections that reached
 	// max_requests_per_connection.
 	DownstreamCxMaxRequestsReached *Counter
-	DownstreamRqTotal              *Counter
-	DownstreamRqActive             *Gauge
+	// DownstreamRqTimeout counts requests answered 408 by request_timeout.
+	DownstreamRqTimeout *Counter
+	DownstreamRqTotal   *Counter
+	DownstreamRqActive  *Gauge
 	// DownstreamRqHeaderTimeout counts requests answered 408 because
 	// their head did not arrive within request_headers_timeout.
 	DownstreamRqHeaderTimeout *Counter
@@ -82,6 +84,7 @@ func (s *Slab) HTTP(statPrefix string) *HTTPStats {
 		NoRoute:                        s.Counter(p + "no_route"),
 	}
 	h.DownstreamCxMaxRequestsReached = s.Counter(p + "downstream_cx_max_requests_reached")
+	h.DownstreamRqTimeout = s.Counter(p + "downstream_rq_timeout")
 	h.DownstreamRqFailedPathNormalization = s.Counter(p + "downstream_rq_failed_path_normalization")
 	h.DownstreamRqRedirectedWithNormalizedPath = s.Counter(p + "downstream_rq_redirected_with_normalized_path")
 	for i := range h.DownstreamRqXx {

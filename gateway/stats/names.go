@@ -43,6 +43,7 @@ var httpStats = []stat{
 	{"downstream_rq_active", KindGauge},
 	{"downstream_rq_header_timeout", KindCounter},
 	{"downstream_rq_idle_timeout", KindCounter},
+	{"downstream_rq_timeout", KindCounter},
 	{"downstream_rq_failed_path_normalization", KindCounter},
 	{"downstream_rq_redirected_with_normalized_path", KindCounter},
 	{"downstream_rq_1xx", KindCounter},

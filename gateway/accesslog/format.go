@@ -64,13 +64,19 @@ const (
 	opPeerFingerprint
 	opPeerSerial
 	opLocalReplyBody
+	opRequestDuration
+	opRequestTxDuration
+	opResponseDuration
+	opResponseTxDuration
+	opAttemptCount
 )
 
 // numeric operators are written as JSON numbers when they are a whole value.
 func (k opKind) numeric() bool {
 	switch k {
 	case opResponseCode, opBytesReceived, opBytesSent, opDuration, opDownstreamRemotePort,
-		opDownstreamLocalPort, opConnectionID:
+		opDownstreamLocalPort, opConnectionID, opRequestDuration, opRequestTxDuration, opResponseDuration,
+		opResponseTxDuration, opAttemptCount:
 		return true
 	}
 	return false
@@ -110,6 +116,11 @@ var simpleOps = map[string]opKind{
 	"DOWNSTREAM_PEER_FINGERPRINT_256":               opPeerFingerprint,
 	"DOWNSTREAM_PEER_SERIAL":                        opPeerSerial,
 	"LOCAL_REPLY_BODY":                              opLocalReplyBody,
+	"REQUEST_DURATION":                              opRequestDuration,
+	"REQUEST_TX_DURATION":                           opRequestTxDuration,
+	"RESPONSE_DURATION":                             opResponseDuration,
+	"RESPONSE_TX_DURATION":                          opResponseTxDuration,
+	"UPSTREAM_REQUEST_ATTEMPT_COUNT":                opAttemptCount,
 }
 
 // op is one compiled piece of a format.
@@ -486,9 +497,38 @@ func (o *op) value(dst []byte, rec *Record) []byte {
 			return dst
 		}
 		return strconv.AppendUint(dst, info.ConnectionID, 10)
+	case opRequestDuration:
+		return appendSince(dst, info.Start, info.DownstreamRequestEnd)
+	case opRequestTxDuration:
+		return appendSince(dst, info.Start, info.UpstreamRequestSent)
+	case opResponseDuration:
+		return appendSince(dst, info.Start, info.UpstreamResponseStart)
+	case opResponseTxDuration:
+		if info.UpstreamResponseStart.IsZero() {
+			return dst
+		}
+		return appendSince(dst, info.UpstreamResponseStart, info.Start.Add(rec.Duration))
+	case opAttemptCount:
+		if rec.Info == nil {
+			return dst
+		}
+		return strconv.AppendInt(dst, int64(info.UpstreamAttempts), 10)
 	default:
 		return appendTLS(dst, o.kind, info.TLS)
 	}
+}
+
+// appendSince appends the milliseconds from start to t, nothing when
+// either is unknown.
+func appendSince(dst []byte, start, t time.Time) []byte {
+	if start.IsZero() || t.IsZero() {
+		return dst
+	}
+	d := t.Sub(start)
+	if d < 0 {
+		d = 0
+	}
+	return strconv.AppendInt(dst, int64(d/time.Millisecond), 10)
 }
 
 // appendAddr appends a's address without its port.

@@ -158,3 +158,27 @@ func TestTLSOperators(t *testing.T) {
 		}
 	}
 }
+
+func TestTimingOperators(t *testing.T) {
+	rec := sampleRecord() // Duration 25.9 ms
+	start := rec.Info.Start
+	rec.Info.DownstreamRequestEnd = start.Add(3 * time.Millisecond)
+	rec.Info.UpstreamRequestSent = start.Add(4 * time.Millisecond)
+	rec.Info.UpstreamResponseStart = start.Add(20 * time.Millisecond)
+	rec.Info.UpstreamAttempts = 2
+	empty := &Record{Info: &httpfilter.StreamInfo{Start: start}, Duration: time.Millisecond}
+	for _, tc := range []struct{ format, want, wantEmpty string }{
+		{"%REQUEST_DURATION%", "3", "-"},
+		{"%REQUEST_TX_DURATION%", "4", "-"},
+		{"%RESPONSE_DURATION%", "20", "-"},
+		{"%RESPONSE_TX_DURATION%", "5", "-"}, // 25.9 - 20
+		{"%UPSTREAM_REQUEST_ATTEMPT_COUNT%", "2", "0"},
+	} {
+		if got := format(t, tc.format, rec); got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.format, got, tc.want)
+		}
+		if got := format(t, tc.format, empty); got != tc.wantEmpty {
+			t.Errorf("%s, stream that never went upstream: got %q, want %q", tc.format, got, tc.wantEmpty)
+		}
+	}
+}

@@ -1,11 +1,15 @@
 package e2e
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -243,5 +247,126 @@ endpoints = [%q]
 	}
 	if want := []string{"/r1 429 RL RateLimited", "/r2 429 RL RateLimited"}; strings.Join(lines, "|") != strings.Join(want, "|") {
 		t.Fatalf("log %q, want %q", lines, want)
+	}
+}
+
+// TestAccessLogTimingOperators checks Envoy's timing operators on real
+// requests: a body that arrives 150 ms after its head shows in
+// %REQUEST_DURATION%, an upstream that answers 150 ms after the request in
+// %RESPONSE_DURATION% (and not in %RESPONSE_TX_DURATION%), a retried
+// request counts two attempts, and a request answered without an upstream
+// has none and no upstream timings.
+func TestAccessLogTimingOperators(t *testing.T) {
+	const pause = 150 * time.Millisecond
+	var tries sync.Map
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		switch r.URL.Path {
+		case "/slow":
+			time.Sleep(pause) // the upstream's think time the log must show
+		case "/retry":
+			if _, again := tries.LoadOrStore(r.URL.Path, true); !again {
+				w.WriteHeader(503)
+				return
+			}
+		}
+		w.Write([]byte("ok"))
+	}))
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	p := gwtest.Start(t, fmt.Sprintf(`
+[server]
+workers = 1
+[[listener]]
+name = "http"
+address = "127.0.0.1:0"
+  [[listener.filter_chain]]
+    [[listener.filter_chain.filter]]
+    name = "sluice.filters.network.http_connection_manager"
+    [listener.filter_chain.filter.config]
+    stat_prefix = "ingress_http"
+    route_config = "local"
+      [[listener.filter_chain.filter.config.access_log]]
+      path = %q
+      [listener.filter_chain.filter.config.access_log.json_format]
+      path = "%%REQ(:PATH)%%"
+      rq = "%%REQUEST_DURATION%%"
+      rqtx = "%%REQUEST_TX_DURATION%%"
+      rs = "%%RESPONSE_DURATION%%"
+      rstx = "%%RESPONSE_TX_DURATION%%"
+      tries = "%%UPSTREAM_REQUEST_ATTEMPT_COUNT%%"
+      [[listener.filter_chain.filter.config.http_filter]]
+      name = "sluice.filters.http.router"
+[[route_config]]
+name = "local"
+  [[route_config.virtual_host]]
+  name = "all"
+  domains = ["*"]
+    [[route_config.virtual_host.route]]
+    match = { prefix = "/local" }
+    direct_response = { status = 200, body = "here" }
+    [[route_config.virtual_host.route]]
+    match = { prefix = "/" }
+    cluster = "up"
+    retry_policy = { retry_on = ["5xx"], num_retries = 1, retry_back_off = { base_interval = "1ms" } }
+[[cluster]]
+name = "up"
+endpoints = [%q]
+`, logPath, up.Addr))
+	c := newClient(nil)
+	if resp, _ := get(t, c, "http://"+p.Addr("http")+"/slow"); resp.StatusCode != 200 {
+		t.Fatalf("/slow: %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, c, "http://"+p.Addr("http")+"/retry"); resp.StatusCode != 200 {
+		t.Fatalf("/retry: %d", resp.StatusCode)
+	}
+	// A body that comes 150 ms after the head.
+	conn := dial(t, p.Addr("http"))
+	io.WriteString(conn, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n")
+	time.Sleep(pause) // the client's own pause, which the log must show
+	io.WriteString(conn, "body")
+	if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/upload: %v %v", resp, err)
+	}
+	if resp, _ := get(t, c, "http://"+p.Addr("http")+"/local"); resp.StatusCode != 200 {
+		t.Fatalf("/local: %d", resp.StatusCode)
+	}
+	var lines []map[string]string
+	deadline := time.Now().Add(10 * time.Second)
+	for len(lines) < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("access log has %d lines, want 4", len(lines))
+		}
+		time.Sleep(20 * time.Millisecond) // polling a file another process appends to
+		lines = readJSONLines(t, logPath)
+	}
+	ms := func(l map[string]string, k string) int {
+		n, err := strconv.Atoi(l[k])
+		if err != nil {
+			t.Fatalf("%s of %v is not a number", k, l)
+		}
+		return n
+	}
+	min := int(pause / time.Millisecond)
+	for _, l := range lines {
+		switch l["path"] {
+		case "/slow":
+			if ms(l, "rs") < min || ms(l, "rstx") >= min || ms(l, "rq") >= min || ms(l, "tries") != 1 {
+				t.Errorf("/slow: %v; want response_duration >= %d, response_tx and request durations below, 1 try", l, min)
+			}
+		case "/retry":
+			if ms(l, "tries") != 2 {
+				t.Errorf("/retry: %v; want 2 tries", l)
+			}
+		case "/upload":
+			if ms(l, "rq") < min || ms(l, "rqtx") < ms(l, "rq") {
+				t.Errorf("/upload: %v; want request_duration >= %d and request_tx_duration after it", l, min)
+			}
+		case "/local":
+			if l["tries"] != "0" || l["rs"] != "" || l["rstx"] != "" || l["rqtx"] != "" || l["rq"] != "0" {
+				t.Errorf("/local: %v; want 0 tries, no upstream timings, request_duration 0", l)
+			}
+		default:
+			t.Errorf("unexpected line %v", l)
+		}
 	}
 }

@@ -231,7 +231,7 @@ func (s *stream) readBody() {
 			s.info.BytesReceived += int64(n)
 			s.cur.Set(s.bodyBuf[:n])
 			if end {
-				s.bodyDone = true
+				s.requestEnded()
 			}
 			s.onData(&s.cur, end)
 			if end {
@@ -239,7 +239,7 @@ func (s *stream) readBody() {
 			}
 		}
 		if err == io.EOF {
-			s.bodyDone = true
+			s.requestEnded()
 			if t := body.Trailers(); t != nil && t.Len() > 0 {
 				s.trailers = t
 				s.advance()

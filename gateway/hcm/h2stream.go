@@ -102,6 +102,9 @@ func (s *stream) runH2() (abort bool) {
 	}
 	s.noBody = r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || hs.upgrade != ""
 	s.bodyDone = s.noBody
+	if s.noBody {
+		s.info.DownstreamRequestEnd = s.info.Start
+	}
 	switch {
 	case hs.tooEarly:
 		// RFC 8470: a request that may not be replayed, received as
@@ -317,7 +320,7 @@ func (s *stream) h2ReadBody() {
 			s.onData(&s.cur, false)
 		}
 		if err == io.EOF {
-			s.bodyDone = true
+			s.requestEnded()
 			if len(r.Trailer) > 0 {
 				t := &httpfilter.Headers{}
 				for k, vv := range r.Trailer {

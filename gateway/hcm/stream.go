@@ -110,6 +110,9 @@ func (s *stream) run() bool {
 	}
 	s.noBody = req.Framing == http1.NoBody || (req.Framing == http1.ContentLength && req.ContentLength == 0)
 	s.bodyDone = s.noBody
+	if s.noBody {
+		s.info.DownstreamRequestEnd = s.info.Start
+	}
 	if pathOK {
 		s.advance()
 	} else {
@@ -212,6 +215,13 @@ func (s *stream) end() {
 }
 
 func (s *stream) ended() bool { return s.respDone || s.reset }
+
+// requestEnded notes that the request body was read to its end, and when
+// (%REQUEST_DURATION%).
+func (s *stream) requestEnded() {
+	s.bodyDone = true
+	s.info.DownstreamRequestEnd = clock.Now()
+}
 
 // decorate adds the headers an edge proxy adds: x-forwarded-for,
 // x-forwarded-proto and x-request-id.

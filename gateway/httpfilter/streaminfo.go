@@ -102,6 +102,17 @@ type StreamInfo struct {
 	ResponseDetails string
 	BytesReceived   int64 // request body bytes from downstream
 	BytesSent       int64 // response body bytes to downstream
+	// DownstreamRequestEnd is when the request's last byte was received
+	// (its start for a request without a body); UpstreamRequestSent when
+	// the router had sent the request upstream, UpstreamResponseStart when
+	// it had the upstream's response head (zero when it did not): the
+	// access log's %REQUEST_DURATION%, %REQUEST_TX_DURATION%,
+	// %RESPONSE_DURATION% and %RESPONSE_TX_DURATION%. UpstreamAttempts
+	// counts the tries sent upstream (%UPSTREAM_REQUEST_ATTEMPT_COUNT%).
+	DownstreamRequestEnd  time.Time
+	UpstreamRequestSent   time.Time
+	UpstreamResponseStart time.Time
+	UpstreamAttempts      int
 	// GRPCStatus is the grpc-status of the response's trailers, as they
 	// left the router (-1 when not a number), when GRPCStatusSet.
 	GRPCStatus    int16

@@ -539,7 +539,9 @@ func (f *filter) deliverH2(resp *http.Response, sent time.Time) {
 	info.ResponseCode = resp.StatusCode
 	f.stats.Response(resp.StatusCode)
 	rh := &f.resp.Headers
-	rh.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(f.started).Milliseconds(), 10))
+	now := time.Now()
+	info.UpstreamRequestSent, info.UpstreamResponseStart = sent, now
+	rh.Set("x-envoy-upstream-service-time", strconv.FormatInt(now.Sub(f.started).Milliseconds(), 10))
 	end := resp.Body == http.NoBody || resp.ContentLength == 0 && len(resp.Trailer) == 0
 	f.mutateResponse(rh)
 	if f.cb.EncodeHeaders(rh, end) != nil || end {

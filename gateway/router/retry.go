@@ -439,6 +439,7 @@ func (f *filter) again(try int, cond uint16) bool {
 	f.nextHost()
 	// Each try is an upstream request, as in Envoy (one per stream).
 	f.stats.UpstreamRqTotal.Inc()
+	f.cb.Info().UpstreamAttempts++
 	if ut := f.cb.Info().UpstreamTracer; ut != nil {
 		ut.UpstreamTry(f.req, f.host.Address)
 	}

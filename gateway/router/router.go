@@ -231,6 +231,7 @@ func (f *filter) DecodeHeaders(h *httpfilter.RequestHeaders, endStream bool) htt
 	f.stats = cl.Stats
 	f.stats.UpstreamRqTotal.Inc()
 	f.stats.UpstreamRqActive.Inc()
+	info.UpstreamAttempts = 1
 	if ut := info.UpstreamTracer; ut != nil {
 		ut.UpstreamTry(h, host.Address)
 	}
@@ -492,6 +493,7 @@ func (f *filter) deliver(sent time.Time) {
 	resp := &f.resp
 	end := resp.Framing == http1.NoBody || (resp.Framing == http1.ContentLength && resp.ContentLength == 0)
 	now := clock.Now()
+	info.UpstreamRequestSent, info.UpstreamResponseStart = sent, now
 	f.svcTime = strconv.AppendInt(f.svcTime[:0], now.Sub(f.started).Milliseconds(), 10)
 	resp.Headers.SetBytes(hdrUpstreamServiceTime, f.svcTime)
 	if len(f.mutations) > 0 {

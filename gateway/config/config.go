@@ -341,6 +341,9 @@ type Route struct {
 	MaxStreamDuration *MaxStreamDuration `toml:"max_stream_duration"`
 	// RequestMirrorPolicies send a copy of each request to other clusters.
 	RequestMirrorPolicies []RequestMirrorPolicy `toml:"request_mirror_policies"`
+	// Decorator names the trace spans of the route's requests (Envoy's
+	// route decorator); only with a manager that traces.
+	Decorator *Decorator `toml:"decorator"`
 	// Upgrade lists the connection upgrades the route allows (Envoy's
 	// upgrade_configs): "websocket" (an HTTP/1.1 Upgrade, tunnelled after
 	// the upstream's 101) and "CONNECT" (terminated: sluice connects to
@@ -409,6 +412,15 @@ type QueryParameterMatcher struct {
 type RegexRewrite struct {
 	Pattern      string `toml:"pattern"`
 	Substitution string `toml:"substitution"`
+}
+
+// Decorator is Envoy's route decorator: Operation is the trace span's
+// name for the route's requests; with Propagate (default true) it travels
+// as x-envoy-decorator-operation (on the response of an ingress manager,
+// on the request of an egress one).
+type Decorator struct {
+	Operation string `toml:"operation"`
+	Propagate *bool  `toml:"propagate"`
 }
 
 // HeaderMatcher matches one request header (see headermatch.Config).

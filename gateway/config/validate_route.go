@@ -230,6 +230,11 @@ func (v *validator) route(r *Route, p string) {
 	for i := range r.RequestMirrorPolicies {
 		v.mirrorPolicy(indexKey(p+".request_mirror_policies", i), &r.RequestMirrorPolicies[i])
 	}
+	if d := r.Decorator; d != nil {
+		if d.Operation == "" || strings.ContainsAny(d.Operation, "\r\n\x00") {
+			v.errorf(p+".decorator.operation", "required, a header value (no CR, LF or NUL)")
+		}
+	}
 	for i, name := range r.DisabledFilters {
 		if info, ok := registry.Lookup(name); !ok || info.Kind != registry.HTTP {
 			v.errorf(indexKey(p+".disabled_filters", i), "%s", unknownFilter(name, registry.HTTP, info))

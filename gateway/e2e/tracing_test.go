@@ -526,3 +526,95 @@ func TestTracingDrainedWorkerSendsItsQueuedSpans(t *testing.T) {
 		t.Fatalf("after the drain the collector has %+v, want the one span of trace %s", spans, tp[1])
 	}
 }
+
+// TestTracingRouteDecorator checks Envoy's route decorator: it names the
+// span and, on an ingress manager, goes back to the client in
+// x-envoy-decorator-operation (not with propagate = false); an internal
+// client's x-envoy-decorator-operation names the span instead and is not
+// passed upstream. On an egress manager the decorator goes upstream in
+// the request, and the upstream's answer in that header names the span.
+func TestTracingRouteDecorator(t *testing.T) {
+	for _, egress := range []bool{false, true} {
+		col := newCollector(t)
+		var mu sync.Mutex
+		seen := map[string]string{} // path -> x-envoy-decorator-operation the upstream got
+		up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen[r.URL.Path] = r.Header.Get("x-envoy-decorator-operation")
+			mu.Unlock()
+			if r.URL.Path == "/decorated/renamed" {
+				w.Header().Set("x-envoy-decorator-operation", "renamed-by-upstream")
+			}
+			w.Write([]byte("ok"))
+		}))
+		ca := testutil.NewCA(t)
+		cert, key, _ := ca.Leaf(t, "h3.test")
+		var extra []string
+		if egress {
+			extra = append(extra, `operation_name = "egress"`)
+		}
+		cfg := tracingConfig(1, cert, key, up.Addr, col.url, extra...)
+		routes := `
+    [[route_config.virtual_host.route]]
+    match = { prefix = "/decorated" }
+    cluster = "up"
+    decorator = { operation = "checkout" }
+    [[route_config.virtual_host.route]]
+    match = { prefix = "/quiet" }
+    cluster = "up"
+    decorator = { operation = "quiet-op", propagate = false }
+    [[route_config.virtual_host.route]]
+    match = { prefix = "/dead" }`
+		if !strings.Contains(cfg, "\n    [[route_config.virtual_host.route]]\n    match = { prefix = \"/dead\" }") {
+			t.Fatal("the test's config edit does not apply")
+		}
+		cfg = strings.Replace(cfg, "\n    [[route_config.virtual_host.route]]\n    match = { prefix = \"/dead\" }", routes, 1)
+		p := gwtest.Start(t, cfg)
+		c := newClient(nil)
+		type want struct {
+			path, reqHeader, span, respHeader, upstreamGot string
+		}
+		var cases []want
+		if !egress {
+			cases = []want{
+				{"/decorated/a", "", "checkout", "checkout", ""},
+				{"/quiet/a", "", "quiet-op", "", ""},
+				{"/decorated/b", "from-client", "from-client", "", ""},
+				{"/other", "", "ingress", "", ""},
+			}
+		} else {
+			cases = []want{
+				{"/decorated/a", "", "checkout", "", "checkout"},
+				{"/quiet/a", "", "quiet-op", "", ""},
+				{"/decorated/renamed", "", "renamed-by-upstream", "", "checkout"},
+			}
+		}
+		for _, w := range cases {
+			var hdr []string
+			if w.reqHeader != "" {
+				hdr = []string{"x-envoy-decorator-operation", w.reqHeader}
+			}
+			resp, _ := get(t, c, "http://"+p.Addr("http")+w.path, hdr...)
+			if resp.StatusCode != 200 {
+				t.Fatalf("egress %v %s: status %d", egress, w.path, resp.StatusCode)
+			}
+			if got := resp.Header.Get("x-envoy-decorator-operation"); got != w.respHeader {
+				t.Errorf("egress %v %s: response x-envoy-decorator-operation %q, want %q", egress, w.path, got, w.respHeader)
+			}
+			mu.Lock()
+			got := seen[w.path]
+			mu.Unlock()
+			if got != w.upstreamGot {
+				t.Errorf("egress %v %s: upstream got x-envoy-decorator-operation %q, want %q", egress, w.path, got, w.upstreamGot)
+			}
+			col.wait(t, "span named "+w.span+" for "+w.path, func(spans []otlpSpan) bool {
+				for _, s := range spans {
+					if strings.HasSuffix(s.attr("http.url"), w.path) {
+						return s.Name == w.span
+					}
+				}
+				return false
+			})
+		}
+	}
+}

@@ -56,6 +56,9 @@ func (s *stream) EncodeHeaders(h *httpfilter.ResponseHeaders, end bool) error {
 
 func (s *stream) writeHead(h *httpfilter.ResponseHeaders, end bool) error {
 	s.addAltSvc(h)
+	if s.conn.f.tracer != nil {
+		s.decorateResponse(h)
+	}
 	addDate(h)
 	if f := s.conn.f; f.server != serverNone || f.via != nil {
 		f.serverHeaders(h)

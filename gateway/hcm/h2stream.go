@@ -98,6 +98,7 @@ func (s *stream) runH2() (abort bool) {
 	s.startSpan(h)
 	if pathOK {
 		s.route, s.routeValid = s.conn.f.routes.Match(h), true
+		s.decorateSpan(h)
 		s.createFilters()
 	}
 	s.noBody = r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || hs.upgrade != ""

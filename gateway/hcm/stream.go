@@ -31,8 +31,11 @@ type stream struct {
 	destroyers []interface{ OnDestroy() }
 	// pacers are the encoder filters that limit the response body's
 	// bandwidth (httpfilter.BodyPacer).
-	pacers     []httpfilter.BodyPacer
-	route      httpfilter.Route
+	pacers []httpfilter.BodyPacer
+	route  httpfilter.Route
+	// decorated is the route decorator an ingress tracing manager puts in
+	// the response's x-envoy-decorator-operation ("" for none).
+	decorated  string
 	routeValid bool
 	// envoyHdrs: the request may carry x-envoy-* fields (EnvoyHeaders).
 	envoyHdrs bool
@@ -106,6 +109,7 @@ func (s *stream) run() bool {
 	s.startSpan(h)
 	if pathOK {
 		s.route, s.routeValid = c.f.routes.Match(h), true
+		s.decorateSpan(h)
 		s.createFilters()
 	}
 	s.noBody = req.Framing == http1.NoBody || (req.Framing == http1.ContentLength && req.ContentLength == 0)
@@ -173,6 +177,7 @@ func (s *stream) begin(req *http1.Request) {
 	// bytes at once: whatever the answer, the connection ends with it.
 	s.closeAfter = s.closeAfter || req.Upgrade != nil || string(req.Headers.Method) == "CONNECT"
 	s.route, s.routeValid = nil, false
+	s.decorated = ""
 }
 
 func (s *stream) end() {
@@ -340,6 +345,69 @@ func (s *stream) startSpan(h *httpfilter.RequestHeaders) {
 		if t.SpawnsUpstreamSpans() {
 			s.info.UpstreamTracer = s
 		}
+	}
+}
+
+// decoratorHeader carries a span's operation name between proxies.
+const decoratorHeader = "x-envoy-decorator-operation"
+
+// decoratedRoute is a route with Envoy's decorator (router.Route).
+type decoratedRoute interface {
+	Decorator() (operation string, propagate bool)
+}
+
+// decorateSpan names the span as Envoy does once the route is known: the
+// route's decorator, overridden on an ingress manager by a request's
+// x-envoy-decorator-operation (which does not go upstream); an egress
+// manager sends the decorator upstream in that header. The decorator to
+// send back on an ingress response is kept in s.decorated.
+func (s *stream) decorateSpan(h *httpfilter.RequestHeaders) {
+	t := s.conn.f.tracer
+	s.decorated = ""
+	if t == nil {
+		return
+	}
+	op, propagate := "", false
+	if d, ok := s.route.(decoratedRoute); ok && s.route != nil {
+		op, propagate = d.Decorator()
+	}
+	if op != "" {
+		s.span.SetOperation(op)
+	}
+	if t.Egress() {
+		if op != "" && propagate {
+			h.Set(decoratorHeader, op)
+		}
+		return
+	}
+	if v := h.Get(decoratorHeader); v != nil {
+		if len(v) > 0 {
+			s.span.SetOperation(string(v))
+			op = ""
+		}
+		h.Del(decoratorHeader)
+	}
+	if propagate {
+		s.decorated = op
+	}
+}
+
+// decorateResponse passes the span's operation on in the response head:
+// an ingress manager's route decorator goes to the client, an egress
+// manager takes the upstream's x-envoy-decorator-operation as its span's
+// name and drops it.
+func (s *stream) decorateResponse(h *httpfilter.ResponseHeaders) {
+	if s.conn.f.tracer.Egress() {
+		if v := h.Get(decoratorHeader); v != nil {
+			if len(v) > 0 {
+				s.span.SetOperation(string(v))
+			}
+			h.Del(decoratorHeader)
+		}
+		return
+	}
+	if s.decorated != "" {
+		h.Set(decoratorHeader, s.decorated)
 	}
 }
 

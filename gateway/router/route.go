@@ -50,6 +50,10 @@ type Route struct {
 	headers  []headermatch.Matcher
 	query    []queryMatcher
 	disabled []string
+	// decorator is the trace span name of the route's requests
+	// (config.Decorator), "" without one.
+	decorator          string
+	decoratorPropagate bool
 
 	// Cluster is the target cluster (nil for weighted clusters, direct
 	// responses and redirects).
@@ -307,6 +311,12 @@ func newRetryPolicy(rp *config.RetryPolicy, cls []*config.Cluster) (*RetryPolicy
 // Name implements httpfilter.Route.
 func (r *Route) Name() string { return r.name }
 
+// Decorator returns the route's decorator operation ("" without one) and
+// whether it propagates (Envoy's route decorator).
+func (r *Route) Decorator() (operation string, propagate bool) {
+	return r.decorator, r.decoratorPropagate
+}
+
 // ClusterName returns the name of the route's cluster, or "" for a route
 // with weighted clusters (picked per request by the router), a direct
 // response or a redirect. Filters that match on the upstream cluster (the
@@ -467,6 +477,9 @@ func newRoute(rc *config.Route, m *cluster.Manager) (*Route, error) {
 	}
 	if len(ccs) > 0 {
 		r.defaultRetry, _ = newRetryPolicy(&config.RetryPolicy{}, ccs) // no conditions: no error
+	}
+	if d := rc.Decorator; d != nil {
+		r.decorator, r.decoratorPropagate = d.Operation, d.Propagate == nil || *d.Propagate
 	}
 	if msd := rc.MaxStreamDuration; msd != nil && msd.GrpcTimeoutHeaderMax != nil {
 		r.grpcTimeout = true

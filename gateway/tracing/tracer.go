@@ -82,6 +82,9 @@ type Span struct {
 	// storage).
 	tries []try
 	start time.Time
+	// operation, when set, names the span (a route decorator, an
+	// x-envoy-decorator-operation header).
+	operation string
 	// tp is the traceparent sent upstream (the field points into it).
 	tp [traceparentLen]byte
 }
@@ -94,6 +97,11 @@ type try struct {
 }
 
 // Context returns the span's context: its trace id and own span id.
+// SetOperation names the span operation (Envoy's span operation: a route
+// decorator, an x-envoy-decorator-operation header) instead of "ingress"
+// or "egress <authority>".
+func (sp *Span) SetOperation(op string) { sp.operation = op }
+
 func (sp *Span) Context() SpanContext { return sp.ctx }
 
 // Parent returns the incoming parent span id (zero for a new trace).
@@ -142,6 +150,10 @@ func (t *Tracer) Start(sp *Span, h *httpfilter.RequestHeaders, internal bool, no
 	sp.ctx.Sampled = sp.Sampled
 	h.SetBytes(hdrTraceparent, AppendTraceparent(sp.tp[:0], sp.ctx))
 }
+
+// Egress reports whether the manager traces outbound requests
+// (operation_name = "egress").
+func (t *Tracer) Egress() bool { return t.egress }
 
 // SpawnsUpstreamSpans reports whether the tracer adds a CLIENT span per
 // upstream try (spawn_upstream_span).
@@ -221,6 +233,9 @@ func (t *Tracer) Finish(sp *Span, info *httpfilter.StreamInfo, h *httpfilter.Req
 	if t.egress {
 		s.kind = kindClient
 		s.name = "egress " + string(authority)
+	}
+	if sp.operation != "" {
+		s.name = sp.operation
 	}
 	s.attrs, s.err = t.tags(info, h)
 	t.exp.enqueue(s)

@@ -130,6 +130,9 @@ type Config struct {
 	IncludePeerCertificate bool `toml:"include_peer_certificate"`
 	// ContextExtensions are passed to the plugin with every check.
 	ContextExtensions map[string]string `toml:"context_extensions"`
+	// HTTPService, instead of a plugin, asks an HTTP authorization service
+	// (Envoy's http_service: oauth2-proxy, Authelia, Authentik...).
+	HTTPService *HTTPService `toml:"http_service"`
 }
 
 // BodyConfig is with_request_body.
@@ -182,6 +185,9 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 			f.allowed[strings.ToLower(h)] = true
 		}
 	}
+	if c.HTTPService != nil {
+		return c.buildHTTP(ctx, f)
+	}
 	authz, err := plugin.Default.Resolve(c.Plugin, c.PluginPath, ctx.DryRun, ctx.Logger)
 	if err != nil {
 		key := "plugin"
@@ -194,10 +200,39 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 	return f, nil
 }
 
+// buildHTTP finishes f for http_service: the plugin's settings are
+// refused.
+func (c *Config) buildHTTP(ctx *registry.BuildContext, f *Factory) (any, error) {
+	for _, k := range []struct {
+		key string
+		set bool
+	}{
+		{"plugin", c.Plugin != ""},
+		{"plugin_path", c.PluginPath != ""},
+		{"allowed_headers", c.AllowedHeaders != nil},
+		{"include_peer_certificate", c.IncludePeerCertificate},
+		{"context_extensions", c.ContextExtensions != nil},
+	} {
+		if k.set {
+			if k.key == "plugin" || k.key == "plugin_path" {
+				return nil, registry.Errorf(k.key, "set exactly one of plugin, plugin_path and http_service")
+			}
+			return nil, registry.Errorf(k.key, "not used with http_service (see http_service.authorization_request)")
+		}
+	}
+	hs, timeout, err := buildHTTPService(c.HTTPService, c.Timeout, ctx)
+	if err != nil {
+		return nil, err
+	}
+	f.http, f.timeout, f.allowed = hs, timeout, nil
+	return f, nil
+}
+
 // Factory is the built filter: immutable but for its counters, shared by
 // every stream of a generation.
 type Factory struct {
-	authz       authapi.Authorizer // nil in a dry run
+	authz       authapi.Authorizer // nil in a dry run or with http
+	http        *httpService       // http_service; nil with a plugin
 	timeout     time.Duration
 	statusOnErr int
 	failOpen    bool

@@ -3,6 +3,7 @@ package extauthz
 import (
 	"bytes"
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"strconv"
@@ -143,16 +144,22 @@ func (fl *filter) tooLarge() {
 // request may proceed; if not, it has sent the local reply.
 func (fl *filter) check(h *httpfilter.RequestHeaders, partial bool) bool {
 	f := fl.f
-	if f.authz == nil {
+	if f.authz == nil && f.http == nil {
 		return fl.failed(h, false)
 	}
-	req := f.request(fl.cb, h, fl.body, partial)
-	if fl.extensions != nil {
-		req.ContextExtensions = fl.extensions
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
-	resp, err := f.authz.Check(ctx, req)
-	timedOut := ctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded
+	var resp *authapi.CheckResponse
+	var err error
+	if f.http != nil {
+		resp, err = f.http.check(ctx, h, fl.body, partial)
+	} else {
+		req := f.request(fl.cb, h, fl.body, partial)
+		if fl.extensions != nil {
+			req.ContextExtensions = fl.extensions
+		}
+		resp, err = f.authz.Check(ctx, req)
+	}
+	timedOut := ctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded)
 	cancel()
 	if err != nil {
 		if timedOut {

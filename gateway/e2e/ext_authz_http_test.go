@@ -185,11 +185,16 @@ func TestExtAuthzHTTPServiceAllowsAndInjectsHeaders(t *testing.T) {
 // A denial reaches the client with the service's status, body and
 // headers (WWW-Authenticate; by default all but Host), and a redirect to a
 // login page with its Location and both cookies; the upstream is not
-// contacted.
+// contacted, and the access log shows flag UAEX.
 func TestExtAuthzHTTPServiceDenialsReachTheClient(t *testing.T) {
 	up := headerEchoUpstream(t)
 	authz := authzHTTPServer(t)
-	p := gwtest.Start(t, authzHTTPConfig(up.Addr, authz.Addr, "", oauth2ProxyService))
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	cfg := strings.Replace(authzHTTPConfig(up.Addr, authz.Addr, "", oauth2ProxyService), `route_config = "local"`, fmt.Sprintf(`route_config = "local"
+      [[listener.filter_chain.filter.config.access_log]]
+      path = %q
+      format = "%%REQ(:PATH)%% %%RESPONSE_CODE%% %%RESPONSE_FLAGS%%\n"`, logPath), 1)
+	p := gwtest.Start(t, cfg)
 	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
 	bothProtocols(t, func(t *testing.T, c *http.Client, major int) {
 		resp, body := get(t, c, "http://"+p.Addr("http")+"/deny/x")
@@ -212,6 +217,24 @@ func TestExtAuthzHTTPServiceDenialsReachTheClient(t *testing.T) {
 	}
 	waitCounter(t, admin, "http.ingress_http.ext_authz.denied", 4)
 	waitCounter(t, admin, "http.ingress_http.ext_authz.ok", 0)
+	var lines []string
+	for deadline := time.Now().Add(ioTimeout); len(lines) < 4; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the access log has %d of 4 lines: %q", len(lines), lines)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a file another process appends to
+		b, err := os.ReadFile(logPath)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if lines = strings.Split(strings.TrimSuffix(string(b), "\n"), "\n"); len(lines) == 1 && lines[0] == "" {
+			lines = nil
+		}
+	}
+	want := "/deny/x 401 UAEX|/login/page?a=1 302 UAEX|/deny/x 401 UAEX|/login/page?a=1 302 UAEX"
+	if got := strings.Join(lines, "|"); got != want {
+		t.Fatalf("access log %q, want %q (flag UAEX on each denial)", got, want)
+	}
 }
 
 // A 5xx from the service, a check past the timeout and a service that is

@@ -18,7 +18,8 @@ import (
 
 // authzHTTPServer is a forward-auth service in the manner of oauth2-proxy's
 // /oauth2/auth, scripted by the original request's path (after the
-// "/auth" path_prefix): /deny answers 401 with WWW-Authenticate, /login
+// "/auth" path_prefix): /accepted answers 202 (allowing, as
+// oauth2-proxy's /oauth2/auth does), /deny answers 401 with WWW-Authenticate, /login
 // 302 to a login page with two cookies, /boom 503, /slow nothing until the
 // check is abandoned; anything else 200, echoing what the check carried as
 // x-seen-* headers and naming the user in x-auth-user.
@@ -44,6 +45,10 @@ func authzHTTPServer(t *testing.T) *testutil.Server {
 			w.Header().Add("Set-Cookie", "csrf=1; Path=/")
 			w.Header().Add("Set-Cookie", "next=2; Path=/")
 			w.WriteHeader(http.StatusFound)
+		case strings.HasPrefix(p, "/accepted"):
+			// oauth2-proxy's /oauth2/auth allows with 202.
+			w.Header().Set("X-Auth-User", "ada")
+			w.WriteHeader(http.StatusAccepted)
 		case strings.HasPrefix(p, "/boom"):
 			w.WriteHeader(http.StatusServiceUnavailable)
 		case strings.HasPrefix(p, "/slow"):
@@ -350,4 +355,20 @@ func TestExtAuthzHTTPServiceConfigErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestExtAuthzHTTPServiceAllowsOnAny2xx checks that a 2xx other than 200
+// allows, as nginx's auth_request does (oauth2-proxy's /oauth2/auth answers
+// 202): the request reaches the upstream with the allowed headers.
+func TestExtAuthzHTTPServiceAllowsOnAny2xx(t *testing.T) {
+	up := headerEchoUpstream(t)
+	authz := authzHTTPServer(t)
+	p := gwtest.Start(t, authzHTTPConfig(up.Addr, authz.Addr, "", oauth2ProxyService))
+	bothProtocols(t, func(t *testing.T, c *http.Client, major int) {
+		resp, body := get(t, c, "http://"+p.Addr("http")+"/accepted/x")
+		if resp.StatusCode != 200 || resp.Header.Get("x-up-x-auth-user") != "ada" {
+			t.Fatalf("202 from the service: %d %q, upstream x-auth-user %q; want 200 from the upstream and ada",
+				resp.StatusCode, body, resp.Header.Get("x-up-x-auth-user"))
+		}
+	})
 }

@@ -24,7 +24,7 @@ import (
 )
 
 // HTTPService is Envoy's http_service: the check is an HTTP/1.1 request to
-// a host of Cluster, and the answer's status decides (200 allows, any
+// a host of Cluster, and the answer's status decides (a 2xx allows, any
 // other status below 500 denies with that status and the answer's body, a
 // 5xx or no answer is an error).
 //
@@ -355,16 +355,17 @@ func (s *httpService) exchange(ctx context.Context, hp *pool.Pool, uc *pool.Conn
 	return out, nil
 }
 
-// hdrHeadersToRemove lists, in a 200 answer, the request headers to remove
+// hdrHeadersToRemove lists, in an allowing answer, the request headers to remove
 // before the request goes upstream (Envoy's x-envoy-auth-headers-to-remove).
 const hdrHeadersToRemove = "x-envoy-auth-headers-to-remove"
 
 // answer maps the service's response head to the plugin API's response:
-// 200 allows, with the allowed upstream and client headers; any other
+// a 2xx allows (Envoy: only 200; nginx's auth_request: any 2xx, which
+// oauth2-proxy's 202 needs), with the allowed upstream and client headers; any other
 // status denies, with the allowed client headers (the body is filled in by
 // the caller). h is the request, for allowed_upstream_headers_to_append.
 func (s *httpService) answer(r *httpfilter.ResponseHeaders, h *httpfilter.RequestHeaders) *authapi.CheckResponse {
-	if r.Status != 200 {
+	if r.Status < 200 || r.Status > 299 {
 		d := &authapi.DeniedResponse{Status: uint32(r.Status)}
 		for i, fd := range r.Fields {
 			name := string(fd.Name)

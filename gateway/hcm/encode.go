@@ -45,13 +45,31 @@ func (s *stream) EncodeHeaders(h *httpfilter.ResponseHeaders, end bool) error {
 	if s.ended() || s.respStarted {
 		return errStreamEnded
 	}
+	var given []byte
+	givenAt := -1
 	for i := len(s.encoders) - 1; i >= 0; i-- {
-		if s.encoders[i].EncodeHeaders(h, end) != httpfilter.HeadersContinue {
-			// Encoder-side stops are not supported yet: treat as continue.
-			continue
+		// Encoder-side stops are not supported yet: treat as continue.
+		_ = s.encoders[i].EncodeHeaders(h, end)
+		if end {
+			if g, ok := s.encoders[i].(httpfilter.BodyGiver); ok {
+				if b := g.GiveBody(); len(b) > 0 {
+					given, givenAt, end = b, i, false
+				}
+			}
 		}
 	}
-	return s.writeHead(h, end)
+	if givenAt < 0 {
+		return s.writeHead(h, end)
+	}
+	if err := s.writeHead(h, false); err != nil {
+		return err
+	}
+	// The given body runs through the encoder filters after the giver.
+	b := buffer.New(given)
+	for i := givenAt - 1; i >= 0; i-- {
+		s.encoders[i].EncodeData(b, true)
+	}
+	return s.writeBody(b.Bytes(), true, false)
 }
 
 func (s *stream) writeHead(h *httpfilter.ResponseHeaders, end bool) error {

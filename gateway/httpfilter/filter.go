@@ -120,6 +120,20 @@ type BodyPacer interface {
 	Pace(n int) int
 }
 
+// BodyGiver is implemented by encoder filters that can give a response
+// head that arrives as the whole response (endStream true) a body of their
+// own: the cache filter, answering an upstream 304 to its own conditional
+// request with the body it stored. Right after such a filter's
+// EncodeHeaders with endStream true, the manager calls GiveBody; a
+// non-empty result makes the head go on through the encoder filters after
+// it with endStream false, and the bytes follow through them as the
+// response's only data, ending it. The bytes must not be modified by
+// anyone (filters after it get a buffer aliasing them only to read or
+// replace). Called on the stream's goroutine.
+type BodyGiver interface {
+	GiveBody() []byte
+}
+
 // TrailersToBody is implemented by encoder filters that carry a response's
 // trailers in its body (grpc_web: a trailers frame). When a response ends
 // with trailers, the manager calls EncodeTrailersToBody on such a filter in

@@ -44,9 +44,12 @@ const (
 	FlagDelayInjected
 	// FlagRateLimited: a rate limit filter refused the request (RL).
 	FlagRateLimited
+	// FlagResponseFromCacheFilter: the cache filter answered from its
+	// store (RFCF).
+	FlagResponseFromCacheFilter
 )
 
-var flagNames = [...]string{"NR", "UH", "UF", "UC", "UT", "UPE", "DPE", "DC", "UO", "UAEX", "SI", "LR", "RBAC", "FI", "DI", "RL"}
+var flagNames = [...]string{"NR", "UH", "UF", "UC", "UT", "UPE", "DPE", "DC", "UO", "UAEX", "SI", "LR", "RBAC", "FI", "DI", "RL", "RFCF"}
 
 // String returns the flags as Envoy prints them: codes joined by ',' or "-".
 func (f ResponseFlags) String() string {

@@ -4,6 +4,7 @@ package all
 
 import (
 	_ "github.com/sluice-proxy/sluice/gateway/filters/http/buffer"              // sluice.filters.http.buffer
+	_ "github.com/sluice-proxy/sluice/gateway/filters/http/cache"               // sluice.filters.http.cache
 	_ "github.com/sluice-proxy/sluice/gateway/filters/http/compressor"          // sluice.filters.http.compressor
 	_ "github.com/sluice-proxy/sluice/gateway/filters/http/cors"                // sluice.filters.http.cors
 	_ "github.com/sluice-proxy/sluice/gateway/filters/http/ext_authz"           // sluice.filters.http.ext_authz

@@ -40,6 +40,7 @@ func cacheFilter(maxSize, maxBody int) string {
 //	/vary     Vary: Accept-Language; /vary-ua Vary: User-Agent
 //	/nostore  no-store; /private private; /public public (all max-age=60)
 //	/expires  Expires a minute after Date, no Cache-Control
+//	/mid      max-age=60, midBody
 //	/big      max-age=60, a body of bigBody bytes
 //	/lru/*    max-age=60, a body of 4 KiB
 //	/stream   max-age=60: "part1", then, once release is closed, "part2"
@@ -54,6 +55,16 @@ type cacheOrigin struct {
 }
 
 const bigBody = 64 << 10
+
+// midBody is a 40 KiB body that is not one byte repeated, so that pieces
+// out of order would show.
+func midBody() []byte {
+	var b []byte
+	for i := 0; len(b) < 40<<10; i++ {
+		b = fmt.Appendf(b, "%08d|", i)
+	}
+	return b[:40<<10]
+}
 
 func (o *cacheOrigin) count(path string) int {
 	o.mu.Lock()
@@ -114,6 +125,10 @@ func (o *cacheOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		now := time.Now().UTC()
 		h.Set("Date", now.Format(http.TimeFormat))
 		h.Set("Expires", now.Add(time.Minute).Format(http.TimeFormat))
+	case p == "/mid":
+		h.Set("Cache-Control", "max-age=60")
+		w.Write(midBody())
+		return
 	case p == "/big":
 		h.Set("Cache-Control", "max-age=60")
 		w.Write([]byte(strings.Repeat("b", bigBody)))
@@ -165,7 +180,8 @@ func startCache(t *testing.T, maxSize, maxBody int) (*cacheOrigin, *testutil.Ser
 // TestCacheServesHitsWithoutTheUpstream: the second GET of a max-age=60
 // response (over HTTP/1.1 and HTTP/2) is answered from the cache with an
 // Age field and the upstream is not asked again; a HEAD is answered from
-// the GET's entry; an Expires-only response is stored too; the stats count
+// the GET's entry; a 40 KiB body comes back whole and in order; an
+// Expires-only response is stored too; the stats count
 // the hits, misses and insertions.
 func TestCacheServesHitsWithoutTheUpstream(t *testing.T) {
 	o, _, p, base := startCache(t, 1<<20, 64<<10)
@@ -194,14 +210,20 @@ func TestCacheServesHitsWithoutTheUpstream(t *testing.T) {
 	if n := o.count("/fresh"); n != 1 {
 		t.Errorf("the upstream saw /fresh %d times, want 1", n)
 	}
+	get(t, newClient(nil), base+"/mid")
+	for _, c := range []*http.Client{newClient(nil), h2cClient(nil)} {
+		if _, body := get(t, c, base+"/mid"); string(body) != string(midBody()) || o.count("/mid") != 1 {
+			t.Errorf("40 KiB body from the cache: %d bytes (equal: %v), upstream saw %d", len(body), string(body) == string(midBody()), o.count("/mid"))
+		}
+	}
 	get(t, newClient(nil), base+"/expires")
 	if _, body := get(t, newClient(nil), base+"/expires"); string(body) != "/expires 1" || o.count("/expires") != 1 {
 		t.Errorf("Expires response: second GET %q, upstream saw %d", body, o.count("/expires"))
 	}
-	waitCounter(t, admin, "http.ingress_http.cache.hits", 4)
+	waitCounter(t, admin, "http.ingress_http.cache.hits", 6)
 	c := adminCounters(t, admin)
-	if c["http.ingress_http.cache.misses"] != 2 || c["http.ingress_http.cache.insertions"] != 2 || c["http.ingress_http.cache.entries"] != 2 {
-		t.Errorf("misses %v insertions %v entries %v, want 2, 2, 2", c["http.ingress_http.cache.misses"],
+	if c["http.ingress_http.cache.misses"] != 3 || c["http.ingress_http.cache.insertions"] != 3 || c["http.ingress_http.cache.entries"] != 3 {
+		t.Errorf("misses %v insertions %v entries %v, want 3, 3, 3", c["http.ingress_http.cache.misses"],
 			c["http.ingress_http.cache.insertions"], c["http.ingress_http.cache.entries"])
 	}
 }

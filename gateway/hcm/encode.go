@@ -64,8 +64,9 @@ func (s *stream) EncodeHeaders(h *httpfilter.ResponseHeaders, end bool) error {
 	if err := s.writeHead(h, false); err != nil {
 		return err
 	}
-	// The given body runs through the encoder filters after the giver.
-	b := buffer.New(given)
+	// The given body runs through the encoder filters after the giver,
+	// as a copy: they may reuse the buffer's bytes.
+	b := buffer.New(append([]byte(nil), given...))
 	for i := givenAt - 1; i >= 0; i-- {
 		s.encoders[i].EncodeData(b, true)
 	}

@@ -127,9 +127,8 @@ type BodyPacer interface {
 // EncodeHeaders with endStream true, the manager calls GiveBody; a
 // non-empty result makes the head go on through the encoder filters after
 // it with endStream false, and the bytes follow through them as the
-// response's only data, ending it. The bytes must not be modified by
-// anyone (filters after it get a buffer aliasing them only to read or
-// replace). Called on the stream's goroutine.
+// response's only data, ending it (the manager passes them on as a copy,
+// so the giver may keep sharing them). Called on the stream's goroutine.
 type BodyGiver interface {
 	GiveBody() []byte
 }

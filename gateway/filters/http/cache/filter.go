@@ -2,6 +2,7 @@ package cache
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
@@ -28,9 +29,15 @@ type Factory struct {
 // from the cache, Envoy's.
 const ResponseDetails = "cache.response_from_cache_filter"
 
+// filters recycles stream instances: a stream that the cache does not
+// concern then allocates nothing.
+var filters = sync.Pool{New: func() any { return new(filter) }}
+
 // NewFilter implements httpfilter.Factory.
 func (f *Factory) NewFilter(cb httpfilter.DecoderCallbacks) any {
-	return &filter{fa: f, cb: cb}
+	fl := filters.Get().(*filter)
+	fl.fa, fl.cb = f, cb
+	return fl
 }
 
 // The states of a stream's filter.
@@ -52,14 +59,23 @@ type filter struct {
 	req     *httpfilter.RequestHeaders
 	state   uint8
 	auth    bool
-	key     []byte // base key of the request, in keyBuf when it fits
-	keyBuf  [128]byte
+	key     []byte // base key of the request
 	reqTime time.Time
 	old     *entry // the entry being revalidated; the body given after a 304
 	ins     *entry // the entry being filled
 	vary    []string
 	want    int64 // the response's Content-Length, -1 if none
+
+	// Kept across uses of the instance: the head and body buffer of
+	// responses served from the store.
+	resp    httpfilter.ResponseHeaders
+	out     buffer.Buffer
+	scratch []byte
+	age     [20]byte
 }
+
+// chunk is the most body bytes one EncodeData of a stored body carries.
+const chunk = 16 << 10
 
 var hdrAge = []byte("age")
 
@@ -130,7 +146,7 @@ func (fl *filter) DecodeHeaders(h *httpfilter.RequestHeaders, end bool) httpfilt
 	if len(h.Authority) == 0 || len(h.Path) == 0 {
 		return httpfilter.HeadersContinue
 	}
-	fl.key = appendBase(fl.keyBuf[:0], h)
+	fl.key = appendBase(fl.key[:0], h)
 	if !get && !head {
 		fl.state = stInvalidate
 		return httpfilter.HeadersContinue
@@ -200,8 +216,9 @@ func (fl *filter) serve(e *entry, h *httpfilter.RequestHeaders, age time.Duratio
 			notMod = ok1 && ok2 && !lm.After(t)
 		}
 	}
-	rh := &httpfilter.ResponseHeaders{Status: e.status}
-	rh.Fields = make([]httpfilter.Field, 0, len(e.fields)+1)
+	rh := &fl.resp
+	rh.Status = e.status
+	rh.Fields = rh.Fields[:0]
 	if notMod {
 		fl.fa.st.notModified.Inc()
 		rh.Status = 304
@@ -214,7 +231,7 @@ func (fl *filter) serve(e *entry, h *httpfilter.RequestHeaders, age time.Duratio
 	} else {
 		rh.Fields = append(rh.Fields, e.fields...)
 	}
-	rh.Fields = append(rh.Fields, httpfilter.Field{Name: hdrAge, Value: strconv.AppendInt(nil, int64(age/time.Second), 10)})
+	rh.Fields = append(rh.Fields, httpfilter.Field{Name: hdrAge, Value: strconv.AppendInt(fl.age[:0], int64(age/time.Second), 10)})
 	info := fl.cb.Info()
 	info.ResponseFlags |= httpfilter.FlagResponseFromCacheFilter
 	info.ResponseDetails = ResponseDetails
@@ -223,7 +240,20 @@ func (fl *filter) serve(e *entry, h *httpfilter.RequestHeaders, age time.Duratio
 	if fl.cb.EncodeHeaders(rh, end) != nil || end {
 		return
 	}
-	_ = fl.cb.EncodeData(buffer.New(e.body), true)
+	// The body goes out in copies: a filter after this one may reuse the
+	// buffer it is given (Reset, Append), which must not reach the
+	// stored bytes.
+	if fl.scratch == nil {
+		fl.scratch = make([]byte, 0, chunk)
+	}
+	for rest := e.body; len(rest) > 0; {
+		n := min(len(rest), chunk)
+		fl.out.Set(append(fl.scratch[:0], rest[:n]...))
+		rest = rest[n:]
+		if fl.cb.EncodeData(&fl.out, len(rest) == 0) != nil {
+			return
+		}
+	}
 }
 
 // DecodeData implements httpfilter.DecoderFilter.
@@ -239,7 +269,11 @@ func (fl *filter) DecodeTrailers(*httpfilter.Headers) httpfilter.TrailersStatus 
 // OnDestroy implements httpfilter.DecoderFilter: a response still being
 // stored did not end well (reset, truncated) and is dropped.
 func (fl *filter) OnDestroy() {
-	fl.ins, fl.old, fl.req, fl.state = nil, nil, nil, stOff
+	clear(fl.resp.Fields)
+	fl.resp.Fields = fl.resp.Fields[:0]
+	fl.out.Set(nil)
+	*fl = filter{key: fl.key[:0], resp: fl.resp, scratch: fl.scratch}
+	filters.Put(fl)
 }
 
 // EncodeHeaders implements httpfilter.EncoderFilter.
@@ -543,7 +577,7 @@ func (fl *filter) EncodeData(b *buffer.Buffer, end bool) httpfilter.DataStatus {
 		// replaces it.
 		b.Reset()
 		if end {
-			b.Append(fl.old.body)
+			b.Set(append([]byte(nil), fl.old.body...))
 			fl.old, fl.state = nil, stOff
 		}
 	}

@@ -1,0 +1,59 @@
+package cache
+
+import (
+	"testing"
+
+	"github.com/sluice-proxy/sluice/gateway/buffer"
+	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+)
+
+// TestHitIsMarkedFromCache: a response served from the store carries
+// Envoy's RFCF flag and response code details.
+func TestHitIsMarkedFromCache(t *testing.T) {
+	fa := benchFactory(nil)
+	run(fa, &benchCallbacks{}, request("GET"), response("max-age=60"), buffer.New(make([]byte, 1024)))
+	cb := &benchCallbacks{}
+	fl := fa.NewFilter(cb).(*filter)
+	if st := fl.DecodeHeaders(request("GET"), true); st != httpfilter.HeadersStopIteration {
+		t.Fatalf("DecodeHeaders on a stored URL: %v, want StopIteration", st)
+	}
+	fl.OnDestroy()
+	if cb.info.ResponseFlags&httpfilter.FlagResponseFromCacheFilter == 0 || cb.info.ResponseDetails != ResponseDetails {
+		t.Errorf("flags %v details %q, want RFCF and %q", cb.info.ResponseFlags, cb.info.ResponseDetails, ResponseDetails)
+	}
+	if cb.sent != 1+1024 {
+		t.Errorf("sent %d (head + body bytes), want %d", cb.sent, 1+1024)
+	}
+}
+
+// TestUnfinishedResponsesAreNotStored: a stream destroyed before its
+// response ended (reset), a body shorter than its Content-Length, and a
+// response with trailers leave nothing in the store.
+func TestUnfinishedResponsesAreNotStored(t *testing.T) {
+	fa := benchFactory(nil)
+	cb := &benchCallbacks{}
+	// Reset mid-body.
+	fl := fa.NewFilter(cb).(*filter)
+	fl.DecodeHeaders(request("GET"), true)
+	fl.EncodeHeaders(response("max-age=60"), false)
+	fl.EncodeData(buffer.New(make([]byte, 100)), false)
+	fl.OnDestroy()
+	// Truncated: Content-Length 1024, 100 bytes, end.
+	fl = fa.NewFilter(cb).(*filter)
+	fl.DecodeHeaders(request("GET"), true)
+	fl.EncodeHeaders(response("max-age=60"), false)
+	fl.EncodeData(buffer.New(make([]byte, 100)), true)
+	fl.OnDestroy()
+	// Trailers.
+	fl = fa.NewFilter(cb).(*filter)
+	fl.DecodeHeaders(request("GET"), true)
+	r := response("max-age=60")
+	r.Del("content-length")
+	fl.EncodeHeaders(r, false)
+	fl.EncodeData(buffer.New(make([]byte, 100)), false)
+	fl.EncodeTrailers(&httpfilter.Headers{})
+	fl.OnDestroy()
+	if n, _ := fa.store.usage(); n != 0 {
+		t.Errorf("%d entries stored, want 0", n)
+	}
+}

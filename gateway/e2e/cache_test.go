@@ -37,6 +37,7 @@ func cacheFilter(maxSize, maxBody int) string {
 //	          /fresh, 500 on /fresh-fail
 //	/reval    max-age=0 and ETag "v<version>"; 304 to a matching
 //	          If-None-Match
+//	/must     no-cache and ETag "m"; 304 to If-None-Match "m"
 //	/vary     Vary: Accept-Language; /vary-ua Vary: User-Agent
 //	/nostore  no-store; /private private; /public public (all max-age=60)
 //	/expires  Expires a minute after Date, no Cache-Control
@@ -104,6 +105,13 @@ func (o *cacheOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("ETag", tag)
 		if r.Header.Get("If-None-Match") == tag {
 			h.Set("X-Validated", fmt.Sprint(n))
+			w.WriteHeader(304)
+			return
+		}
+	case p == "/must":
+		h.Set("Cache-Control", "no-cache")
+		h.Set("ETag", `"m"`)
+		if r.Header.Get("If-None-Match") == `"m"` {
 			w.WriteHeader(304)
 			return
 		}
@@ -268,7 +276,9 @@ func TestCacheAnswersConditionalRequestsWith304(t *testing.T) {
 // TestCacheRevalidatesStaleEntries: a max-age=0 response with an ETag is
 // stored; the next GET goes upstream with If-None-Match, and the upstream's
 // 304 makes the cache send its stored body (over HTTP/1.1 and HTTP/2); a
-// new ETag gets a 200 that replaces the entry.
+// new ETag gets a 200 that replaces the entry. A no-cache response is
+// revalidated on each use, and a request's no-cache revalidates a fresh
+// entry.
 func TestCacheRevalidatesStaleEntries(t *testing.T) {
 	o, _, p, base := startCache(t, 1<<20, 64<<10)
 	admin, _ := p.WaitLog(t, "admin API", nil, ioTimeout)["address"].(string)
@@ -300,9 +310,21 @@ func TestCacheRevalidatesStaleEntries(t *testing.T) {
 	if _, body := get(t, newClient(nil), base+"/reval"); string(body) != "/reval 4" || o.lastINM("/reval") != `"v1"` {
 		t.Errorf("after replacement: %q (upstream saw If-None-Match %q), want the new stored body", body, o.lastINM("/reval"))
 	}
-	waitCounter(t, admin, "http.ingress_http.cache.revalidated", 3)
-	if c := adminCounters(t, admin); c["http.ingress_http.cache.validations"] != 4 {
-		t.Errorf("validations %v, want 4", c["http.ingress_http.cache.validations"])
+	// A no-cache response is stored but revalidated on every use.
+	get(t, newClient(nil), base+"/must")
+	if _, body := get(t, newClient(nil), base+"/must"); string(body) != "/must 1" || o.lastINM("/must") != `"m"` || o.count("/must") != 2 {
+		t.Errorf("no-cache response: %q, upstream saw %d requests, the last with If-None-Match %q; want the stored body after a 304",
+			body, o.count("/must"), o.lastINM("/must"))
+	}
+	// A request's no-cache revalidates a fresh entry.
+	get(t, newClient(nil), base+"/fresh")
+	get(t, newClient(nil), base+"/fresh", "Cache-Control", "no-cache")
+	if o.count("/fresh") != 2 || o.lastINM("/fresh") != `"f"` {
+		t.Errorf("request no-cache: upstream saw /fresh %d times, the last with If-None-Match %q; want 2 and \"f\"", o.count("/fresh"), o.lastINM("/fresh"))
+	}
+	waitCounter(t, admin, "http.ingress_http.cache.revalidated", 4)
+	if c := adminCounters(t, admin); c["http.ingress_http.cache.validations"] != 6 {
+		t.Errorf("validations %v, want 6", c["http.ingress_http.cache.validations"])
 	}
 }
 

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"testing"
+	"time"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
@@ -56,4 +57,31 @@ func TestUnfinishedResponsesAreNotStored(t *testing.T) {
 	if n, _ := fa.store.usage(); n != 0 {
 		t.Errorf("%d entries stored, want 0", n)
 	}
+}
+
+// TestEntriesExpireWithMaxAge: with a stepped clock, a max-age=10 entry
+// is served at 5 s with Age 5 and not at 11 s.
+func TestEntriesExpireWithMaxAge(t *testing.T) {
+	fa := benchFactory(nil)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	fa.now = func() time.Time { return now }
+	r := response("max-age=10")
+	r.Del("etag")
+	run(fa, &benchCallbacks{}, request("GET"), r, buffer.New(make([]byte, 1024)))
+	now = now.Add(5 * time.Second)
+	cb := &benchCallbacks{}
+	fl := fa.NewFilter(cb).(*filter)
+	if st := fl.DecodeHeaders(request("GET"), true); st != httpfilter.HeadersStopIteration {
+		t.Fatalf("at 5 s: %v, want a hit", st)
+	}
+	if got := string(fl.resp.Get("age")); got != "5" {
+		t.Errorf("at 5 s: age %q, want 5", got)
+	}
+	fl.OnDestroy()
+	now = now.Add(6 * time.Second)
+	fl = fa.NewFilter(cb).(*filter)
+	if st := fl.DecodeHeaders(request("GET"), true); st != httpfilter.HeadersContinue {
+		t.Errorf("at 11 s: %v, want a miss", st)
+	}
+	fl.OnDestroy()
 }

@@ -256,8 +256,12 @@ func (fl *filter) serve(e *entry, h *httpfilter.RequestHeaders, age time.Duratio
 	}
 }
 
-// DecodeData implements httpfilter.DecoderFilter.
+// DecodeData implements httpfilter.DecoderFilter: the body of a request
+// the cache answered goes nowhere.
 func (fl *filter) DecodeData(*buffer.Buffer, bool) httpfilter.DataStatus {
+	if fl.state == stServing {
+		return httpfilter.DataStopNoBuffer
+	}
 	return httpfilter.DataContinue
 }
 

@@ -117,6 +117,11 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 		invalidations: slab.Counter(scope + "invalidations"),
 		entries:       slab.Gauge(scope + "entries"), bytes: slab.Gauge(scope + "bytes"),
 	})
+	if !ctx.DryRun {
+		// A new generation starts with an empty store; the gauges
+		// describe it, not the previous generation's.
+		f.store.gauges()
+	}
 	return f, nil
 }
 

@@ -141,7 +141,7 @@ func (s *shadow) exchange(c *cluster.Cluster) error {
 	defer cancel()
 	hp := host.Pool
 	if tc := c.Cfg.TLS; tc != nil && tc.AutoSNI {
-		hp = hp.ForServerName(authorityHost(s.head.Authority))
+		hp = hp.ForServerName(http1.AuthorityHost(s.head.Authority))
 	}
 	proto := pool.HTTP1
 	switch c.Cfg.Protocol {

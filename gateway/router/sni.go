@@ -1,8 +1,7 @@
 package router
 
 import (
-	"net"
-
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/pool"
 )
 
@@ -17,18 +16,5 @@ func (f *filter) pool() *pool.Pool {
 	if tc := f.cluster.Cfg.TLS; tc == nil || !tc.AutoSNI || f.req == nil {
 		return p
 	}
-	return p.ForServerName(authorityHost(f.req.Authority))
-}
-
-// authorityHost is the host of an authority, without its port or an IPv6
-// literal's brackets.
-func authorityHost(a []byte) string {
-	s := string(a)
-	if h, _, err := net.SplitHostPort(s); err == nil {
-		return h
-	}
-	if len(s) > 1 && s[0] == '[' && s[len(s)-1] == ']' {
-		return s[1 : len(s)-1]
-	}
-	return s
+	return p.ForServerName(http1.AuthorityHost(f.req.Authority))
 }

@@ -1,5 +1,7 @@
 package http1
 
+import "net"
+
 // Checks of the request line's parts and of fields for other codecs: an
 // HTTP/2 request carries its request line as pseudo-fields (:method, :path,
 // :authority), which HPACK only checks as field values, and the router
@@ -32,3 +34,16 @@ func ValidPath(p string) bool {
 // non-empty host (RFC 3986) and no userinfo; requirePort demands a port,
 // as a CONNECT target does.
 func ValidAuthority(a string, requirePort bool) bool { return validHost(a, requirePort) }
+
+// AuthorityHost is the host of an authority (a Host header or
+// :authority), without its port or an IPv6 literal's brackets.
+func AuthorityHost(a []byte) string {
+	s := string(a)
+	if h, _, err := net.SplitHostPort(s); err == nil {
+		return h
+	}
+	if len(s) > 1 && s[0] == '[' && s[len(s)-1] == ']' {
+		return s[1 : len(s)-1]
+	}
+	return s
+}

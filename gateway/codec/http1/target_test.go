@@ -212,3 +212,14 @@ func FuzzFieldChecksAgreeWithHTTPGuts(f *testing.F) {
 	}
 	f.Fuzz(checkFieldAgreement)
 }
+
+func TestAuthorityHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"example.com": "example.com", "example.com:8443": "example.com", "[::1]:443": "::1",
+		"[::1]": "::1", "10.0.0.1:80": "10.0.0.1", "": "",
+	} {
+		if got := AuthorityHost([]byte(in)); got != want {
+			t.Errorf("AuthorityHost(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

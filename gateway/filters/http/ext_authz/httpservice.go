@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -182,7 +181,7 @@ func buildHTTPService(s *HTTPService, filterTimeout *config.Duration, ctx *regis
 	for i, h := range s.AuthorizationRequest.HeadersToAdd {
 		key := fmt.Sprintf("%sauthorization_request.headers_to_add[%d]", k, i)
 		name := strings.ToLower(h.Key)
-		if !isToken(name) {
+		if !http1.ValidFieldName(name) {
 			return nil, 0, registry.Errorf(key+".key", "%q is not a header name", h.Key)
 		}
 		if isFraming(name) || name == "host" {
@@ -246,7 +245,7 @@ func (s *httpService) check(ctx context.Context, h *httpfilter.RequestHeaders, b
 	}
 	hp := host.Pool
 	if s.autoSNI {
-		hp = hp.ForServerName(authorityHost(h.Authority))
+		hp = hp.ForServerName(http1.AuthorityHost(h.Authority))
 	}
 	head := s.head(h, partial)
 	uc, err := hp.Get(ctx)
@@ -394,7 +393,7 @@ func (s *httpService) answer(r *httpfilter.ResponseHeaders, h *httpfilter.Reques
 		if name == hdrHeadersToRemove {
 			for _, n := range strings.Split(string(fd.Value), ",") {
 				n = strings.ToLower(strings.TrimSpace(n))
-				if n != "" && n != "host" && isToken(n) {
+				if n != "" && n != "host" && http1.ValidFieldName(n) {
 					ok.HeadersToRemove = append(ok.HeadersToRemove, n)
 				}
 			}
@@ -428,33 +427,4 @@ func isFraming(name string) bool {
 		return true
 	}
 	return false
-}
-
-// isToken reports whether s is a non-empty RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// authorityHost is the host of an authority, without port or brackets.
-func authorityHost(a []byte) string {
-	s := string(a)
-	if h, _, err := net.SplitHostPort(s); err == nil {
-		return h
-	}
-	if len(s) > 1 && s[0] == '[' && s[len(s)-1] == ']' {
-		return s[1 : len(s)-1]
-	}
-	return s
 }

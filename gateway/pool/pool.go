@@ -85,6 +85,10 @@ type Conn struct {
 	src       *sendReader // R's source (see WriteOnRead)
 	watch     *bodyWatch  // WriteBody's, made by its first call
 	peek      *sockpeek.Peeker
+	// tls: the connection is TLS, whose socket may hold records that
+	// are no response (TLS 1.3 session tickets sent after the
+	// handshake), which no peek can tell from one.
+	tls bool
 }
 
 // newConn wraps nc as a pool connection with its response reader.
@@ -92,13 +96,14 @@ func newConn(nc net.Conn, p *Pool, held bool) *Conn {
 	src := newSendReader(nc)
 	abort := func() { _ = nc.SetDeadline(time.Unix(1, 0)) }
 	sock := nc
-	if tc, ok := nc.(*tls.Conn); ok {
+	tc, isTLS := nc.(*tls.Conn)
+	if isTLS {
 		// Any byte waiting on an idle TLS connection is a record we did
 		// not ask for (close_notify, a ticket): treat it as closing.
 		sock = tc.NetConn()
 	}
 	return &Conn{Conn: nc, R: http1.NewReader(src), Abort: abort, src: src, born: time.Now(), pool: p, breaker: held,
-		peek: sockpeek.NewPeeker(sock)}
+		peek: sockpeek.NewPeeker(sock), tls: isTLS}
 }
 
 // Close closes the connection for good.

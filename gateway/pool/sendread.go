@@ -118,7 +118,15 @@ func (w *bodyWatch) check() {
 // rest nor closes), is abandoned with ErrEarlyResponse, as Envoy passes on
 // a response that comes before the end of the request: the caller stops
 // sending and reads the response, and the connection is not reused.
+//
+// On a TLS connection the write is plain: bytes on its socket may be
+// records that are no response (a TLS 1.3 server sends its session
+// tickets after the handshake, unread until the response is), so no peek
+// can tell an early response there.
 func (c *Conn) WriteBody(b []byte) (int, error) {
+	if c.tls {
+		return c.Conn.Write(b)
+	}
 	w := c.watch
 	if w == nil {
 		w = &bodyWatch{peek: c.peek, conn: c.Conn}
@@ -147,10 +155,12 @@ func (c *Conn) WriteBody(b []byte) (int, error) {
 }
 
 // Answered reports whether the upstream has sent bytes not read yet: with
-// the request not all written, an early response. One non-blocking peek.
+// the request not all written, an early response. One non-blocking peek;
+// on a TLS connection only what was read already counts (bytes on its
+// socket may be a session ticket, see WriteBody).
 func (c *Conn) Answered() bool {
 	if len(c.R.Buffered()) > 0 {
 		return true
 	}
-	return c.peek.Peek() == sockpeek.Data
+	return !c.tls && c.peek.Peek() == sockpeek.Data
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -83,6 +84,59 @@ func TestHeadersWithUnderscoresAction(t *testing.T) {
 				if st[n] != want[n] {
 					t.Errorf("%s = %v, want %v", n, st[n], want[n])
 				}
+			}
+		})
+	}
+}
+
+// TestHeadersWithUnderscoresActionAppliesToTrailers checks that request
+// trailers get headers_with_underscores_action as the head does (Envoy's
+// codecs check every field block): DROP_HEADER removes x_t and forwards
+// x-ok, REJECT_REQUEST answers an HTTP/1.1 request 400
+// http1.unexpected_underscore and resets an HTTP/2 stream, so that a name
+// the head may not carry cannot reach the upstream as a trailer.
+func TestHeadersWithUnderscoresActionAppliesToTrailers(t *testing.T) {
+	up := testutil.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "body=%s x_t=%s x-ok=%s", b, r.Trailer.Get("x_t"), r.Trailer.Get("x-ok"))
+	}))
+	for _, action := range []string{"DROP_HEADER", "REJECT_REQUEST"} {
+		t.Run(action, func(t *testing.T) {
+			p := gwtest.Start(t, h2Config(fmt.Sprintf("headers_with_underscores_action = %q", action),
+				route(`prefix = "/"`, "up"), cluster("up", up.Addr)))
+			const want = "body=abc x_t= x-ok=2"
+
+			c := dial(t, p.Addr("http"))
+			br := bufio.NewReader(c)
+			fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nx_t: 1\r\nx-ok: 2\r\n\r\n")
+			resp, body := readResponse(t, br, "POST")
+			if action == "REJECT_REQUEST" {
+				if resp.StatusCode != 400 || !strings.Contains(string(body), "http1.unexpected_underscore") {
+					t.Errorf("HTTP/1.1 trailers: %d %q, want 400 naming http1.unexpected_underscore", resp.StatusCode, body)
+				}
+			} else if resp.StatusCode != 200 || string(body) != want {
+				t.Errorf("HTTP/1.1 trailers: %d %q, want 200 %q", resp.StatusCode, body, want)
+			}
+
+			req, _ := http.NewRequest("POST", "http://"+p.Addr("http")+"/", io.NopCloser(strings.NewReader("abc")))
+			req.ContentLength = -1
+			req.Trailer = http.Header{"X_t": {"1"}, "X-Ok": {"2"}}
+			r2, err := h2cClient(nil).Do(req)
+			if action == "REJECT_REQUEST" {
+				if err == nil {
+					b, _ := io.ReadAll(r2.Body)
+					r2.Body.Close()
+					t.Errorf("HTTP/2 trailers: %d %q, want the stream reset", r2.StatusCode, b)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("HTTP/2 trailers: %v", err)
+			}
+			b, _ := io.ReadAll(r2.Body)
+			r2.Body.Close()
+			if r2.StatusCode != 200 || string(b) != want {
+				t.Errorf("HTTP/2 trailers: %d %q, want 200 %q", r2.StatusCode, b, want)
 			}
 		})
 	}

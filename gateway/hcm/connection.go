@@ -342,7 +342,7 @@ func (c *connection) served() bool {
 // (Envoy's http1.unexpected_underscore) and the connection closes, as
 // after any codec error.
 func (c *connection) runRequest() bool {
-	if c.f.underscores != underscoresAllow && !c.f.checkUnderscores(&c.s.req.Headers, 0) {
+	if c.f.underscores != underscoresAllow && !c.f.checkUnderscores(&c.s.req.Headers.Headers, 0) {
 		c.f.stats.DownstreamCxProtocolError.Inc()
 		c.s.headReply(httpfilter.LocalReply{Status: 400, Flags: httpfilter.FlagDownstreamProtocolError, Details: underscoreDetails[0]})
 		return false

@@ -241,9 +241,14 @@ func (s *stream) readBody() {
 		if err == io.EOF {
 			s.requestEnded()
 			if t := body.Trailers(); t != nil && t.Len() > 0 {
-				s.trailers = t
-				s.advance()
-				return
+				if !s.trailerUnderscores(t, 0) {
+					return
+				}
+				if t.Len() > 0 {
+					s.trailers = t
+					s.advance()
+					return
+				}
 			}
 			s.cur.Set(nil)
 			s.onData(&s.cur, true)

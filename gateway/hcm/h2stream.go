@@ -82,7 +82,7 @@ func (s *stream) runH2() (abort bool) {
 	tooMany := regularFields(&req.Headers) > s.conn.f.cfg.MaxHeadersCount
 	s.begin(req)
 	s.info.Protocol = hs.proto
-	if f := s.conn.f; f.underscores != underscoresAllow && !f.checkUnderscores(&req.Headers, protoIndex(hs.proto)) {
+	if f := s.conn.f; f.underscores != underscoresAllow && !f.checkUnderscores(&req.Headers.Headers, protoIndex(hs.proto)) {
 		// Envoy's codecs reset such a stream (http2., http3.)
 		s.info.ResponseFlags |= httpfilter.FlagDownstreamProtocolError
 		s.info.ResponseDetails = underscoreDetails[protoIndex(hs.proto)]
@@ -329,6 +329,9 @@ func (s *stream) h2ReadBody() {
 					for _, v := range vv {
 						t.Add(name, v)
 					}
+				}
+				if !s.trailerUnderscores(t, protoIndex(s.info.Protocol)) {
+					return
 				}
 				if t.Len() > 0 {
 					s.trailers = t

@@ -57,11 +57,11 @@ func protoIndex(proto string) int {
 }
 
 // checkUnderscores applies headers_with_underscores_action to the request
-// head h received over the protocol of index pi, as Envoy's codecs do: a
+// head's (or trailers') fields h received over the protocol of index pi, as Envoy's codecs do: a
 // field whose name holds '_' is dropped (DROP_HEADER, each counted), or
 // rejects the request (REJECT_REQUEST, counted once): it reports false
 // then.
-func (f *Factory) checkUnderscores(h *httpfilter.RequestHeaders, pi int) bool {
+func (f *Factory) checkUnderscores(h *httpfilter.Headers, pi int) bool {
 	out := 0
 	for i := range h.Fields {
 		fl := h.Fields[i]
@@ -84,3 +84,25 @@ func (f *Factory) checkUnderscores(h *httpfilter.RequestHeaders, pi int) bool {
 // underscoreDetails are Envoy's response code details of a request
 // rejected for an underscore, by protocol index.
 var underscoreDetails = [3]string{"http1.unexpected_underscore", "http2.unexpected_underscore", "http3.unexpected_underscore"}
+
+// trailerUnderscores applies headers_with_underscores_action to the request
+// trailers t received over the protocol of index pi, as Envoy's codecs do
+// to every field block: fields are dropped (DROP_HEADER), or the request is
+// refused (REJECT_REQUEST) with a 400 and a close on HTTP/1.1 and a reset
+// on HTTP/2 and HTTP/3; it reports false then, the stream ended.
+func (s *stream) trailerUnderscores(t *httpfilter.Headers, pi int) bool {
+	f := s.conn.f
+	if f.underscores == underscoresAllow || f.checkUnderscores(t, pi) {
+		return true
+	}
+	if pi == 0 {
+		f.stats.DownstreamCxProtocolError.Inc()
+		s.SendLocalReply(httpfilter.LocalReply{Status: 400, Flags: httpfilter.FlagDownstreamProtocolError, Details: underscoreDetails[0]})
+		s.closeAfter = true
+		return false
+	}
+	s.info.ResponseFlags |= httpfilter.FlagDownstreamProtocolError
+	s.info.ResponseDetails = underscoreDetails[pi]
+	s.reset = true
+	return false
+}

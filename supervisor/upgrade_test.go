@@ -154,6 +154,9 @@ func waitPIDGone(t *testing.T, pid int) {
 
 func TestUpgradeReplacesSupervisorAndHandsOverConnections(t *testing.T) {
 	t.Parallel()
+	// Built first: a build under load takes longer than the in-flight
+	// request's read deadline, which runs from its send.
+	next := v2(t)
 	up := newUpstream(t)
 	ctl := controlPath(t)
 	exe := installBinary(t)
@@ -185,7 +188,7 @@ func TestUpgradeReplacesSupervisorAndHandsOverConnections(t *testing.T) {
 	}
 
 	s.rewrite(t, genConfig(up.addr, ctl, "two"))
-	replaceBinary(t, exe, v2(t))
+	replaceBinary(t, exe, next)
 	out, code, newPID := upgrade(t, ctl)
 	if code != 0 || !strings.Contains(out, "generation 2 serving") {
 		t.Fatalf("sluice upgrade = %d, %q; want 0 and generation 2 serving", code, out)

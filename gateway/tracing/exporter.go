@@ -31,6 +31,10 @@ type exporter struct {
 	stats atomic.Pointer[counters]
 	log   atomic.Pointer[zap.Logger]
 
+	// sending is held while a batch is sent (by run or flush), so that
+	// a flush waits for a send under way.
+	sending sync.Mutex
+
 	mu      sync.Mutex
 	queue   []*spanData
 	started bool
@@ -142,8 +146,10 @@ func Flush(ctx context.Context) {
 	}
 }
 
-// flush sends the queue now.
+// flush sends the queue now, after the send under way, if any, ended.
 func (e *exporter) flush() {
+	e.sending.Lock()
+	defer e.sending.Unlock()
 	e.mu.Lock()
 	batch := e.queue
 	e.queue = nil
@@ -164,6 +170,7 @@ func (e *exporter) run() {
 		case <-t.C:
 		case <-e.kick:
 		}
+		e.sending.Lock()
 		e.mu.Lock()
 		batch := e.queue
 		e.queue = nil
@@ -171,6 +178,7 @@ func (e *exporter) run() {
 		if len(batch) > 0 {
 			body = e.send(body[:0], batch)
 		}
+		e.sending.Unlock()
 	}
 }
 

@@ -68,3 +68,50 @@ func (d *deadlineRecorder) SetReadDeadline(t time.Time) error {
 }
 
 var _ http.ResponseWriter = (*deadlineRecorder)(nil)
+
+// TestBodyIdleSetsNoDeadlineAfterStop checks that once stop has returned
+// (the stream's handler may return right after, and x/net's response
+// writer is unusable then: a read deadline set on it panics), an expiry
+// already under way on the timer's goroutine no longer sets the read
+// deadline. The writer holds the expiry inside SetReadDeadline until stop
+// returns, or for 300ms when stop rightly waits for it.
+func TestBodyIdleSetsNoDeadlineAfterStop(t *testing.T) {
+	w := &lateDeadline{ResponseRecorder: httptest.NewRecorder(), entered: make(chan struct{}), stopped: make(chan struct{}),
+		result: make(chan bool, 1)}
+	bi := newBodyIdle(time.Millisecond, w)
+	bi.reading()
+	select {
+	case <-w.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the read was never expired")
+	}
+	bi.stop()
+	close(w.stopped)
+	select {
+	case late := <-w.result:
+		if late {
+			t.Fatal("the read deadline was set after stop returned")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("SetReadDeadline never finished")
+	}
+}
+
+// lateDeadline is a response writer whose SetReadDeadline reports entering,
+// then waits for stopped (or 300ms) and reports whether stop had returned.
+type lateDeadline struct {
+	*httptest.ResponseRecorder
+	entered, stopped chan struct{}
+	result           chan bool
+}
+
+func (d *lateDeadline) SetReadDeadline(time.Time) error {
+	close(d.entered)
+	select {
+	case <-d.stopped:
+		d.result <- true
+	case <-time.After(300 * time.Millisecond):
+		d.result <- false
+	}
+	return nil
+}

@@ -295,12 +295,15 @@ func (s *stream) h2ReadBody() {
 	// once the whole request is overdue.
 	var rqFired atomic.Bool
 	if d := s.requestDeadline(); !d.IsZero() {
-		w := s.h2.w
+		rk := &readKiller{w: s.h2.w}
 		t := time.AfterFunc(time.Until(d), func() {
 			rqFired.Store(true)
-			_ = http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
+			rk.kill()
 		})
-		defer t.Stop()
+		defer func() {
+			t.Stop()
+			rk.stop()
+		}()
 	}
 	for !s.ended() {
 		if bi != nil {
@@ -361,13 +364,13 @@ func (s *stream) h2ReadBody() {
 // The time the stream spends passing data down the chain does not count, as
 // on HTTP/1, where the read deadline is set before each read.
 type bodyIdle struct {
+	rk   readKiller
 	idle time.Duration
 	// deadline is when the read under way expires (nanoseconds since
 	// idleEpoch, monotonic); 0: no read under way; expired: the timer
 	// fired for it; stopped: the body is no longer read.
 	deadline atomic.Int64
 	timer    *time.Timer
-	w        http.ResponseWriter
 }
 
 const (
@@ -381,7 +384,7 @@ var idleEpoch = time.Now()
 func monoNow() int64 { return int64(time.Since(idleEpoch)) }
 
 func newBodyIdle(idle time.Duration, w http.ResponseWriter) *bodyIdle {
-	b := &bodyIdle{idle: idle, w: w}
+	b := &bodyIdle{idle: idle, rk: readKiller{w: w}}
 	b.timer = time.AfterFunc(idle, b.fire)
 	return b
 }
@@ -399,6 +402,7 @@ func (b *bodyIdle) done() bool {
 func (b *bodyIdle) stop() {
 	b.deadline.Store(bodyIdleStopped)
 	b.timer.Stop()
+	b.rk.stop()
 }
 
 // fire runs on the timer's goroutine.
@@ -418,10 +422,37 @@ func (b *bodyIdle) fire() {
 		}
 		if b.deadline.CompareAndSwap(d, bodyIdleExpired) {
 			// A past deadline unblocks the pending read at once.
-			_ = http.NewResponseController(b.w).SetReadDeadline(time.Unix(1, 0))
+			b.rk.kill()
 			return
 		}
 	}
+}
+
+// readKiller sets a past read deadline on a stream's response writer from
+// a timer's goroutine, never once stop has returned: the stream's handler
+// may have returned by then, and the x/net/http2 writer it returned with
+// is nil inside (a deadline set on it would panic the process).
+type readKiller struct {
+	mu      sync.Mutex
+	w       http.ResponseWriter
+	stopped bool
+}
+
+// kill sets a past read deadline, which unblocks the read under way, unless
+// stop ran.
+func (k *readKiller) kill() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.stopped {
+		_ = http.NewResponseController(k.w).SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// stop makes kill do nothing from now on; a kill under way ends first.
+func (k *readKiller) stop() {
+	k.mu.Lock()
+	k.stopped = true
+	k.mu.Unlock()
 }
 
 // h2Head writes the response head on the HTTP/2 stream.

@@ -218,7 +218,9 @@ func TestExtAuthzPluginUnavailableErrorSparesConcurrentChecks(t *testing.T) {
 	}
 	p := startAuthz(t, authzConfig(pluginBin(t, "crash"), up.Addr,
 		fmt.Sprintf("env = { SLUICE_TEST_FIFO = %q, SLUICE_TEST_RELEASE = %q }", fifo, release),
-		`      timeout = "10s"`, ""))
+		// The held check spans the test's steps, each bounded by
+		// ioTimeout: on a loaded machine 10s ran out and failed it 403.
+		`      timeout = "60s"`, ""))
 	base := "http://" + p.Addr("http")
 
 	held := make(chan int, 1)

@@ -8,6 +8,7 @@ import (
 	_ "github.com/sluice-proxy/sluice/gateway/filters/http/compressor"          // sluice.filters.http.compressor
 	_ "github.com/sluice-proxy/sluice/gateway/filters/http/cors"                // sluice.filters.http.cors
 	_ "github.com/sluice-proxy/sluice/gateway/filters/http/csrf"                // sluice.filters.http.csrf
+	_ "github.com/sluice-proxy/sluice/gateway/filters/http/decompressor"        // sluice.filters.http.decompressor
 	_ "github.com/sluice-proxy/sluice/gateway/filters/http/ext_authz"           // sluice.filters.http.ext_authz
 	_ "github.com/sluice-proxy/sluice/gateway/filters/http/fault"               // sluice.filters.http.fault
 	_ "github.com/sluice-proxy/sluice/gateway/filters/http/grpc_web"            // sluice.filters.http.grpc_web

@@ -232,6 +232,30 @@ func TestInvalidConfigsAreRejectedWithFileLineAndKey(t *testing.T) {
 			key:  `tracing\.random_sampling: must be a percentage in 0\.\.100`,
 		},
 		{
+			name: "csrf percentage out of range",
+			text: withHTTPFilter(good, csrfFilter+"      filter_enabled = 101\n"),
+			line: `filter_enabled = 101`,
+			key:  `config\.filter_enabled: must be a percentage`,
+		},
+		{
+			name: "csrf unknown per-route key",
+			text: config(1, route(`prefix = "/"`, "up")+perFilter("route", "sluice.filters.http.csrf", "shadow_enable = 100"), cluster("up", "127.0.0.1:1")),
+			line: `shadow_enable = 100`,
+			key:  `typed_per_filter_config\."sluice\.filters\.http\.csrf"\.shadow_enable`,
+		},
+		{
+			name: "decompressor unknown library",
+			text: withHTTPFilter(good, strings.Replace(decompressorFilter, `library = "gzip"`, `library = "lz4"`, 1)),
+			line: `library = "lz4"`,
+			key:  `decompressor_library\.library: must be gzip, brotli or zstd`,
+		},
+		{
+			name: "decompressor unknown direction key",
+			text: withHTTPFilter(good, decompressorFilter+"      response_direction_config = { common_config = { enable = true } }\n"),
+			line: `enable = true`,
+			key:  `response_direction_config\.common_config\.enable`,
+		},
+		{
 			name: "header append action",
 			text: config(1, route(`prefix = "/"`, "up", `response_headers_to_add = [{ key = "x-a", value = "b", append_action = "replace" }]`), cluster("up", "127.0.0.1:1")),
 			line: `append_action`,

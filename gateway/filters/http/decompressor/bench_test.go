@@ -65,3 +65,17 @@ func BenchmarkGzipRequestBody(b *testing.B) {
 func newReq() *httpfilter.RequestHeaders {
 	return &httpfilter.RequestHeaders{Method: []byte("POST"), Authority: []byte("a"), Path: []byte("/")}
 }
+
+// BenchmarkAdvertise is the default config's per-request cost: the
+// library's coding added to the request's Accept-Encoding.
+func BenchmarkAdvertise(b *testing.B) {
+	fa := build(b, true)
+	h := newReq()
+	b.ReportAllocs()
+	for b.Loop() {
+		h.Reset()
+		h.Add("accept-encoding", "br, zstd")
+		fl := fa.NewFilter(nil).(*filter)
+		fl.DecodeHeaders(h, true)
+	}
+}

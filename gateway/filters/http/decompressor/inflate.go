@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"errors"
 	"io"
+	"sync"
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
@@ -37,6 +38,14 @@ const brotliExcessiveInput = "brotli: excessive input"
 // readChunk is how many decompressed bytes one read asks for: Envoy's
 // default chunk_size.
 const readChunk = 4096
+
+// Pools of the gzip decoder's state (its window and tables are most of a
+// stream's cost) and of the read buffers, shared by every filter.
+var (
+	gzipPool  sync.Pool // *gzip.Reader
+	bufPool   sync.Pool // *bufio.Reader
+	chunkPool = sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }}
+)
 
 // Errors that end a decompressing stream.
 var (
@@ -132,10 +141,24 @@ func (z *inflater) decode() error {
 	var r io.Reader
 	switch z.lib {
 	case libGzip:
-		zr, err := gzip.NewReader(bufio.NewReaderSize(z, readChunk))
+		br, _ := bufPool.Get().(*bufio.Reader)
+		if br == nil {
+			br = bufio.NewReaderSize(z, readChunk)
+		} else {
+			br.Reset(z)
+		}
+		defer func() { br.Reset(nil); bufPool.Put(br) }()
+		zr, _ := gzipPool.Get().(*gzip.Reader)
+		var err error
+		if zr == nil {
+			zr, err = gzip.NewReader(br)
+		} else {
+			err = zr.Reset(br)
+		}
 		if err != nil {
 			return err
 		}
+		defer gzipPool.Put(zr)
 		r = zr
 	case libBrotli:
 		r = brotli.NewReader(z)
@@ -148,7 +171,9 @@ func (z *inflater) decode() error {
 		defer zr.Close()
 		r = zr
 	}
-	buf := make([]byte, readChunk)
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := *bp
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {

@@ -123,6 +123,7 @@ func TestDecompressorGzipBothWays(t *testing.T) {
 				}
 			})
 			t.Run("request bomb", func(t *testing.T) {
+				upBytes.Store(-1)
 				resp, body, err := post(cl.c, bomb)
 				if err != nil {
 					t.Fatal(err)

@@ -314,6 +314,15 @@ func (s *stream) SendLocalReply(r httpfilter.LocalReply) {
 		s.reset = true
 		return
 	}
+	if s.sendingLocal {
+		// A filter answered the stream's own local reply with another
+		// (it replaced a body it sees again as the reply's): a reset,
+		// not a recursion without end.
+		s.reset = true
+		return
+	}
+	s.sendingLocal = true
+	defer func() { s.sendingLocal = false }()
 	body := r.Body
 	if body == "" && r.Status >= 400 {
 		body = localBody(r)

@@ -119,7 +119,39 @@ func (f *deny) EncodeTrailers(*httpfilter.Headers) httpfilter.TrailersStatus {
 }
 func (f *deny) OnDestroy() {}
 
+// replyOnDataConfig is a misbehaving filter: every response body it sees,
+// its own local reply's included, it answers with a local reply.
+type replyOnDataConfig struct{}
+
+func (*replyOnDataConfig) Build(*registry.BuildContext) (any, error) {
+	return httpfilter.FactoryFunc(func(cb httpfilter.DecoderCallbacks) any { return &replyOnData{cb: cb} }), nil
+}
+
+type replyOnData struct{ cb httpfilter.DecoderCallbacks }
+
+func (f *replyOnData) DecodeHeaders(*httpfilter.RequestHeaders, bool) httpfilter.HeadersStatus {
+	return httpfilter.HeadersContinue
+}
+func (f *replyOnData) DecodeData(*buffer.Buffer, bool) httpfilter.DataStatus {
+	return httpfilter.DataContinue
+}
+func (f *replyOnData) DecodeTrailers(*httpfilter.Headers) httpfilter.TrailersStatus {
+	return httpfilter.TrailersContinue
+}
+func (f *replyOnData) EncodeHeaders(*httpfilter.ResponseHeaders, bool) httpfilter.HeadersStatus {
+	return httpfilter.HeadersContinue
+}
+func (f *replyOnData) EncodeData(*buffer.Buffer, bool) httpfilter.DataStatus {
+	f.cb.SendLocalReply(httpfilter.LocalReply{Status: 502, Body: "bad body\n"})
+	return httpfilter.DataContinue
+}
+func (f *replyOnData) EncodeTrailers(*httpfilter.Headers) httpfilter.TrailersStatus {
+	return httpfilter.TrailersContinue
+}
+func (f *replyOnData) OnDestroy() {}
+
 func init() {
+	registry.Register(registry.Info{Name: "sluice.filters.http.test_reply_on_data", Kind: registry.HTTP, New: func() registry.Config { return &replyOnDataConfig{} }})
 	registry.Register(registry.Info{Name: "sluice.filters.http.test_async", Kind: registry.HTTP, New: func() registry.Config { return &asyncConfig{} }})
 	registry.Register(registry.Info{Name: "sluice.filters.http.test_body_gate", Kind: registry.HTTP, New: func() registry.Config { return &bodyGateConfig{} }})
 	registry.Register(registry.Info{Name: "sluice.filters.http.test_deny", Kind: registry.HTTP, New: func() registry.Config { return &denyConfig{} }})
@@ -278,5 +310,25 @@ func TestTrailersReachAFilterHoldingTheBody(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || string(body) != `5 bytes, trailer "yes"` {
 		t.Fatalf("status %d body %q", resp.StatusCode, body)
+	}
+}
+
+// TestLocalReplyFromALocalReplyEndsTheStream checks that a filter sending a
+// local reply while the stream's own local reply passes through it (here:
+// for every response body) gets the stream reset, not an endless
+// recursion that would overflow the goroutine's stack and take the worker
+// down; the connection manager keeps serving.
+func TestLocalReplyFromALocalReplyEndsTheStream(t *testing.T) {
+	addr := start(t, echoUpstream(t), "sluice.filters.http.test_reply_on_data")
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := range 2 {
+		resp, err := c.Post("http://"+addr+"/", "text/plain", strings.NewReader("upstream body"))
+		if err == nil {
+			b, rerr := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if rerr == nil && resp.StatusCode == 200 {
+				t.Fatalf("request %d: got the upstream's 200 %q through a filter that replaces every body", i, b)
+			}
+		}
 	}
 }

@@ -33,6 +33,8 @@ type stream struct {
 	// bandwidth (httpfilter.BodyPacer).
 	pacers []httpfilter.BodyPacer
 	route  httpfilter.Route
+	// sendingLocal: SendLocalReply is under way on the stream.
+	sendingLocal bool
 	// decorated is the route decorator an ingress tracing manager puts in
 	// the response's x-envoy-decorator-operation ("" for none).
 	decorated  string

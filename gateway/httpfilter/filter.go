@@ -194,7 +194,9 @@ type DecoderCallbacks interface {
 	ContinueDecoding()
 	// SendLocalReply ends the stream with a locally generated response,
 	// which runs through the encoder filters. Any headers already sent
-	// downstream make the manager reset the stream instead.
+	// downstream make the manager reset the stream instead, and so does a
+	// call made while the stream's local reply is passing the encoder
+	// filters (an encoder filter rejecting the reply's own body).
 	SendLocalReply(r LocalReply)
 	// EncodeHeaders, EncodeData and EncodeTrailers start and continue the
 	// response; they are for the terminal filter (the router). Each returns

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 	"github.com/sluice-proxy/sluice/gateway/lb"
 )
@@ -193,7 +194,7 @@ func cookieValue(h *httpfilter.Headers, name string) ([]byte, bool) {
 		for len(rest) > 0 {
 			var pair []byte
 			pair, rest, _ = bytes.Cut(rest, []byte{';'})
-			k, v, found := bytes.Cut(trimOWS(pair), []byte{'='})
+			k, v, found := bytes.Cut(http1.TrimOWS(pair), []byte{'='})
 			if !found || string(k) != name {
 				continue
 			}
@@ -204,16 +205,6 @@ func cookieValue(h *httpfilter.Headers, name string) ([]byte, bool) {
 		}
 	}
 	return nil, false
-}
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // hashQueryParameter hashes the decoded value of the first parameter of

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"time"
 
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 	"github.com/sluice-proxy/sluice/gateway/internal/grpcwire"
 )
@@ -267,7 +268,7 @@ func parseRetryOn(v []byte, names map[string]uint16) uint16 {
 	for len(v) > 0 {
 		var name []byte
 		name, v, _ = bytes.Cut(v, comma)
-		on |= names[string(trimOWS(name))]
+		on |= names[string(http1.TrimOWS(name))]
 	}
 	return on
 }
@@ -281,7 +282,7 @@ func appendStatusCodes(codes []int, v []byte) []int {
 	for len(v) > 0 {
 		var item []byte
 		item, v, _ = bytes.Cut(v, comma)
-		if n, ok := parseUint(trimOWS(item)); ok && n >= 100 && n <= 599 && len(codes) < maxHeaderStatusCodes {
+		if n, ok := parseUint(http1.TrimOWS(item)); ok && n >= 100 && n <= 599 && len(codes) < maxHeaderStatusCodes {
 			codes = append(codes, int(n))
 		}
 	}

@@ -1,5 +1,7 @@
 package http1
 
+import "bytes"
+
 // Character classes of RFC 9110 §5.6.2 (tchar), §5.5 (field-vchar), and RFC
 // 3986 (URI characters), as lookup tables.
 var (
@@ -131,6 +133,33 @@ func trimOWS(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// TrimOWS removes leading and trailing optional whitespace (SP and HTAB,
+// RFC 9110 §5.6.3) from b.
+func TrimOWS(b []byte) []byte { return trimOWS(b) }
+
+// NextElem splits the first element off a comma-separated list (RFC 9110
+// §5.6.1), trimming optional whitespace; empty elements come back empty.
+// Filters that read list-valued fields (Accept-Encoding, Cache-Control,
+// Vary) walk them with it.
+func NextElem(list []byte) (elem, rest []byte) { return nextElem(list) }
+
+// HasToken reports whether the comma-separated list holds token, compared
+// case-insensitively, with an element's parameters (after '=' or ';')
+// ignored: "no-transform" in a Cache-Control value, "*" in a Vary.
+func HasToken(list []byte, token string) bool {
+	for rest := list; len(rest) > 0; {
+		var e []byte
+		e, rest = nextElem(rest)
+		if i := bytes.IndexAny(e, "=;"); i >= 0 {
+			e = trimOWS(e[:i])
+		}
+		if len(e) == len(token) && bytes.EqualFold(e, []byte(token)) {
+			return true
+		}
+	}
+	return false
 }
 
 // nextElem splits the first element off a comma-separated list (RFC 9110

@@ -223,3 +223,21 @@ func TestAuthorityHost(t *testing.T) {
 		}
 	}
 }
+
+func TestHasToken(t *testing.T) {
+	for _, tc := range []struct {
+		list, token string
+		want        bool
+	}{
+		{"max-age=0, No-Transform", "no-transform", true},
+		{"no-transformx", "no-transform", false},
+		{"gzip;q=0.5 ,\tbr", "br", true},
+		{"gzip;q=0.5", "gzip", true},
+		{"accept-encoding, *", "*", true},
+		{"", "*", false},
+	} {
+		if got := HasToken([]byte(tc.list), tc.token); got != tc.want {
+			t.Errorf("HasToken(%q, %q) = %v, want %v", tc.list, tc.token, got, tc.want)
+		}
+	}
+}

@@ -3,6 +3,8 @@ package cache
 import (
 	"net/http"
 	"time"
+
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 )
 
 // directives are the Cache-Control directives (RFC 9111 §5.2) the cache
@@ -31,7 +33,7 @@ func parseCacheControl(d *directives, v []byte) {
 		for i < len(v) && v[i] != ',' && v[i] != '=' {
 			i++
 		}
-		name := trimOWS(v[:i])
+		name := http1.TrimOWS(v[:i])
 		var val []byte
 		hasVal := false
 		v = v[i:]
@@ -57,7 +59,7 @@ func parseCacheControl(d *directives, v []byte) {
 				for j < len(v) && v[j] != ',' {
 					j++
 				}
-				val = trimOWS(v[:j])
+				val = http1.TrimOWS(v[:j])
 				v = v[j:]
 			}
 		}
@@ -143,7 +145,7 @@ func parseVary(names []string, v []byte) (out []string, star, ok bool) {
 		for i < len(v) && v[i] != ',' {
 			i++
 		}
-		name := trimOWS(v[:i])
+		name := http1.TrimOWS(v[:i])
 		v = v[min(i+1, len(v)):]
 		if len(name) == 0 {
 			continue
@@ -216,14 +218,6 @@ func eqFold(b []byte, s string) bool {
 func trimLeftOWS(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
 		b = b[1:]
-	}
-	return b
-}
-
-func trimOWS(b []byte) []byte {
-	b = trimLeftOWS(b)
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
 	}
 	return b
 }

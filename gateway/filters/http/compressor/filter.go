@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 	"github.com/sluice-proxy/sluice/gateway/stats"
@@ -265,7 +266,7 @@ func (f *filter) compressible(h *httpfilter.ResponseHeaders) bool {
 		return false
 	}
 	for i := range h.Fields {
-		if string(h.Fields[i].Name) == "cache-control" && hasToken(h.Fields[i].Value, "no-transform") {
+		if string(h.Fields[i].Name) == "cache-control" && http1.HasToken(h.Fields[i].Value, "no-transform") {
 			return false
 		}
 	}
@@ -355,7 +356,7 @@ func (p *acceptQ) add(v []byte) {
 	p.seen = true
 	for rest := v; len(rest) > 0; {
 		var elem []byte
-		elem, rest = nextElem(rest)
+		elem, rest = http1.NextElem(rest)
 		coding, params, _ := bytes.Cut(elem, []byte(";"))
 		coding = bytes.TrimSpace(coding)
 		if len(coding) == 0 {
@@ -415,14 +416,6 @@ func parseQ(v []byte) (int, bool) {
 	return q, q <= 1000
 }
 
-// nextElem splits the first element (trimmed) off a comma-separated list.
-func nextElem(v []byte) (elem, rest []byte) {
-	if i := bytes.IndexByte(v, ','); i >= 0 {
-		return bytes.TrimSpace(v[:i]), v[i+1:]
-	}
-	return bytes.TrimSpace(v), nil
-}
-
 // addVary adds accept-encoding to the response's Vary, unless it is there
 // or Vary is "*".
 func addVary(h *httpfilter.ResponseHeaders) {
@@ -430,25 +423,9 @@ func addVary(h *httpfilter.ResponseHeaders) {
 		if string(h.Fields[i].Name) != "vary" {
 			continue
 		}
-		if hasToken(h.Fields[i].Value, "accept-encoding") || hasToken(h.Fields[i].Value, "*") {
+		if http1.HasToken(h.Fields[i].Value, "accept-encoding") || http1.HasToken(h.Fields[i].Value, "*") {
 			return
 		}
 	}
 	h.Add("vary", "accept-encoding") // another Vary field line extends the list
-}
-
-// hasToken reports whether the comma-separated list v holds token
-// (case-insensitively; parameters after ';' or '=' ignored).
-func hasToken(v []byte, token string) bool {
-	for rest := v; len(rest) > 0; {
-		var e []byte
-		e, rest = nextElem(rest)
-		if i := bytes.IndexAny(e, "=;"); i >= 0 {
-			e = bytes.TrimSpace(e[:i])
-		}
-		if len(e) == len(token) && bytes.EqualFold(e, []byte(token)) {
-			return true
-		}
-	}
-	return false
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
 	"github.com/sluice-proxy/sluice/gateway/stats"
 )
@@ -210,7 +211,7 @@ func (f *filter) OnDestroy() {
 // noTransform reports whether Cache-Control has no-transform.
 func noTransform(h *httpfilter.Headers) bool {
 	for i := range h.Fields {
-		if string(h.Fields[i].Name) == "cache-control" && hasToken(h.Fields[i].Value, "no-transform") {
+		if string(h.Fields[i].Name) == "cache-control" && http1.HasToken(h.Fields[i].Value, "no-transform") {
 			return true
 		}
 	}
@@ -224,14 +225,14 @@ func firstCodingIs(h *httpfilter.Headers, coding string) bool {
 	if v == nil {
 		return false
 	}
-	first, _ := nextElem(v)
+	first, _ := http1.NextElem(v)
 	return bytes.EqualFold(first, []byte(coding))
 }
 
 // dropFirstCoding removes the first coding from Content-Encoding, and the
 // field when it had just that one.
 func dropFirstCoding(h *httpfilter.Headers) {
-	_, rest := nextElem(h.Get("content-encoding"))
+	_, rest := http1.NextElem(h.Get("content-encoding"))
 	rest = bytes.TrimSpace(rest)
 	if len(rest) == 0 {
 		h.Del("content-encoding")
@@ -250,7 +251,7 @@ func advertise(h *httpfilter.Headers, coding string) {
 		}
 		for rest := h.Fields[i].Value; len(rest) > 0; {
 			var e []byte
-			e, rest = nextElem(rest)
+			e, rest = http1.NextElem(rest)
 			c, _, _ := bytes.Cut(e, []byte(";"))
 			if len(e) == 0 || bytes.EqualFold(bytes.TrimSpace(c), []byte(coding)) {
 				continue
@@ -259,28 +260,4 @@ func advertise(h *httpfilter.Headers, coding string) {
 		}
 	}
 	h.Set("accept-encoding", string(append(b, coding...)))
-}
-
-// nextElem splits the first element (trimmed) off a comma-separated list.
-func nextElem(v []byte) (elem, rest []byte) {
-	if i := bytes.IndexByte(v, ','); i >= 0 {
-		return bytes.TrimSpace(v[:i]), v[i+1:]
-	}
-	return bytes.TrimSpace(v), nil
-}
-
-// hasToken reports whether the comma-separated list v holds token
-// (case-insensitively; parameters after '=' or ';' ignored).
-func hasToken(v []byte, token string) bool {
-	for rest := v; len(rest) > 0; {
-		var e []byte
-		e, rest = nextElem(rest)
-		if i := bytes.IndexAny(e, "=;"); i >= 0 {
-			e = bytes.TrimSpace(e[:i])
-		}
-		if bytes.EqualFold(e, []byte(token)) {
-			return true
-		}
-	}
-	return false
 }

@@ -245,7 +245,7 @@ func (f *filter) EncodeHeaders(h *httpfilter.ResponseHeaders, endStream bool) ht
 	}
 	fa.stats.Compressed.Inc()
 	h.Del("content-length")
-	h.Set("content-encoding", fa.lib.coding())
+	h.Set("content-encoding", fa.lib.Coding())
 	if etag != nil && !bytes.HasPrefix(etag, []byte("W/")) {
 		h.Set("etag", "W/"+string(etag))
 	}

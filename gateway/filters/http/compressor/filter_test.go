@@ -109,7 +109,7 @@ func TestChooseEncoding(t *testing.T) {
 			i, out := choose(&a, fa.chain, self, []byte("text/html"))
 			got := ""
 			if i >= 0 {
-				got = fs[i].lib.coding()
+				got = fs[i].lib.Coding()
 				if fs[i].name == "gzip9" {
 					got = "gzip9"
 				}

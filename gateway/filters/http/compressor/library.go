@@ -7,27 +7,19 @@ import (
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/sluice-proxy/sluice/gateway/internal/coding"
 )
 
-// library is a compression library: gzip, brotli or zstd.
-type library uint8
+// library is a compression library (coding.Library).
+type library = coding.Library
 
 const (
-	libGzip library = iota
-	libBrotli
-	libZstd
-	numLibraries
+	libGzip      = coding.Gzip
+	libBrotli    = coding.Brotli
+	libZstd      = coding.Zstd
+	numLibraries = coding.NumLibraries
 )
-
-// String is the library's config name, also its stat prefix.
-func (l library) String() string {
-	return [...]string{"gzip", "brotli", "zstd"}[l]
-}
-
-// coding is the library's content-coding (RFC 9110 §8.4.1).
-func (l library) coding() string {
-	return [...]string{"gzip", "br", "zstd"}[l]
-}
 
 // encoder is what the filter needs of a library's stream writer:
 // *gzip.Writer, *brotli.Writer and *zstd.Encoder all have it.

@@ -50,14 +50,14 @@ func TestEachLibraryStreams(t *testing.T) {
 			fs := buildChain(t, Config{Library: lib})
 			f := fs[0].NewFilter(nil).(*filter)
 			req := &httpfilter.RequestHeaders{Method: []byte("GET")}
-			req.Add("accept-encoding", fs[0].lib.coding())
+			req.Add("accept-encoding", fs[0].lib.Coding())
 			f.DecodeHeaders(req, true)
 			h := &httpfilter.ResponseHeaders{Status: 200}
 			h.Add("content-type", "text/plain")
 			f.EncodeHeaders(h, false)
 			coding := string(h.Get("content-encoding"))
-			if coding != fs[0].lib.coding() {
-				t.Fatalf("content-encoding %q, want %q", coding, fs[0].lib.coding())
+			if coding != fs[0].lib.Coding() {
+				t.Fatalf("content-encoding %q, want %q", coding, fs[0].lib.Coding())
 			}
 			var wire bytes.Buffer
 			send := func(p string, end bool) {
@@ -128,8 +128,8 @@ func BenchmarkResponse(b *testing.B) {
 					}
 					f.OnDestroy()
 				}
-				if string(h.Get("content-encoding")) != fs[0].lib.coding() {
-					b.Fatalf("content-encoding %q, want %q", h.Get("content-encoding"), fs[0].lib.coding())
+				if string(h.Get("content-encoding")) != fs[0].lib.Coding() {
+					b.Fatalf("content-encoding %q, want %q", h.Get("content-encoding"), fs[0].lib.Coding())
 				}
 			}
 		})
@@ -164,7 +164,7 @@ func TestAbortedStreamDoesNotSpoilThePool(t *testing.T) {
 			for range 5 {
 				run(true)
 				wire := run(false)
-				out, err := io.ReadAll(decoder(t, fa.lib.coding(), bytes.NewReader(wire)))
+				out, err := io.ReadAll(decoder(t, fa.lib.Coding(), bytes.NewReader(wire)))
 				if err != nil || string(out) != testPage {
 					t.Fatalf("after an aborted stream: decoded %d bytes, %v; want %d", len(out), err, len(testPage))
 				}

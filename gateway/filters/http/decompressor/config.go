@@ -141,7 +141,7 @@ func (c *Config) Build(ctx *registry.BuildContext) (any, error) {
 	if !isToken(dl.Name) {
 		return nil, registry.Errorf("decompressor_library.name", "required: a token without dots, got %q", dl.Name)
 	}
-	f := &Factory{lib: lib, coding: lib.coding(), ratio: DefaultMaxInflateRatio,
+	f := &Factory{lib: lib, coding: lib.Coding(), ratio: DefaultMaxInflateRatio,
 		req:       dirConfig{enabled: on(c.RequestDirectionConfig.CommonConfig.Enabled), ignoreNoTransform: c.RequestDirectionConfig.CommonConfig.IgnoreNoTransformHeader},
 		resp:      dirConfig{enabled: on(c.ResponseDirectionConfig.CommonConfig.Enabled), ignoreNoTransform: c.ResponseDirectionConfig.CommonConfig.IgnoreNoTransformHeader},
 		advertise: on(c.RequestDirectionConfig.AdvertiseAcceptEncoding)}

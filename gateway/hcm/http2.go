@@ -31,9 +31,6 @@ import (
 // h2Preface is the client connection preface (RFC 9113 §3.4).
 const h2Preface = h2codec.Preface
 
-// h2MaxFrameSize is the SETTINGS_MAX_FRAME_SIZE sluice advertises.
-const h2MaxFrameSize = 16384
-
 // h2PrefaceTail is what follows the part of the preface that parses as an
 // HTTP/1 request head ("PRI * HTTP/2.0" and an empty line).
 const h2PrefaceTail = "SM\r\n\r\n"

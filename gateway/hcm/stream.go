@@ -365,7 +365,6 @@ type decoratedRoute interface {
 // send back on an ingress response is kept in s.decorated.
 func (s *stream) decorateSpan(h *httpfilter.RequestHeaders) {
 	t := s.conn.f.tracer
-	s.decorated = ""
 	if t == nil {
 		return
 	}

@@ -182,16 +182,27 @@ func TestRouteMatchesPseudoHeaders(t *testing.T) {
     match = { prefix = "/", headers = [{ name = ":method", exact = "DELETE" }] }
     direct_response = { status = 405, body = "no deletes" }
     [[route_config.virtual_host.route]]
-    match = { prefix = "/", headers = [{ name = ":scheme", exact = "https" }, { name = ":authority", prefix = "admin." }] }
+    match = { prefix = "/", headers = [{ name = ":scheme", exact = "https" }] }
+    direct_response = { status = 421, body = "not over TLS here" }
+    [[route_config.virtual_host.route]]
+    match = { prefix = "/", headers = [{ name = ":authority", prefix = "admin." }, { name = ":path", prefix = "/x" }] }
     direct_response = { status = 403, body = "not here" }` + route(`prefix = "/"`, "up")
 	p := gwtest.Start(t, config(1, routes, cluster("up", up.Addr)))
 	base := "http://" + p.Addr("http")
 	for _, c := range []*http.Client{newClient(nil), h2cClient(nil)} {
 		for _, tc := range []struct {
-			method, body string
-			code         int
-		}{{"GET", "upstream GET", 200}, {"DELETE", "no deletes", 405}, {"POST", "upstream POST", 200}} {
+			method, host, body string
+			code               int
+		}{
+			{"GET", "", "upstream GET", 200},
+			{"DELETE", "", "no deletes", 405},
+			{"POST", "", "upstream POST", 200},
+			{"GET", "admin.example", "not here", 403}, // :authority and :path
+		} {
 			req, _ := http.NewRequest(tc.method, base+"/x", nil)
+			if tc.host != "" {
+				req.Host = tc.host
+			}
 			resp, err := c.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -199,7 +210,7 @@ func TestRouteMatchesPseudoHeaders(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != tc.code || string(b) != tc.body {
-				t.Errorf("%s %s: %d %q, want %d %q", resp.Proto, tc.method, resp.StatusCode, b, tc.code, tc.body)
+				t.Errorf("%s %s (host %q): %d %q, want %d %q", resp.Proto, tc.method, tc.host, resp.StatusCode, b, tc.code, tc.body)
 			}
 		}
 	}

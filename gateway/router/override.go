@@ -89,17 +89,17 @@ func scanOverrides(h *httpfilter.Headers, o *requestOverrides, codes []int) []in
 				o.retryHeader = true
 				o.retryOn |= parseRetryOn(fl.Value, grpcRetryOnNames)
 			case ovMaxRetries:
-				if v, ok := parseUint(fl.Value); ok {
+				if v, ok := http1.ParseUint(fl.Value); ok {
 					o.maxRetries, o.hasMaxRetries = int(min(v, maxHeaderRetries)), true
 				}
 			case ovRetriableStatus:
 				codes = appendStatusCodes(codes, fl.Value)
 			case ovTimeout:
-				if v, ok := parseUint(fl.Value); ok {
+				if v, ok := http1.ParseUint(fl.Value); ok {
 					o.timeout, o.hasTimeout = msDuration(v), true
 				}
 			case ovPerTryTimeout:
-				if v, ok := parseUint(fl.Value); ok {
+				if v, ok := http1.ParseUint(fl.Value); ok {
 					o.perTry, o.hasPerTry = msDuration(v), true
 				}
 			case ovTimeoutAltResponse:
@@ -245,22 +245,6 @@ func appendUint(b []byte, v uint64) []byte {
 	return append(b, tmp[i:]...)
 }
 
-// parseUint parses a decimal number of at most 19 digits (no sign, no
-// spaces: the codecs trimmed the value's ends).
-func parseUint(v []byte) (uint64, bool) {
-	if len(v) == 0 || len(v) > 19 {
-		return 0, false
-	}
-	var n uint64
-	for _, c := range v {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	return n, true
-}
-
 // parseRetryOn returns the conditions of a comma-separated list of names
 // (spaces around a name allowed); unknown names are ignored, as in Envoy.
 func parseRetryOn(v []byte, names map[string]uint16) uint16 {
@@ -282,7 +266,7 @@ func appendStatusCodes(codes []int, v []byte) []int {
 	for len(v) > 0 {
 		var item []byte
 		item, v, _ = bytes.Cut(v, comma)
-		if n, ok := parseUint(http1.TrimOWS(item)); ok && n >= 100 && n <= 599 && len(codes) < maxHeaderStatusCodes {
+		if n, ok := http1.ParseUint(http1.TrimOWS(item)); ok && n >= 100 && n <= 599 && len(codes) < maxHeaderStatusCodes {
 			codes = append(codes, int(n))
 		}
 	}
@@ -299,7 +283,7 @@ func parseGrpcTimeout(v []byte) (time.Duration, bool) {
 	if len(v) < 2 || len(v) > 9 {
 		return 0, false
 	}
-	n, ok := parseUint(v[:len(v)-1])
+	n, ok := http1.ParseUint(v[:len(v)-1])
 	if !ok {
 		return 0, false
 	}

@@ -162,6 +162,23 @@ func HasToken(list []byte, token string) bool {
 	return false
 }
 
+// ParseUint parses a decimal number of at most 19 digits, without sign or
+// spaces (a header value the codecs already trimmed): the numbers of
+// Envoy's x-envoy-* request headers.
+func ParseUint(v []byte) (uint64, bool) {
+	if len(v) == 0 || len(v) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
+}
+
 // nextElem splits the first element off a comma-separated list (RFC 9110
 // §5.6.1), trimming optional whitespace. Empty elements come back empty.
 func nextElem(list []byte) (elem, rest []byte) {

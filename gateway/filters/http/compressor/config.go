@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sluice-proxy/sluice/gateway/internal/coding"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 	"github.com/sluice-proxy/sluice/gateway/stats"
 )
@@ -121,9 +122,9 @@ var statNames = []string{
 // lib returns the configured library, or false for an unknown name.
 func (c *Config) lib() (library, bool) {
 	if c.Library == "" {
-		return libGzip, true
+		return coding.Gzip, true
 	}
-	for l := range numLibraries {
+	for l := range coding.NumLibraries {
 		if c.Library == l.String() {
 			return l, true
 		}
@@ -209,17 +210,17 @@ func (c *Config) buildLibrary(f *Factory) error {
 		return registry.Errorf(key, "is for library %q only; this filter's library is %q", map[string]string{
 			"compression_level": "gzip", "brotli": "brotli", "zstd": "zstd"}[key], f.lib)
 	}
-	if c.CompressionLevel != "" && f.lib != libGzip {
+	if c.CompressionLevel != "" && f.lib != coding.Gzip {
 		return only("compression_level")
 	}
-	if c.Brotli != nil && f.lib != libBrotli {
+	if c.Brotli != nil && f.lib != coding.Brotli {
 		return only("brotli")
 	}
-	if c.Zstd != nil && f.lib != libZstd {
+	if c.Zstd != nil && f.lib != coding.Zstd {
 		return only("zstd")
 	}
 	switch f.lib {
-	case libGzip:
+	case coding.Gzip:
 		level := gzip.DefaultCompression
 		switch lv := c.CompressionLevel; lv {
 		case "", "default_compression":
@@ -235,7 +236,7 @@ func (c *Config) buildLibrary(f *Factory) error {
 			level = n
 		}
 		f.pool = gzipPool(level)
-	case libBrotli:
+	case coding.Brotli:
 		o := brotliOptions{quality: DefaultBrotliQuality, lgwin: DefaultBrotliWindowBits}
 		if b := c.Brotli; b != nil {
 			if b.Quality != nil {
@@ -252,7 +253,7 @@ func (c *Config) buildLibrary(f *Factory) error {
 			}
 		}
 		f.pool = brotliPool(o)
-	case libZstd:
+	case coding.Zstd:
 		o := zstdOptions{level: DefaultZstdLevel}
 		if z := c.Zstd; z != nil {
 			if z.CompressionLevel != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/sluice-proxy/sluice/gateway/buffer"
 	"github.com/sluice-proxy/sluice/gateway/codec/http1"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/internal/coding"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 	"github.com/sluice-proxy/sluice/gateway/stats"
 )
@@ -235,7 +236,7 @@ func (f *filter) EncodeHeaders(h *httpfilter.ResponseHeaders, endStream bool) ht
 		fa.stats.HeaderWildcard.Inc()
 	default:
 		fa.stats.HeaderCompressorUsed.Inc()
-		if fa.lib == libGzip {
+		if fa.lib == coding.Gzip {
 			fa.stats.HeaderGzip.Inc()
 		}
 	}
@@ -342,12 +343,12 @@ func (f *filter) OnDestroy() { f.release() }
 type acceptQ struct {
 	seen, invalid  bool
 	wellFormed     bool // an element parsed
-	q              [numLibraries]int16
+	q              [coding.NumLibraries]int16
 	star, identity int16
 }
 
 func newAcceptQ() acceptQ {
-	return acceptQ{q: [numLibraries]int16{-1, -1, -1}, star: -1, identity: -1}
+	return acceptQ{q: [coding.NumLibraries]int16{-1, -1, -1}, star: -1, identity: -1}
 }
 
 // add reads one field value. It does not allocate: it runs for every
@@ -357,9 +358,9 @@ func (p *acceptQ) add(v []byte) {
 	for rest := v; len(rest) > 0; {
 		var elem []byte
 		elem, rest = http1.NextElem(rest)
-		coding, params, _ := bytes.Cut(elem, []byte(";"))
-		coding = bytes.TrimSpace(coding)
-		if len(coding) == 0 {
+		cc, params, _ := bytes.Cut(elem, []byte(";"))
+		cc = bytes.TrimSpace(cc)
+		if len(cc) == 0 {
 			continue
 		}
 		q := 1000
@@ -379,15 +380,15 @@ func (p *acceptQ) add(v []byte) {
 		}
 		p.wellFormed, p.invalid = true, false
 		switch {
-		case bytes.EqualFold(coding, []byte("gzip")), bytes.EqualFold(coding, []byte("x-gzip")):
-			p.q[libGzip] = int16(q)
-		case bytes.EqualFold(coding, []byte("br")):
-			p.q[libBrotli] = int16(q)
-		case bytes.EqualFold(coding, []byte("zstd")):
-			p.q[libZstd] = int16(q)
-		case string(coding) == "*":
+		case bytes.EqualFold(cc, []byte("gzip")), bytes.EqualFold(cc, []byte("x-gzip")):
+			p.q[coding.Gzip] = int16(q)
+		case bytes.EqualFold(cc, []byte("br")):
+			p.q[coding.Brotli] = int16(q)
+		case bytes.EqualFold(cc, []byte("zstd")):
+			p.q[coding.Zstd] = int16(q)
+		case string(cc) == "*":
 			p.star = int16(q)
-		case bytes.EqualFold(coding, []byte("identity")):
+		case bytes.EqualFold(cc, []byte("identity")):
 			p.identity = int16(q)
 		}
 	}

@@ -14,13 +14,6 @@ import (
 // library is a compression library (coding.Library).
 type library = coding.Library
 
-const (
-	libGzip      = coding.Gzip
-	libBrotli    = coding.Brotli
-	libZstd      = coding.Zstd
-	numLibraries = coding.NumLibraries
-)
-
 // encoder is what the filter needs of a library's stream writer:
 // *gzip.Writer, *brotli.Writer and *zstd.Encoder all have it.
 type encoder interface {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/sluice-proxy/sluice/gateway/buffer"
 	"github.com/sluice-proxy/sluice/gateway/httpfilter"
+	"github.com/sluice-proxy/sluice/gateway/internal/coding"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 )
 
@@ -41,7 +42,7 @@ func BenchmarkUncompressedBody(b *testing.B) {
 // decompressed in 16 KiB pieces.
 func BenchmarkGzipRequestBody(b *testing.B) {
 	fa := build(b, false)
-	in := compress(b, libGzip, text(64<<10))
+	in := compress(b, coding.Gzip, text(64<<10))
 	h := &httpfilter.RequestHeaders{Method: []byte("POST"), Authority: []byte("a"), Path: []byte("/")}
 	b.ReportAllocs()
 	b.SetBytes(64 << 10)

@@ -6,6 +6,7 @@
 package decompressor
 
 import (
+	"github.com/sluice-proxy/sluice/gateway/internal/coding"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 	"github.com/sluice-proxy/sluice/gateway/stats"
 )
@@ -95,7 +96,7 @@ func (c *Config) lib() (library, bool) {
 	if c.DecompressorLibrary == nil {
 		return 0, false
 	}
-	for l := range numLibraries {
+	for l := range coding.NumLibraries {
 		if c.DecompressorLibrary.Library == l.String() {
 			return l, true
 		}

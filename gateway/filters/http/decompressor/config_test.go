@@ -6,6 +6,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/sluice-proxy/sluice/gateway/internal/coding"
 	"github.com/sluice-proxy/sluice/gateway/registry"
 )
 
@@ -38,7 +39,7 @@ response_direction_config = { common_config = { ignore_no_transform_header = tru
 		t.Fatal(err)
 	}
 	fa := v.(*Factory)
-	if fa.lib != libBrotli || fa.coding != "br" || fa.ratio != 1000 || fa.req.enabled || !fa.resp.enabled || !fa.resp.ignoreNoTransform || fa.advertise {
+	if fa.lib != coding.Brotli || fa.coding != "br" || fa.ratio != 1000 || fa.req.enabled || !fa.resp.enabled || !fa.resp.ignoreNoTransform || fa.advertise {
 		t.Errorf("built %+v", fa)
 	}
 }

@@ -16,13 +16,6 @@ import (
 // library is a compression library (coding.Library).
 type library = coding.Library
 
-const (
-	libGzip      = coding.Gzip
-	libBrotli    = coding.Brotli
-	libZstd      = coding.Zstd
-	numLibraries = coding.NumLibraries
-)
-
 // zstdMaxWindow is the largest zstd window accepted: 8 MiB, what a decoder
 // of content-coding zstd must support (RFC 9659) and need not exceed.
 const zstdMaxWindow = 8 << 20
@@ -136,7 +129,7 @@ func (z *inflater) run() {
 func (z *inflater) decode() error {
 	var r io.Reader
 	switch z.lib {
-	case libGzip:
+	case coding.Gzip:
 		br, _ := bufPool.Get().(*bufio.Reader)
 		if br == nil {
 			br = bufio.NewReaderSize(z, readChunk)
@@ -156,9 +149,9 @@ func (z *inflater) decode() error {
 		}
 		defer gzipPool.Put(zr)
 		r = zr
-	case libBrotli:
+	case coding.Brotli:
 		r = brotli.NewReader(z)
-	case libZstd:
+	case coding.Zstd:
 		zr, err := zstd.NewReader(z, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
 			zstd.WithDecoderMaxWindow(zstdMaxWindow))
 		if err != nil {
@@ -179,7 +172,7 @@ func (z *inflater) decode() error {
 			}
 			z.out = append(z.out, buf[:n]...)
 		}
-		if err == io.EOF || z.lib == libBrotli && err != nil && err.Error() == brotliExcessiveInput {
+		if err == io.EOF || z.lib == coding.Brotli && err != nil && err.Error() == brotliExcessiveInput {
 			// The brotli decoder reports the bytes it staged past the
 			// end of the stream as an error, which it also does at the
 			// end of a valid stream fed a byte at a time: such bytes

@@ -13,6 +13,7 @@ import (
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
+	"github.com/sluice-proxy/sluice/gateway/internal/coding"
 )
 
 // text returns n bytes of text that compresses about 3:1, well within
@@ -32,15 +33,15 @@ func compress(t testing.TB, lib library, p []byte) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	switch lib {
-	case libGzip:
+	case coding.Gzip:
 		w := gzip.NewWriter(&b)
 		w.Write(p)
 		w.Close()
-	case libBrotli:
+	case coding.Brotli:
 		w := brotli.NewWriter(&b)
 		w.Write(p)
 		w.Close()
-	case libZstd:
+	case coding.Zstd:
 		w, _ := zstd.NewWriter(&b)
 		w.Write(p)
 		w.Close()
@@ -69,7 +70,7 @@ func feedAll(lib library, ratio int64, in []byte, n int, maxOut *int) ([]byte, e
 
 func TestInflaterRoundTripsEveryLibrary(t *testing.T) {
 	body := text(90000)
-	for lib := range numLibraries {
+	for lib := range coding.NumLibraries {
 		for _, n := range []int{1, 7, 4096, 1 << 20} {
 			got, err := feedAll(lib, 100, compress(t, lib, body), n, nil)
 			if err != nil || !bytes.Equal(got, body) {
@@ -83,9 +84,9 @@ func TestInflaterRoundTripsEveryLibrary(t *testing.T) {
 // zeros, about 64 KiB compressed) in 16 KiB pieces: it must end with
 // ErrRatio, having released no more than the ratio allows of what it read.
 func TestInflaterStopsBombsWithBoundedOutput(t *testing.T) {
-	bomb := compress(t, libGzip, make([]byte, 64<<20))
+	bomb := compress(t, coding.Gzip, make([]byte, 64<<20))
 	maxOut := 0
-	got, err := feedAll(libGzip, 100, bomb, 16<<10, &maxOut)
+	got, err := feedAll(coding.Gzip, 100, bomb, 16<<10, &maxOut)
 	if !errors.Is(err, ErrRatio) {
 		t.Fatalf("err %v, want ErrRatio", err)
 	}
@@ -95,7 +96,7 @@ func TestInflaterStopsBombsWithBoundedOutput(t *testing.T) {
 }
 
 func TestInflaterRejectsCorruptAndTrailingData(t *testing.T) {
-	good := compress(t, libGzip, []byte("hello, world"))
+	good := compress(t, coding.Gzip, []byte("hello, world"))
 	bad := append([]byte(nil), good...)
 	bad[12] ^= 0xff
 	for name, in := range map[string][]byte{
@@ -104,11 +105,11 @@ func TestInflaterRejectsCorruptAndTrailingData(t *testing.T) {
 		"not gzip":  []byte("plain text, not gzip at all"),
 		"trailing":  append(append([]byte(nil), good...), "junk"...),
 	} {
-		if _, err := feedAll(libGzip, 100, in, 5, nil); err == nil {
+		if _, err := feedAll(coding.Gzip, 100, in, 5, nil); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}
-	for lib := range numLibraries {
+	for lib := range coding.NumLibraries {
 		if _, err := feedAll(lib, 100, []byte("definitely not compressed data!!"), 8, nil); err == nil {
 			t.Errorf("%s: garbage decoded without error", lib)
 		}
@@ -119,9 +120,9 @@ func TestInflaterRejectsCorruptAndTrailingData(t *testing.T) {
 // leaves no goroutine behind.
 func TestInflaterCloseEndsGoroutine(t *testing.T) {
 	before := runtime.NumGoroutine()
-	in := compress(t, libGzip, []byte(strings.Repeat("x", 100000)))
+	in := compress(t, coding.Gzip, []byte(strings.Repeat("x", 100000)))
 	for range 50 {
-		z := newInflater(libGzip, 100)
+		z := newInflater(coding.Gzip, 100)
 		z.feed(in[:len(in)/2], false)
 		z.close()
 	}

@@ -1,6 +1,10 @@
 package fault
 
-import "time"
+import (
+	"time"
+
+	"github.com/sluice-proxy/sluice/gateway/codec/http1"
+)
 
 // The request headers that control faults (Envoy's names). They come from
 // the client: their values are parsed strictly, and a value that does not
@@ -30,17 +34,11 @@ const (
 
 // parseUint parses a non-empty string of at most 12 ASCII digits.
 func parseUint(v []byte) (int64, bool) {
-	if len(v) == 0 || len(v) > 12 {
+	if len(v) > 12 {
 		return 0, false
 	}
-	var n int64
-	for _, c := range v {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
+	n, ok := http1.ParseUint(v)
+	return int64(n), ok
 }
 
 // parseHTTPStatus parses x-envoy-fault-abort-request: 200 … 599.
